@@ -1,0 +1,324 @@
+package policy
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	cedar "github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
+)
+
+// The Cedar entity types of the Postern schema; see [SchemaText].
+const (
+	TypeAgent       types.EntityType = "Agent"
+	TypeGroup       types.EntityType = "Group"
+	TypeBinding     types.EntityType = "Binding"
+	TypeEnvironment types.EntityType = "Environment"
+	TypeAction      types.EntityType = "Action"
+)
+
+// ActionConnect is the action of opening a binding, the default of
+// [Request.Action].
+const ActionConnect = "connect"
+
+var (
+	connectUID  = types.NewEntityUID(TypeAction, ActionConnect)
+	emptyRecord = types.NewRecord(types.RecordMap{})
+	emptySet    = types.NewSet()
+)
+
+// A Principal is the agent asking, as its verified identity token describes
+// it. It becomes the entity Agent::"<ID>", a member of Group::"<g>" for each
+// of Groups, whose attributes are Attributes plus role = "agent".
+type Principal struct {
+	ID     string   // the token's subject; must not be empty
+	Groups []string // duplicates are harmless
+
+	// Attributes are the token's free attributes, as decoded from JSON:
+	// string -> String, bool -> Bool, an integral float64 or json.Number
+	// (or any Go integer) -> Long, []any or []string -> Set, map[string]any
+	// or map[string]string -> Record. A nil value is left out, as if absent.
+	// A fraction, a non-finite or out-of-range number, a null inside a set
+	// or any other Go type makes the request invalid: it is denied, with the
+	// reason in Decision.Errors. An attribute named "role" is overridden.
+	Attributes map[string]any
+}
+
+// A Resource is the binding asked for, as the relay's catalog describes it.
+// It becomes the entity Binding::"<Name>", a member of
+// Environment::"<Environment>" when Environment is not empty, with the
+// attributes kind, environment and labels (always present, maybe empty).
+type Resource struct {
+	Name        string // must not be empty
+	Kind        string // "postgres", "http", "tcp", ...
+	Environment string // "staging", "prod", ...; may be empty
+	Labels      []string
+}
+
+// A Request is one access to decide.
+type Request struct {
+	Principal Principal
+	Action    string // an action name: Action::"<Action>"; empty means ActionConnect
+	Resource  Resource
+
+	// Time becomes context.time (a Cedar datetime, millisecond precision);
+	// the zero Time means now.
+	Time time.Time
+	// SourceIP becomes context.source_ip (a Cedar ipaddr) when valid. An
+	// IPv4-mapped IPv6 address (::ffff:a.b.c.d, as a dual-stack socket
+	// reports it) is unmapped so that IPv4 ranges match it; a zone is dropped.
+	SourceIP netip.Addr
+	// Details become context.details, a record of strings, always present.
+	Details map[string]string
+}
+
+// An EvalError is an error raised while deciding a request. PolicyID names
+// the policy whose evaluation failed, or is empty when the request itself
+// could not be turned into Cedar (it is then denied without evaluation).
+type EvalError struct {
+	PolicyID string
+	Message  string
+}
+
+// A Decision is the outcome of [Set.Authorize].
+type Decision struct {
+	Allowed bool
+
+	// Policies are the @ids of the policies that decided, in load order:
+	// when allowed, the permits that matched; when denied by policy, the
+	// forbids that matched or failed to evaluate; empty on the default deny
+	// (no permit matched) and on an invalid request.
+	Policies []string
+
+	// Errors lists every evaluation error, permits' included, in load
+	// order. A forbid that fails to evaluate denies the request (Cedar
+	// would skip it and fail open); a permit that fails does not permit.
+	Errors []EvalError
+}
+
+// String returns "allow (id, ...)", "deny (id, ...)", "deny (no policy
+// permits)" or "deny (invalid request: reason)".
+func (d Decision) String() string {
+	var b strings.Builder
+	if d.Allowed {
+		b.WriteString("allow (")
+	} else {
+		b.WriteString("deny (")
+	}
+	switch {
+	case len(d.Policies) > 0:
+		b.WriteString(strings.Join(d.Policies, ", "))
+	case !d.Allowed && len(d.Errors) > 0 && d.Errors[0].PolicyID == "":
+		b.WriteString("invalid request: ")
+		b.WriteString(d.Errors[0].Message)
+	default:
+		b.WriteString("no policy permits")
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// Authorize decides req: allow only if some permit matches and no forbid
+// matches or fails to evaluate. A nil or empty Set denies everything.
+func (s *Set) Authorize(req Request) Decision {
+	if s.Len() == 0 {
+		return Decision{}
+	}
+	creq, ents, err := buildRequest(&req)
+	if err != nil {
+		return Decision{Errors: []EvalError{{Message: err.Error()}}}
+	}
+
+	var buf [8][]*entry
+	c := &candidates{lists: buf[:0]}
+	c.add(s.idx.always)
+	c.add(s.idx.byPrincipal[creq.Principal])
+	for _, g := range ents.groups {
+		c.add(s.idx.byPrincipal[g])
+	}
+	c.add(s.idx.byResource[creq.Resource])
+	if req.Resource.Environment != "" {
+		c.add(s.idx.byResource[types.NewEntityUID(TypeEnvironment, types.String(req.Resource.Environment))])
+	}
+	c.add(s.idx.byAction[creq.Action])
+	if c.len() == 0 {
+		return Decision{}
+	}
+
+	dec, diag := cedar.Authorize(c, ents, creq)
+	return s.decision(dec, diag)
+}
+
+func (s *Set) decision(dec cedar.Decision, diag cedar.Diagnostic) Decision {
+	var d Decision
+	var deciders []*entry
+	failedForbid := false
+	if len(diag.Errors) > 0 {
+		failed := make([]*entry, 0, len(diag.Errors))
+		for _, de := range diag.Errors {
+			failed = append(failed, s.byID[de.PolicyID])
+		}
+		sortEntries(failed)
+		d.Errors = make([]EvalError, len(failed))
+		for i, e := range failed {
+			// cedar-go's messages repeat the ID ("while evaluating policy
+			// `x`: ..."); look the message up again in sorted order.
+			d.Errors[i] = EvalError{PolicyID: string(e.id), Message: errorMessage(diag.Errors, e.id)}
+			if e.forbid {
+				deciders = append(deciders, e)
+				failedForbid = true
+			}
+		}
+	}
+	switch {
+	case dec == cedar.Deny:
+		for _, r := range diag.Reasons {
+			deciders = append(deciders, s.byID[r.PolicyID])
+		}
+	case failedForbid:
+		// cedar-go skipped the failing forbid and allowed: fail closed.
+	default:
+		d.Allowed = true
+		for _, r := range diag.Reasons {
+			deciders = append(deciders, s.byID[r.PolicyID])
+		}
+	}
+	if len(deciders) > 0 {
+		sortEntries(deciders)
+		d.Policies = make([]string, len(deciders))
+		for i, e := range deciders {
+			d.Policies[i] = string(e.id)
+		}
+	}
+	return d
+}
+
+func sortEntries(es []*entry) {
+	if len(es) > 1 {
+		slices.SortFunc(es, func(a, b *entry) int { return a.ord - b.ord })
+	}
+}
+
+func errorMessage(errs []cedar.DiagnosticError, id cedar.PolicyID) string {
+	for _, e := range errs {
+		if e.PolicyID == id {
+			return e.Message
+		}
+	}
+	return ""
+}
+
+// requestEntities serves the two entities of a request that have parents or
+// attributes. Groups and Environments have neither, so they need no entity:
+// Cedar treats a missing entity as one without parents and attributes.
+type requestEntities struct {
+	principal types.Entity
+	resource  types.Entity
+	groups    []types.EntityUID // distinct
+}
+
+func (r *requestEntities) Get(uid types.EntityUID) (types.Entity, bool) {
+	switch uid {
+	case r.principal.UID:
+		return r.principal, true
+	case r.resource.UID:
+		return r.resource, true
+	}
+	return types.Entity{}, false
+}
+
+var (
+	errNoPrincipal = errors.New("principal ID is empty")
+	errNoResource  = errors.New("resource name is empty")
+)
+
+func buildRequest(req *Request) (types.Request, *requestEntities, error) {
+	p, r := &req.Principal, &req.Resource
+	if p.ID == "" {
+		return types.Request{}, nil, errNoPrincipal
+	}
+	if r.Name == "" {
+		return types.Request{}, nil, errNoResource
+	}
+	attrs, err := convertAttributes(p.Attributes)
+	if err != nil {
+		return types.Request{}, nil, err
+	}
+
+	ents := &requestEntities{}
+	if len(p.Groups) > 0 {
+		ents.groups = make([]types.EntityUID, 0, len(p.Groups))
+		for _, g := range p.Groups {
+			uid := types.NewEntityUID(TypeGroup, types.String(g))
+			if !containsUID(ents.groups, uid) {
+				ents.groups = append(ents.groups, uid)
+			}
+		}
+	}
+	ents.principal = types.Entity{
+		UID:        types.NewEntityUID(TypeAgent, types.String(p.ID)),
+		Parents:    types.NewEntityUIDSet(ents.groups...),
+		Attributes: attrs,
+	}
+
+	labels := emptySet
+	if len(r.Labels) > 0 {
+		vals := make([]types.Value, len(r.Labels))
+		for i, l := range r.Labels {
+			vals[i] = types.String(l)
+		}
+		labels = types.NewSet(vals...)
+	}
+	var envs []types.EntityUID
+	if r.Environment != "" {
+		envs = []types.EntityUID{types.NewEntityUID(TypeEnvironment, types.String(r.Environment))}
+	}
+	ents.resource = types.Entity{
+		UID:     types.NewEntityUID(TypeBinding, types.String(r.Name)),
+		Parents: types.NewEntityUIDSet(envs...),
+		Attributes: types.NewRecord(types.RecordMap{
+			"kind":        types.String(r.Kind),
+			"environment": types.String(r.Environment),
+			"labels":      labels,
+		}),
+	}
+
+	action := connectUID
+	if req.Action != "" && req.Action != ActionConnect {
+		action = types.NewEntityUID(TypeAction, types.String(req.Action))
+	}
+
+	return types.Request{
+		Principal: ents.principal.UID,
+		Action:    action,
+		Resource:  ents.resource.UID,
+		Context:   buildContext(req),
+	}, ents, nil
+}
+
+func buildContext(req *Request) types.Record {
+	t := req.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	details := emptyRecord
+	if len(req.Details) > 0 {
+		m := make(types.RecordMap, len(req.Details))
+		for k, v := range req.Details {
+			m[types.String(k)] = types.String(v)
+		}
+		details = types.NewRecord(m)
+	}
+	ctx := types.RecordMap{
+		"time":    types.NewDatetime(t),
+		"details": details,
+	}
+	if ip := req.SourceIP; ip.IsValid() {
+		ip = ip.Unmap().WithZone("")
+		ctx["source_ip"] = types.IPAddr(netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	return types.NewRecord(ctx)
+}

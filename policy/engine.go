@@ -1,0 +1,82 @@
+package policy
+
+import "sync/atomic"
+
+// An Engine holds the current Set for a relay and lets it be replaced while
+// decisions are being made. Its zero value holds no Set and denies every
+// request. It is safe for concurrent use.
+type Engine struct {
+	cur atomic.Pointer[generation]
+}
+
+// A generation is one Set and the channel closed when it is replaced.
+type generation struct {
+	set     *Set
+	changed chan struct{}
+}
+
+// NewEngine returns an Engine holding s (nil denies everything).
+func NewEngine(s *Set) *Engine {
+	e := &Engine{}
+	e.cur.Store(&generation{set: s, changed: make(chan struct{})})
+	return e
+}
+
+func (e *Engine) load() *generation {
+	if g := e.cur.Load(); g != nil {
+		return g
+	}
+	// The zero Engine: install an empty generation so that Changed has a
+	// channel to hand out. Losing the race to another caller is fine.
+	e.cur.CompareAndSwap(nil, &generation{changed: make(chan struct{})})
+	return e.cur.Load()
+}
+
+// Authorize decides req with the current Set, as [Set.Authorize] does. A
+// decision that has started finishes on the Set it started with, even if
+// Swap replaces it meanwhile.
+func (e *Engine) Authorize(req Request) Decision {
+	return e.load().set.Authorize(req)
+}
+
+// Set returns the current Set; nil for the zero Engine.
+func (e *Engine) Set() *Set {
+	return e.load().set
+}
+
+// Swap makes s the current Set and then closes the channel that Changed
+// returned until now. It never blocks.
+func (e *Engine) Swap(s *Set) {
+	next := &generation{set: s, changed: make(chan struct{})}
+	prev := e.cur.Swap(next)
+	if prev == nil {
+		return // the zero Engine: nobody can be waiting yet
+	}
+	close(prev.changed)
+}
+
+// Changed returns a channel that is closed when the current Set is replaced.
+// Each Swap closes it and installs a fresh one, so call Changed again after
+// it fires. To re-scope without missing a swap, use [Engine.Current], which
+// returns the Set and its channel together.
+func (e *Engine) Changed() <-chan struct{} {
+	return e.load().changed
+}
+
+// Current returns the current Set and the channel that is closed when it is
+// replaced, read together: whatever a caller derives from the Set (a
+// catalog) stays valid until the channel is closed.
+//
+//	for {
+//		set, changed := engine.Current()
+//		rescope(set)
+//		select {
+//		case <-changed:
+//		case <-ctx.Done():
+//			return
+//		}
+//	}
+func (e *Engine) Current() (*Set, <-chan struct{}) {
+	g := e.load()
+	return g.set, g.changed
+}
