@@ -1,0 +1,197 @@
+package policy
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	cedar "github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
+)
+
+// TestIndexMatchesCedar checks the scope index against cedar-go evaluating
+// every policy over an entity map built independently of buildRequest: for
+// random policy sets and requests, the decision, the deciding policies and
+// the erroring policies must be the same.
+func TestIndexMatchesCedar(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 40 {
+		src := randomPolicies(rng, 1+rng.IntN(40))
+		set := mustParse(t, src)
+		ref, err := cedar.NewPolicyListFromBytes("ref.cedar", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		refSet := cedar.NewPolicySet()
+		forbids := map[string]bool{}
+		for _, p := range ref {
+			id := string(p.Annotations()["id"])
+			refSet.Add(cedar.PolicyID(id), p)
+			forbids[id] = p.Effect() == cedar.Forbid
+		}
+		for range 150 {
+			req := randomRequest(rng)
+			got := set.Authorize(req)
+			allowed, policies, errIDs := reference(refSet, forbids, req)
+
+			gotPolicies := slices.Sorted(slices.Values(got.Policies))
+			var gotErrs []string
+			for _, e := range got.Errors {
+				gotErrs = append(gotErrs, e.PolicyID)
+			}
+			slices.Sort(gotErrs)
+			if got.Allowed != allowed || !slices.Equal(gotPolicies, policies) || !slices.Equal(gotErrs, errIDs) {
+				t.Fatalf("round %d: request %+v\npolicies:\n%s\ngot      %v %q errors %q\nexpected %v %q errors %q",
+					round, req, src, got.Allowed, gotPolicies, gotErrs, allowed, policies, errIDs)
+			}
+		}
+	}
+}
+
+// reference decides req with cedar-go over all policies, applying Postern's
+// rule that an erroring forbid denies.
+func reference(ps *cedar.PolicySet, forbids map[string]bool, req Request) (bool, []string, []string) {
+	p, r := req.Principal, req.Resource
+	ents := types.EntityMap{}
+	var groups []types.EntityUID
+	for _, g := range p.Groups {
+		uid := types.NewEntityUID("Group", types.String(g))
+		groups = append(groups, uid)
+		ents[uid] = types.Entity{UID: uid}
+	}
+	attrs := types.RecordMap{"role": types.String("agent")}
+	if lvl, ok := p.Attributes["level"]; ok {
+		attrs["level"] = types.Long(lvl.(int))
+	}
+	agentUID := types.NewEntityUID("Agent", types.String(p.ID))
+	ents[agentUID] = types.Entity{UID: agentUID, Parents: types.NewEntityUIDSet(groups...), Attributes: types.NewRecord(attrs)}
+	var envs []types.EntityUID
+	if r.Environment != "" {
+		env := types.NewEntityUID("Environment", types.String(r.Environment))
+		envs = append(envs, env)
+		ents[env] = types.Entity{UID: env}
+	}
+	var labels []types.Value
+	for _, l := range r.Labels {
+		labels = append(labels, types.String(l))
+	}
+	bindingUID := types.NewEntityUID("Binding", types.String(r.Name))
+	ents[bindingUID] = types.Entity{UID: bindingUID, Parents: types.NewEntityUIDSet(envs...), Attributes: types.NewRecord(types.RecordMap{
+		"kind":        types.String(r.Kind),
+		"environment": types.String(r.Environment),
+		"labels":      types.NewSet(labels...),
+	})}
+	action := req.Action
+	if action == "" {
+		action = "connect"
+	}
+	details := types.RecordMap{}
+	for k, v := range req.Details {
+		details[types.String(k)] = types.String(v)
+	}
+	creq := cedar.Request{
+		Principal: agentUID,
+		Action:    types.NewEntityUID("Action", types.String(action)),
+		Resource:  bindingUID,
+		Context: types.NewRecord(types.RecordMap{
+			"time":    types.NewDatetime(req.Time),
+			"details": types.NewRecord(details),
+		}),
+	}
+	dec, diag := cedar.Authorize(ps, ents, creq)
+	var policies, errs []string
+	for _, rs := range diag.Reasons {
+		policies = append(policies, string(rs.PolicyID))
+	}
+	for _, e := range diag.Errors {
+		id := string(e.PolicyID)
+		errs = append(errs, id)
+		if forbids[id] {
+			if dec == cedar.Allow {
+				dec, policies = cedar.Deny, nil
+			}
+			policies = append(policies, id)
+		}
+	}
+	slices.Sort(policies)
+	slices.Sort(errs)
+	return bool(dec), policies, errs
+}
+
+func pick[T any](rng *rand.Rand, xs ...T) T { return xs[rng.IntN(len(xs))] }
+
+func randomPolicies(rng *rand.Rand, n int) string {
+	var b strings.Builder
+	for i := range n {
+		n := func(k int) int { return rng.IntN(k) }
+		principal := pick(rng,
+			"principal",
+			fmt.Sprintf(`principal == Agent::"a%d"`, n(5)),
+			fmt.Sprintf(`principal in Group::"g%d"`, n(4)),
+			fmt.Sprintf(`principal in Agent::"a%d"`, n(5)),
+			"principal is Agent",
+			fmt.Sprintf(`principal is Agent in Group::"g%d"`, n(4)),
+			`principal == Group::"g1"`,
+			`principal in Environment::"e1"`,
+		)
+		action := pick(rng,
+			"action",
+			`action == Action::"connect"`,
+			`action == Action::"read"`,
+			`action in [Action::"connect", Action::"read"]`,
+			`action in [Action::"read", Action::"read"]`,
+			`action in Action::"connect"`,
+			`action in []`,
+		)
+		resource := pick(rng,
+			"resource",
+			fmt.Sprintf(`resource == Binding::"b%d"`, n(5)),
+			fmt.Sprintf(`resource in Environment::"e%d"`, n(3)),
+			fmt.Sprintf(`resource in Binding::"b%d"`, n(5)),
+			"resource is Binding",
+			fmt.Sprintf(`resource is Binding in Environment::"e%d"`, n(3)),
+			`resource is Agent`,
+		)
+		cond := pick(rng,
+			"",
+			"",
+			fmt.Sprintf(`when { resource.labels.contains("l%d") }`, n(3)),
+			fmt.Sprintf(`when { principal.level > %d }`, n(4)), // errors without level
+			`unless { context.details has x }`,
+			fmt.Sprintf(`when { principal in Group::"g%d" && resource.environment == "e%d" }`, n(4), n(3)),
+			`when { context.time > datetime("2025-01-01") }`,
+		)
+		effect := pick(rng, "permit", "permit", "forbid")
+		fmt.Fprintf(&b, "@id(\"p%d\")\n%s (%s, %s, %s) %s;\n\n", i, effect, principal, action, resource, cond)
+	}
+	return b.String()
+}
+
+func randomRequest(rng *rand.Rand) Request {
+	var groups []string
+	for g := range 4 {
+		if rng.IntN(3) == 0 {
+			groups = append(groups, fmt.Sprintf("g%d", g))
+		}
+	}
+	var labels []string
+	for l := range 3 {
+		if rng.IntN(3) == 0 {
+			labels = append(labels, fmt.Sprintf("l%d", l))
+		}
+	}
+	var attrs map[string]any
+	if rng.IntN(2) == 0 {
+		attrs = map[string]any{"level": rng.IntN(5)}
+	}
+	return Request{
+		Principal: Principal{ID: fmt.Sprintf("a%d", rng.IntN(5)), Groups: groups, Attributes: attrs},
+		Action:    pick(rng, "", "connect", "read", "write"),
+		Resource:  Resource{Name: fmt.Sprintf("b%d", rng.IntN(5)), Kind: "tcp", Environment: pick(rng, "", "e0", "e1", "e2"), Labels: labels},
+		Time:      time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC),
+		Details:   pick(rng, map[string]string(nil), map[string]string{"x": "1"}),
+	}
+}
