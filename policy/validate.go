@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -168,6 +169,8 @@ func (s *Set) entriesOrNil() []*entry {
 	return s.entries
 }
 
+var contextFor = regexp.MustCompile(`in context for Action::"(?:[^"\\]|\\.)*"`)
+
 const noApplicableAction = "unable to find an applicable action given the policy scope constraints"
 
 func validatePolicy(v *validate.Validator, rs *resolved.Schema, e *entry) (msgs []string) {
@@ -181,7 +184,8 @@ func validatePolicy(v *validate.Validator, rs *resolved.Schema, e *entry) (msgs 
 
 	var found []string
 	for _, err := range flatten(v.Policy("", p)) {
-		msg := err.Error()
+		// Every action shares one context; naming each repeats the problem.
+		msg := contextFor.ReplaceAllString(err.Error(), "in context")
 		if strings.HasSuffix(msg, "on entity type `Agent` not found") {
 			msg += "; declare it in ValidateOptions.PrincipalAttributes if tokens carry it, and guard it with `principal has`"
 		}
