@@ -1,0 +1,97 @@
+// Package identity issues and verifies the signed identity tokens of a
+// Postern mesh: one token per agent and per connector.
+//
+// # Overview
+//
+// A token is a compact JWT (RFC 7519) signed with EdDSA (Ed25519, the
+// default) or ES256 (ECDSA P-256). A [SigningKey] issues tokens; a
+// [Verifier] checks them against a static JWK set or a JWKS URL that it
+// refreshes in the background. The relay verifies the token of every agent
+// and connector that says Hello, with [Verifier.Verify] and the role it
+// expects, and sends [Reason] of a refusal as the Reject code.
+//
+// Verification follows a fixed order and fails closed: size, structure,
+// algorithm (before any key is looked up: "none", HS256 and every other alg
+// are refused), signature, issuer, audience, expiry, not-before, issued-at,
+// subject, role, claim types. Each failure wraps its own sentinel error
+// ([ErrExpired], [ErrSignature], ...) for errors.Is, has a stable reason
+// string ("token_expired", "bad_signature", ...) and is counted
+// ([Verifier.Counts]). Error messages start with "identity: ", say what to
+// fix, and never contain the token, its signature or key material; strings
+// taken from a token (a kid, an issuer) are quoted and truncated.
+//
+// The package implements the small part of JOSE it needs (compact JWS,
+// Ed25519 and P-256 keys, RFC 7638 thumbprints) on the standard library;
+// no JOSE library type appears in its API.
+//
+// # Claims
+//
+// The registered claims iss, sub (the agent's or connector's ID), aud (the
+// mesh), exp (required), nbf, iat and jti, and four private claims:
+//
+//	role        "agent" or "connector"
+//	groups      array of strings: Cedar groups the principal belongs to
+//	attributes  JSON object: entity attributes that policies read
+//	services    array of strings, connector tokens only: the services it
+//	            may advertise (see [Claims.MayAdvertise])
+//
+// Keep lifetimes short (minutes to hours): a token is a bearer credential
+// and there is no revocation list; an agent refreshes its token on its open
+// session. Leeway for clock skew is 30 seconds by default, a minute at most.
+//
+// [ParseUnverified] reads the claims of a token without checking anything.
+// It is for a client that wants its own token's exp; never authorize with it.
+//
+// # Keys and rotation
+//
+// A key's ID (kid) is its RFC 7638 thumbprint unless its JWK file names
+// another. Keep the private JWK ([SigningKey.MarshalJWK]) in a file of mode
+// 0600; give verifiers the public set ([SigningKey.PublicJWKS]).
+//
+// To rotate without refusing valid tokens:
+//
+//  1. generate the new key and publish both public keys ([MergeJWKS]);
+//  2. wait until every verifier has the merged set (a JWKS URL verifier
+//     refreshes every RefreshInterval, 15 minutes by default, and also
+//     fetches the set soon after it sees a token signed with an unknown
+//     kid, at most once per 10 seconds);
+//  3. issue with the new key;
+//  4. when the last token of the old key has expired, publish the new key
+//     alone.
+//
+// A verifier whose refresh fails keeps its previous keys and logs a warning;
+// to revoke a key at once, restart the verifiers or use a static set.
+//
+// # Usage
+//
+// Issue a token:
+//
+//	key, err := identity.GenerateSigningKey(identity.EdDSA)
+//	...
+//	token, err := key.Issue(identity.Claims{
+//		Issuer:    "https://postern.example.com",
+//		Subject:   "agent-42",
+//		Audience:  []string{"postern-mesh"},
+//		ExpiresAt: time.Now().Add(time.Hour),
+//		Role:      identity.RoleAgent,
+//		Groups:    []string{"coding-agents"},
+//	})
+//
+// Verify it, on the relay:
+//
+//	jwks, err := key.PublicJWKS() // or JWKSURL: "https://idp.example.com/jwks.json"
+//	...
+//	v, err := identity.NewVerifier(ctx, identity.VerifierConfig{
+//		Audience: "postern-mesh",
+//		Issuer:   "https://postern.example.com",
+//		KeySet:   jwks,
+//	})
+//	...
+//	defer v.Close()
+//	claims, err := v.Verify(token, identity.RoleAgent)
+//	if err != nil {
+//		// errors.Is(err, identity.ErrExpired), ...; identity.Reason(err) is the wire code.
+//		return reject(identity.Reason(err), err.Error())
+//	}
+//	fmt.Println(claims.Subject, claims.Groups)
+package identity

@@ -1,0 +1,269 @@
+package identity
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"strings"
+	"time"
+)
+
+// b64 is base64url without padding, refusing non-canonical trailing bits.
+// The decoder still skips CR and LF, which isBase64URL refuses first: a token
+// has exactly one spelling.
+var b64 = base64.RawURLEncoding.Strict()
+
+// isBase64URL reports whether s holds only the base64url alphabet.
+func isBase64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeObject decodes a JSON object into its members. Unlike json.Unmarshal
+// into a struct it refuses duplicate member names (RFC 7515 4: a header with
+// two "alg" members is ambiguous, and two JSON parsers may pick different
+// ones) and it matches names exactly ("ALG" is not "alg").
+func decodeObject(data []byte) (claimMap, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	m := make(claimMap)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		name, ok := tok.(string)
+		if !ok {
+			return nil, errors.New("not a JSON object")
+		}
+		if _, dup := m[name]; dup {
+			return nil, fmt.Errorf("duplicate member %s", quote(name))
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, err
+		}
+		m[name] = raw
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON object")
+	}
+	return m, nil
+}
+
+// compact is a token split and decoded, but not yet verified.
+type compact struct {
+	alg          string
+	kid          string
+	signingInput string // header "." payload, exactly as received
+	payload      []byte
+	signature    []byte
+}
+
+// parseCompact is the structure step: three base64url parts, a JSON object
+// header with a string alg. It judges nothing else.
+func parseCompact(token string) (*compact, error) {
+	if token == "" {
+		return nil, reject(ErrMalformed, "empty token")
+	}
+	if n := strings.Count(token, "."); n != 2 {
+		return nil, reject(ErrMalformed, "token is not a JWT: want 3 dot-separated parts, got %d", n+1)
+	}
+	h, rest, _ := strings.Cut(token, ".")
+	p, s, _ := strings.Cut(rest, ".")
+	for _, part := range []struct{ name, s string }{{"header", h}, {"payload", p}, {"signature", s}} {
+		if !isBase64URL(part.s) {
+			return nil, reject(ErrMalformed, "token %s is not base64url (alphabet A-Z a-z 0-9 - _, no padding)", part.name)
+		}
+	}
+	hdr, err := b64.DecodeString(h)
+	if err != nil {
+		return nil, reject(ErrMalformed, "token header is not valid base64url")
+	}
+	c := &compact{signingInput: token[:len(h)+1+len(p)]}
+	if c.payload, err = b64.DecodeString(p); err != nil {
+		return nil, reject(ErrMalformed, "token payload is not valid base64url")
+	}
+	if c.signature, err = b64.DecodeString(s); err != nil {
+		return nil, reject(ErrMalformed, "token signature is not valid base64url")
+	}
+	m, err := decodeObject(hdr)
+	if err != nil {
+		return nil, reject(ErrMalformed, "token header is not a JSON object without duplicate members")
+	}
+	raw, ok := m.raw("alg")
+	if !ok {
+		return nil, reject(ErrMalformed, `token header has no "alg"`)
+	}
+	if raw[0] != '"' || json.Unmarshal(raw, &c.alg) != nil {
+		return nil, reject(ErrMalformed, `token header "alg" is not a string`)
+	}
+	if c.kid, err = m.str("kid"); err != nil {
+		return nil, reject(ErrMalformed, `token header "kid" is not a string`)
+	}
+	typ, err := m.str("typ")
+	if err != nil {
+		return nil, reject(ErrMalformed, `token header "typ" is not a string`)
+	}
+	// Explicit typing (RFC 8725 3.11): another kind of JWT signed by the same
+	// issuer is not an identity token.
+	if typ != "" && !strings.EqualFold(typ, "JWT") && !strings.EqualFold(typ, "application/jwt") {
+		return nil, reject(ErrMalformed, `token header "typ" is %s; want "JWT" or none`, quote(typ))
+	}
+	// No extension is understood, so any "crit" makes the token unusable
+	// (RFC 7515 4.1.11). This also refuses unencoded payloads (RFC 7797).
+	if _, ok := m["crit"]; ok {
+		return nil, reject(ErrMalformed, `token header lists critical extensions ("crit") that Postern does not support`)
+	}
+	// jwk, jku, x5u and x5c are ignored: a token never chooses its own key.
+	return c, nil
+}
+
+// verifySignature checks sig over input with key; the algorithms match.
+func verifySignature(key *publicKey, input string, sig []byte) bool {
+	switch key.alg {
+	case EdDSA:
+		// Go's Ed25519 refuses non-canonical S, so signatures are not malleable.
+		return len(sig) == ed25519.SignatureSize && ed25519.Verify(key.ed, []byte(input), sig)
+	case ES256:
+		if len(sig) != 64 { // R || S, 32 bytes each (RFC 7518 3.4), not DER
+			return false
+		}
+		h := sha256.Sum256([]byte(input))
+		r := new(big.Int).SetBytes(sig[:32])
+		s := new(big.Int).SetBytes(sig[32:])
+		return ecdsa.Verify(key.ec, h[:], r, s)
+	}
+	return false
+}
+
+func (k *SigningKey) sign(input string) ([]byte, error) {
+	switch k.alg {
+	case EdDSA:
+		return ed25519.Sign(k.ed, []byte(input)), nil
+	case ES256:
+		h := sha256.Sum256([]byte(input))
+		r, s, err := ecdsa.Sign(rand.Reader, k.ec, h[:])
+		if err != nil {
+			return nil, fmt.Errorf("identity: sign token: %w", err)
+		}
+		sig := make([]byte, 64)
+		r.FillBytes(sig[:32])
+		s.FillBytes(sig[32:])
+		return sig, nil
+	}
+	return nil, errors.New("identity: signing key has no algorithm")
+}
+
+// Issue signs c and returns the compact token.
+//
+// It sets iat to now when c.IssuedAt is zero and jti to 128 random bits when
+// c.ID is empty. Times are written in whole seconds; an empty Audience, a
+// zero time and empty lists are omitted.
+//
+// Issue refuses what no token should ever say: a Role other than
+// [RoleAgent] or [RoleConnector], and Services on a token that is not a
+// connector's. Otherwise it signs what it is given, including claims that
+// every verifier refuses (no exp, no sub, no aud, already expired), so that
+// tests can produce such tokens; it is the caller's job (the `postern token`
+// command's, say) to set Subject, Audience and a short ExpiresAt. Verifiers
+// refuse tokens longer than their MaxTokenSize (8 KiB by default), which
+// bounds how many groups and attributes a token can carry.
+func (k *SigningKey) Issue(c Claims) (string, error) {
+	if k == nil || (k.ed == nil && k.ec == nil) {
+		return "", errors.New("identity: Issue called on a nil or zero SigningKey; use GenerateSigningKey or ParseSigningKey")
+	}
+	if !c.Role.valid() {
+		return "", fmt.Errorf("identity: refusing to issue a token with role %s: want %q or %q", quote(string(c.Role)), RoleAgent, RoleConnector)
+	}
+	if len(c.Services) > 0 && c.Role != RoleConnector {
+		return "", fmt.Errorf("identity: refusing to issue a %s token with services: only connector tokens may carry them", c.Role)
+	}
+	if c.IssuedAt.IsZero() {
+		c.IssuedAt = time.Now()
+	}
+	if c.ID == "" {
+		var b [16]byte
+		_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+		c.ID = b64.EncodeToString(b[:])
+	}
+	w := wireClaims{
+		Issuer: c.Issuer, Subject: c.Subject, ID: c.ID, Role: c.Role,
+		Groups: c.Groups, Attributes: c.Attributes, Services: c.Services,
+	}
+	switch len(c.Audience) {
+	case 0:
+	case 1:
+		w.Audience = c.Audience[0]
+	default:
+		w.Audience = c.Audience
+	}
+	var err error
+	if w.ExpiresAt, err = unixSeconds("exp", c.ExpiresAt); err != nil {
+		return "", err
+	}
+	if w.NotBefore, err = unixSeconds("nbf", c.NotBefore); err != nil {
+		return "", err
+	}
+	if w.IssuedAt, err = unixSeconds("iat", c.IssuedAt); err != nil {
+		return "", err
+	}
+	payload, err := json.Marshal(w)
+	if err != nil {
+		return "", fmt.Errorf("identity: encode claims (attributes must be JSON-encodable): %w", err)
+	}
+	input := k.header + "." + b64.EncodeToString(payload)
+	sig, err := k.sign(input)
+	if err != nil {
+		return "", err
+	}
+	return input + "." + b64.EncodeToString(sig), nil
+}
+
+// ParseUnverified decodes a token's claims WITHOUT VERIFYING ITS SIGNATURE
+// OR ANY CLAIM.
+//
+// Never use its result to authorize anything, to identify anyone or to
+// decide what a token holder may do: anyone can write a token that
+// ParseUnverified accepts. It exists for a client that holds its own token
+// and wants to read exp to refresh it in time. To trust a token, use
+// [Verifier.Verify].
+//
+// It refuses tokens larger than DefaultMaxTokenSize, malformed tokens and
+// claims of the wrong JSON type, with the same errors as Verify.
+func ParseUnverified(token string) (*Claims, error) {
+	if len(token) > DefaultMaxTokenSize {
+		return nil, reject(ErrTooLarge, "token is %d bytes, more than the %d allowed", len(token), DefaultMaxTokenSize)
+	}
+	c, err := parseCompact(token)
+	if err != nil {
+		return nil, err
+	}
+	m, err := decodeObject(c.payload)
+	if err != nil {
+		return nil, reject(ErrMalformed, "token payload is not a JSON object without duplicate members")
+	}
+	return decodeClaims(m)
+}
