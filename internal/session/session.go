@@ -1,0 +1,316 @@
+// Package session is the client side of a Postern session with a relay,
+// shared by agents (package mesh) and connectors: dial, Hello/Welcome,
+// the control stream (catalog updates, goaway) and token refresh.
+package session
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/postern/postern/internal/wire"
+	"github.com/postern/postern/transport"
+)
+
+// MaxControlFrame caps frames from the relay on the control stream: a
+// catalog of a few thousand bindings fits.
+const MaxControlFrame = 4 << 20
+
+// Config says how to reach a relay and who to be.
+type Config struct {
+	Addr      string
+	TLS       *tls.Config
+	Transport *transport.Config
+	Role      string         // wire.RoleAgent or wire.RoleConnector
+	Services  []wire.Service // what a connector advertises
+	Client    string         // software name, for the relay's logs
+	// Token returns the token to present. With Refresh set, it is called
+	// again before the token in use expires, and the new one is presented
+	// on the live session.
+	Token   func(ctx context.Context) (string, error)
+	Refresh bool
+	Log     *slog.Logger
+	// OnCatalog is called with each catalog the relay pushes.
+	OnCatalog func([]wire.Binding)
+}
+
+// RejectError is a refusal from the relay: a Reject answering the Hello,
+// or the reason in the relay's CONNECTION_CLOSE when the Reject frame was
+// lost.
+type RejectError struct {
+	wire.Reject
+}
+
+func (e *RejectError) Error() string {
+	return fmt.Sprintf("relay refused: %s (%s): %s", e.Code, e.Reason, e.Message)
+}
+
+// ErrTokenSource wraps an error of Config.Token.
+var ErrTokenSource = errors.New("token source")
+
+// Session is a live session. Its goroutines stop when the connection ends
+// or Close is called.
+type Session struct {
+	Conn    *quic.Conn
+	Welcome *wire.Welcome
+
+	cfg       Config
+	ctrl      *quic.Stream
+	ctrlMu    sync.Mutex
+	refreshed chan wire.Message
+	expires   atomic.Int64 // unix ms of the token in use; 0 unknown
+
+	wg      sync.WaitGroup
+	endOnce sync.Once
+	done    chan struct{}
+	err     error
+}
+
+// Dial connects to the relay and completes the handshake within ctx.
+func Dial(ctx context.Context, cfg Config) (*Session, error) {
+	tok, err := cfg.Token(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTokenSource, err)
+	}
+	if tok == "" {
+		return nil, fmt.Errorf("%w: empty token", ErrTokenSource)
+	}
+	conn, err := transport.Dial(ctx, cfg.Addr, cfg.TLS, cfg.Transport)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{Conn: conn, cfg: cfg, refreshed: make(chan wire.Message, 1), done: make(chan struct{})}
+	if s.cfg.Log == nil {
+		s.cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := s.handshake(ctx, tok); err != nil {
+		conn.CloseWithError(0, "")
+		return nil, err
+	}
+	s.expires.Store(s.Welcome.ExpiresAt.UnixMilli())
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.readControl()
+	}()
+	if cfg.Refresh && !s.Welcome.ExpiresAt.IsZero() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.refreshLoop()
+		}()
+	}
+	return s, nil
+}
+
+func (s *Session) handshake(ctx context.Context, tok string) error {
+	ctrl, err := s.Conn.OpenStreamSync(ctx)
+	if err != nil {
+		return err
+	}
+	s.ctrl = ctrl
+	stop := DeadlineFromContext(ctx, ctrl)
+	defer stop()
+	hello := &wire.Hello{Version: wire.Version, Role: s.cfg.Role, Token: tok, Services: s.cfg.Services, Client: s.cfg.Client}
+	if err := wire.WriteFrame(ctrl, hello); err != nil {
+		return s.connErr(err)
+	}
+	m, err := wire.ReadFrame(ctrl, MaxControlFrame)
+	if err != nil {
+		return s.connErr(err)
+	}
+	switch m := m.(type) {
+	case *wire.Welcome:
+		s.Welcome = m
+		return nil
+	case *wire.Reject:
+		return &RejectError{Reject: *m}
+	}
+	return fmt.Errorf("%w: relay answered hello with a %s frame", wire.ErrMalformed, m.FrameType())
+}
+
+// connErr prefers the relay's stated reason, carried in its
+// CONNECTION_CLOSE, over the bare stream error.
+func (s *Session) connErr(err error) error {
+	if rej := CloseReason(err); rej != nil {
+		return rej
+	}
+	if rej := CloseReason(context.Cause(s.Conn.Context())); rej != nil {
+		return rej
+	}
+	return err
+}
+
+// CloseReason decodes the reason a relay put in its CONNECTION_CLOSE
+// ("reason: message" under a wire code); nil when err is not one.
+func CloseReason(err error) *RejectError {
+	var ae *quic.ApplicationError
+	if !errors.As(err, &ae) || !ae.Remote || ae.ErrorCode == 0 || ae.ErrorCode > 255 {
+		return nil
+	}
+	reason, msg, _ := strings.Cut(ae.ErrorMessage, ": ")
+	return &RejectError{Reject: wire.Reject{Code: wire.Code(ae.ErrorCode), Reason: reason, Message: msg}}
+}
+
+// DeadlineFromContext makes reads and writes on st fail when ctx ends. The
+// returned function undoes it.
+func DeadlineFromContext(ctx context.Context, st interface{ SetDeadline(time.Time) error }) (stop func()) {
+	if d, ok := ctx.Deadline(); ok {
+		st.SetDeadline(d)
+	}
+	cancel := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()) })
+	return func() {
+		if cancel() {
+			st.SetDeadline(time.Time{})
+		}
+	}
+}
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Alive reports whether the session is up.
+func (s *Session) Alive() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return s.Conn.Context().Err() == nil
+	}
+}
+
+// Err says why the session ended; nil while it is up.
+func (s *Session) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// ExpiresAt is the expiry of the token the relay holds for the session.
+func (s *Session) ExpiresAt() time.Time {
+	if ms := s.expires.Load(); ms != 0 {
+		return time.UnixMilli(ms)
+	}
+	return time.Time{}
+}
+
+// Close ends the session (if it has not ended) and waits for its
+// goroutines.
+func (s *Session) Close() {
+	s.end(net.ErrClosed)
+	s.wg.Wait()
+}
+
+func (s *Session) end(err error) {
+	s.endOnce.Do(func() {
+		if rej := CloseReason(err); rej != nil {
+			err = rej
+		}
+		s.err = err
+		close(s.done)
+		s.Conn.CloseWithError(0, "")
+	})
+}
+
+// End ends the session with err as its reason, without waiting.
+func (s *Session) End(err error) { s.end(err) }
+
+func (s *Session) readControl() {
+	for {
+		m, err := wire.ReadFrame(s.ctrl, MaxControlFrame)
+		if err != nil {
+			s.end(s.connErr(err))
+			return
+		}
+		switch m := m.(type) {
+		case *wire.Catalog:
+			if s.cfg.OnCatalog != nil {
+				s.cfg.OnCatalog(m.Bindings)
+			}
+		case *wire.Refreshed, *wire.Reject:
+			select {
+			case s.refreshed <- m:
+			default:
+			}
+		case *wire.Goaway:
+			s.cfg.Log.Warn("relay ends the session", "relay", s.cfg.Addr, "code", m.Code.String(), "reason", m.Reason, "message", m.Message)
+			s.end(&RejectError{Reject: wire.Reject(*m)})
+			return
+		default:
+			s.cfg.Log.Warn("unexpected frame on the control stream", "frame", m.FrameType().String())
+		}
+	}
+}
+
+// refreshLoop presents a fresh token before the one in use expires, for as
+// long as the session lives. A refused refresh is logged; the relay ends
+// the session when the old token expires.
+func (s *Session) refreshLoop() {
+	for {
+		wait := max(time.Until(s.ExpiresAt())*4/5, time.Second)
+		t := time.NewTimer(wait)
+		select {
+		case <-s.done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if err := s.RefreshNow(); err != nil {
+			s.cfg.Log.Warn("token refresh failed; the session ends when the token expires", "relay", s.cfg.Addr, "err", err)
+			if time.Until(s.ExpiresAt()) < time.Second {
+				return
+			}
+		}
+	}
+}
+
+// RefreshNow presents a token from Config.Token on the live session and
+// waits for the relay's answer.
+func (s *Session) RefreshNow() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	tok, err := s.cfg.Token(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrTokenSource, err)
+	}
+	s.ctrlMu.Lock()
+	s.ctrl.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	err = wire.WriteFrame(s.ctrl, &wire.Refresh{Token: tok})
+	s.ctrl.SetWriteDeadline(time.Time{})
+	s.ctrlMu.Unlock()
+	if err != nil {
+		return err
+	}
+	select {
+	case m := <-s.refreshed:
+		switch m := m.(type) {
+		case *wire.Refreshed:
+			s.expires.Store(m.ExpiresAt.UnixMilli())
+			s.cfg.Log.Info("token refreshed", "relay", s.cfg.Addr, "expires", m.ExpiresAt)
+			return nil
+		case *wire.Reject:
+			return &RejectError{Reject: *m}
+		}
+	case <-ctx.Done():
+	}
+	return errors.New("no answer from the relay to a token refresh")
+}

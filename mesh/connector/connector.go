@@ -1,0 +1,387 @@
+package connector
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	sess "github.com/postern/postern/internal/session"
+	"github.com/postern/postern/internal/wire"
+	"github.com/postern/postern/mesh"
+	"github.com/postern/postern/transport"
+)
+
+// Service is a private service the connector serves: the only upstreams it
+// ever dials.
+type Service struct {
+	// Name is the binding name agents open. Required; the connector's token
+	// must grant it.
+	Name string
+	// Kind is mesh.KindTCP, mesh.KindHTTP or mesh.KindPostgres. Empty
+	// means tcp.
+	Kind string
+	// Upstream is the service's address, host:port, as the connector
+	// reaches it. Required. It is never sent to the relay or to agents.
+	Upstream string
+	// Environment and Labels describe the service to policy (resource in
+	// Environment::"<env>", resource.labels).
+	Environment string
+	Labels      []string
+	// Description is shown to agents in their catalog.
+	Description string
+	// DialTimeout bounds the dial to the upstream. Zero means 10s.
+	DialTimeout time.Duration
+}
+
+// Config configures a connector. Relays, a token and a way to trust the
+// relays are required.
+type Config struct {
+	// Relays are the relay addresses (host:port) to connect to. The
+	// connector keeps a session with every one, so that agents reach its
+	// services through any of them.
+	Relays []string
+	// Token or TokenSource give the connector's identity token (role
+	// connector, services listing every Service name).
+	Token       string
+	TokenSource func(ctx context.Context) (string, error)
+	// RootCAs, Pin and ServerName say how to trust the relays'
+	// certificates, as in mesh.Config.
+	RootCAs    *x509.CertPool
+	Pin        string
+	ServerName string
+	// Services are what the connector serves.
+	Services []Service
+	// Logger receives the connector's operational log. Nil means silent.
+	Logger *slog.Logger
+	// MinBackoff and MaxBackoff bound the wait between reconnects to a
+	// relay. The wait doubles from MinBackoff up to MaxBackoff, with
+	// jitter. Zero means 250ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// Transport tunes QUIC. Nil means transport's defaults, with room for
+	// many streams from each relay.
+	Transport *transport.Config
+}
+
+// Connector serves its services to one or more relays. It dials out only:
+// nothing listens.
+type Connector struct {
+	cfg      Config
+	log      *slog.Logger
+	services map[string]*Service
+	hello    []wire.Service
+	tc       transport.Config
+
+	mu     sync.Mutex
+	status map[string]bool // relay -> session established
+	ready  chan struct{}   // closed once every relay has a session
+	wg     sync.WaitGroup  // streams being served
+}
+
+// New checks cfg and returns a connector. Run starts it.
+func New(cfg Config) (*Connector, error) {
+	if len(cfg.Relays) == 0 {
+		return nil, errors.New("connector: config: at least one relay address is required")
+	}
+	if cfg.Token == "" && cfg.TokenSource == nil {
+		return nil, errors.New("connector: config: a Token or a TokenSource is required")
+	}
+	if len(cfg.Services) == 0 {
+		return nil, errors.New("connector: config: no services to serve")
+	}
+	c := &Connector{cfg: cfg, log: cfg.Logger, services: make(map[string]*Service), status: make(map[string]bool), ready: make(chan struct{})}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	for i := range cfg.Services {
+		s := cfg.Services[i]
+		if err := wire.ValidName(s.Name); err != nil {
+			return nil, fmt.Errorf("connector: config: service %q: %w", s.Name, err)
+		}
+		if _, dup := c.services[s.Name]; dup {
+			return nil, fmt.Errorf("connector: config: service %q listed twice", s.Name)
+		}
+		if s.Kind == "" {
+			s.Kind = mesh.KindTCP
+		}
+		switch s.Kind {
+		case mesh.KindTCP, mesh.KindHTTP, mesh.KindPostgres:
+		default:
+			return nil, fmt.Errorf("connector: config: service %q: kind %q is not tcp, http or postgres", s.Name, s.Kind)
+		}
+		if _, _, err := net.SplitHostPort(s.Upstream); err != nil {
+			return nil, fmt.Errorf("connector: config: service %q: upstream %q: want host:port", s.Name, s.Upstream)
+		}
+		if s.DialTimeout <= 0 {
+			s.DialTimeout = 10 * time.Second
+		}
+		c.services[s.Name] = &s
+		c.hello = append(c.hello, wire.Service{Name: s.Name, Kind: s.Kind, Environment: s.Environment, Label: s.Labels, Description: s.Description})
+	}
+	for _, addr := range cfg.Relays {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("connector: config: relay %q: want host:port", addr)
+		}
+		if _, err := c.tlsFor(addr); err != nil {
+			return nil, err
+		}
+	}
+	if c.cfg.MinBackoff <= 0 {
+		c.cfg.MinBackoff = 250 * time.Millisecond
+	}
+	if c.cfg.MaxBackoff <= 0 {
+		c.cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.Transport != nil {
+		c.tc = *cfg.Transport
+	}
+	if c.tc.MaxIncomingStreams == 0 {
+		// Every agent's open through a relay is a stream to us.
+		c.tc.MaxIncomingStreams = 16384
+	}
+	return c, nil
+}
+
+func (c *Connector) tlsFor(addr string) (*tls.Config, error) {
+	host, _, _ := net.SplitHostPort(addr)
+	t, err := transport.Trust{RootCAs: c.cfg.RootCAs, Pin: c.cfg.Pin, ServerName: c.cfg.ServerName}.ClientTLS(host)
+	if err != nil {
+		return nil, fmt.Errorf("connector: config: %w", err)
+	}
+	return t, nil
+}
+
+// Ready is closed once the connector has had a session with every relay.
+func (c *Connector) Ready() <-chan struct{} { return c.ready }
+
+// Connected reports, for each relay, whether a session is up now.
+func (c *Connector) Connected() map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[string]bool, len(c.status))
+	for k, v := range c.status {
+		m[k] = v
+	}
+	return m
+}
+
+func (c *Connector) setStatus(relay string, up bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.status[relay] = up
+	if !up {
+		return
+	}
+	for _, r := range c.cfg.Relays {
+		if !c.status[r] {
+			return
+		}
+	}
+	select {
+	case <-c.ready:
+	default:
+		close(c.ready)
+	}
+}
+
+// Run serves until ctx is done, keeping a session with every relay and
+// reconnecting with backoff when one goes away. It returns ctx's error
+// after every stream it was serving has ended, or at once with an error
+// a retry cannot fix (the relay refused the token or a service).
+func (c *Connector) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for _, addr := range c.cfg.Relays {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.runRelay(ctx, addr); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	c.wg.Wait()
+	return context.Cause(ctx)
+}
+
+// runRelay keeps a session with one relay. It returns an error only for a
+// refusal that retrying will not fix.
+func (c *Connector) runRelay(ctx context.Context, addr string) error {
+	backoff := c.cfg.MinBackoff
+	for ctx.Err() == nil {
+		up, err := c.session(ctx, addr)
+		c.setStatus(addr, false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if fatal(err) {
+			c.log.Error("connector: the relay refused this connector", "relay", addr, "err", err)
+			return err
+		}
+		if up {
+			backoff = c.cfg.MinBackoff
+		}
+		// Full jitter in [backoff/2, backoff): reconnects from many
+		// connectors to a relay that restarted do not arrive in step.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		c.log.Warn("connector: relay session ended; reconnecting", "relay", addr, "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(backoff*2, c.cfg.MaxBackoff)
+	}
+	return nil
+}
+
+func (c *Connector) token(ctx context.Context) (string, error) {
+	if c.cfg.TokenSource != nil {
+		return c.cfg.TokenSource(ctx)
+	}
+	return c.cfg.Token, nil
+}
+
+// session runs one session with a relay; up says whether the relay
+// welcomed it.
+func (c *Connector) session(ctx context.Context, addr string) (up bool, err error) {
+	tlsConf, err := c.tlsFor(addr)
+	if err != nil {
+		return false, err
+	}
+	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	s, err := sess.Dial(hctx, sess.Config{
+		Addr:      addr,
+		TLS:       tlsConf,
+		Transport: &c.tc,
+		Role:      wire.RoleConnector,
+		Services:  c.hello,
+		Client:    "postern-connector",
+		Token:     c.token,
+		Refresh:   c.cfg.TokenSource != nil,
+		Log:       c.log,
+	})
+	cancel()
+	if err != nil {
+		return false, err
+	}
+	defer s.Close()
+	c.log.Info("connector: serving through relay", "relay", addr, "session", s.Welcome.Session, "services", len(c.hello))
+	c.setStatus(addr, true)
+
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	stop := context.AfterFunc(sctx, func() { s.End(net.ErrClosed) })
+	defer stop()
+	for {
+		st, err := s.Conn.AcceptStream(sctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return true, nil
+			}
+			if serr := s.Err(); serr != nil {
+				err = serr
+			}
+			return true, err
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.serveStream(s.Conn, st)
+		}()
+	}
+}
+
+// fatal reports whether a session error is a refusal that retrying will
+// not fix: the relay refused a service, or the token for a reason other
+// than its age (an expired token may be replaced on disk meanwhile).
+func fatal(err error) bool {
+	var rej *sess.RejectError
+	if !errors.As(err, &rej) {
+		return false
+	}
+	switch rej.Code {
+	case wire.CodeDenied, wire.CodeProtocol, wire.CodeUnsupported:
+		return true
+	case wire.CodeUnauthenticated:
+		return rej.Reason != "token_expired" && rej.Reason != "token_not_yet_valid"
+	}
+	return false
+}
+
+// serveStream serves one stream the relay opened: dial the advertised
+// upstream, answer, splice.
+func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream) {
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var dial wire.Dial
+	if err := wire.ReadExpected(st, 1<<20, &dial); err != nil {
+		c.log.Warn("connector: bad dial from relay", "err", err)
+		reply(st, &wire.Result{Code: wire.CodeProtocol, Reason: "malformed_dial", Message: "connector could not read the dial"})
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	svc := c.services[dial.Binding]
+	if svc == nil {
+		// Never dial what was not advertised, whatever the relay says.
+		c.log.Warn("connector: relay asked for a service this connector does not serve", "binding", dial.Binding, "subject", dial.Identity.Subject)
+		reply(st, &wire.Result{Code: wire.CodeUnknownBinding, Reason: "not_served", Message: "this connector does not serve the binding"})
+		return
+	}
+	log := c.log.With("binding", svc.Name, "subject", dial.Identity.Subject, "session", dial.Session)
+	ctx, cancel := context.WithTimeout(context.Background(), svc.DialTimeout)
+	up, err := (&net.Dialer{}).DialContext(ctx, "tcp", svc.Upstream)
+	cancel()
+	if err != nil {
+		log.Warn("connector: upstream dial failed", "upstream", svc.Upstream, "err", err)
+		reply(st, upstreamFailure(svc.Name, err))
+		return
+	}
+	down := transport.NewConn(st, conn.LocalAddr(), conn.RemoteAddr())
+	if err := wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK}); err != nil {
+		up.Close()
+		down.Abort(transport.StreamAborted)
+		return
+	}
+	start := time.Now()
+	in, out, err := transport.Splice(down, up.(*net.TCPConn))
+	log.Debug("connector: stream closed", "bytes_up", in, "bytes_down", out, "duration", time.Since(start), "err", err)
+}
+
+// upstreamFailure says why the upstream could not be reached without
+// naming its address: agents learn that it failed, not where it lives.
+func upstreamFailure(name string, err error) *wire.Result {
+	msg := "the connector could not reach the upstream of " + name
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+		return &wire.Result{Code: wire.CodeUpstream, Reason: "upstream_timeout", Message: msg + ": timed out"}
+	case isRefused(err):
+		return &wire.Result{Code: wire.CodeUpstream, Reason: "upstream_refused", Message: msg + ": connection refused"}
+	}
+	return &wire.Result{Code: wire.CodeUpstream, Reason: "upstream_unreachable", Message: msg}
+}
+
+func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
+
+// reply answers a dial with an error result and discards whatever the
+// relay forwarded after it.
+func reply(st *quic.Stream, res *wire.Result) {
+	st.CancelRead(transport.StreamRefused)
+	st.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err := wire.WriteFrame(st, res); err != nil {
+		st.CancelWrite(transport.StreamRefused)
+		return
+	}
+	st.Close()
+}

@@ -1,0 +1,33 @@
+package relay
+
+// Audit events. Each is one log/slog record whose message is the event
+// name; its attributes say who (session, subject, groups, remote), what
+// (binding, action), the decision and the policies that made it, and which
+// connector served the stream. No event carries a token or a secret.
+const (
+	// EventSessionStart: an agent or connector was authenticated.
+	// Attributes: session, role, subject, groups, remote; bindings (the
+	// agent's catalog size) or services (what the connector advertises).
+	EventSessionStart = "session.start"
+	// EventSessionReject: a handshake was refused. Attributes: remote,
+	// role, subject (when the token was valid), code, reason, message.
+	EventSessionReject = "session.reject"
+	// EventSessionEnd: a session ended. Attributes: as session.start,
+	// plus reason and duration_ms.
+	EventSessionEnd = "session.end"
+	// EventOpenAllow: policy allowed an open and a connector reached the
+	// upstream. Attributes: session, subject, binding, action, decision,
+	// policies (the permits that allowed it), connector.
+	EventOpenAllow = "open.allow"
+	// EventOpenDeny: an open was refused before reaching a connector:
+	// by policy (code "denied", with the deciding policies), or for an
+	// unknown binding, no connector, a limit, a shutdown.
+	EventOpenDeny = "open.deny"
+	// EventOpenFail: policy allowed an open but the connector could not
+	// reach the upstream. Attributes: as open.allow, plus code and reason.
+	EventOpenFail = "open.fail"
+	// EventStreamClose: an allowed stream ended. Attributes: as open.allow,
+	// plus bytes_up (agent to upstream), bytes_down, duration_ms, and
+	// error when it did not end cleanly.
+	EventStreamClose = "stream.close"
+)

@@ -1,0 +1,480 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/postern/postern/internal/wire"
+	"github.com/postern/postern/mesh"
+	"github.com/postern/postern/mesh/identity"
+	"github.com/postern/postern/policy"
+	"github.com/postern/postern/transport"
+)
+
+// Config configures a relay. Certificate and Verifier are required.
+type Config struct {
+	// Addr is the UDP address to listen on. Empty means ":7443".
+	Addr string
+	// Certificate is the relay's TLS certificate. Agents and connectors
+	// trust it through a CA or by its pin (transport.Pin); for a
+	// self-signed one, see transport.SelfSigned.
+	Certificate tls.Certificate
+	// Verifier checks agent and connector tokens.
+	Verifier *identity.Verifier
+	// Policy decides every open and scopes every catalog. Nil, or an
+	// Engine holding no policies, denies everything: the relay fails
+	// closed. Swapping the Engine's Set re-scopes every live catalog.
+	Policy *policy.Engine
+	// Bindings declares bindings ahead of any connector. A declared
+	// binding's kind, environment and labels are authoritative: a
+	// connector that advertises it differently is refused. Bindings that
+	// are not declared take the metadata their connectors advertise.
+	Bindings []mesh.Binding
+	// Limits bound what one client may ask of the relay.
+	Limits Limits
+	// Transport tunes QUIC. Nil means transport's defaults, with the
+	// stream limit raised to fit Limits.StreamsPerAgent.
+	Transport *transport.Config
+	// Logger receives operational messages. Nil means silent.
+	Logger *slog.Logger
+	// Audit receives one event per decision: session start and end, each
+	// open allowed or denied, each stream's close. Nil means no audit
+	// trail. Tokens and secrets never appear in it.
+	Audit *slog.Logger
+}
+
+// Limits bound what one client may ask of the relay. Zero values mean the
+// defaults given.
+type Limits struct {
+	// StreamsPerAgent is how many binding streams one agent session may
+	// have open at once. Default 1024. An open beyond it fails with
+	// mesh.ErrLimitExceeded; open streams are unaffected.
+	StreamsPerAgent int
+	// MaxFrameSize caps every control frame a client sends. Default 64 KiB.
+	MaxFrameSize int
+	// HandshakeTimeout bounds the time from a client's QUIC handshake to
+	// its verified Hello. Default 10s.
+	HandshakeTimeout time.Duration
+	// MaxTokenSize caps the token in a Hello or a Refresh. Default 8 KiB.
+	MaxTokenSize int
+	// OpenTimeout bounds reading an Open frame, and the wait for the
+	// connector's answer to a dial (which includes its dial to the
+	// upstream). Default 15s.
+	OpenTimeout time.Duration
+}
+
+func (l *Limits) fill() {
+	if l.StreamsPerAgent <= 0 {
+		l.StreamsPerAgent = 1024
+	}
+	if l.MaxFrameSize <= 0 {
+		l.MaxFrameSize = transport.DefaultMaxFrameSize
+	}
+	if l.HandshakeTimeout <= 0 {
+		l.HandshakeTimeout = 10 * time.Second
+	}
+	if l.MaxTokenSize <= 0 {
+		l.MaxTokenSize = 8 << 10
+	}
+	if l.OpenTimeout <= 0 {
+		l.OpenTimeout = 15 * time.Second
+	}
+}
+
+// Relay accepts agents and connectors and splices agents' binding streams
+// to connectors. It never dials anything itself.
+type Relay struct {
+	cfg    Config
+	limits Limits
+	ln     *transport.Listener
+	log    *slog.Logger
+	audit  *slog.Logger
+	policy *policy.Engine
+
+	ctx    context.Context // the relay's lifetime
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the relay starts
+	open   sync.WaitGroup // binding streams being served, for Shutdown
+
+	draining atomic.Bool
+	closed   atomic.Bool
+
+	mu         sync.RWMutex
+	routes     map[string]*route
+	agents     map[*agentSession]struct{}
+	connectors map[*connectorSession]struct{}
+	catalogGen uint64 // bumped when a route is added or changes metadata
+	pushedGen  uint64 // catalogGen when catalogs were last re-scoped
+}
+
+// Listen starts a relay on cfg.Addr and serves in the background until
+// Close or Shutdown.
+func Listen(cfg Config) (*Relay, error) {
+	if cfg.Verifier == nil {
+		return nil, errors.New("relay: config: a token Verifier is required")
+	}
+	if len(cfg.Certificate.Certificate) == 0 {
+		return nil, errors.New("relay: config: a TLS Certificate is required")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = ":7443"
+	}
+	limits := cfg.Limits
+	limits.fill()
+	r := &Relay{
+		cfg:        cfg,
+		limits:     limits,
+		log:        orDiscard(cfg.Logger),
+		audit:      orDiscard(cfg.Audit),
+		policy:     cfg.Policy,
+		routes:     make(map[string]*route),
+		agents:     make(map[*agentSession]struct{}),
+		connectors: make(map[*connectorSession]struct{}),
+	}
+	if r.policy == nil {
+		r.policy = new(policy.Engine)
+	}
+	for _, b := range cfg.Bindings {
+		if err := wire.ValidName(b.Name); err != nil {
+			return nil, fmt.Errorf("relay: config: binding %q: %w", b.Name, err)
+		}
+		if !validKind(b.Kind) {
+			return nil, fmt.Errorf("relay: config: binding %q: kind %q is not tcp, http or postgres", b.Name, b.Kind)
+		}
+		if _, dup := r.routes[b.Name]; dup {
+			return nil, fmt.Errorf("relay: config: binding %q declared twice", b.Name)
+		}
+		r.routes[b.Name] = newRoute(b, true)
+	}
+	tc := transport.Config{}
+	if cfg.Transport != nil {
+		tc = *cfg.Transport
+	}
+	if tc.MaxIncomingStreams == 0 {
+		// Room above the per-agent limit, so that an agent over it gets
+		// a clear "limit exceeded" from the relay instead of waiting for
+		// QUIC stream credit.
+		tc.MaxIncomingStreams = int64(limits.StreamsPerAgent) + 64
+	}
+	ln, err := transport.Listen(cfg.Addr, &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}, &tc)
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	r.ln = ln
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.wg.Add(2)
+	go r.acceptLoop()
+	go r.watchPolicy()
+	r.log.Info("relay: listening", "addr", ln.Addr().String(), "pin", transport.Pin(cfg.Certificate))
+	return r, nil
+}
+
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
+
+func validKind(k string) bool {
+	return k == mesh.KindTCP || k == mesh.KindHTTP || k == mesh.KindPostgres
+}
+
+// Addr returns the UDP address the relay listens on.
+func (r *Relay) Addr() net.Addr { return r.ln.Addr() }
+
+// Close ends every session at once (clients are told the relay is shutting
+// down) and stops listening. It waits for the relay's goroutines.
+func (r *Relay) Close() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
+	r.draining.Store(true)
+	r.cancel()
+	r.mu.RLock()
+	var sessions []*session
+	for a := range r.agents {
+		sessions = append(sessions, &a.session)
+	}
+	for c := range r.connectors {
+		sessions = append(sessions, &c.session)
+	}
+	r.mu.RUnlock()
+	for _, s := range sessions {
+		s.goaway(wire.CodeShutdown, "relay_shutdown", "the relay is shutting down")
+	}
+	err := r.ln.Close()
+	r.wg.Wait()
+	return err
+}
+
+// Shutdown stops taking new opens (they fail with mesh.ErrUnavailable),
+// waits for open binding streams to end or for ctx to be done, then closes
+// the relay as Close does.
+func (r *Relay) Shutdown(ctx context.Context) error {
+	r.draining.Store(true)
+	done := make(chan struct{})
+	go func() {
+		r.open.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("relay: shutdown: streams still open: %w", ctx.Err())
+	}
+	if cerr := r.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Stats is a snapshot of the relay's sessions.
+type Stats struct {
+	Agents     int
+	Connectors int
+	Streams    int64          // binding streams open now
+	Bindings   map[string]int // binding name -> connectors serving it now
+}
+
+// Stats returns a snapshot of the relay's sessions.
+func (r *Relay) Stats() Stats {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	st := Stats{Agents: len(r.agents), Connectors: len(r.connectors), Bindings: make(map[string]int, len(r.routes))}
+	for a := range r.agents {
+		st.Streams += a.streams.Load()
+	}
+	for name, rt := range r.routes {
+		st.Bindings[name] = len(*rt.conns.Load())
+	}
+	return st
+}
+
+func (r *Relay) acceptLoop() {
+	defer r.wg.Done()
+	for {
+		conn, err := r.ln.Accept(r.ctx)
+		if err != nil {
+			if r.ctx.Err() == nil {
+				r.log.Error("relay: accept", "err", err)
+			}
+			return
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.serveConn(conn)
+		}()
+	}
+}
+
+// Application error codes in CONNECTION_CLOSE are wire codes, so that a
+// client that missed the Reject or Goaway frame still learns why.
+func closeConn(conn *quic.Conn, code wire.Code, reason, msg string) {
+	conn.CloseWithError(quic.ApplicationErrorCode(code), reason+": "+msg)
+}
+
+// serveConn runs one client connection from handshake to end.
+func (r *Relay) serveConn(conn *quic.Conn) {
+	remote := conn.RemoteAddr().String()
+	ctx, cancel := context.WithTimeout(r.ctx, r.limits.HandshakeTimeout)
+	defer cancel()
+	ctrl, err := conn.AcceptStream(ctx)
+	if err != nil {
+		r.log.Debug("relay: no control stream", "remote", remote, "err", err)
+		closeConn(conn, wire.CodeTimeout, "handshake_timeout", "no hello within the handshake time")
+		return
+	}
+	if d, ok := ctx.Deadline(); ok {
+		ctrl.SetDeadline(d)
+	}
+	hello, claims, rej := r.handshake(ctrl)
+	if rej != nil {
+		r.reject(conn, ctrl, rej)
+		r.audit.LogAttrs(r.ctx, slog.LevelWarn, EventSessionReject,
+			slog.String("remote", remote), slog.String("role", hello.Role), slog.String("subject", subjectOf(claims)),
+			slog.String("code", rej.Code.String()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))
+		return
+	}
+	ctrl.SetDeadline(time.Time{})
+	init := func(s *session) {
+		s.r = r
+		s.id = newSessionID()
+		s.conn = conn
+		s.ctrl = ctrl
+		s.remote = remote
+		s.started = time.Now()
+		s.claims.Store(claims)
+		if ua, ok := conn.RemoteAddr().(*net.UDPAddr); ok {
+			s.remoteIP = ua.AddrPort().Addr().Unmap()
+		}
+	}
+	switch hello.Role {
+	case wire.RoleAgent:
+		a := new(agentSession)
+		init(&a.session)
+		r.serveAgent(a)
+	case wire.RoleConnector:
+		c := new(connectorSession)
+		init(&c.session)
+		r.serveConnector(c, hello.Services)
+	}
+}
+
+func subjectOf(c *identity.Claims) string {
+	if c == nil {
+		return ""
+	}
+	return c.Subject
+}
+
+// handshake reads and checks a Hello. On failure it returns the Reject to
+// send; hello is then what could be read of it.
+func (r *Relay) handshake(ctrl *quic.Stream) (wire.Hello, *identity.Claims, *wire.Reject) {
+	var hello wire.Hello
+	if err := wire.ReadExpected(ctrl, r.limits.MaxFrameSize, &hello); err != nil {
+		switch {
+		case errors.Is(err, transport.ErrFrameTooLarge):
+			return hello, nil, &wire.Reject{Code: wire.CodeLimit, Reason: "frame_too_large", Message: fmt.Sprintf("hello is larger than the relay's %d-byte frame limit", r.limits.MaxFrameSize)}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return hello, nil, &wire.Reject{Code: wire.CodeTimeout, Reason: "handshake_timeout", Message: "no hello within the handshake time"}
+		case errors.Is(err, wire.ErrMalformed):
+			return hello, nil, &wire.Reject{Code: wire.CodeProtocol, Reason: "malformed_hello", Message: err.Error()}
+		}
+		return hello, nil, &wire.Reject{Code: wire.CodeProtocol, Reason: "no_hello", Message: "the control stream ended before a hello"}
+	}
+	if hello.Version != wire.Version {
+		return hello, nil, &wire.Reject{Code: wire.CodeUnsupported, Reason: "unsupported_version", Message: fmt.Sprintf("protocol version %d is not supported; this relay speaks %d", hello.Version, wire.Version)}
+	}
+	var role identity.Role
+	switch hello.Role {
+	case wire.RoleAgent:
+		role = identity.RoleAgent
+		if len(hello.Services) > 0 {
+			return hello, nil, &wire.Reject{Code: wire.CodeProtocol, Reason: "agent_advertises", Message: "an agent cannot advertise services"}
+		}
+	case wire.RoleConnector:
+		role = identity.RoleConnector
+	default:
+		return hello, nil, &wire.Reject{Code: wire.CodeUnsupported, Reason: "unsupported_role", Message: fmt.Sprintf("role %q is neither agent nor connector", hello.Role)}
+	}
+	if hello.Token == "" {
+		return hello, nil, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: "missing_token", Message: "the hello carries no token"}
+	}
+	claims, rej := r.verify(hello.Token, role)
+	if rej != nil {
+		return hello, nil, rej
+	}
+	return hello, claims, nil
+}
+
+// verify checks a token for role, answering a Reject that says which check
+// failed and nothing of the token itself.
+func (r *Relay) verify(token string, role identity.Role) (*identity.Claims, *wire.Reject) {
+	if len(token) > r.limits.MaxTokenSize {
+		return nil, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: identity.Reason(identity.ErrTooLarge),
+			Message: fmt.Sprintf("token is %d bytes, limit %d", len(token), r.limits.MaxTokenSize)}
+	}
+	claims, err := r.cfg.Verifier.Verify(token, role)
+	if err != nil {
+		return nil, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: identity.Reason(err), Message: err.Error()}
+	}
+	return claims, nil
+}
+
+// reject sends rej and closes the connection. It gives the client a moment
+// to read the Reject and close first; CONNECTION_CLOSE carries the code
+// and reason too, for a client that misses the frame.
+func (r *Relay) reject(conn *quic.Conn, ctrl *quic.Stream, rej *wire.Reject) {
+	ctrl.SetWriteDeadline(time.Now().Add(time.Second))
+	if err := wire.WriteFrame(ctrl, rej); err == nil {
+		ctrl.Close()
+		select {
+		case <-conn.Context().Done():
+		case <-time.After(time.Second):
+		case <-r.ctx.Done():
+		}
+	}
+	closeConn(conn, rej.Code, rej.Reason, rej.Message)
+}
+
+func newSessionID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// watchPolicy re-scopes every live catalog when the policy changes.
+func (r *Relay) watchPolicy() {
+	defer r.wg.Done()
+	for {
+		_, changed := r.policy.Current()
+		select {
+		case <-changed:
+			r.log.Info("relay: policy changed; re-scoping catalogs")
+			r.rescopeAll()
+		case <-r.ctx.Done():
+			return
+		}
+	}
+}
+
+// rescopeAll recomputes every agent's catalog and pushes the ones that
+// changed.
+func (r *Relay) rescopeAll() {
+	r.mu.RLock()
+	agents := make([]*agentSession, 0, len(r.agents))
+	for a := range r.agents {
+		agents = append(agents, a)
+	}
+	r.mu.RUnlock()
+	for _, a := range agents {
+		a.pushCatalog()
+	}
+}
+
+// catalogFor returns the bindings that policy lets p connect to, sorted by
+// name.
+func (r *Relay) catalogFor(p *policy.Principal, source netip.Addr) []wire.Binding {
+	r.mu.RLock()
+	routes := make([]*route, 0, len(r.routes))
+	for _, rt := range r.routes {
+		routes = append(routes, rt)
+	}
+	r.mu.RUnlock()
+	now := time.Now()
+	var out []wire.Binding
+	for _, rt := range routes {
+		meta := rt.meta.Load()
+		d := r.policy.Authorize(policy.Request{Principal: *p, Action: policy.ActionConnect, Resource: meta.resource, Time: now, SourceIP: source})
+		if d.Allowed {
+			out = append(out, meta.wire)
+		}
+	}
+	slices.SortFunc(out, func(a, b wire.Binding) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}

@@ -1,0 +1,84 @@
+package relay
+
+import (
+	"slices"
+	"sync/atomic"
+
+	"github.com/postern/postern/internal/wire"
+	"github.com/postern/postern/mesh"
+	"github.com/postern/postern/policy"
+)
+
+// route is a binding the relay knows, and the connectors serving it now.
+// Opens read it without locks: the connector list and the metadata are
+// replaced whole, never changed in place.
+type route struct {
+	name     string
+	declared bool // metadata from the relay's config, not from connectors
+	meta     atomic.Pointer[routeMeta]
+	conns    atomic.Pointer[[]*connectorSession]
+	next     atomic.Uint32 // round-robin cursor
+}
+
+// routeMeta is a binding's description in the forms the relay needs it.
+type routeMeta struct {
+	binding  mesh.Binding
+	wire     wire.Binding
+	resource policy.Resource
+}
+
+func newMeta(b mesh.Binding) *routeMeta {
+	labels := slices.Clone(b.Labels)
+	return &routeMeta{
+		binding:  b,
+		wire:     wire.Binding{Name: b.Name, Kind: b.Kind, Environment: b.Environment, Label: labels, Description: b.Description},
+		resource: policy.Resource{Name: b.Name, Kind: b.Kind, Environment: b.Environment, Labels: labels},
+	}
+}
+
+func newRoute(b mesh.Binding, declared bool) *route {
+	rt := &route{name: b.Name, declared: declared}
+	rt.meta.Store(newMeta(b))
+	rt.conns.Store(&[]*connectorSession{})
+	return rt
+}
+
+// pick returns the next connector in round-robin order, skipping those in
+// tried; nil when none is left.
+func (rt *route) pick(tried []*connectorSession) *connectorSession {
+	conns := *rt.conns.Load()
+	n := len(conns)
+	if n == 0 {
+		return nil
+	}
+	start := int(rt.next.Add(1) - 1)
+	for i := 0; i < n; i++ {
+		c := conns[(start+i)%n]
+		if !slices.Contains(tried, c) && c.alive() {
+			return c
+		}
+	}
+	return nil
+}
+
+func (rt *route) add(c *connectorSession) {
+	conns := append(slices.Clone(*rt.conns.Load()), c)
+	rt.conns.Store(&conns)
+}
+
+func (rt *route) remove(c *connectorSession) {
+	conns := slices.DeleteFunc(slices.Clone(*rt.conns.Load()), func(x *connectorSession) bool { return x == c })
+	rt.conns.Store(&conns)
+}
+
+// sameMeta reports whether a connector's advertisement agrees with what the
+// relay knows of the binding.
+func sameMeta(b mesh.Binding, s wire.Service) bool {
+	return b.Kind == s.Kind && b.Environment == s.Environment && slices.Equal(sortedCopy(b.Labels), sortedCopy(s.Label))
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}

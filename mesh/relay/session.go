@@ -1,0 +1,396 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/postern/postern/internal/wire"
+	"github.com/postern/postern/mesh"
+	"github.com/postern/postern/mesh/identity"
+	"github.com/postern/postern/policy"
+	"github.com/postern/postern/transport"
+)
+
+// session is what agent and connector sessions share: the connection, its
+// control stream and the verified identity.
+type session struct {
+	r        *Relay
+	id       string
+	conn     *quic.Conn
+	ctrl     *quic.Stream
+	ctrlMu   sync.Mutex // serializes writes on ctrl
+	remote   string
+	remoteIP netip.Addr
+	started  time.Time
+	claims   atomic.Pointer[identity.Claims]
+
+	// expiry fires when the current token expires; a refresh moves it.
+	expiryMu sync.Mutex
+	expiry   *time.Timer
+
+	endReason atomic.Pointer[string]
+}
+
+func (s *session) alive() bool { return s.conn.Context().Err() == nil }
+
+// write sends a control frame, bounded so that a client that stopped
+// reading cannot hold the relay.
+func (s *session) write(m wire.Message) error {
+	s.ctrlMu.Lock()
+	defer s.ctrlMu.Unlock()
+	s.ctrl.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	err := wire.WriteFrame(s.ctrl, m)
+	s.ctrl.SetWriteDeadline(time.Time{})
+	return err
+}
+
+// goaway tells the client why the session ends, then ends it.
+func (s *session) goaway(code wire.Code, reason, msg string) {
+	s.endReason.CompareAndSwap(nil, &reason)
+	s.write(&wire.Goaway{Code: code, Reason: reason, Message: msg})
+	closeConn(s.conn, code, reason, msg)
+}
+
+// armExpiry ends the session when the token expires, unless a refresh
+// comes first.
+func (s *session) armExpiry(exp time.Time) {
+	s.expiryMu.Lock()
+	defer s.expiryMu.Unlock()
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	if exp.IsZero() {
+		return
+	}
+	s.expiry = time.AfterFunc(time.Until(exp), func() {
+		s.goaway(wire.CodeUnauthenticated, identity.Reason(identity.ErrExpired), "the session's token expired and was not refreshed")
+	})
+}
+
+func (s *session) stopExpiry() {
+	s.expiryMu.Lock()
+	defer s.expiryMu.Unlock()
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+}
+
+// readControl serves the control stream after the handshake: token
+// refreshes. It returns when the stream or the connection ends.
+func (s *session) readControl(role identity.Role, onRefresh func(*identity.Claims)) {
+	for {
+		m, err := wire.ReadFrame(s.ctrl, s.r.limits.MaxFrameSize)
+		if err != nil {
+			return
+		}
+		switch m := m.(type) {
+		case *wire.Refresh:
+			claims, rej := s.r.verify(m.Token, role)
+			if rej == nil && claims.Subject != s.claims.Load().Subject {
+				rej = &wire.Reject{Code: wire.CodeUnauthenticated, Reason: "subject_changed", Message: "a refreshed token must have the session's subject"}
+			}
+			if rej != nil {
+				s.r.log.Warn("relay: token refresh refused", "session", s.id, "reason", rej.Reason)
+				s.write(rej)
+				continue
+			}
+			s.claims.Store(claims)
+			s.armExpiry(claims.ExpiresAt)
+			if onRefresh != nil {
+				onRefresh(claims)
+			}
+			s.write(&wire.Refreshed{ExpiresAt: claims.ExpiresAt})
+		case *wire.Goaway:
+			reason := "client_goaway: " + m.Reason
+			s.endReason.CompareAndSwap(nil, &reason)
+		default:
+			s.goaway(wire.CodeProtocol, "unexpected_frame", fmt.Sprintf("a %s frame is not valid on the control stream", m.FrameType()))
+			return
+		}
+	}
+}
+
+func (s *session) auditAttrs(role string) []slog.Attr {
+	c := s.claims.Load()
+	return []slog.Attr{
+		slog.String("session", s.id),
+		slog.String("role", role),
+		slog.String("subject", c.Subject),
+		slog.Any("groups", c.Groups),
+		slog.String("remote", s.remote),
+	}
+}
+
+func (s *session) end(role string) {
+	s.stopExpiry()
+	reason := "closed"
+	if p := s.endReason.Load(); p != nil {
+		reason = *p
+	} else if err := context.Cause(s.conn.Context()); err != nil {
+		reason = err.Error()
+	}
+	attrs := append(s.auditAttrs(role),
+		slog.String("reason", reason),
+		slog.Int64("duration_ms", time.Since(s.started).Milliseconds()))
+	s.r.audit.LogAttrs(s.r.ctx, slog.LevelInfo, EventSessionEnd, attrs...)
+}
+
+// ---- agents ----
+
+type agentSession struct {
+	session
+	principal atomic.Pointer[policy.Principal]
+	ident     atomic.Pointer[wire.Identity] // as sent to connectors
+	streams   atomic.Int64                  // binding streams open now
+
+	catMu   sync.Mutex
+	catalog []wire.Binding // as last sent
+}
+
+func (a *agentSession) setClaims(c *identity.Claims) {
+	a.principal.Store(&policy.Principal{ID: c.Subject, Groups: c.Groups, Attributes: c.Attributes})
+	var attrs []byte
+	if len(c.Attributes) > 0 {
+		attrs, _ = json.Marshal(c.Attributes)
+	}
+	a.ident.Store(&wire.Identity{Subject: c.Subject, Role: wire.RoleAgent, Group: c.Groups, Attributes: attrs})
+}
+
+func (r *Relay) serveAgent(a *agentSession) {
+	claims := a.claims.Load()
+	a.setClaims(claims)
+	if r.draining.Load() {
+		r.reject(a.conn, a.ctrl, &wire.Reject{Code: wire.CodeShutdown, Reason: "relay_shutdown", Message: "the relay is shutting down"})
+		return
+	}
+	r.mu.Lock()
+	r.agents[a] = struct{}{}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.agents, a)
+		r.mu.Unlock()
+	}()
+
+	a.catMu.Lock()
+	a.catalog = r.catalogFor(a.principal.Load(), a.remoteIP)
+	welcome := &wire.Welcome{
+		Session:   a.id,
+		Identity:  *a.ident.Load(),
+		Catalog:   a.catalog,
+		Limits:    wire.Limits{MaxStreams: uint64(r.limits.StreamsPerAgent), MaxFrameSize: uint64(r.limits.MaxFrameSize)},
+		ExpiresAt: claims.ExpiresAt,
+	}
+	err := a.write(welcome)
+	a.catMu.Unlock()
+	if err != nil {
+		closeConn(a.conn, wire.CodeProtocol, "welcome_failed", "could not send the welcome")
+		return
+	}
+	a.armExpiry(claims.ExpiresAt)
+	r.audit.LogAttrs(r.ctx, slog.LevelInfo, EventSessionStart, append(a.auditAttrs(wire.RoleAgent),
+		slog.Int("bindings", len(welcome.Catalog)))...)
+	defer a.end(wire.RoleAgent)
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.readControl(identity.RoleAgent, func(c *identity.Claims) {
+			a.setClaims(c)
+			a.pushCatalog()
+		})
+		// The control stream is the session: when it ends, so does the
+		// connection.
+		closeConn(a.conn, wire.CodeOK, "closed", "control stream ended")
+	}()
+	for {
+		st, err := a.conn.AcceptStream(r.ctx)
+		if err != nil {
+			break
+		}
+		r.open.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer r.open.Done()
+			r.serveStream(a, st)
+		}()
+	}
+	wg.Wait()
+}
+
+// pushCatalog recomputes the agent's catalog and sends it when it changed.
+func (a *agentSession) pushCatalog() {
+	if !a.alive() {
+		return
+	}
+	a.catMu.Lock()
+	defer a.catMu.Unlock()
+	cat := a.r.catalogFor(a.principal.Load(), a.remoteIP)
+	if slices.EqualFunc(cat, a.catalog, sameBinding) {
+		return
+	}
+	a.catalog = cat
+	if err := a.write(&wire.Catalog{Bindings: cat}); err != nil {
+		a.r.log.Debug("relay: catalog push failed", "session", a.id, "err", err)
+	}
+}
+
+func sameBinding(a, b wire.Binding) bool {
+	return a.Name == b.Name && a.Kind == b.Kind && a.Environment == b.Environment &&
+		a.Description == b.Description && slices.Equal(a.Label, b.Label)
+}
+
+// ---- connectors ----
+
+type connectorSession struct {
+	session
+	services []string
+}
+
+func (c *connectorSession) name() string { return c.claims.Load().Subject }
+
+func (r *Relay) serveConnector(c *connectorSession, services []wire.Service) {
+	claims := c.claims.Load()
+	if rej := r.checkServices(claims, services); rej != nil {
+		r.reject(c.conn, c.ctrl, rej)
+		r.audit.LogAttrs(r.ctx, slog.LevelWarn, EventSessionReject, append(c.auditAttrs(wire.RoleConnector),
+			slog.String("code", rej.Code.String()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))...)
+		return
+	}
+	for _, s := range services {
+		c.services = append(c.services, s.Name)
+	}
+	if rej := r.register(c, services); rej != nil {
+		r.reject(c.conn, c.ctrl, rej)
+		r.audit.LogAttrs(r.ctx, slog.LevelWarn, EventSessionReject, append(c.auditAttrs(wire.RoleConnector),
+			slog.String("code", rej.Code.String()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))...)
+		return
+	}
+	defer r.unregister(c)
+
+	welcome := &wire.Welcome{
+		Session:   c.id,
+		Identity:  wire.Identity{Subject: claims.Subject, Role: wire.RoleConnector, Group: claims.Groups},
+		Limits:    wire.Limits{MaxFrameSize: uint64(r.limits.MaxFrameSize)},
+		ExpiresAt: claims.ExpiresAt,
+	}
+	if err := c.write(welcome); err != nil {
+		closeConn(c.conn, wire.CodeProtocol, "welcome_failed", "could not send the welcome")
+		return
+	}
+	c.armExpiry(claims.ExpiresAt)
+	r.audit.LogAttrs(r.ctx, slog.LevelInfo, EventSessionStart, append(c.auditAttrs(wire.RoleConnector),
+		slog.Any("services", c.services))...)
+	defer c.end(wire.RoleConnector)
+	r.rescopeIfNew()
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// Connectors open no streams of their own: refuse any.
+		for {
+			st, err := c.conn.AcceptStream(r.ctx)
+			if err != nil {
+				return
+			}
+			st.CancelRead(transport.StreamRefused)
+			st.CancelWrite(transport.StreamRefused)
+		}
+	}()
+	c.readControl(identity.RoleConnector, nil)
+	closeConn(c.conn, wire.CodeOK, "closed", "control stream ended")
+	wg.Wait()
+}
+
+// checkServices refuses a connector that advertises what its token does not
+// grant, a kind the relay does not serve, or a name twice.
+func (r *Relay) checkServices(claims *identity.Claims, services []wire.Service) *wire.Reject {
+	seen := make(map[string]bool, len(services))
+	for _, s := range services {
+		if seen[s.Name] {
+			return &wire.Reject{Code: wire.CodeProtocol, Reason: "duplicate_service", Message: fmt.Sprintf("service %q advertised twice", s.Name)}
+		}
+		seen[s.Name] = true
+		if err := claims.MayAdvertise(s.Name); err != nil {
+			return &wire.Reject{Code: wire.CodeDenied, Reason: identity.Reason(err), Message: err.Error()}
+		}
+		if !validKind(s.Kind) {
+			return &wire.Reject{Code: wire.CodeUnsupported, Reason: "unsupported_kind", Message: fmt.Sprintf("service %q has kind %q; the relay serves tcp, http and postgres", s.Name, s.Kind)}
+		}
+	}
+	return nil
+}
+
+// register adds c to the routes of its services. A service that disagrees
+// with a declared binding, or with the other connectors serving the same
+// name now, is refused: they would make policy decide on the wrong
+// attributes.
+func (r *Relay) register(c *connectorSession, services []wire.Service) *wire.Reject {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range services {
+		rt := r.routes[s.Name]
+		if rt == nil {
+			continue
+		}
+		meta := rt.meta.Load().binding
+		if !sameMeta(meta, s) && (rt.declared || len(*rt.conns.Load()) > 0) {
+			return &wire.Reject{Code: wire.CodeDenied, Reason: "service_mismatch", Message: fmt.Sprintf(
+				"service %q is advertised as kind %q, environment %q, labels %v, but the relay knows it as kind %q, environment %q, labels %v",
+				s.Name, s.Kind, s.Environment, s.Label, meta.Kind, meta.Environment, meta.Labels)}
+		}
+	}
+	for _, s := range services {
+		b := mesh.Binding{Name: s.Name, Kind: s.Kind, Environment: s.Environment, Labels: s.Label, Description: s.Description}
+		rt := r.routes[s.Name]
+		switch {
+		case rt == nil:
+			rt = newRoute(b, false)
+			r.routes[s.Name] = rt
+			r.catalogGen++
+		case !rt.declared && !sameMeta(rt.meta.Load().binding, s):
+			// No live connector disagrees (checked above): the service's
+			// description changed since it was last served.
+			rt.meta.Store(newMeta(b))
+			r.catalogGen++
+		}
+		rt.add(c)
+	}
+	r.connectors[c] = struct{}{}
+	return nil
+}
+
+func (r *Relay) unregister(c *connectorSession) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, name := range c.services {
+		if rt := r.routes[name]; rt != nil {
+			rt.remove(c)
+		}
+	}
+	delete(r.connectors, c)
+}
+
+// rescopeIfNew pushes catalogs when connectors brought bindings the relay
+// did not know, or changed one's description.
+func (r *Relay) rescopeIfNew() {
+	r.mu.Lock()
+	changed := r.catalogGen != r.pushedGen
+	r.pushedGen = r.catalogGen
+	r.mu.Unlock()
+	if changed {
+		r.rescopeAll()
+	}
+}

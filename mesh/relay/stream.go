@@ -1,0 +1,215 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/postern/postern/internal/wire"
+	"github.com/postern/postern/policy"
+	"github.com/postern/postern/transport"
+)
+
+// serveStream serves one binding stream of an agent: read the Open,
+// authorize, route to a connector, splice.
+func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
+	start := time.Now()
+	n := a.streams.Add(1)
+	defer a.streams.Add(-1)
+
+	st.SetReadDeadline(start.Add(r.limits.OpenTimeout))
+	var open wire.Open
+	if err := wire.ReadExpected(st, r.limits.MaxFrameSize, &open); err != nil {
+		res := &wire.Result{Code: wire.CodeProtocol, Reason: "malformed_open", Message: err.Error()}
+		switch {
+		case errors.Is(err, transport.ErrFrameTooLarge):
+			res = &wire.Result{Code: wire.CodeLimit, Reason: "frame_too_large", Message: err.Error()}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			res = &wire.Result{Code: wire.CodeTimeout, Reason: "open_timeout", Message: "no open frame in time"}
+		case !errors.Is(err, wire.ErrMalformed):
+			st.CancelRead(transport.StreamRefused)
+			st.CancelWrite(transport.StreamRefused)
+			return
+		}
+		refuse(st, res)
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	action := open.Action
+	if action == "" {
+		action = policy.ActionConnect
+	}
+	// Attributes every open's audit event carries.
+	attrs := []slog.Attr{
+		slog.String("session", a.id),
+		slog.String("subject", a.principal.Load().ID),
+		slog.String("binding", open.Binding),
+		slog.String("action", action),
+	}
+	// A refusal is audited before the agent hears of it.
+	deny := func(res *wire.Result, extra ...slog.Attr) {
+		attrs = append(attrs, slog.String("decision", "deny"), slog.String("code", res.Code.String()), slog.String("reason", res.Reason))
+		if res.Policies != nil {
+			attrs = append(attrs, slog.Any("policies", res.Policies))
+		}
+		r.audit.LogAttrs(r.ctx, slog.LevelWarn, EventOpenDeny, append(attrs, extra...)...)
+		refuse(st, res)
+	}
+
+	if n > int64(r.limits.StreamsPerAgent) {
+		deny(&wire.Result{Code: wire.CodeLimit, Reason: "streams_per_agent",
+			Message: fmt.Sprintf("this agent has %d binding streams open, the limit is %d", n-1, r.limits.StreamsPerAgent)})
+		return
+	}
+	if r.draining.Load() {
+		deny(&wire.Result{Code: wire.CodeShutdown, Reason: "relay_shutdown", Message: "the relay is shutting down"})
+		return
+	}
+	r.mu.RLock()
+	rt := r.routes[open.Binding]
+	r.mu.RUnlock()
+	if rt == nil {
+		deny(&wire.Result{Code: wire.CodeUnknownBinding, Reason: "unknown_binding", Message: "no binding has this name"})
+		return
+	}
+	meta := rt.meta.Load()
+	var details map[string]string
+	if len(open.Details) > 0 {
+		details = make(map[string]string, len(open.Details))
+		for _, kv := range open.Details {
+			details[kv.Key] = kv.Value
+		}
+	}
+	dec := r.policy.Authorize(policy.Request{
+		Principal: *a.principal.Load(),
+		Action:    action,
+		Resource:  meta.resource,
+		Time:      start,
+		SourceIP:  a.remoteIP,
+		Details:   details,
+	})
+	if len(dec.Errors) > 0 {
+		r.log.Warn("relay: policy evaluation errors", "binding", open.Binding, "subject", a.principal.Load().ID, "errors", dec.Errors)
+	}
+	if !dec.Allowed {
+		policies := dec.Policies
+		if policies == nil {
+			policies = []string{}
+		}
+		deny(&wire.Result{Code: wire.CodeDenied, Reason: "policy", Message: dec.String(), Policies: policies},
+			slog.String("decision_detail", dec.String()))
+		return
+	}
+	attrs = append(attrs, slog.Any("policies", dec.Policies))
+
+	up, cs, res := r.dialConnector(rt, a, &open, action)
+	if res != nil {
+		deny(res)
+		return
+	}
+	attrs = append(attrs, slog.String("connector", cs.name()))
+	down := transport.NewConn(st, a.conn.LocalAddr(), a.conn.RemoteAddr())
+
+	// Forward the agent's bytes at once: what it sent with the Open (a
+	// pipelined first request) reaches the connector while it dials the
+	// upstream. The connector reads it only once the upstream is there,
+	// and drops it if the dial fails.
+	sp := transport.StartSplice(down, up)
+
+	up.SetReadDeadline(time.Now().Add(r.limits.OpenTimeout))
+	var cres wire.Result
+	err := wire.ReadExpected(up, r.limits.MaxFrameSize, &cres)
+	up.SetReadDeadline(time.Time{})
+	if err != nil {
+		cres = wire.Result{Code: wire.CodeUpstream, Reason: "connector_failed", Message: "the connector did not answer the dial"}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			cres = wire.Result{Code: wire.CodeTimeout, Reason: "connector_timeout", Message: fmt.Sprintf("the connector did not answer within %s", r.limits.OpenTimeout)}
+		}
+	}
+	cres.Connector = cs.name()
+	if cres.Code != wire.CodeOK {
+		// Tell the agent, discard the rest of what it sent, and cut the
+		// connector's stream.
+		attrs = append(attrs, slog.String("decision", "allow"), slog.String("code", cres.Code.String()), slog.String("reason", cres.Reason))
+		r.audit.LogAttrs(r.ctx, slog.LevelWarn, EventOpenFail, attrs...)
+		down.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		wire.WriteFrame(down, &cres)
+		down.CloseWrite()
+		down.CloseRead()
+		transport.Abort(up)
+		sp.Wait()
+		return
+	}
+	r.audit.LogAttrs(r.ctx, slog.LevelInfo, EventOpenAllow, append(attrs, slog.String("decision", "allow"))...)
+	if err := wire.WriteFrame(down, &cres); err != nil {
+		down.CloseRead()
+		transport.Abort(down)
+		transport.Abort(up)
+		sp.Wait()
+		return
+	}
+	upBytes, downBytes, err := sp.Finish()
+	closeAttrs := append(attrs[:len(attrs):len(attrs)],
+		slog.Int64("bytes_up", upBytes),
+		slog.Int64("bytes_down", downBytes),
+		slog.Int64("duration_ms", time.Since(start).Milliseconds()))
+	if err != nil && !transport.IsClosed(err) {
+		closeAttrs = append(closeAttrs, slog.String("error", err.Error()))
+	}
+	r.audit.LogAttrs(r.ctx, slog.LevelInfo, EventStreamClose, closeAttrs...)
+}
+
+// refuse answers an open with an error result and discards whatever the
+// agent sent after its Open: none of it reaches a connector.
+func refuse(st *quic.Stream, res *wire.Result) {
+	st.CancelRead(transport.StreamRefused)
+	st.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err := wire.WriteFrame(st, res); err != nil {
+		st.CancelWrite(transport.StreamRefused)
+		return
+	}
+	st.Close()
+}
+
+// dialConnector opens a stream to a connector serving rt and sends it the
+// Dial. It tries each live connector once, in round-robin order, while
+// the failure is the connector's connection and not the request.
+func (r *Relay) dialConnector(rt *route, a *agentSession, open *wire.Open, action string) (*transport.Conn, *connectorSession, *wire.Result) {
+	dial := &wire.Dial{
+		Binding:  open.Binding,
+		Session:  a.id,
+		Identity: *a.ident.Load(),
+		Action:   action,
+		Details:  open.Details,
+		Source:   a.remote,
+	}
+	var tried []*connectorSession
+	for {
+		cs := rt.pick(tried)
+		if cs == nil {
+			if len(tried) == 0 {
+				return nil, nil, &wire.Result{Code: wire.CodeNoConnector, Reason: "no_connector", Message: "no connector serving this binding is connected to the relay"}
+			}
+			return nil, nil, &wire.Result{Code: wire.CodeNoConnector, Reason: "connectors_failed", Message: fmt.Sprintf("%d connectors serve this binding but none took the stream", len(tried))}
+		}
+		tried = append(tried, cs)
+		ctx, cancel := context.WithTimeout(r.ctx, r.limits.OpenTimeout)
+		st, err := cs.conn.OpenStreamSync(ctx)
+		cancel()
+		if err != nil {
+			r.log.Warn("relay: cannot open a stream to connector", "connector", cs.name(), "err", err)
+			continue
+		}
+		if err := wire.WriteFrame(st, dial); err != nil {
+			st.CancelRead(transport.StreamAborted)
+			st.CancelWrite(transport.StreamAborted)
+			continue
+		}
+		return transport.NewConn(st, cs.conn.LocalAddr(), cs.conn.RemoteAddr()), cs, nil
+	}
+}

@@ -1,0 +1,189 @@
+package transport
+
+import (
+	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// ALPN is the application protocol Postern negotiates in TLS. A peer that
+// does not offer it fails the handshake.
+const ALPN = "postern/1"
+
+// Config tunes a QUIC endpoint. A nil *Config is valid and means every
+// default below. The defaults are chosen for a relay carrying many agents,
+// not quic-go's, which suit a single client.
+type Config struct {
+	// HandshakeTimeout bounds the QUIC and TLS handshake. Zero means 10s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a connection that has received nothing for this
+	// long. Zero means 60s. Keep-alives (below) keep healthy idle sessions
+	// open.
+	IdleTimeout time.Duration
+	// KeepAlive is how often an idle connection sends a keep-alive. Zero
+	// means 15s; negative disables keep-alives.
+	KeepAlive time.Duration
+	// MaxIncomingStreams is how many bidirectional streams the peer may
+	// have open at once. Zero means 1024 (quic-go's default is 100).
+	MaxIncomingStreams int64
+	// StreamWindow and MaxStreamWindow are the initial and largest
+	// per-stream receive windows. Zero means 1 MiB and 16 MiB.
+	StreamWindow, MaxStreamWindow uint64
+	// ConnWindow and MaxConnWindow are the initial and largest
+	// per-connection receive windows. Zero means 2 MiB and 64 MiB.
+	ConnWindow, MaxConnWindow uint64
+}
+
+func (c *Config) quic() *quic.Config {
+	var z Config
+	if c == nil {
+		c = &z
+	}
+	q := &quic.Config{
+		HandshakeIdleTimeout:           or(c.HandshakeTimeout, 10*time.Second) / 2, // quic-go aborts at twice this
+		MaxIdleTimeout:                 or(c.IdleTimeout, 60*time.Second),
+		KeepAlivePeriod:                or(c.KeepAlive, 15*time.Second),
+		MaxIncomingStreams:             or(c.MaxIncomingStreams, 1024),
+		MaxIncomingUniStreams:          -1, // the protocol uses none
+		InitialStreamReceiveWindow:     or(c.StreamWindow, 1<<20),
+		MaxStreamReceiveWindow:         or(c.MaxStreamWindow, 16<<20),
+		InitialConnectionReceiveWindow: or(c.ConnWindow, 2<<20),
+		MaxConnectionReceiveWindow:     or(c.MaxConnWindow, 64<<20),
+	}
+	if c.KeepAlive < 0 {
+		q.KeepAlivePeriod = 0
+	}
+	return q
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Listener accepts QUIC connections that negotiated ALPN.
+type Listener struct {
+	udp *net.UDPConn
+	tr  *quic.Transport
+	ln  *quic.Listener
+}
+
+// Listen listens on the UDP address addr ("127.0.0.1:0" picks a free port).
+// tlsConf must carry the server certificate; Listen copies it and sets
+// TLS 1.3 and ALPN. The stateless-reset key is derived from the
+// certificate's private key, so that a relay restarted with the same
+// certificate tells clients of its previous life at once that their
+// connections are gone, instead of leaving them to time out.
+func Listen(addr string, tlsConf *tls.Config, cfg *Config) (*Listener, error) {
+	if tlsConf == nil || (len(tlsConf.Certificates) == 0 && tlsConf.GetCertificate == nil) {
+		return nil, errors.New("transport: listen: no TLS certificate")
+	}
+	uaddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listen: %w", err)
+	}
+	udp, err := net.ListenUDP("udp", uaddr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listen: %w", err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	if len(tlsConf.Certificates) > 0 {
+		if key, err := resetKey(tlsConf.Certificates[0]); err == nil {
+			tr.StatelessResetKey = key
+		}
+	}
+	ln, err := tr.Listen(serverTLS(tlsConf), cfg.quic())
+	if err != nil {
+		tr.Close()
+		udp.Close()
+		return nil, fmt.Errorf("transport: listen: %w", err)
+	}
+	return &Listener{udp: udp, tr: tr, ln: ln}, nil
+}
+
+// Accept waits for the next connection whose handshake completed.
+func (l *Listener) Accept(ctx context.Context) (*quic.Conn, error) { return l.ln.Accept(ctx) }
+
+// Addr is the UDP address the listener is bound to.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Close stops accepting and closes the UDP socket. Connections already
+// accepted are closed by their owners first (see quic.Conn.CloseWithError);
+// those still open are torn down.
+func (l *Listener) Close() error {
+	err := l.ln.Close()
+	if err2 := l.tr.Close(); err == nil {
+		err = err2
+	}
+	// The transport does not close a socket it was handed.
+	if err2 := l.udp.Close(); err == nil {
+		err = err2
+	}
+	return err
+}
+
+// resetKey derives a stateless-reset key from the certificate's private
+// key: stable across restarts, secret, and unrelated to any other use of
+// the key.
+func resetKey(cert tls.Certificate) (*quic.StatelessResetKey, error) {
+	der, err := marshalPrivateKey(cert.PrivateKey)
+	if err != nil {
+		return nil, err
+	}
+	b, err := hkdf.Key(sha256.New, der, nil, "postern quic stateless reset v1", 32)
+	if err != nil {
+		return nil, err
+	}
+	var k quic.StatelessResetKey
+	copy(k[:], b)
+	return &k, nil
+}
+
+func serverTLS(c *tls.Config) *tls.Config {
+	c = c.Clone()
+	c.MinVersion = tls.VersionTLS13
+	c.NextProtos = []string{ALPN}
+	return c
+}
+
+// Dial connects to a QUIC listener at addr. tlsConf says how to trust the
+// server (see ClientTLS); Dial copies it and sets TLS 1.3 and ALPN. ctx
+// bounds the handshake.
+func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg *Config) (*quic.Conn, error) {
+	if tlsConf == nil {
+		return nil, errors.New("transport: dial: no TLS configuration (trust a CA or pin the relay's certificate)")
+	}
+	c := tlsConf.Clone()
+	c.MinVersion = tls.VersionTLS13
+	c.NextProtos = []string{ALPN}
+	conn, err := quic.DialAddr(ctx, addr, c, cfg.quic())
+	if err != nil {
+		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// IsConnClosed reports whether err says the QUIC connection itself is gone
+// (closed by either side, timed out, reset), as opposed to one stream
+// failing. A client reconnects on such errors.
+func IsConnClosed(err error) bool {
+	var (
+		appErr   *quic.ApplicationError
+		idleErr  *quic.IdleTimeoutError
+		hsErr    *quic.HandshakeTimeoutError
+		resetErr *quic.StatelessResetError
+		trErr    *quic.TransportError
+	)
+	return errors.As(err, &appErr) || errors.As(err, &idleErr) || errors.As(err, &hsErr) ||
+		errors.As(err, &resetErr) || errors.As(err, &trErr) || errors.Is(err, net.ErrClosed)
+}

@@ -1,0 +1,153 @@
+package transport
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+)
+
+// HalfConn is a connection whose send direction can be closed on its own:
+// *net.TCPConn, *net.UnixConn and *Conn all are.
+type HalfConn interface {
+	io.ReadWriteCloser
+	CloseWrite() error
+}
+
+// SpliceBufferSize is the size of the pooled buffers Splice copies with.
+// quic-go hands out stream data in frames of about a packet; a buffer this
+// size lets one Read drain many of them and one Write fill many packets,
+// which is what keeps the per-byte cost down.
+const SpliceBufferSize = 64 << 10
+
+var spliceBufs = sync.Pool{New: func() any { b := make([]byte, SpliceBufferSize); return &b }}
+
+// Splice copies a to b and b to a until both directions have ended, then
+// closes both. A clean end of one direction (EOF) is passed on as a
+// half-close of the other side's send direction, so request/response
+// protocols that signal "done" by closing their write side keep working.
+// An error in either direction aborts both (a stream reset, a TCP RST), so
+// that neither peer mistakes a failure for a clean end.
+//
+// It returns the bytes copied each way and the first error other than EOF.
+func Splice(a, b HalfConn) (aToB, bToA int64, err error) {
+	return StartSplice(a, b).Finish()
+}
+
+// A Splicer is a splice whose two directions start at different times:
+// a to b at once, b to a when Finish is called. A relay uses it to forward
+// an agent's first bytes to the connector while it still waits for the
+// connector's answer, which it must write to the agent before any byte
+// from b.
+type Splicer struct {
+	a, b HalfConn
+	done chan struct{} // closed when the a-to-b copy ends
+	aToB int64
+
+	mu        sync.Mutex
+	err       error
+	finishing bool
+}
+
+// StartSplice starts copying a to b in the background. Until Finish is
+// called, a failure of that copy aborts b but leaves a alone, so that the
+// caller can still answer on a.
+func StartSplice(a, b HalfConn) *Splicer {
+	s := &Splicer{a: a, b: b, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		n, err := CopyHalf(b, a)
+		s.aToB = n
+		if err != nil {
+			s.fail(err)
+		}
+	}()
+	return s
+}
+
+func (s *Splicer) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	finishing := s.finishing
+	s.mu.Unlock()
+	Abort(s.b)
+	if finishing {
+		Abort(s.a)
+	}
+}
+
+// Finish copies b to a until it ends, waits for the other direction, closes
+// both and returns the bytes copied each way and the first error.
+func (s *Splicer) Finish() (aToB, bToA int64, err error) {
+	s.mu.Lock()
+	s.finishing = true
+	failed := s.err != nil
+	s.mu.Unlock()
+	if failed {
+		Abort(s.a)
+	} else if n, err := CopyHalf(s.a, s.b); err != nil {
+		bToA = n
+		s.fail(err)
+	} else {
+		bToA = n
+	}
+	<-s.done
+	s.a.Close()
+	s.b.Close()
+	s.mu.Lock()
+	err = s.err
+	s.mu.Unlock()
+	return s.aToB, bToA, err
+}
+
+// Wait waits for the a-to-b copy to end, without starting b to a. The
+// caller ends that copy first, by closing a's read side or aborting b.
+func (s *Splicer) Wait() { <-s.done }
+
+// CopyHalf copies src to dst and, at a clean EOF, half-closes dst. It is
+// one direction of Splice, for callers that start the two directions at
+// different times.
+func CopyHalf(dst, src HalfConn) (int64, error) {
+	bp := spliceBufs.Get().(*[]byte)
+	defer spliceBufs.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := dst.Write(buf[:nr])
+			n += int64(nw)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if rerr == io.EOF {
+			return n, dst.CloseWrite()
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// Abort ends c with an error the peer can tell from a clean close: a
+// stream reset for a *Conn, a TCP RST for a *net.TCPConn.
+func Abort(c HalfConn) {
+	switch c := c.(type) {
+	case *Conn:
+		c.Abort(StreamAborted)
+	case *net.TCPConn:
+		c.SetLinger(0) // RST instead of FIN
+		c.Close()
+	default:
+		c.Close()
+	}
+}
+
+// IsClosed reports whether err is the ordinary end of a connection that a
+// splice or a reader should not report as a failure.
+func IsClosed(err error) bool {
+	return err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+}
