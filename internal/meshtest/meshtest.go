@@ -27,8 +27,12 @@ import (
 	"github.com/postern/postern/transport"
 )
 
-// Audience is the audience of every token the harness issues.
-const Audience = "postern-test"
+// Audience and Issuer are those of every token the harness issues, and
+// what its relay's verifier requires.
+const (
+	Audience = "postern-test"
+	Issuer   = "https://issuer.postern.test"
+)
 
 // Policies is the product's sentence as policy: coding agents may connect
 // to staging, and nobody to anything labelled financial.
@@ -45,8 +49,8 @@ permit (principal in Group::"finance", action == Action::"connect", resource in 
 
 // Options adjust the mesh. The zero value is a working mesh with Policies.
 type Options struct {
-	Policies string        // Cedar source; empty means Policies
-	Limits   relay.Limits  // relay limits
+	Policies string         // Cedar source; empty means Policies
+	Limits   relay.Limits   // relay limits
 	Bindings []mesh.Binding // declared bindings
 }
 
@@ -77,7 +81,7 @@ func New(t testing.TB, opts Options) *Mesh {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := identity.NewVerifier(context.Background(), identity.VerifierConfig{Audience: Audience, KeySet: jwks})
+	v, err := identity.NewVerifier(context.Background(), identity.VerifierConfig{Audience: Audience, Issuer: Issuer, KeySet: jwks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +155,9 @@ func (m *Mesh) Token(c identity.Claims) string {
 	m.t.Helper()
 	if c.Audience == nil {
 		c.Audience = []string{Audience}
+	}
+	if c.Issuer == "" {
+		c.Issuer = Issuer
 	}
 	if c.ExpiresAt.IsZero() {
 		c.ExpiresAt = time.Now().Add(time.Hour)

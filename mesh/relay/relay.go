@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -346,7 +347,7 @@ func subjectOf(c *identity.Claims) string {
 
 // handshake reads and checks a Hello. On failure it returns the Reject to
 // send; hello is then what could be read of it.
-func (r *Relay) handshake(ctrl *quic.Stream) (wire.Hello, *identity.Claims, *wire.Reject) {
+func (r *Relay) handshake(ctrl io.Reader) (wire.Hello, *identity.Claims, *wire.Reject) {
 	var hello wire.Hello
 	if err := wire.ReadExpected(ctrl, r.limits.MaxFrameSize, &hello); err != nil {
 		switch {

@@ -1,0 +1,45 @@
+// Package mesh is what an agent imports to reach private services through
+// a Postern relay: a [Client] holding one QUIC session with the relay, the
+// agent's catalog of bindings, and a Dial with net.Dialer's signature.
+//
+// # Overview
+//
+// A [Client] connects lazily: the first [Client.Dial], [Client.Catalog] or
+// [Client.Connect] dials the relay, presents the agent's identity token and
+// receives the catalog, the bindings that policy lets this agent open. The
+// relay pushes a new catalog when policy or connectors change. When the
+// relay goes away (a restart, a network change), the next Dial reconnects
+// by itself. With a TokenSource, the client presents a fresh token on the
+// live session before the current one expires.
+//
+// [Client.Dial] opens one QUIC stream per use of a binding. The relay
+// authorizes the open with Cedar, routes it to a connector, and the
+// connector dials the private service; the returned net.Conn then carries
+// raw bytes. Close closes both directions, CloseWrite is the half-close,
+// and deadlines work as on any net.Conn.
+//
+// # Errors
+//
+// A refused session or open is an [*Error] naming the binding, and matches
+// one sentinel with errors.Is: [ErrUnauthenticated] (Error.Reason says
+// which token check failed), [ErrDenied] (Error.Policies names the
+// deciding policies), [ErrUnknownBinding], [ErrNoConnector],
+// [ErrUpstream], [ErrTimeout], [ErrLimitExceeded], [ErrProtocol],
+// [ErrUnavailable], [ErrClosed] (which wraps net.ErrClosed).
+//
+// # Usage
+//
+//	client, err := mesh.NewClient(mesh.Config{
+//		Relay: "relay.example.com:7443",
+//		Token: os.Getenv("POSTERN_TOKEN"),
+//		Pin:   "sha256:4f1c...", // or RootCAs
+//	})
+//	if err != nil { ... }
+//	defer client.Close()
+//	conn, err := client.Dial(ctx, "tcp", "staging-db")
+//	if errors.Is(err, mesh.ErrDenied) { ... } // err names the policy
+//
+// Typed handles (*sql.DB, *http.Client) over a Client are in package
+// binding. The relay and the connector are libraries too, in mesh/relay
+// and mesh/connector, so that an agent binary does not compile them in.
+package mesh

@@ -1,0 +1,63 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/wire"
+	"github.com/postern/postern/mesh/identity"
+)
+
+// FuzzHello feeds arbitrary bytes to the relay as a client's first message.
+// Whatever they are, the relay must not panic, and it must accept only a
+// Hello whose token was really signed by the mesh's key: the seeds hold
+// the only such tokens, so an accepted token that is not a seed's is a
+// forgery that got through.
+func FuzzHello(f *testing.F) {
+	key, err := identity.GenerateSigningKey(identity.EdDSA)
+	if err != nil {
+		f.Fatal(err)
+	}
+	jwks, err := key.PublicJWKS()
+	if err != nil {
+		f.Fatal(err)
+	}
+	v, err := identity.NewVerifier(context.Background(), identity.VerifierConfig{Audience: "fuzz", KeySet: jwks})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer v.Close()
+	exp := time.Now().Add(24 * time.Hour)
+	agentTok, _ := key.Issue(identity.Claims{Subject: "a", Role: identity.RoleAgent, Audience: []string{"fuzz"}, ExpiresAt: exp})
+	connTok, _ := key.Issue(identity.Claims{Subject: "c", Role: identity.RoleConnector, Audience: []string{"fuzz"}, ExpiresAt: exp, Services: []string{"db"}})
+	minted := map[string]bool{agentTok: true, connTok: true}
+
+	f.Add(wire.AppendFrame(nil, &wire.Hello{Version: wire.Version, Role: wire.RoleAgent, Token: agentTok}))
+	f.Add(wire.AppendFrame(nil, &wire.Hello{Version: wire.Version, Role: wire.RoleConnector, Token: connTok,
+		Services: []wire.Service{{Name: "db", Kind: "tcp"}}}))
+	f.Add(wire.AppendFrame(nil, &wire.Hello{Version: 2, Role: wire.RoleAgent, Token: agentTok}))
+	f.Add(wire.AppendFrame(nil, &wire.Open{Binding: "db"}))
+
+	r := &Relay{cfg: Config{Verifier: v}}
+	r.limits.fill()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		hello, claims, rej := r.handshake(bytes.NewReader(data))
+		if rej == nil {
+			if claims == nil {
+				t.Fatal("accepted without claims")
+			}
+			if !minted[hello.Token] {
+				t.Fatalf("accepted a token the key never signed: %q", hello.Token)
+			}
+			if string(claims.Role) != hello.Role {
+				t.Fatalf("accepted role %q with a %q token", hello.Role, claims.Role)
+			}
+			return
+		}
+		if rej.Code == wire.CodeOK || rej.Reason == "" || rej.Message == "" {
+			t.Fatalf("a refusal without code, reason or message: %+v", rej)
+		}
+	})
+}
