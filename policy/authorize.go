@@ -33,6 +33,10 @@ var (
 // A Principal is the agent asking, as its verified identity token describes
 // it. It becomes the entity Agent::"<ID>", a member of Group::"<g>" for each
 // of Groups, whose attributes are Attributes plus role = "agent".
+//
+// A Principal built with [NewPrincipal] carries its Cedar form, converted
+// once: reuse it for every decision of a session. A Principal literal is
+// converted on every decision.
 type Principal struct {
 	ID     string   // the token's subject; must not be empty
 	Groups []string // duplicates are harmless
@@ -45,17 +49,25 @@ type Principal struct {
 	// or any other Go type makes the request invalid: it is denied, with the
 	// reason in Decision.Errors. An attribute named "role" is overridden.
 	Attributes map[string]any
+
+	form *principalForm // from NewPrincipal; checked against the fields before use
 }
 
 // A Resource is the binding asked for, as the relay's catalog describes it.
 // It becomes the entity Binding::"<Name>", a member of
 // Environment::"<Environment>" when Environment is not empty, with the
 // attributes kind, environment and labels (always present, maybe empty).
+//
+// A Resource built with [NewResource] carries its Cedar form, converted
+// once: keep it in the catalog. A Resource literal is converted on every
+// decision.
 type Resource struct {
 	Name        string // must not be empty
 	Kind        string // "postgres", "http", "tcp", ...
 	Environment string // "staging", "prod", ...; may be empty
 	Labels      []string
+
+	form *resourceForm // from NewResource; checked against the fields before use
 }
 
 // A Request is one access to decide.
@@ -132,20 +144,27 @@ func (s *Set) Authorize(req Request) Decision {
 		return Decision{Errors: []EvalError{{Message: err.Error()}}}
 	}
 
-	var buf [8][]*entry
+	var buf [12][]*entry
 	c := &candidates{lists: buf[:0]}
 	c.add(s.idx.always)
 	c.add(s.idx.byPrincipal[creq.Principal])
-	for _, g := range ents.groups {
+	for _, g := range ents.principal.uids {
 		c.add(s.idx.byPrincipal[g])
 	}
 	c.add(s.idx.byResource[creq.Resource])
-	if req.Resource.Environment != "" {
-		c.add(s.idx.byResource[types.NewEntityUID(TypeEnvironment, types.String(req.Resource.Environment))])
+	if env := ents.resource.env; env != nil {
+		c.add(s.idx.byResource[*env])
+	}
+	for _, l := range ents.resource.labels {
+		c.add(s.idx.byLabel[l])
 	}
 	c.add(s.idx.byAction[creq.Action])
-	if c.len() == 0 {
+	found, usesContext := c.scan()
+	if !found {
 		return Decision{}
+	}
+	if usesContext {
+		creq.Context = buildContext(&req)
 	}
 
 	dec, diag := cedar.Authorize(c, ents, creq)
@@ -215,17 +234,16 @@ func errorMessage(errs []cedar.DiagnosticError, id cedar.PolicyID) string {
 // attributes. Groups and Environments have neither, so they need no entity:
 // Cedar treats a missing entity as one without parents and attributes.
 type requestEntities struct {
-	principal types.Entity
-	resource  types.Entity
-	groups    []types.EntityUID // distinct
+	principal *principalForm
+	resource  *resourceForm
 }
 
-func (r *requestEntities) Get(uid types.EntityUID) (types.Entity, bool) {
+func (r requestEntities) Get(uid types.EntityUID) (types.Entity, bool) {
 	switch uid {
-	case r.principal.UID:
-		return r.principal, true
-	case r.resource.UID:
-		return r.resource, true
+	case r.principal.entity.UID:
+		return r.principal.entity, true
+	case r.resource.entity.UID:
+		return r.resource.entity, true
 	}
 	return types.Entity{}, false
 }
@@ -235,68 +253,26 @@ var (
 	errNoResource  = errors.New("resource name is empty")
 )
 
-func buildRequest(req *Request) (types.Request, *requestEntities, error) {
-	p, r := &req.Principal, &req.Resource
-	if p.ID == "" {
-		return types.Request{}, nil, errNoPrincipal
-	}
-	if r.Name == "" {
-		return types.Request{}, nil, errNoResource
-	}
-	attrs, err := convertAttributes(p.Attributes)
+func buildRequest(req *Request) (types.Request, requestEntities, error) {
+	pf, err := req.Principal.cedarForm()
 	if err != nil {
-		return types.Request{}, nil, err
+		return types.Request{}, requestEntities{}, err
 	}
-
-	ents := &requestEntities{}
-	if len(p.Groups) > 0 {
-		ents.groups = make([]types.EntityUID, 0, len(p.Groups))
-		for _, g := range p.Groups {
-			uid := types.NewEntityUID(TypeGroup, types.String(g))
-			if !containsUID(ents.groups, uid) {
-				ents.groups = append(ents.groups, uid)
-			}
-		}
+	rf, err := req.Resource.cedarForm()
+	if err != nil {
+		return types.Request{}, requestEntities{}, err
 	}
-	ents.principal = types.Entity{
-		UID:        types.NewEntityUID(TypeAgent, types.String(p.ID)),
-		Parents:    types.NewEntityUIDSet(ents.groups...),
-		Attributes: attrs,
-	}
-
-	labels := emptySet
-	if len(r.Labels) > 0 {
-		vals := make([]types.Value, len(r.Labels))
-		for i, l := range r.Labels {
-			vals[i] = types.String(l)
-		}
-		labels = types.NewSet(vals...)
-	}
-	var envs []types.EntityUID
-	if r.Environment != "" {
-		envs = []types.EntityUID{types.NewEntityUID(TypeEnvironment, types.String(r.Environment))}
-	}
-	ents.resource = types.Entity{
-		UID:     types.NewEntityUID(TypeBinding, types.String(r.Name)),
-		Parents: types.NewEntityUIDSet(envs...),
-		Attributes: types.NewRecord(types.RecordMap{
-			"kind":        types.String(r.Kind),
-			"environment": types.String(r.Environment),
-			"labels":      labels,
-		}),
-	}
-
 	action := connectUID
 	if req.Action != "" && req.Action != ActionConnect {
 		action = types.NewEntityUID(TypeAction, types.String(req.Action))
 	}
-
+	// The context is left empty: Authorize builds it only if a policy to
+	// evaluate reads it.
 	return types.Request{
-		Principal: ents.principal.UID,
+		Principal: pf.entity.UID,
 		Action:    action,
-		Resource:  ents.resource.UID,
-		Context:   buildContext(req),
-	}, ents, nil
+		Resource:  rf.entity.UID,
+	}, requestEntities{principal: pf, resource: rf}, nil
 }
 
 func buildContext(req *Request) types.Record {
@@ -312,10 +288,9 @@ func buildContext(req *Request) types.Record {
 		}
 		details = types.NewRecord(m)
 	}
-	ctx := types.RecordMap{
-		"time":    types.NewDatetime(t),
-		"details": details,
-	}
+	ctx := make(types.RecordMap, 3)
+	ctx["time"] = types.NewDatetime(t)
+	ctx["details"] = details
 	if ip := req.SourceIP; ip.IsValid() {
 		ip = ip.Unmap().WithZone("")
 		ctx["source_ip"] = types.IPAddr(netip.PrefixFrom(ip, ip.BitLen()))

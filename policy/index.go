@@ -23,11 +23,20 @@ import (
 // their ancestors. A policy that is not evaluated would have failed its scope,
 // which cedar-go checks before the conditions, and so could not have matched
 // nor raised an error.
+//
+// Label forbids, `forbid (principal, action, resource) when {
+// resource.labels.contains("financial") }`, name no entity but are as
+// selective: a policy whose first condition starts with that test (after
+// `resource has labels`, if any) is filed under the label. Cedar evaluates
+// the scope, then the conditions in order, left to right, stopping at the
+// first false: without the label, such a policy is false before anything
+// that could raise an error is evaluated. labels is always present.
 type index struct {
-	always      []*entry // the scope names no entity: evaluated for every request
+	always      []*entry // nothing to file it under: evaluated for every request
 	byPrincipal map[types.EntityUID][]*entry
 	byResource  map[types.EntityUID][]*entry
 	byAction    map[types.EntityUID][]*entry
+	byLabel     map[string][]*entry
 }
 
 func buildIndex(entries []*entry) index {
@@ -35,14 +44,22 @@ func buildIndex(entries []*entry) index {
 		byPrincipal: make(map[types.EntityUID][]*entry),
 		byResource:  make(map[types.EntityUID][]*entry),
 		byAction:    make(map[types.EntityUID][]*entry),
+		byLabel:     make(map[string][]*entry),
 	}
 	for _, e := range entries {
 		p := (*xast.Policy)(e.policy.AST())
 		pk, pRank := scopeKeys(p.Principal)
 		rk, rRank := scopeKeys(p.Resource)
 		ak, aRank := scopeKeys(p.Action)
+		label, hasLabel := labelKey(p)
 		switch {
-		case pRank > 0 && pRank >= rRank:
+		case pRank == 2:
+			file(idx.byPrincipal, pk, e)
+		case rRank == 2:
+			file(idx.byResource, rk, e)
+		case hasLabel:
+			idx.byLabel[label] = append(idx.byLabel[label], e)
+		case pRank > 0:
 			file(idx.byPrincipal, pk, e)
 		case rRank > 0:
 			file(idx.byResource, rk, e)
@@ -55,6 +72,48 @@ func buildIndex(entries []*entry) index {
 	return idx
 }
 
+// labelKey returns L if the policy's first condition is a `when` whose
+// conjuncts, in evaluation order, are `resource has labels` any number of
+// times and then `resource.labels.contains("L")`.
+func labelKey(p *xast.Policy) (string, bool) {
+	if len(p.Conditions) == 0 || p.Conditions[0].Condition != xast.ConditionWhen {
+		return "", false
+	}
+	for _, n := range conjuncts(p.Conditions[0].Body, nil) {
+		if h, ok := n.(xast.NodeTypeHas); ok && h.Value == "labels" && isVariable(h.Arg, "resource") {
+			continue
+		}
+		c, ok := n.(xast.NodeTypeContains)
+		if !ok {
+			return "", false
+		}
+		a, ok := c.Left.(xast.NodeTypeAccess)
+		if !ok || a.Value != "labels" || !isVariable(a.Arg, "resource") {
+			return "", false
+		}
+		v, ok := c.Right.(xast.NodeValue)
+		if !ok {
+			return "", false
+		}
+		l, ok := v.Value.(types.String)
+		return string(l), ok
+	}
+	return "", false
+}
+
+// conjuncts flattens a && b && ... in evaluation order.
+func conjuncts(n xast.IsNode, out []xast.IsNode) []xast.IsNode {
+	if a, ok := n.(xast.NodeTypeAnd); ok {
+		return conjuncts(a.Right, conjuncts(a.Left, out))
+	}
+	return append(out, n)
+}
+
+func isVariable(n xast.IsNode, name types.String) bool {
+	v, ok := n.(xast.NodeTypeVariable)
+	return ok && v.Name == name
+}
+
 func file(m map[types.EntityUID][]*entry, keys []types.EntityUID, e *entry) {
 	for _, k := range keys {
 		m[k] = append(m[k], e)
@@ -63,7 +122,8 @@ func file(m map[types.EntityUID][]*entry, keys []types.EntityUID, e *entry) {
 
 // scopeKeys returns the entities one of which a request's variable (or one of
 // its ancestors) must equal for the scope to match, and how selective that
-// is: 2 for ==, 1 for in, 0 when the scope names no entity. The keys of an
+// is: 2 for ==, 1 for in, 0 when the scope names no entity. A policy is
+// filed under an == scope first, then a label, then an in scope. The keys of an
 // action set are distinct, and a request's action has no ancestors, so a
 // policy is never found twice for one request.
 func scopeKeys(n xast.IsScopeNode) ([]types.EntityUID, int) {
@@ -111,12 +171,17 @@ func (c *candidates) add(l []*entry) {
 	}
 }
 
-func (c *candidates) len() int {
-	n := 0
+// scan reports whether there are any candidates and whether any of them
+// needs the request context.
+func (c *candidates) scan() (found, usesContext bool) {
 	for _, l := range c.lists {
-		n += len(l)
+		for _, e := range l {
+			if e.usesContext {
+				return true, true
+			}
+		}
 	}
-	return n
+	return len(c.lists) > 0, false
 }
 
 func (c *candidates) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
@@ -129,4 +194,17 @@ func (c *candidates) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
 			}
 		}
 	}
+}
+
+func usesContext(p *cedar.Policy) bool {
+	found := false
+	for _, c := range (*xast.Policy)(p.AST()).Conditions {
+		xast.Inspect(xast.NewNode(c.Body), func(n xast.IsNode) bool {
+			if isVariable(n, "context") {
+				found = true
+			}
+			return !found
+		})
+	}
+	return found
 }

@@ -163,6 +163,15 @@ func randomPolicies(rng *rand.Rand, n int) string {
 			`unless { context.details has x }`,
 			fmt.Sprintf(`when { principal in Group::"g%d" && resource.environment == "e%d" }`, n(4), n(3)),
 			`when { context.time > datetime("2025-01-01") }`,
+			// Label conditions: the index files the first three under the
+			// label; the others must be evaluated for every request.
+			fmt.Sprintf(`when { resource.labels.contains("l%d") && principal.level > 1 }`, n(3)),
+			fmt.Sprintf(`when { resource has labels && resource.labels.contains("l%d") }`, n(3)),
+			fmt.Sprintf(`when { resource.labels.contains("l%d") } when { principal.level > 2 }`, n(3)),
+			fmt.Sprintf(`when { principal.level > 1 && resource.labels.contains("l%d") }`, n(3)),
+			fmt.Sprintf(`unless { resource.labels.contains("l%d") }`, n(3)),
+			fmt.Sprintf(`when { resource.labels.contains("l%d") || principal.level > 1 }`, n(3)),
+			fmt.Sprintf(`when { principal.level > 0 } when { resource.labels.contains("l%d") }`, n(3)),
 		)
 		effect := pick(rng, "permit", "permit", "forbid")
 		fmt.Fprintf(&b, "@id(\"p%d\")\n%s (%s, %s, %s) %s;\n\n", i, effect, principal, action, resource, cond)
@@ -187,10 +196,29 @@ func randomRequest(rng *rand.Rand) Request {
 	if rng.IntN(2) == 0 {
 		attrs = map[string]any{"level": rng.IntN(5)}
 	}
+	principal := Principal{ID: fmt.Sprintf("a%d", rng.IntN(5)), Groups: groups, Attributes: attrs}
+	resource := Resource{Name: fmt.Sprintf("b%d", rng.IntN(5)), Kind: "tcp", Environment: pick(rng, "", "e0", "e1", "e2"), Labels: labels}
+	if rng.IntN(2) == 0 {
+		// Prepared forms, sometimes made stale by changing a field.
+		principal, _ = NewPrincipal(principal.ID, principal.Groups, principal.Attributes)
+		resource = NewResource(resource.Name, resource.Kind, resource.Environment, resource.Labels...)
+		switch rng.IntN(6) {
+		case 0:
+			principal.Groups = append(slices.Clip(principal.Groups), "g2")
+		case 1:
+			principal.ID = "a0"
+		case 2:
+			principal.Attributes = map[string]any{"level": 4}
+		case 3:
+			resource.Labels = append(slices.Clip(resource.Labels), "l1", "l1")
+		case 4:
+			resource.Environment = "e1"
+		}
+	}
 	return Request{
-		Principal: Principal{ID: fmt.Sprintf("a%d", rng.IntN(5)), Groups: groups, Attributes: attrs},
+		Principal: principal,
 		Action:    pick(rng, "", "connect", "read", "write"),
-		Resource:  Resource{Name: fmt.Sprintf("b%d", rng.IntN(5)), Kind: "tcp", Environment: pick(rng, "", "e0", "e1", "e2"), Labels: labels},
+		Resource:  resource,
 		Time:      time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC),
 		Details:   pick(rng, map[string]string(nil), map[string]string{"x": "1"}),
 	}

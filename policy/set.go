@@ -29,6 +29,10 @@ type entry struct {
 	forbid bool
 	ord    int            // position in Set.entries; orders the IDs of a Decision
 	pos    cedar.Position // the first line of the policy, its annotations included
+
+	// usesContext is false when no condition mentions context: such a
+	// policy decides the same with any context, which then need not be built.
+	usesContext bool
 }
 
 // An Error is a problem located in a policy document: a syntax error, a
@@ -186,7 +190,7 @@ func (b *builder) add(filename string, src []byte) {
 			b.errs = append(b.errs, posError(pos, id, "duplicate @id, first used at %s:%d", first.pos.Filename, first.pos.Line))
 			continue
 		}
-		e := &entry{id: id, policy: p, forbid: p.Effect() == cedar.Forbid, ord: len(b.entries), pos: pos}
+		e := &entry{id: id, policy: p, forbid: p.Effect() == cedar.Forbid, ord: len(b.entries), pos: pos, usesContext: usesContext(p)}
 		b.entries = append(b.entries, e)
 		b.byID[id] = e
 	}
