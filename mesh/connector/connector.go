@@ -42,6 +42,10 @@ type Service struct {
 	Description string
 	// DialTimeout bounds the dial to the upstream. Zero means 10s.
 	DialTimeout time.Duration
+	// Postgres is the upstream login, for kind postgres.
+	Postgres *Postgres
+	// HTTP is what the connector adds to requests, for kind http.
+	HTTP *HTTP
 }
 
 // Config configures a connector. Relays, a token and a way to trust the
