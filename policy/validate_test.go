@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -238,5 +239,21 @@ func TestSchema(t *testing.T) {
 	}
 	if strings.Contains(plain, "team") || strings.Contains(plain, "action read") {
 		t.Errorf("options leaked into another schema:\n%s", plain)
+	}
+}
+
+// TestDocShowsSchema keeps the schema in the package documentation equal to
+// SchemaText.
+func TestDocShowsSchema(t *testing.T) {
+	src, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	for _, line := range strings.Split(strings.TrimRight(SchemaText, "\n"), "\n") {
+		want.WriteString("//\t" + line + "\n")
+	}
+	if !strings.Contains(strings.ReplaceAll(string(src), "//\t\n", "//\n"), strings.ReplaceAll(want.String(), "//\t\n", "//\n")) {
+		t.Errorf("doc.go does not show SchemaText; it should contain:\n%s", want.String())
 	}
 }
