@@ -115,7 +115,12 @@ func TestParseSigningKeyRefuses(t *testing.T) {
 		b, _ = json.Marshal(m)
 		return b
 	}
-	otherX := func() string { b, _ := newKey(t, EdDSA).MarshalJWK(); var m map[string]any; _ = json.Unmarshal(b, &m); return m["x"].(string) }()
+	otherX := func() string {
+		b, _ := newKey(t, EdDSA).MarshalJWK()
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		return m["x"].(string)
+	}()
 	tests := []struct {
 		name string
 		jwk  []byte

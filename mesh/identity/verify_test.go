@@ -175,7 +175,10 @@ func TestVerifyRefuses(t *testing.T) {
 		{name: "four parts", token: func(t *testing.T) string { return valid(t) + ".e30" }, wantErr: ErrMalformed, reason: "malformed_token", msg: "got 4"},
 		{name: "non-base64 header", token: func(t *testing.T) string { return "!!!." + parts(valid(t))[1] + "." }, wantErr: ErrMalformed, reason: "malformed_token", msg: "header is not base64url"},
 		{name: "padded base64", token: func(t *testing.T) string { p := parts(valid(t)); return p[0] + "=." + p[1] + "." + p[2] }, wantErr: ErrMalformed, reason: "malformed_token"},
-		{name: "newline in signature", token: func(t *testing.T) string { p := parts(valid(t)); return p[0] + "." + p[1] + "." + p[2][:10] + "\n" + p[2][10:] }, wantErr: ErrMalformed, reason: "malformed_token"},
+		{name: "newline in signature", token: func(t *testing.T) string {
+			p := parts(valid(t))
+			return p[0] + "." + p[1] + "." + p[2][:10] + "\n" + p[2][10:]
+		}, wantErr: ErrMalformed, reason: "malformed_token"},
 		{name: "non-canonical base64 signature", token: func(t *testing.T) string {
 			tok := valid(t)
 			// 64 bytes encode to 86 chars; the last one carries 4 unused bits.
@@ -204,12 +207,16 @@ func TestVerifyRefuses(t *testing.T) {
 		}, wantErr: ErrMalformed, reason: "malformed_token", msg: "typ"},
 
 		// Algorithm, before any key.
-		{name: "alg none", token: func(t *testing.T) string { return craft(t, map[string]any{"alg": "none"}, payloadOf(t, RoleAgent), nil) },
+		{name: "alg none", token: func(t *testing.T) string {
+			return craft(t, map[string]any{"alg": "none"}, payloadOf(t, RoleAgent), nil)
+		},
 			wantErr: ErrAlgorithm, reason: "alg_not_allowed", msg: `"none"`},
 		{name: "alg none with a valid kid", token: func(t *testing.T) string {
 			return craft(t, map[string]any{"alg": "none", "kid": ed.KeyID()}, payloadOf(t, RoleAgent), nil)
 		}, wantErr: ErrAlgorithm, reason: "alg_not_allowed"},
-		{name: "alg NoNe", token: func(t *testing.T) string { return craft(t, map[string]any{"alg": "NoNe"}, payloadOf(t, RoleAgent), nil) },
+		{name: "alg NoNe", token: func(t *testing.T) string {
+			return craft(t, map[string]any{"alg": "NoNe"}, payloadOf(t, RoleAgent), nil)
+		},
 			wantErr: ErrAlgorithm, reason: "alg_not_allowed"},
 		{name: "HS256 keyed with the public JWKS", token: func(t *testing.T) string {
 			return craft(t, map[string]any{"alg": "HS256", "kid": ed.KeyID()}, payloadOf(t, RoleAgent), hmacSHA256(jwks(t, ed)))
