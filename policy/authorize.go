@@ -13,11 +13,11 @@ import (
 
 // The Cedar entity types of the Postern schema; see [SchemaText].
 const (
-	TypeAgent       types.EntityType = "Agent"
-	TypeGroup       types.EntityType = "Group"
-	TypeBinding     types.EntityType = "Binding"
-	TypeEnvironment types.EntityType = "Environment"
-	TypeAction      types.EntityType = "Action"
+	typeAgent       = "Agent"
+	typeGroup       = "Group"
+	typeBinding     = "Binding"
+	typeEnvironment = "Environment"
+	typeAction      = "Action"
 )
 
 // ActionConnect is the action of opening a binding, the default of
@@ -25,7 +25,7 @@ const (
 const ActionConnect = "connect"
 
 var (
-	connectUID  = types.NewEntityUID(TypeAction, ActionConnect)
+	connectUID  = types.NewEntityUID(typeAction, ActionConnect)
 	emptyRecord = types.NewRecord(types.RecordMap{})
 	emptySet    = types.NewSet()
 )
@@ -176,18 +176,20 @@ func (s *Set) decision(dec cedar.Decision, diag cedar.Diagnostic) Decision {
 	var deciders []*entry
 	failedForbid := false
 	if len(diag.Errors) > 0 {
-		failed := make([]*entry, 0, len(diag.Errors))
-		for _, de := range diag.Errors {
-			failed = append(failed, s.byID[de.PolicyID])
+		type failure struct {
+			e   *entry
+			msg string
 		}
-		sortEntries(failed)
+		failed := make([]failure, len(diag.Errors))
+		for i, de := range diag.Errors {
+			failed[i] = failure{s.byID[de.PolicyID], de.Message}
+		}
+		slices.SortFunc(failed, func(a, b failure) int { return a.e.ord - b.e.ord })
 		d.Errors = make([]EvalError, len(failed))
-		for i, e := range failed {
-			// cedar-go's messages repeat the ID ("while evaluating policy
-			// `x`: ..."); look the message up again in sorted order.
-			d.Errors[i] = EvalError{PolicyID: string(e.id), Message: errorMessage(diag.Errors, e.id)}
-			if e.forbid {
-				deciders = append(deciders, e)
+		for i, f := range failed {
+			d.Errors[i] = EvalError{PolicyID: string(f.e.id), Message: f.msg}
+			if f.e.forbid {
+				deciders = append(deciders, f.e)
 				failedForbid = true
 			}
 		}
@@ -219,15 +221,6 @@ func sortEntries(es []*entry) {
 	if len(es) > 1 {
 		slices.SortFunc(es, func(a, b *entry) int { return a.ord - b.ord })
 	}
-}
-
-func errorMessage(errs []cedar.DiagnosticError, id cedar.PolicyID) string {
-	for _, e := range errs {
-		if e.PolicyID == id {
-			return e.Message
-		}
-	}
-	return ""
 }
 
 // requestEntities serves the two entities of a request that have parents or
@@ -264,7 +257,7 @@ func buildRequest(req *Request) (types.Request, requestEntities, error) {
 	}
 	action := connectUID
 	if req.Action != "" && req.Action != ActionConnect {
-		action = types.NewEntityUID(TypeAction, types.String(req.Action))
+		action = types.NewEntityUID(typeAction, types.String(req.Action))
 	}
 	// The context is left empty: Authorize builds it only if a policy to
 	// evaluate reads it.

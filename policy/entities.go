@@ -51,13 +51,13 @@ func newPrincipalForm(p *Principal) (*principalForm, error) {
 		attrs:  mapIdentity(p.Attributes),
 	}
 	for _, g := range p.Groups {
-		uid := types.NewEntityUID(TypeGroup, types.String(g))
+		uid := types.NewEntityUID(typeGroup, types.String(g))
 		if !slices.Contains(f.uids, uid) {
 			f.uids = append(f.uids, uid)
 		}
 	}
 	f.entity = types.Entity{
-		UID:        types.NewEntityUID(TypeAgent, types.String(p.ID)),
+		UID:        types.NewEntityUID(typeAgent, types.String(p.ID)),
 		Parents:    types.NewEntityUIDSet(f.uids...),
 		Attributes: attrs,
 	}
@@ -117,12 +117,12 @@ func newResourceForm(r *Resource) (*resourceForm, error) {
 	}
 	var parents []types.EntityUID
 	if r.Environment != "" {
-		env := types.NewEntityUID(TypeEnvironment, types.String(r.Environment))
+		env := types.NewEntityUID(typeEnvironment, types.String(r.Environment))
 		f.env = &env
 		parents = append(parents, env)
 	}
 	f.entity = types.Entity{
-		UID:     types.NewEntityUID(TypeBinding, types.String(r.Name)),
+		UID:     types.NewEntityUID(typeBinding, types.String(r.Name)),
 		Parents: types.NewEntityUIDSet(parents...),
 		Attributes: types.NewRecord(types.RecordMap{
 			"kind":        types.String(r.Kind),

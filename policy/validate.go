@@ -266,9 +266,9 @@ func recordOf(rs *resolved.Schema, n xast.IsNode) (resolved.RecordType, string, 
 	case xast.NodeTypeVariable:
 		switch x.Name {
 		case "principal":
-			return rs.Entities[TypeAgent].Shape, "Agent", true
+			return rs.Entities[typeAgent].Shape, "Agent", true
 		case "resource":
-			return rs.Entities[TypeBinding].Shape, "Binding", true
+			return rs.Entities[typeBinding].Shape, "Binding", true
 		case "context":
 			if a, ok := rs.Actions[connectUID]; ok && a.AppliesTo != nil {
 				return a.AppliesTo.Context, "the context", true
