@@ -6,6 +6,7 @@ require (
 	github.com/cedar-policy/cedar-go v1.9.1
 	github.com/quic-go/quic-go v0.65.0
 	go.uber.org/goleak v1.3.0
+	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/sync v0.25.0
 )
 
