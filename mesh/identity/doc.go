@@ -33,7 +33,7 @@
 //	groups      array of strings: Cedar groups the principal belongs to
 //	attributes  JSON object: entity attributes that policies read
 //	services    array of strings, connector tokens only: the services it
-//	            may advertise (see [Claims.MayAdvertise])
+//	            may advertise (see Claims.MayAdvertise)
 //
 // Keep lifetimes short (minutes to hours): a token is a bearer credential
 // and there is no revocation list; an agent refreshes its token on its open
