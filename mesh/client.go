@@ -158,6 +158,24 @@ func (c *Client) Identity(ctx context.Context) (Identity, error) {
 // ErrNoConnector, ErrUpstream, ErrLimitExceeded, ... with errors.Is. When
 // the relay has gone away since the last call, Dial reconnects first.
 func (c *Client) Dial(ctx context.Context, network, name string) (net.Conn, error) {
+	return c.dial(ctx, network, name, false)
+}
+
+// DialEarly is Dial without the wait for the relay's answer: it returns at
+// once, and the Open goes out with the first bytes written, in the same
+// packets. This saves a round trip on every open, which is what a
+// request/response client (HTTP, PostgreSQL) wants. The relay holds those
+// bytes, within the stream's flow-control window, until it has decided;
+// a refused open discards them, and none reaches a connector.
+//
+// The relay's answer is read before the first byte of reply data: a
+// refused open makes the first Read (and any Write after the refusal)
+// return the *Error that Dial would have returned.
+func (c *Client) DialEarly(ctx context.Context, network, name string) (net.Conn, error) {
+	return c.dial(ctx, network, name, true)
+}
+
+func (c *Client) dial(ctx context.Context, network, name string, early bool) (net.Conn, error) {
 	switch network {
 	case "", "tcp", "tcp4", "tcp6", "postern":
 	default:
@@ -172,7 +190,7 @@ func (c *Client) Dial(ctx context.Context, network, name string) (net.Conn, erro
 		if err != nil {
 			return nil, err
 		}
-		conn, err := s.open(ctx, name)
+		conn, err := s.open(ctx, name, early)
 		if err != nil && attempt == 0 && s.lost(err) {
 			// The relay went away since the session was made (restart,
 			// network change): nothing was delivered, so open again on a
@@ -354,8 +372,9 @@ func (s *session) lost(err error) bool {
 	return transport.IsConnClosed(err) || s.Conn.Context().Err() != nil
 }
 
-// open opens a binding stream and waits for the relay's result.
-func (s *session) open(ctx context.Context, name string) (net.Conn, error) {
+// open opens a binding stream. Unless early, it sends the Open and waits
+// for the relay's result; early, it leaves both to the first I/O.
+func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, error) {
 	st, err := s.Conn.OpenStreamSync(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -363,13 +382,17 @@ func (s *session) open(ctx context.Context, name string) (net.Conn, error) {
 		}
 		return nil, err
 	}
-	if err := wire.WriteFrame(st, &wire.Open{Binding: name}); err != nil {
-		st.CancelRead(transport.StreamClosed)
-		st.CancelWrite(transport.StreamClosed)
+	conn := &Conn{Conn: transport.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name}
+	conn.openFrame = wire.AppendFrame(nil, &wire.Open{Binding: name})
+	conn.pending.Store(true)
+	if early {
+		return conn, nil
+	}
+	if _, err := conn.flushOpen(nil); err != nil {
+		conn.Abort(transport.StreamClosed)
 		return nil, err
 	}
-	conn := &Conn{Conn: transport.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name}
-	if err := conn.readResult(ctx); err != nil {
+	if err := conn.awaitResult(ctx); err != nil {
 		conn.Abort(transport.StreamClosed)
 		return nil, err
 	}
@@ -381,15 +404,104 @@ func (s *session) open(ctx context.Context, name string) (net.Conn, error) {
 // EOF and can still answer.
 type Conn struct {
 	*transport.Conn
-	binding   string
+	binding string
+
+	// Until the relay's result has been read (pending), the first Write
+	// carries the Open frame (openFrame, until sent) and the first Read
+	// reads the result before any data.
+	pending   atomic.Bool
+	frameMu   sync.Mutex // guards openFrame, held while it is written
+	openFrame []byte
+	resMu     sync.Mutex // guards resultErr and connector
+	resultErr error
 	connector string
 }
 
 // Binding returns the name of the binding the stream reaches.
 func (c *Conn) Binding() string { return c.binding }
 
-// Connector returns the ID of the connector serving the stream.
-func (c *Conn) Connector() string { return c.connector }
+// Connector returns the ID of the connector serving the stream, once the
+// relay's answer has been read (at once for Dial; after the first Read for
+// DialEarly).
+func (c *Conn) Connector() string {
+	c.resMu.Lock()
+	defer c.resMu.Unlock()
+	return c.connector
+}
+
+// Read reads the relay's answer first, if not read yet.
+func (c *Conn) Read(p []byte) (int, error) {
+	if c.pending.Load() {
+		if _, err := c.flushOpen(nil); err != nil {
+			return 0, err
+		}
+		if err := c.awaitResult(context.Background()); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Read(p)
+}
+
+// Write sends the Open frame with the first bytes. A write refused because
+// the relay refused the open returns the relay's answer as the error.
+func (c *Conn) Write(p []byte) (int, error) {
+	if c.pending.Load() {
+		sent, err := c.flushOpen(p)
+		if sent {
+			if err != nil {
+				return 0, c.refusal(err)
+			}
+			return len(p), nil
+		}
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		err = c.refusal(err)
+	}
+	return n, err
+}
+
+// refusal returns the relay's answer when err is the stream being refused.
+func (c *Conn) refusal(err error) error {
+	if code, ok := transport.StreamErrorCode(err); ok && code == transport.StreamRefused {
+		if rerr := c.awaitResult(context.Background()); rerr != nil {
+			return rerr
+		}
+	}
+	return err
+}
+
+// flushOpen sends the Open frame if it has not been sent, with p after it
+// in the same write. sent reports whether p went out with it.
+func (c *Conn) flushOpen(p []byte) (sent bool, err error) {
+	// The lock is held across the write so that no other write can get
+	// ahead of the Open frame.
+	c.frameMu.Lock()
+	defer c.frameMu.Unlock()
+	frame := c.openFrame
+	c.openFrame = nil
+	if frame == nil {
+		return false, nil
+	}
+	if len(p) > 0 && len(p) <= 64<<10 {
+		_, err = c.Conn.Write(append(frame, p...))
+		return true, err
+	}
+	_, err = c.Conn.Write(frame)
+	return false, err
+}
+
+// awaitResult reads the relay's answer once; later calls return the same.
+func (c *Conn) awaitResult(ctx context.Context) error {
+	c.resMu.Lock()
+	defer c.resMu.Unlock()
+	if !c.pending.Load() {
+		return c.resultErr
+	}
+	c.resultErr = c.readResult(ctx)
+	c.pending.Store(false)
+	return c.resultErr
+}
 
 func (c *Conn) readResult(ctx context.Context) error {
 	stop := sess.DeadlineFromContext(ctx, c.Conn)
@@ -404,6 +516,6 @@ func (c *Conn) readResult(ctx context.Context) error {
 	if res.Code != wire.CodeOK {
 		return &Error{Op: "open", Binding: c.binding, Err: codeErr(res.Code), Reason: res.Reason, Message: res.Message, Policies: res.Policies}
 	}
-	c.connector = res.Connector
+	c.connector = res.Connector // under resMu, held by awaitResult
 	return nil
 }

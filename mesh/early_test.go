@@ -1,0 +1,86 @@
+package mesh_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/meshtest"
+	"github.com/postern/postern/mesh"
+	"github.com/postern/postern/mesh/connector"
+)
+
+// TestDialEarlyPipelines: the first bytes go out with the open, and the
+// reply arrives after the relay's answer.
+func TestDialEarlyPipelines(t *testing.T) {
+	w := newWorld(t, meshtest.Options{})
+	conn, err := w.agent.DialEarly(ctx(t), "tcp", "staging-db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	mc := conn.(*mesh.Conn)
+	if mc.Connector() != "" {
+		t.Fatal("the relay's answer was read before any I/O")
+	}
+	echoOnce(t, conn, "first request, sent with the open")
+	if mc.Connector() != "office-1" {
+		t.Fatalf("connector after the first read = %q", mc.Connector())
+	}
+	echoOnce(t, conn, "second request")
+}
+
+// TestDialEarlyDenialDiscardsData: bytes sent with a denied open never
+// reach the connector, and the agent gets the denial from Read.
+func TestDialEarlyDenialDiscardsData(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	var conns atomic.Int32
+	upstream := meshtest.Server(t, func(c net.Conn) {
+		conns.Add(1)
+		io.Copy(io.Discard, c)
+	})
+	m.Connector("office-1",
+		connector.Service{Name: "prod-finance", Upstream: upstream, Environment: "staging", Labels: []string{"financial"}},
+		connector.Service{Name: "staging-db", Upstream: upstream, Environment: "staging"},
+	)
+	agent := m.Client(m.AgentToken("coding-agent", "coding-agents"))
+	conn, err := agent.DialEarly(ctx(t), "tcp", "prod-finance")
+	if err != nil {
+		t.Fatalf("DialEarly itself should not wait for the relay: %v", err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("DROP TABLE ledger;")); err != nil && !errors.Is(err, mesh.ErrDenied) {
+		t.Fatalf("first write: %v", err)
+	}
+	_, err = conn.Read(make([]byte, 1))
+	if !errors.Is(err, mesh.ErrDenied) {
+		t.Fatalf("read after a denied early open: %v, want ErrDenied", err)
+	}
+	// Later writes report the denial too, once the relay's stop arrives.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := conn.Write([]byte("more"))
+		if errors.Is(err, mesh.ErrDenied) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writes after the denial: %v, want ErrDenied", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// An allowed open through the same connector proves it is serving,
+	// so the denied one had every chance to arrive, and did not.
+	ok, err := agent.Dial(ctx(t), "tcp", "staging-db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok.Close()
+	meshtest.WaitFor(t, "the allowed connection", func() bool { return conns.Load() >= 1 })
+	time.Sleep(50 * time.Millisecond)
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("the upstream saw %d connections; the denied open must not reach it", n)
+	}
+}
