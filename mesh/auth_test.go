@@ -11,8 +11,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	sess "github.com/postern/postern/internal/session"
 	"github.com/postern/postern/internal/meshtest"
+	sess "github.com/postern/postern/internal/session"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
