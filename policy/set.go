@@ -37,7 +37,8 @@ type entry struct {
 
 // An Error is a problem located in a policy document: a syntax error, a
 // missing or duplicate @id, or a validation finding. Parse, LoadFiles,
-// LoadDir and Validate report every problem as an *Error.
+// LoadDir and Validate report every such problem as an *Error; a file or
+// directory that cannot be read is reported with its os error wrapped.
 type Error struct {
 	File     string // as given to Parse, or the path read by LoadFiles
 	Line     int    // 1-based; 0 when the problem has no position
