@@ -68,6 +68,9 @@ func TestBadTokensRefused(t *testing.T) {
 			c.Attributes = map[string]any{"padding": strings.Repeat("x", 9<<10)}
 		})},
 		{name: "garbage", reason: "malformed_token", token: "not-a-jwt"},
+		{name: "attributes policy cannot read", reason: "invalid_claim", token: with(func(c *identity.Claims) {
+			c.Attributes = map[string]any{"clearance": 2.5} // Cedar has no fractions
+		})},
 	}
 	seen := map[string]string{}
 	for _, tt := range tests {

@@ -32,7 +32,7 @@ func newMeta(b mesh.Binding) *routeMeta {
 	return &routeMeta{
 		binding:  b,
 		wire:     wire.Binding{Name: b.Name, Kind: b.Kind, Environment: b.Environment, Label: labels, Description: b.Description},
-		resource: policy.Resource{Name: b.Name, Kind: b.Kind, Environment: b.Environment, Labels: labels},
+		resource: policy.NewResource(b.Name, b.Kind, b.Environment, labels...),
 	}
 }
 

@@ -86,7 +86,7 @@ func (s *session) stopExpiry() {
 
 // readControl serves the control stream after the handshake: token
 // refreshes. It returns when the stream or the connection ends.
-func (s *session) readControl(role identity.Role, onRefresh func(*identity.Claims)) {
+func (s *session) readControl(role identity.Role, onRefresh func(*identity.Claims) *wire.Reject) {
 	for {
 		m, err := wire.ReadFrame(s.ctrl, s.r.limits.MaxFrameSize)
 		if err != nil {
@@ -98,6 +98,9 @@ func (s *session) readControl(role identity.Role, onRefresh func(*identity.Claim
 			if rej == nil && claims.Subject != s.claims.Load().Subject {
 				rej = &wire.Reject{Code: wire.CodeUnauthenticated, Reason: "subject_changed", Message: "a refreshed token must have the session's subject"}
 			}
+			if rej == nil && onRefresh != nil {
+				rej = onRefresh(claims)
+			}
 			if rej != nil {
 				s.r.log.Warn("relay: token refresh refused", "session", s.id, "reason", rej.Reason)
 				s.write(rej)
@@ -105,9 +108,6 @@ func (s *session) readControl(role identity.Role, onRefresh func(*identity.Claim
 			}
 			s.claims.Store(claims)
 			s.armExpiry(claims.ExpiresAt)
-			if onRefresh != nil {
-				onRefresh(claims)
-			}
 			s.write(&wire.Refreshed{ExpiresAt: claims.ExpiresAt})
 		case *wire.Goaway:
 			reason := "client_goaway: " + m.Reason
@@ -156,18 +156,30 @@ type agentSession struct {
 	catalog []wire.Binding // as last sent
 }
 
-func (a *agentSession) setClaims(c *identity.Claims) {
-	a.principal.Store(&policy.Principal{ID: c.Subject, Groups: c.Groups, Attributes: c.Attributes})
+// setClaims derives what opens need from verified claims: the Cedar
+// principal, converted once per token rather than once per open, and the
+// identity sent to connectors.
+func (a *agentSession) setClaims(c *identity.Claims) error {
+	p, err := policy.NewPrincipal(c.Subject, c.Groups, c.Attributes)
+	if err != nil {
+		return err
+	}
+	a.principal.Store(&p)
 	var attrs []byte
 	if len(c.Attributes) > 0 {
 		attrs, _ = json.Marshal(c.Attributes)
 	}
 	a.ident.Store(&wire.Identity{Subject: c.Subject, Role: wire.RoleAgent, Group: c.Groups, Attributes: attrs})
+	return nil
 }
 
 func (r *Relay) serveAgent(a *agentSession) {
 	claims := a.claims.Load()
-	a.setClaims(claims)
+	if err := a.setClaims(claims); err != nil {
+		r.reject(a.conn, a.ctrl, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: identity.Reason(identity.ErrInvalidClaim),
+			Message: "the token's attributes cannot be used by policy: " + err.Error()})
+		return
+	}
 	if r.draining.Load() {
 		r.reject(a.conn, a.ctrl, &wire.Reject{Code: wire.CodeShutdown, Reason: "relay_shutdown", Message: "the relay is shutting down"})
 		return
@@ -205,9 +217,13 @@ func (r *Relay) serveAgent(a *agentSession) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		a.readControl(identity.RoleAgent, func(c *identity.Claims) {
-			a.setClaims(c)
+		a.readControl(identity.RoleAgent, func(c *identity.Claims) *wire.Reject {
+			if err := a.setClaims(c); err != nil {
+				return &wire.Reject{Code: wire.CodeUnauthenticated, Reason: identity.Reason(identity.ErrInvalidClaim),
+					Message: "the token's attributes cannot be used by policy: " + err.Error()}
+			}
 			a.pushCatalog()
+			return nil
 		})
 		// The control stream is the session: when it ends, so does the
 		// connection.
