@@ -471,3 +471,39 @@ func TestConcurrentDialsOneSession(t *testing.T) {
 		t.Fatalf("%d sessions started for 20 concurrent dials, want one agent session", n-1)
 	}
 }
+
+// TestRoundRobinAndFailover: two connectors serving one binding share the
+// opens in turn; when one goes, the other takes them all.
+func TestRoundRobinAndFailover(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	echo := meshtest.EchoServer(t)
+	svc := connector.Service{Name: "staging-db", Upstream: echo, Environment: "staging"}
+	stopA := m.Connector("office-a", svc)
+	m.Connector("office-b", svc)
+	agent := m.Client(m.AgentToken("coding-agent", "coding-agents"))
+	served := map[string]int{}
+	for i := 0; i < 10; i++ {
+		c, err := agent.Dial(ctx(t), "tcp", "staging-db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served[c.(*mesh.Conn).Connector()]++
+		c.Close()
+	}
+	if served["office-a"] != 5 || served["office-b"] != 5 {
+		t.Fatalf("10 opens over two connectors went %v, want 5 each", served)
+	}
+	stopA()
+	meshtest.WaitFor(t, "the relay to drop office-a", func() bool { return m.Relay().Stats().Bindings["staging-db"] == 1 })
+	for i := 0; i < 4; i++ {
+		c, err := agent.Dial(ctx(t), "tcp", "staging-db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.(*mesh.Conn).Connector(); got != "office-b" {
+			t.Fatalf("open %d went to %q after office-a left", i, got)
+		}
+		echoOnce(t, c, "still served")
+		c.Close()
+	}
+}
