@@ -1,0 +1,438 @@
+package config
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/postern/postern/mesh"
+	"github.com/postern/postern/mesh/identity"
+	"github.com/postern/postern/policy"
+	"github.com/postern/postern/transport"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fixture is a directory holding what configuration files refer to: a
+// key set, a policy directory, a connector token, a password file.
+type fixture struct {
+	dir   string
+	key   *identity.SigningKey
+	token string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	key, err := identity.GenerateSigningKey(identity.EdDSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := key.PublicJWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{dir: dir, key: key}
+	f.write(t, "jwks.json", string(jwks))
+	f.write(t, "policies/allow.cedar", `@id("a") permit (principal, action, resource);`)
+	f.token = f.issue(t, identity.Claims{Subject: "c1", Role: identity.RoleConnector, Services: []string{"db", "api"}})
+	f.write(t, "connector.token", f.token+"\n")
+	f.write(t, "pg-password", "s3cret\n")
+	f.write(t, "api-auth", "Bearer abc\n")
+	return f
+}
+
+func (f *fixture) issue(t *testing.T, c identity.Claims) string {
+	t.Helper()
+	c.Audience = []string{"postern"}
+	if c.ExpiresAt.IsZero() {
+		c.ExpiresAt = time.Now().Add(time.Hour)
+	}
+	tok, err := f.key.Issue(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (f *fixture) write(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(f.dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const goodRelay = `
+listen: 127.0.0.1:0
+tokens:
+  audience: postern
+  issuer: https://issuer.example
+  jwks_file: jwks.json
+  leeway: 10s
+policy:
+  dir: policies
+  poll: 500ms
+  principal_attributes: {team: String}
+  detail_keys: [database]
+limits:
+  streams_per_agent: 64
+  handshake_timeout: 5s
+  open_timeout: 1m30s
+bindings:
+  - name: db
+    kind: postgres
+    environment: staging
+    labels: [pii]
+audit: stderr
+log: {level: debug, format: json}
+drain_timeout: 3s
+`
+
+func TestLoadRelay(t *testing.T) {
+	f := newFixture(t)
+	r, err := LoadRelay(f.write(t, "relay.yaml", goodRelay))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Listen != "127.0.0.1:0" || r.CertSource != "ephemeral" || len(r.Certificate.Certificate) == 0 {
+		t.Errorf("listen %q, certificate %q", r.Listen, r.CertSource)
+	}
+	if r.Verifier.Audience != "postern" || r.Verifier.Issuer != "https://issuer.example" || len(r.Verifier.KeySet) == 0 || r.Verifier.Leeway != 10*time.Second {
+		t.Errorf("verifier config %+v", r.Verifier)
+	}
+	if r.PolicyDir != filepath.Join(f.dir, "policies") || r.PolicyPoll != 500*time.Millisecond {
+		t.Errorf("policy dir %q poll %s", r.PolicyDir, r.PolicyPoll)
+	}
+	if r.PolicyOptions.PrincipalAttributes["team"] != "String" || len(r.PolicyOptions.DetailKeys) != 1 {
+		t.Errorf("policy options %+v", r.PolicyOptions)
+	}
+	if r.Limits.StreamsPerAgent != 64 || r.Limits.HandshakeTimeout != 5*time.Second || r.Limits.OpenTimeout != 90*time.Second {
+		t.Errorf("limits %+v", r.Limits)
+	}
+	want := mesh.Binding{Name: "db", Kind: "postgres", Environment: "staging", Labels: []string{"pii"}}
+	if len(r.Bindings) != 1 || r.Bindings[0].Name != want.Name || r.Bindings[0].Kind != want.Kind || !r.Bindings[0].HasLabel("pii") {
+		t.Errorf("bindings %+v", r.Bindings)
+	}
+	if r.Audit != "stderr" || !r.Log.JSON || r.Log.Level.String() != "DEBUG" || r.DrainTimeout != 3*time.Second {
+		t.Errorf("audit %q log %+v drain %s", r.Audit, r.Log, r.DrainTimeout)
+	}
+	if _, err := set(t, r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func set(t *testing.T, r *Relay) (int, error) {
+	t.Helper()
+	s, err := LoadPolicies(r.PolicyDir, r.PolicyOptions)
+	if err != nil {
+		return 0, err
+	}
+	return s.Len(), nil
+}
+
+func TestLoadRelayDefaults(t *testing.T) {
+	f := newFixture(t)
+	r, err := LoadRelay(f.write(t, "relay.yaml", "tokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: policies}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Listen != DefaultListen || r.Audit != "stdout" || r.DrainTimeout != DefaultDrainTimeout || r.PolicyPoll != DefaultPolicyPoll || r.Log.JSON {
+		t.Errorf("defaults: %+v", r)
+	}
+}
+
+// TestRelaySelfSigned: with tls.self_signed the certificate is made once
+// and kept, so that its pin survives a restart.
+func TestRelaySelfSigned(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.write(t, "relay.yaml", "tls: {cert_file: tls/relay.crt, key_file: tls/relay.key, self_signed: true}\ntokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: policies}\n")
+	if err := os.Mkdir(filepath.Join(f.dir, "tls"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	first, err := LoadRelay(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := LoadRelay(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.CertSource != "generated" || second.CertSource != "file" {
+		t.Errorf("sources %q then %q, want generated then file", first.CertSource, second.CertSource)
+	}
+	if transport.Pin(first.Certificate) != transport.Pin(second.Certificate) {
+		t.Error("the pin changed across loads")
+	}
+	st, err := os.Stat(filepath.Join(f.dir, "tls/relay.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("key file: %v, mode %v", err, st.Mode())
+	}
+	if _, err := tls.LoadX509KeyPair(filepath.Join(f.dir, "tls/relay.crt"), filepath.Join(f.dir, "tls/relay.key")); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestRelayErrors: every bad file gives an error naming the file, the line
+// and the field.
+func TestRelayErrors(t *testing.T) {
+	base := "tokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: policies}\n"
+	tests := []struct {
+		name string
+		yaml string
+		want []string // each must appear in the error
+	}{
+		{"unknown key", base + "listn: :7443\n", []string{"relay.yaml:3:1: listn: unknown field", `did you mean "listen"`}},
+		{"unknown nested key", "tokens: {audience: postern, jwks_file: jwks.json, audiance: x}\npolicy: {dir: policies}\n", []string{"relay.yaml:1:", "tokens.audiance: unknown field"}},
+		{"missing audience", "tokens:\n  jwks_file: jwks.json\npolicy: {dir: policies}\n", []string{"relay.yaml:1:1: tokens.audience: required"}},
+		{"missing keys", "tokens:\n  audience: postern\npolicy: {dir: policies}\n", []string{"relay.yaml:1:1: tokens.jwks_file: required"}},
+		{"missing policy dir", "tokens: {audience: postern, jwks_file: jwks.json}\n", []string{"relay.yaml:1:1: policy.dir: required"}},
+		{"wrong type int", base + "limits:\n  streams_per_agent: many\n", []string{"relay.yaml:4:22: limits.streams_per_agent: want a whole number, got \"many\""}},
+		{"wrong type duration", base + "drain_timeout: 10\n", []string{"relay.yaml:3:16: drain_timeout: want a duration such as 10s", `got "10"`}},
+		{"bad duration", base + "limits: {open_timeout: soon}\n", []string{"relay.yaml:3:", "limits.open_timeout: want a duration"}},
+		{"wrong type list", base + "bindings: db\n", []string{"relay.yaml:3:11: bindings: want a list"}},
+		{"wrong type mapping", "tokens: postern\npolicy: {dir: policies}\n", []string{"relay.yaml:1:9: tokens: want a mapping"}},
+		{"set twice", base + "audit: stdout\naudit: stderr\n", []string{"relay.yaml:4:1: audit: set twice"}},
+		{"unreadable key set", "tokens:\n  audience: postern\n  jwks_file: nope.json\npolicy: {dir: policies}\n", []string{"relay.yaml:3:3: tokens.jwks_file: cannot read nope.json: no such file or directory"}},
+		{"private key set", "tokens:\n  audience: postern\n  jwks_file: signing.jwk\npolicy: {dir: policies}\n", []string{"relay.yaml:3:3: tokens.jwks_file: signing.jwk is not a public JWK set"}},
+		{"unreadable tls key", base + "tls:\n  cert_file: relay.crt\n  key_file: relay.key\n", []string{"relay.yaml:4:3: tls.cert_file: cannot read relay.crt", "relay.yaml:5:3: tls.key_file: cannot read relay.key"}},
+		{"both key sources", "tokens: {audience: postern, jwks_file: jwks.json, jwks_url: 'https://x/jwks'}\npolicy: {dir: policies}\n", []string{"tokens.jwks_url: set either jwks_file or jwks_url"}},
+		{"bad binding kind", base + "bindings:\n  - name: db\n    kind: mysql\n", []string{"relay.yaml:5:5: bindings[0].kind: want tcp, http or postgres, got \"mysql\""}},
+		{"bad listen", base + "listen: 7443\n", []string{"relay.yaml:3:1: listen: want host:port"}},
+		{"bad log level", base + "log: {level: loud}\n", []string{"relay.yaml:3:7: log.level: want debug, info, warn or error"}},
+		{"policy dir is a file", "tokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: jwks.json}\n", []string{"policy.dir: jwks.json is not a directory"}},
+		{"not yaml", "tokens: [\n", []string{"relay.yaml:", "not valid YAML"}},
+		{"empty", "", []string{"relay.yaml: the file is empty"}},
+		{"two problems at once", "listen: 1\ntokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: policies}\nlog: {format: xml}\n", []string{"listen: want host:port", "log.format: want text or json"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			private, err := f.key.MarshalJWK()
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.write(t, "signing.jwk", string(private))
+			path := f.write(t, "relay.yaml", tt.yaml)
+			_, err = LoadRelay(path)
+			if err == nil {
+				t.Fatal("loaded a bad configuration")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, path) {
+				t.Errorf("error does not name the file %s:\n%s", path, msg)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error lacks %q:\n%s", w, msg)
+				}
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Errorf("error is not a *config.Error: %T", err)
+			}
+		})
+	}
+}
+
+func TestLoadRelayMissingFile(t *testing.T) {
+	_, err := LoadRelay(filepath.Join(t.TempDir(), "nope.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml: cannot read the configuration file") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func goodConnector(pin string) string {
+	return `
+relays: [127.0.0.1:7443, 127.0.0.2:7443]
+token_file: connector.token
+trust:
+  pin: ` + pin + `
+services:
+  - name: db
+    kind: postgres
+    upstream: 10.0.0.5:5432
+    environment: staging
+    labels: [pii, customers]
+    description: the staging database
+    dial_timeout: 3s
+    postgres:
+      user: app
+      database: appdb
+      password_file: pg-password
+      sslmode: require
+  - name: api
+    kind: http
+    upstream: internal.example:443
+    environment: prod
+    http:
+      tls: true
+      headers:
+        Authorization: {file: api-auth}
+        X-Team: {env: POSTERN_TEST_TEAM}
+backoff: {min: 100ms, max: 5s}
+`
+}
+
+func testPin(t *testing.T) string {
+	t.Helper()
+	cert, err := transport.SelfSigned("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return transport.Pin(cert)
+}
+
+func TestLoadConnector(t *testing.T) {
+	t.Setenv("POSTERN_TEST_TEAM", "platform")
+	f := newFixture(t)
+	pin := testPin(t)
+	c, err := LoadConnector(f.write(t, "connector.yaml", goodConnector(pin)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.Config
+	if len(cfg.Relays) != 2 || cfg.Pin != pin || cfg.MinBackoff != 100*time.Millisecond || cfg.MaxBackoff != 5*time.Second {
+		t.Errorf("config %+v", cfg)
+	}
+	if len(cfg.Services) != 2 {
+		t.Fatalf("services %+v", cfg.Services)
+	}
+	db, api := cfg.Services[0], cfg.Services[1]
+	if db.Name != "db" || db.Kind != "postgres" || db.Upstream != "10.0.0.5:5432" || db.DialTimeout != 3*time.Second || len(db.Labels) != 2 {
+		t.Errorf("db %+v", db)
+	}
+	if db.Postgres == nil || db.Postgres.User != "app" || db.Postgres.Database != "appdb" || db.Postgres.SSLMode != "require" {
+		t.Fatalf("db.postgres %+v", db.Postgres)
+	}
+	if pw, err := db.Postgres.Password.Read(); err != nil || pw != "s3cret" {
+		t.Errorf("password: %v (right value: %v)", err, pw == "s3cret")
+	}
+	if api.HTTP == nil || !api.HTTP.TLS {
+		t.Fatalf("api.http %+v", api.HTTP)
+	}
+	if v, err := api.HTTP.Headers["Authorization"].Read(); err != nil || v != "Bearer abc" {
+		t.Errorf("Authorization header: %v", err)
+	}
+	if v, err := api.HTTP.Headers["X-Team"].Read(); err != nil || v != "platform" {
+		t.Errorf("X-Team header %q: %v", v, err)
+	}
+	tok, err := cfg.TokenSource(context.Background())
+	if err != nil || tok != f.token {
+		t.Errorf("token source: %v", err)
+	}
+}
+
+func TestConnectorErrors(t *testing.T) {
+	pin := testPin(t)
+	svc := "services:\n  - name: db\n    upstream: 127.0.0.1:5432\n"
+	head := "relays: [127.0.0.1:7443]\ntoken_file: connector.token\ntrust: {pin: " + pin + "}\n"
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"missing relays", "token_file: connector.token\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:1:1: relays: required"}},
+		{"missing token file", "relays: [127.0.0.1:7443]\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:1:1: token_file: required"}},
+		{"unreadable token file", "relays: [127.0.0.1:7443]\ntoken_file: gone.token\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:2:1: token_file: cannot read token file", "gone.token"}},
+		{"agent token", "relays: [127.0.0.1:7443]\ntoken_file: agent.token\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:2:1: token_file:", `role "agent"`}},
+		{"service not granted", head + "services:\n  - name: prod-db\n    upstream: 127.0.0.1:5432\n", []string{"connector.yaml:5:5: services[0].name:", `does not grant service "prod-db"`}},
+		{"missing trust", "relays: [127.0.0.1:7443]\ntoken_file: connector.token\n" + svc, []string{"trust.pin: required"}},
+		{"bad pin", "relays: [127.0.0.1:7443]\ntoken_file: connector.token\ntrust: {pin: abc}\n" + svc, []string{"connector.yaml:3:9: trust.pin: want sha256:"}},
+		{"unreadable ca", "relays: [127.0.0.1:7443]\ntoken_file: connector.token\ntrust: {ca_file: ca.pem}\n" + svc, []string{"connector.yaml:3:9: trust.ca_file: cannot read"}},
+		{"bad relay", "relays: [relay.example]\ntoken_file: connector.token\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:1:10: relays[0]: want host:port"}},
+		{"missing upstream", head + "services:\n  - name: db\n    kind: tcp\n", []string{"connector.yaml:5:5: services[0].upstream: required"}},
+		{"unknown service key", head + svc + "    upsteam: x\n", []string{"connector.yaml:7:5: services[0].upsteam: unknown field", `did you mean "upstream"`}},
+		{"wrong type labels", head + svc + "    labels: financial\n", []string{"connector.yaml:7:13: services[0].labels: want a list"}},
+		{"wrong type tls", head + "services:\n  - name: api\n    kind: http\n    upstream: 127.0.0.1:80\n    http: {tls: yes please}\n", []string{"connector.yaml:8:17: services[0].http.tls: want true or false"}},
+		{"unreadable password", head + "services:\n  - name: db\n    kind: postgres\n    upstream: 127.0.0.1:5432\n    postgres:\n      user: app\n      password_file: /nonexistent/pw\n", []string{"connector.yaml:10:7: services[0].postgres.password_file: cannot read /nonexistent/pw"}},
+		{"unset password env", head + "services:\n  - name: db\n    kind: postgres\n    upstream: 127.0.0.1:5432\n    postgres:\n      user: app\n      password_env: POSTERN_TEST_UNSET\n", []string{"services[0].postgres.password_env: environment variable POSTERN_TEST_UNSET is not set"}},
+		{"inline secret", head + "services:\n  - name: db\n    kind: postgres\n    upstream: 127.0.0.1:5432\n    postgres:\n      user: app\n      password: hunter2\n", []string{"services[0].postgres.password: unknown field"}},
+		{"header without source", head + "services:\n  - name: api\n    kind: http\n    upstream: 127.0.0.1:80\n    http:\n      headers:\n        Authorization: {}\n", []string{"services[0].http.headers.Authorization.file: required"}},
+		{"postgres on http", head + "services:\n  - name: api\n    kind: http\n    upstream: 127.0.0.1:80\n    postgres: {user: app}\n", []string{"connector.yaml:8:5: services[0].postgres: only for kind postgres"}},
+		{"missing postgres user", head + "services:\n  - name: db\n    kind: postgres\n    upstream: 127.0.0.1:5432\n    postgres: {database: app}\n", []string{"services[0].postgres.user: required"}},
+		{"duplicate service", head + svc + "  - name: db\n    upstream: 127.0.0.1:5433\n", []string{"connector.yaml:7:5: services[1].name: service \"db\" is listed twice"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.write(t, "agent.token", f.issue(t, identity.Claims{Subject: "a", Role: identity.RoleAgent}))
+			path := f.write(t, "connector.yaml", tt.yaml)
+			_, err := LoadConnector(path)
+			if err == nil {
+				t.Fatal("loaded a bad configuration")
+			}
+			msg := err.Error()
+			for _, w := range append([]string{path}, tt.want...) {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error lacks %q:\n%s", w, msg)
+				}
+			}
+			if strings.Contains(msg, f.token) || strings.Contains(msg, "s3cret") {
+				t.Errorf("error reveals a secret:\n%s", msg)
+			}
+		})
+	}
+}
+
+// TestTokenFileSource: a token rewritten on disk is what the next call
+// returns; an expired one is refused with the file's name.
+func TestTokenFileSource(t *testing.T) {
+	f := newFixture(t)
+	path := filepath.Join(f.dir, "connector.token")
+	src := TokenFileSource(path)
+	ctx := context.Background()
+	if tok, err := src(ctx); err != nil || tok != f.token {
+		t.Fatalf("first read: %v", err)
+	}
+	next := f.issue(t, identity.Claims{Subject: "c1", Role: identity.RoleConnector, Services: []string{"db"}, ID: "second"})
+	f.write(t, "connector.token", "\n"+next+"\n\n")
+	if tok, err := src(ctx); err != nil || tok != next {
+		t.Fatalf("after rewrite: %v (same as before: %v)", err, tok == f.token)
+	}
+	old := f.issue(t, identity.Claims{Subject: "c1", Role: identity.RoleConnector, Services: []string{"db"}, ExpiresAt: time.Now().Add(-time.Minute)})
+	f.write(t, "connector.token", old)
+	if _, err := src(ctx); err == nil || !strings.Contains(err.Error(), "expired") || !strings.Contains(err.Error(), path) || strings.Contains(err.Error(), old) {
+		t.Errorf("expired token: %v", err)
+	}
+	f.write(t, "connector.token", "  \n")
+	if _, err := src(ctx); err == nil || !strings.Contains(err.Error(), "is empty") {
+		t.Errorf("empty file: %v", err)
+	}
+}
+
+func TestLoadPoliciesRejectsTypos(t *testing.T) {
+	tests := []struct {
+		name, src, want string
+	}{
+		{"unknown entity type", `@id("p") permit (principal in Groop::"coding-agents", action, resource);`, "Groop"},
+		{"unknown attribute", `@id("f") forbid (principal, action, resource) when { resource.lables.contains("financial") };`, "lables"},
+		{"undeclared token attribute", `@id("t") permit (principal, action, resource) when { principal has team && principal.team == "x" };`, "team"},
+		{"syntax", `@id("s") permit (principal, action resource);`, "syntax"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "p.cedar"), []byte(tt.src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadPolicies(dir, policyOptions())
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "p.cedar:1") {
+				t.Errorf("err = %v, want one naming p.cedar:1 and %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func policyOptions() policy.ValidateOptions { return policy.ValidateOptions{} }
