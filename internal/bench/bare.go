@@ -1,0 +1,209 @@
+package bench
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/postern/postern/transport"
+)
+
+// The bare relay is the floor a QUIC relay costs: quic-go alone, with its
+// default configuration (flow-control windows, GSO), the same topology as
+// Postern (agent -> relay <- connector -> upstream, the connector dialing
+// out), one stream per use on each leg, and a plain copy loop with a
+// 64 KiB buffer per direction. No identity, no policy, no framing, no
+// audit. Only two settings differ from quic-go's defaults: the stream
+// limit (quic-go's 100 would throttle the open test) and a keep-alive, so
+// that a connection idle while other paths are measured is not closed.
+
+const (
+	alpnBareAgent     = "postern-bench-agent"
+	alpnBareConnector = "postern-bench-connector"
+)
+
+func bareQUICConfig() *quic.Config {
+	return &quic.Config{MaxIncomingStreams: 1 << 14, KeepAlivePeriod: 10 * time.Second}
+}
+
+type bareRelayReady struct {
+	Addr string `json:"addr"`
+}
+
+func startBareRelay([]byte) (any, func(), error) {
+	cert, err := transport.SelfSigned("127.0.0.1")
+	if err != nil {
+		return nil, nil, err
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{alpnBareAgent, alpnBareConnector}, MinVersion: tls.VersionTLS13}
+	ln, err := quic.ListenAddr("127.0.0.1:0", tc, bareQUICConfig())
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		mu        sync.Mutex
+		connector *quic.Conn
+		up        = make(chan struct{})
+	)
+	go func() {
+		for {
+			conn, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			switch conn.ConnectionState().TLS.NegotiatedProtocol {
+			case alpnBareConnector:
+				mu.Lock()
+				if connector == nil {
+					close(up)
+				}
+				connector = conn
+				mu.Unlock()
+			default:
+				go func() {
+					for {
+						st, err := conn.AcceptStream(ctx)
+						if err != nil {
+							return
+						}
+						go func() {
+							select {
+							case <-up:
+							case <-ctx.Done():
+								return
+							}
+							mu.Lock()
+							cc := connector
+							mu.Unlock()
+							cs, err := cc.OpenStreamSync(ctx)
+							if err != nil {
+								abortStream(st)
+								return
+							}
+							pipe(quicHalf{st}, quicHalf{cs})
+						}()
+					}
+				}()
+			}
+		}
+	}()
+	stop := func() {
+		cancel()
+		ln.Close()
+	}
+	return bareRelayReady{Addr: ln.Addr().String()}, stop, nil
+}
+
+type bareConnectorConfig struct {
+	Relay    string `json:"relay"`
+	Upstream string `json:"upstream"`
+}
+
+func startBareConnector(b []byte) (any, func(), error) {
+	var cfg bareConnectorConfig
+	if err := decodeConfig(b, &cfg); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	conn, err := dialBare(ctx, cfg.Relay, alpnBareConnector)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	go func() {
+		for {
+			st, err := conn.AcceptStream(ctx)
+			if err != nil {
+				return
+			}
+			go func() {
+				up, err := net.Dial("tcp", cfg.Upstream)
+				if err != nil {
+					abortStream(st)
+					return
+				}
+				pipe(quicHalf{st}, tcpHalf{up.(*net.TCPConn)})
+			}()
+		}
+	}()
+	stop := func() {
+		cancel()
+		conn.CloseWithError(0, "")
+	}
+	return struct{}{}, stop, nil
+}
+
+func dialBare(ctx context.Context, addr, alpn string) (*quic.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return quic.DialAddr(ctx, addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}, MinVersion: tls.VersionTLS13}, bareQUICConfig())
+}
+
+// halfConn is one end of a pipe.
+type halfConn interface {
+	io.ReadWriter
+	CloseWrite() error
+	Close() error
+	abort()
+}
+
+type quicHalf struct{ *quic.Stream }
+
+func (s quicHalf) CloseWrite() error { return s.Stream.Close() }
+func (s quicHalf) Close() error      { s.CancelRead(0); return nil }
+func (s quicHalf) abort()            { abortStream(s.Stream) }
+
+func abortStream(s *quic.Stream) {
+	s.CancelRead(1)
+	s.CancelWrite(1)
+}
+
+type tcpHalf struct{ *net.TCPConn }
+
+func (c tcpHalf) abort() { c.SetLinger(0); c.TCPConn.Close() }
+
+// pipe copies both ways until both directions end, passing a clean end on
+// as a half-close and an error as an abort of both.
+func pipe(a, b halfConn) {
+	var wg sync.WaitGroup
+	var once sync.Once
+	fail := func() { once.Do(func() { a.abort(); b.abort() }) }
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if copyHalf(b, a) != nil {
+			fail()
+		}
+	}()
+	if copyHalf(a, b) != nil {
+		fail()
+	}
+	wg.Wait()
+	a.Close()
+	b.Close()
+}
+
+func copyHalf(dst, src halfConn) error {
+	buf := make([]byte, ioSize)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return dst.CloseWrite()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

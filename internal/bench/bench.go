@@ -1,0 +1,565 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// options are the command's flags.
+type options struct {
+	quick      bool
+	jsonPath   string
+	rounds     int
+	bulkMiB    int
+	rttN       int
+	opensN     int
+	loadSecs   float64
+	paths      []string
+	phases     []string
+	sshCipher  string
+	audit      string
+	policies   int
+	profileDir string
+	scale      []int
+	scaleRate  float64
+	scaleSecs  float64
+	scaleProcs int
+	keep       bool
+	verbose    bool
+	args       []string
+}
+
+var allPaths = []string{pathDirect, pathBare, pathPostern, pathSSH}
+
+const (
+	phaseBulk = "bulk"
+	phaseRTT  = "rtt"
+	phaseOpen = "open"
+	phasePG   = "pg"
+	phaseHTTP = "http"
+)
+
+var allPhases = []string{phaseBulk, phaseRTT, phaseOpen, phasePG, phaseHTTP}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{args: args}
+	fs := flag.NewFlagSet("postern bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: postern bench [flags]
+
+Measures, side by side in one run on loopback, each endpoint in its own
+process: direct TCP to the upstream, a bare QUIC relay built from quic-go
+alone, Postern (agent -> relay -> connector -> upstream, with tokens,
+policy and audit on), and ssh -L through a temporary sshd (when ssh and
+sshd are installed). Prints a Markdown table with ratios to direct and to
+the bare relay.
+
+flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.BoolVar(&o.quick, "quick", false, "small sizes and one round: finishes in under a minute")
+	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this `file`")
+	fs.IntVar(&o.rounds, "rounds", 0, "interleaved rounds of every test; throughput is the median, latencies are pooled (default 3, quick 1)")
+	fs.IntVar(&o.bulkMiB, "bytes", 0, "MiB moved per bulk transfer (default 512, quick 32)")
+	fs.IntVar(&o.rttN, "rtt", 0, "1 KiB round trips per round (default 20000, quick 2000)")
+	fs.IntVar(&o.opensN, "opens", 0, "opens per round (default 2000, quick 300)")
+	fs.Float64Var(&o.loadSecs, "load-seconds", 0, "seconds of each rate test: PostgreSQL transactions, HTTP GETs (default 10, quick 2)")
+	pathList := fs.String("paths", strings.Join(allPaths, ","), "paths to measure")
+	phaseList := fs.String("phases", strings.Join(allPhases, ","), "tests to run (none for only -scale)")
+	fs.StringVar(&o.sshCipher, "ssh-cipher", "", "ssh -c cipher for the ssh path (default: ssh's own choice)")
+	fs.StringVar(&o.audit, "audit", "file", "Postern relay audit trail: file (JSON lines in the work directory) or discard (JSON handler to io.Discard)")
+	fs.IntVar(&o.policies, "policies", 0, "extra Cedar policies loaded in the Postern relay (that decide nothing for the bench agent)")
+	fs.StringVar(&o.profileDir, "cpuprofile", "", "write CPU profiles of the relays, connectors and agent during the first round's bulk and 1 KiB RTT tests to this `dir`")
+	scaleList := fs.String("scale", "", "comma-separated idle session counts (e.g. 1000,10000): run the scale test")
+	fs.Float64Var(&o.scaleRate, "scale-rate", 5000, "opens per second offered in the scale test")
+	fs.Float64Var(&o.scaleSecs, "scale-seconds", 0, "seconds of each open-rate run in the scale test (default 10, quick 3)")
+	fs.IntVar(&o.scaleProcs, "scale-per-proc", 2500, "idle sessions per client process in the scale test")
+	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, audit trail, ssh keys)")
+	fs.BoolVar(&o.verbose, "v", false, "print each measurement as it is taken")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	def := func(v *int, full, quick int) {
+		if *v <= 0 {
+			*v = full
+			if o.quick {
+				*v = quick
+			}
+		}
+	}
+	deff := func(v *float64, full, quick float64) {
+		if *v <= 0 {
+			*v = full
+			if o.quick {
+				*v = quick
+			}
+		}
+	}
+	def(&o.rounds, 3, 1)
+	def(&o.bulkMiB, 512, 32)
+	def(&o.rttN, 20000, 2000)
+	def(&o.opensN, 2000, 300)
+	deff(&o.loadSecs, 10, 2)
+	deff(&o.scaleSecs, 10, 3)
+	var err error
+	if o.paths, err = list(*pathList, allPaths); err != nil {
+		return nil, fmt.Errorf("-paths: %w", err)
+	}
+	if *phaseList != "none" {
+		if o.phases, err = list(*phaseList, allPhases); err != nil {
+			return nil, fmt.Errorf("-phases: %w", err)
+		}
+	}
+	if *scaleList != "" {
+		for _, f := range strings.Split(*scaleList, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				return nil, fmt.Errorf("-scale: %q is not a session count", f)
+			}
+			o.scale = append(o.scale, n)
+		}
+		slices.Sort(o.scale)
+	}
+	if o.audit != "file" && o.audit != "discard" {
+		return nil, errors.New("-audit: want file or discard")
+	}
+	return o, nil
+}
+
+func list(s string, known []string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !slices.Contains(known, f) {
+			return nil, fmt.Errorf("%q is not one of %s", f, strings.Join(known, ", "))
+		}
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// Main runs the bench with args (the flags, without the program name),
+// printing progress to stderr and the table to stdout. It returns the
+// exit code: 0, 1 when a measurement failed (an integrity check above
+// all), 2 for bad flags.
+func Main(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "postern bench:", err)
+		return 2
+	}
+	r := &runner{o: o, out: stdout, log: stderr, skipped: map[string]string{}, accs: map[phaseKey]*acc{}}
+	err = r.run()
+	if err != nil {
+		fmt.Fprintln(stderr, "postern bench:", err)
+		return 1
+	}
+	if len(r.errors) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// runner is one run of the bench.
+type runner struct {
+	o        *options
+	out, log io.Writer
+	dir      string
+	started  time.Time
+
+	upstream  *proc
+	up        upstreamReady
+	paths     []*path
+	skipped   map[string]string
+	stops     []func()
+	keys      *meshKeys
+	relayInfo relayReady
+	relay     *proc // Postern's
+	pgInfo    string
+
+	accs     map[phaseKey]*acc
+	order    []phaseKey
+	errors   []string
+	profiles []string
+	scale    *scaleReport
+	extras   []*metric
+}
+
+func (r *runner) logf(format string, args ...any) {
+	fmt.Fprintf(r.log, format+"\n", args...)
+}
+
+func (r *runner) run() (err error) {
+	r.started = time.Now()
+	r.dir, err = os.MkdirTemp("", "postern-bench-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for i := len(r.stops) - 1; i >= 0; i-- {
+			r.stops[i]()
+		}
+		if r.o.keep {
+			r.logf("work directory kept: %s", r.dir)
+		} else {
+			os.RemoveAll(r.dir)
+		}
+	}()
+	if r.o.profileDir != "" {
+		if err := os.MkdirAll(r.o.profileDir, 0o755); err != nil {
+			return err
+		}
+	}
+	if len(r.o.phases) > 0 {
+		if err := r.setup(); err != nil {
+			return err
+		}
+		ctx := context.Background()
+		for round := 1; round <= r.o.rounds; round++ {
+			if r.o.rounds > 1 {
+				r.logf("round %d of %d", round, r.o.rounds)
+			}
+			r.round(ctx, round)
+		}
+		r.bindingPhases(ctx)
+		for _, p := range r.paths {
+			p.close()
+		}
+	}
+	if len(r.o.scale) > 0 {
+		if err := r.runScale(context.Background()); err != nil {
+			r.errors = append(r.errors, "scale: "+err.Error())
+			r.logf("scale: %v", err)
+		}
+	}
+	rep := r.report()
+	r.printTable(rep)
+	if r.o.jsonPath != "" {
+		if err := writeJSON(r.o.jsonPath, rep); err != nil {
+			return err
+		}
+		r.logf("results written to %s", r.o.jsonPath)
+	}
+	return nil
+}
+
+func (r *runner) has(phase string) bool { return slices.Contains(r.o.phases, phase) }
+
+// setup starts the upstream and every path's processes.
+func (r *runner) setup() error {
+	up, err := startChild(r.dir, "upstream", "upstream", struct{}{}, &r.up)
+	if err != nil {
+		return err
+	}
+	r.upstream = up
+	r.stops = append(r.stops, up.stop)
+	me := self()
+	for _, name := range r.o.paths {
+		var p *path
+		var err error
+		switch name {
+		case pathDirect:
+			p = tcpPath(pathDirect, r.up.Addr, []*proc{me, up})
+		case pathBare:
+			p, err = r.setupBare(me)
+		case pathPostern:
+			p, err = r.setupPostern(me)
+		case pathSSH:
+			if why := sshMissing(); why != "" {
+				r.skipped[pathSSH] = why
+				r.logf("ssh -L: skipped: %s", why)
+				continue
+			}
+			var t *sshTunnel
+			t, err = startSSH(r.dir, r.up.Addr, r.o.sshCipher)
+			if err == nil {
+				r.stops = append(r.stops, t.stop)
+				p = tcpPath(pathSSH, t.addr, []*proc{me, t.ssh, t.sshd, up})
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		r.paths = append(r.paths, p)
+	}
+	return nil
+}
+
+func (r *runner) setupBare(me *proc) (*path, error) {
+	var br bareRelayReady
+	relay, err := startChild(r.dir, "bare-relay", "bare-relay", struct{}{}, &br)
+	if err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, relay.stop)
+	relay.name = "relay"
+	conn, err := startChild(r.dir, "bare-connector", "bare-connector", bareConnectorConfig{Relay: br.Addr, Upstream: r.up.Addr}, &struct{}{})
+	if err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, conn.stop)
+	conn.name = "connector"
+	return barePath(br.Addr, []*proc{me, relay, conn, r.upstream})
+}
+
+func (r *runner) setupPostern(me *proc) (*path, error) {
+	if r.keys == nil {
+		k, err := newMeshKeys()
+		if err != nil {
+			return nil, err
+		}
+		r.keys = k
+	}
+	relay, info, err := r.startRelay("relay")
+	if err != nil {
+		return nil, err
+	}
+	r.relay, r.relayInfo = relay, info
+	svcs := []service{{Name: bindEcho, Kind: "tcp", Upstream: r.up.Addr}, {Name: bindHTTP, Kind: "http", Upstream: r.up.HTTP}}
+	if pg := r.postgres(); pg != nil {
+		svcs = append(svcs, *pg)
+	}
+	conn, err := r.startConnector("connector", info, svcs)
+	if err != nil {
+		return nil, err
+	}
+	return posternPath(info.Addr, info.Pin, r.keys.agent, []*proc{me, relay, conn, r.upstream})
+}
+
+func (r *runner) startRelay(name string) (*proc, relayReady, error) {
+	var info relayReady
+	cfg := relayConfig{JWKS: r.keys.jwks, Policies: policies(r.o.policies)}
+	if r.o.audit == "file" {
+		cfg.Audit = filepath.Join(r.dir, name+"-audit.jsonl")
+	}
+	p, err := startChild(r.dir, name, "relay", cfg, &info)
+	if err != nil {
+		return nil, info, err
+	}
+	r.stops = append(r.stops, p.stop)
+	p.name = "relay"
+	return p, info, nil
+}
+
+func (r *runner) startConnector(name string, info relayReady, svcs []service) (*proc, error) {
+	p, err := startChild(r.dir, name, "connector", connectorConfig{Relay: info.Addr, Pin: info.Pin, Token: r.keys.connector, Services: svcs}, &struct{}{})
+	if err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, p.stop)
+	p.name = "connector"
+	return p, nil
+}
+
+// phaseKey names one test on one path.
+type phaseKey struct{ phase, path string }
+
+// acc accumulates one test on one path over the rounds.
+type acc struct {
+	mbps  []float64
+	secs  float64
+	bytes int64
+	ops   int
+	lat   latencies
+	cpu   map[string]time.Duration
+	err   string
+	load  *loadResult
+}
+
+func (r *runner) acc(phase, path string) *acc {
+	k := phaseKey{phase, path}
+	a := r.accs[k]
+	if a == nil {
+		a = &acc{cpu: map[string]time.Duration{}}
+		r.accs[k] = a
+		r.order = append(r.order, k)
+	}
+	return a
+}
+
+// measure runs f on p, accounting the CPU of p's processes to the test.
+func (r *runner) measure(phase string, p *path, f func(a *acc) error) {
+	a := r.acc(phase, p.name)
+	if a.err != "" {
+		return // failed in an earlier round
+	}
+	s0 := sampleCPU(p.procs)
+	err := f(a)
+	for name, d := range s0.since(p.procs) {
+		a.cpu[name] += d
+	}
+	if err != nil {
+		a.err = err.Error()
+		r.errors = append(r.errors, fmt.Sprintf("%s on %s: %v", phase, p.name, err))
+		r.logf("%-12s %-10s FAILED: %v", phase, p.name, err)
+	}
+}
+
+// bulkPhases are the throughput tests, in order.
+var bulkPhases = []struct {
+	name    string
+	streams int
+	down    bool
+}{
+	{"bulk-down-1", 1, true},
+	{"bulk-up-1", 1, false},
+	{"bulk-down-8", 8, true},
+	{"bulk-up-8", 8, false},
+}
+
+// round runs every byte-moving test once on every path, path after path
+// within each test, so that what is compared was measured close in time.
+func (r *runner) round(ctx context.Context, round int) {
+	profiling := r.o.profileDir != "" && round == 1 && (r.has(phaseBulk) || r.has(phaseRTT))
+	if profiling {
+		r.startProfiles()
+	}
+	if r.has(phaseBulk) {
+		total := int64(r.o.bulkMiB) << 20
+		for _, b := range bulkPhases {
+			for _, p := range r.paths {
+				r.measure(b.name, p, func(a *acc) error {
+					tctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+					defer cancel()
+					d, err := bulk(tctx, p, b.streams, total, b.down)
+					if err != nil {
+						return err
+					}
+					mbps := float64(total) / d.Seconds() / 1e6
+					a.mbps = append(a.mbps, mbps)
+					a.secs += d.Seconds()
+					a.bytes += total
+					if r.o.verbose {
+						r.logf("%-12s %-10s %8.1f MB/s", b.name, p.name, mbps)
+					}
+					return nil
+				})
+			}
+		}
+	}
+	if r.has(phaseRTT) {
+		for _, p := range r.paths {
+			r.measure("rtt-1k", p, func(a *acc) error {
+				t0 := time.Now()
+				lat, err := rtt(ctx, p, 1024, max(100, r.o.rttN/20), r.o.rttN)
+				if err != nil {
+					return err
+				}
+				a.secs += time.Since(t0).Seconds()
+				a.ops += len(lat)
+				a.lat = append(a.lat, lat...)
+				if r.o.verbose {
+					s := lat.summary()
+					r.logf("%-12s %-10s p50 %6.0f us  p99 %6.0f us  p99.9 %6.0f us", "rtt-1k", p.name, s.P50, s.P99, s.P999)
+				}
+				return nil
+			})
+		}
+	}
+	if profiling {
+		r.stopProfiles()
+	}
+	if r.has(phaseOpen) {
+		for _, p := range r.paths {
+			r.measure("open", p, func(a *acc) error {
+				t0 := time.Now()
+				lat, err := opens(ctx, p, 20, r.o.opensN)
+				if err != nil {
+					return err
+				}
+				a.secs += time.Since(t0).Seconds()
+				a.ops += len(lat)
+				a.lat = append(a.lat, lat...)
+				if r.o.verbose {
+					s := lat.summary()
+					r.logf("%-12s %-10s p50 %6.0f us  p99 %6.0f us", "open", p.name, s.P50, s.P99)
+				}
+				return nil
+			})
+		}
+	}
+	if !r.o.verbose {
+		r.logf("round %d done (%s)", round, time.Since(r.started).Round(time.Second))
+	}
+}
+
+// profiled are the processes profiled with -cpuprofile, by path and name.
+func (r *runner) profiled() []*proc {
+	var ps []*proc
+	for _, p := range r.paths {
+		for _, pr := range p.procs {
+			if pr.stdin != nil && (pr.name == "relay" || pr.name == "connector") {
+				ps = append(ps, pr)
+			}
+		}
+	}
+	return ps
+}
+
+func (r *runner) profileFile(p *proc) string {
+	for _, pa := range r.paths {
+		if slices.Contains(pa.procs, p) {
+			return filepath.Join(r.o.profileDir, pa.name+"-"+p.name+".pprof")
+		}
+	}
+	return filepath.Join(r.o.profileDir, p.name+".pprof")
+}
+
+var selfProfile *os.File
+
+func (r *runner) startProfiles() {
+	for _, p := range r.profiled() {
+		f := r.profileFile(p)
+		if err := p.command(cmdProfile+" "+f, &reply{}); err != nil {
+			r.logf("profile: %v", err)
+			continue
+		}
+		r.profiles = append(r.profiles, f)
+	}
+	f, err := os.Create(filepath.Join(r.o.profileDir, "agent.pprof"))
+	if err == nil {
+		if pprof.StartCPUProfile(f) == nil {
+			selfProfile = f
+			r.profiles = append(r.profiles, f.Name())
+		} else {
+			f.Close()
+		}
+	}
+}
+
+func (r *runner) stopProfiles() {
+	for _, p := range r.profiled() {
+		if err := p.command(cmdStopProfile, &reply{}); err != nil {
+			r.logf("profile: %v", err)
+		}
+	}
+	if selfProfile != nil {
+		pprof.StopCPUProfile()
+		selfProfile.Close()
+		selfProfile = nil
+	}
+	r.logf("CPU profiles (bulk and 1 KiB RTT, round 1) in %s", r.o.profileDir)
+}

@@ -1,0 +1,102 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/postern/postern/mesh"
+)
+
+// A path is one way for the agent (this process) to reach the upstream.
+type path struct {
+	name  string
+	procs []*proc // every process on the path, the driver first
+	// dial opens a connection (stream) for the warm tests.
+	dial func(ctx context.Context) (benchConn, error)
+	// open is the cheapest way to open a connection and send its first
+	// bytes: the open-latency test times open + first byte back. For
+	// Postern it is DialEarly, so that the open costs no round trip of
+	// its own.
+	open func(ctx context.Context) (benchConn, error)
+	// client is the agent's mesh client, on the Postern path.
+	client *mesh.Client
+	close  func()
+}
+
+// benchConn is a connection as the tests use it.
+type benchConn interface {
+	io.ReadWriteCloser
+}
+
+// Path names, in the order of the table.
+const (
+	pathDirect  = "direct"
+	pathBare    = "bare-quic"
+	pathPostern = "postern"
+	pathSSH     = "ssh"
+)
+
+func tcpPath(name, addr string, procs []*proc) *path {
+	d := func(ctx context.Context) (benchConn, error) {
+		var nd net.Dialer
+		return nd.DialContext(ctx, "tcp", addr)
+	}
+	return &path{name: name, procs: procs, dial: d, open: d, close: func() {}}
+}
+
+func barePath(addr string, procs []*proc) (*path, error) {
+	conn, err := dialBare(context.Background(), addr, alpnBareAgent)
+	if err != nil {
+		return nil, fmt.Errorf("bare relay: %w", err)
+	}
+	d := func(ctx context.Context) (benchConn, error) {
+		st, err := conn.OpenStreamSync(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return bareStream{st}, nil
+	}
+	return &path{name: pathBare, procs: procs, dial: d, open: d, close: func() { conn.CloseWithError(0, "") }}, nil
+}
+
+// bareStream closes both directions on Close, as a net.Conn does.
+type bareStream struct{ *quic.Stream }
+
+func (s bareStream) Close() error {
+	s.CancelRead(0)
+	return s.Stream.Close()
+}
+
+func posternPath(relayAddr, pin, token string, procs []*proc) (*path, error) {
+	c, err := mesh.NewClient(mesh.Config{Relay: relayAddr, Token: token, Pin: pin})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if _, err := c.Lookup(ctx, bindEcho); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &path{
+		name:  pathPostern,
+		procs: procs,
+		dial: func(ctx context.Context) (benchConn, error) {
+			return c.Dial(ctx, "tcp", bindEcho)
+		},
+		open: func(ctx context.Context) (benchConn, error) {
+			return c.DialEarly(ctx, "tcp", bindEcho)
+		},
+		client: c,
+		close:  func() { c.Close() },
+	}, nil
+}

@@ -1,0 +1,407 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Report is everything a run measured; -json writes it.
+type Report struct {
+	Started time.Time         `json:"started"`
+	Seconds float64           `json:"seconds"`
+	Command string            `json:"command"`
+	Machine Machine           `json:"machine"`
+	Options map[string]any    `json:"options"`
+	Paths   []string          `json:"paths"`
+	Skipped map[string]string `json:"skipped,omitempty"`
+	// Metrics are the table's rows.
+	Metrics []*metric `json:"metrics"`
+	// Tests are the raw results of each test on each path.
+	Tests    []testResult `json:"tests"`
+	Profiles []string     `json:"profiles,omitempty"`
+	Scale    *scaleReport `json:"scale,omitempty"`
+	Errors   []string     `json:"errors,omitempty"`
+}
+
+// Machine is what the numbers were measured on.
+type Machine struct {
+	CPU        string `json:"cpu"`
+	Cores      int    `json:"cores"`
+	Kernel     string `json:"kernel"`
+	Go         string `json:"go"`
+	QUICGo     string `json:"quic_go"`
+	SSH        string `json:"ssh,omitempty"`
+	PostgreSQL string `json:"postgresql,omitempty"`
+}
+
+type metric struct {
+	Key    string             `json:"key"`
+	Title  string             `json:"title"`
+	Unit   string             `json:"unit"`
+	Higher bool               `json:"higher_is_better"`
+	Values map[string]float64 `json:"values"`
+	// Ratios are each path's value divided by direct's and by the bare
+	// relay's.
+	VsDirect map[string]float64 `json:"vs_direct,omitempty"`
+	VsBare   map[string]float64 `json:"vs_bare,omitempty"`
+}
+
+type testResult struct {
+	Test    string    `json:"test"`
+	Path    string    `json:"path"`
+	MBps    []float64 `json:"mb_per_s,omitempty"`
+	Median  float64   `json:"median_mb_per_s,omitempty"`
+	Bytes   int64     `json:"bytes,omitempty"`
+	Ops     int       `json:"ops,omitempty"`
+	Seconds float64   `json:"seconds"`
+	Latency *summary  `json:"latency,omitempty"`
+	// CPU is each process's user+system CPU seconds during the test,
+	// from /proc/<pid>/stat (10 ms resolution).
+	CPU      map[string]float64 `json:"cpu_seconds"`
+	CPUPerGB map[string]float64 `json:"cpu_seconds_per_gb,omitempty"`
+	CPUPerOp map[string]float64 `json:"cpu_us_per_op,omitempty"`
+	Load     *loadResult        `json:"load,omitempty"`
+	Error    string             `json:"error,omitempty"`
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func (r *runner) report() *Report {
+	rep := &Report{
+		Started: r.started,
+		Seconds: time.Since(r.started).Seconds(),
+		Command: "postern bench " + strings.Join(r.o.args, " "),
+		Machine: machine(r.pgInfo),
+		Options: map[string]any{
+			"quick": r.o.quick, "rounds": r.o.rounds, "bulk_mib": r.o.bulkMiB, "rtt": r.o.rttN, "opens": r.o.opensN,
+			"load_seconds": r.o.loadSecs, "audit": r.o.audit, "extra_policies": r.o.policies, "ssh_cipher": r.o.sshCipher,
+			"phases": r.o.phases, "scale": r.o.scale, "scale_rate": r.o.scaleRate, "scale_seconds": r.o.scaleSecs,
+		},
+		Skipped:  r.skipped,
+		Profiles: r.profiles,
+		Scale:    r.scale,
+		Errors:   r.errors,
+	}
+	for _, p := range r.paths {
+		rep.Paths = append(rep.Paths, p.name)
+	}
+	for _, k := range r.order {
+		a := r.accs[k]
+		t := testResult{Test: k.phase, Path: k.path, MBps: a.mbps, Median: median(a.mbps), Bytes: a.bytes, Ops: a.ops,
+			Seconds: a.secs, Latency: a.lat.summary(), CPU: map[string]float64{}, Load: a.load, Error: a.err}
+		for name, d := range a.cpu {
+			t.CPU[name] = d.Seconds()
+			if a.bytes > 0 {
+				if t.CPUPerGB == nil {
+					t.CPUPerGB = map[string]float64{}
+				}
+				t.CPUPerGB[name] = d.Seconds() / (float64(a.bytes) / 1e9)
+			}
+			if a.ops > 0 {
+				if t.CPUPerOp == nil {
+					t.CPUPerOp = map[string]float64{}
+				}
+				t.CPUPerOp[name] = us(d) / float64(a.ops)
+			}
+		}
+		rep.Tests = append(rep.Tests, t)
+	}
+	rep.Metrics = r.metrics()
+	return rep
+}
+
+// cpuRoles are the CPU rows: a process of each path plays each.
+var cpuRoles = []struct{ row, title string }{
+	{"agent", "agent (this process)"},
+	{"relay", "relay (ssh: ssh client)"},
+	{"connector", "connector (ssh: sshd)"},
+	{"upstream", "upstream"},
+}
+
+func roleOf(proc string) string {
+	switch proc {
+	case "ssh":
+		return "relay"
+	case "sshd":
+		return "connector"
+	}
+	return proc
+}
+
+func (r *runner) metrics() []*metric {
+	var ms []*metric
+	add := func(key, title, unit string, higher bool, value func(a *acc) (float64, bool)) {
+		m := &metric{Key: key, Title: title, Unit: unit, Higher: higher, Values: map[string]float64{}}
+		for _, p := range r.paths {
+			if v, ok := value(r.accFor(key, p.name)); ok {
+				m.Values[p.name] = v
+			}
+		}
+		if len(m.Values) > 0 {
+			ms = append(ms, m)
+		}
+	}
+	for _, b := range bulkPhases {
+		dir := "↓ download"
+		if !b.down {
+			dir = "↑ upload"
+		}
+		streams := "1 stream"
+		if b.streams > 1 {
+			streams = fmt.Sprintf("%d streams", b.streams)
+		}
+		add(b.name, fmt.Sprintf("bulk %s, %s", dir, streams), "MB/s", true, func(a *acc) (float64, bool) {
+			if a == nil || a.err != "" || len(a.mbps) == 0 {
+				return 0, false
+			}
+			return median(a.mbps), true
+		})
+	}
+	lat := func(phase string, q float64) func(a *acc) (float64, bool) {
+		return func(a *acc) (float64, bool) {
+			if a == nil || a.err != "" || len(a.lat) == 0 {
+				return 0, false
+			}
+			s := a.lat.summary()
+			switch q {
+			case 0.5:
+				return s.P50, true
+			case 0.99:
+				return s.P99, true
+			}
+			return s.P999, true
+		}
+	}
+	add("rtt-1k.p50", "1 KiB request/response, warm, p50", "us", false, lat("rtt-1k", 0.5))
+	add("rtt-1k.p99", "1 KiB request/response, warm, p99", "us", false, lat("rtt-1k", 0.99))
+	add("rtt-1k.p999", "1 KiB request/response, warm, p99.9", "us", false, lat("rtt-1k", 0.999))
+	add("open.p50", "open + first byte back, p50", "us", false, lat("open", 0.5))
+	add("open.p99", "open + first byte back, p99", "us", false, lat("open", 0.99))
+	// CPU per GB over all bulk tests together, per role.
+	for _, role := range append(cpuRoles, struct{ row, title string }{"total", "all processes"}) {
+		m := &metric{Key: "cpu-per-gb." + role.row, Title: "CPU s/GB, " + role.title, Unit: "s/GB", Values: map[string]float64{}}
+		for _, p := range r.paths {
+			if role.row != "total" && !hasRole(p, role.row) {
+				continue
+			}
+			var cpu time.Duration
+			var bytes int64
+			ok := true
+			for _, b := range bulkPhases {
+				a := r.accs[phaseKey{b.name, p.name}]
+				if a == nil || a.err != "" {
+					ok = false
+					break
+				}
+				bytes += a.bytes
+				for name, d := range a.cpu {
+					if role.row == "total" || roleOf(name) == role.row {
+						cpu += d
+					}
+				}
+			}
+			if ok && bytes > 0 {
+				m.Values[p.name] = cpu.Seconds() / (float64(bytes) / 1e9)
+			}
+		}
+		if len(m.Values) > 0 {
+			ms = append(ms, m)
+		}
+	}
+	for _, role := range []string{"relay", "total"} {
+		title := "CPU per 1 KiB round trip, relay (ssh: ssh client)"
+		if role == "total" {
+			title = "CPU per 1 KiB round trip, all processes"
+		}
+		add("cpu-per-rtt."+role, title, "us", false, func(a *acc) (float64, bool) {
+			if a == nil || a.err != "" || a.ops == 0 {
+				return 0, false
+			}
+			var cpu time.Duration
+			found := false
+			for name, d := range a.cpu {
+				if role == "total" || roleOf(name) == role {
+					cpu += d
+					found = true
+				}
+			}
+			return us(cpu) / float64(a.ops), found
+		})
+	}
+	ms = append(ms, r.extras...)
+	for _, m := range ms {
+		d, hasD := m.Values[pathDirect]
+		b, hasB := m.Values[pathBare]
+		for p, v := range m.Values {
+			if hasD && d != 0 && p != pathDirect {
+				if m.VsDirect == nil {
+					m.VsDirect = map[string]float64{}
+				}
+				m.VsDirect[p] = v / d
+			}
+			if hasB && b != 0 && p != pathBare && p != pathDirect {
+				if m.VsBare == nil {
+					m.VsBare = map[string]float64{}
+				}
+				m.VsBare[p] = v / b
+			}
+		}
+	}
+	return ms
+}
+
+// accFor maps a metric key to the accumulator it reads.
+func (r *runner) accFor(key, path string) *acc {
+	phase, _, _ := strings.Cut(key, ".")
+	if strings.HasPrefix(key, "cpu-per-rtt.") {
+		phase = "rtt-1k"
+	}
+	return r.accs[phaseKey{phase, path}]
+}
+
+func hasRole(p *path, role string) bool {
+	for _, pr := range p.procs {
+		if roleOf(pr.name) == role {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *runner) printTable(rep *Report) {
+	w := r.out
+	paths := rep.Paths
+	ratioCols := []struct{ path, vs, title string }{}
+	if slices.Contains(paths, pathPostern) {
+		if slices.Contains(paths, pathDirect) {
+			ratioCols = append(ratioCols, struct{ path, vs, title string }{pathPostern, pathDirect, "postern ÷ direct"})
+		}
+		if slices.Contains(paths, pathBare) {
+			ratioCols = append(ratioCols, struct{ path, vs, title string }{pathPostern, pathBare, "postern ÷ bare"})
+		}
+	}
+	if slices.Contains(paths, pathBare) && slices.Contains(paths, pathDirect) {
+		ratioCols = append(ratioCols, struct{ path, vs, title string }{pathBare, pathDirect, "bare ÷ direct"})
+	}
+	if slices.Contains(paths, pathSSH) && slices.Contains(paths, pathDirect) {
+		ratioCols = append(ratioCols, struct{ path, vs, title string }{pathSSH, pathDirect, "ssh ÷ direct"})
+	}
+	if len(rep.Metrics) > 0 {
+		fmt.Fprintf(w, "\n| metric | unit |")
+		for _, p := range paths {
+			fmt.Fprintf(w, " %s |", p)
+		}
+		for _, c := range ratioCols {
+			fmt.Fprintf(w, " %s |", c.title)
+		}
+		fmt.Fprintf(w, "\n|---|---|")
+		for range len(paths) + len(ratioCols) {
+			fmt.Fprintf(w, "---:|")
+		}
+		fmt.Fprintln(w)
+		for _, m := range rep.Metrics {
+			fmt.Fprintf(w, "| %s | %s |", m.Title, m.Unit)
+			for _, p := range paths {
+				if v, ok := m.Values[p]; ok {
+					fmt.Fprintf(w, " %s |", num(v))
+				} else {
+					fmt.Fprintf(w, " – |")
+				}
+			}
+			for _, c := range ratioCols {
+				v, ok1 := m.Values[c.path]
+				d, ok2 := m.Values[c.vs]
+				if ok1 && ok2 && d != 0 {
+					fmt.Fprintf(w, " %.2f× |", v/d)
+				} else {
+					fmt.Fprintf(w, " – |")
+				}
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	for _, p := range allPaths {
+		if why, ok := rep.Skipped[p]; ok {
+			fmt.Fprintf(w, "\n%s: skipped: %s\n", p, why)
+		}
+	}
+	if rep.Scale != nil {
+		rep.Scale.print(w)
+	}
+	for _, e := range rep.Errors {
+		fmt.Fprintf(w, "\nFAILED: %s\n", e)
+	}
+}
+
+// num formats a value with about three significant digits.
+func num(v float64) string {
+	switch a := abs(v); {
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func abs(v float64) float64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func machine(pg string) Machine {
+	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version(), PostgreSQL: pg}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				m.CPU = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/quic-go/quic-go" {
+				m.QUICGo = d.Version
+				if d.Replace != nil {
+					m.QUICGo += " => " + d.Replace.Path + " " + d.Replace.Version
+				}
+			}
+		}
+	}
+	if out, err := exec.Command("ssh", "-V").CombinedOutput(); err == nil {
+		m.SSH = strings.TrimSpace(string(out))
+	}
+	return m
+}
