@@ -31,7 +31,7 @@ type options struct {
 	policies   int
 	profileDir string
 	scale      []int
-	scaleRate  float64
+	scaleRates []float64
 	scaleSecs  float64
 	scaleProcs int
 	keep       bool
@@ -83,7 +83,7 @@ flags:
 	fs.IntVar(&o.policies, "policies", 0, "extra Cedar policies loaded in the Postern relay (that decide nothing for the bench agent)")
 	fs.StringVar(&o.profileDir, "cpuprofile", "", "write CPU profiles of the relays, connectors and agent during the first round's bulk and 1 KiB RTT tests to this `dir`")
 	scaleList := fs.String("scale", "", "comma-separated idle session counts (e.g. 1000,10000): run the scale test")
-	fs.Float64Var(&o.scaleRate, "scale-rate", 5000, "opens per second offered in the scale test")
+	rateList := fs.String("scale-rate", "5000", "comma-separated opens per second offered in the scale test, each an open-loop run")
 	fs.Float64Var(&o.scaleSecs, "scale-seconds", 0, "seconds of each open-rate run in the scale test (default 10, quick 3)")
 	fs.IntVar(&o.scaleProcs, "scale-per-proc", 2500, "idle sessions per client process in the scale test")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, audit trail, ssh keys)")
@@ -134,6 +134,13 @@ flags:
 			o.scale = append(o.scale, n)
 		}
 		slices.Sort(o.scale)
+	}
+	for _, f := range strings.Split(*rateList, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("-scale-rate: %q is not a rate", f)
+		}
+		o.scaleRates = append(o.scaleRates, v)
 	}
 	if o.audit != "file" && o.audit != "discard" {
 		return nil, errors.New("-audit: want file or discard")

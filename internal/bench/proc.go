@@ -39,6 +39,12 @@ func self() *proc { return &proc{name: "agent", pid: os.Getpid()} }
 // startChild re-executes this binary as role, sends it cfg and decodes its
 // ready line into ready. Its stderr goes to a log file in dir.
 func startChild(dir, name, roleName string, cfg, ready any) (*proc, error) {
+	return startChildWait(dir, name, roleName, cfg, ready, time.Minute)
+}
+
+// startChildWait is startChild for a child that may take up to wait to
+// announce itself.
+func startChildWait(dir, name, roleName string, cfg, ready any, wait time.Duration) (*proc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -72,7 +78,7 @@ func startChild(dir, name, roleName string, cfg, ready any) (*proc, error) {
 		p.stop()
 		return nil, fmt.Errorf("configure %s: %w", name, err)
 	}
-	if err := p.readLine(ready, 60*time.Second); err != nil {
+	if err := p.readLine(ready, wait); err != nil {
 		p.stop()
 		return nil, fmt.Errorf("%s did not start: %w%s", name, err, p.logTail())
 	}

@@ -92,7 +92,7 @@ func (r *runner) report() *Report {
 		Options: map[string]any{
 			"quick": r.o.quick, "rounds": r.o.rounds, "bulk_mib": r.o.bulkMiB, "rtt": r.o.rttN, "opens": r.o.opensN,
 			"load_seconds": r.o.loadSecs, "audit": r.o.audit, "extra_policies": r.o.policies, "ssh_cipher": r.o.sshCipher,
-			"phases": r.o.phases, "scale": r.o.scale, "scale_rate": r.o.scaleRate, "scale_seconds": r.o.scaleSecs,
+			"phases": r.o.phases, "scale": r.o.scale, "scale_rates": r.o.scaleRates, "scale_seconds": r.o.scaleSecs,
 		},
 		Skipped:  r.skipped,
 		Profiles: r.profiles,
