@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestQuickstart runs the quickstart and checks what it tells the reader:
+// an allowed open, denials naming their policies, and the audit events.
+func TestQuickstart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out strings.Builder
+	start := time.Now()
+	if err := run(ctx, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the quickstart took %s; it should take seconds", d)
+	}
+	got := out.String()
+	wants := []string{
+		`relay      127\.0\.0\.1:\d+ \(QUIC\), certificate pin sha256:`,
+		`policies   forbid-financial, oncall-prod, coding-agents-staging`,
+		`coding-agent \(group coding-agents\) may open: staging-api\n`,
+		`  staging-api  allowed: GET /orders -> 200 OK, 3 orders\n`,
+		`  prod-status  DENIED: no policy permits it \(default deny\)\n  prod-ledger  DENIED by forbid-financial\n`,
+		`oncall-agent \(group oncall\) may open: prod-status\n`,
+		`  prod-status  allowed: read "all systems operational"\n  prod-ledger  DENIED by forbid-financial\n`,
+		`session.start  office-connector connector, serving staging-api,prod-status,prod-ledger`,
+		`open.allow     coding-agent     -> staging-api  allowed by coding-agents-staging, via office-connector`,
+		`open.deny      coding-agent     -> prod-ledger  denied by forbid-financial`,
+		`open.deny      oncall-agent     -> staging-api  denied: no policy permits it`,
+		`open.allow     oncall-agent     -> prod-status  allowed by oncall-prod, via office-connector`,
+		`stream.close   oncall-agent     -> prod-status  closed: 0 bytes up, 24 bytes down`,
+	}
+	for _, w := range wants {
+		if !regexp.MustCompile(w).MatchString(got) {
+			t.Errorf("output lacks %s", w)
+		}
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", got)
+	}
+	// Nothing from the mesh leaks into what the reader sees: no token.
+	if strings.Contains(got, "eyJ") {
+		t.Error("the output shows a token")
+	}
+}
