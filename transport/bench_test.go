@@ -1,0 +1,180 @@
+package transport_test
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/transport"
+)
+
+// A relay splices two QUIC streams: the agent's and the connector's. These
+// benchmarks put a splice between two loopback stream pairs, all in one
+// process,
+//
+//	writer -> [stream 1] -> splice -> [stream 2] -> reader
+//
+// and compare transport.Splice with a plain io.Copy loop, and with one
+// stream and no splice at all (the floor). QUIC's own cost (encryption,
+// packets, acknowledgements) dominates all three; what differs is the
+// relay's copying.
+
+// streamPair returns the two ends of a fresh QUIC stream over loopback,
+// for benchmarks (pair is for tests).
+func streamPair(tb testing.TB) (client, server *transport.Conn) {
+	tb.Helper()
+	cert, err := transport.SelfSigned("127.0.0.1")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := transport.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	tlsConf, err := transport.Trust{Pin: transport.Pin(cert)}.ClientTLS("127.0.0.1")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cc, err := transport.Dial(ctx, ln.Addr().String(), tlsConf, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cc.CloseWithError(0, "") })
+	sc, err := ln.Accept(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { sc.CloseWithError(0, "") })
+	cs, err := cc.OpenStream()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cs.Write([]byte{0})
+	ss, err := sc.AcceptStream(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(ss, b[:]); err != nil {
+		tb.Fatal(err)
+	}
+	return transport.NewConn(cs, cc.LocalAddr(), cc.RemoteAddr()), transport.NewConn(ss, sc.LocalAddr(), sc.RemoteAddr())
+}
+
+// plainSplice is the naive relay: io.Copy each way, half-close at EOF.
+func plainSplice(a, b *transport.Conn) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		io.Copy(b, a)
+		b.CloseWrite()
+	}()
+	io.Copy(a, b)
+	a.CloseWrite()
+	wg.Wait()
+	a.Close()
+	b.Close()
+}
+
+var spliceModes = []struct {
+	name   string
+	splice func(a, b *transport.Conn) // nil: one stream, no relay
+}{
+	{"direct", nil},
+	{"splice", func(a, b *transport.Conn) { transport.Splice(a, b) }},
+	{"plain-copy", plainSplice},
+}
+
+// path returns the two ends the benchmark talks through, and a function
+// that ends the relay (if any) and waits for it.
+func spliceChain(b *testing.B, splice func(a, b *transport.Conn)) (in, out *transport.Conn, wait func()) {
+	c1, s1 := streamPair(b)
+	if splice == nil {
+		return c1, s1, func() {}
+	}
+	c2, s2 := streamPair(b)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		splice(s1, c2)
+	}()
+	return c1, s2, func() {
+		c1.CloseWrite()
+		s2.CloseWrite()
+		<-done
+	}
+}
+
+// BenchmarkSpliceThroughput moves 64 KiB writes one way.
+func BenchmarkSpliceThroughput(b *testing.B) {
+	for _, m := range spliceModes {
+		b.Run(m.name, func(b *testing.B) {
+			in, out, wait := spliceChain(b, m.splice)
+			const size = 64 << 10
+			buf := make([]byte, size)
+			b.SetBytes(size)
+			b.ReportAllocs()
+			read := make(chan int64)
+			go func() {
+				n, _ := io.Copy(io.Discard, out)
+				read <- n
+			}()
+			for b.Loop() {
+				if _, err := in.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			in.CloseWrite()
+			if n := <-read; n != int64(b.N)*size {
+				b.Fatalf("read %d bytes, wrote %d", n, int64(b.N)*size)
+			}
+			b.StopTimer()
+			wait()
+		})
+	}
+}
+
+// BenchmarkSpliceRoundTrip is a 1 KiB request answered by a 1 KiB echo.
+func BenchmarkSpliceRoundTrip(b *testing.B) {
+	for _, m := range spliceModes {
+		b.Run(m.name, func(b *testing.B) {
+			in, out, wait := spliceChain(b, m.splice)
+			echoed := make(chan struct{})
+			go func() {
+				defer close(echoed)
+				buf := make([]byte, 1024)
+				for {
+					if _, err := io.ReadFull(out, buf); err != nil {
+						return
+					}
+					if _, err := out.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			req := make([]byte, 1024)
+			resp := make([]byte, 1024)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := in.Write(req); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(in, resp); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			in.CloseWrite()
+			<-echoed
+			out.CloseWrite()
+			wait()
+		})
+	}
+}
