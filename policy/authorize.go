@@ -35,8 +35,9 @@ var (
 // of Groups, whose attributes are Attributes plus role = "agent".
 //
 // A Principal built with [NewPrincipal] carries its Cedar form, converted
-// once: reuse it for every decision of a session. A Principal literal is
-// converted on every decision.
+// once, and is a key of the decision cache: reuse it for every decision of a
+// session. A Principal literal is converted on every decision and its
+// decisions are not cached.
 type Principal struct {
 	ID     string   // the token's subject; must not be empty
 	Groups []string // duplicates are harmless
@@ -59,8 +60,9 @@ type Principal struct {
 // attributes kind, environment and labels (always present, maybe empty).
 //
 // A Resource built with [NewResource] carries its Cedar form, converted
-// once: keep it in the catalog. A Resource literal is converted on every
-// decision.
+// once, and is a key of the decision cache: keep it in the catalog. A
+// Resource literal is converted on every decision and its decisions are not
+// cached.
 type Resource struct {
 	Name        string // must not be empty
 	Kind        string // "postgres", "http", "tcp", ...
@@ -135,6 +137,12 @@ func (d Decision) String() string {
 
 // Authorize decides req: allow only if some permit matches and no forbid
 // matches or fails to evaluate. A nil or empty Set denies everything.
+//
+// When req's Principal and Resource come from [NewPrincipal] and
+// [NewResource] and are unchanged since, and none of the policies that apply
+// to it reads the context, the decision is cached: the same principal,
+// action and resource are decided again without evaluation, for as long as
+// s lives. The returned Decision is the caller's to keep and modify.
 func (s *Set) Authorize(req Request) Decision {
 	if s.Len() == 0 {
 		return Decision{}
@@ -142,6 +150,15 @@ func (s *Set) Authorize(req Request) Decision {
 	creq, ents, err := buildRequest(&req)
 	if err != nil {
 		return Decision{Errors: []EvalError{{Message: err.Error()}}}
+	}
+	// A form with a seq is the one NewPrincipal or NewResource made, and its
+	// fields still match the request's: cedarForm checked them.
+	var key *cacheKey
+	if ents.principal.seq != 0 && ents.resource.seq != 0 {
+		key = &cacheKey{principal: ents.principal.seq, resource: ents.resource.seq, action: string(creq.Action.ID)}
+		if d, ok := s.cache.load(key); ok {
+			return d
+		}
 	}
 
 	var buf [12][]*entry
@@ -161,6 +178,8 @@ func (s *Set) Authorize(req Request) Decision {
 	c.add(s.idx.byAction[creq.Action])
 	found, usesContext := c.scan()
 	if !found {
+		// No policy applies. Finding that again costs a few map lookups,
+		// not an evaluation: not worth a slot of the cache.
 		return Decision{}
 	}
 	if usesContext {
@@ -168,7 +187,11 @@ func (s *Set) Authorize(req Request) Decision {
 	}
 
 	dec, diag := cedar.Authorize(c, ents, creq)
-	return s.decision(dec, diag)
+	d := s.decision(dec, diag)
+	if key != nil && !usesContext {
+		s.cache.store(key, d)
+	}
+	return d
 }
 
 func (s *Set) decision(dec cedar.Decision, diag cedar.Diagnostic) Decision {

@@ -102,6 +102,18 @@
 // result is the same as evaluating all of them. The context is built only
 // if one of those policies reads it.
 //
+// When none of them reads it, the decision depends on nothing but the
+// policies, the principal, the action and the resource, and the Set caches
+// it under the identity of a principal from [NewPrincipal] and a resource
+// from [NewResource]: the next open of that binding by that session costs a
+// lookup. Nothing is ever invalidated, because nothing a key stands for can
+// change: a reload is a new Set with an empty cache, a refreshed token is a
+// new Principal, a changed catalog entry a new Resource, and a Principal or
+// Resource whose fields were changed after it was made is not cached. A
+// policy that reads context.time, source_ip or details makes every decision
+// it applies to be evaluated each time. The cache holds a fixed number of
+// decisions (16,384), each new one replacing whichever it collides with.
+//
 // # Schema
 //
 // The Cedar schema of the requests, [SchemaText], before [ValidateOptions]:

@@ -45,7 +45,8 @@ func (e *Engine) Set() *Set {
 }
 
 // Swap makes s the current Set and then closes the channel that Changed
-// returned until now. It never blocks.
+// returned until now. It never blocks. Decisions are cached by each Set, so
+// none that the previous Set cached is returned after Swap.
 func (e *Engine) Swap(s *Set) {
 	next := &generation{set: s, changed: make(chan struct{})}
 	prev := e.cur.Swap(next)

@@ -15,17 +15,23 @@ type principalForm struct {
 	attrs  uintptr  // the identity of the Attributes map
 	entity types.Entity
 	uids   []types.EntityUID // the distinct groups, as entity UIDs
+	seq    uint64            // from NewPrincipal: its identity in the decision cache; 0 otherwise
 }
 
 // NewPrincipal returns a Principal that carries its Cedar form, so that
-// decisions do not convert it again; the error is what Authorize would
-// deny every request with (an empty id, an attribute Cedar cannot hold).
-// Changing the returned Principal's fields is safe: a form that no longer
-// matches them is ignored. Only a change made inside the attrs map after
-// the call goes unseen; build a new Principal instead (on token refresh).
+// decisions do not convert it again, and whose decisions a Set caches (see
+// [Set.Authorize]); the error is what Authorize would deny every request
+// with (an empty id, an attribute Cedar cannot hold). Changing the returned
+// Principal's fields is safe: a form that no longer matches them is ignored,
+// and so is the cache. Only a change made inside the attrs map after the
+// call goes unseen, by the form and the cache alike; build a new Principal
+// instead (on token refresh), which is a new key of the cache.
 func NewPrincipal(id string, groups []string, attrs map[string]any) (Principal, error) {
 	p := Principal{ID: id, Groups: groups, Attributes: attrs}
 	f, err := newPrincipalForm(&p)
+	if f != nil {
+		f.seq = formSeq.Add(1)
+	}
 	p.form = f
 	return p, err
 }
@@ -76,14 +82,19 @@ type resourceForm struct {
 	rawLabels               []string // a copy, as given
 	entity                  types.Entity
 	env                     *types.EntityUID // the parent environment, if any
+	seq                     uint64           // from NewResource: its identity in the decision cache; 0 otherwise
 }
 
 // NewResource returns a Resource that carries its Cedar form, so that
-// decisions do not convert it again. Changing the returned Resource's fields
-// is safe: a form that no longer matches them is ignored.
+// decisions do not convert it again, and whose decisions a Set caches (see
+// [Set.Authorize]). Changing the returned Resource's fields is safe: a form
+// that no longer matches them is ignored, and so is the cache.
 func NewResource(name, kind, environment string, labels ...string) Resource {
 	r := Resource{Name: name, Kind: kind, Environment: environment, Labels: labels}
 	r.form, _ = newResourceForm(&r) // an empty name is reported by Authorize
+	if r.form != nil {
+		r.form.seq = formSeq.Add(1)
+	}
 	return r
 }
 

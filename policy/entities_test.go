@@ -46,7 +46,8 @@ func TestNewPrincipal(t *testing.T) {
 }
 
 // TestStaleFormsAreIgnored changes the fields of prepared values: decisions
-// must follow the fields, not the form computed before the change.
+// must follow the fields, not the form computed before the change nor the
+// decision cached for it.
 func TestStaleFormsAreIgnored(t *testing.T) {
 	set := mustParse(t, `
 @id("ops") permit (principal in Group::"ops", action, resource);
@@ -76,6 +77,8 @@ func TestStaleFormsAreIgnored(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := NewResource("db", "postgres", "staging", "internal")
+			// Decided, and cached, before the change.
+			checkDecision(t, set.Authorize(Request{Principal: p, Resource: r}), true, []string{"ops"}, nil)
 			tt.change(&p, &r)
 			got := set.Authorize(Request{Principal: p, Resource: r})
 			checkDecision(t, got, len(tt.policies) == 1 && tt.policies[0] == "ops", tt.policies, nil)

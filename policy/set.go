@@ -14,12 +14,14 @@ import (
 )
 
 // A Set is an immutable collection of named Cedar policies, indexed for
-// [Set.Authorize]. It is safe for concurrent use. A nil or zero Set holds no
-// policies and denies every request.
+// [Set.Authorize], with a cache of its decisions (bounded: at most a few
+// MiB). It is safe for concurrent use. A nil or zero Set holds no policies
+// and denies every request.
 type Set struct {
 	entries []*entry                  // document order: files in load order, policies in file order
 	byID    map[cedar.PolicyID]*entry // every entry, by its @id
 	idx     index
+	cache   decisionCache
 }
 
 // An entry is one policy of a Set.
