@@ -3,7 +3,9 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,13 +40,15 @@ forbid (principal, action, resource in Environment::"prod")
 	return b.String()
 }
 
-// benchRequest is allowed by agent-7; it is in two teams that have
-// environment permits once there are 100 policies or more.
+// benchRequest is allowed by agent-7. It is in team-0, which has an
+// environment permit that reads context.time at every size, and in two more
+// teams that have them once there are 100 policies or more: its decision
+// depends on the context and is never cached.
 func benchRequest() Request {
 	return Request{
 		Principal: Principal{
 			ID:         "agent-7",
-			Groups:     []string{"team-1", "team-7", "coding-agents"},
+			Groups:     []string{"team-0", "team-1", "team-7", "coding-agents"},
 			Attributes: map[string]any{"clearance": float64(3), "team": "payments", "projects": []any{"billing", "ledger"}},
 		},
 		Resource: Resource{Name: "db-7", Kind: "postgres", Environment: "staging", Labels: []string{"pii"}},
@@ -60,7 +64,11 @@ var sizes = []int{10, 100, 1000}
 // once, as the relay keeps them per session and per catalog entry.
 func preparedRequest(b *testing.B) Request {
 	b.Helper()
-	req := benchRequest()
+	return prepare(b, benchRequest())
+}
+
+func prepare(b *testing.B, req Request) Request {
+	b.Helper()
 	p, err := NewPrincipal(req.Principal.ID, req.Principal.Groups, req.Principal.Attributes)
 	if err != nil {
 		b.Fatal(err)
@@ -71,44 +79,112 @@ func preparedRequest(b *testing.B) Request {
 	return req
 }
 
+// cacheableRequests returns prepared requests that agent-7's permit allows
+// and that no policy reading the context applies to, so that their decisions
+// are cached. With n > 1 they are n distinct keys, as many tokens of the
+// same agent (each refresh is a NewPrincipal) times as many catalog entries
+// of the same binding: enough keys that a cycle through them misses.
+func cacheableRequests(b *testing.B, n int) []Request {
+	b.Helper()
+	req := benchRequest()
+	req.Principal.Groups = []string{"coding-agents", "payments"}
+	if n == 1 {
+		return []Request{prepare(b, req)}
+	}
+	const resources = 256
+	ps := make([]Request, n/resources)
+	for i := range ps {
+		ps[i] = prepare(b, req)
+	}
+	rs := make([]Resource, resources)
+	for i := range rs {
+		rs[i] = prepare(b, req).Resource
+	}
+	reqs := make([]Request, 0, n)
+	for _, p := range ps {
+		for _, r := range rs {
+			p.Resource = r
+			reqs = append(reqs, p)
+		}
+	}
+	return reqs
+}
+
+// authorizeCases are the paths of a decision: a Request literal, converted
+// every time; prepared, but depending on the context, so evaluated every
+// time; a cache hit; and a cache miss that evaluates and stores, cycling
+// through eight times as many keys as the cache has slots.
+func authorizeCases(b *testing.B) []struct {
+	name string
+	reqs []Request
+} {
+	return []struct {
+		name string
+		reqs []Request
+	}{
+		{"literal", []Request{benchRequest()}},
+		{"prepared", []Request{preparedRequest(b)}},
+		{"hit", cacheableRequests(b, 1)},
+		{"miss", cacheableRequests(b, 8*cacheSlots)},
+	}
+}
+
 func BenchmarkAuthorize(b *testing.B) {
 	for _, n := range sizes {
-		for _, prepared := range []bool{true, false} {
-			b.Run(fmt.Sprintf("policies=%d/prepared=%v", n, prepared), func(b *testing.B) {
-				set, err := Parse("bench.cedar", []byte(benchPolicies(n)))
-				if err != nil {
-					b.Fatal(err)
-				}
-				req := benchRequest()
-				if prepared {
-					req = preparedRequest(b)
-				}
-				if d := set.Authorize(req); !d.Allowed {
+		set, err := Parse("bench.cedar", []byte(benchPolicies(n)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range authorizeCases(b) {
+			b.Run(fmt.Sprintf("policies=%d/%s", n, c.name), func(b *testing.B) {
+				if d := set.Authorize(c.reqs[0]); !d.Allowed {
 					b.Fatalf("benchmark request denied: %s %v", d, d.Errors)
 				}
+				if cached := isCached(set, c.reqs[0]); cached != (c.name == "hit" || c.name == "miss") {
+					b.Fatalf("cached = %v", cached)
+				}
 				b.ReportAllocs()
+				i := 0
 				for b.Loop() {
-					set.Authorize(req)
+					set.Authorize(c.reqs[i])
+					if i++; i == len(c.reqs) {
+						i = 0
+					}
 				}
 			})
 		}
 	}
 }
 
-// BenchmarkAuthorizeEngine measures the Engine's indirection, in parallel.
-func BenchmarkAuthorizeEngine(b *testing.B) {
-	set, err := Parse("bench.cedar", []byte(benchPolicies(1000)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	e := NewEngine(set)
-	req := preparedRequest(b)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			e.Authorize(req)
+// BenchmarkAuthorizeParallel is BenchmarkAuthorize through an Engine on
+// every core, as the relay decides: it shows contention on the cache (a hit
+// writes no shared memory) and on the Engine's pointer.
+func BenchmarkAuthorizeParallel(b *testing.B) {
+	for _, n := range sizes {
+		set, err := Parse("bench.cedar", []byte(benchPolicies(n)))
+		if err != nil {
+			b.Fatal(err)
 		}
-	})
+		e := NewEngine(set)
+		for _, c := range authorizeCases(b) {
+			b.Run(fmt.Sprintf("policies=%d/%s", n, c.name), func(b *testing.B) {
+				var g atomic.Int64
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					// Each goroutine cycles through the keys from its own
+					// place, far enough from the others' that a miss does
+					// not find what another goroutine stored.
+					i := int(g.Add(1)) * len(c.reqs) / runtime.GOMAXPROCS(0) % len(c.reqs)
+					for pb.Next() {
+						e.Authorize(c.reqs[i])
+						if i++; i == len(c.reqs) {
+							i = 0
+						}
+					}
+				})
+			})
+		}
+	}
 }
 
 // BenchmarkCedarIsAuthorized is the baseline: cedar-go over the same
