@@ -1,0 +1,643 @@
+package main
+
+// These tests build the postern binary and run it as a person would: each
+// relay, connector and agent its own process, over real QUIC on loopback,
+// configured by files written here.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/postern/postern/mesh"
+)
+
+// bin holds the binaries built once for all tests.
+var bin struct {
+	dir     string
+	postern string
+	agent   string
+}
+
+const testVersion = "v0.0.0-test"
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		dir, err := os.MkdirTemp("", "postern-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		bin.dir = dir
+		bin.postern = filepath.Join(dir, "postern")
+		bin.agent = filepath.Join(dir, "agent")
+		for _, b := range []struct{ out, pkg, ldflags string }{
+			{bin.postern, ".", "-X github.com/postern/postern/internal/cli.Version=" + testVersion},
+			{bin.agent, "./testdata/agent", ""},
+		} {
+			cmd := exec.Command("go", "build", "-o", b.out, "-ldflags", b.ldflags, b.pkg)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", b.pkg, err, out)
+				return 1
+			}
+		}
+		return m.Run()
+	}()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// syncBuffer collects a process's output while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a running postern process.
+type proc struct {
+	t              *testing.T
+	name           string
+	cmd            *exec.Cmd
+	stdout, stderr syncBuffer
+	done           chan struct{}
+	err            error
+}
+
+// start runs the binary with args in dir. The process is killed at
+// cleanup if the test has not stopped it.
+func start(t *testing.T, dir string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: args[0], done: make(chan struct{})}
+	p.cmd = exec.Command(bin.postern, args...)
+	p.cmd.Dir = dir
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
+			t.Logf("%s was still running; killed. stderr:\n%s", p.name, p.stderr.String())
+		}
+	})
+	return p
+}
+
+// waitLine waits for a line of w matching re and returns its submatches.
+func (p *proc) waitLine(w *syncBuffer, re string) []string {
+	p.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if m := rx.FindStringSubmatch(w.String()); m != nil {
+			return m
+		}
+		select {
+		case <-p.done:
+			p.t.Fatalf("%s exited (%v) before printing %q:\nstdout:\n%s\nstderr:\n%s", p.name, p.err, re, p.stdout.String(), p.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s did not print %q in time:\nstdout:\n%s\nstderr:\n%s", p.name, re, p.stdout.String(), p.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stop sends sig and returns the exit code.
+func (p *proc) stop(sig os.Signal) int {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+	return p.wait(15 * time.Second)
+}
+
+func (p *proc) wait(d time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		p.t.Fatalf("%s did not exit within %s:\n%s", p.name, d, p.stderr.String())
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// postern runs the binary to completion.
+func postern(t *testing.T, dir string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(bin.postern, args...)
+	cmd.Dir = dir
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
+}
+
+func mustPostern(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	code, out, errOut := postern(t, dir, args...)
+	if code != 0 {
+		t.Fatalf("postern %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// echoServer is a private TCP service: it echoes until EOF.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				io.Copy(c, c)
+				c.Close()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+func copyPolicies(t *testing.T, dst string) {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	src := filepath.Join(filepath.Dir(file), "..", "..", "examples", "policies")
+	files, err := filepath.Glob(filepath.Join(src, "*.cedar"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("example policies: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dst, filepath.Base(f)), string(b))
+	}
+}
+
+// deployment is a relay and a connector started from files, as the
+// README's walkthrough does.
+type deployment struct {
+	dir        string
+	relay      *proc
+	connector  *proc
+	addr, pin  string
+	agentToken string // path
+}
+
+func deploy(t *testing.T, drain string) *deployment {
+	t.Helper()
+	dir := t.TempDir()
+	d := &deployment{dir: dir}
+	mustPostern(t, dir, "keygen")
+	mustPostern(t, dir, "token", "issue", "--role", "connector", "--sub", "office-connector",
+		"--service", "staging-echo", "--service", "prod-ledger", "--ttl", "1h", "--out", "connector.token")
+	mustPostern(t, dir, "token", "issue", "--sub", "coding-agent", "--group", "coding-agents", "--ttl", "1h", "--out", "agent.token")
+	d.agentToken = filepath.Join(dir, "agent.token")
+	copyPolicies(t, filepath.Join(dir, "policies"))
+
+	writeFile(t, filepath.Join(dir, "relay.yaml"), `# written by TestBinaryMesh
+listen: 127.0.0.1:0
+tls:
+  cert_file: relay.crt
+  key_file: relay.key
+  self_signed: true
+tokens:
+  audience: postern
+  jwks_file: jwks.json
+policy:
+  dir: policies
+  poll: 100ms
+drain_timeout: `+drain+`
+audit: stdout
+`)
+	d.relay = start(t, dir, nil, "relay", "--config", "relay.yaml")
+	m := d.relay.waitLine(&d.relay.stderr, `msg="postern relay ready" addr=(\S+) pin=(sha256:[0-9a-f]{64})`)
+	d.addr, d.pin = m[1], m[2]
+	if pin := strings.TrimSpace(mustPostern(t, dir, "pin", "relay.crt")); pin != d.pin {
+		t.Errorf("postern pin relay.crt = %s, the relay printed %s", pin, d.pin)
+	}
+
+	echo := echoServer(t)
+	writeFile(t, filepath.Join(dir, "connector.yaml"), fmt.Sprintf(`relays: [%s]
+token_file: connector.token
+trust:
+  pin: %s
+services:
+  - name: staging-echo
+    kind: tcp
+    upstream: %s
+    environment: staging
+    description: a private echo service
+  - name: prod-ledger
+    upstream: %s
+    environment: prod
+    labels: [financial]
+backoff: {min: 50ms, max: 1s}
+`, d.addr, d.pin, echo, echo))
+	d.connector = start(t, dir, nil, "connector", "--config", "connector.yaml")
+	d.connector.waitLine(&d.connector.stderr, `postern connector ready`)
+	return d
+}
+
+// agent runs the test agent against the deployment.
+func (d *deployment) agent(t *testing.T, bindings ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin.agent, bindings...)
+	cmd.Env = append(os.Environ(), "POSTERN_RELAY="+d.addr, "POSTERN_RELAY_PIN="+d.pin, "POSTERN_TOKEN_FILE="+d.agentToken)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("agent: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// auditEvents decodes the relay's audit lines whose msg is event.
+func auditEvents(t *testing.T, out, event string) []map[string]any {
+	t.Helper()
+	var evs []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var ev map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Errorf("audit line is not JSON: %q", sc.Text())
+			continue
+		}
+		if ev["msg"] == event {
+			evs = append(evs, ev)
+		}
+	}
+	return evs
+}
+
+func find(evs []map[string]any, key, value string) map[string]any {
+	for _, ev := range evs {
+		if ev[key] == value {
+			return ev
+		}
+	}
+	return nil
+}
+
+// TestBinaryMesh: keygen, tokens, a relay and a connector from config
+// files, an agent process allowed one binding and denied another, the
+// audit lines, and a clean exit on SIGTERM.
+func TestBinaryMesh(t *testing.T) {
+	d := deploy(t, "5s")
+	out := d.agent(t, "staging-echo", "prod-ledger")
+	for _, want := range []string{
+		"catalog: staging-echo\n",
+		"staging-echo: allowed: hello staging-echo\n",
+		"prod-ledger: denied by forbid-financial\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("agent output lacks %q:\n%s", want, out)
+		}
+	}
+
+	d.relay.waitLine(&d.relay.stdout, `"msg":"stream.close"`)
+	audit := d.relay.stdout.String()
+	if ev := find(auditEvents(t, audit, "session.start"), "subject", "office-connector"); ev == nil || ev["role"] != "connector" {
+		t.Errorf("no session.start for the connector:\n%s", audit)
+	}
+	allow := find(auditEvents(t, audit, "open.allow"), "binding", "staging-echo")
+	if allow == nil || allow["subject"] != "coding-agent" || fmt.Sprint(allow["policies"]) != "[coding-agents-staging]" || allow["connector"] != "office-connector" {
+		t.Errorf("open.allow for staging-echo: %v\n%s", allow, audit)
+	}
+	deny := find(auditEvents(t, audit, "open.deny"), "binding", "prod-ledger")
+	if deny == nil || deny["subject"] != "coding-agent" || fmt.Sprint(deny["policies"]) != "[forbid-financial]" || deny["code"] != "denied" {
+		t.Errorf("open.deny for prod-ledger: %v\n%s", deny, audit)
+	}
+	if closed := find(auditEvents(t, audit, "stream.close"), "binding", "staging-echo"); closed == nil || closed["bytes_up"] != float64(len("hello staging-echo\n")) {
+		t.Errorf("stream.close: %v", closed)
+	}
+
+	if code := d.connector.stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("connector exit %d after SIGTERM:\n%s", code, d.connector.stderr.String())
+	}
+	if code := d.relay.stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("relay exit %d after SIGTERM:\n%s", code, d.relay.stderr.String())
+	}
+	d.relay.waitLine(&d.relay.stderr, `msg="relay: stopped"`)
+
+	// No token in any output.
+	for _, f := range []string{"agent.token", "connector.token"} {
+		tok, err := os.ReadFile(filepath.Join(d.dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.TrimSpace(string(tok))
+		sig := s[strings.LastIndex(s, ".")+1:]
+		for name, o := range map[string]string{"relay stdout": audit, "relay stderr": d.relay.stderr.String(), "connector stderr": d.connector.stderr.String(), "agent": out} {
+			if strings.Contains(o, sig) {
+				t.Errorf("%s shows the token of %s", name, f)
+			}
+		}
+	}
+}
+
+// TestBinaryDrain: on SIGTERM the relay refuses new opens, lets an open
+// stream finish, and exits 0 once it has; a stream that outlives
+// drain_timeout is cut and the relay still exits 0.
+func TestBinaryDrain(t *testing.T) {
+	d := deploy(t, "1500ms")
+	tok, err := os.ReadFile(d.agentToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := mesh.NewClient(mesh.Config{Relay: d.addr, Pin: d.pin, Token: strings.TrimSpace(string(tok))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := c.Dial(ctx, "tcp", "staging-echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	echo := func(s string) error {
+		if _, err := io.WriteString(conn, s); err != nil {
+			return err
+		}
+		buf := make([]byte, len(s))
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			return err
+		}
+		if string(buf) != s {
+			return fmt.Errorf("echo %q, got %q", s, buf)
+		}
+		return nil
+	}
+	if err := echo("before\n"); err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	d.relay.cmd.Process.Signal(syscall.SIGTERM)
+	d.relay.waitLine(&d.relay.stderr, `msg="relay: draining"`)
+
+	// The open stream still works while the relay drains; a new open is
+	// refused.
+	if err := echo("during the drain\n"); err != nil {
+		t.Errorf("open stream during the drain: %v", err)
+	}
+	if _, err := c.Dial(ctx, "tcp", "staging-echo"); !errors.Is(err, mesh.ErrUnavailable) {
+		t.Errorf("new open during the drain: %v, want ErrUnavailable", err)
+	}
+	// The stream stays open: the drain is cut at drain_timeout.
+	code := d.relay.wait(10 * time.Second)
+	if waited := time.Since(sent); waited < 1400*time.Millisecond {
+		t.Errorf("the relay exited %s after SIGTERM with a stream open, before its 1.5s drain", waited)
+	}
+	if code != 0 {
+		t.Errorf("relay exit %d:\n%s", code, d.relay.stderr.String())
+	}
+	if !strings.Contains(d.relay.stderr.String(), "drain ended with streams still open") {
+		t.Errorf("the relay did not say it cut streams:\n%s", d.relay.stderr.String())
+	}
+	if code := d.connector.stop(syscall.SIGINT); code != 0 {
+		t.Errorf("connector exit %d", code)
+	}
+}
+
+// TestBinaryDrainFinishes: a drain ends as soon as the last stream closes.
+func TestBinaryDrainFinishes(t *testing.T) {
+	d := deploy(t, "30s")
+	tok, _ := os.ReadFile(d.agentToken)
+	c, err := mesh.NewClient(mesh.Config{Relay: d.addr, Pin: d.pin, Token: strings.TrimSpace(string(tok))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := c.Dial(ctx, "tcp", "staging-echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.relay.cmd.Process.Signal(syscall.SIGTERM)
+	d.relay.waitLine(&d.relay.stderr, `msg="relay: draining"`)
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-d.relay.done:
+		t.Fatal("the relay exited with a stream open")
+	default:
+	}
+	conn.Close()
+	if code := d.relay.wait(10 * time.Second); code != 0 {
+		t.Errorf("relay exit %d", code)
+	}
+	if strings.Contains(d.relay.stderr.String(), "streams still open") {
+		t.Errorf("the drain timed out instead of finishing:\n%s", d.relay.stderr.String())
+	}
+	d.connector.stop(syscall.SIGTERM)
+}
+
+// TestBinaryPolicyReload: a policy file edited under a running relay
+// changes the next decision; SIGHUP reloads too.
+func TestBinaryPolicyReload(t *testing.T) {
+	d := deploy(t, "5s")
+	if out := d.agent(t, "staging-echo"); !strings.Contains(out, "staging-echo: allowed") {
+		t.Fatalf("before: %s", out)
+	}
+	staging := filepath.Join(d.dir, "policies", "staging.cedar")
+	old, _ := os.ReadFile(staging)
+	writeFile(t, staging, `@id("staging-closed") forbid (principal, action, resource in Environment::"staging");`+"\n"+string(old))
+	d.relay.waitLine(&d.relay.stderr, `msg="relay: policies reloaded" trigger="files changed"`)
+	if out := d.agent(t, "staging-echo"); !strings.Contains(out, "staging-echo: denied by staging-closed") {
+		t.Errorf("after the edit: %s", out)
+	}
+
+	// A broken edit is refused; the policies in force stay.
+	writeFile(t, staging, `@id("broken") permit (`)
+	d.relay.waitLine(&d.relay.stderr, `policy reload failed; keeping the policies in force.*staging.cedar:1`)
+	if out := d.agent(t, "staging-echo"); !strings.Contains(out, "denied by staging-closed") {
+		t.Errorf("after a broken edit: %s", out)
+	}
+
+	writeFile(t, staging, string(old))
+	d.relay.waitLine(&d.relay.stderr, `(?s)policy reload failed.*msg="relay: policies reloaded" trigger="files changed"`)
+	d.relay.cmd.Process.Signal(syscall.SIGHUP)
+	d.relay.waitLine(&d.relay.stderr, `msg="relay: policies reloaded" trigger=SIGHUP`)
+	if out := d.agent(t, "staging-echo"); !strings.Contains(out, "staging-echo: allowed") {
+		t.Errorf("after restoring: %s", out)
+	}
+	d.connector.stop(syscall.SIGTERM)
+	d.relay.stop(syscall.SIGTERM)
+}
+
+// TestBinaryConfigErrors: a bad configuration file stops the command with
+// exit 2 and an error naming the file, the line and the field.
+func TestBinaryConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	mustPostern(t, dir, "keygen")
+	mustPostern(t, dir, "token", "issue", "--role", "connector", "--sub", "c", "--service", "db", "--out", "connector.token")
+	copyPolicies(t, filepath.Join(dir, "policies"))
+	const pin = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+	relayOK := "tokens:\n  audience: postern\n  jwks_file: jwks.json\npolicy:\n  dir: policies\n"
+	tests := []struct {
+		name, cmd, yaml string
+		want            []string
+	}{
+		{"relay missing field", "relay", "tokens:\n  jwks_file: jwks.json\npolicy:\n  dir: policies\n", []string{"bad.yaml:1:1: tokens.audience: required"}},
+		{"relay wrong type", "relay", relayOK + "limits:\n  streams_per_agent: lots\n", []string{"bad.yaml:7:22: limits.streams_per_agent: want a whole number"}},
+		{"relay unknown key", "relay", relayOK + "polcy_dir: x\n", []string{"bad.yaml:6:1: polcy_dir: unknown field"}},
+		{"relay unreadable key set", "relay", "tokens:\n  audience: postern\n  jwks_file: missing.json\npolicy:\n  dir: policies\n", []string{"bad.yaml:3:3: tokens.jwks_file: cannot read missing.json"}},
+		{"relay unreadable tls key", "relay", relayOK + "tls:\n  cert_file: jwks.json\n  key_file: policies\n", []string{"bad.yaml:8:3: tls.key_file: cannot read policies"}},
+		{"relay bad duration", "relay", relayOK + "drain_timeout: forever\n", []string{"bad.yaml:6:16: drain_timeout: want a duration"}},
+		{"connector missing field", "connector", "relays: [127.0.0.1:7443]\ntrust: {pin: " + pin + "}\nservices: [{name: db, upstream: '127.0.0.1:5432'}]\n", []string{"bad.yaml:1:1: token_file: required"}},
+		{"connector wrong type", "connector", "relays: 127.0.0.1:7443\ntoken_file: connector.token\ntrust: {pin: " + pin + "}\nservices: [{name: db, upstream: '127.0.0.1:5432'}]\n", []string{"bad.yaml:1:9: relays: want a list"}},
+		{"connector unknown key", "connector", "relays: [127.0.0.1:7443]\ntoken_file: connector.token\ntrust: {pin: " + pin + "}\nservices:\n  - name: db\n    upstream: 127.0.0.1:5432\n    enviroment: staging\n", []string{"bad.yaml:7:5: services[0].enviroment: unknown field", `did you mean "environment"`}},
+		{"connector unreadable token file", "connector", "relays: [127.0.0.1:7443]\ntoken_file: nothing.token\ntrust: {pin: " + pin + "}\nservices: [{name: db, upstream: '127.0.0.1:5432'}]\n", []string{"bad.yaml:2:1: token_file: cannot read token file", "nothing.token"}},
+		{"connector unreadable password file", "connector", "relays: [127.0.0.1:7443]\ntoken_file: connector.token\ntrust: {pin: " + pin + "}\nservices:\n  - name: db\n    kind: postgres\n    upstream: 127.0.0.1:5432\n    postgres:\n      user: app\n      password_file: pw.txt\n", []string{"bad.yaml:10:7: services[0].postgres.password_file: cannot read pw.txt"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			writeFile(t, filepath.Join(dir, "bad.yaml"), tt.yaml)
+			code, out, errOut := postern(t, dir, tt.cmd, "--config", "bad.yaml")
+			if code != 2 {
+				t.Errorf("exit %d, want 2\n%s%s", code, out, errOut)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+		})
+	}
+}
+
+// TestBinaryPolicyCommands: the answers, IDs and exit codes of policy
+// validate and policy check on the example policies.
+func TestBinaryPolicyCommands(t *testing.T) {
+	dir := t.TempDir()
+	copyPolicies(t, filepath.Join(dir, "policies"))
+	if code, out, _ := postern(t, dir, "policy", "validate", "policies"); code != 0 || !strings.Contains(out, "policies: 3 policies valid: forbid-financial, oncall-prod, coding-agents-staging") {
+		t.Errorf("validate: exit %d %q", code, out)
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		out  string
+	}{
+		{"allowed", []string{"--principal", "coding-agent", "--group", "coding-agents", "--resource", "staging-db", "--kind", "postgres", "--env", "staging"}, 0, "allow (coding-agents-staging)\n"},
+		{"forbidden", []string{"--principal", "coding-agent", "--group", "coding-agents", "--resource", "prod-finance", "--env", "prod", "--label", "financial"}, 3, "deny (forbid-financial)\n"},
+		{"default deny", []string{"--principal", "coding-agent", "--group", "coding-agents", "--resource", "prod-api", "--env", "prod"}, 3, "deny (no policy permits)\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := postern(t, dir, append(append([]string{"policy", "check"}, tt.args...), "policies")...)
+			if code != tt.code || out != tt.out {
+				t.Errorf("exit %d %q, want %d %q\n%s", code, out, tt.code, tt.out, errOut)
+			}
+		})
+	}
+	writeFile(t, filepath.Join(dir, "typo", "p.cedar"), "@id(\"typo\")\nforbid (principal, action, resource) when { resource.label.contains(\"financial\") };\n")
+	if code, out, _ := postern(t, dir, "policy", "validate", "typo"); code != 1 || !strings.Contains(out, "p.cedar:1:") || !strings.Contains(out, `"typo"`) || !strings.Contains(out, "label") {
+		t.Errorf("validate a typo: exit %d %q", code, out)
+	}
+	writeFile(t, filepath.Join(dir, "typo2", "p.cedar"), "@id(\"type-typo\")\npermit (principal in Grop::\"coding-agents\", action, resource);\n")
+	if code, out, _ := postern(t, dir, "policy", "validate", "typo2"); code != 1 || !strings.Contains(out, "Grop") {
+		t.Errorf("validate an unknown entity type: exit %d %q", code, out)
+	}
+}
+
+func TestBinaryVersionAndHelp(t *testing.T) {
+	if out := mustPostern(t, "", "version"); !strings.HasPrefix(out, "postern "+testVersion+" ") || !strings.Contains(out, runtime.Version()) {
+		t.Errorf("version: %q", out)
+	}
+	for _, cmd := range [][]string{{"--help"}, {"relay", "--help"}, {"connector", "--help"}, {"keygen", "--help"}, {"token", "issue", "--help"}, {"policy", "check", "--help"}, {"policy", "validate", "--help"}, {"version", "--help"}, {"pin", "--help"}} {
+		if code, out, _ := postern(t, "", cmd...); code != 0 || !strings.Contains(out, "Usage: postern") {
+			t.Errorf("%v: exit %d %q", cmd, code, out)
+		}
+	}
+	if code, _, _ := postern(t, "", "frobnicate"); code != 2 {
+		t.Errorf("unknown command: exit %d", code)
+	}
+}
+

@@ -1,0 +1,317 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/mesh/identity"
+)
+
+const keygenAbout = `
+Make a signing key for identity tokens and write two files: the private
+key (a JWK, mode 0600: keep it where you issue tokens, never on a relay)
+and the public key set (a JWK set: give it to relays as tokens.jwks_file,
+or serve it at tokens.jwks_url). Existing files are never overwritten.
+
+To rotate keys, make a new key with --merge: its public key is added to
+the existing set. Relays then accept tokens of both keys; remove the old
+key from the set once its last token has expired.`
+
+func runKeygen(_ context.Context, env Env, args []string) int {
+	fs := flagSet(env, "keygen", "keygen [--key signing-key.jwk] [--jwks jwks.json] [--alg EdDSA|ES256]", keygenAbout)
+	keyPath := fs.String("key", "signing-key.jwk", "write the private signing key to `file` (mode 0600)")
+	jwksPath := fs.String("jwks", "jwks.json", "write the public JWK set to `file`")
+	alg := fs.String("alg", "EdDSA", "signature `algorithm`: EdDSA (Ed25519) or ES256 (P-256)")
+	merge := fs.Bool("merge", false, "add the new public key to an existing --jwks file instead of refusing to overwrite it (key rotation)")
+	pos, code, done := parse(fs, env, args)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return failf(env, ExitUsage, "keygen: unexpected argument %q", pos[0])
+	}
+	a := identity.Algorithm(*alg)
+	if a != identity.EdDSA && a != identity.ES256 {
+		return failf(env, ExitUsage, "keygen: --alg: want EdDSA or ES256, got %q", *alg)
+	}
+	if _, err := os.Stat(*keyPath); err == nil {
+		return failf(env, ExitFailure, "keygen: %s exists; not overwriting a signing key (remove it first, or choose another --key)", *keyPath)
+	}
+	var oldSet []byte
+	if b, err := os.ReadFile(*jwksPath); err == nil {
+		if !*merge {
+			return failf(env, ExitFailure, "keygen: %s exists; not overwriting it (use --merge to add the new key to it, for rotation)", *jwksPath)
+		}
+		oldSet = b
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return failf(env, ExitFailure, "keygen: %v", err)
+	}
+	key, err := identity.GenerateSigningKey(a)
+	if err != nil {
+		return failf(env, ExitFailure, "keygen: %v", err)
+	}
+	private, err := key.MarshalJWK()
+	if err != nil {
+		return failf(env, ExitFailure, "keygen: %v", err)
+	}
+	public, err := key.PublicJWKS()
+	if err != nil {
+		return failf(env, ExitFailure, "keygen: %v", err)
+	}
+	if oldSet != nil {
+		if public, err = identity.MergeJWKS(oldSet, public); err != nil {
+			return failf(env, ExitFailure, "keygen: --merge: %s: %v", *jwksPath, err)
+		}
+	}
+	if err := config.WriteSecretFile(*keyPath, append(private, '\n')); err != nil {
+		return failf(env, ExitFailure, "keygen: %v", err)
+	}
+	if err := writeFileAtomic(*jwksPath, append(indentJSON(public), '\n'), 0o644); err != nil {
+		return failf(env, ExitFailure, "keygen: %v", err)
+	}
+	fmt.Fprintf(env.Stdout, "wrote signing key %s (%s, kid %s): keep it secret\n", *keyPath, a, key.KeyID())
+	fmt.Fprintf(env.Stdout, "wrote public key set %s: relays verify tokens with it (tokens.jwks_file)\n", *jwksPath)
+	return ExitOK
+}
+
+func indentJSON(b []byte) []byte {
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return b
+	}
+	out, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return b
+	}
+	return out
+}
+
+// writeFileAtomic replaces path with b: readers see the old file or the
+// new one, never a part of it (a connector re-reading its token file, a
+// relay its key set).
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+const tokenAbout = `
+Issue and inspect identity tokens.
+
+  postern token issue --sub ID [--role agent|connector] [--group G]... [--service S]... [--ttl 1h] [--out FILE]
+  postern token inspect FILE
+
+"issue" signs a token with the key from keygen and prints it (or writes it
+to --out with mode 0600, replacing the file at once, so that a connector
+re-reading it never sees half a token). An agent token names the agent
+(--sub) and its groups, which policies read as Group::"<g>"; a connector
+token names the services it may advertise (--service), so that a stolen
+connector token cannot claim anything else.
+
+"inspect" prints a token's claims WITHOUT verifying it, to see what a file
+holds; only a relay's verification means anything.`
+
+func runToken(ctx context.Context, env Env, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintf(env.Stderr, "Usage: postern token issue|inspect ...\n%s\n", tokenAbout)
+		return ExitUsage
+	}
+	switch args[0] {
+	case "issue":
+		return runTokenIssue(ctx, env, args[1:])
+	case "inspect":
+		return runTokenInspect(ctx, env, args[1:])
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintf(env.Stdout, "Usage: postern token issue|inspect ...\n%s\n", tokenAbout)
+		return ExitOK
+	}
+	return failf(env, ExitUsage, "token: unknown subcommand %q: want issue or inspect", args[0])
+}
+
+func runTokenIssue(_ context.Context, env Env, args []string) int {
+	fs := flagSet(env, "token issue", "token issue --sub ID [flags]", tokenAbout)
+	keyPath := fs.String("key", "signing-key.jwk", "the signing key `file` written by keygen")
+	sub := fs.String("sub", "", "the subject: the agent's or connector's `ID` (required)")
+	role := fs.String("role", "agent", "`agent` or connector")
+	var groups, services, attrs listFlag
+	fs.Var(&groups, "group", "a `group` the agent belongs to (repeatable)")
+	fs.Var(&services, "service", "a `service` the connector may advertise (repeatable; connector tokens only)")
+	fs.Var(&attrs, "attr", "a free attribute `name=value` that policies read as principal.name; the value is JSON (3, true, [\"a\"]) or else a string (repeatable)")
+	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
+	aud := fs.String("audience", "postern", "the `audience`: the relay's tokens.audience")
+	iss := fs.String("issuer", "", "the `issuer`: the relay's tokens.issuer, when it sets one")
+	out := fs.String("out", "", "write the token to `file` (mode 0600) instead of printing it")
+	pos, code, done := parse(fs, env, args)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return failf(env, ExitUsage, "token issue: unexpected argument %q", pos[0])
+	}
+	if *sub == "" {
+		return failf(env, ExitUsage, "token issue: --sub is required")
+	}
+	r := identity.Role(*role)
+	if r != identity.RoleAgent && r != identity.RoleConnector {
+		return failf(env, ExitUsage, "token issue: --role: want agent or connector, got %q", *role)
+	}
+	if r == identity.RoleAgent && len(services) > 0 {
+		return failf(env, ExitUsage, "token issue: --service is for connector tokens (--role connector)")
+	}
+	if r == identity.RoleConnector && len(services) == 0 {
+		return failf(env, ExitUsage, "token issue: a connector token needs at least one --service it may advertise")
+	}
+	if *ttl <= 0 {
+		return failf(env, ExitUsage, "token issue: --ttl must be positive")
+	}
+	if *aud == "" {
+		return failf(env, ExitUsage, "token issue: --audience must not be empty")
+	}
+	attributes, err := parseAttrs(attrs)
+	if err != nil {
+		return failf(env, ExitUsage, "token issue: %v", err)
+	}
+	b, err := os.ReadFile(*keyPath)
+	if err != nil {
+		return failf(env, ExitFailure, "token issue: --key: cannot read the signing key: %v (make one with postern keygen)", err)
+	}
+	key, err := identity.ParseSigningKey(b)
+	if err != nil {
+		return failf(env, ExitFailure, "token issue: --key %s: %v", *keyPath, err)
+	}
+	c := identity.Claims{
+		Issuer:     *iss,
+		Subject:    *sub,
+		Audience:   []string{*aud},
+		ExpiresAt:  time.Now().Add(*ttl),
+		Role:       r,
+		Groups:     groups,
+		Attributes: attributes,
+		Services:   services,
+	}
+	tok, err := key.Issue(c)
+	if err != nil {
+		return failf(env, ExitFailure, "token issue: %v", err)
+	}
+	if *out == "" {
+		fmt.Fprintln(env.Stdout, tok)
+		return ExitOK
+	}
+	if err := writeFileAtomic(*out, []byte(tok+"\n"), 0o600); err != nil {
+		return failf(env, ExitFailure, "token issue: --out: %v", err)
+	}
+	what := "groups " + orNone(groups)
+	if r == identity.RoleConnector {
+		what = "services " + orNone(services)
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s token for %s (%s; expires %s) to %s\n", r, *sub, what, c.ExpiresAt.UTC().Format(time.RFC3339), *out)
+	return ExitOK
+}
+
+func orNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ",")
+}
+
+// parseAttrs turns name=value flags into token attributes: a value that
+// is JSON is taken as such, anything else as a string.
+func parseAttrs(kvs []string) (map[string]any, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	m := map[string]any{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--attr %q: want name=value", kv)
+		}
+		if _, dup := m[k]; dup {
+			return nil, fmt.Errorf("--attr %s given twice", k)
+		}
+		var j any
+		if dec := json.NewDecoder(strings.NewReader(v)); dec.Decode(&j) == nil && !dec.More() && v != "" {
+			m[k] = j
+		} else {
+			m[k] = v
+		}
+	}
+	return m, nil
+}
+
+func runTokenInspect(_ context.Context, env Env, args []string) int {
+	fs := flagSet(env, "token inspect", "token inspect FILE", "Print the claims of the token in FILE (\"-\" for standard input) WITHOUT verifying it.")
+	pos, code, done := parse(fs, env, args)
+	if done {
+		return code
+	}
+	if len(pos) != 1 {
+		return failf(env, ExitUsage, "token inspect: want one FILE")
+	}
+	var tok string
+	var err error
+	if pos[0] == "-" {
+		var b []byte
+		b, err = io.ReadAll(io.LimitReader(os.Stdin, 64<<10))
+		tok = strings.TrimSpace(string(b))
+	} else {
+		tok, err = config.ReadTokenFile(pos[0])
+	}
+	if err != nil {
+		return failf(env, ExitFailure, "token inspect: %v", err)
+	}
+	c, err := identity.ParseUnverified(tok)
+	if err != nil {
+		return failf(env, ExitFailure, "token inspect: %v", err)
+	}
+	fmt.Fprintf(env.Stdout, "subject   %s\nrole      %s\n", c.Subject, c.Role)
+	if len(c.Groups) > 0 {
+		fmt.Fprintf(env.Stdout, "groups    %s\n", strings.Join(c.Groups, ", "))
+	}
+	if len(c.Services) > 0 {
+		fmt.Fprintf(env.Stdout, "services  %s\n", strings.Join(c.Services, ", "))
+	}
+	if len(c.Attributes) > 0 {
+		keys := make([]string, 0, len(c.Attributes))
+		for k := range c.Attributes {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			v, _ := json.Marshal(c.Attributes[k])
+			fmt.Fprintf(env.Stdout, "attribute %s = %s\n", k, v)
+		}
+	}
+	fmt.Fprintf(env.Stdout, "audience  %s\nissuer    %s\n", strings.Join(c.Audience, ", "), c.Issuer)
+	state := "valid for " + time.Until(c.ExpiresAt).Round(time.Second).String()
+	if time.Now().After(c.ExpiresAt) {
+		state = "EXPIRED"
+	}
+	fmt.Fprintf(env.Stdout, "expires   %s (%s)\n(not verified: only a relay's verification means anything)\n", c.ExpiresAt.UTC().Format(time.RFC3339), state)
+	return ExitOK
+}

@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/mesh/identity"
+	"github.com/postern/postern/mesh/relay"
+	"github.com/postern/postern/policy"
+	"github.com/postern/postern/transport"
+)
+
+const relayAbout = `
+Run a relay: the one Postern component with a public address. It listens
+on one UDP port (QUIC, TLS 1.3), verifies every agent's and connector's
+token, decides every binding open with the Cedar policies in policy.dir,
+splices agents' streams to connectors and writes one audit event (JSON)
+per decision.
+
+The policies are reloaded when a file in policy.dir changes and on SIGHUP;
+a reload that fails keeps the policies in force and logs why. SIGTERM or
+SIGINT stops taking new opens, waits up to drain_timeout for open streams
+to end, and exits 0. A second signal stops at once.
+
+Operational logs go to stderr; audit events go where "audit" says
+(stdout by default). The start-up line gives the address and, for a
+self-signed certificate, the pin that connectors and agents trust.`
+
+func runRelay(ctx context.Context, env Env, args []string) int {
+	fs := flagSet(env, "relay", "relay --config relay.yaml", relayAbout)
+	path := fs.String("config", "relay.yaml", "the relay's configuration `file`")
+	pos, code, done := parse(fs, env, args)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return failf(env, ExitUsage, "relay: unexpected argument %q (the configuration is given with --config)", pos[0])
+	}
+	cfg, err := config.LoadRelay(*path)
+	if err != nil {
+		return failf(env, ExitUsage, "relay: %v", err)
+	}
+	log := newLogger(env.Stderr, cfg.Log)
+
+	set, err := config.LoadPolicies(cfg.PolicyDir, cfg.PolicyOptions)
+	if err != nil {
+		return failf(env, ExitUsage, "relay: %s: policy.dir: %v", cfg.File, err)
+	}
+	if set.Len() == 0 {
+		log.Warn("relay: no policies in policy.dir: every open is denied until some are added", "dir", cfg.PolicyDir)
+	}
+	engine := policy.NewEngine(set)
+
+	audit, closeAudit, err := auditLogger(env, cfg.Audit)
+	if err != nil {
+		return failf(env, ExitUsage, "relay: %s: audit: %v", cfg.File, err)
+	}
+	defer closeAudit()
+
+	vcfg := cfg.Verifier
+	vcfg.Logger = log
+	verifier, err := identity.NewVerifier(ctx, vcfg)
+	if err != nil {
+		return failf(env, ExitUsage, "relay: %s: tokens: %v", cfg.File, err)
+	}
+	defer verifier.Close()
+
+	r, err := relay.Listen(relay.Config{
+		Addr:        cfg.Listen,
+		Certificate: cfg.Certificate,
+		Verifier:    verifier,
+		Policy:      engine,
+		Bindings:    cfg.Bindings,
+		Limits:      cfg.Limits,
+		Logger:      log,
+		Audit:       audit,
+	})
+	if err != nil {
+		return failf(env, ExitFailure, "relay: %v", err)
+	}
+	if cfg.CertSource == "ephemeral" {
+		log.Warn("relay: no tls section: using a self-signed certificate made for this run; its pin changes at every start (set tls.self_signed with cert_file and key_file to keep it)")
+	}
+	log.Info("postern relay ready",
+		"addr", r.Addr().String(),
+		"pin", transport.Pin(cfg.Certificate),
+		"certificate", cfg.CertSource,
+		"policies", set.Len(),
+		"audit", cfg.Audit)
+
+	w := startPolicyWatcher(cfg.PolicyDir, cfg.PolicyOptions, engine, cfg.PolicyPoll, log)
+	defer w.stop()
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	why := waitStop(ctx, sigs, func() { w.reload("SIGHUP") })
+	log.Info("relay: draining", "signal", why, "timeout", cfg.DrainTimeout)
+	return drain(r, cfg.DrainTimeout, sigs, log)
+}
+
+// drain shuts r down, waiting up to timeout for open streams; a second
+// signal ends the wait. Streams still open then are cut, which is still a
+// clean stop: the exit code is 0.
+func drain(r *relay.Relay, timeout time.Duration, sigs <-chan os.Signal, log *slog.Logger) int {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	go func() {
+		select {
+		case sig := <-sigs:
+			log.Warn("relay: second signal: closing open streams now", "signal", sig.String())
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	st := r.Stats()
+	if err := r.Shutdown(ctx); err != nil {
+		log.Warn("relay: drain ended with streams still open; they were closed", "err", err)
+	}
+	log.Info("relay: stopped", "agents", st.Agents, "connectors", st.Connectors)
+	return ExitOK
+}
+
+// waitStop waits for SIGINT, SIGTERM or the end of ctx and says which;
+// each SIGHUP meanwhile calls hup.
+func waitStop(ctx context.Context, sigs <-chan os.Signal, hup func()) string {
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				hup()
+				continue
+			}
+			return sig.String()
+		case <-ctx.Done():
+			return "context done"
+		}
+	}
+}

@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/policy"
+)
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of loggers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPolicyWatcher: an edited policy file is loaded; a broken one is
+// refused and the policies in force stay; a forced reload works.
+func TestPolicyWatcher(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, src string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.cedar", `@id("first") permit (principal, action, resource);`)
+	set, err := policy.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := policy.NewEngine(set)
+	var logs syncBuffer
+	w := startPolicyWatcher(dir, policy.ValidateOptions{}, engine, 20*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)))
+	defer w.stop()
+	ids := func() string { return strings.Join(engine.Set().IDs(), ",") }
+
+	write("b.cedar", `@id("second") forbid (principal, action, resource) when { resource.labels.contains("financial") };`)
+	waitFor(t, "the new file to be loaded", func() bool { return ids() == "first,second" })
+
+	write("c.cedar", `@id("broken") permit (principal, action, resourc);`)
+	waitFor(t, "the failed reload to be logged", func() bool { return strings.Contains(logs.String(), "policy reload failed") })
+	if ids() != "first,second" {
+		t.Errorf("after a broken file the policies are %q, want the previous ones", ids())
+	}
+	if !strings.Contains(logs.String(), "c.cedar:1") {
+		t.Errorf("the log does not say where the problem is:\n%s", logs.String())
+	}
+
+	write("c.cedar", `@id("typo") forbid (principal, action, resource) when { resource.lables.contains("x") };`)
+	waitFor(t, "the invalid policy to be refused", func() bool { return strings.Count(logs.String(), "policy reload failed") >= 2 })
+	if ids() != "first,second" {
+		t.Errorf("after an invalid policy the policies are %q", ids())
+	}
+
+	os.Remove(filepath.Join(dir, "c.cedar"))
+	os.Remove(filepath.Join(dir, "b.cedar"))
+	waitFor(t, "the removal to be loaded", func() bool { return ids() == "first" })
+	if !w.reload("test") || ids() != "first" {
+		t.Errorf("forced reload: %q", ids())
+	}
+}
+
