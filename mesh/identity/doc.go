@@ -20,9 +20,13 @@
 // fix, and never contain the token, its signature or key material; strings
 // taken from a token (a kid, an issuer) are quoted and truncated.
 //
-// The package implements the small part of JOSE it needs (compact JWS,
-// Ed25519 and P-256 keys, RFC 7638 thumbprints) on the standard library;
-// no JOSE library type appears in its API.
+// JOSE is github.com/lestrrat-go/jwx/v3: jws signs tokens and verifies
+// their signatures, jwk reads and writes keys and computes their RFC 7638
+// thumbprints. Around it the package keeps what jwx does not do: the checks
+// that run before jwx sees a token (size, one canonical base64url spelling,
+// a header without duplicate members, the alg allow-list, a kid), the key
+// set that jws.Verify is given and nothing else, and the claims, read in
+// the order above with their own errors. No jwx type appears in the API.
 //
 // # Claims
 //

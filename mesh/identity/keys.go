@@ -1,15 +1,18 @@
 package identity
 
 import (
-	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
 // Algorithm is a JWS signature algorithm that Postern accepts.
@@ -22,16 +25,24 @@ const (
 	ES256 Algorithm = "ES256" // ECDSA on P-256 with SHA-256 (RFC 7518)
 )
 
+// jwa returns the jwx name of a, which must be EdDSA or ES256.
+func (a Algorithm) jwa() jwa.SignatureAlgorithm {
+	if a == ES256 {
+		return jwa.ES256()
+	}
+	return jwa.EdDSA()
+}
+
 // SigningKey is a private key that issues tokens: an Ed25519 or P-256 key,
 // its key ID (kid) and its algorithm. Its String method never prints key
 // material, so a SigningKey is safe to pass to a logger by mistake.
 type SigningKey struct {
 	alg    Algorithm
 	kid    string
-	ed     ed25519.PrivateKey // EdDSA
-	ec     *ecdsa.PrivateKey  // ES256
+	raw    crypto.Signer // what jws.Sign signs with: a jwk.Key would be converted on every call
+	priv   jwk.Key       // the same key with kid, alg and use, as MarshalJWK writes it
 	pub    *publicKey
-	header string // base64url protected header, built once
+	header jws.Headers // kid and typ "JWT"; jws.Sign adds alg
 }
 
 // GenerateSigningKey returns a new random key for alg ("" means EdDSA). Its
@@ -43,42 +54,40 @@ func GenerateSigningKey(alg Algorithm) (*SigningKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("identity: generate Ed25519 key: %w", err)
 		}
-		return newSigningKey(EdDSA, "", priv, nil)
+		return newSigningKey(EdDSA, "", priv)
 	case ES256:
 		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return nil, fmt.Errorf("identity: generate P-256 key: %w", err)
 		}
-		return newSigningKey(ES256, "", nil, priv)
+		return newSigningKey(ES256, "", priv)
 	default:
 		return nil, fmt.Errorf("identity: cannot generate a key for algorithm %s: want %q or %q", quote(string(alg)), EdDSA, ES256)
 	}
 }
 
-func newSigningKey(alg Algorithm, kid string, ed ed25519.PrivateKey, ec *ecdsa.PrivateKey) (*SigningKey, error) {
-	pub := &publicKey{alg: alg}
-	if ed != nil {
-		pub.ed = ed.Public().(ed25519.PublicKey)
-	} else {
-		pub.ec = &ec.PublicKey
-	}
-	thumb, err := pub.thumbprint()
+// newSigningKey wraps raw, an ed25519.PrivateKey or a *ecdsa.PrivateKey on
+// P-256. An empty kid means the RFC 7638 thumbprint.
+func newSigningKey(alg Algorithm, kid string, raw crypto.Signer) (*SigningKey, error) {
+	pub, err := newPublicKey(alg, kid, raw.Public())
 	if err != nil {
 		return nil, err
 	}
-	if kid == "" {
-		kid = thumb
+	priv, err := jwk.Import(raw)
+	if err != nil { // jwx's text is not passed on: it could describe the private key
+		return nil, fmt.Errorf("identity: cannot represent the %s private key as a JWK", alg)
 	}
-	pub.kid = kid
-	h, err := json.Marshal(struct {
-		Alg Algorithm `json:"alg"`
-		Kid string    `json:"kid"`
-		Typ string    `json:"typ"`
-	}{alg, kid, "JWT"})
-	if err != nil {
-		return nil, fmt.Errorf("identity: encode token header: %w", err)
+	if err := setKeyMembers(priv, pub.kid, alg); err != nil {
+		return nil, err
 	}
-	return &SigningKey{alg: alg, kid: kid, ed: ed, ec: ec, pub: pub, header: b64.EncodeToString(h)}, nil
+	header := jws.NewHeaders()
+	if err := header.Set(jws.KeyIDKey, pub.kid); err != nil {
+		return nil, fmt.Errorf("identity: token header: %w", err)
+	}
+	if err := header.Set(jws.TypeKey, "JWT"); err != nil {
+		return nil, fmt.Errorf("identity: token header: %w", err)
+	}
+	return &SigningKey{alg: alg, kid: pub.kid, raw: raw, priv: priv, pub: pub, header: header}, nil
 }
 
 // ParseSigningKey reads a private JWK, as written by [SigningKey.MarshalJWK]:
@@ -87,50 +96,66 @@ func newSigningKey(alg Algorithm, kid string, ed ed25519.PrivateKey, ec *ecdsa.P
 // JWK, another key type or a key whose public part does not match its private
 // part is refused.
 func ParseSigningKey(jwkJSON []byte) (*SigningKey, error) {
-	j, err := parseJWK(jwkJSON)
+	j, err := peekJWK(jwkJSON)
 	if err != nil {
 		return nil, fmt.Errorf("identity: signing key: %w", err)
 	}
-	if j.D == "" {
+	if j.d == "" {
 		return nil, errors.New(`identity: signing key: the JWK has no private part "d" (is this a public key?)`)
 	}
 	alg, err := j.algorithm()
 	if err != nil {
 		return nil, fmt.Errorf("identity: signing key: %w", err)
 	}
-	if j.Use != "" && j.Use != "sig" {
-		return nil, fmt.Errorf(`identity: signing key: "use" is %s, want "sig"`, quote(j.Use))
+	if j.use != "" && j.use != "sig" {
+		return nil, fmt.Errorf(`identity: signing key: "use" is %s, want "sig"`, quote(j.use))
 	}
-	d, err := decodeFixed("d", j.D, 32)
-	if err != nil {
+	if err := j.required(alg); err != nil {
 		return nil, fmt.Errorf("identity: signing key: %w", err)
 	}
-	var sk *SigningKey
-	switch alg {
-	case EdDSA:
-		sk, err = newSigningKey(EdDSA, j.Kid, ed25519.NewKeyFromSeed(d), nil)
-	case ES256:
-		var priv *ecdsa.PrivateKey
-		if priv, err = ecdsa.ParseRawPrivateKey(elliptic.P256(), d); err != nil {
+	// jwx decodes the members and checks their sizes, and that (x, y) is on
+	// the curve; none of its error text reaches our message, which could
+	// otherwise quote key material.
+	key, err := jwk.ParseKey(jwkJSON)
+	if err != nil {
+		return nil, fmt.Errorf("identity: signing key: %w", j.invalid(alg))
+	}
+	var raw any
+	if err := jwk.Export(key, &raw); err != nil {
+		if alg == EdDSA { // jwx refuses here an x that is not the public half of d
+			return nil, errMismatch
+		}
+		return nil, fmt.Errorf("identity: signing key: %w", j.invalid(alg))
+	}
+	var signer crypto.Signer
+	switch priv := raw.(type) {
+	case ed25519.PrivateKey:
+		signer = priv
+	case *ecdsa.PrivateKey:
+		// jwx builds the key from d and (x, y) without checking that they
+		// belong together; derive the public point from d and compare.
+		d, err := priv.Bytes()
+		if err != nil {
 			return nil, errors.New(`identity: signing key: "d" is not a valid P-256 private key`)
 		}
-		sk, err = newSigningKey(ES256, j.Kid, nil, priv)
+		derived, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), d)
+		if err != nil {
+			return nil, errors.New(`identity: signing key: "d" is not a valid P-256 private key`)
+		}
+		if !derived.PublicKey.Equal(&priv.PublicKey) {
+			return nil, errMismatch
+		}
+		signer = derived
+	default:
+		return nil, fmt.Errorf("identity: signing key: %w", j.invalid(alg))
 	}
-	if err != nil {
-		return nil, err
-	}
-	// The public half in the file must be the one the private half implies;
-	// otherwise the verifiers would be handed a key that verifies nothing
-	// (or, worse, someone else's).
-	pub, err := j.publicKey(alg)
-	if err != nil {
-		return nil, fmt.Errorf("identity: signing key: %w", err)
-	}
-	if !pub.equal(sk.pub) {
-		return nil, errors.New("identity: signing key: the public part (x, y) does not match the private part (d)")
-	}
-	return sk, nil
+	// The public half in the file must be the one the private half implies
+	// (checked above); otherwise the verifiers would be handed a key that
+	// verifies nothing (or, worse, someone else's).
+	return newSigningKey(alg, j.kid, signer)
 }
+
+var errMismatch = errors.New("identity: signing key: the public part (x, y) does not match the private part (d)")
 
 // KeyID returns the key ID that tokens carry in their kid header.
 func (k *SigningKey) KeyID() string { return k.kid }
@@ -152,25 +177,22 @@ func (k *SigningKey) GoString() string { return k.String() }
 // MarshalJWK returns the private key as JWK JSON, including "kid", "alg" and
 // "use". It is a secret: write it to a file with mode 0600.
 func (k *SigningKey) MarshalJWK() ([]byte, error) {
-	j := k.pub.jwk()
-	switch k.alg {
-	case EdDSA:
-		j.D = b64.EncodeToString(k.ed.Seed())
-	case ES256:
-		d, err := k.ec.Bytes()
-		if err != nil {
-			return nil, fmt.Errorf("identity: encode P-256 key: %w", err)
-		}
-		j.D = b64.EncodeToString(d)
+	b, err := json.Marshal(k.priv)
+	if err != nil {
+		return nil, errors.New("identity: encode the signing key as a JWK")
 	}
-	return json.Marshal(j)
+	return b, nil
 }
 
 // PublicJWKS returns the JWK set {"keys":[...]} holding the key's public
 // half, for verifiers: VerifierConfig.KeySet, or the document served at
 // VerifierConfig.JWKSURL.
 func (k *SigningKey) PublicJWKS() ([]byte, error) {
-	return json.Marshal(jwkSet{Keys: []any{k.pub.jwk()}})
+	set := jwk.NewSet()
+	if err := set.AddKey(k.pub.key); err != nil {
+		return nil, fmt.Errorf("identity: public key set: %w", err)
+	}
+	return json.Marshal(set)
 }
 
 // MergeJWKS merges JWK sets into one, for key rotation: publish the old and
@@ -179,7 +201,7 @@ func (k *SigningKey) PublicJWKS() ([]byte, error) {
 // key must be a public EdDSA (Ed25519) or ES256 (P-256) key; a set carrying
 // private material, or two different keys under one kid, is refused.
 func MergeJWKS(sets ...[]byte) ([]byte, error) {
-	var out []any
+	out := jwk.NewSet()
 	seen := map[string]*publicKey{}
 	for i, set := range sets {
 		raws, err := splitJWKS(set)
@@ -198,21 +220,81 @@ func MergeJWKS(sets ...[]byte) ([]byte, error) {
 				continue
 			}
 			seen[pub.kid] = pub
-			out = append(out, pub.jwk())
+			if err := out.AddKey(pub.key); err != nil {
+				return nil, fmt.Errorf("identity: merge key sets: %w", err)
+			}
 		}
 	}
-	if len(out) == 0 {
+	if out.Len() == 0 {
 		return nil, errors.New("identity: merge key sets: no keys")
 	}
-	return json.Marshal(jwkSet{Keys: out})
+	return json.Marshal(out)
 }
 
 // publicKey is a verification key from a key set.
 type publicKey struct {
 	kid string
 	alg Algorithm
+	key jwk.Key           // public JWK with kid, alg and use, as published and as jws.Verify uses it
 	ed  ed25519.PublicKey // EdDSA
 	ec  *ecdsa.PublicKey  // ES256
+}
+
+// newPublicKey builds the verification key for raw, an ed25519.PublicKey or
+// a *ecdsa.PublicKey. An empty kid means the RFC 7638 thumbprint.
+func newPublicKey(alg Algorithm, kid string, raw crypto.PublicKey) (*publicKey, error) {
+	p := &publicKey{alg: alg}
+	switch k := raw.(type) {
+	case ed25519.PublicKey:
+		if alg == EdDSA && len(k) == ed25519.PublicKeySize {
+			p.ed = k
+		}
+	case *ecdsa.PublicKey:
+		if alg == ES256 && k.Curve == elliptic.P256() {
+			p.ec = k
+		}
+	}
+	if p.ed == nil && p.ec == nil {
+		return nil, fmt.Errorf("identity: a %T is not an %s public key", raw, alg)
+	}
+	var err error
+	if p.key, err = jwk.Import(raw); err != nil {
+		return nil, fmt.Errorf("identity: cannot represent the %s public key as a JWK", alg)
+	}
+	if kid == "" {
+		if kid, err = p.thumbprint(); err != nil {
+			return nil, err
+		}
+	}
+	p.kid = kid
+	if err := setKeyMembers(p.key, kid, alg); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// setKeyMembers sets the members that a Postern key always carries. With
+// "alg" set, jws.Verify takes the algorithm from the key, never from the
+// token.
+func setKeyMembers(k jwk.Key, kid string, alg Algorithm) error {
+	for _, m := range []struct {
+		name  string
+		value any
+	}{{jwk.KeyIDKey, kid}, {jwk.AlgorithmKey, alg.jwa()}, {jwk.KeyUsageKey, jwk.ForSignature}} {
+		if err := k.Set(m.name, m.value); err != nil {
+			return fmt.Errorf("identity: set JWK member %q: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// thumbprint is the key's RFC 7638 thumbprint (SHA-256, base64url).
+func (p *publicKey) thumbprint() (string, error) {
+	sum, err := p.key.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", fmt.Errorf("identity: key thumbprint: %w", err)
+	}
+	return b64.EncodeToString(sum), nil
 }
 
 func (p *publicKey) equal(q *publicKey) bool {
@@ -225,77 +307,26 @@ func (p *publicKey) equal(q *publicKey) bool {
 	return p.ec.Equal(q.ec)
 }
 
-// jwkJSON is a JWK of the two kinds Postern uses, in a fixed member order.
-type jwkJSON struct {
-	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y,omitempty"`
-	D   string `json:"d,omitempty"`
-	Kid string `json:"kid,omitempty"`
-	Alg string `json:"alg,omitempty"`
-	Use string `json:"use,omitempty"`
+// jwkMembers are the members of a JWK that this package reads before jwx
+// parses it: enough to refuse duplicate members (jwx keeps the last one),
+// to tell the kinds of key Postern uses from the others (which a verifier
+// skips, and jwx would reject rather than skip) and to name a missing
+// member.
+type jwkMembers struct {
+	kty, crv, x, y, d, kid, alg, use string
 }
 
-type jwkSet struct {
-	Keys []any `json:"keys"`
-}
-
-// coordinates returns the key's JWK x (and y for P-256), base64url.
-func (p *publicKey) coordinates() (x, y string, err error) {
-	if p.alg == EdDSA {
-		return b64.EncodeToString(p.ed), "", nil
-	}
-	b, err := p.ec.Bytes() // 0x04 || X || Y
-	if err != nil || len(b) != 65 {
-		return "", "", errors.New("identity: encode P-256 public key")
-	}
-	return b64.EncodeToString(b[1:33]), b64.EncodeToString(b[33:]), nil
-}
-
-func (p *publicKey) jwk() jwkJSON {
-	x, y, _ := p.coordinates() // cannot fail for a key that thumbprint accepted
-	j := jwkJSON{X: x, Y: y, Kid: p.kid, Alg: string(p.alg), Use: "sig"}
-	if p.alg == EdDSA {
-		j.Kty, j.Crv = "OKP", "Ed25519"
-	} else {
-		j.Kty, j.Crv = "EC", "P-256"
-	}
-	return j
-}
-
-// thumbprint is the RFC 7638 JWK thumbprint (SHA-256, base64url): the
-// required members in lexicographic order, no whitespace.
-func (p *publicKey) thumbprint() (string, error) {
-	x, y, err := p.coordinates()
-	if err != nil {
-		return "", err
-	}
-	var canon string
-	if p.alg == EdDSA {
-		canon = `{"crv":"Ed25519","kty":"OKP","x":"` + x + `"}`
-	} else {
-		canon = `{"crv":"P-256","kty":"EC","x":"` + x + `","y":"` + y + `"}`
-	}
-	sum := sha256.Sum256([]byte(canon))
-	return b64.EncodeToString(sum[:]), nil
-}
-
-// errUnsupportedKey marks a well-formed JWK that Postern has no use for (an
-// RSA key, an encryption key, ...): a verifier skips it, MergeJWKS refuses it.
-var errUnsupportedKey = errors.New("unsupported key")
-
-// parseJWK decodes one JWK object; members must have string values.
-func parseJWK(data []byte) (*jwkJSON, error) {
+// peekJWK decodes one JWK object; the members it reads must be strings.
+func peekJWK(data []byte) (*jwkMembers, error) {
 	m, err := decodeObject(data)
 	if err != nil {
 		return nil, errors.New("the JWK is not a JSON object")
 	}
-	var j jwkJSON
+	var j jwkMembers
 	for _, f := range []struct {
 		name string
 		dst  *string
-	}{{"kty", &j.Kty}, {"crv", &j.Crv}, {"x", &j.X}, {"y", &j.Y}, {"d", &j.D}, {"kid", &j.Kid}, {"alg", &j.Alg}, {"use", &j.Use}} {
+	}{{"kty", &j.kty}, {"crv", &j.crv}, {"x", &j.x}, {"y", &j.y}, {"d", &j.d}, {"kid", &j.kid}, {"alg", &j.alg}, {"use", &j.use}} {
 		raw, ok := m[f.name]
 		if !ok {
 			continue
@@ -308,85 +339,86 @@ func parseJWK(data []byte) (*jwkJSON, error) {
 }
 
 // algorithm maps kty/crv (and alg when present) to an Algorithm.
-func (j *jwkJSON) algorithm() (Algorithm, error) {
+func (j *jwkMembers) algorithm() (Algorithm, error) {
 	var alg Algorithm
 	switch {
-	case j.Kty == "OKP" && j.Crv == "Ed25519":
+	case j.kty == "OKP" && j.crv == "Ed25519":
 		alg = EdDSA
-	case j.Kty == "EC" && j.Crv == "P-256":
+	case j.kty == "EC" && j.crv == "P-256":
 		alg = ES256
 	default:
-		return "", fmt.Errorf("%w: kty %s crv %s; want OKP Ed25519 or EC P-256", errUnsupportedKey, quote(j.Kty), quote(j.Crv))
+		return "", fmt.Errorf("%w: kty %s crv %s; want OKP Ed25519 or EC P-256", errUnsupportedKey, quote(j.kty), quote(j.crv))
 	}
 	switch {
-	case j.Alg == "" || j.Alg == string(alg):
-	case alg == EdDSA && j.Alg == "Ed25519": // RFC 9864's fully specified name
+	case j.alg == "" || j.alg == string(alg):
+	case alg == EdDSA && j.alg == "Ed25519": // RFC 9864's fully specified name
 	default:
-		return "", fmt.Errorf("%w: alg %s on a %s %s key", errUnsupportedKey, quote(j.Alg), j.Kty, j.Crv)
+		return "", fmt.Errorf("%w: alg %s on a %s %s key", errUnsupportedKey, quote(j.alg), j.kty, j.crv)
 	}
 	return alg, nil
 }
 
-// publicKey builds the public key that the JWK's x (and y) describe.
-func (j *jwkJSON) publicKey(alg Algorithm) (*publicKey, error) {
-	p := &publicKey{alg: alg, kid: j.Kid}
-	switch alg {
-	case EdDSA:
-		x, err := decodeFixed("x", j.X, ed25519.PublicKeySize)
-		if err != nil {
-			return nil, err
-		}
-		p.ed = ed25519.PublicKey(x)
-	case ES256:
-		x, err := decodeFixed("x", j.X, 32)
-		if err != nil {
-			return nil, err
-		}
-		y, err := decodeFixed("y", j.Y, 32)
-		if err != nil {
-			return nil, err
-		}
-		// ParseUncompressedPublicKey checks that the point is on the curve.
-		if p.ec, err = ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...)); err != nil {
-			return nil, errors.New("x, y is not a point on P-256")
-		}
+// required names the first coordinate the key's kind needs and lacks.
+func (j *jwkMembers) required(alg Algorithm) error {
+	if j.x == "" {
+		return errors.New(`JWK member "x" is missing`)
 	}
-	if p.kid == "" {
-		var err error
-		if p.kid, err = p.thumbprint(); err != nil {
-			return nil, err
-		}
+	if alg == ES256 && j.y == "" {
+		return errors.New(`JWK member "y" is missing`)
 	}
-	return p, nil
+	return nil
 }
+
+// invalid describes a key that jwx refused to decode.
+func (j *jwkMembers) invalid(alg Algorithm) error {
+	switch {
+	case alg == EdDSA && j.d != "":
+		return errors.New(`JWK members "x" and "d" must be 32 bytes each, base64url without padding`)
+	case alg == EdDSA:
+		return errors.New(`JWK member "x" must be 32 bytes, base64url without padding`)
+	case j.d != "":
+		return errors.New(`JWK members "x", "y" and "d" must be 32 bytes each, base64url without padding, and (x, y) a point on P-256`)
+	default:
+		return errors.New(`JWK members "x", "y" are not a point on P-256: want 32 bytes each, base64url without padding`)
+	}
+}
+
+// errUnsupportedKey marks a well-formed JWK that Postern has no use for (an
+// RSA key, an encryption key, ...): a verifier skips it, MergeJWKS refuses it.
+var errUnsupportedKey = errors.New("unsupported key")
 
 // parsePublicJWK reads one verification key. Private material is an error
 // (someone published a private key); a key of another kind wraps
 // errUnsupportedKey.
 func parsePublicJWK(data []byte) (*publicKey, error) {
-	j, err := parseJWK(data)
+	j, err := peekJWK(data)
 	if err != nil {
 		return nil, err
 	}
-	if j.D != "" {
+	if j.d != "" {
 		return nil, errors.New(`the key set holds a private key ("d"); publish only public keys`)
 	}
-	if j.Use != "" && j.Use != "sig" {
-		return nil, fmt.Errorf(`%w: "use" is %s, not "sig"`, errUnsupportedKey, quote(j.Use))
+	if j.use != "" && j.use != "sig" {
+		return nil, fmt.Errorf(`%w: "use" is %s, not "sig"`, errUnsupportedKey, quote(j.use))
 	}
 	alg, err := j.algorithm()
 	if err != nil {
 		return nil, err
 	}
-	return j.publicKey(alg)
-}
-
-func decodeFixed(name, s string, size int) ([]byte, error) {
-	b, err := b64.DecodeString(s)
-	if err != nil || len(b) != size || !isBase64URL(s) {
-		return nil, fmt.Errorf("JWK member %q must be %d bytes, base64url without padding", name, size)
+	if err := j.required(alg); err != nil {
+		return nil, err
 	}
-	return b, nil
+	key, err := jwk.ParseKey(data)
+	if err != nil {
+		return nil, j.invalid(alg)
+	}
+	var raw any
+	if err := jwk.Export(key, &raw); err != nil {
+		return nil, j.invalid(alg)
+	}
+	// Rebuild the key from its raw form, so that the verifier's copy holds
+	// the members Postern sets and nothing else from the document.
+	return newPublicKey(alg, j.kid, raw)
 }
 
 // splitJWKS returns the raw keys of a JWK set document.
@@ -397,7 +429,7 @@ func splitJWKS(data []byte) ([]json.RawMessage, error) {
 	}
 	raw, ok := m["keys"]
 	var keys []json.RawMessage
-	if !ok || !bytes.HasPrefix(raw, []byte("[")) || json.Unmarshal(raw, &keys) != nil {
+	if !ok || len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &keys) != nil {
 		return nil, errors.New(`not a JWK set: want a "keys" array`)
 	}
 	return keys, nil
@@ -406,7 +438,14 @@ func splitJWKS(data []byte) ([]json.RawMessage, error) {
 // keySet is an immutable set of verification keys, indexed by kid.
 type keySet struct {
 	byKID   map[string]*publicKey
-	skipped int // keys of kinds Postern does not use
+	set     jwk.Set // the same keys, for jws.Verify
+	skipped int     // keys of kinds Postern does not use
+
+	// verifyOptions make jws.Verify check a compact token against set and
+	// nothing else (never a key that the token names or carries): the key
+	// whose kid the token names, under that key's alg, which must equal the
+	// header's alg.
+	verifyOptions []jws.VerifyOption
 }
 
 // maxKeys bounds a key set; real sets hold a handful of keys.
@@ -416,6 +455,10 @@ const maxKeys = 100
 // encryption keys) are skipped, so that an identity provider's set may carry
 // them; a malformed key, private material, two different keys under one
 // kid, or no usable key at all fail the whole set.
+//
+// jwk.Parse is not used on the document: it fails the whole set on a key it
+// cannot use (an RSA key under 2048 bits, say) where Postern skips it, and it
+// takes duplicate members silently.
 func parseKeySet(data []byte) (*keySet, error) {
 	raws, err := splitJWKS(data)
 	if err != nil {
@@ -424,7 +467,7 @@ func parseKeySet(data []byte) (*keySet, error) {
 	if len(raws) > maxKeys {
 		return nil, fmt.Errorf("key set holds %d keys, more than %d", len(raws), maxKeys)
 	}
-	ks := &keySet{byKID: make(map[string]*publicKey, len(raws))}
+	ks := &keySet{byKID: make(map[string]*publicKey, len(raws)), set: jwk.NewSet()}
 	for i, raw := range raws {
 		pub, err := parsePublicJWK(raw)
 		if errors.Is(err, errUnsupportedKey) {
@@ -441,9 +484,18 @@ func parseKeySet(data []byte) (*keySet, error) {
 			continue
 		}
 		ks.byKID[pub.kid] = pub
+		if err := ks.set.AddKey(pub.key); err != nil {
+			return nil, fmt.Errorf("key %d: %w", i+1, err)
+		}
 	}
 	if len(ks.byKID) == 0 {
 		return nil, errors.New("the key set holds no EdDSA (Ed25519) or ES256 (P-256) public key")
+	}
+	ks.verifyOptions = []jws.VerifyOption{
+		jws.WithCompact(),
+		jws.WithKeySet(ks.set, jws.WithRequireKid(true)),
+		jws.WithAlgorithmMatch(true),
+		jws.WithCritValidation(true),
 	}
 	return ks, nil
 }

@@ -2,40 +2,63 @@ package identity
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"strings"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
 // b64 is base64url without padding, refusing non-canonical trailing bits.
-// The decoder still skips CR and LF, which isBase64URL refuses first: a token
-// has exactly one spelling.
 var b64 = base64.RawURLEncoding.Strict()
 
-// isBase64URL reports whether s holds only the base64url alphabet.
-func isBase64URL(s string) bool {
+// canonicalBase64URL reports whether s is base64url without padding in its
+// one canonical spelling: only the alphabet A-Z a-z 0-9 - _, a length that
+// encodes whole bytes, and zero unused bits in the last character.
+//
+// jwx decodes leniently (padding, the standard alphabet, any unused bits)
+// and re-encodes what it decoded to rebuild the signing input, so without
+// this check one signed token would have several spellings that verify.
+func canonicalBase64URL(s string) bool {
+	var last byte
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+		switch {
+		case 'A' <= c && c <= 'Z':
+			last = c - 'A'
+		case 'a' <= c && c <= 'z':
+			last = c - 'a' + 26
+		case '0' <= c && c <= '9':
+			last = c - '0' + 52
+		case c == '-':
+			last = 62
+		case c == '_':
+			last = 63
+		default:
 			return false
 		}
+	}
+	switch len(s) % 4 {
+	case 1:
+		return false
+	case 2: // one byte: 4 unused bits
+		return last&0x0f == 0
+	case 3: // two bytes: 2 unused bits
+		return last&0x03 == 0
 	}
 	return true
 }
 
 // decodeObject decodes a JSON object into its members. Unlike json.Unmarshal
-// into a struct it refuses duplicate member names (RFC 7515 4: a header with
-// two "alg" members is ambiguous, and two JSON parsers may pick different
-// ones) and it matches names exactly ("ALG" is not "alg").
+// into a struct, and unlike jwx, it refuses duplicate member names (RFC 7515
+// 4: a header with two "alg" members is ambiguous, and two JSON parsers may
+// pick different ones; jwx keeps the last) and it matches names exactly
+// ("ALG" is not "alg").
 func decodeObject(data []byte) (claimMap, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	tok, err := dec.Token()
@@ -73,17 +96,18 @@ func decodeObject(data []byte) (claimMap, error) {
 	return m, nil
 }
 
-// compact is a token split and decoded, but not yet verified.
+// compact is a token that passed the structure step: its protected header
+// read, its other parts checked but still encoded.
 type compact struct {
-	alg          string
-	kid          string
-	signingInput string // header "." payload, exactly as received
-	payload      []byte
-	signature    []byte
+	alg       string
+	kid       string
+	payload   string // base64url, as received
+	signature string // base64url, as received
 }
 
-// parseCompact is the structure step: three base64url parts, a JSON object
-// header with a string alg. It judges nothing else.
+// parseCompact is the structure step, run before jwx sees the token: three
+// canonical base64url parts, a JSON object header without duplicate members,
+// a string alg, no "crit" and no "b64". It judges nothing else.
 func parseCompact(token string) (*compact, error) {
 	if token == "" {
 		return nil, reject(ErrMalformed, "empty token")
@@ -94,25 +118,19 @@ func parseCompact(token string) (*compact, error) {
 	h, rest, _ := strings.Cut(token, ".")
 	p, s, _ := strings.Cut(rest, ".")
 	for _, part := range []struct{ name, s string }{{"header", h}, {"payload", p}, {"signature", s}} {
-		if !isBase64URL(part.s) {
-			return nil, reject(ErrMalformed, "token %s is not base64url (alphabet A-Z a-z 0-9 - _, no padding)", part.name)
+		if !canonicalBase64URL(part.s) {
+			return nil, reject(ErrMalformed, "token %s is not base64url (alphabet A-Z a-z 0-9 - _, no padding, unused bits zero)", part.name)
 		}
 	}
 	hdr, err := b64.DecodeString(h)
 	if err != nil {
 		return nil, reject(ErrMalformed, "token header is not valid base64url")
 	}
-	c := &compact{signingInput: token[:len(h)+1+len(p)]}
-	if c.payload, err = b64.DecodeString(p); err != nil {
-		return nil, reject(ErrMalformed, "token payload is not valid base64url")
-	}
-	if c.signature, err = b64.DecodeString(s); err != nil {
-		return nil, reject(ErrMalformed, "token signature is not valid base64url")
-	}
 	m, err := decodeObject(hdr)
 	if err != nil {
 		return nil, reject(ErrMalformed, "token header is not a JSON object without duplicate members")
 	}
+	c := &compact{payload: p, signature: s}
 	raw, ok := m.raw("alg")
 	if !ok {
 		return nil, reject(ErrMalformed, `token header has no "alg"`)
@@ -133,48 +151,17 @@ func parseCompact(token string) (*compact, error) {
 		return nil, reject(ErrMalformed, `token header "typ" is %s; want "JWT" or none`, quote(typ))
 	}
 	// No extension is understood, so any "crit" makes the token unusable
-	// (RFC 7515 4.1.11). This also refuses unencoded payloads (RFC 7797).
+	// (RFC 7515 4.1.11). "b64" (RFC 7797) would make jwx sign over the raw
+	// payload bytes; a JWT never uses it.
 	if _, ok := m["crit"]; ok {
 		return nil, reject(ErrMalformed, `token header lists critical extensions ("crit") that Postern does not support`)
 	}
-	// jwk, jku, x5u and x5c are ignored: a token never chooses its own key.
+	if _, ok := m["b64"]; ok {
+		return nil, reject(ErrMalformed, `token header has "b64" (unencoded payload), which Postern does not support`)
+	}
+	// jwk, jku, x5u and x5c are not used: the verifier passes jwx its key set
+	// and nothing else, so a token never chooses its own key.
 	return c, nil
-}
-
-// verifySignature checks sig over input with key; the algorithms match.
-func verifySignature(key *publicKey, input string, sig []byte) bool {
-	switch key.alg {
-	case EdDSA:
-		// Go's Ed25519 refuses non-canonical S, so signatures are not malleable.
-		return len(sig) == ed25519.SignatureSize && ed25519.Verify(key.ed, []byte(input), sig)
-	case ES256:
-		if len(sig) != 64 { // R || S, 32 bytes each (RFC 7518 3.4), not DER
-			return false
-		}
-		h := sha256.Sum256([]byte(input))
-		r := new(big.Int).SetBytes(sig[:32])
-		s := new(big.Int).SetBytes(sig[32:])
-		return ecdsa.Verify(key.ec, h[:], r, s)
-	}
-	return false
-}
-
-func (k *SigningKey) sign(input string) ([]byte, error) {
-	switch k.alg {
-	case EdDSA:
-		return ed25519.Sign(k.ed, []byte(input)), nil
-	case ES256:
-		h := sha256.Sum256([]byte(input))
-		r, s, err := ecdsa.Sign(rand.Reader, k.ec, h[:])
-		if err != nil {
-			return nil, fmt.Errorf("identity: sign token: %w", err)
-		}
-		sig := make([]byte, 64)
-		r.FillBytes(sig[:32])
-		s.FillBytes(sig[32:])
-		return sig, nil
-	}
-	return nil, errors.New("identity: signing key has no algorithm")
 }
 
 // Issue signs c and returns the compact token.
@@ -192,7 +179,7 @@ func (k *SigningKey) sign(input string) ([]byte, error) {
 // refuse tokens longer than their MaxTokenSize (8 KiB by default), which
 // bounds how many groups and attributes a token can carry.
 func (k *SigningKey) Issue(c Claims) (string, error) {
-	if k == nil || (k.ed == nil && k.ec == nil) {
+	if k == nil || k.raw == nil {
 		return "", errors.New("identity: Issue called on a nil or zero SigningKey; use GenerateSigningKey or ParseSigningKey")
 	}
 	if !c.Role.valid() {
@@ -234,12 +221,12 @@ func (k *SigningKey) Issue(c Claims) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("identity: encode claims (attributes must be JSON-encodable): %w", err)
 	}
-	input := k.header + "." + b64.EncodeToString(payload)
-	sig, err := k.sign(input)
+	// The protected header is {"alg":..,"kid":..,"typ":"JWT"}.
+	tok, err := jws.Sign(payload, jws.WithKey(k.alg.jwa(), k.raw, jws.WithProtectedHeaders(k.header)))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("identity: sign token: %w", err)
 	}
-	return input + "." + b64.EncodeToString(sig), nil
+	return string(tok), nil
 }
 
 // ParseUnverified decodes a token's claims WITHOUT VERIFYING ITS SIGNATURE
@@ -261,7 +248,13 @@ func ParseUnverified(token string) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := decodeObject(c.payload)
+	// No JOSE here, only the payload's JSON: jws.Parse would refuse a token
+	// with an empty signature, which this function reads.
+	payload, err := b64.DecodeString(c.payload)
+	if err != nil {
+		return nil, reject(ErrMalformed, "token payload is not valid base64url")
+	}
+	m, err := decodeObject(payload)
 	if err != nil {
 		return nil, reject(ErrMalformed, "token payload is not a JSON object without duplicate members")
 	}

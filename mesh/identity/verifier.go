@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
 // Defaults and limits of VerifierConfig.
@@ -196,13 +198,16 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 // first failure decides:
 //
 //  1. size: at most MaxTokenSize bytes (ErrTooLarge);
-//  2. structure: three base64url parts, a JSON header with a string alg, no
-//     "crit", typ "JWT" or none (ErrMalformed);
+//  2. structure: three canonical base64url parts, a JSON header without
+//     duplicate members, with a string alg, no "crit" or "b64", typ "JWT"
+//     or none (ErrMalformed);
 //  3. algorithm: EdDSA or ES256, checked before any key is looked up, so
 //     "none" and HS256 never reach a key (ErrAlgorithm);
 //  4. signature: the kid must name a key of the set (ErrSignature), of the
-//     token's algorithm (ErrAlgorithm), and the signature must verify
-//     (ErrSignature); only then is the payload decoded (ErrMalformed);
+//     token's algorithm (ErrAlgorithm), and jws.Verify, given the key set
+//     and nothing else, must verify the signature under the key's own
+//     algorithm (ErrSignature); only then is the payload decoded
+//     (ErrMalformed);
 //  5. issuer, when configured (ErrIssuer);
 //  6. audience includes the configured one (ErrAudience);
 //  7. exp present (ErrNoExpiry) and not past by more than the leeway
@@ -246,7 +251,8 @@ func (v *Verifier) verify(token string, want Role) (*Claims, error) {
 	if tok.kid == "" {
 		return nil, reject(ErrSignature, `token header has no key ID ("kid"), so no key can verify it`)
 	}
-	key, ok := v.keys.Load().byKID[tok.kid]
+	keys := v.keys.Load()
+	key, ok := keys.byKID[tok.kid]
 	if !ok {
 		v.kickRefresh()
 		return nil, reject(ErrSignature, "token key ID %s is not in the key set: signed by an unknown or retired key", quote(tok.kid))
@@ -254,10 +260,22 @@ func (v *Verifier) verify(token string, want Role) (*Claims, error) {
 	if key.alg != alg {
 		return nil, reject(ErrAlgorithm, "token algorithm %s does not match key %s, an %s key", alg, quote(tok.kid), key.alg)
 	}
-	if !verifySignature(key, tok.signingInput, tok.signature) {
+	// jws.Parse calls an empty signature malformed; it is a signature that
+	// does not verify.
+	if tok.signature == "" {
+		return nil, reject(ErrSignature, "token has an empty signature")
+	}
+	payload, err := jws.Verify([]byte(token), keys.verifyOptions...)
+	if err != nil {
+		// jwx's error text quotes header values: only its kind is used. A
+		// parse error here is a header member that parseCompact ignores but
+		// jwx types (jwk, x5c, x5t, ...) holding the wrong type.
+		if errors.Is(err, jws.ParseError()) {
+			return nil, reject(ErrMalformed, "token header has a registered member (jwk, x5c, ...) of the wrong type")
+		}
 		return nil, reject(ErrSignature, "token signature does not verify with key %s", quote(tok.kid))
 	}
-	m, err := decodeObject(tok.payload)
+	m, err := decodeObject(payload)
 	if err != nil {
 		return nil, reject(ErrMalformed, "token payload is not a JSON object without duplicate members")
 	}
