@@ -410,6 +410,15 @@ func (v *Verifier) kickRefresh() {
 	}
 }
 
+// refreshLoop keeps the JWKS URL's keys fresh. It is ours, not jwx's
+// jwk.Cache (httprc), because that cache does not keep the promises of
+// VerifierConfig.JWKSURL: Register waits for a first fetch that succeeds and
+// retries until then, so NewVerifier could neither fail fast nor say why;
+// httprc schedules in whole seconds and, after a refresh answered with an
+// error status, waits a full interval rather than at most a minute;
+// Cache.Refresh fetches synchronously and without a rate limit, so the
+// unknown-kid refresh would need this goroutine and its limit anyway; and
+// its errors quote the URL with its password.
 func (v *Verifier) refreshLoop(ctx context.Context) {
 	defer close(v.done)
 	last := time.Now()
