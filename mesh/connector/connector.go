@@ -126,6 +126,9 @@ func New(cfg Config) (*Connector, error) {
 		if _, _, err := net.SplitHostPort(s.Upstream); err != nil {
 			return nil, fmt.Errorf("connector: config: service %q: upstream %q: want host:port", s.Name, s.Upstream)
 		}
+		if err := s.validateKind(); err != nil {
+			return nil, fmt.Errorf("connector: config: service %q: %w", s.Name, err)
+		}
 		if s.DialTimeout <= 0 {
 			s.DialTimeout = 10 * time.Second
 		}
@@ -344,6 +347,14 @@ func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream) {
 		return
 	}
 	log := c.log.With("binding", svc.Name, "subject", dial.Identity.Subject, "session", dial.Session)
+	switch svc.Kind {
+	case mesh.KindPostgres:
+		c.servePostgres(st, transport.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, log)
+		return
+	case mesh.KindHTTP:
+		c.serveHTTP(st, transport.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, log)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), svc.DialTimeout)
 	up, err := (&net.Dialer{}).DialContext(ctx, "tcp", svc.Upstream)
 	cancel()

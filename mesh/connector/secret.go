@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
+
+	"github.com/postern/postern/mesh"
 )
 
 // Secret is a credential the connector holds for an upstream: read from a
@@ -29,13 +32,7 @@ func (s Secret) IsZero() bool { return s.Value == "" && s.File == "" && s.Env ==
 // Read returns the secret. Errors name the file or variable, never the
 // value.
 func (s Secret) Read() (string, error) {
-	n := 0
-	for _, set := range []bool{s.Value != "", s.File != "", s.Env != ""} {
-		if set {
-			n++
-		}
-	}
-	switch {
+	switch n := s.sources(); {
 	case n == 0:
 		return "", errors.New("connector: secret has no value, file or env")
 	case n > 1:
@@ -68,6 +65,9 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil
 type Postgres struct {
 	User     string // required
 	Database string // empty means User
+	// Password is read at each login, so rotating it needs no restart.
+	// Zero means none: for an upstream that trusts the connector without
+	// one.
 	Password Secret
 	// SSLMode is the TLS mode toward the upstream, as in libpq: "disable",
 	// "prefer" (the default), "require", "verify-ca" or "verify-full".
@@ -81,6 +81,8 @@ type Postgres struct {
 type HTTP struct {
 	// Headers are set on every request to the upstream, replacing any
 	// the agent sent under the same names (an Authorization header, say).
+	// Values are read for each request, so rotating them needs no
+	// restart. Host and hop-by-hop headers cannot be set.
 	Headers map[string]Secret
 	// TLS makes the connector speak https to the upstream.
 	TLS bool
@@ -93,4 +95,91 @@ type HTTP struct {
 	// Host, when set, is the Host header sent upstream; empty means the
 	// upstream address.
 	Host string
+}
+
+// validateKind checks what a service's kind requires: a login for
+// postgres, well-formed headers for http, and no credentials a kind would
+// silently ignore.
+func (s *Service) validateKind() error {
+	switch s.Kind {
+	case mesh.KindPostgres:
+		if s.HTTP != nil {
+			return errors.New("HTTP is set on a postgres service")
+		}
+		return s.Postgres.validate()
+	case mesh.KindHTTP:
+		if s.Postgres != nil {
+			return errors.New("Postgres is set on an http service")
+		}
+		if s.HTTP != nil {
+			return s.HTTP.validate()
+		}
+		return nil
+	}
+	if s.Postgres != nil || s.HTTP != nil {
+		return fmt.Errorf("credentials (Postgres or HTTP) are set on a %s service, which would pass bytes through without them", s.Kind)
+	}
+	return nil
+}
+
+func (p *Postgres) validate() error {
+	if p == nil {
+		return errors.New("kind postgres needs Postgres: the login the connector uses upstream")
+	}
+	if p.User == "" {
+		return errors.New("Postgres.User is required")
+	}
+	switch p.SSLMode {
+	case "", "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+	default:
+		return fmt.Errorf("Postgres.SSLMode %q is not disable, allow, prefer, require, verify-ca or verify-full", p.SSLMode)
+	}
+	if p.Password.sources() > 1 {
+		return errors.New("Postgres.Password sets more than one of Value, File and Env")
+	}
+	return nil
+}
+
+func (h *HTTP) validate() error {
+	for name, v := range h.Headers {
+		if !validHeaderName(name) {
+			return fmt.Errorf("HTTP.Headers: %q is not a header name", name)
+		}
+		switch http.CanonicalHeaderKey(name) {
+		case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection",
+			"Te", "Trailer", "Upgrade", "Proxy-Authenticate", "Proxy-Authorization":
+			return fmt.Errorf("HTTP.Headers: %s cannot be injected (use HTTP.Host for the Host header)", name)
+		}
+		if n := v.sources(); n != 1 {
+			return fmt.Errorf("HTTP.Headers[%s]: set exactly one of Value, File and Env", name)
+		}
+	}
+	return nil
+}
+
+func (s Secret) sources() int {
+	n := 0
+	for _, set := range []bool{s.Value != "", s.File != "", s.Env != ""} {
+		if set {
+			n++
+		}
+	}
+	return n
+}
+
+// validHeaderName reports whether name is an RFC 9110 token.
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,229 @@
+package connector
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/postern/postern/internal/wire"
+	"github.com/postern/postern/transport"
+)
+
+// HTTP brokering. For an http service the connector serves each stream
+// as one HTTP/1.1 connection (an http.Server over a listener that yields
+// just that connection) in front of an httputil.ReverseProxy to the
+// upstream. The proxy sets the configured headers, replacing any the agent
+// sent under those names, and streams bodies both ways; an agent that
+// cancels a request closes the stream, which cancels the upstream request.
+//
+// Each stream has its own upstream transport, closed with it: an agent's
+// keep-alive connection maps onto one upstream connection, and nothing
+// outlives the stream.
+
+// Limits on what an agent sends. The upstream is the judge of bodies.
+const (
+	httpReadHeaderTimeout = 10 * time.Second
+	httpIdleTimeout       = 2 * time.Minute // longer than a client's idle timeout (binding's: 1m)
+	httpMaxHeaderBytes    = 64 << 10
+	httpMaxRespHeader     = 1 << 20
+)
+
+// serveHTTP serves one stream of an http service.
+func (c *Connector) serveHTTP(st *quic.Stream, down *transport.Conn, svc *Service, dial *wire.Dial, log *slog.Logger) {
+	tr, target, err := httpUpstream(svc)
+	if err != nil {
+		log.Error("connector: http upstream configuration", "err", err)
+		reply(st, &wire.Result{Code: wire.CodeUpstream, Reason: "connector_config",
+			Message: "the connector could not set up its connection to the upstream of " + svc.Name})
+		return
+	}
+	defer tr.CloseIdleConnections()
+	if err := wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK}); err != nil {
+		down.Abort(transport.StreamAborted)
+		return
+	}
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			if svc.HTTP != nil && svc.HTTP.Host != "" {
+				pr.Out.Host = svc.HTTP.Host
+			}
+			// After the hop-by-hop headers are gone (so an agent's
+			// "Connection: Authorization" cannot strip what is injected),
+			// replace the agent's values with the connector's.
+			inject, _ := pr.In.Context().Value(injectKey{}).(http.Header)
+			for k, v := range inject {
+				pr.Out.Header[k] = v
+			}
+		},
+		Transport:    tr,
+		ErrorLog:     errLog,
+		ErrorHandler: httpErrorHandler(svc.Name, svc.Upstream, log),
+	}
+	var handlers sync.WaitGroup
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handlers.Add(1)
+		defer handlers.Done()
+		inject, err := httpHeaders(svc.HTTP)
+		if err != nil {
+			log.Error("connector: reading a header secret", "err", err)
+			httpFail(w, http.StatusBadGateway, "connector_secret_unavailable", "postern: the connector could not read its credentials for "+svc.Name)
+			return
+		}
+		proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), injectKey{}, inject)))
+	})
+
+	ln := newOneConnListener(down)
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    httpMaxHeaderBytes,
+		ErrorLog:          errLog,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateClosed || s == http.StateHijacked {
+				ln.Close() // Serve returns: there is only ever this one connection
+			}
+		},
+	}
+	start := time.Now()
+	err = srv.Serve(ln)
+	// A hijacked connection (an Upgrade) is still served by its handler.
+	handlers.Wait()
+	log.Debug("connector: http stream closed", "duration", time.Since(start), "err", err)
+}
+
+type injectKey struct{}
+
+// httpUpstream builds the transport and URL that reach svc's upstream, and
+// nothing else.
+func httpUpstream(svc *Service) (*http.Transport, *url.URL, error) {
+	h := svc.HTTP
+	if h == nil {
+		h = &HTTP{}
+	}
+	target := &url.URL{Scheme: "http", Host: svc.Upstream}
+	tr := &http.Transport{
+		Proxy: nil, // never through a proxy from the environment
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{Timeout: svc.DialTimeout}).DialContext(ctx, "tcp", svc.Upstream)
+		},
+		MaxIdleConnsPerHost:    4,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: httpMaxRespHeader,
+		// The agent's Accept-Encoding and the upstream's Content-Encoding
+		// pass through untouched.
+		DisableCompression: true,
+	}
+	if h.TLS {
+		target.Scheme = "https"
+		host, _, _ := net.SplitHostPort(svc.Upstream)
+		conf := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		if h.ServerName != "" {
+			conf.ServerName = h.ServerName
+		}
+		if h.RootCAFile != "" {
+			pem, err := os.ReadFile(h.RootCAFile)
+			if err != nil {
+				return nil, nil, fmt.Errorf("HTTP.RootCAFile: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, nil, fmt.Errorf("HTTP.RootCAFile %s: no PEM certificate in it", h.RootCAFile)
+			}
+			conf.RootCAs = pool
+		}
+		tr.TLSClientConfig = conf
+	}
+	return tr, target, nil
+}
+
+// httpHeaders reads the values of the headers to inject.
+func httpHeaders(h *HTTP) (http.Header, error) {
+	if h == nil || len(h.Headers) == 0 {
+		return nil, nil
+	}
+	out := make(http.Header, len(h.Headers))
+	for name, s := range h.Headers {
+		v, err := s.Read()
+		if err != nil {
+			return nil, fmt.Errorf("header %s: %w", name, err)
+		}
+		out.Set(name, v)
+	}
+	return out, nil
+}
+
+// httpErrorHandler answers a request the upstream did not: 502, or 504
+// for a timeout, with a message that names the binding, not the upstream.
+func httpErrorHandler(name, upstream string, log *slog.Logger) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		if r.Context().Err() != nil {
+			// The agent went away: nobody reads this answer.
+			log.Debug("connector: http request cancelled by the agent", "method", r.Method, "path", r.URL.Path)
+			httpFail(w, http.StatusBadGateway, "cancelled", "postern: request cancelled")
+			return
+		}
+		log.Warn("connector: upstream http request failed", "upstream", upstream, "method", r.Method, "path", r.URL.Path, "err", err)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			httpFail(w, http.StatusGatewayTimeout, "upstream_timeout", "postern: the upstream of "+name+" timed out")
+			return
+		}
+		httpFail(w, http.StatusBadGateway, "upstream_unreachable", "postern: the connector could not reach the upstream of "+name)
+	}
+}
+
+// httpFail writes an error answer produced by the connector itself. The
+// X-Postern-Error header tells it from an upstream's own 502.
+func httpFail(w http.ResponseWriter, code int, reason, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("X-Postern-Error", reason)
+	w.WriteHeader(code)
+	fmt.Fprintln(w, msg)
+}
+
+// oneConnListener yields one connection, then blocks until closed.
+type oneConnListener struct {
+	conn   net.Conn
+	once   sync.Once
+	closed chan struct{}
+	close  sync.Once
+}
+
+func newOneConnListener(c net.Conn) *oneConnListener {
+	return &oneConnListener{conn: c, closed: make(chan struct{})}
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	var c net.Conn
+	l.once.Do(func() { c = l.conn })
+	if c != nil {
+		return c, nil
+	}
+	<-l.closed
+	return nil, net.ErrClosed
+}
+
+func (l *oneConnListener) Close() error {
+	l.close.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
