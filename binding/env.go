@@ -1,0 +1,180 @@
+package binding
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/postern/postern/mesh"
+	"github.com/postern/postern/mesh/identity"
+	"github.com/postern/postern/transport"
+)
+
+// The environment variables the default client reads.
+const (
+	EnvRelay     = "POSTERN_RELAY"      // the relay's address, host:port (UDP)
+	EnvToken     = "POSTERN_TOKEN"      // the agent's identity token (a JWT)
+	EnvTokenFile = "POSTERN_TOKEN_FILE" // a file holding it, read again at each refresh
+	EnvRelayCA   = "POSTERN_RELAY_CA"   // a PEM file of CAs that sign the relay's certificate
+	EnvRelayPin  = "POSTERN_RELAY_PIN"  // the relay certificate's pin, sha256:<hex>
+)
+
+// EnvError is a missing or malformed environment variable.
+type EnvError struct {
+	Var string // the variable, e.g. "POSTERN_RELAY"
+	Err error  // what is wrong with it
+}
+
+func (e *EnvError) Error() string { return "binding: " + e.Var + ": " + e.Err.Error() }
+func (e *EnvError) Unwrap() error { return e.Err }
+
+var defaultClient struct {
+	mu sync.Mutex
+	c  *mesh.Client
+}
+
+// DefaultClient returns the process-wide client that Open uses, creating
+// it from the environment (see ConfigFromEnv) at the first call that finds
+// the environment valid. Until then each call reads the environment again
+// and returns its errors, each naming its variable. It does no network
+// I/O; the client connects at first use and lives as long as the process.
+func DefaultClient() (*mesh.Client, error) {
+	defaultClient.mu.Lock()
+	defer defaultClient.mu.Unlock()
+	if defaultClient.c != nil {
+		return defaultClient.c, nil
+	}
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	c, err := mesh.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("binding: %w", err)
+	}
+	defaultClient.c = c
+	return c, nil
+}
+
+// ConfigFromEnv builds a mesh client configuration from the environment:
+//
+//   - POSTERN_RELAY (required): the relay's host:port.
+//   - POSTERN_TOKEN or POSTERN_TOKEN_FILE (exactly one): the agent's
+//     token, or a file holding it. The file is read again each time the
+//     client needs a token (to connect, and before the one in use
+//     expires), so a token rotated on disk is picked up by the live
+//     session.
+//   - POSTERN_RELAY_CA or POSTERN_RELAY_PIN (exactly one): how to trust
+//     the relay, a PEM file of CAs or the pin of its certificate
+//     ("sha256:<hex>", as the relay prints it).
+//
+// Each missing or malformed variable gives its own *EnvError; all of them
+// are returned together (errors.Join). An empty variable counts as unset.
+func ConfigFromEnv() (mesh.Config, error) {
+	return configFromEnv(os.Getenv)
+}
+
+func configFromEnv(getenv func(string) string) (mesh.Config, error) {
+	var cfg mesh.Config
+	var errs []error
+	bad := func(v string, format string, args ...any) {
+		errs = append(errs, &EnvError{Var: v, Err: fmt.Errorf(format, args...)})
+	}
+
+	switch relay := getenv(EnvRelay); {
+	case relay == "":
+		bad(EnvRelay, "not set: want the relay's host:port, e.g. relay.example.com:7443")
+	default:
+		host, port, err := net.SplitHostPort(relay)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			bad(EnvRelay, "%q is not host:port", relay)
+		}
+		cfg.Relay = relay
+	}
+
+	tok, file := getenv(EnvToken), getenv(EnvTokenFile)
+	switch {
+	case tok != "" && file != "":
+		bad(EnvToken, "both %s and %s are set: set one", EnvToken, EnvTokenFile)
+	case tok != "":
+		if err := checkToken(tok); err != nil {
+			bad(EnvToken, "not a token: %v", err)
+		}
+		cfg.Token = tok
+	case file != "":
+		if _, err := readTokenFile(file); err != nil {
+			bad(EnvTokenFile, "%v", err)
+		}
+		cfg.TokenSource = func(context.Context) (string, error) {
+			t, err := readTokenFile(file)
+			if err != nil {
+				return "", &EnvError{Var: EnvTokenFile, Err: err}
+			}
+			return t, nil
+		}
+	default:
+		bad(EnvToken, "not set, nor %s: the agent needs its identity token", EnvTokenFile)
+	}
+
+	ca, pin := getenv(EnvRelayCA), getenv(EnvRelayPin)
+	switch {
+	case ca != "" && pin != "":
+		bad(EnvRelayCA, "both %s and %s are set: set one", EnvRelayCA, EnvRelayPin)
+	case ca != "":
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			bad(EnvRelayCA, "%v", err)
+			break
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			bad(EnvRelayCA, "%s holds no PEM certificate", ca)
+			break
+		}
+		cfg.RootCAs = pool
+	case pin != "":
+		p, err := transport.ParsePin(pin)
+		if err != nil {
+			bad(EnvRelayPin, "%q: want sha256: followed by 64 hex digits", pin)
+			break
+		}
+		cfg.Pin = p
+	default:
+		bad(EnvRelayPin, "not set, nor %s: say how to trust the relay's certificate", EnvRelayCA)
+	}
+
+	if len(errs) > 0 {
+		return mesh.Config{}, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+// readTokenFile reads and checks a token file. Errors name the file,
+// never its content.
+func readTokenFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if err := checkToken(tok); err != nil {
+		return "", fmt.Errorf("%s does not hold a token: %w", path, err)
+	}
+	return tok, nil
+}
+
+// checkToken checks that tok has the shape of a token; the relay verifies
+// it.
+func checkToken(tok string) error {
+	if tok == "" {
+		return errors.New("empty")
+	}
+	_, err := identity.ParseUnverified(tok)
+	return err
+}

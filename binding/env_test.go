@@ -1,0 +1,261 @@
+package binding_test
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/binding"
+	"github.com/postern/postern/internal/meshtest"
+	"github.com/postern/postern/mesh"
+	"github.com/postern/postern/mesh/connector"
+	"github.com/postern/postern/mesh/identity"
+	"github.com/postern/postern/mesh/relay"
+)
+
+var envVars = []string{binding.EnvRelay, binding.EnvToken, binding.EnvTokenFile, binding.EnvRelayCA, binding.EnvRelayPin}
+
+// setEnv sets the five variables to env (absent means unset) for the test.
+func setEnv(t *testing.T, env map[string]string) {
+	t.Helper()
+	for _, v := range envVars {
+		t.Setenv(v, env[v]) // restores the old value at cleanup
+		if _, ok := env[v]; !ok {
+			os.Unsetenv(v)
+		}
+	}
+}
+
+// envErrors returns the variables that the errors in err name.
+func envErrors(err error) []string {
+	var vars []string
+	var walk func(error)
+	walk = func(err error) {
+		if ee, ok := err.(*binding.EnvError); ok {
+			vars = append(vars, ee.Var)
+			return
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+		}
+	}
+	walk(err)
+	return vars
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestConfigFromEnv: each missing or malformed variable gives its own
+// error naming it, and no error repeats a token.
+func TestConfigFromEnv(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	tok := m.AgentToken("coding-agent", "coding-agents")
+	tokFile := writeFile(t, "token", tok+"\n")
+	const garbage = "not.a-token-but-secret-looking"
+	garbageFile := writeFile(t, "garbage", garbage)
+	caFile := writeFile(t, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: m.Cert.Certificate[0]})))
+	notPEM := writeFile(t, "ca.txt", "hello")
+	missing := filepath.Join(t.TempDir(), "missing")
+	valid := map[string]string{binding.EnvRelay: "relay.example.com:7443", binding.EnvToken: tok, binding.EnvRelayPin: m.Pin}
+	with := func(changes map[string]string) map[string]string {
+		env := map[string]string{}
+		for k, v := range valid {
+			env[k] = v
+		}
+		for k, v := range changes {
+			if v == "-" {
+				delete(env, k)
+			} else {
+				env[k] = v
+			}
+		}
+		return env
+	}
+
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // variables named by the errors; nil means valid
+		text string   // one error's text contains it
+	}{
+		{name: "valid, token and pin", env: valid},
+		{name: "valid, token file and CA", env: with(map[string]string{binding.EnvToken: "-", binding.EnvTokenFile: tokFile, binding.EnvRelayPin: "-", binding.EnvRelayCA: caFile})},
+		{name: "nothing set", env: map[string]string{}, want: []string{binding.EnvRelay, binding.EnvToken, binding.EnvRelayPin}},
+		{name: "relay missing", env: with(map[string]string{binding.EnvRelay: "-"}), want: []string{binding.EnvRelay}, text: "not set"},
+		{name: "relay without port", env: with(map[string]string{binding.EnvRelay: "relay.example.com"}), want: []string{binding.EnvRelay}, text: "host:port"},
+		{name: "relay without host", env: with(map[string]string{binding.EnvRelay: ":7443"}), want: []string{binding.EnvRelay}},
+		{name: "relay port out of range", env: with(map[string]string{binding.EnvRelay: "relay:70000"}), want: []string{binding.EnvRelay}},
+		{name: "no token", env: with(map[string]string{binding.EnvToken: "-"}), want: []string{binding.EnvToken}, text: binding.EnvTokenFile},
+		{name: "token malformed", env: with(map[string]string{binding.EnvToken: garbage}), want: []string{binding.EnvToken}, text: "not a token"},
+		{name: "token and token file", env: with(map[string]string{binding.EnvTokenFile: tokFile}), want: []string{binding.EnvToken}, text: "set one"},
+		{name: "token file missing", env: with(map[string]string{binding.EnvToken: "-", binding.EnvTokenFile: missing}), want: []string{binding.EnvTokenFile}, text: "no such file"},
+		{name: "token file malformed", env: with(map[string]string{binding.EnvToken: "-", binding.EnvTokenFile: garbageFile}), want: []string{binding.EnvTokenFile}, text: "does not hold a token"},
+		{name: "no trust", env: with(map[string]string{binding.EnvRelayPin: "-"}), want: []string{binding.EnvRelayPin}, text: binding.EnvRelayCA},
+		{name: "pin malformed", env: with(map[string]string{binding.EnvRelayPin: "sha256:abcd"}), want: []string{binding.EnvRelayPin}, text: "64 hex digits"},
+		{name: "CA and pin", env: with(map[string]string{binding.EnvRelayCA: caFile}), want: []string{binding.EnvRelayCA}, text: "set one"},
+		{name: "CA file missing", env: with(map[string]string{binding.EnvRelayPin: "-", binding.EnvRelayCA: missing}), want: []string{binding.EnvRelayCA}, text: "no such file"},
+		{name: "CA file not PEM", env: with(map[string]string{binding.EnvRelayPin: "-", binding.EnvRelayCA: notPEM}), want: []string{binding.EnvRelayCA}, text: "no PEM certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			setEnv(t, tt.env)
+			cfg, err := binding.ConfigFromEnv()
+			if tt.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := mesh.NewClient(cfg); err != nil {
+					t.Fatalf("the configuration does not make a client: %v", err)
+				}
+				return
+			}
+			if got := envErrors(err); !slices.Equal(got, tt.want) {
+				t.Fatalf("errors name %v, want %v; err = %v", got, tt.want, err)
+			}
+			for _, v := range tt.want {
+				if !strings.Contains(err.Error(), "binding: "+v+": ") {
+					t.Fatalf("error %q does not start with the variable %s", err, v)
+				}
+			}
+			if !strings.Contains(err.Error(), tt.text) {
+				t.Fatalf("error %q does not say %q", err, tt.text)
+			}
+			for _, secret := range []string{tok, garbage} {
+				if strings.Contains(err.Error(), secret) {
+					t.Fatalf("error %q repeats a token", err)
+				}
+			}
+			if _, err := binding.Open("staging-db"); !slices.Equal(envErrors(err), tt.want) {
+				t.Fatalf("Open: err = %v, want the same errors", err)
+			}
+		})
+	}
+}
+
+// TestOpenFromEnvironment: Open uses a default client configured from the
+// environment; while the environment is wrong each Open says so, and once
+// it is right the client is made and kept.
+func TestOpenFromEnvironment(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	m.Connector("office-1", connector.Service{Name: "staging-tcp", Upstream: meshtest.EchoServer(t), Environment: "staging"})
+	t.Cleanup(binding.ResetDefaultClient)
+
+	setEnv(t, map[string]string{binding.EnvRelay: m.Addr(), binding.EnvRelayPin: m.Pin})
+	if _, err := binding.Open("staging-tcp"); !slices.Equal(envErrors(err), []string{binding.EnvToken}) {
+		t.Fatalf("Open without a token: %v", err)
+	}
+	t.Setenv(binding.EnvTokenFile, writeFile(t, "token", m.AgentToken("coding-agent", "coding-agents")))
+	b, err := binding.Open("staging-tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	c1, _ := binding.DefaultClient()
+	if c2, _ := binding.DefaultClient(); c1 != c2 || b.Client() != c1 {
+		t.Fatal("the default client is not made once")
+	}
+	conn, err := b.Dial(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("hi"))
+	conn.(interface{ CloseWrite() error }).CloseWrite()
+	if got, err := io.ReadAll(conn); err != nil || string(got) != "hi" {
+		t.Fatalf("echo = %q, %v", got, err)
+	}
+}
+
+// TestTokenFileRefresh: a token rewritten on disk is what the client
+// presents at its next refresh, so the session outlives the first token.
+func TestTokenFileRefresh(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	m.Connector("office-1", connector.Service{Name: "staging-tcp", Upstream: meshtest.EchoServer(t), Environment: "staging"})
+	issue := func(life time.Duration) string {
+		return m.Token(identity.Claims{Subject: "file-agent", Role: identity.RoleAgent, Groups: []string{"coding-agents"}, ExpiresAt: time.Now().Add(life)})
+	}
+	tokFile := writeFile(t, "token", issue(3*time.Second))
+	setEnv(t, map[string]string{binding.EnvRelay: m.Addr(), binding.EnvTokenFile: tokFile, binding.EnvRelayPin: m.Pin})
+	cfg, err := binding.ConfigFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := mesh.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if err := client.Connect(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	// Rotate the file as a token agent would, by renaming over it.
+	next := writeFile(t, "next", issue(time.Hour))
+	if err := os.Rename(next, tokFile); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second) // past the first token's expiry
+
+	b, err := binding.OpenWith(client, "staging-tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	conn, err := b.Dial(testCtx(t))
+	if err != nil {
+		t.Fatalf("dial after the first token expired: %v", err)
+	}
+	conn.Close()
+	var starts, ends int
+	for _, ev := range m.Audit.Events(relay.EventSessionStart) {
+		if ev["subject"] == "file-agent" {
+			starts++
+		}
+	}
+	for _, ev := range m.Audit.Events(relay.EventSessionEnd) {
+		if ev["subject"] == "file-agent" {
+			ends++
+		}
+	}
+	if starts != 1 || ends != 0 {
+		t.Fatalf("%d sessions started and %d ended: want one session, kept alive by the token read from the rewritten file", starts, ends)
+	}
+}
+
+// A token source error names the variable, and a client with a vanished
+// token file fails to connect with ErrUnauthenticated.
+func TestTokenFileVanishes(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	tokFile := writeFile(t, "token", m.AgentToken("coding-agent", "coding-agents"))
+	setEnv(t, map[string]string{binding.EnvRelay: m.Addr(), binding.EnvTokenFile: tokFile, binding.EnvRelayPin: m.Pin})
+	cfg, err := binding.ConfigFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(tokFile)
+	client, err := mesh.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	err = client.Connect(context.Background())
+	var ee *binding.EnvError
+	if !errors.Is(err, mesh.ErrUnauthenticated) || !errors.As(err, &ee) || ee.Var != binding.EnvTokenFile {
+		t.Fatalf("connect with the token file gone: %v", err)
+	}
+}

@@ -1,0 +1,332 @@
+package binding_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/mesh"
+	"github.com/postern/postern/mesh/connector"
+)
+
+// apiServer is the private HTTP upstream: it records the credentials it
+// is sent and serves the routes the tests use.
+type apiServer struct {
+	*httptest.Server
+	mu    sync.Mutex
+	auths [][]string // Authorization values of each request
+	keys  []string   // X-Api-Key of each request
+
+	nextChunk chan struct{} // /stream writes a chunk for each receive
+	hanging   chan struct{} // /hang has started
+	hangDone  chan error    // /hang saw its context end, with this cause
+}
+
+func newAPIServer(t *testing.T) *apiServer {
+	t.Helper()
+	a := &apiServer{nextChunk: make(chan struct{}), hanging: make(chan struct{}, 1), hangDone: make(chan error, 1)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/items", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "items for %s", r.URL.Query().Get("owner"))
+	})
+	mux.HandleFunc("POST /upload", func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
+	})
+	mux.HandleFunc("GET /stream", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush() // the headers go now, the body chunk by chunk
+		for i := range 3 {
+			select {
+			case <-a.nextChunk:
+			case <-r.Context().Done():
+				return
+			}
+			fmt.Fprintf(w, "chunk %d\n", i)
+			w.(http.Flusher).Flush()
+		}
+	})
+	mux.HandleFunc("GET /hang", func(w http.ResponseWriter, r *http.Request) {
+		a.hanging <- struct{}{}
+		select {
+		case <-r.Context().Done():
+			a.hangDone <- r.Context().Err()
+		case <-time.After(30 * time.Second):
+			a.hangDone <- errors.New("the request context never ended")
+		}
+	})
+	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		a.auths = append(a.auths, r.Header.Values("Authorization"))
+		a.keys = append(a.keys, r.Header.Get("X-Api-Key"))
+		a.mu.Unlock()
+		mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(a.Close)
+	return a
+}
+
+func (a *apiServer) seen() (auths [][]string, keys []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([][]string(nil), a.auths...), append([]string(nil), a.keys...)
+}
+
+// httpWorld serves staging-api with an injected Authorization header and
+// an X-Api-Key read from a file.
+func httpWorld(t *testing.T) (*world, *apiServer, *http.Client, string) {
+	t.Helper()
+	api := newAPIServer(t)
+	keyFile := filepath.Join(t.TempDir(), "api-key")
+	if err := os.WriteFile(keyFile, []byte("key-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t, connector.Service{
+		Name: "staging-api", Kind: mesh.KindHTTP, Upstream: api.Listener.Addr().String(), Environment: "staging",
+		HTTP: &connector.HTTP{Headers: map[string]connector.Secret{
+			"Authorization": {Value: "Bearer upstream-secret"},
+			"x-api-key":     {File: keyFile},
+		}},
+	})
+	hc, err := w.open(t, "staging-api").HTTPClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, api, hc, keyFile
+}
+
+func get(t *testing.T, hc *http.Client, url string, header http.Header) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(testCtx(t), "GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// TestHTTPInjectsCredentials: the upstream sees the connector's
+// Authorization and never the agent's, however the agent sends it; a
+// header secret rotated on disk is used from the next request.
+func TestHTTPInjectsCredentials(t *testing.T) {
+	_, api, hc, keyFile := httpWorld(t)
+	tests := []struct {
+		name   string
+		url    string
+		header http.Header
+	}{
+		{name: "path only", url: "/v1/items?owner=a"},
+		{name: "binding as host", url: "http://staging-api/v1/items?owner=a"},
+		{name: "relative path", url: "v1/items?owner=a"},
+		{name: "agent's Authorization", url: "/v1/items?owner=a", header: http.Header{"Authorization": {"Bearer agent-forged"}}},
+		{name: "two Authorizations", url: "/v1/items?owner=a", header: http.Header{"Authorization": {"Bearer a", "Bearer b"}}},
+		{name: "Connection names Authorization", url: "/v1/items?owner=a",
+			header: http.Header{"Connection": {"Authorization, X-Api-Key"}, "X-Api-Key": {"agent-key"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, _ := api.seen()
+			code, body := get(t, hc, tt.url, tt.header)
+			if code != http.StatusOK || body != "items for a" {
+				t.Fatalf("GET %s = %d %q", tt.url, code, body)
+			}
+			auths, keys := api.seen()
+			if len(auths) != len(before)+1 {
+				t.Fatalf("upstream saw %d requests, want 1", len(auths)-len(before))
+			}
+			if got := auths[len(auths)-1]; len(got) != 1 || got[0] != "Bearer upstream-secret" {
+				t.Fatalf("upstream saw Authorization %q, want only the connector's", got)
+			}
+			if got := keys[len(keys)-1]; got != "key-1" {
+				t.Fatalf("upstream saw X-Api-Key %q, want key-1", got)
+			}
+		})
+	}
+
+	if err := os.WriteFile(keyFile, []byte("key-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	get(t, hc, "/v1/items", nil)
+	if _, keys := api.seen(); keys[len(keys)-1] != "key-2" {
+		t.Fatalf("after rotation the upstream saw X-Api-Key %q, want key-2", keys[len(keys)-1])
+	}
+}
+
+// TestHTTPRefusesOtherHosts: the client of one binding reaches nothing
+// else, and says so before sending anything.
+func TestHTTPRefusesOtherHosts(t *testing.T) {
+	_, api, hc, _ := httpWorld(t)
+	tests := []struct{ name, url, want string }{
+		{name: "other host", url: "http://other-api/v1/items", want: `request for host "other-api"`},
+		{name: "an address", url: "http://10.0.0.1:8080/", want: `request for host "10.0.0.1:8080"`},
+		{name: "https", url: "https://staging-api/v1/items", want: "use http:// or a path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := hc.Get(tt.url)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "binding: staging-api") {
+				t.Fatalf("GET %s: err = %v, want one saying %q", tt.url, err, tt.want)
+			}
+		})
+	}
+	if auths, _ := api.seen(); len(auths) != 0 {
+		t.Fatalf("upstream saw %d requests, want none", len(auths))
+	}
+}
+
+// TestHTTPBodies: a 4 MiB upload arrives whole, and a streamed response
+// is read chunk by chunk while the upstream is still writing it.
+func TestHTTPBodies(t *testing.T) {
+	_, api, hc, _ := httpWorld(t)
+
+	t.Run("POST 4 MiB", func(t *testing.T) {
+		payload := make([]byte, 4<<20)
+		rand.Read(payload)
+		sum := sha256.Sum256(payload)
+		req, err := http.NewRequestWithContext(testCtx(t), "POST", "/upload", bytes.NewReader(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if want := fmt.Sprintf("%d %s", len(payload), hex.EncodeToString(sum[:])); resp.StatusCode != http.StatusOK || string(body) != want {
+			t.Fatalf("upload answered %d %q, want %q", resp.StatusCode, body, want)
+		}
+	})
+
+	t.Run("streamed response", func(t *testing.T) {
+		req, err := http.NewRequestWithContext(testCtx(t), "GET", "/stream", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.ContentLength != -1 {
+			t.Fatalf("ContentLength = %d, want a chunked body", resp.ContentLength)
+		}
+		r := bufio.NewReader(resp.Body)
+		for i := range 3 {
+			// The upstream writes chunk i only now: reading it proves that
+			// each chunk arrives while the response is still open.
+			select {
+			case api.nextChunk <- struct{}{}:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the upstream handler is gone")
+			}
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("chunk %d: %v", i, err)
+			}
+			if want := fmt.Sprintf("chunk %d\n", i); line != want {
+				t.Fatalf("read %q, want %q", line, want)
+			}
+		}
+		if rest, err := io.ReadAll(r); err != nil || len(rest) != 0 {
+			t.Fatalf("after the last chunk: %q, %v", rest, err)
+		}
+	})
+}
+
+// TestHTTPCancel: cancelling a request's context ends the upstream's
+// request: its handler sees its own context end.
+func TestHTTPCancel(t *testing.T) {
+	_, api, hc, _ := httpWorld(t)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", "/hang", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	select {
+	case <-api.hanging:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the upstream")
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("client: err = %v, want context.Canceled", err)
+	}
+	select {
+	case err := <-api.hangDone:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("upstream handler: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream's request context did not end after the agent cancelled")
+	}
+}
+
+// TestHTTPUpstreamDown: an upstream that cannot be reached is a 502 from
+// the connector that does not reveal the upstream's address.
+func TestHTTPUpstreamDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	w := newWorld(t, connector.Service{Name: "staging-api", Kind: mesh.KindHTTP, Upstream: dead, Environment: "staging"})
+	hc, err := w.open(t, "staging-api").HTTPClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Get("/v1/items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Postern-Error") != "upstream_unreachable" {
+		t.Fatalf("answer %d (%s) %q, want 502 upstream_unreachable", resp.StatusCode, resp.Header.Get("X-Postern-Error"), body)
+	}
+	_, port, _ := net.SplitHostPort(dead)
+	if !strings.Contains(string(body), "staging-api") || strings.Contains(string(body), port) {
+		t.Fatalf("502 body %q: want the binding named and the upstream address hidden", body)
+	}
+}
