@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -35,6 +36,7 @@ type options struct {
 	scaleSecs  float64
 	scaleProcs int
 	keep       bool
+	doc        string
 	verbose    bool
 	args       []string
 }
@@ -72,9 +74,9 @@ flags:
 	fs.BoolVar(&o.quick, "quick", false, "small sizes and one round: finishes in under a minute")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this `file`")
 	fs.IntVar(&o.rounds, "rounds", 0, "interleaved rounds of every test; throughput is the median, latencies are pooled (default 3, quick 1)")
-	fs.IntVar(&o.bulkMiB, "bytes", 0, "MiB moved per bulk transfer (default 512, quick 32)")
-	fs.IntVar(&o.rttN, "rtt", 0, "1 KiB round trips per round (default 20000, quick 2000)")
-	fs.IntVar(&o.opensN, "opens", 0, "opens per round (default 2000, quick 300)")
+	fs.IntVar(&o.bulkMiB, "bytes", 0, "MiB moved per bulk transfer (default 512, quick 64)")
+	fs.IntVar(&o.rttN, "rtt", 0, "1 KiB round trips per round (default 20000, quick 5000)")
+	fs.IntVar(&o.opensN, "opens", 0, "opens per round (default 2000, quick 500)")
 	fs.Float64Var(&o.loadSecs, "load-seconds", 0, "seconds of each rate test: PostgreSQL transactions, HTTP GETs (default 10, quick 2)")
 	pathList := fs.String("paths", strings.Join(allPaths, ","), "paths to measure")
 	phaseList := fs.String("phases", strings.Join(allPhases, ","), "tests to run (none for only -scale)")
@@ -86,6 +88,7 @@ flags:
 	rateList := fs.String("scale-rate", "5000", "comma-separated opens per second offered in the scale test, each an open-loop run")
 	fs.Float64Var(&o.scaleSecs, "scale-seconds", 0, "seconds of each open-rate run in the scale test (default 10, quick 3)")
 	fs.IntVar(&o.scaleProcs, "scale-per-proc", 2500, "idle sessions per client process in the scale test")
+	fs.StringVar(&o.doc, "doc", "", "also write the tables into this Markdown `file`, between the lines "+docBegin+" and "+docEnd)
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, audit trail, ssh keys)")
 	fs.BoolVar(&o.verbose, "v", false, "print each measurement as it is taken")
 	if err := fs.Parse(args); err != nil {
@@ -111,9 +114,9 @@ flags:
 		}
 	}
 	def(&o.rounds, 3, 1)
-	def(&o.bulkMiB, 512, 32)
-	def(&o.rttN, 20000, 2000)
-	def(&o.opensN, 2000, 300)
+	def(&o.bulkMiB, 512, 64)
+	def(&o.rttN, 20000, 5000)
+	def(&o.opensN, 2000, 500)
 	deff(&o.loadSecs, 10, 2)
 	deff(&o.scaleSecs, 10, 3)
 	var err error
@@ -162,6 +165,8 @@ func list(s string, known []string) ([]string, error) {
 			out = append(out, f)
 		}
 	}
+	// The table's order, whatever the flag's.
+	slices.SortFunc(out, func(a, b string) int { return slices.Index(known, a) - slices.Index(known, b) })
 	return out, nil
 }
 
@@ -192,10 +197,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 // runner is one run of the bench.
 type runner struct {
-	o        *options
-	out, log io.Writer
-	dir      string
-	started  time.Time
+	o         *options
+	out, log  io.Writer
+	dir       string
+	started   time.Time
+	loadStart string
 
 	upstream  *proc
 	up        upstreamReady
@@ -205,6 +211,8 @@ type runner struct {
 	keys      *meshKeys
 	relayInfo relayReady
 	relay     *proc // Postern's
+	pg        *pgServer
+	pgErr     error
 	pgInfo    string
 
 	accs     map[phaseKey]*acc
@@ -212,7 +220,8 @@ type runner struct {
 	errors   []string
 	profiles []string
 	scale    *scaleReport
-	extras   []*metric
+
+	selfProfile *os.File // the agent's CPU profile, while one is taken
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -221,6 +230,7 @@ func (r *runner) logf(format string, args ...any) {
 
 func (r *runner) run() (err error) {
 	r.started = time.Now()
+	r.loadStart = loadavg()
 	r.dir, err = os.MkdirTemp("", "postern-bench-")
 	if err != nil {
 		return err
@@ -263,7 +273,14 @@ func (r *runner) run() (err error) {
 		}
 	}
 	rep := r.report()
-	r.printTable(rep)
+	var table bytes.Buffer
+	r.printTable(io.MultiWriter(r.out, &table), rep)
+	if r.o.doc != "" {
+		if err := updateDoc(r.o.doc, table.Bytes()); err != nil {
+			return err
+		}
+		r.logf("tables written into %s", r.o.doc)
+	}
 	if r.o.jsonPath != "" {
 		if err := writeJSON(r.o.jsonPath, rep); err != nil {
 			return err
@@ -283,6 +300,7 @@ func (r *runner) setup() error {
 	}
 	r.upstream = up
 	r.stops = append(r.stops, up.stop)
+	r.postgres()
 	me := self()
 	for _, name := range r.o.paths {
 		var p *path
@@ -300,12 +318,16 @@ func (r *runner) setup() error {
 				r.logf("ssh -L: skipped: %s", why)
 				continue
 			}
-			var t *sshTunnel
-			t, err = startSSH(r.dir, r.up.Addr, r.o.sshCipher)
-			if err == nil {
-				r.stops = append(r.stops, t.stop)
-				p = tcpPath(pathSSH, t.addr, []*proc{me, t.ssh, t.sshd, up})
+			t, err := startSSH(r.dir, r.up.Addr, r.o.sshCipher)
+			if err != nil {
+				// Installed but not startable here (no privilege
+				// separation user, say): not the bench's failure.
+				r.skipped[pathSSH] = "could not start sshd and ssh -L: " + err.Error()
+				r.logf("ssh -L: skipped: %v", err)
+				continue
 			}
+			r.stops = append(r.stops, t.stop)
+			p = tcpPath(pathSSH, t.addr, []*proc{me, t.ssh, t.sshd, up})
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -409,19 +431,25 @@ func (r *runner) acc(phase, path string) *acc {
 
 // measure runs f on p, accounting the CPU of p's processes to the test.
 func (r *runner) measure(phase string, p *path, f func(a *acc) error) {
-	a := r.acc(phase, p.name)
+	r.measureOn(phase, p.name, p.procs, f)
+}
+
+// measureOn runs f as the test phase on path, accounting the CPU of procs
+// to it.
+func (r *runner) measureOn(phase, path string, procs []*proc, f func(a *acc) error) {
+	a := r.acc(phase, path)
 	if a.err != "" {
 		return // failed in an earlier round
 	}
-	s0 := sampleCPU(p.procs)
+	s0 := sampleCPU(procs)
 	err := f(a)
-	for name, d := range s0.since(p.procs) {
+	for name, d := range s0.since(procs) {
 		a.cpu[name] += d
 	}
 	if err != nil {
 		a.err = err.Error()
-		r.errors = append(r.errors, fmt.Sprintf("%s on %s: %v", phase, p.name, err))
-		r.logf("%-12s %-10s FAILED: %v", phase, p.name, err)
+		r.errors = append(r.errors, fmt.Sprintf("%s on %s: %v", phase, path, err))
+		r.logf("%-12s %-10s FAILED: %v", phase, path, err)
 	}
 }
 
@@ -535,8 +563,6 @@ func (r *runner) profileFile(p *proc) string {
 	return filepath.Join(r.o.profileDir, p.name+".pprof")
 }
 
-var selfProfile *os.File
-
 func (r *runner) startProfiles() {
 	for _, p := range r.profiled() {
 		f := r.profileFile(p)
@@ -549,7 +575,7 @@ func (r *runner) startProfiles() {
 	f, err := os.Create(filepath.Join(r.o.profileDir, "agent.pprof"))
 	if err == nil {
 		if pprof.StartCPUProfile(f) == nil {
-			selfProfile = f
+			r.selfProfile = f
 			r.profiles = append(r.profiles, f.Name())
 		} else {
 			f.Close()
@@ -563,10 +589,10 @@ func (r *runner) stopProfiles() {
 			r.logf("profile: %v", err)
 		}
 	}
-	if selfProfile != nil {
+	if r.selfProfile != nil {
 		pprof.StopCPUProfile()
-		selfProfile.Close()
-		selfProfile = nil
+		r.selfProfile.Close()
+		r.selfProfile = nil
 	}
 	r.logf("CPU profiles (bulk and 1 KiB RTT, round 1) in %s", r.o.profileDir)
 }

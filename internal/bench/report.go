@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -18,6 +21,7 @@ type Report struct {
 	Seconds float64           `json:"seconds"`
 	Command string            `json:"command"`
 	Machine Machine           `json:"machine"`
+	Source  Source            `json:"source"`
 	Options map[string]any    `json:"options"`
 	Paths   []string          `json:"paths"`
 	Skipped map[string]string `json:"skipped,omitempty"`
@@ -28,6 +32,42 @@ type Report struct {
 	Profiles []string     `json:"profiles,omitempty"`
 	Scale    *scaleReport `json:"scale,omitempty"`
 	Errors   []string     `json:"errors,omitempty"`
+	// LoadAvg is /proc/loadavg when the run started and when it ended:
+	// other work on the machine shows there, and in the numbers.
+	LoadAvg [2]string `json:"loadavg"`
+}
+
+// Source is the code that was measured.
+type Source struct {
+	Revision string `json:"revision,omitempty"`
+	// Modified says the work tree had changes not committed.
+	Modified bool `json:"modified"`
+}
+
+// source reads the revision from the build, or from git in the current
+// directory (go run does not stamp it).
+func source() Source {
+	var s Source
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, kv := range bi.Settings {
+			switch kv.Key {
+			case "vcs.revision":
+				s.Revision = kv.Value
+			case "vcs.modified":
+				s.Modified = kv.Value == "true"
+			}
+		}
+	}
+	if s.Revision != "" {
+		return s
+	}
+	if out, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+		s.Revision = strings.TrimSpace(string(out))
+		if out, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil {
+			s.Modified = len(strings.TrimSpace(string(out))) > 0
+		}
+	}
+	return s
 }
 
 // Machine is what the numbers were measured on.
@@ -89,6 +129,7 @@ func (r *runner) report() *Report {
 		Seconds: time.Since(r.started).Seconds(),
 		Command: "postern bench " + strings.Join(r.o.args, " "),
 		Machine: machine(r.pgInfo),
+		Source:  source(),
 		Options: map[string]any{
 			"quick": r.o.quick, "rounds": r.o.rounds, "bulk_mib": r.o.bulkMiB, "rtt": r.o.rttN, "opens": r.o.opensN,
 			"load_seconds": r.o.loadSecs, "audit": r.o.audit, "extra_policies": r.o.policies, "ssh_cipher": r.o.sshCipher,
@@ -98,6 +139,7 @@ func (r *runner) report() *Report {
 		Profiles: r.profiles,
 		Scale:    r.scale,
 		Errors:   r.errors,
+		LoadAvg:  [2]string{r.loadStart, loadavg()},
 	}
 	for _, p := range r.paths {
 		rep.Paths = append(rep.Paths, p.name)
@@ -245,7 +287,18 @@ func (r *runner) metrics() []*metric {
 			return us(cpu) / float64(a.ops), found
 		})
 	}
-	ms = append(ms, r.extras...)
+	add("pg-select1.p50", "PostgreSQL SELECT 1, p50", "us", false, lat("pg-select1", 0.5))
+	add("pg-select1.p99", "PostgreSQL SELECT 1, p99", "us", false, lat("pg-select1", 0.99))
+	rate := func(a *acc) (float64, bool) {
+		if a == nil || a.err != "" || a.load == nil {
+			return 0, false
+		}
+		return a.load.Achieved, true
+	}
+	add("pg-tx8", "PostgreSQL TPC-B-like transactions, 8 clients", "tx/s", true, rate)
+	add("http-get.p50", "HTTP GET, 1 client, p50", "us", false, lat("http-get", 0.5))
+	add("http-get.p99", "HTTP GET, 1 client, p99", "us", false, lat("http-get", 0.99))
+	add("http-get8", "HTTP GETs, 8 clients", "GET/s", true, rate)
 	for _, m := range ms {
 		d, hasD := m.Values[pathDirect]
 		b, hasB := m.Values[pathBare]
@@ -285,8 +338,16 @@ func hasRole(p *path, role string) bool {
 	return false
 }
 
-func (r *runner) printTable(rep *Report) {
-	w := r.out
+func (r *runner) printTable(w io.Writer, rep *Report) {
+	m := rep.Machine
+	fmt.Fprintf(w, "%s, %d cores, Linux %s, %s, quic-go %s", m.CPU, m.Cores, m.Kernel, m.Go, m.QUICGo)
+	if rev := rep.Source.Revision; rev != "" {
+		fmt.Fprintf(w, ", revision %.12s", rev)
+		if rep.Source.Modified {
+			fmt.Fprintf(w, " (modified)")
+		}
+	}
+	fmt.Fprintf(w, "\n%s\nload average at start %s, at end %s\n", rep.Command, rep.LoadAvg[0], rep.LoadAvg[1])
 	paths := rep.Paths
 	ratioCols := []struct{ path, vs, title string }{}
 	if slices.Contains(paths, pathPostern) {
@@ -404,4 +465,43 @@ func machine(pg string) Machine {
 		m.SSH = strings.TrimSpace(string(out))
 	}
 	return m
+}
+
+// loadavg returns the 1, 5 and 15 minute load averages.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// The lines between which -doc writes the tables.
+const (
+	docBegin = "<!-- postern-bench:begin -->"
+	docEnd   = "<!-- postern-bench:end -->"
+)
+
+// updateDoc replaces what lies between docBegin and docEnd in the
+// Markdown file path with text.
+func updateDoc(path string, text []byte) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	i := bytes.Index(b, []byte(docBegin+"\n"))
+	j := bytes.Index(b, []byte(docEnd))
+	if i < 0 || j < i {
+		return errors.New(path + ": no " + docBegin + " ... " + docEnd + " section to write the tables into")
+	}
+	var out bytes.Buffer
+	out.Write(b[:i+len(docBegin)+1])
+	out.Write(bytes.TrimSpace(text))
+	out.WriteString("\n")
+	out.Write(b[j:])
+	return os.WriteFile(path, out.Bytes(), 0o644)
 }

@@ -25,8 +25,11 @@ type scaleReport struct {
 
 type pacedRun struct {
 	loadResult
-	// RelayCPUPerOpen is the relay's CPU per open.
+	// RelayCPUPerOpen is the relay's CPU per open; NetCPUPerOpen the
+	// same without what the relay spends idle in as long (keep-alives of
+	// the idle sessions).
 	RelayCPUPerOpen float64 `json:"relay_cpu_us_per_open"`
+	NetCPUPerOpen   float64 `json:"relay_net_cpu_us_per_open"`
 }
 
 type scalePoint struct {
@@ -41,6 +44,9 @@ type scalePoint struct {
 	HeapInuse      uint64  `json:"relay_heap_inuse_bytes"`
 	HeapPerSession float64 `json:"relay_heap_bytes_per_session"`
 	Goroutines     int     `json:"relay_goroutines"`
+	// IdleCPU is the relay's CPU while the sessions are idle (keep-alives),
+	// in percent of one core.
+	IdleCPU float64 `json:"relay_idle_cpu_percent"`
 	// Paced are open loops at the offered rates; Max is a closed loop
 	// of back-to-back openers.
 	Paced []*pacedRun `json:"paced"`
@@ -96,7 +102,12 @@ func (r *runner) runScale(ctx context.Context) error {
 	}
 	rep := &scaleReport{Openers: scaleOpeners}
 	r.scale = rep
-	time.Sleep(2 * time.Second)
+	// Let the setup's garbage be collected before taking the baseline.
+	settle := 3 * time.Second
+	if r.o.quick {
+		settle = time.Second
+	}
+	time.Sleep(settle)
 	if rep.BaselineRSS, err = relay.rss(); err != nil {
 		return err
 	}
@@ -147,7 +158,7 @@ func (r *runner) runScale(ctx context.Context) error {
 		pt.Connected, pt.Failed = connected, failed
 		pt.ConnectSeconds = time.Since(t0).Seconds()
 		r.logf("scale: %d sessions connected (%d failed) in %.1fs", connected, failed, pt.ConnectSeconds)
-		time.Sleep(3 * time.Second) // let handshakes' garbage be collected
+		time.Sleep(settle) // let handshakes' garbage be collected
 		if pt.RSS, err = relay.rss(); err != nil {
 			return err
 		}
@@ -165,7 +176,11 @@ func (r *runner) runScale(ctx context.Context) error {
 			pt.RSSPerSession = float64(pt.RSS-rep.BaselineRSS) / float64(connected)
 			pt.HeapPerSession = (float64(pt.HeapInuse) - float64(rep.BaselineHeap)) / float64(connected)
 		}
-		r.logf("scale: relay %s resident (%.1f KiB per session), %d goroutines", mib(pt.RSS), pt.RSSPerSession/1024, pt.Goroutines)
+		idle := 2 * settle
+		s0 := sampleCPU([]*proc{relay})
+		time.Sleep(idle)
+		pt.IdleCPU = 100 * s0.since([]*proc{relay})["relay"].Seconds() / idle.Seconds()
+		r.logf("scale: relay %s resident (%.1f KiB per session), %d goroutines, %.1f%% of a core while idle", mib(pt.RSS), pt.RSSPerSession/1024, pt.Goroutines, pt.IdleCPU)
 
 		var next atomic.Uint64
 		op := func(ctx context.Context) error {
@@ -181,6 +196,8 @@ func (r *runner) runScale(ctx context.Context) error {
 			cpu := s0.since([]*proc{relay, conn})
 			if paced.Ops > 0 {
 				paced.RelayCPUPerOpen = us(cpu["relay"]) / float64(paced.Ops)
+				idle := time.Duration(pt.IdleCPU / 100 * paced.Seconds * float64(time.Second))
+				paced.NetCPUPerOpen = us(cpu["relay"]-idle) / float64(paced.Ops)
 			}
 			pt.Paced = append(pt.Paced, paced)
 			r.logf("scale: %d sessions: offered %.0f opens/s, achieved %.0f/s, %s, %d errors", connected, paced.Offered, paced.Achieved, latLine(paced.Latency), paced.Errors)
@@ -204,12 +221,12 @@ func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func (s *scaleReport) print(w io.Writer) {
 	fmt.Fprintf(w, "\nScale: idle agent sessions on one relay process (baseline %s resident), then binding opens (open + first byte) from %d more sessions\n\n", mib(s.BaselineRSS), s.Openers)
-	fmt.Fprintf(w, "| sessions | connected | relay RSS | RSS per session | heap per session | relay goroutines |\n")
-	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| sessions | connected | relay RSS | RSS per session | heap per session | relay goroutines | relay CPU while idle |\n")
+	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range s.Points {
-		fmt.Fprintf(w, "| %d | %d | %s | %.1f KiB | %.1f KiB | %d |\n", p.Sessions, p.Connected, mib(p.RSS), p.RSSPerSession/1024, p.HeapPerSession/1024, p.Goroutines)
+		fmt.Fprintf(w, "| %d | %d | %s | %.1f KiB | %.1f KiB | %d | %.1f%% of a core |\n", p.Sessions, p.Connected, mib(p.RSS), p.RSSPerSession/1024, p.HeapPerSession/1024, p.Goroutines, p.IdleCPU)
 	}
-	fmt.Fprintf(w, "\n| sessions | offered opens/s | achieved opens/s | p50 | p99 | p99.9 | errors | relay CPU per open |\n")
+	fmt.Fprintf(w, "\n| sessions | offered opens/s | achieved opens/s | p50 | p99 | p99.9 | errors | relay CPU per open (idle cost taken out) |\n")
 	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range s.Points {
 		for _, l := range p.Paced {
@@ -217,7 +234,7 @@ func (s *scaleReport) print(w io.Writer) {
 				fmt.Fprintf(w, "| %d | %.0f | %.0f | – | – | – | %d | – |\n", p.Connected, l.Offered, l.Achieved, l.Errors)
 				continue
 			}
-			fmt.Fprintf(w, "| %d | %.0f | %.0f | %s | %s | %s | %d | %.0f us |\n", p.Connected, l.Offered, l.Achieved, dur(l.Latency.P50), dur(l.Latency.P99), dur(l.Latency.P999), l.Errors, l.RelayCPUPerOpen)
+			fmt.Fprintf(w, "| %d | %.0f | %.0f | %s | %s | %s | %d | %.0f us |\n", p.Connected, l.Offered, l.Achieved, dur(l.Latency.P50), dur(l.Latency.P99), dur(l.Latency.P999), l.Errors, l.NetCPUPerOpen)
 		}
 		if l := p.Max; l != nil && l.Latency != nil {
 			fmt.Fprintf(w, "| %d | back to back, %d at a time | %.0f | %s | %s | %s | %d | |\n", p.Connected, l.Workers, l.Achieved, dur(l.Latency.P50), dur(l.Latency.P99), dur(l.Latency.P999), l.Errors)

@@ -1,0 +1,175 @@
+package bench
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary be the bench's children too: the bench
+// re-executes its own binary for each endpoint.
+func TestMain(m *testing.M) {
+	if handled, code := RunRole(os.Args); handled {
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// TestQuickRun runs the byte-moving tests with tiny sizes on direct, the
+// bare relay and Postern, each endpoint in its own process, and checks
+// that the instrument measured everything it should, every byte
+// verified. It asserts nothing about the numbers.
+func TestQuickRun(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "bench.json")
+	var stdout, stderr bytes.Buffer
+	code := Main([]string{"-quick", "-paths", "direct,bare-quic,postern", "-phases", "bulk,rtt,open",
+		"-bytes", "1", "-rtt", "200", "-opens", "30", "-json", out}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Errors) > 0 {
+		t.Fatalf("errors: %q", rep.Errors)
+	}
+	want := map[string]bool{}
+	for _, b := range bulkPhases {
+		want[b.name] = true
+	}
+	want["rtt-1k.p99"], want["open.p50"], want["cpu-per-gb.relay"] = true, true, true
+	for _, m := range rep.Metrics {
+		if !want[m.Key] {
+			continue
+		}
+		delete(want, m.Key)
+		for _, p := range []string{pathDirect, pathBare, pathPostern} {
+			if _, ok := m.Values[p]; !ok && !(m.Key == "cpu-per-gb.relay" && p == pathDirect) {
+				t.Errorf("metric %s has no value for %s", m.Key, p)
+			}
+		}
+		if _, ok := m.VsBare[pathPostern]; !ok {
+			t.Errorf("metric %s has no ratio of postern to the bare relay", m.Key)
+		}
+	}
+	for k := range want {
+		t.Errorf("no metric %s", k)
+	}
+	for _, r := range rep.Tests {
+		if strings.HasPrefix(r.Test, "bulk-") && r.Bytes != 1<<20 {
+			t.Errorf("%s on %s moved %d bytes, want %d", r.Test, r.Path, r.Bytes, 1<<20)
+		}
+	}
+	if !strings.Contains(stdout.String(), "| postern ÷ bare |") {
+		t.Errorf("no table with the ratio to the bare relay:\n%s", stdout.String())
+	}
+}
+
+// TestScaleRun holds a few idle sessions and opens bindings at a low
+// rate.
+func TestScaleRun(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "bench.json")
+	var stdout, stderr bytes.Buffer
+	code := Main([]string{"-quick", "-phases", "none", "-scale", "20", "-scale-per-proc", "10", "-scale-rate", "200", "-scale-seconds", "0.5", "-json", out}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Scale == nil || len(rep.Scale.Points) != 1 {
+		t.Fatalf("scale report: %+v", rep.Scale)
+	}
+	pt := rep.Scale.Points[0]
+	if pt.Connected != 20 || pt.RelayAgents != 20+scaleOpeners {
+		t.Errorf("connected %d sessions, relay counts %d agents; want 20 and %d", pt.Connected, pt.RelayAgents, 20+scaleOpeners)
+	}
+	if pt.RSS <= 0 || len(pt.Paced) != 1 || pt.Paced[0].Ops == 0 || pt.Paced[0].Errors != 0 {
+		t.Errorf("scale point: %+v", pt)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	l := make(latencies, 1000)
+	for i := range l {
+		l[i] = time.Duration(i+1) * time.Microsecond // sorted: 1 us .. 1000 us
+	}
+	tests := []struct {
+		name string
+		q    float64
+		want time.Duration
+	}{
+		{"p50", 0.5, 500 * time.Microsecond},
+		{"p99", 0.99, 990 * time.Microsecond},
+		{"p99.9", 0.999, 999 * time.Microsecond},
+		{"max", 1, 1000 * time.Microsecond},
+		{"min", 0, 1 * time.Microsecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := l.percentile(tt.q); got != tt.want {
+				t.Errorf("percentile(%v) = %v, want %v", tt.q, got, tt.want)
+			}
+		})
+	}
+	if s := (latencies{3, 1, 2}).summary(); s.N != 3 || s.P50 != us(2) || s.Max != us(3) {
+		t.Errorf("summary of unsorted latencies: %+v", s)
+	}
+}
+
+func TestPatternSum(t *testing.T) {
+	// The upstream's upload check and the driver's download check agree
+	// with a plain SHA-256 of the pattern, across the block boundary.
+	for _, n := range []int64{0, 1, ioSize, patternSize, patternSize + 12345} {
+		var buf bytes.Buffer
+		if err := writePattern(&buf, n); err != nil {
+			t.Fatal(err)
+		}
+		if int64(buf.Len()) != n || sha256.Sum256(buf.Bytes()) != patternSum(n) {
+			t.Errorf("pattern of %d bytes: wrote %d, sums differ", n, buf.Len())
+		}
+	}
+}
+
+func TestUpdateDoc(t *testing.T) {
+	tests := []struct {
+		name, doc, want string
+		fails           bool
+	}{
+		{"replaces", "# B\n\n" + docBegin + "\nold\n" + docEnd + "\n\nreading\n", "# B\n\n" + docBegin + "\nnew table\n" + docEnd + "\n\nreading\n", false},
+		{"empty section", docBegin + "\n" + docEnd + "\n", docBegin + "\nnew table\n" + docEnd + "\n", false},
+		{"no markers", "# B\n", "# B\n", true},
+		{"markers reversed", docEnd + "\n" + docBegin + "\n", docEnd + "\n" + docBegin + "\n", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "B.md")
+			if err := os.WriteFile(p, []byte(tt.doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := updateDoc(p, []byte("\nnew table\n\n"))
+			if (err != nil) != tt.fails {
+				t.Fatalf("err = %v, want failure %v", err, tt.fails)
+			}
+			got, _ := os.ReadFile(p)
+			if string(got) != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
