@@ -79,7 +79,13 @@ func (c *Connector) servePostgres(st *quic.Stream, down *transport.Conn, svc *Se
 	down.SetReadDeadline(time.Now().Add(pgStartupTimeout))
 	msg, err := pgAcceptStartup(down)
 	if err != nil {
-		log.Warn("connector: agent's PostgreSQL startup refused", "err", err)
+		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			// The agent went away before its startup message (its connect
+			// was cancelled): nothing went wrong here.
+			log.Debug("connector: agent left before its PostgreSQL startup", "err", err)
+		} else {
+			log.Warn("connector: agent's PostgreSQL startup refused", "err", err)
+		}
 		pgTerminate(up)
 		pgFatal(down, "08P01", "postern: "+err.Error())
 		return
