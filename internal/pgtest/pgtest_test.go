@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,16 +16,23 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Main(m)) }
 
+var runs atomic.Int32
+
 // TestPasswordAuth: the server asks TCP logins for a SCRAM password, and
 // the helpers make roles and databases that log in with theirs.
 func TestPasswordAuth(t *testing.T) {
 	s := pgtest.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.CreateRole(ctx, "app's role", "pa'ss"); err != nil {
+	// Quotes and spaces in the names and password must survive the
+	// helpers' quoting; the counter keeps -count=N runs apart on the one
+	// shared server.
+	n := runs.Add(1)
+	role, db := fmt.Sprintf("app's role %d", n), fmt.Sprintf("app db %d", n)
+	if err := s.CreateRole(ctx, role, "pa'ss"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateDatabase(ctx, "app db", "app's role"); err != nil {
+	if err := s.CreateDatabase(ctx, db, role); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -32,9 +40,9 @@ func TestPasswordAuth(t *testing.T) {
 		wantCode                 string // SQLSTATE; empty means the login works
 	}{
 		{name: "superuser", user: s.User, password: s.Password, db: "postgres"},
-		{name: "new role", user: "app's role", password: "pa'ss", db: "app db"},
-		{name: "wrong password", user: "app's role", password: "wrong", db: "app db", wantCode: "28P01"},
-		{name: "no password", user: "app's role", password: "", db: "app db", wantCode: "28P01"},
+		{name: "new role", user: role, password: "pa'ss", db: db},
+		{name: "wrong password", user: role, password: "wrong", db: db, wantCode: "28P01"},
+		{name: "no password", user: role, password: "", db: db, wantCode: "28P01"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
