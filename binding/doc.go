@@ -41,8 +41,10 @@
 // refuses fails the agent's connect with an error matching
 // [mesh.ErrUpstream], which names no secret. Runtime parameters in the
 // agent's startup message (application_name, search_path) are not
-// applied; use SET. For HTTP the connector sets the configured headers,
-// replacing any the agent sent under the same names.
+// applied; use SET. The session's application_name is
+// "postern:<agent>", so that pg_stat_activity shows which agent a session
+// serves. For HTTP the connector sets the configured headers, replacing
+// any the agent sent under the same names.
 //
 // # Usage
 //

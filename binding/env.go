@@ -69,7 +69,7 @@ func DefaultClient() (*mesh.Client, error) {
 //     token, or a file holding it. The file is read again each time the
 //     client needs a token (to connect, and before the one in use
 //     expires), so a token rotated on disk is picked up by the live
-//     session.
+//     session. Replace the file atomically (write, then rename over).
 //   - POSTERN_RELAY_CA or POSTERN_RELAY_PIN (exactly one): how to trust
 //     the relay, a PEM file of CAs or the pin of its certificate
 //     ("sha256:<hex>", as the relay prints it).
