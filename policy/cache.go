@@ -7,12 +7,13 @@ import (
 )
 
 // A decisionCache remembers the decisions of one Set for prepared principals
-// and resources (those of NewPrincipal and NewResource). It is keyed on
-// their identity, not their fields: a prepared value is immutable once its
-// fields are checked against its form, so a new token (a new NewPrincipal)
-// or a changed catalog entry is a new key, and what an old key decided stays
-// true for as long as the Set lives. The Set is immutable too, so nothing
-// is ever invalidated: a reload is a new Set with an empty cache.
+// and resources (those of NewPrincipal and NewResource). It is keyed on the
+// identity of their forms, not on their fields: a form never changes, and
+// Authorize uses it only while the request's fields still match it, so a
+// new token (a new NewPrincipal) or a new catalog entry is a new key, and
+// what an old key decided stays true for as long as the Set lives. The Set
+// never changes either, so nothing is ever invalidated: a reload is a new
+// Set with an empty cache.
 //
 // Only decisions that do not depend on the context are stored: those whose
 // candidate policies never mention `context` (time, source_ip and details
