@@ -304,3 +304,21 @@ func TestExpiredSessionEnds(t *testing.T) {
 		return false
 	})
 }
+
+// TestExpiredSessionThenDial: once the relay has ended a session for an
+// expired token, the next dial reconnects, is refused, and says why
+// (unauthenticated, token_expired) rather than "unavailable".
+func TestExpiredSessionThenDial(t *testing.T) {
+	w := newWorld(t, meshtest.Options{Leeway: -1})
+	tok := w.Token(identity.Claims{Subject: "static", Role: identity.RoleAgent, Groups: []string{"coding-agents"}, ExpiresAt: time.Now().Add(time.Second)})
+	agent := w.Client(tok)
+	if err := agent.Connect(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	_, err := agent.Dial(ctx(t), "tcp", "staging-db")
+	var me *mesh.Error
+	if !errors.As(err, &me) || !errors.Is(err, mesh.ErrUnauthenticated) || me.Reason != "token_expired" {
+		t.Fatalf("dial after the token expired: %v, want ErrUnauthenticated with reason token_expired", err)
+	}
+}

@@ -202,7 +202,7 @@ func (c *Client) dial(ctx context.Context, network, name string, early bool) (ne
 		if err != nil {
 			var me *Error
 			if !errors.As(err, &me) {
-				err = &Error{Op: "open", Binding: name, Err: fmt.Errorf("%w: %w", ErrUnavailable, err)}
+				err = sessionErr(ctx, "open", name, err)
 			}
 			return nil, err
 		}
@@ -333,9 +333,9 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 
 // sessionErr turns an error from the session layer into an *Error.
 func sessionErr(ctx context.Context, op, binding string, err error) error {
-	var rej *sess.RejectError
+	rej := sess.CloseReason(err) // the relay closed the connection, saying why
 	switch {
-	case errors.As(err, &rej):
+	case rej != nil || errors.As(err, &rej):
 		return &Error{Op: op, Binding: binding, Err: codeErr(rej.Code), Reason: rej.Reason, Message: rej.Message}
 	case ctx.Err() != nil:
 		return &Error{Op: op, Binding: binding, Err: ctxErr(ctx), Message: "talking to the relay"}

@@ -52,6 +52,7 @@ type Options struct {
 	Policies string         // Cedar source; empty means Policies
 	Limits   relay.Limits   // relay limits
 	Bindings []mesh.Binding // declared bindings
+	Leeway   time.Duration  // the verifier's clock-skew leeway (negative: none)
 }
 
 // Mesh is a running relay and what is needed to join it.
@@ -81,7 +82,7 @@ func New(t testing.TB, opts Options) *Mesh {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := identity.NewVerifier(context.Background(), identity.VerifierConfig{Audience: Audience, Issuer: Issuer, KeySet: jwks})
+	v, err := identity.NewVerifier(context.Background(), identity.VerifierConfig{Audience: Audience, Issuer: Issuer, KeySet: jwks, Leeway: opts.Leeway})
 	if err != nil {
 		t.Fatal(err)
 	}
