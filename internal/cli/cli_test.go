@@ -50,6 +50,7 @@ func TestHelp(t *testing.T) {
 		{"policy", []string{"policy", "--help"}, "postern policy validate"},
 		{"policy validate", []string{"policy", "validate", "--help"}, "-principal-attribute name=Type"},
 		{"policy check", []string{"policy", "check", "--help"}, "-resource name"},
+		{"dev", []string{"dev", "--help"}, "staging-echo"},
 		{"version", []string{"version", "--help"}, "Go version"},
 		{"pin", []string{"pin", "--help"}, "POSTERN_RELAY_PIN"},
 	}

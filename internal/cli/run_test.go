@@ -88,4 +88,3 @@ func TestPolicyWatcher(t *testing.T) {
 		t.Errorf("forced reload: %q", ids())
 	}
 }
-

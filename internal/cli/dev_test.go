@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/mesh"
+)
+
+// TestDev runs postern dev's mesh in process, without PostgreSQL, and uses
+// it as an agent would: the catalog, a TCP binding, an HTTP binding whose
+// credential the connector holds, a denial naming its policy.
+func TestDev(t *testing.T) {
+	var audit, logs syncBuffer
+	dir := t.TempDir()
+	m, err := startDev(context.Background(), devOptions{
+		listen: "127.0.0.1:0", dir: dir, ttl: time.Hour,
+		log: slog.New(slog.NewTextHandler(&logs, nil)), audit: &audit,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.stop()
+
+	var banner bytes.Buffer
+	m.printBanner(&banner)
+	env := map[string]string{}
+	for _, line := range strings.Split(banner.String(), "\n") {
+		if rest, ok := strings.CutPrefix(line, "export "); ok {
+			k, v, _ := strings.Cut(rest, "=")
+			env[k] = v
+		}
+	}
+	if env["POSTERN_RELAY"] != m.relay.Addr().String() || env["POSTERN_RELAY_PIN"] != m.pin || env["POSTERN_TOKEN_FILE"] != filepath.Join(dir, "coding-agent.token") {
+		t.Fatalf("banner exports %v:\n%s", env, banner.String())
+	}
+	for _, want := range []string{"staging-api", "deny (forbid-financial)", "allow (oncall-prod)", "PostgreSQL: skipped"} {
+		if !strings.Contains(banner.String(), want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner.String())
+		}
+	}
+
+	tok, err := os.ReadFile(env["POSTERN_TOKEN_FILE"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := mesh.NewClient(mesh.Config{Relay: env["POSTERN_RELAY"], Pin: env["POSTERN_RELAY_PIN"], Token: strings.TrimSpace(string(tok))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cat, err := c.Catalog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, b := range cat {
+		names = append(names, b.Name)
+	}
+	if strings.Join(names, ",") != "staging-api,staging-echo" {
+		t.Errorf("coding agent's catalog %v", names)
+	}
+
+	conn, err := c.Dial(ctx, "tcp", "staging-echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(conn, "ping\n")
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	conn.Close()
+	if err != nil || line != "ping\n" {
+		t.Errorf("echo: %q %v", line, err)
+	}
+
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+		return c.Dial(ctx, "tcp", addr)
+	}}}
+	defer hc.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://staging-api/orders", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct{ Orders []map[string]any }
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(body.Orders) != 3 {
+		t.Errorf("GET /orders through the binding: %s, %d orders (the connector must inject the Authorization header)", resp.Status, len(body.Orders))
+	}
+
+	_, err = c.Dial(ctx, "tcp", "prod-finance")
+	var me *mesh.Error
+	if !errors.Is(err, mesh.ErrDenied) || !errors.As(err, &me) || strings.Join(me.Policies, ",") != "forbid-financial" {
+		t.Errorf("prod-finance: %v", err)
+	}
+	waitFor(t, "the audit events", func() bool {
+		a := audit.String()
+		return strings.Contains(a, `"msg":"open.deny"`) && strings.Contains(a, `"msg":"open.allow"`)
+	})
+	for _, secret := range []string{strings.TrimSpace(string(tok)), "Bearer "} {
+		if strings.Contains(audit.String(), secret) || strings.Contains(logs.String(), secret) || strings.Contains(banner.String(), secret) {
+			t.Errorf("a secret appears in the output: %.20q", secret)
+		}
+	}
+}
