@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +27,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/postern/postern/internal/pgtest"
 	"github.com/postern/postern/mesh"
 )
 
@@ -32,7 +35,8 @@ import (
 var bin struct {
 	dir     string
 	postern string
-	agent   string
+	agent   string            // testdata/agent: catalog, and any TCP binding named
+	example map[string]string // examples/<name>: the agents the README runs
 }
 
 const testVersion = "v0.0.0-test"
@@ -48,10 +52,20 @@ func TestMain(m *testing.M) {
 		bin.dir = dir
 		bin.postern = filepath.Join(dir, "postern")
 		bin.agent = filepath.Join(dir, "agent")
-		for _, b := range []struct{ out, pkg, ldflags string }{
+		builds := []struct{ out, pkg, ldflags string }{
 			{bin.postern, ".", "-X github.com/postern/postern/internal/cli.Version=" + testVersion},
 			{bin.agent, "./testdata/agent", ""},
-		} {
+		}
+		bin.example = map[string]string{}
+		for _, name := range []string{"tcp-agent", "http-agent", "coding-agent"} {
+			bin.example[name] = filepath.Join(dir, name)
+			builds = append(builds, struct{ out, pkg, ldflags string }{bin.example[name], "github.com/postern/postern/examples/" + name, ""})
+		}
+		for _, b := range builds {
+			// Not -race: a race-enabled binary takes about a second to
+			// start here, and these tests start dozens. The command's own
+			// concurrency (policy reloads, signals, the dev mesh) is
+			// tested in process, under -race, in internal/cli.
 			cmd := exec.Command("go", "build", "-o", b.out, "-ldflags", b.ldflags, b.pkg)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", b.pkg, err, out)
@@ -240,6 +254,25 @@ func echoServer(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// ordersAPI is a private HTTP API that answers only requests carrying
+// the Authorization header auth, which the connector injects.
+func ordersAPI(t *testing.T, auth string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != auth {
+			http.Error(w, "wrong or missing Authorization", http.StatusUnauthorized)
+			return
+		}
+		if r.URL.Path != "/orders" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, `{"orders":[{"id":1,"item":"keyboard","status":"shipped"},{"id":2,"item":"monitor","status":"processing"}]}`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
 func copyPolicies(t *testing.T, dst string) {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
@@ -269,11 +302,23 @@ type deployment struct {
 
 func deploy(t *testing.T, drain string) *deployment {
 	t.Helper()
+	return deployWith(t, drain, "1h", nil)
+}
+
+// service is one entry of the connector's services, as YAML, and the
+// files (relative to the deployment's directory) that it names.
+type service struct {
+	name, yaml string
+	files      map[string]string
+}
+
+// deployWith deploys with a connector token valid for connectorTTL,
+// serving staging-echo and prod-ledger (TCP, financial) and extra.
+func deployWith(t *testing.T, drain, connectorTTL string, extra []service) *deployment {
+	t.Helper()
 	dir := t.TempDir()
 	d := &deployment{dir: dir}
 	mustPostern(t, dir, "keygen")
-	mustPostern(t, dir, "token", "issue", "--role", "connector", "--sub", "office-connector",
-		"--service", "staging-echo", "--service", "prod-ledger", "--ttl", "1h", "--out", "connector.token")
 	mustPostern(t, dir, "token", "issue", "--sub", "coding-agent", "--group", "coding-agents", "--ttl", "1h", "--out", "agent.token")
 	d.agentToken = filepath.Join(dir, "agent.token")
 	copyPolicies(t, filepath.Join(dir, "policies"))
@@ -300,6 +345,19 @@ audit: stdout
 		t.Errorf("postern pin relay.crt = %s, the relay printed %s", pin, d.pin)
 	}
 
+	// Issued just before the connector starts: a short-lived token must
+	// still be valid when it connects.
+	args := []string{"token", "issue", "--role", "connector", "--sub", "office-connector",
+		"--service", "staging-echo", "--service", "prod-ledger", "--ttl", connectorTTL, "--out", "connector.token"}
+	var extraYAML string
+	for _, e := range extra {
+		args = append(args, "--service", e.name)
+		extraYAML += e.yaml
+		for name, content := range e.files {
+			writeFile(t, filepath.Join(dir, name), content)
+		}
+	}
+	mustPostern(t, dir, args...)
 	echo := echoServer(t)
 	writeFile(t, filepath.Join(dir, "connector.yaml"), fmt.Sprintf(`relays: [%s]
 token_file: connector.token
@@ -315,8 +373,8 @@ services:
     upstream: %s
     environment: prod
     labels: [financial]
-backoff: {min: 50ms, max: 1s}
-`, d.addr, d.pin, echo, echo))
+%sbackoff: {min: 50ms, max: 1s}
+`, d.addr, d.pin, echo, echo, extraYAML))
 	d.connector = start(t, dir, nil, "connector", "--config", "connector.yaml")
 	d.connector.waitLine(&d.connector.stderr, `postern connector ready`)
 	return d
@@ -325,11 +383,17 @@ backoff: {min: 50ms, max: 1s}
 // agent runs the test agent against the deployment.
 func (d *deployment) agent(t *testing.T, bindings ...string) string {
 	t.Helper()
-	cmd := exec.Command(bin.agent, bindings...)
+	return d.run(t, bin.agent, bindings...)
+}
+
+// run runs an agent program with the environment binding.Open reads.
+func (d *deployment) run(t *testing.T, program string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(program, args...)
 	cmd.Env = append(os.Environ(), "POSTERN_RELAY="+d.addr, "POSTERN_RELAY_PIN="+d.pin, "POSTERN_TOKEN_FILE="+d.agentToken)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("agent: %v\n%s", err, out)
+		t.Fatalf("%s: %v\n%s", filepath.Base(program), err, out)
 	}
 	return string(out)
 }
@@ -362,13 +426,32 @@ func find(evs []map[string]any, key, value string) map[string]any {
 }
 
 // TestBinaryMesh: keygen, tokens, a relay and a connector from config
-// files, an agent process allowed one binding and denied another, the
-// audit lines, and a clean exit on SIGTERM.
+// files, the example agents allowed through a TCP and an HTTP binding
+// (whose Authorization header the connector injects from a file), an agent
+// denied the financial binding, the audit lines, and a clean exit on
+// SIGTERM.
 func TestBinaryMesh(t *testing.T) {
-	d := deploy(t, "5s")
-	out := d.agent(t, "staging-echo", "prod-ledger")
+	api := ordersAPI(t, "Bearer orders-api-secret")
+	apiYAML := fmt.Sprintf(`  - name: staging-api
+    kind: http
+    upstream: %s
+    environment: staging
+    http:
+      headers:
+        Authorization: {file: api.secret}
+`, api)
+	d := deployWith(t, "5s", "1h", []service{{"staging-api", apiYAML, map[string]string{"api.secret": "Bearer orders-api-secret\n"}}})
+	out := d.run(t, bin.example["tcp-agent"])
+	if out != "staging-echo answered: hello through the mesh\n" {
+		t.Errorf("tcp-agent: %q", out)
+	}
+	out = d.run(t, bin.example["http-agent"])
+	if !strings.Contains(out, "staging-api orders:\n  1  keyboard   shipped\n  2  monitor    processing\n") {
+		t.Errorf("http-agent: %q", out)
+	}
+	out = d.agent(t, "staging-echo", "prod-ledger")
 	for _, want := range []string{
-		"catalog: staging-echo\n",
+		"catalog: staging-api,staging-echo\n",
 		"staging-echo: allowed: hello staging-echo\n",
 		"prod-ledger: denied by forbid-financial\n",
 	} {
@@ -390,8 +473,11 @@ func TestBinaryMesh(t *testing.T) {
 	if deny == nil || deny["subject"] != "coding-agent" || fmt.Sprint(deny["policies"]) != "[forbid-financial]" || deny["code"] != "denied" {
 		t.Errorf("open.deny for prod-ledger: %v\n%s", deny, audit)
 	}
-	if closed := find(auditEvents(t, audit, "stream.close"), "binding", "staging-echo"); closed == nil || closed["bytes_up"] != float64(len("hello staging-echo\n")) {
+	if closed := find(auditEvents(t, audit, "stream.close"), "binding", "staging-echo"); closed == nil || closed["bytes_up"] != float64(len("hello through the mesh\n")) {
 		t.Errorf("stream.close: %v", closed)
+	}
+	if allow := find(auditEvents(t, audit, "open.allow"), "binding", "staging-api"); allow == nil {
+		t.Errorf("no open.allow for staging-api:\n%s", audit)
 	}
 
 	if code := d.connector.stop(syscall.SIGTERM); code != 0 {
@@ -403,18 +489,92 @@ func TestBinaryMesh(t *testing.T) {
 	d.relay.waitLine(&d.relay.stderr, `msg="relay: stopped"`)
 
 	// No token in any output.
+	secrets := []string{"orders-api-secret"}
 	for _, f := range []string{"agent.token", "connector.token"} {
 		tok, err := os.ReadFile(filepath.Join(d.dir, f))
 		if err != nil {
 			t.Fatal(err)
 		}
 		s := strings.TrimSpace(string(tok))
-		sig := s[strings.LastIndex(s, ".")+1:]
-		for name, o := range map[string]string{"relay stdout": audit, "relay stderr": d.relay.stderr.String(), "connector stderr": d.connector.stderr.String(), "agent": out} {
-			if strings.Contains(o, sig) {
-				t.Errorf("%s shows the token of %s", name, f)
+		secrets = append(secrets, s[strings.LastIndex(s, ".")+1:])
+	}
+	for name, o := range map[string]string{"relay stdout": audit, "relay stderr": d.relay.stderr.String(), "connector stderr": d.connector.stderr.String(), "agent": out} {
+		for _, secret := range secrets {
+			if strings.Contains(o, secret) {
+				t.Errorf("%s shows a secret (%.8s...)", name, secret)
 			}
 		}
+	}
+}
+
+// TestBinaryCodingAgent: the product's sentence with real processes and a
+// real PostgreSQL. The coding agent reads the staging database holding no
+// password (the connector logs in with the one in its password file) and
+// is refused the production financial records by forbid-financial.
+func TestBinaryCodingAgent(t *testing.T) {
+	pg := pgtest.Start(t) // skips without PostgreSQL, fails under CI
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const password = "correct horse battery staple"
+	if err := pg.CreateRole(ctx, "app", password); err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []struct{ name, sql string }{
+		{"staging", "CREATE TABLE orders (id int PRIMARY KEY, item text, status text); INSERT INTO orders VALUES (1, 'keyboard', 'shipped'), (2, 'monitor', 'processing'); ALTER TABLE orders OWNER TO app;"},
+		{"finance", "CREATE TABLE ledger (account text, balance bigint); ALTER TABLE ledger OWNER TO app;"},
+	} {
+		if err := pg.CreateDatabase(ctx, db.name, "app"); err != nil {
+			t.Fatal(err)
+		}
+		if err := pg.Exec(ctx, db.name, db.sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc := func(name, env, labels, database string) string {
+		return fmt.Sprintf(`  - name: %s
+    kind: postgres
+    upstream: %s
+    environment: %s
+    labels: [%s]
+    postgres:
+      user: app
+      database: %s
+      password_file: pg.password
+      sslmode: disable
+`, name, pg.Addr, env, labels, database)
+	}
+	files := map[string]string{"pg.password": password + "\n"}
+	d := deployWith(t, "5s", "1h", []service{
+		{"staging-db", svc("staging-db", "staging", "", "staging"), files},
+		{"prod-finance", svc("prod-finance", "prod", "financial", "finance"), nil},
+	})
+	out := d.run(t, bin.example["coding-agent"])
+	for _, want := range []string{
+		"staging-db orders:\n  1  keyboard   shipped\n  2  monitor    processing\n",
+		"prod-finance: refused, as it should be: denied by policy [forbid-financial]\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("coding-agent output lacks %q:\n%s", want, out)
+		}
+	}
+	d.relay.waitLine(&d.relay.stdout, `"msg":"open.deny".*"binding":"prod-finance"`)
+	audit := d.relay.stdout.String()
+	if ev := find(auditEvents(t, audit, "open.allow"), "binding", "staging-db"); ev == nil || fmt.Sprint(ev["policies"]) != "[coding-agents-staging]" {
+		t.Errorf("open.allow for staging-db: %v", ev)
+	}
+	if ev := find(auditEvents(t, audit, "open.deny"), "binding", "prod-finance"); ev == nil || fmt.Sprint(ev["policies"]) != "[forbid-financial]" {
+		t.Errorf("open.deny for prod-finance: %v", ev)
+	}
+	for name, o := range map[string]string{"agent": out, "audit": audit, "relay": d.relay.stderr.String(), "connector": d.connector.stderr.String()} {
+		if strings.Contains(o, password) {
+			t.Errorf("%s shows the database password", name)
+		}
+	}
+	if code := d.connector.stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("connector exit %d", code)
+	}
+	if code := d.relay.stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("relay exit %d", code)
 	}
 }
 
@@ -550,6 +710,29 @@ func TestBinaryPolicyReload(t *testing.T) {
 	d.relay.stop(syscall.SIGTERM)
 }
 
+// TestBinaryTokenFileRefresh: the connector reads its token file again
+// before the token in use expires, so a token renewed on disk is what it
+// presents next, without a restart.
+func TestBinaryTokenFileRefresh(t *testing.T) {
+	d := deployWith(t, "5s", "5s", nil)
+	// Renew the token on disk, as a job would.
+	mustPostern(t, d.dir, "token", "issue", "--role", "connector", "--sub", "office-connector",
+		"--service", "staging-echo", "--service", "prod-ledger", "--ttl", "2h", "--out", "connector.token")
+	m := d.connector.waitLine(&d.connector.stderr, `msg="token refreshed".* expires=(\S+)`)
+	exp, err := time.Parse(time.RFC3339, m[1])
+	if err != nil {
+		t.Fatalf("expires %q: %v", m[1], err)
+	}
+	if until := time.Until(exp); until < 100*time.Minute {
+		t.Errorf("the refreshed token expires in %s: the connector did not present the renewed file", until)
+	}
+	if out := d.agent(t, "staging-echo"); !strings.Contains(out, "staging-echo: allowed") {
+		t.Errorf("after the refresh: %s", out)
+	}
+	d.connector.stop(syscall.SIGTERM)
+	d.relay.stop(syscall.SIGTERM)
+}
+
 // TestBinaryConfigErrors: a bad configuration file stops the command with
 // exit 2 and an error naming the file, the line and the field.
 func TestBinaryConfigErrors(t *testing.T) {
@@ -631,7 +814,7 @@ func TestBinaryVersionAndHelp(t *testing.T) {
 	if out := mustPostern(t, "", "version"); !strings.HasPrefix(out, "postern "+testVersion+" ") || !strings.Contains(out, runtime.Version()) {
 		t.Errorf("version: %q", out)
 	}
-	for _, cmd := range [][]string{{"--help"}, {"relay", "--help"}, {"connector", "--help"}, {"keygen", "--help"}, {"token", "issue", "--help"}, {"policy", "check", "--help"}, {"policy", "validate", "--help"}, {"version", "--help"}, {"pin", "--help"}} {
+	for _, cmd := range [][]string{{"--help"}, {"relay", "--help"}, {"connector", "--help"}, {"keygen", "--help"}, {"token", "issue", "--help"}, {"policy", "check", "--help"}, {"policy", "validate", "--help"}, {"dev", "--help"}, {"version", "--help"}, {"pin", "--help"}} {
 		if code, out, _ := postern(t, "", cmd...); code != 0 || !strings.Contains(out, "Usage: postern") {
 			t.Errorf("%v: exit %d %q", cmd, code, out)
 		}
@@ -640,4 +823,3 @@ func TestBinaryVersionAndHelp(t *testing.T) {
 		t.Errorf("unknown command: exit %d", code)
 	}
 }
-

@@ -307,7 +307,11 @@ func runTokenInspect(_ context.Context, env Env, args []string) int {
 			fmt.Fprintf(env.Stdout, "attribute %s = %s\n", k, v)
 		}
 	}
-	fmt.Fprintf(env.Stdout, "audience  %s\nissuer    %s\n", strings.Join(c.Audience, ", "), c.Issuer)
+	iss := c.Issuer
+	if iss == "" {
+		iss = "(none)"
+	}
+	fmt.Fprintf(env.Stdout, "audience  %s\nissuer    %s\n", strings.Join(c.Audience, ", "), iss)
 	state := "valid for " + time.Until(c.ExpiresAt).Round(time.Second).String()
 	if time.Now().After(c.ExpiresAt) {
 		state = "EXPIRED"
