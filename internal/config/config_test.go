@@ -436,3 +436,40 @@ func TestLoadPoliciesRejectsTypos(t *testing.T) {
 }
 
 func policyOptions() policy.ValidateOptions { return policy.ValidateOptions{} }
+
+// TestReadmeReference: the configuration reference in the README decodes
+// without an unknown key or a value of the wrong type, so that it cannot
+// drift from what the command reads.
+func TestReadmeReference(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func(heading string) []byte {
+		t.Helper()
+		_, rest, ok := strings.Cut(string(readme), heading+"\n")
+		if !ok {
+			t.Fatalf("README has no %q", heading)
+		}
+		_, rest, ok = strings.Cut(rest, "```yaml\n")
+		if !ok {
+			t.Fatalf("no yaml block after %q", heading)
+		}
+		body, _, _ := strings.Cut(rest, "```")
+		return []byte(body)
+	}
+	var rf RelayFile
+	if d := decode("README.md relay.yaml", block("### relay.yaml"), &rf); len(d.errs) > 0 {
+		t.Errorf("relay.yaml reference: %v", d.err())
+	}
+	if rf.Tokens.Audience == "" || rf.Policy.Dir == "" || len(rf.Bindings) == 0 || rf.DrainTimeout == 0 {
+		t.Errorf("relay.yaml reference decoded to %+v", rf)
+	}
+	var cf ConnectorFile
+	if d := decode("README.md connector.yaml", block("### connector.yaml"), &cf); len(d.errs) > 0 {
+		t.Errorf("connector.yaml reference: %v", d.err())
+	}
+	if len(cf.Relays) != 2 || len(cf.Services) != 2 || cf.Services[0].Postgres == nil || cf.Services[1].HTTP == nil || len(cf.Services[1].HTTP.Headers) != 1 {
+		t.Errorf("connector.yaml reference decoded to %+v", cf)
+	}
+}
