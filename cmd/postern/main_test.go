@@ -733,6 +733,30 @@ func TestBinaryTokenFileRefresh(t *testing.T) {
 	d.relay.stop(syscall.SIGTERM)
 }
 
+// TestBinaryQuietRelay: with log.level error the relay still prints its
+// ready line, with the address and the pin, and nothing else; the audit
+// goes to a file.
+func TestBinaryQuietRelay(t *testing.T) {
+	dir := t.TempDir()
+	mustPostern(t, dir, "keygen")
+	copyPolicies(t, filepath.Join(dir, "policies"))
+	writeFile(t, filepath.Join(dir, "relay.yaml"), "listen: 127.0.0.1:0\ntokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: policies}\naudit: audit.log\nlog: {level: error, format: json}\n")
+	p := start(t, dir, nil, "relay", "--config", "relay.yaml")
+	p.waitLine(&p.stderr, `"msg":"postern relay ready","addr":"127\.0\.0\.1:\d+","pin":"sha256:[0-9a-f]{64}"`)
+	if code := p.stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	if lines := strings.Count(p.stderr.String(), "\n"); lines != 1 {
+		t.Errorf("a relay at level error printed %d lines:\n%s", lines, p.stderr.String())
+	}
+	if p.stdout.String() != "" {
+		t.Errorf("stdout is not empty with audit in a file: %q", p.stdout.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "audit.log")); err != nil {
+		t.Error(err)
+	}
+}
+
 // TestBinaryConfigErrors: a bad configuration file stops the command with
 // exit 2 and an error naming the file, the line and the field.
 func TestBinaryConfigErrors(t *testing.T) {

@@ -65,7 +65,8 @@ func runConnector(ctx context.Context, env Env, args []string) int {
 	go func() {
 		select {
 		case <-c.Ready():
-			log.Info("postern connector ready: connected to every relay")
+			// Printed whatever log.level says, like the relay's ready line.
+			newLogger(env.Stderr, config.Log{Level: slog.LevelInfo, JSON: cfg.Log.JSON}).Info("postern connector ready: connected to every relay")
 		case <-runCtx.Done():
 		}
 	}()

@@ -86,7 +86,9 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 	if cfg.CertSource == "ephemeral" {
 		log.Warn("relay: no tls section: using a self-signed certificate made for this run; its pin changes at every start (set tls.self_signed with cert_file and key_file to keep it)")
 	}
-	log.Info("postern relay ready",
+	// The ready line is printed whatever log.level says: it is how people
+	// and scripts learn the address and the pin.
+	newLogger(env.Stderr, config.Log{Level: slog.LevelInfo, JSON: cfg.Log.JSON}).Info("postern relay ready",
 		"addr", r.Addr().String(),
 		"pin", transport.Pin(cfg.Certificate),
 		"certificate", cfg.CertSource,
