@@ -52,25 +52,22 @@ func TestMain(m *testing.M) {
 		bin.dir = dir
 		bin.postern = filepath.Join(dir, "postern")
 		bin.agent = filepath.Join(dir, "agent")
-		builds := []struct{ out, pkg, ldflags string }{
-			{bin.postern, ".", "-X github.com/postern/postern/internal/cli.Version=" + testVersion},
-			{bin.agent, "./testdata/agent", ""},
-		}
 		bin.example = map[string]string{}
+		pkgs := []string{".", "./testdata/agent"}
 		for _, name := range []string{"tcp-agent", "http-agent", "coding-agent"} {
 			bin.example[name] = filepath.Join(dir, name)
-			builds = append(builds, struct{ out, pkg, ldflags string }{bin.example[name], "github.com/postern/postern/examples/" + name, ""})
+			pkgs = append(pkgs, "github.com/postern/postern/examples/"+name)
 		}
-		for _, b := range builds {
-			// Not -race: a race-enabled binary takes about a second to
-			// start here, and these tests start dozens. The command's own
-			// concurrency (policy reloads, signals, the dev mesh) is
-			// tested in process, under -race, in internal/cli.
-			cmd := exec.Command("go", "build", "-o", b.out, "-ldflags", b.ldflags, b.pkg)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", b.pkg, err, out)
-				return 1
-			}
+		// One go build for all, so that they compile and link in parallel;
+		// each binary is named after its package's directory. Not -race:
+		// a race-enabled binary takes about a second to start here, and
+		// these tests start dozens. The command's own concurrency (policy
+		// reloads, signals, the dev mesh) is tested in process, under
+		// -race, in internal/cli.
+		args := append([]string{"build", "-o", dir + "/", "-ldflags", "-X github.com/postern/postern/internal/cli.Version=" + testVersion}, pkgs...)
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go %s: %v\n%s", strings.Join(args, " "), err, out)
+			return 1
 		}
 		return m.Run()
 	}()
