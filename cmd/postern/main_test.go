@@ -754,6 +754,29 @@ func TestBinaryQuietRelay(t *testing.T) {
 	}
 }
 
+// TestBinaryConnectorRefused: a connector whose token the relay refuses
+// for good (another mesh's audience) exits 1 and says why.
+func TestBinaryConnectorRefused(t *testing.T) {
+	d := deploy(t, "5s")
+	mustPostern(t, d.dir, "token", "issue", "--role", "connector", "--sub", "stranger",
+		"--service", "staging-echo", "--service", "prod-ledger", "--audience", "another-mesh", "--out", "stranger.token")
+	cfg, err := os.ReadFile(filepath.Join(d.dir, "connector.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(d.dir, "stranger.yaml"), strings.Replace(string(cfg), "token_file: connector.token", "token_file: stranger.token", 1))
+	p := start(t, d.dir, nil, "connector", "--config", "stranger.yaml")
+	if code := p.wait(15 * time.Second); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if !strings.Contains(p.stderr.String(), "wrong_audience") {
+		t.Errorf("the connector does not say why it was refused:\n%s", p.stderr.String())
+	}
+	d.relay.waitLine(&d.relay.stdout, `"msg":"session.reject".*"reason":"wrong_audience"`)
+	d.connector.stop(syscall.SIGTERM)
+	d.relay.stop(syscall.SIGTERM)
+}
+
 // TestBinaryConfigErrors: a bad configuration file stops the command with
 // exit 2 and an error naming the file, the line and the field.
 func TestBinaryConfigErrors(t *testing.T) {
