@@ -25,8 +25,7 @@ const (
 	ExitDenied  = 3 // policy check: the request would be denied
 )
 
-// Env is what a command runs with: its standard streams and a context
-// whose end asks a long-running command to stop as SIGTERM does.
+// Env holds a command's standard output and error.
 type Env struct {
 	Stdout, Stderr io.Writer
 }

@@ -267,7 +267,7 @@ func startDev(ctx context.Context, o devOptions) (_ *devMesh, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m.watcher = startPolicyWatcher(pdir, policy.ValidateOptions{}, m.engine, DefaultPoll, o.log)
+	m.watcher = startPolicyWatcher(pdir, policy.ValidateOptions{}, m.engine, devPolicyPoll, o.log)
 
 	c, err := connector.New(connector.Config{
 		Relays: []string{m.relay.Addr().String()}, Token: connTok, Pin: m.pin,
@@ -296,8 +296,8 @@ func startDev(ctx context.Context, o devOptions) (_ *devMesh, err error) {
 	return m, nil
 }
 
-// DefaultPoll is how often postern dev looks for edited policies.
-const DefaultPoll = time.Second
+// devPolicyPoll is how often postern dev looks for edited policies.
+const devPolicyPoll = time.Second
 
 func (m *devMesh) stop() {
 	if m.stopConn != nil {
