@@ -165,6 +165,12 @@ func Listen(cfg Config) (*Relay, error) {
 	if cfg.Transport != nil {
 		tc = *cfg.Transport
 	}
+	if tc.KeepAlive == 0 {
+		// Clients keep their sessions alive (they are the ones behind
+		// NATs); a relay pinging every idle session as well would double
+		// the idle packets of thousands of sessions for nothing.
+		tc.KeepAlive = -1
+	}
 	if tc.MaxIncomingStreams == 0 {
 		// Room above the per-agent limit, so that an agent over it gets
 		// a clear "limit exceeded" from the relay instead of waiting for
@@ -308,7 +314,7 @@ func (r *Relay) serveConn(conn *quic.Conn) {
 	hello, claims, rej := r.handshake(ctrl)
 	if rej != nil {
 		r.reject(conn, ctrl, rej)
-		r.audit.LogAttrs(r.ctx, slog.LevelWarn, EventSessionReject,
+		emit(r.audit, slog.LevelWarn, EventSessionReject,
 			slog.String("remote", remote), slog.String("role", hello.Role), slog.String("subject", subjectOf(claims)),
 			slog.String("code", rej.Code.String()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))
 		return

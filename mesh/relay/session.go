@@ -141,13 +141,14 @@ func (s *session) end(role string) {
 	attrs := append(s.auditAttrs(role),
 		slog.String("reason", reason),
 		slog.Int64("duration_ms", time.Since(s.started).Milliseconds()))
-	s.r.audit.LogAttrs(s.r.ctx, slog.LevelInfo, EventSessionEnd, attrs...)
+	emit(s.r.audit, slog.LevelInfo, EventSessionEnd, attrs...)
 }
 
 // ---- agents ----
 
 type agentSession struct {
 	session
+	audit     *slog.Logger // r.audit with the session and subject, pre-encoded once
 	principal atomic.Pointer[policy.Principal]
 	ident     atomic.Pointer[wire.Identity] // as sent to connectors
 	streams   atomic.Int64                  // binding streams open now
@@ -184,6 +185,7 @@ func (r *Relay) serveAgent(a *agentSession) {
 		r.reject(a.conn, a.ctrl, &wire.Reject{Code: wire.CodeShutdown, Reason: "relay_shutdown", Message: "the relay is shutting down"})
 		return
 	}
+	a.audit = r.audit.With(slog.String("session", a.id), slog.String("subject", claims.Subject))
 	r.mu.Lock()
 	r.agents[a] = struct{}{}
 	r.mu.Unlock()
@@ -209,7 +211,7 @@ func (r *Relay) serveAgent(a *agentSession) {
 		return
 	}
 	a.armExpiry(claims.ExpiresAt)
-	r.audit.LogAttrs(r.ctx, slog.LevelInfo, EventSessionStart, append(a.auditAttrs(wire.RoleAgent),
+	emit(r.audit, slog.LevelInfo, EventSessionStart, append(a.auditAttrs(wire.RoleAgent),
 		slog.Int("bindings", len(welcome.Catalog)))...)
 	defer a.end(wire.RoleAgent)
 
@@ -280,7 +282,7 @@ func (r *Relay) serveConnector(c *connectorSession, services []wire.Service) {
 	claims := c.claims.Load()
 	if rej := r.checkServices(claims, services); rej != nil {
 		r.reject(c.conn, c.ctrl, rej)
-		r.audit.LogAttrs(r.ctx, slog.LevelWarn, EventSessionReject, append(c.auditAttrs(wire.RoleConnector),
+		emit(r.audit, slog.LevelWarn, EventSessionReject, append(c.auditAttrs(wire.RoleConnector),
 			slog.String("code", rej.Code.String()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))...)
 		return
 	}
@@ -289,7 +291,7 @@ func (r *Relay) serveConnector(c *connectorSession, services []wire.Service) {
 	}
 	if rej := r.register(c, services); rej != nil {
 		r.reject(c.conn, c.ctrl, rej)
-		r.audit.LogAttrs(r.ctx, slog.LevelWarn, EventSessionReject, append(c.auditAttrs(wire.RoleConnector),
+		emit(r.audit, slog.LevelWarn, EventSessionReject, append(c.auditAttrs(wire.RoleConnector),
 			slog.String("code", rej.Code.String()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))...)
 		return
 	}
@@ -306,7 +308,7 @@ func (r *Relay) serveConnector(c *connectorSession, services []wire.Service) {
 		return
 	}
 	c.armExpiry(claims.ExpiresAt)
-	r.audit.LogAttrs(r.ctx, slog.LevelInfo, EventSessionStart, append(c.auditAttrs(wire.RoleConnector),
+	emit(r.audit, slog.LevelInfo, EventSessionStart, append(c.auditAttrs(wire.RoleConnector),
 		slog.Any("services", c.services))...)
 	defer c.end(wire.RoleConnector)
 	r.rescopeIfNew()

@@ -44,20 +44,20 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 	if action == "" {
 		action = policy.ActionConnect
 	}
-	// Attributes every open's audit event carries.
-	attrs := []slog.Attr{
-		slog.String("session", a.id),
-		slog.String("subject", a.principal.Load().ID),
+	// Attributes every open's audit event carries, besides the session and
+	// subject that a.audit adds.
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs,
 		slog.String("binding", open.Binding),
 		slog.String("action", action),
-	}
+	)
 	// A refusal is audited before the agent hears of it.
 	deny := func(res *wire.Result, extra ...slog.Attr) {
 		attrs = append(attrs, slog.String("decision", "deny"), slog.String("code", res.Code.String()), slog.String("reason", res.Reason))
 		if res.Policies != nil {
 			attrs = append(attrs, slog.Any("policies", res.Policies))
 		}
-		r.audit.LogAttrs(r.ctx, slog.LevelWarn, EventOpenDeny, append(attrs, extra...)...)
+		emit(a.audit, slog.LevelWarn, EventOpenDeny, append(attrs, extra...)...)
 		refuse(st, res)
 	}
 
@@ -136,7 +136,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		// Tell the agent, discard the rest of what it sent, and cut the
 		// connector's stream.
 		attrs = append(attrs, slog.String("decision", "allow"), slog.String("code", cres.Code.String()), slog.String("reason", cres.Reason))
-		r.audit.LogAttrs(r.ctx, slog.LevelWarn, EventOpenFail, attrs...)
+		emit(a.audit, slog.LevelWarn, EventOpenFail, attrs...)
 		down.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		wire.WriteFrame(down, &cres)
 		down.CloseWrite()
@@ -145,7 +145,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		sp.Wait()
 		return
 	}
-	r.audit.LogAttrs(r.ctx, slog.LevelInfo, EventOpenAllow, append(attrs, slog.String("decision", "allow"))...)
+	emit(a.audit, slog.LevelInfo, EventOpenAllow, append(attrs, slog.String("decision", "allow"))...)
 	if err := wire.WriteFrame(down, &cres); err != nil {
 		down.CloseRead()
 		transport.Abort(down)
@@ -161,7 +161,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 	if err != nil && !transport.IsClosed(err) {
 		closeAttrs = append(closeAttrs, slog.String("error", err.Error()))
 	}
-	r.audit.LogAttrs(r.ctx, slog.LevelInfo, EventStreamClose, closeAttrs...)
+	emit(a.audit, slog.LevelInfo, EventStreamClose, closeAttrs...)
 }
 
 // refuse answers an open with an error result and discards whatever the
