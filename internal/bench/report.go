@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -127,7 +128,7 @@ func (r *runner) report() *Report {
 	rep := &Report{
 		Started: r.started,
 		Seconds: time.Since(r.started).Seconds(),
-		Command: "postern bench " + strings.Join(r.o.args, " "),
+		Command: commandLine(r.o.args),
 		Machine: machine(r.pgInfo),
 		Source:  source(),
 		Options: map[string]any{
@@ -340,14 +341,27 @@ func hasRole(p *path, role string) bool {
 
 func (r *runner) printTable(w io.Writer, rep *Report) {
 	m := rep.Machine
-	fmt.Fprintf(w, "%s, %d cores, Linux %s, %s, quic-go %s", m.CPU, m.Cores, m.Kernel, m.Go, m.QUICGo)
-	if rev := rep.Source.Revision; rev != "" {
-		fmt.Fprintf(w, ", revision %.12s", rev)
-		if rep.Source.Modified {
-			fmt.Fprintf(w, " (modified)")
-		}
+	fmt.Fprintf(w, "- machine: %s, %d cores, Linux %s, %s, quic-go %s\n", m.CPU, m.Cores, m.Kernel, m.Go, m.QUICGo)
+	var peers []string
+	if m.SSH != "" {
+		peers = append(peers, m.SSH)
 	}
-	fmt.Fprintf(w, "\n%s\nload average at start %s, at end %s\n", rep.Command, rep.LoadAvg[0], rep.LoadAvg[1])
+	if m.PostgreSQL != "" {
+		peers = append(peers, "PostgreSQL "+m.PostgreSQL)
+	}
+	if len(peers) > 0 {
+		fmt.Fprintf(w, "- peers: %s\n", strings.Join(peers, "; "))
+	}
+	if rev := rep.Source.Revision; rev != "" {
+		fmt.Fprintf(w, "- source: revision %.12s", rev)
+		if rep.Source.Modified {
+			fmt.Fprintf(w, ", work tree modified")
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "- command: `%s`\n", rep.Command)
+	fmt.Fprintf(w, "- load average (1, 5, 15 min): %s at start, %s at end; %s, %.0f s in all\n",
+		rep.LoadAvg[0], rep.LoadAvg[1], rep.Started.UTC().Format(time.RFC3339), rep.Seconds)
 	paths := rep.Paths
 	ratioCols := []struct{ path, vs, title string }{}
 	if slices.Contains(paths, pathPostern) {
@@ -504,4 +518,13 @@ func updateDoc(path string, text []byte) error {
 	out.WriteString("\n")
 	out.Write(b[j:])
 	return os.WriteFile(path, out.Bytes(), 0o644)
+}
+
+// commandLine is the command that ran, as a person would type it.
+func commandLine(args []string) string {
+	prog := "go run ./internal/bench/cmd"
+	if filepath.Base(os.Args[0]) == "postern" {
+		prog = "postern bench"
+	}
+	return strings.TrimSpace(prog + " " + strings.Join(args, " "))
 }

@@ -220,7 +220,7 @@ func latLine(s *summary) string {
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func (s *scaleReport) print(w io.Writer) {
-	fmt.Fprintf(w, "\nScale: idle agent sessions on one relay process (baseline %s resident), then binding opens (open + first byte) from %d more sessions\n\n", mib(s.BaselineRSS), s.Openers)
+	fmt.Fprintf(w, "\nScale: idle agent sessions held open against one relay process (its baseline: %s resident), then binding opens (open + first byte back) from %d more sessions, at offered rates (latency from each open's scheduled start) and back to back.\n\n", mib(s.BaselineRSS), s.Openers)
 	fmt.Fprintf(w, "| sessions | connected | relay RSS | RSS per session | heap per session | relay goroutines | relay CPU while idle |\n")
 	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range s.Points {
