@@ -318,4 +318,3 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
-
