@@ -11,9 +11,15 @@ import (
 	"context"
 	"os"
 
+	"github.com/postern/postern/internal/bench"
 	"github.com/postern/postern/internal/cli"
 )
 
 func main() {
+	// "postern bench" runs each endpoint it measures as a child process
+	// of this same binary.
+	if handled, code := bench.RunRole(os.Args); handled {
+		os.Exit(code)
+	}
 	os.Exit(cli.Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -37,9 +37,9 @@
 //
 // # Usage
 //
-//	go run ./internal/bench/cmd -quick            # under a minute
-//	go run ./internal/bench/cmd -json bench.json  # the full run
-//	go run ./internal/bench/cmd -phases none -scale 1000,10000
+//	go run ./cmd/postern bench -quick            # under a minute
+//	go run ./cmd/postern bench -json bench.json  # the full run
+//	go run ./cmd/postern bench -phases none -scale 1000,10000
 //
 // It prints a Markdown table with each path's value and the ratios to
 // direct and to the bare relay; -json writes the same and the raw

@@ -19,7 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/postern/postern/binding"
-	"github.com/postern/postern/internal/pgtest"
+	"github.com/postern/postern/internal/pgserver"
 )
 
 // The binding tests: PostgreSQL and HTTP, direct and through a Postern
@@ -55,7 +55,7 @@ func (r *runner) postgres() *service {
 }
 
 type pgServer struct {
-	srv      *pgtest.Server
+	srv      *pgserver.Server
 	password string
 	proc     *proc
 }
@@ -63,9 +63,9 @@ type pgServer struct {
 func (r *runner) startPostgres() (*pgServer, error) {
 	// The server runs as the postgres OS user when we are root, so its
 	// directory is under the system's temporary directory, not ours.
-	srv, err := pgtest.StartServer("")
+	srv, err := pgserver.Start("")
 	if err != nil {
-		if errors.Is(err, pgtest.ErrNotInstalled) {
+		if errors.Is(err, pgserver.ErrNotInstalled) {
 			return nil, errors.New("PostgreSQL is not installed")
 		}
 		return nil, err

@@ -522,7 +522,7 @@ func updateDoc(path string, text []byte) error {
 
 // commandLine is the command that ran, as a person would type it.
 func commandLine(args []string) string {
-	prog := "go run ./internal/bench/cmd"
+	prog := "go run ./cmd/postern bench"
 	if filepath.Base(os.Args[0]) == "postern" {
 		prog = "postern bench"
 	}

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/postern/postern/internal/pgtest"
+	"github.com/postern/postern/internal/pgserver"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
 )
@@ -22,8 +22,8 @@ func devPostgres(ctx context.Context, o devOptions) (svcs []connector.Service, n
 	if !o.postgres {
 		return nil, "PostgreSQL: skipped (--no-postgres); prod-finance is an HTTP stand-in.", nil, nil
 	}
-	srv, err := pgtest.StartServer("")
-	if errors.Is(err, pgtest.ErrNotInstalled) {
+	srv, err := pgserver.Start("")
+	if errors.Is(err, pgserver.ErrNotInstalled) {
 		return nil, "PostgreSQL: skipped, it is not installed (apt-get install postgresql); staging-db is absent and prod-finance is an HTTP stand-in.", nil, nil
 	}
 	if err != nil {
