@@ -65,3 +65,31 @@ func BenchmarkEcho1KiB(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOpenParallel opens bindings from many goroutines at once, as a
+// busy agent does: with every endpoint in this process, ns/op is the CPU
+// an open costs the whole path.
+func BenchmarkOpenParallel(b *testing.B) {
+	agent := benchWorld(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		buf := []byte{1}
+		for pb.Next() {
+			c, err := agent.DialEarly(ctx, "tcp", "staging-db")
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := c.Write(buf); err != nil {
+				b.Error(err)
+			}
+			if _, err := io.ReadFull(c, buf); err != nil {
+				b.Error(err)
+			}
+			c.Close()
+		}
+	})
+}
