@@ -83,7 +83,7 @@ flags:
 	fs.StringVar(&o.sshCipher, "ssh-cipher", "", "ssh -c cipher for the ssh path (default: ssh's own choice)")
 	fs.StringVar(&o.audit, "audit", "file", "Postern relay audit trail: file (JSON lines in the work directory) or discard (JSON handler to io.Discard)")
 	fs.IntVar(&o.policies, "policies", 0, "extra Cedar policies loaded in the Postern relay (that decide nothing for the bench agent)")
-	fs.StringVar(&o.profileDir, "cpuprofile", "", "write CPU profiles of the relays, connectors and agent during the first round's bulk and 1 KiB RTT tests to this `dir`")
+	fs.StringVar(&o.profileDir, "cpuprofile", "", "write CPU profiles to this `dir`: the relays, connectors and agent during the first round's bulk and 1 KiB RTT tests, and the relay while the scale test idles and opens")
 	scaleList := fs.String("scale", "", "comma-separated idle session counts (e.g. 1000,10000): run the scale test")
 	rateList := fs.String("scale-rate", "5000", "comma-separated opens per second offered in the scale test, each an open-loop run")
 	fs.Float64Var(&o.scaleSecs, "scale-seconds", 0, "seconds of each open-rate run in the scale test (default 10, quick 3)")

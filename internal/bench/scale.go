@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,9 +178,17 @@ func (r *runner) runScale(ctx context.Context) error {
 			pt.HeapPerSession = (float64(pt.HeapInuse) - float64(rep.BaselineHeap)) / float64(connected)
 		}
 		idle := 2 * settle
+		if r.o.profileDir != "" {
+			var rep reply
+			relay.command(cmdProfile+" "+filepath.Join(r.o.profileDir, fmt.Sprintf("relay-idle-%d.pprof", n)), &rep)
+		}
 		s0 := sampleCPU([]*proc{relay})
 		time.Sleep(idle)
 		pt.IdleCPU = 100 * s0.since([]*proc{relay})["relay"].Seconds() / idle.Seconds()
+		if r.o.profileDir != "" {
+			var rep reply
+			relay.command(cmdStopProfile, &rep)
+		}
 		r.logf("scale: relay %s resident (%.1f KiB per session), %d goroutines, %.1f%% of a core while idle", mib(pt.RSS), pt.RSSPerSession/1024, pt.Goroutines, pt.IdleCPU)
 
 		var next atomic.Uint64
@@ -191,9 +200,17 @@ func (r *runner) runScale(ctx context.Context) error {
 			return err
 		}
 		for _, rate := range r.o.scaleRates {
+			if r.o.profileDir != "" {
+				var rep reply
+				relay.command(cmdProfile+" "+filepath.Join(r.o.profileDir, fmt.Sprintf("relay-opens-%d-%.0f.pprof", n, rate)), &rep)
+			}
 			s0 := sampleCPU([]*proc{relay, conn})
 			paced := &pacedRun{loadResult: load(ctx, time.Duration(r.o.scaleSecs*float64(time.Second)), rate, scaleWorkers, op)}
 			cpu := s0.since([]*proc{relay, conn})
+			if r.o.profileDir != "" {
+				var rep reply
+				relay.command(cmdStopProfile, &rep)
+			}
 			if paced.Ops > 0 {
 				paced.RelayCPUPerOpen = us(cpu["relay"]) / float64(paced.Ops)
 				idle := time.Duration(pt.IdleCPU / 100 * paced.Seconds * float64(time.Second))
