@@ -504,8 +504,14 @@ func (c *Conn) awaitResult(ctx context.Context) error {
 }
 
 func (c *Conn) readResult(ctx context.Context) error {
-	stop := sess.DeadlineFromContext(ctx, c.Conn)
-	defer stop()
+	// Dial bounds the read with its context. The first Read or Write of a
+	// DialEarly stream passes a context that never ends: the caller's own
+	// deadlines bound the read then, and must be left as the caller set
+	// them, not cleared.
+	if ctx.Done() != nil {
+		stop := sess.DeadlineFromContext(ctx, c.Conn)
+		defer stop()
+	}
 	var res wire.Result
 	if err := wire.ReadExpected(c.Conn, sess.MaxControlFrame, &res); err != nil {
 		if transport.IsConnClosed(err) {

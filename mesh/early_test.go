@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,5 +83,34 @@ func TestDialEarlyDenialDiscardsData(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("the upstream saw %d connections; the denied open must not reach it", n)
+	}
+}
+
+// TestDialEarlyKeepsDeadlines: a deadline set before the first Read, which
+// also reads the relay's answer, still holds for the Reads after it.
+func TestDialEarlyKeepsDeadlines(t *testing.T) {
+	w := newWorld(t, meshtest.Options{})
+	conn, err := w.agent.DialEarly(ctx(t), "tcp", "staging-db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	echoOnce(t, conn, "the first read also reads the relay's answer")
+	// The echo server sends nothing more: the next Read ends at the deadline.
+	errc := make(chan error, 1)
+	go func() {
+		_, err := conn.Read(make([]byte, 1))
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read past the deadline: %v, want os.ErrDeadlineExceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the read deadline set before the first Read was lost")
 	}
 }
