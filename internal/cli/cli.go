@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -110,12 +111,18 @@ func flagSet(env Env, name, synopsis, about string) *flag.FlagSet {
 // code at once: --help (0) or a bad flag (2).
 func parse(fs *flag.FlagSet, env Env, args []string) (pos []string, code int, done bool) {
 	for {
-		if err := fs.Parse(args); err != nil {
+		// FlagSet.Parse prints the usage itself, on --help as on a bad
+		// flag: hold it, and print it once, where it belongs.
+		var msg bytes.Buffer
+		fs.SetOutput(&msg)
+		err := fs.Parse(args)
+		fs.SetOutput(env.Stderr)
+		if err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fs.SetOutput(env.Stdout)
-				fs.Usage()
+				env.Stdout.Write(msg.Bytes())
 				return nil, ExitOK, true
 			}
+			env.Stderr.Write(msg.Bytes())
 			return nil, ExitUsage, true
 		}
 		args = fs.Args()

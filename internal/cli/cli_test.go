@@ -56,9 +56,15 @@ func TestHelp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, out, _ := run(t, tt.args...)
+			code, out, errOut := run(t, tt.args...)
 			if code != ExitOK || !strings.Contains(out, tt.want) {
 				t.Errorf("exit %d, output lacks %q:\n%s", code, tt.want, out)
+			}
+			if errOut != "" {
+				t.Errorf("--help wrote to stderr as well:\n%s", errOut)
+			}
+			if n := strings.Count(out, "Usage: postern"); n != 1 {
+				t.Errorf("the usage is printed %d times:\n%s", n, out)
 			}
 		})
 	}
@@ -90,9 +96,12 @@ func TestUsageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, _, errOut := run(t, tt.args...)
+			code, out, errOut := run(t, tt.args...)
 			if code != ExitUsage {
 				t.Errorf("exit %d, want %d", code, ExitUsage)
+			}
+			if out != "" {
+				t.Errorf("a usage error wrote to stdout:\n%s", out)
 			}
 			if !strings.Contains(errOut, tt.want) {
 				t.Errorf("stderr lacks %q:\n%s", tt.want, errOut)
