@@ -114,3 +114,34 @@ func TestDialEarlyKeepsDeadlines(t *testing.T) {
 		t.Fatal("the read deadline set before the first Read was lost")
 	}
 }
+
+// TestDialEarlyUpstreamFailureOnWrite: when the connector cannot reach the
+// upstream, writes after the relay's answer report that answer, as they do
+// for a denial, not a bare stream error.
+func TestDialEarlyUpstreamFailureOnWrite(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	m.Connector("office-1", connector.Service{Name: "staging-db", Upstream: meshtest.DeadAddr(t), Environment: "staging"})
+	agent := m.Client(m.AgentToken("coding-agent", "coding-agents"))
+	conn, err := agent.DialEarly(ctx(t), "tcp", "staging-db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("SELECT 1")); err != nil && !errors.Is(err, mesh.ErrUpstream) {
+		t.Fatalf("first write: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := conn.Write([]byte("more"))
+		if err != nil {
+			if !errors.Is(err, mesh.ErrUpstream) {
+				t.Fatalf("write after the upstream failed: %v, want ErrUpstream", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("writes still succeed 5s after the open failed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -341,6 +341,19 @@ func Server(t testing.TB, handle func(net.Conn)) string {
 	return ln.Addr().String()
 }
 
+// DeadAddr returns a 127.0.0.1 address where nothing listens: an upstream
+// that refuses connections.
+func DeadAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
 // IsMeshError reports whether err is a *mesh.Error matching target.
 func IsMeshError(err, target error) bool {
 	var me *mesh.Error

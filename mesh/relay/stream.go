@@ -137,10 +137,12 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		// connector's stream.
 		attrs = append(attrs, slog.String("decision", "allow"), slog.String("code", cres.Code.String()), slog.String("reason", cres.Reason))
 		emit(a.audit, slog.LevelWarn, EventOpenFail, attrs...)
+		// StreamRefused, as for a refused open: the agent's client maps a
+		// write that fails with it to this answer.
+		st.CancelRead(transport.StreamRefused)
 		down.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		wire.WriteFrame(down, &cres)
 		down.CloseWrite()
-		down.CloseRead()
 		transport.Abort(up)
 		sp.Wait()
 		return
