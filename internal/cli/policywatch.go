@@ -95,7 +95,9 @@ func (w *policyWatcher) reload(why string) bool {
 }
 
 // dirState summarizes the *.cedar files directly in dir: names, sizes
-// and modification times.
+// and modification times. Symbolic links are followed: a policy mounted
+// as a link (a Kubernetes ConfigMap's p.cedar -> ..data/p.cedar) changes
+// when its target does, while the link itself stays the same.
 func dirState(dir string) (string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -106,7 +108,7 @@ func dirState(dir string) (string, error) {
 		if e.IsDir() || filepath.Ext(e.Name()) != ".cedar" {
 			continue
 		}
-		info, err := e.Info()
+		info, err := os.Stat(filepath.Join(dir, e.Name()))
 		if err != nil {
 			continue // removed since ReadDir: the next poll sees it gone
 		}

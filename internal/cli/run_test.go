@@ -88,3 +88,46 @@ func TestPolicyWatcher(t *testing.T) {
 		t.Errorf("forced reload: %q", ids())
 	}
 }
+
+// TestPolicyWatcherSymlinks: policies mounted as symbolic links, as a
+// Kubernetes ConfigMap mounts them (p.cedar -> ..data/p.cedar, where
+// ..data is a link swapped to a new directory on update), are reloaded
+// when the files they point to change, not only when the links do.
+func TestPolicyWatcherSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"v1/p.cedar": `@id("first") permit (principal, action, resource);`,
+		"v2/p.cedar": `@id("second") permit (principal, action, resource);`,
+	} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("v1", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "p.cedar"), filepath.Join(dir, "p.cedar")); err != nil {
+		t.Fatal(err)
+	}
+	set, err := policy.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := policy.NewEngine(set)
+	w := startPolicyWatcher(dir, policy.ValidateOptions{}, engine, 20*time.Millisecond, slog.New(slog.DiscardHandler))
+	defer w.stop()
+
+	// Swap ..data atomically, as the kubelet does.
+	if err := os.Symlink("v2", filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the policy behind the link to be reloaded", func() bool {
+		return strings.Join(engine.Set().IDs(), ",") == "second"
+	})
+}
