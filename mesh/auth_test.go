@@ -322,3 +322,33 @@ func TestExpiredSessionThenDial(t *testing.T) {
 		t.Fatalf("dial after the token expired: %v, want ErrUnauthenticated with reason token_expired", err)
 	}
 }
+
+// TestConnectorRefreshMustGrantItsServices: a connector's refreshed token
+// must still grant every service it advertised; a token that no longer
+// does is refused, and the old one stays in force until it expires.
+func TestConnectorRefreshMustGrantItsServices(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	tlsConf, err := transport.Trust{Pin: m.Pin}.ClientTLS("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := []string{m.ConnectorToken("office-1", "staging-db"), m.ConnectorToken("office-1", "other-db")}
+	s, err := sess.Dial(ctx(t), sess.Config{
+		Addr: m.Addr(), TLS: tlsConf, Role: wire.RoleConnector,
+		Services: []wire.Service{{Name: "staging-db", Kind: mesh.KindTCP, Environment: "staging"}},
+		Token: func(context.Context) (string, error) {
+			tok := tokens[0]
+			tokens = tokens[1:]
+			return tok, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.RefreshNow()
+	var rej *sess.RejectError
+	if !errors.As(err, &rej) || rej.Code != wire.CodeDenied || rej.Reason != "service_not_granted" {
+		t.Fatalf("refresh with a token that no longer grants staging-db: %v, want a service_not_granted refusal", err)
+	}
+}

@@ -327,7 +327,12 @@ func (r *Relay) serveConnector(c *connectorSession, services []wire.Service) {
 			st.CancelWrite(transport.StreamRefused)
 		}
 	}()
-	c.readControl(identity.RoleConnector, nil)
+	// A refreshed token must still grant every service advertised:
+	// otherwise revoking a service in the next token would not stop it
+	// being served.
+	c.readControl(identity.RoleConnector, func(claims *identity.Claims) *wire.Reject {
+		return r.checkServices(claims, services)
+	})
 	closeConn(c.conn, wire.CodeOK, "closed", "control stream ended")
 	wg.Wait()
 }
