@@ -243,6 +243,7 @@ func startDev(ctx context.Context, o devOptions) (_ *devMesh, err error) {
 			return nil, err
 		}
 	}
+	loaded, _ := dirState(pdir)
 	set, err := config.LoadPolicies(pdir, policy.ValidateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("policies in %s: %w", pdir, err)
@@ -267,7 +268,7 @@ func startDev(ctx context.Context, o devOptions) (_ *devMesh, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m.watcher = startPolicyWatcher(pdir, policy.ValidateOptions{}, m.engine, devPolicyPoll, o.log)
+	m.watcher = startPolicyWatcher(pdir, loaded, policy.ValidateOptions{}, m.engine, devPolicyPoll, o.log)
 
 	c, err := connector.New(connector.Config{
 		Relays: []string{m.relay.Addr().String()}, Token: connTok, Pin: m.pin,

@@ -32,9 +32,12 @@ type policyWatcher struct {
 	wg   sync.WaitGroup
 }
 
-func startPolicyWatcher(dir string, opts policy.ValidateOptions, engine *policy.Engine, every time.Duration, log *slog.Logger) *policyWatcher {
-	w := &policyWatcher{dir: dir, opts: opts, engine: engine, log: log, done: make(chan struct{})}
-	w.last, _ = dirState(dir)
+// startPolicyWatcher watches dir for changes since loaded, the state of
+// dir (dirState) taken before the engine's policies were loaded from it,
+// so that a file changed while the relay was starting is reloaded at the
+// first poll rather than missed.
+func startPolicyWatcher(dir, loaded string, opts policy.ValidateOptions, engine *policy.Engine, every time.Duration, log *slog.Logger) *policyWatcher {
+	w := &policyWatcher{dir: dir, opts: opts, engine: engine, log: log, done: make(chan struct{}), last: loaded}
 	w.wg.Add(1)
 	go w.poll(every)
 	return w

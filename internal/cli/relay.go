@@ -47,6 +47,7 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 	}
 	log := newLogger(env.Stderr, cfg.Log)
 
+	loaded, _ := dirState(cfg.PolicyDir)
 	set, err := config.LoadPolicies(cfg.PolicyDir, cfg.PolicyOptions)
 	if err != nil {
 		return failf(env, ExitUsage, "relay: %s: policy.dir: %v", cfg.File, err)
@@ -95,7 +96,7 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 		"policies", set.Len(),
 		"audit", cfg.Audit)
 
-	w := startPolicyWatcher(cfg.PolicyDir, cfg.PolicyOptions, engine, cfg.PolicyPoll, log)
+	w := startPolicyWatcher(cfg.PolicyDir, loaded, cfg.PolicyOptions, engine, cfg.PolicyPoll, log)
 	defer w.stop()
 
 	sigs := make(chan os.Signal, 2)

@@ -53,13 +53,14 @@ func TestPolicyWatcher(t *testing.T) {
 		}
 	}
 	write("a.cedar", `@id("first") permit (principal, action, resource);`)
+	loaded, _ := dirState(dir)
 	set, err := policy.LoadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	engine := policy.NewEngine(set)
 	var logs syncBuffer
-	w := startPolicyWatcher(dir, policy.ValidateOptions{}, engine, 20*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)))
+	w := startPolicyWatcher(dir, loaded, policy.ValidateOptions{}, engine, 20*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)))
 	defer w.stop()
 	ids := func() string { return strings.Join(engine.Set().IDs(), ",") }
 
@@ -112,12 +113,13 @@ func TestPolicyWatcherSymlinks(t *testing.T) {
 	if err := os.Symlink(filepath.Join("..data", "p.cedar"), filepath.Join(dir, "p.cedar")); err != nil {
 		t.Fatal(err)
 	}
+	loaded, _ := dirState(dir)
 	set, err := policy.LoadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	engine := policy.NewEngine(set)
-	w := startPolicyWatcher(dir, policy.ValidateOptions{}, engine, 20*time.Millisecond, slog.New(slog.DiscardHandler))
+	w := startPolicyWatcher(dir, loaded, policy.ValidateOptions{}, engine, 20*time.Millisecond, slog.New(slog.DiscardHandler))
 	defer w.stop()
 
 	// Swap ..data atomically, as the kubelet does.
@@ -129,5 +131,33 @@ func TestPolicyWatcherSymlinks(t *testing.T) {
 	}
 	waitFor(t, "the policy behind the link to be reloaded", func() bool {
 		return strings.Join(engine.Set().IDs(), ",") == "second"
+	})
+}
+
+// TestPolicyWatcherChangeDuringStart: a policy file changed between the
+// relay's first load and the start of its watcher (while it fetched a JWKS
+// URL, say) is reloaded at the first poll, not missed until the next edit.
+func TestPolicyWatcherChangeDuringStart(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.cedar")
+	if err := os.WriteFile(path, []byte(`@id("first") permit (principal, action, resource);`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := dirState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := policy.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := policy.NewEngine(set)
+	if err := os.WriteFile(path, []byte(`@id("changed") permit (principal, action, resource);`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := startPolicyWatcher(dir, loaded, policy.ValidateOptions{}, engine, 20*time.Millisecond, slog.New(slog.DiscardHandler))
+	defer w.stop()
+	waitFor(t, "the change made during start to be loaded", func() bool {
+		return strings.Join(engine.Set().IDs(), ",") == "changed"
 	})
 }
