@@ -25,7 +25,7 @@ per decision.
 The policies are reloaded when a file in policy.dir changes and on SIGHUP;
 a reload that fails keeps the policies in force and logs why. SIGTERM or
 SIGINT stops taking new opens, waits up to drain_timeout for open streams
-to end, and exits 0. A second signal stops at once.
+to end, and exits 0. A second SIGTERM or SIGINT stops at once.
 
 Operational logs go to stderr; audit events go where "audit" says
 (stdout by default). The start-up line gives the address and, for a
@@ -108,25 +108,38 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 }
 
 // drain shuts r down, waiting up to timeout for open streams; a second
-// signal ends the wait. Streams still open then are cut, which is still a
-// clean stop: the exit code is 0.
+// SIGINT or SIGTERM ends the wait. Streams still open then are cut, which
+// is still a clean stop: the exit code is 0.
 func drain(r *relay.Relay, timeout time.Duration, sigs <-chan os.Signal, log *slog.Logger) int {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	go func() {
-		select {
-		case sig := <-sigs:
-			log.Warn("relay: second signal: closing open streams now", "signal", sig.String())
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	go cutOnSignal(ctx, sigs, cancel, log)
 	st := r.Stats()
 	if err := r.Shutdown(ctx); err != nil {
 		log.Warn("relay: drain ended with streams still open; they were closed", "err", err)
 	}
 	log.Info("relay: stopped", "agents", st.Agents, "connectors", st.Connectors)
 	return ExitOK
+}
+
+// cutOnSignal calls cut when SIGINT or SIGTERM arrives on sigs before ctx
+// ends. A SIGHUP asks for a policy reload, not for a stop: it must not cut
+// the streams that a drain is waiting for.
+func cutOnSignal(ctx context.Context, sigs <-chan os.Signal, cut func(), log *slog.Logger) {
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				log.Info("relay: SIGHUP while draining: ignored")
+				continue
+			}
+			log.Warn("relay: second signal: closing open streams now", "signal", sig.String())
+			cut()
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // waitStop waits for SIGINT, SIGTERM or the end of ctx and says which;

@@ -2,11 +2,14 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,4 +163,34 @@ func TestPolicyWatcherChangeDuringStart(t *testing.T) {
 	waitFor(t, "the change made during start to be loaded", func() bool {
 		return strings.Join(engine.Set().IDs(), ",") == "changed"
 	})
+}
+
+// TestCutOnSignal: during a drain, SIGINT or SIGTERM cuts the open
+// streams; a SIGHUP (a reload request) does not.
+func TestCutOnSignal(t *testing.T) {
+	sigs := make(chan os.Signal, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var cuts atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cutOnSignal(ctx, sigs, func() { cuts.Add(1) }, slog.New(slog.DiscardHandler))
+	}()
+	sigs <- syscall.SIGHUP
+	waitFor(t, "the SIGHUP to be taken", func() bool { return len(sigs) == 0 })
+	sigs <- syscall.SIGTERM
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGTERM did not end the wait")
+	}
+	if n := cuts.Load(); n != 1 || len(sigs) != 0 {
+		t.Errorf("%d cuts, %d signals left: the SIGHUP cut the drain", n, len(sigs))
+	}
+
+	// The end of the drain ends the wait without a cut.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	cutOnSignal(ctx2, make(chan os.Signal), func() { t.Error("cut without a signal") }, slog.New(slog.DiscardHandler))
 }
