@@ -507,3 +507,66 @@ func TestRoundRobinAndFailover(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestShutdownDrains: Shutdown refuses new opens with ErrUnavailable, keeps
+// serving the streams already open, and returns once they have ended,
+// while opens keep arriving as they do at a busy relay.
+func TestShutdownDrains(t *testing.T) {
+	w := newWorld(t, meshtest.Options{})
+	held, err := w.agent.Dial(ctx(t), "tcp", "staging-db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	shut := make(chan error, 1)
+	go func() { shut <- w.Relay().Shutdown(ctx(t)) }()
+	meshtest.WaitFor(t, "new opens to be refused", func() bool {
+		c, err := w.agent.Dial(ctx(t), "tcp", "staging-db")
+		if err == nil {
+			c.Close()
+			return false
+		}
+		if !errors.Is(err, mesh.ErrUnavailable) {
+			t.Fatalf("open while the relay drains: %v, want ErrUnavailable", err)
+		}
+		return true
+	})
+	echoOnce(t, held, "still served while the relay drains")
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) while a stream was open", err)
+	default:
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				dctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				if c, err := w.agent.Dial(dctx, "tcp", "staging-db"); err == nil {
+					c.Close()
+				}
+				cancel()
+			}
+		}()
+	}
+	held.Close()
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Fatalf("Shutdown = %v, want nil once the last stream ended", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return after the last stream ended")
+	}
+	close(stop)
+	wg.Wait()
+}

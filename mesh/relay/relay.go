@@ -109,7 +109,12 @@ type Relay struct {
 	ctx    context.Context // the relay's lifetime
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the relay starts
-	open   sync.WaitGroup // binding streams being served, for Shutdown
+
+	// Binding streams being served, for Shutdown. Not a WaitGroup: opens
+	// keep arriving while Shutdown waits, and a WaitGroup's Add from zero
+	// must not race with its Wait (it panics when it does).
+	openN    atomic.Int64
+	openIdle chan struct{} // one slot: a token is put in when openN drops to zero
 
 	draining atomic.Bool
 	closed   atomic.Bool
@@ -145,6 +150,7 @@ func Listen(cfg Config) (*Relay, error) {
 		routes:     make(map[string]*route),
 		agents:     make(map[*agentSession]struct{}),
 		connectors: make(map[*connectorSession]struct{}),
+		openIdle:   make(chan struct{}, 1),
 	}
 	if r.policy == nil {
 		r.policy = new(policy.Engine)
@@ -234,16 +240,15 @@ func (r *Relay) Close() error {
 // the relay as Close does.
 func (r *Relay) Shutdown(ctx context.Context) error {
 	r.draining.Store(true)
-	done := make(chan struct{})
-	go func() {
-		r.open.Wait()
-		close(done)
-	}()
 	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("relay: shutdown: streams still open: %w", ctx.Err())
+	// A drop to zero after the Load leaves a token in openIdle, so no wake-up
+	// is lost; a stale token only costs another look at the count.
+	for err == nil && r.openN.Load() > 0 {
+		select {
+		case <-r.openIdle:
+		case <-ctx.Done():
+			err = fmt.Errorf("relay: shutdown: streams still open: %w", ctx.Err())
+		}
 	}
 	if cerr := r.Close(); err == nil {
 		err = cerr
@@ -271,6 +276,18 @@ func (r *Relay) Stats() Stats {
 		st.Bindings[name] = len(*rt.conns.Load())
 	}
 	return st
+}
+
+// streamStarted and streamEnded count the binding streams being served.
+func (r *Relay) streamStarted() { r.openN.Add(1) }
+
+func (r *Relay) streamEnded() {
+	if r.openN.Add(-1) == 0 {
+		select {
+		case r.openIdle <- struct{}{}:
+		default: // a token is there already
+		}
+	}
 }
 
 func (r *Relay) acceptLoop() {

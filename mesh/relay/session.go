@@ -236,11 +236,11 @@ func (r *Relay) serveAgent(a *agentSession) {
 		if err != nil {
 			break
 		}
-		r.open.Add(1)
+		r.streamStarted()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer r.open.Done()
+			defer r.streamEnded()
 			r.serveStream(a, st)
 		}()
 	}
