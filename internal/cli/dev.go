@@ -74,6 +74,13 @@ func runDev(ctx context.Context, env Env, args []string) int {
 	}
 	log := newLogger(env.Stderr, config.Log{Level: lvl})
 
+	// From here on a signal must not kill the process: it would leave the
+	// temporary directory (a signing key, tokens) and PostgreSQL's data
+	// behind. One that arrives while the mesh starts stops it once started.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	dir := *dirFlag
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "postern-dev-")
@@ -102,9 +109,6 @@ func runDev(ctx context.Context, env Env, args []string) int {
 	m.printBanner(env.Stdout)
 	audit.release()
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	why := waitStop(ctx, sigs, func() { m.watcher.reload("SIGHUP") })
 	log.Info("dev: stopping", "signal", why)
 	m.stop()
