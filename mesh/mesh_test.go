@@ -532,6 +532,19 @@ func TestShutdownDrains(t *testing.T) {
 		return true
 	})
 	echoOnce(t, held, "still served while the relay drains")
+	// A new session is refused too, and the refusal is audited.
+	late := w.Client(w.AgentToken("late-agent", "coding-agents"))
+	if err := late.Connect(ctx(t)); !errors.Is(err, mesh.ErrUnavailable) {
+		t.Fatalf("connect while the relay drains: %v, want ErrUnavailable", err)
+	}
+	meshtest.WaitFor(t, "the refused session's audit event", func() bool {
+		for _, ev := range w.Audit.Events(relay.EventSessionReject) {
+			if ev["subject"] == "late-agent" && ev["reason"] == "relay_shutdown" {
+				return true
+			}
+		}
+		return false
+	})
 	select {
 	case err := <-shut:
 		t.Fatalf("Shutdown returned (%v) while a stream was open", err)

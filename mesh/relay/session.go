@@ -130,6 +130,14 @@ func (s *session) auditAttrs(role string) []slog.Attr {
 	}
 }
 
+// refuse answers the handshake with rej, closes the connection and audits
+// the refusal.
+func (s *session) refuse(role string, rej *wire.Reject) {
+	s.r.reject(s.conn, s.ctrl, rej)
+	emit(s.r.audit, slog.LevelWarn, EventSessionReject, append(s.auditAttrs(role),
+		slog.String("code", rej.Code.String()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))...)
+}
+
 func (s *session) end(role string) {
 	s.stopExpiry()
 	reason := "closed"
@@ -177,12 +185,12 @@ func (a *agentSession) setClaims(c *identity.Claims) error {
 func (r *Relay) serveAgent(a *agentSession) {
 	claims := a.claims.Load()
 	if err := a.setClaims(claims); err != nil {
-		r.reject(a.conn, a.ctrl, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: identity.Reason(identity.ErrInvalidClaim),
+		a.refuse(wire.RoleAgent, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: identity.Reason(identity.ErrInvalidClaim),
 			Message: "the token's attributes cannot be used by policy: " + err.Error()})
 		return
 	}
 	if r.draining.Load() {
-		r.reject(a.conn, a.ctrl, &wire.Reject{Code: wire.CodeShutdown, Reason: "relay_shutdown", Message: "the relay is shutting down"})
+		a.refuse(wire.RoleAgent, &wire.Reject{Code: wire.CodeShutdown, Reason: "relay_shutdown", Message: "the relay is shutting down"})
 		return
 	}
 	a.audit = r.audit.With(slog.String("session", a.id), slog.String("subject", claims.Subject))
@@ -281,18 +289,14 @@ func (c *connectorSession) name() string { return c.claims.Load().Subject }
 func (r *Relay) serveConnector(c *connectorSession, services []wire.Service) {
 	claims := c.claims.Load()
 	if rej := r.checkServices(claims, services); rej != nil {
-		r.reject(c.conn, c.ctrl, rej)
-		emit(r.audit, slog.LevelWarn, EventSessionReject, append(c.auditAttrs(wire.RoleConnector),
-			slog.String("code", rej.Code.String()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))...)
+		c.refuse(wire.RoleConnector, rej)
 		return
 	}
 	for _, s := range services {
 		c.services = append(c.services, s.Name)
 	}
 	if rej := r.register(c, services); rej != nil {
-		r.reject(c.conn, c.ctrl, rej)
-		emit(r.audit, slog.LevelWarn, EventSessionReject, append(c.auditAttrs(wire.RoleConnector),
-			slog.String("code", rej.Code.String()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))...)
+		c.refuse(wire.RoleConnector, rej)
 		return
 	}
 	defer r.unregister(c)
