@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -318,5 +319,42 @@ func TestPolicyConfigFlag(t *testing.T) {
 	code, out, errOut := run(t, "policy", "check", "--config", cfg, "--principal", "a", "--attr", "team=infra", "--resource", "db")
 	if code != ExitOK || strings.TrimSpace(out) != "allow (infra-team)" {
 		t.Errorf("check --config: exit %d %q\n%s", code, out, errOut)
+	}
+}
+
+// TestRelayCannotListen: a relay whose address is taken exits 1 and says
+// why, once.
+func TestRelayCannotListen(t *testing.T) {
+	taken, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	key, err := identity.GenerateSigningKey(identity.EdDSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := key.PublicJWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "jwks.json"), jwks, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "policies"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "relay.yaml")
+	yaml := "listen: " + taken.LocalAddr().String() + "\ntokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: policies}\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := run(t, "relay", "--config", cfg)
+	if code != ExitFailure || !strings.Contains(errOut, "address already in use") {
+		t.Errorf("exit %d, want %d naming the cause:\n%s", code, ExitFailure, errOut)
+	}
+	if strings.Contains(errOut, "relay: relay:") {
+		t.Errorf("the error stutters:\n%s", errOut)
 	}
 }

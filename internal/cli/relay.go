@@ -82,7 +82,7 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 		Audit:       audit,
 	})
 	if err != nil {
-		return failf(env, ExitFailure, "relay: %v", err)
+		return failf(env, ExitFailure, "%v", err) // "relay: ..." already
 	}
 	if cfg.CertSource == "ephemeral" {
 		log.Warn("relay: no tls section: using a self-signed certificate made for this run; its pin changes at every start (set tls.self_signed with cert_file and key_file to keep it)")
