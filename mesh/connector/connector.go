@@ -335,7 +335,7 @@ func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream) {
 	var dial wire.Dial
 	if err := wire.ReadExpected(st, 1<<20, &dial); err != nil {
 		c.log.Warn("connector: bad dial from relay", "err", err)
-		reply(st, &wire.Result{Code: wire.CodeProtocol, Reason: "malformed_dial", Message: "connector could not read the dial"})
+		wire.Refuse(st, &wire.Result{Code: wire.CodeProtocol, Reason: "malformed_dial", Message: "connector could not read the dial"})
 		return
 	}
 	st.SetReadDeadline(time.Time{})
@@ -343,7 +343,7 @@ func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream) {
 	if svc == nil {
 		// Never dial what was not advertised, whatever the relay says.
 		c.log.Warn("connector: relay asked for a service this connector does not serve", "binding", dial.Binding, "subject", dial.Identity.Subject)
-		reply(st, &wire.Result{Code: wire.CodeUnknownBinding, Reason: "not_served", Message: "this connector does not serve the binding"})
+		wire.Refuse(st, &wire.Result{Code: wire.CodeUnknownBinding, Reason: "not_served", Message: "this connector does not serve the binding"})
 		return
 	}
 	log := c.log.With("binding", svc.Name, "subject", dial.Identity.Subject, "session", dial.Session)
@@ -360,7 +360,7 @@ func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream) {
 	cancel()
 	if err != nil {
 		log.Warn("connector: upstream dial failed", "upstream", svc.Upstream, "err", err)
-		reply(st, upstreamFailure(svc.Name, err))
+		wire.Refuse(st, upstreamFailure(svc.Name, err))
 		return
 	}
 	down := transport.NewConn(st, conn.LocalAddr(), conn.RemoteAddr())
@@ -388,15 +388,3 @@ func upstreamFailure(name string, err error) *wire.Result {
 }
 
 func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
-
-// reply answers a dial with an error result and discards whatever the
-// relay forwarded after it.
-func reply(st *quic.Stream, res *wire.Result) {
-	st.CancelRead(transport.StreamRefused)
-	st.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := wire.WriteFrame(st, res); err != nil {
-		st.CancelWrite(transport.StreamRefused)
-		return
-	}
-	st.Close()
-}

@@ -45,7 +45,7 @@ func (c *Connector) serveHTTP(st *quic.Stream, down *transport.Conn, svc *Servic
 	tr, target, err := httpUpstream(svc)
 	if err != nil {
 		log.Error("connector: http upstream configuration", "err", err)
-		reply(st, &wire.Result{Code: wire.CodeUpstream, Reason: "connector_config",
+		wire.Refuse(st, &wire.Result{Code: wire.CodeUpstream, Reason: "connector_config",
 			Message: "the connector could not set up its connection to the upstream of " + svc.Name})
 		return
 	}

@@ -66,7 +66,7 @@ func (c *Connector) servePostgres(st *quic.Stream, down *transport.Conn, svc *Se
 		// The error names the upstream, user and database, never the
 		// password: pgconn does not print it, and Secret redacts itself.
 		log.Warn("connector: upstream login failed", "upstream", svc.Upstream, "reason", res.Reason, "err", err)
-		reply(st, res)
+		wire.Refuse(st, res)
 		return
 	}
 	up := hc.Conn

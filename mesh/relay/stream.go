@@ -36,7 +36,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 			st.CancelWrite(transport.StreamRefused)
 			return
 		}
-		refuse(st, res)
+		wire.Refuse(st, res)
 		return
 	}
 	st.SetReadDeadline(time.Time{})
@@ -58,7 +58,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 			attrs = append(attrs, slog.Any("policies", res.Policies))
 		}
 		emit(a.audit, slog.LevelWarn, EventOpenDeny, append(attrs, extra...)...)
-		refuse(st, res)
+		wire.Refuse(st, res)
 	}
 
 	if n > int64(r.limits.StreamsPerAgent) {
@@ -137,12 +137,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		// connector's stream.
 		attrs = append(attrs, slog.String("decision", "allow"), slog.String("code", cres.Code.String()), slog.String("reason", cres.Reason))
 		emit(a.audit, slog.LevelWarn, EventOpenFail, attrs...)
-		// StreamRefused, as for a refused open: the agent's client maps a
-		// write that fails with it to this answer.
-		st.CancelRead(transport.StreamRefused)
-		down.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		wire.WriteFrame(down, &cres)
-		down.CloseWrite()
+		wire.Refuse(st, &cres)
 		transport.Abort(up)
 		sp.Wait()
 		return
@@ -164,18 +159,6 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		closeAttrs = append(closeAttrs, slog.String("error", err.Error()))
 	}
 	emit(a.audit, slog.LevelInfo, EventStreamClose, closeAttrs...)
-}
-
-// refuse answers an open with an error result and discards whatever the
-// agent sent after its Open: none of it reaches a connector.
-func refuse(st *quic.Stream, res *wire.Result) {
-	st.CancelRead(transport.StreamRefused)
-	st.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := wire.WriteFrame(st, res); err != nil {
-		st.CancelWrite(transport.StreamRefused)
-		return
-	}
-	st.Close()
 }
 
 // dialConnector opens a stream to a connector serving rt and sends it the
