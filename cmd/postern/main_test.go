@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,13 +19,13 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/internal/pgtest"
 	"github.com/postern/postern/mesh"
 )
@@ -80,30 +79,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a running postern process.
 type proc struct {
 	t              *testing.T
 	name           string
 	cmd            *exec.Cmd
-	stdout, stderr syncBuffer
+	stdout, stderr meshtest.Log // what the process has written so far
 	done           chan struct{}
 	err            error
 }
@@ -137,7 +118,7 @@ func start(t *testing.T, dir string, env []string, args ...string) *proc {
 }
 
 // waitLine waits for a line of w matching re and returns its submatches.
-func (p *proc) waitLine(w *syncBuffer, re string) []string {
+func (p *proc) waitLine(w *meshtest.Log, re string) []string {
 	p.t.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.Now().Add(15 * time.Second)
@@ -208,47 +189,6 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// echoServer is a private TCP service: it echoes until EOF.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				io.Copy(c, c)
-				c.Close()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }
 
 // ordersAPI is a private HTTP API that answers only requests carrying
@@ -355,7 +295,7 @@ audit: stdout
 		}
 	}
 	mustPostern(t, dir, args...)
-	echo := echoServer(t)
+	echo := meshtest.EchoServer(t)
 	writeFile(t, filepath.Join(dir, "connector.yaml"), fmt.Sprintf(`relays: [%s]
 token_file: connector.token
 trust:
@@ -381,6 +321,22 @@ services:
 func (d *deployment) agent(t *testing.T, bindings ...string) string {
 	t.Helper()
 	return d.run(t, bin.agent, bindings...)
+}
+
+// client returns an agent client in process, with the deployment's agent
+// token; it is closed at cleanup.
+func (d *deployment) client(t *testing.T) *mesh.Client {
+	t.Helper()
+	tok, err := os.ReadFile(d.agentToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := mesh.NewClient(mesh.Config{Relay: d.addr, Pin: d.pin, Token: strings.TrimSpace(string(tok))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // run runs an agent program with the environment binding.Open reads.
@@ -580,15 +536,7 @@ func TestBinaryCodingAgent(t *testing.T) {
 // drain_timeout is cut and the relay still exits 0.
 func TestBinaryDrain(t *testing.T) {
 	d := deploy(t, "1500ms")
-	tok, err := os.ReadFile(d.agentToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := mesh.NewClient(mesh.Config{Relay: d.addr, Pin: d.pin, Token: strings.TrimSpace(string(tok))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := d.client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	conn, err := c.Dial(ctx, "tcp", "staging-echo")
@@ -644,12 +592,7 @@ func TestBinaryDrain(t *testing.T) {
 // TestBinaryDrainFinishes: a drain ends as soon as the last stream closes.
 func TestBinaryDrainFinishes(t *testing.T) {
 	d := deploy(t, "30s")
-	tok, _ := os.ReadFile(d.agentToken)
-	c, err := mesh.NewClient(mesh.Config{Relay: d.addr, Pin: d.pin, Token: strings.TrimSpace(string(tok))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := d.client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	conn, err := c.Dial(ctx, "tcp", "staging-echo")
