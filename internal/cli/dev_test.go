@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/mesh"
 )
 
@@ -23,7 +24,7 @@ import (
 // it as an agent would: the catalog, a TCP binding, an HTTP binding whose
 // credential the connector holds, a denial naming its policy.
 func TestDev(t *testing.T) {
-	var audit, logs syncBuffer
+	var audit, logs meshtest.Log
 	dir := t.TempDir()
 	m, err := startDev(context.Background(), devOptions{
 		listen: "127.0.0.1:0", dir: dir, ttl: time.Hour,
@@ -107,7 +108,7 @@ func TestDev(t *testing.T) {
 	if !errors.Is(err, mesh.ErrDenied) || !errors.As(err, &me) || strings.Join(me.Policies, ",") != "forbid-financial" {
 		t.Errorf("prod-finance: %v", err)
 	}
-	waitFor(t, "the audit events", func() bool {
+	meshtest.WaitFor(t, "the audit events", func() bool {
 		a := audit.String()
 		return strings.Contains(a, `"msg":"open.deny"`) && strings.Contains(a, `"msg":"open.allow"`)
 	})

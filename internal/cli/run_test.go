@@ -1,49 +1,19 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/policy"
 )
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of loggers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // TestPolicyWatcher: an edited policy file is loaded; a broken one is
 // refused and the policies in force stay; a forced reload works.
@@ -62,16 +32,16 @@ func TestPolicyWatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	engine := policy.NewEngine(set)
-	var logs syncBuffer
+	var logs meshtest.Log
 	w := startPolicyWatcher(dir, loaded, policy.ValidateOptions{}, engine, 20*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)))
 	defer w.stop()
 	ids := func() string { return strings.Join(engine.Set().IDs(), ",") }
 
 	write("b.cedar", `@id("second") forbid (principal, action, resource) when { resource.labels.contains("financial") };`)
-	waitFor(t, "the new file to be loaded", func() bool { return ids() == "first,second" })
+	meshtest.WaitFor(t, "the new file to be loaded", func() bool { return ids() == "first,second" })
 
 	write("c.cedar", `@id("broken") permit (principal, action, resourc);`)
-	waitFor(t, "the failed reload to be logged", func() bool { return strings.Contains(logs.String(), "policy reload failed") })
+	meshtest.WaitFor(t, "the failed reload to be logged", func() bool { return strings.Contains(logs.String(), "policy reload failed") })
 	if ids() != "first,second" {
 		t.Errorf("after a broken file the policies are %q, want the previous ones", ids())
 	}
@@ -80,14 +50,14 @@ func TestPolicyWatcher(t *testing.T) {
 	}
 
 	write("c.cedar", `@id("typo") forbid (principal, action, resource) when { resource.lables.contains("x") };`)
-	waitFor(t, "the invalid policy to be refused", func() bool { return strings.Count(logs.String(), "policy reload failed") >= 2 })
+	meshtest.WaitFor(t, "the invalid policy to be refused", func() bool { return strings.Count(logs.String(), "policy reload failed") >= 2 })
 	if ids() != "first,second" {
 		t.Errorf("after an invalid policy the policies are %q", ids())
 	}
 
 	os.Remove(filepath.Join(dir, "c.cedar"))
 	os.Remove(filepath.Join(dir, "b.cedar"))
-	waitFor(t, "the removal to be loaded", func() bool { return ids() == "first" })
+	meshtest.WaitFor(t, "the removal to be loaded", func() bool { return ids() == "first" })
 	if !w.reload("test") || ids() != "first" {
 		t.Errorf("forced reload: %q", ids())
 	}
@@ -132,7 +102,7 @@ func TestPolicyWatcherSymlinks(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the policy behind the link to be reloaded", func() bool {
+	meshtest.WaitFor(t, "the policy behind the link to be reloaded", func() bool {
 		return strings.Join(engine.Set().IDs(), ",") == "second"
 	})
 }
@@ -160,7 +130,7 @@ func TestPolicyWatcherChangeDuringStart(t *testing.T) {
 	}
 	w := startPolicyWatcher(dir, loaded, policy.ValidateOptions{}, engine, 20*time.Millisecond, slog.New(slog.DiscardHandler))
 	defer w.stop()
-	waitFor(t, "the change made during start to be loaded", func() bool {
+	meshtest.WaitFor(t, "the change made during start to be loaded", func() bool {
 		return strings.Join(engine.Set().IDs(), ",") == "changed"
 	})
 }
@@ -178,7 +148,7 @@ func TestCutOnSignal(t *testing.T) {
 		cutOnSignal(ctx, sigs, func() { cuts.Add(1) }, slog.New(slog.DiscardHandler))
 	}()
 	sigs <- syscall.SIGHUP
-	waitFor(t, "the SIGHUP to be taken", func() bool { return len(sigs) == 0 })
+	meshtest.WaitFor(t, "the SIGHUP to be taken", func() bool { return len(sigs) == 0 })
 	sigs <- syscall.SIGTERM
 	select {
 	case <-done:
