@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh"
 )
 
@@ -74,29 +75,13 @@ func OpenWith(c *mesh.Client, name string) (*Binding, error) {
 	if c == nil {
 		return nil, errors.New("binding: OpenWith: nil *mesh.Client")
 	}
-	if !validName(name) {
+	// The wire protocol's rule, checked here so that a bad name fails at
+	// Open rather than at first use.
+	if wire.ValidName(name) != nil {
 		return nil, &mesh.Error{Op: "open", Binding: name, Err: mesh.ErrUnknownBinding, Message: "not a valid binding name (1 to 128 of A-Z a-z 0-9 . _ / -)"}
 	}
 	host := strings.ReplaceAll(name, "/", ".")
 	return &Binding{name: name, host: host, client: c}, nil
-}
-
-// validName mirrors the wire protocol's rule for names, so that a bad
-// name fails at Open rather than at first use.
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '-' || c == '_' || c == '.' || c == '/':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // Name returns the binding's name.

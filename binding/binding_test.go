@@ -258,3 +258,33 @@ func TestOpenAndClose(t *testing.T) {
 		t.Fatalf("the dialed stream died with its binding: %v", err)
 	}
 }
+
+// TestOpenChecksTheName: Open refuses a name the wire protocol would
+// refuse, before any I/O, with an error matching ErrUnknownBinding.
+func TestOpenChecksTheName(t *testing.T) {
+	client, err := mesh.NewClient(mesh.Config{Relay: "127.0.0.1:1", Token: "t", Pin: "sha256:" + strings.Repeat("0", 64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	for _, tt := range []struct {
+		name string
+		ok   bool
+	}{
+		{"staging-db", true}, {"team/api.v2", true}, {"A_b", true}, {strings.Repeat("x", 128), true},
+		{"", false}, {"a b", false}, {"db:5432", false}, {"é", false}, {strings.Repeat("x", 129), false},
+	} {
+		b, err := binding.OpenWith(client, tt.name)
+		if tt.ok {
+			if err != nil {
+				t.Errorf("OpenWith(%q) = %v, want it accepted", tt.name, err)
+				continue
+			}
+			b.Close()
+			continue
+		}
+		if !errors.Is(err, mesh.ErrUnknownBinding) || !strings.Contains(err.Error(), "not a valid binding name") {
+			t.Errorf("OpenWith(%q) = %v, want an invalid-name error matching ErrUnknownBinding", tt.name, err)
+		}
+	}
+}
