@@ -137,6 +137,29 @@ func parse(fs *flag.FlagSet, env Env, args []string) (pos []string, code int, do
 	}
 }
 
+// subcommand runs the subcommand of a command with subcommands ("token
+// issue", "policy check") named by args[0]. Without one it prints the
+// command's usage to stderr (exit 2); with --help, to stdout.
+func subcommand(ctx context.Context, env Env, name, usage, about string, subs []command, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintf(env.Stderr, "Usage: postern %s\n%s\n", usage, about)
+		return ExitUsage
+	}
+	var names []string
+	for _, c := range subs {
+		if c.name == args[0] {
+			return c.run(ctx, env, args[1:])
+		}
+		names = append(names, c.name)
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintf(env.Stdout, "Usage: postern %s\n%s\n", usage, about)
+		return ExitOK
+	}
+	return failf(env, ExitUsage, "%s: unknown subcommand %q: want %s", name, args[0], strings.Join(names, " or "))
+}
+
 // failf prints a command's error to stderr and returns code.
 func failf(env Env, code int, format string, args ...any) int {
 	fmt.Fprintf(env.Stderr, "postern: "+format+"\n", args...)

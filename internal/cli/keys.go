@@ -136,20 +136,8 @@ connector token cannot claim anything else.
 holds; only a relay's verification means anything.`
 
 func runToken(ctx context.Context, env Env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintf(env.Stderr, "Usage: postern token issue|inspect ...\n%s\n", tokenAbout)
-		return ExitUsage
-	}
-	switch args[0] {
-	case "issue":
-		return runTokenIssue(ctx, env, args[1:])
-	case "inspect":
-		return runTokenInspect(ctx, env, args[1:])
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintf(env.Stdout, "Usage: postern token issue|inspect ...\n%s\n", tokenAbout)
-		return ExitOK
-	}
-	return failf(env, ExitUsage, "token: unknown subcommand %q: want issue or inspect", args[0])
+	return subcommand(ctx, env, "token", "token issue|inspect ...", tokenAbout,
+		[]command{{name: "issue", run: runTokenIssue}, {name: "inspect", run: runTokenInspect}}, args)
 }
 
 func runTokenIssue(_ context.Context, env Env, args []string) int {

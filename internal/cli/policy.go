@@ -88,20 +88,8 @@ func (s *schemaFlags) resolve(pos []string) (string, policy.ValidateOptions, err
 }
 
 func runPolicy(ctx context.Context, env Env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintf(env.Stderr, "Usage: postern policy validate|check ...\n%s\n", policyAbout)
-		return ExitUsage
-	}
-	switch args[0] {
-	case "validate":
-		return runPolicyValidate(ctx, env, args[1:])
-	case "check":
-		return runPolicyCheck(ctx, env, args[1:])
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintf(env.Stdout, "Usage: postern policy validate|check ...\n%s\n", policyAbout)
-		return ExitOK
-	}
-	return failf(env, ExitUsage, "policy: unknown subcommand %q: want validate or check", args[0])
+	return subcommand(ctx, env, "policy", "policy validate|check ...", policyAbout,
+		[]command{{name: "validate", run: runPolicyValidate}, {name: "check", run: runPolicyCheck}}, args)
 }
 
 func runPolicyValidate(_ context.Context, env Env, args []string) int {
