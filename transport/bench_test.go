@@ -1,12 +1,9 @@
 package transport_test
 
 import (
-	"context"
-	"crypto/tls"
 	"io"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/postern/postern/transport"
 )
@@ -21,51 +18,6 @@ import (
 // stream and no splice at all (the floor). QUIC's own cost (encryption,
 // packets, acknowledgements) dominates all three; what differs is the
 // relay's copying.
-
-// streamPair returns the two ends of a fresh QUIC stream over loopback,
-// for benchmarks (pair is for tests).
-func streamPair(tb testing.TB) (client, server *transport.Conn) {
-	tb.Helper()
-	cert, err := transport.SelfSigned("127.0.0.1")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ln, err := transport.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	tlsConf, err := transport.Trust{Pin: transport.Pin(cert)}.ClientTLS("127.0.0.1")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cc, err := transport.Dial(ctx, ln.Addr().String(), tlsConf, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cc.CloseWithError(0, "") })
-	sc, err := ln.Accept(ctx)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { sc.CloseWithError(0, "") })
-	cs, err := cc.OpenStream()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cs.Write([]byte{0})
-	ss, err := sc.AcceptStream(ctx)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var b [1]byte
-	if _, err := io.ReadFull(ss, b[:]); err != nil {
-		tb.Fatal(err)
-	}
-	return transport.NewConn(cs, cc.LocalAddr(), cc.RemoteAddr()), transport.NewConn(ss, sc.LocalAddr(), sc.RemoteAddr())
-}
 
 // plainSplice is the naive relay: io.Copy each way, half-close at EOF.
 func plainSplice(a, b *transport.Conn) {
@@ -95,11 +47,11 @@ var spliceModes = []struct {
 // path returns the two ends the benchmark talks through, and a function
 // that ends the relay (if any) and waits for it.
 func spliceChain(b *testing.B, splice func(a, b *transport.Conn)) (in, out *transport.Conn, wait func()) {
-	c1, s1 := streamPair(b)
+	c1, s1 := pair(b)
 	if splice == nil {
 		return c1, s1, func() {}
 	}
-	c2, s2 := streamPair(b)
+	c2, s2 := pair(b)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -20,46 +20,47 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// pair returns the two ends of a fresh QUIC stream over loopback.
-func pair(t *testing.T) (client, server *transport.Conn) {
-	t.Helper()
+// pair returns the two ends of a fresh QUIC stream over loopback, for
+// tests and benchmarks.
+func pair(tb testing.TB) (client, server *transport.Conn) {
+	tb.Helper()
 	cert, err := transport.SelfSigned("127.0.0.1")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ln, err := transport.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, nil)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	tb.Cleanup(func() { ln.Close() })
 	tlsConf, err := transport.Trust{Pin: transport.Pin(cert)}.ClientTLS("127.0.0.1")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cc, err := transport.Dial(ctx, ln.Addr().String(), tlsConf, nil)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { cc.CloseWithError(0, "") })
+	tb.Cleanup(func() { cc.CloseWithError(0, "") })
 	sc, err := ln.Accept(ctx)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { sc.CloseWithError(0, "") })
+	tb.Cleanup(func() { sc.CloseWithError(0, "") })
 	cs, err := cc.OpenStream()
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	cs.Write([]byte{0}) // a stream exists for the peer once it carries a byte
 	ss, err := sc.AcceptStream(ctx)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	var b [1]byte
 	if _, err := io.ReadFull(ss, b[:]); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return transport.NewConn(cs, cc.LocalAddr(), cc.RemoteAddr()), transport.NewConn(ss, sc.LocalAddr(), sc.RemoteAddr())
 }
