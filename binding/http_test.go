@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
 )
@@ -305,12 +306,7 @@ func TestHTTPCancel(t *testing.T) {
 // TestHTTPUpstreamDown: an upstream that cannot be reached is a 502 from
 // the connector that does not reveal the upstream's address.
 func TestHTTPUpstreamDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := meshtest.DeadAddr(t)
 	w := newWorld(t, connector.Service{Name: "staging-api", Kind: mesh.KindHTTP, Upstream: dead, Environment: "staging"})
 	hc, err := w.open(t, "staging-api").HTTPClient()
 	if err != nil {

@@ -317,15 +317,10 @@ func TestConnectorGoneFailsFast(t *testing.T) {
 
 func TestUpstreamRefused(t *testing.T) {
 	m := meshtest.New(t, meshtest.Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	dead := meshtest.DeadAddr(t)
 	m.Connector("office-1", connector.Service{Name: "staging-db", Upstream: dead, Environment: "staging"})
 	agent := m.Client(m.AgentToken("coding-agent", "coding-agents"))
-	_, err = agent.Dial(ctx(t), "tcp", "staging-db")
+	_, err := agent.Dial(ctx(t), "tcp", "staging-db")
 	if !errors.Is(err, mesh.ErrUpstream) {
 		t.Fatalf("err = %v, want ErrUpstream", err)
 	}
