@@ -306,22 +306,38 @@ func TestPolicyValidateRejects(t *testing.T) {
 }
 
 // TestPolicyConfigFlag: validate and check take the directory and the
-// declarations from a relay configuration.
+// declarations from a relay configuration, and read nothing else it names:
+// they run where the relay's key set, certificate and audit log are not
+// (in CI), and create none of them.
 func TestPolicyConfigFlag(t *testing.T) {
 	dir := t.TempDir()
 	os.Mkdir(filepath.Join(dir, "policies"), 0o755)
 	os.WriteFile(filepath.Join(dir, "policies", "team.cedar"), []byte(`@id("infra-team") permit (principal, action, resource) when { principal has team && principal.team == "infra" };`), 0o644)
-	key, _ := identity.GenerateSigningKey("")
-	jwks, _ := key.PublicJWKS()
-	os.WriteFile(filepath.Join(dir, "jwks.json"), jwks, 0o644)
 	cfg := filepath.Join(dir, "relay.yaml")
-	os.WriteFile(cfg, []byte("tokens: {audience: postern, jwks_file: jwks.json}\npolicy:\n  dir: policies\n  principal_attributes: {team: String}\n"), 0o644)
+	os.WriteFile(cfg, []byte(`tls: {cert_file: relay.crt, key_file: relay.key, self_signed: true}
+tokens: {audience: postern, jwks_file: /etc/postern/jwks.json}
+policy:
+  dir: policies
+  principal_attributes: {team: String}
+audit: /nonexistent/postern/audit.log
+`), 0o644)
 	if code, out, errOut := run(t, "policy", "validate", "--config", cfg); code != ExitOK {
 		t.Errorf("validate --config: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut := run(t, "policy", "check", "--config", cfg, "--principal", "a", "--attr", "team=infra", "--resource", "db")
 	if code != ExitOK || strings.TrimSpace(out) != "allow (infra-team)" {
 		t.Errorf("check --config: exit %d %q\n%s", code, out, errOut)
+	}
+	for _, f := range []string{"relay.crt", "relay.key"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("a policy command created the relay's %s", f)
+		}
+	}
+
+	// The file is still decoded strictly.
+	os.WriteFile(cfg, []byte("policy:\n  dir: policies\n  principal_atributes: {team: String}\n"), 0o644)
+	if code, _, errOut := run(t, "policy", "validate", "--config", cfg); code != ExitUsage || !strings.Contains(errOut, "relay.yaml:3:3: policy.principal_atributes: unknown field") {
+		t.Errorf("validate --config with a typo: exit %d\n%s", code, errOut)
 	}
 }
 

@@ -58,11 +58,10 @@ func (s *schemaFlags) resolve(pos []string) (string, policy.ValidateOptions, err
 	var dir string
 	var opts policy.ValidateOptions
 	if *s.config != "" {
-		cfg, err := config.LoadRelay(*s.config)
-		if err != nil {
+		var err error
+		if dir, opts, err = config.LoadRelayPolicy(*s.config); err != nil {
 			return "", opts, err
 		}
-		dir, opts = cfg.PolicyDir, cfg.PolicyOptions
 	}
 	switch {
 	case len(pos) == 1:

@@ -473,3 +473,25 @@ func TestReadmeReference(t *testing.T) {
 		t.Errorf("connector.yaml reference decoded to %+v", cf)
 	}
 }
+
+// TestLoadRelayPolicy: the policy section alone resolves as LoadRelay
+// resolves it, and its errors are located the same way.
+func TestLoadRelayPolicy(t *testing.T) {
+	f := newFixture(t)
+	path := f.write(t, "relay.yaml", goodRelay)
+	r, err := LoadRelay(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, opts, err := LoadRelayPolicy(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir != r.PolicyDir || opts.PrincipalAttributes["team"] != "String" || len(opts.DetailKeys) != 1 || opts.DetailKeys[0] != "database" {
+		t.Errorf("LoadRelayPolicy = %q %+v, LoadRelay has %q %+v", dir, opts, r.PolicyDir, r.PolicyOptions)
+	}
+	path = f.write(t, "bad.yaml", "policy:\n  dir: nowhere\n")
+	if _, _, err := LoadRelayPolicy(path); err == nil || !strings.Contains(err.Error(), "bad.yaml:2:3: policy.dir: cannot read nowhere") {
+		t.Errorf("missing policy dir: %v", err)
+	}
+}

@@ -188,25 +188,7 @@ func LoadRelay(path string) (*Relay, error) {
 		d.errorf("tokens.leeway", "at most %s", identity.MaxLeeway)
 	}
 
-	p := f.Policy
-	if p.Dir == "" {
-		d.errorf("policy.dir", "required: the directory of *.cedar policy files")
-	} else {
-		r.PolicyDir = d.path(p.Dir)
-		if st, err := os.Stat(r.PolicyDir); err != nil {
-			d.fail("policy.dir", err, "cannot read %s: %s", p.Dir, errText(err))
-		} else if !st.IsDir() {
-			d.errorf("policy.dir", "%s is not a directory", p.Dir)
-		}
-	}
-	r.PolicyPoll = p.Poll
-	if r.PolicyPoll == 0 {
-		r.PolicyPoll = DefaultPolicyPoll
-	}
-	r.PolicyOptions = policy.ValidateOptions{PrincipalAttributes: p.PrincipalAttributes, DetailKeys: p.DetailKeys, Actions: p.Actions}
-	if _, err := r.PolicyOptions.Schema(); err != nil {
-		d.fail("policy", err, "%v", err)
-	}
+	d.relayPolicy(r, f.Policy)
 
 	l := f.Limits
 	for _, c := range []struct {
@@ -266,6 +248,51 @@ func LoadRelay(path string) (*Relay, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// LoadRelayPolicy reads the relay configuration file at path for its
+// policy section alone: the policy directory and the declarations that
+// validation adds to the schema, as LoadRelay resolves them. The file is
+// decoded as strictly as LoadRelay decodes it, but nothing else it names
+// is read or created (no key set, certificate or audit log), so that
+// "postern policy validate --config" runs where the relay does not, in CI.
+func LoadRelayPolicy(path string) (dir string, opts policy.ValidateOptions, err error) {
+	var f RelayFile
+	d, err := decodeFile(path, &f)
+	if err != nil {
+		return "", opts, err
+	}
+	if len(d.errs) > 0 {
+		return "", opts, d.err()
+	}
+	var r Relay
+	d.relayPolicy(&r, f.Policy)
+	if err := d.err(); err != nil {
+		return "", opts, err
+	}
+	return r.PolicyDir, r.PolicyOptions, nil
+}
+
+// relayPolicy checks the policy section and sets r's policy fields.
+func (d *doc) relayPolicy(r *Relay, p PolicyFile) {
+	if p.Dir == "" {
+		d.errorf("policy.dir", "required: the directory of *.cedar policy files")
+	} else {
+		r.PolicyDir = d.path(p.Dir)
+		if st, err := os.Stat(r.PolicyDir); err != nil {
+			d.fail("policy.dir", err, "cannot read %s: %s", p.Dir, errText(err))
+		} else if !st.IsDir() {
+			d.errorf("policy.dir", "%s is not a directory", p.Dir)
+		}
+	}
+	r.PolicyPoll = p.Poll
+	if r.PolicyPoll == 0 {
+		r.PolicyPoll = DefaultPolicyPoll
+	}
+	r.PolicyOptions = policy.ValidateOptions{PrincipalAttributes: p.PrincipalAttributes, DetailKeys: p.DetailKeys, Actions: p.Actions}
+	if _, err := r.PolicyOptions.Schema(); err != nil {
+		d.fail("policy", err, "%v", err)
+	}
 }
 
 func validKind(k string) bool {
