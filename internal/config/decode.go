@@ -41,6 +41,8 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the underlying cause, if any, for errors.Is and errors.As
+// (fs.ErrNotExist for a file that is missing, say).
 func (e *Error) Unwrap() error { return e.Err }
 
 type pos struct{ line, col int }
