@@ -67,6 +67,16 @@ func newAPIServer(t *testing.T) *apiServer {
 			w.(http.Flusher).Flush()
 		}
 	})
+	mux.HandleFunc("POST /headers", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // trailers arrive after the body
+		for _, h := range []http.Header{r.Header, r.Trailer} {
+			for k, vs := range h {
+				for _, v := range vs {
+					fmt.Fprintf(w, "%s: %s\n", k, v)
+				}
+			}
+		}
+	})
 	mux.HandleFunc("GET /hang", func(w http.ResponseWriter, r *http.Request) {
 		a.hanging <- struct{}{}
 		select {
@@ -181,6 +191,43 @@ func TestHTTPInjectsCredentials(t *testing.T) {
 	get(t, hc, "/v1/items", nil)
 	if _, keys := api.seen(); keys[len(keys)-1] != "key-2" {
 		t.Fatalf("after rotation the upstream saw X-Api-Key %q, want key-2", keys[len(keys)-1])
+	}
+}
+
+// TestHTTPInjectedHeadersCannotBeShadowed: an agent cannot get its own
+// value to the upstream under an injected header's name, neither as a
+// trailer nor under a look-alike name (X_Api_Key, which CGI-style servers
+// read as X-Api-Key).
+func TestHTTPInjectedHeadersCannotBeShadowed(t *testing.T) {
+	_, _, hc, _ := httpWorld(t)
+	req, err := http.NewRequestWithContext(testCtx(t), "POST", "/headers", io.NopCloser(strings.NewReader("a chunked body")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = -1 // chunked, so that trailers can follow
+	req.Header.Set("Authorization", "Bearer agent-forged")
+	req.Header["X_Api_Key"] = []string{"agent-key-underscore"}
+	req.Header["X-Api_key"] = []string{"agent-key-mixed"}
+	req.Trailer = http.Header{"Authorization": {"Bearer agent-trailer"}, "X-Api-Key": {"agent-key-trailer"}}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /headers = %d %q", resp.StatusCode, body)
+	}
+	if strings.Contains(string(body), "agent") {
+		t.Fatalf("the upstream received a value of the agent's under an injected name:\n%s", body)
+	}
+	for _, want := range []string{"Authorization: Bearer upstream-secret\n", "X-Api-Key: key-1\n"} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("the upstream did not receive %q:\n%s", want, body)
+		}
 	}
 }
 

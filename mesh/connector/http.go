@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +66,8 @@ func (c *Connector) serveHTTP(st *quic.Stream, down *transport.Conn, svc *Servic
 			// "Connection: Authorization" cannot strip what is injected),
 			// replace the agent's values with the connector's.
 			inject, _ := pr.In.Context().Value(injectKey{}).(http.Header)
+			dropLookalikes(pr.Out.Header, inject)
+			dropLookalikes(pr.Out.Trailer, inject)
 			for k, v := range inject {
 				pr.Out.Header[k] = v
 			}
@@ -167,6 +170,28 @@ func httpHeaders(h *HTTP) (http.Header, error) {
 		out.Set(name, v)
 	}
 	return out, nil
+}
+
+// dropLookalikes deletes from h every field whose name is an injected
+// one's up to case, '-' and '_': servers that read headers CGI-style
+// (HTTP_X_API_KEY) take "X_Api_Key" for "X-Api-Key", so an agent's
+// look-alike could shadow the injected value.
+func dropLookalikes(h, inject http.Header) {
+	if len(h) == 0 || len(inject) == 0 {
+		return
+	}
+	for k := range h {
+		for name := range inject {
+			if sameFieldName(k, name) {
+				delete(h, k)
+				break
+			}
+		}
+	}
+}
+
+func sameFieldName(a, b string) bool {
+	return strings.EqualFold(strings.ReplaceAll(a, "_", "-"), strings.ReplaceAll(b, "_", "-"))
 }
 
 // httpErrorHandler answers a request the upstream did not: 502, or 504

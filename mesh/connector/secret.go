@@ -80,7 +80,9 @@ type Postgres struct {
 // HTTP is what the connector adds to requests for kind http.
 type HTTP struct {
 	// Headers are set on every request to the upstream, replacing any
-	// the agent sent under the same names (an Authorization header, say).
+	// the agent sent under the same names (an Authorization header, say),
+	// and dropping any it sent under names that differ only in case, '-'
+	// and '_', or as trailers.
 	// Values are read for each request, so rotating them needs no
 	// restart. Host and hop-by-hop headers cannot be set.
 	Headers map[string]Secret
