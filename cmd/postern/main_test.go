@@ -89,8 +89,10 @@ type proc struct {
 	err            error
 }
 
-// start runs the binary with args in dir. The process is killed at
-// cleanup if the test has not stopped it.
+// start runs the binary with args in dir. At cleanup, a process the test
+// has not stopped gets SIGTERM, so that it removes what it made (postern
+// dev: its PostgreSQL data directory), and is killed if it has not exited
+// after 5s.
 func start(t *testing.T, dir string, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: args[0], done: make(chan struct{})}
@@ -108,11 +110,17 @@ func start(t *testing.T, dir string, env []string, args ...string) *proc {
 	t.Cleanup(func() {
 		select {
 		case <-p.done:
+			return
 		default:
+		}
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
 			p.cmd.Process.Kill()
 			<-p.done
-			t.Logf("%s was still running; killed. stderr:\n%s", p.name, p.stderr.String())
 		}
+		t.Logf("%s was still running; stopped. stderr:\n%s", p.name, p.stderr.String())
 	})
 	return p
 }
