@@ -162,16 +162,24 @@ func CloseReason(err error) *RejectError {
 }
 
 // DeadlineFromContext makes reads and writes on st fail when ctx ends. The
-// returned function undoes it.
+// returned function undoes it: once it returns, st has no deadline, even
+// when ctx ended meanwhile.
 func DeadlineFromContext(ctx context.Context, st interface{ SetDeadline(time.Time) error }) (stop func()) {
 	if d, ok := ctx.Deadline(); ok {
 		st.SetDeadline(d)
 	}
-	cancel := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()) })
+	ended := make(chan struct{})
+	cancel := context.AfterFunc(ctx, func() {
+		defer close(ended)
+		st.SetDeadline(time.Now())
+	})
 	return func() {
-		if cancel() {
-			st.SetDeadline(time.Time{})
+		if !cancel() {
+			// ctx ended and its deadline is being set: let that land
+			// first, or it would cut a stream the caller goes on using.
+			<-ended
 		}
+		st.SetDeadline(time.Time{})
 	}
 }
 
