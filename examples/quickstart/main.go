@@ -119,6 +119,7 @@ func run(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer r.Close() // on an early return; step 7 stops it cleanly
 	relayAddr, pin := r.Addr().String(), transport.Pin(cert)
 	fmt.Fprintf(w, "relay      %s (QUIC), certificate pin %s...\n", relayAddr, pin[:19])
 	fmt.Fprintf(w, "policies   %s\n", strings.Join(set.IDs(), ", "))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
@@ -52,5 +53,15 @@ func TestQuickstart(t *testing.T) {
 	// Nothing from the mesh leaks into what the reader sees: no token.
 	if strings.Contains(got, "eyJ") {
 		t.Error("the output shows a token")
+	}
+}
+
+// TestQuickstartCancelled: a run cut short stops what it started (the
+// package's goleak check fails otherwise).
+func TestQuickstartCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := run(ctx, io.Discard); err == nil {
+		t.Error("a cancelled run reported success")
 	}
 }
