@@ -207,6 +207,7 @@ func TestRelayErrors(t *testing.T) {
 		{"unreadable key set", "tokens:\n  audience: postern\n  jwks_file: nope.json\npolicy: {dir: policies}\n", []string{"relay.yaml:3:3: tokens.jwks_file: cannot read nope.json: no such file or directory"}},
 		{"private key set", "tokens:\n  audience: postern\n  jwks_file: signing.jwk\npolicy: {dir: policies}\n", []string{"relay.yaml:3:3: tokens.jwks_file: signing.jwk is not a public JWK set"}},
 		{"unreadable tls key", base + "tls:\n  cert_file: relay.crt\n  key_file: relay.key\n", []string{"relay.yaml:4:3: tls.cert_file: cannot read relay.crt", "relay.yaml:5:3: tls.key_file: cannot read relay.key"}},
+		{"jwks url not http", "tokens: {audience: postern, jwks_url: 'ftp://reader:hunter2@idp.example/jwks'}\npolicy: {dir: policies}\n", []string{"tokens.jwks_url: want an https:// URL", "reader:xxxxx@idp.example"}},
 		{"both key sources", "tokens: {audience: postern, jwks_file: jwks.json, jwks_url: 'https://x/jwks'}\npolicy: {dir: policies}\n", []string{"tokens.jwks_url: set either jwks_file or jwks_url"}},
 		{"bad binding kind", base + "bindings:\n  - name: db\n    kind: mysql\n", []string{"relay.yaml:5:5: bindings[0].kind: want tcp, http or postgres, got \"mysql\""}},
 		{"bad listen", base + "listen: 7443\n", []string{"relay.yaml:3:1: listen: want host:port"}},
@@ -237,6 +238,9 @@ func TestRelayErrors(t *testing.T) {
 				if !strings.Contains(msg, w) {
 					t.Errorf("error lacks %q:\n%s", w, msg)
 				}
+			}
+			if strings.Contains(msg, "hunter2") {
+				t.Errorf("error reveals a password:\n%s", msg)
 			}
 			var ce *Error
 			if !errors.As(err, &ce) {

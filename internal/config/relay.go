@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -178,7 +179,7 @@ func LoadRelay(path string) (*Relay, error) {
 		r.Verifier.KeySet = b
 	case t.JWKSURL != "":
 		if !strings.HasPrefix(t.JWKSURL, "https://") && !strings.HasPrefix(t.JWKSURL, "http://") {
-			d.errorf("tokens.jwks_url", "want an https:// URL, got %q", t.JWKSURL)
+			d.errorf("tokens.jwks_url", "want an https:// URL, got %q", redactURL(t.JWKSURL))
 		}
 		r.Verifier.JWKSURL = t.JWKSURL
 	default:
@@ -293,6 +294,20 @@ func (d *doc) relayPolicy(r *Relay, p PolicyFile) {
 	if _, err := r.PolicyOptions.Schema(); err != nil {
 		d.fail("policy", err, "%v", err)
 	}
+}
+
+// redactURL returns u with the password of its user information, if any,
+// replaced by "xxxxx": an error must not show a credential written into
+// a URL.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		if i := strings.LastIndex(u, "@"); i >= 0 {
+			return "..." + u[i:] // unparsable, and may hold a credential
+		}
+		return u
+	}
+	return p.Redacted()
 }
 
 func validKind(k string) bool {
