@@ -67,6 +67,10 @@ func newAPIServer(t *testing.T) *apiServer {
 			w.(http.Flusher).Flush()
 		}
 	})
+	mux.HandleFunc("GET /old", func(w http.ResponseWriter, r *http.Request) {
+		// An absolute URL built from Host, as many frameworks do.
+		http.Redirect(w, r, "http://"+r.Host+"/v1/items?owner=a", http.StatusFound)
+	})
 	mux.HandleFunc("POST /headers", func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body) // trailers arrive after the body
 		for _, h := range []http.Header{r.Header, r.Trailer} {
@@ -228,6 +232,31 @@ func TestHTTPInjectedHeadersCannotBeShadowed(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("the upstream did not receive %q:\n%s", want, body)
 		}
+	}
+}
+
+// TestHTTPRedirectHidesTheUpstream: an upstream's redirect to an absolute
+// URL on itself reaches the agent as a path on the binding: the agent does
+// not learn the upstream's address, and the redirect works.
+func TestHTTPRedirectHidesTheUpstream(t *testing.T) {
+	_, api, hc, _ := httpWorld(t)
+	_, port, _ := net.SplitHostPort(api.Listener.Addr().String())
+	noFollow := *hc
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := noFollow.Get("/old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != "/v1/items?owner=a" {
+		t.Fatalf("redirect %d to %q, want 302 to /v1/items?owner=a", resp.StatusCode, loc)
+	}
+	code, body := get(t, hc, "/old", nil)
+	if code != http.StatusOK || body != "items for a" {
+		t.Fatalf("GET /old, following its redirect = %d %q", code, body)
+	}
+	if strings.Contains(body, port) {
+		t.Fatalf("the agent saw the upstream's port in %q", body)
 	}
 }
 

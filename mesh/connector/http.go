@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +29,8 @@ import (
 // upstream. The proxy sets the configured headers, replacing any the agent
 // sent under those names, and streams bodies both ways; an agent that
 // cancels a request closes the stream, which cancels the upstream request.
+// A redirect of the upstream's to an absolute URL on itself reaches the
+// agent as a path on the binding, so that the upstream's address does not.
 //
 // Each stream has its own upstream transport, closed with it: an agent's
 // keep-alive connection maps onto one upstream connection, and nothing
@@ -71,6 +74,17 @@ func (c *Connector) serveHTTP(st *quic.Stream, down *transport.Conn, svc *Servic
 			for k, v := range inject {
 				pr.Out.Header[k] = v
 			}
+		},
+		// The upstream is sent its own address as Host (or HTTP.Host), so
+		// redirects built from Host name it: turn those into paths on the
+		// binding, which the agent can follow and which hide the address.
+		ModifyResponse: func(resp *http.Response) error {
+			hosts := []string{target.Host}
+			if svc.HTTP != nil && svc.HTTP.Host != "" {
+				hosts = append(hosts, svc.HTTP.Host)
+			}
+			relativeToUpstream(resp.Header, hosts)
+			return nil
 		},
 		Transport:    tr,
 		ErrorLog:     errLog,
@@ -192,6 +206,47 @@ func dropLookalikes(h, inject http.Header) {
 
 func sameFieldName(a, b string) bool {
 	return strings.EqualFold(strings.ReplaceAll(a, "_", "-"), strings.ReplaceAll(b, "_", "-"))
+}
+
+// relativeToUpstream rewrites the Location and Content-Location of a
+// response that point at the upstream itself (one of hosts, host:port or
+// a host alone with the scheme's default port) into a path on the binding.
+func relativeToUpstream(h http.Header, hosts []string) {
+	for _, k := range []string{"Location", "Content-Location"} {
+		v := h.Get(k)
+		if v == "" {
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" || (u.Scheme != "" && u.Scheme != "http" && u.Scheme != "https") {
+			continue
+		}
+		if !slices.ContainsFunc(hosts, func(host string) bool { return sameHost(u, host) }) {
+			continue
+		}
+		u.Scheme, u.Host, u.User = "", "", nil
+		if u.Path == "" {
+			u.Path = "/"
+		}
+		h.Set(k, u.String())
+	}
+}
+
+// sameHost reports whether u's host is host, allowing an omitted default
+// port on either side.
+func sameHost(u *url.URL, host string) bool {
+	if strings.EqualFold(u.Host, host) {
+		return true
+	}
+	name, port, err := net.SplitHostPort(host)
+	if err != nil {
+		name, port = host, ""
+	}
+	if !strings.EqualFold(u.Hostname(), name) {
+		return false
+	}
+	def := map[string]string{"http": "80", "https": "443", "": ""}[u.Scheme]
+	return (u.Port() == "" || u.Port() == def) && (port == "" || port == def)
 }
 
 // httpErrorHandler answers a request the upstream did not: 502, or 504
