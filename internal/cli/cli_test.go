@@ -133,8 +133,10 @@ func TestKeygenAndToken(t *testing.T) {
 	if code, out, errOut := run(t, "keygen", "--key", key, "--jwks", jwks); code != ExitOK || !strings.Contains(out, "wrote signing key") {
 		t.Fatalf("keygen: exit %d\n%s%s", code, out, errOut)
 	}
-	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("key file: %v %v", err, st.Mode())
+	if st, err := os.Stat(key); err != nil {
+		t.Fatal(err)
+	} else if st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v, want 0600", st.Mode())
 	}
 	if code, _, errOut := run(t, "keygen", "--key", key, "--jwks", filepath.Join(dir, "other.json")); code != ExitFailure || !strings.Contains(errOut, "not overwriting") {
 		t.Errorf("second keygen over the key: exit %d %s", code, errOut)
@@ -156,8 +158,10 @@ func TestKeygenAndToken(t *testing.T) {
 	if strings.Contains(out, strings.TrimSpace(string(tok))) {
 		t.Error("token issue --out printed the token")
 	}
-	if st, _ := os.Stat(agentTok); st.Mode().Perm() != 0o600 {
-		t.Errorf("token file mode %v", st.Mode())
+	if st, err := os.Stat(agentTok); err != nil {
+		t.Fatal(err)
+	} else if st.Mode().Perm() != 0o600 {
+		t.Errorf("token file mode %v, want 0600", st.Mode())
 	}
 
 	set, err := os.ReadFile(jwks)

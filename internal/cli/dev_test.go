@@ -53,6 +53,15 @@ func TestDev(t *testing.T) {
 		}
 	}
 
+	// The signing key and the tokens are secrets: only their owner reads them.
+	for _, f := range []string{"signing-key.jwk", "coding-agent.token", "oncall-agent.token", "connector.token"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		} else if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", f, st.Mode().Perm())
+		}
+	}
+
 	tok, err := os.ReadFile(env["POSTERN_TOKEN_FILE"])
 	if err != nil {
 		t.Fatal(err)
