@@ -176,8 +176,10 @@ func TestRelaySelfSigned(t *testing.T) {
 		t.Error("the pin changed across loads")
 	}
 	st, err := os.Stat(filepath.Join(f.dir, "tls/relay.key"))
-	if err != nil || st.Mode().Perm() != 0o600 {
-		t.Errorf("key file: %v, mode %v", err, st.Mode())
+	if err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v, want 0600", st.Mode())
 	}
 	if _, err := tls.LoadX509KeyPair(filepath.Join(f.dir, "tls/relay.crt"), filepath.Join(f.dir, "tls/relay.key")); err != nil {
 		t.Error(err)
