@@ -354,16 +354,8 @@ func TestRelayCannotListen(t *testing.T) {
 	}
 	defer taken.Close()
 	dir := t.TempDir()
-	key, err := identity.GenerateSigningKey(identity.EdDSA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, err := key.PublicJWKS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "jwks.json"), jwks, 0o644); err != nil {
-		t.Fatal(err)
+	if code, _, errOut := run(t, "keygen", "--key", filepath.Join(dir, "signing-key.jwk"), "--jwks", filepath.Join(dir, "jwks.json")); code != ExitOK {
+		t.Fatalf("keygen: exit %d\n%s", code, errOut)
 	}
 	if err := os.Mkdir(filepath.Join(dir, "policies"), 0o755); err != nil {
 		t.Fatal(err)
