@@ -184,16 +184,21 @@ func checkName(what, s string) error {
 	if s == "" {
 		return malformed("%s missing", what)
 	}
-	return ValidName(s)
+	if err := ValidName(s); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrMalformed, what, err)
+	}
+	return nil
 }
 
 // ValidName reports whether s may name a binding, service or group: 1 to
 // MaxNameLen bytes of letters, digits, '-', '_', '.' and '/'. Restricting
 // names keeps them safe in logs, policies and file names, and leaves ':'
-// free so that "name:port", as net/http dials, is unambiguous.
+// free so that "name:port", as net/http dials, is unambiguous. Its errors
+// are about the name, for configurations as well as frames: a decoder
+// wraps them in ErrMalformed.
 func ValidName(s string) error {
 	if len(s) == 0 || len(s) > MaxNameLen {
-		return malformed("name must be 1 to %d bytes", MaxNameLen)
+		return fmt.Errorf("wire: a name is 1 to %d bytes, not %d", MaxNameLen, len(s))
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -201,7 +206,7 @@ func ValidName(s string) error {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		case c == '-' || c == '_' || c == '.' || c == '/':
 		default:
-			return malformed("name %q has a character outside [A-Za-z0-9._/-]", s)
+			return fmt.Errorf("wire: name %q: use only letters, digits and . _ / -", s)
 		}
 	}
 	return nil
@@ -610,7 +615,7 @@ func (m *Open) DecodePayload(p []byte) error {
 		return err
 	}
 	if m.Action != "" {
-		return ValidName(m.Action)
+		return checkName("action", m.Action)
 	}
 	return nil
 }

@@ -110,6 +110,7 @@ func TestMalformed(t *testing.T) {
 		{name: "open without binding", frame: valid(&Open{Action: "connect"}), want: ErrMalformed},
 		{name: "open with bad binding name", frame: valid(&Open{Binding: "a b"}), want: ErrMalformed},
 		{name: "open with long name", frame: valid(&Open{Binding: strings.Repeat("a", MaxNameLen+1)}), want: ErrMalformed},
+		{name: "open with bad action", frame: valid(&Open{Binding: "db", Action: "drop table"}), want: ErrMalformed},
 		{name: "hello without version", frame: valid(&Hello{Role: "agent", Token: "t"}), want: ErrMalformed},
 		{name: "hello without role", frame: valid(&Hello{Version: 1, Token: "t"}), want: ErrMalformed},
 		{name: "welcome without identity", frame: transport.AppendFrame(nil, byte(FrameWelcome), appendString(nil, 1, "s")), want: ErrMalformed},
@@ -176,8 +177,14 @@ func TestValidName(t *testing.T) {
 		{"staging-db", true}, {"team/api.v2", true}, {"api:8080", false}, {"A_b", true},
 		{"", false}, {"a b", false}, {"db\n", false}, {"é", false}, {strings.Repeat("x", MaxNameLen+1), false},
 	} {
-		if err := ValidName(tt.name); (err == nil) != tt.ok {
+		err := ValidName(tt.name)
+		if (err == nil) != tt.ok {
 			t.Errorf("ValidName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
+		}
+		// A name in a configuration is not a frame: its error must not
+		// say "malformed frame".
+		if err != nil && (errors.Is(err, ErrMalformed) || strings.Contains(err.Error(), "frame")) {
+			t.Errorf("ValidName(%q) = %q, an error about frames", tt.name, err)
 		}
 	}
 }
