@@ -155,7 +155,7 @@ func (f *fields) time() (time.Time, error) {
 	return time.UnixMilli(int64(v)), nil
 }
 
-// decodeString is the common "single string field" step.
+// setString decodes a string field that may appear once.
 func setString(dst *string, f *fields, max int) error {
 	if *dst != "" {
 		return malformed("field %d repeated", f.tag)

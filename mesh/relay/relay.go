@@ -47,8 +47,10 @@ type Config struct {
 	Bindings []mesh.Binding
 	// Limits bound what one client may ask of the relay.
 	Limits Limits
-	// Transport tunes QUIC. Nil means transport's defaults, with the
-	// stream limit raised to fit Limits.StreamsPerAgent.
+	// Transport tunes QUIC. Nil, or a zero field, means transport's
+	// default, except for two: the relay sends no keep-alives of its own
+	// unless KeepAlive is set (its clients send them), and the stream
+	// limit is raised to fit Limits.StreamsPerAgent.
 	Transport *transport.Config
 	// Logger receives operational messages. Nil means silent.
 	Logger *slog.Logger
