@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/postern/postern/internal/pgconnstr"
 	"github.com/postern/postern/mesh"
 )
 
@@ -29,7 +29,7 @@ import (
 // so that PG* variables in the agent's environment change nothing.
 func (b *Binding) connString() string {
 	return fmt.Sprintf("host=%s port=5432 user=postern dbname=%s sslmode=disable target_session_attrs=any",
-		connQuote(b.host), connQuote(b.name))
+		pgconnstr.Quote(b.host), pgconnstr.Quote(b.name))
 }
 
 // SQL returns a *sql.DB for a postgres binding, through pgx's database/sql
@@ -158,8 +158,3 @@ func (c *sqlConnector) Connect(ctx context.Context) (driver.Conn, error) {
 }
 
 func (c *sqlConnector) Driver() driver.Driver { return c.inner.Driver() }
-
-// connQuote quotes a value for a keyword/value connection string.
-func connQuote(v string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
-}

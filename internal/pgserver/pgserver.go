@@ -30,6 +30,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/postern/postern/internal/pgconnstr"
 	"github.com/postern/postern/transport"
 )
 
@@ -225,7 +226,7 @@ func (s *Server) Stop() error {
 // TLS off.
 func (s *Server) ConnString(user, password, database string) string {
 	return fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=%s sslmode=disable",
-		s.Host, s.Port, quoteConn(user), quoteConn(password), quoteConn(database))
+		s.Host, s.Port, pgconnstr.Quote(user), pgconnstr.Quote(password), pgconnstr.Quote(database))
 }
 
 // Exec runs sql as the superuser on database.
@@ -374,11 +375,6 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
-}
-
-// quoteConn quotes a value for a keyword/value connection string.
-func quoteConn(v string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

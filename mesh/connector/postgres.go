@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/quic-go/quic-go"
 
+	"github.com/postern/postern/internal/pgconnstr"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/transport"
 )
@@ -176,9 +177,9 @@ func pgUpstreamConfig(svc *Service) (*pgconn.Config, error) {
 		mode = "prefer"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "host=%s port=%s user=%s dbname=%s sslmode=%s", connQuote(host), connQuote(port), connQuote(p.User), connQuote(db), connQuote(mode))
+	fmt.Fprintf(&b, "host=%s port=%s user=%s dbname=%s sslmode=%s", pgconnstr.Quote(host), pgconnstr.Quote(port), pgconnstr.Quote(p.User), pgconnstr.Quote(db), pgconnstr.Quote(mode))
 	if p.RootCAFile != "" {
-		fmt.Fprintf(&b, " sslrootcert=%s", connQuote(p.RootCAFile))
+		fmt.Fprintf(&b, " sslrootcert=%s", pgconnstr.Quote(p.RootCAFile))
 	}
 	cfg, err := pgconn.ParseConfig(b.String())
 	if err != nil {
@@ -377,11 +378,6 @@ func applicationName(subject string) string {
 		name = name[:63]
 	}
 	return name
-}
-
-// connQuote quotes a value for a keyword/value connection string.
-func connQuote(v string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
 // halfConn gives an upstream connection the half-close that Splice uses.
