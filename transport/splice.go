@@ -50,8 +50,9 @@ type Splicer struct {
 }
 
 // StartSplice starts copying a to b in the background. Until Finish is
-// called, a failure of that copy aborts b but leaves a alone, so that the
-// caller can still answer on a.
+// called, a failure of that copy resets only what goes into b, and leaves
+// a alone: the caller can still read b's answer (why its peer refused)
+// and answer on a.
 func StartSplice(a, b HalfConn) *Splicer {
 	s := &Splicer{a: a, b: b, done: make(chan struct{})}
 	go func() {
@@ -72,10 +73,12 @@ func (s *Splicer) fail(err error) {
 	}
 	finishing := s.finishing
 	s.mu.Unlock()
-	Abort(s.b)
-	if finishing {
-		Abort(s.a)
+	if !finishing {
+		abortWrite(s.b)
+		return
 	}
+	Abort(s.b)
+	Abort(s.a)
 }
 
 // Finish copies b to a until it ends, waits for the other direction, closes
@@ -87,6 +90,7 @@ func (s *Splicer) Finish() (aToB, bToA int64, err error) {
 	s.mu.Unlock()
 	if failed {
 		Abort(s.a)
+		Abort(s.b)
 	} else if n, err := CopyHalf(s.a, s.b); err != nil {
 		bToA = n
 		s.fail(err)
@@ -144,6 +148,18 @@ func Abort(c HalfConn) {
 	default:
 		c.Close()
 	}
+}
+
+// abortWrite resets c's send direction alone where it can (a *Conn), so
+// that what c's peer still sends can be read; anything else is aborted
+// whole.
+func abortWrite(c HalfConn) {
+	if c, ok := c.(*Conn); ok {
+		c.wclosed.Store(true)
+		c.s.CancelWrite(StreamAborted)
+		return
+	}
+	Abort(c)
 }
 
 // IsClosed reports whether err is the ordinary end of a connection that a

@@ -319,3 +319,34 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestSplicerAnswerReadableAfterFailure: when the copy into b fails before
+// Finish (b's peer stopped reading, as a connector refusing a dial does),
+// what b's peer answered can still be read from b: a relay must learn why
+// its connector refused, even while the agent is still sending.
+func TestSplicerAnswerReadableAfterFailure(t *testing.T) {
+	agent, a := pair(t)
+	b, connector := pair(t)
+	sp := transport.StartSplice(a, b)
+	connector.CloseRead()
+	if _, err := connector.Write([]byte("refused")); err != nil {
+		t.Fatal(err)
+	}
+	connector.CloseWrite()
+	sent := make(chan error, 1)
+	go func() {
+		_, err := agent.Write(make([]byte, 8<<20)) // more than any window: the copy into b must fail
+		sent <- err
+	}()
+	sp.Wait()
+	got, err := io.ReadAll(b)
+	if err != nil || string(got) != "refused" {
+		t.Fatalf("reading b's answer after the copy into b failed: %q, %v", got, err)
+	}
+	if _, _, err := sp.Finish(); err == nil {
+		t.Fatal("Finish reported a clean end after the copy into b failed")
+	}
+	if err := <-sent; err == nil {
+		t.Fatal("the agent's write succeeded although the splice failed")
+	}
+}
