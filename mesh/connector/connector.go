@@ -55,8 +55,10 @@ type Config struct {
 	// connector keeps a session with every one, so that agents reach its
 	// services through any of them.
 	Relays []string
-	// Token or TokenSource give the connector's identity token (role
-	// connector, services listing every Service name).
+	// Token or TokenSource, exactly one, give the connector's identity
+	// token (role connector, services listing every Service name).
+	// TokenSource is called to connect and, on a live session, before the
+	// token in use expires.
 	Token       string
 	TokenSource func(ctx context.Context) (string, error)
 	// RootCAs, Pin and ServerName say how to trust the relays'
@@ -99,6 +101,9 @@ func New(cfg Config) (*Connector, error) {
 	}
 	if cfg.Token == "" && cfg.TokenSource == nil {
 		return nil, errors.New("connector: config: a Token or a TokenSource is required")
+	}
+	if cfg.Token != "" && cfg.TokenSource != nil {
+		return nil, errors.New("connector: config: set Token or TokenSource, not both")
 	}
 	if len(cfg.Services) == 0 {
 		return nil, errors.New("connector: config: no services to serve")

@@ -113,6 +113,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"no relays", connector.Config{Token: "t", Pin: "sha256:" + zeros, Services: []connector.Service{ok}}},
 		{"no token", connector.Config{Relays: []string{"127.0.0.1:1"}, Pin: "sha256:" + zeros, Services: []connector.Service{ok}}},
+		{"token and token source", connector.Config{Relays: []string{"127.0.0.1:1"}, Token: "t", TokenSource: func(context.Context) (string, error) { return "t", nil }, Pin: "sha256:" + zeros, Services: []connector.Service{ok}}},
 		{"no services", connector.Config{Relays: []string{"127.0.0.1:1"}, Token: "t", Pin: "sha256:" + zeros}},
 		{"no trust", connector.Config{Relays: []string{"127.0.0.1:1"}, Token: "t", Services: []connector.Service{ok}}},
 		{"bad pin", connector.Config{Relays: []string{"127.0.0.1:1"}, Token: "t", Pin: "abc", Services: []connector.Service{ok}}},
