@@ -461,6 +461,18 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// CloseWrite half-closes the stream: the upstream reads EOF and can still
+// answer. On a DialEarly stream nothing has been written to, the Open goes
+// out first.
+func (c *Conn) CloseWrite() error {
+	if c.pending.Load() {
+		if _, err := c.flushOpen(nil); err != nil {
+			return c.refusal(err)
+		}
+	}
+	return c.Conn.CloseWrite()
+}
+
 // refusal returns the relay's answer when err is the stream being refused.
 func (c *Conn) refusal(err error) error {
 	if code, ok := transport.StreamErrorCode(err); ok && code == transport.StreamRefused {

@@ -145,3 +145,29 @@ func TestDialEarlyUpstreamFailureOnWrite(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestDialEarlyCloseWriteFirst: a DialEarly stream half-closed before any
+// write still opens the binding: the upstream reads EOF and its answer
+// comes back.
+func TestDialEarlyCloseWriteFirst(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	greeter := meshtest.Server(t, func(c net.Conn) {
+		io.Copy(io.Discard, c) // wait for the agent's half-close
+		io.WriteString(c, "nothing asked, nothing owed")
+		c.(*net.TCPConn).CloseWrite()
+	})
+	m.Connector("office-1", connector.Service{Name: "staging-db", Upstream: greeter, Environment: "staging"})
+	agent := m.Client(m.AgentToken("coding-agent", "coding-agents"))
+	conn, err := agent.DialEarly(ctx(t), "tcp", "staging-db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.(*mesh.Conn).CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite before any write: %v", err)
+	}
+	got, err := io.ReadAll(conn)
+	if err != nil || string(got) != "nothing asked, nothing owed" {
+		t.Fatalf("read after CloseWrite: %q, %v", got, err)
+	}
+}
