@@ -34,6 +34,10 @@ func main() {
 		log.Fatal(err)
 	}
 	defer conn.Close()
+	// ctx bounded the open; the deadline bounds the exchange that follows.
+	if d, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(d)
+	}
 
 	if _, err := io.WriteString(conn, "hello through the mesh\n"); err != nil {
 		log.Fatal(err)
