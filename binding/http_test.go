@@ -139,6 +139,12 @@ func get(t *testing.T, hc *http.Client, url string, header http.Header) (int, st
 	for k, v := range header {
 		req.Header[k] = v
 	}
+	return send(t, hc, req)
+}
+
+// send sends req and returns the answer's status and body.
+func send(t *testing.T, hc *http.Client, req *http.Request) (int, string) {
+	t.Helper()
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -213,23 +219,15 @@ func TestHTTPInjectedHeadersCannotBeShadowed(t *testing.T) {
 	req.Header["X_Api_Key"] = []string{"agent-key-underscore"}
 	req.Header["X-Api_key"] = []string{"agent-key-mixed"}
 	req.Trailer = http.Header{"Authorization": {"Bearer agent-trailer"}, "X-Api-Key": {"agent-key-trailer"}}
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	code, body := send(t, hc, req)
+	if code != http.StatusOK {
+		t.Fatalf("POST /headers = %d %q", code, body)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /headers = %d %q", resp.StatusCode, body)
-	}
-	if strings.Contains(string(body), "agent") {
+	if strings.Contains(body, "agent") {
 		t.Fatalf("the upstream received a value of the agent's under an injected name:\n%s", body)
 	}
 	for _, want := range []string{"Authorization: Bearer upstream-secret\n", "X-Api-Key: key-1\n"} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Fatalf("the upstream did not receive %q:\n%s", want, body)
 		}
 	}
