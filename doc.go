@@ -14,6 +14,8 @@
 //	                                    route to a connector                  dials only what
 //	                                    splice, audit                         it advertises)
 //
+// In more words:
+//
 //   - An agent is any Go program. It holds one QUIC connection to a relay,
 //     presents its identity token (a JWT signed for that agent alone),
 //     receives its catalog (the bindings policy lets it use), and opens one
