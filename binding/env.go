@@ -62,6 +62,23 @@ func DefaultClient() (*mesh.Client, error) {
 	return c, nil
 }
 
+// CloseDefault closes the default client, if one was made: its session
+// with the relay ends now, so the relay's audit trail records the end of
+// the agent's streams and session when the program is done rather than
+// when the relay notices the silence. Handles opened with Open stop
+// working. A later Open makes a new default client. Call it before a
+// program exits: defer binding.CloseDefault().
+func CloseDefault() error {
+	defaultClient.mu.Lock()
+	c := defaultClient.c
+	defaultClient.c = nil
+	defaultClient.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	return c.Close()
+}
+
 // ConfigFromEnv builds a mesh client configuration from the environment:
 //
 //   - POSTERN_RELAY (required): the relay's host:port.

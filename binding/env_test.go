@@ -154,7 +154,7 @@ func TestConfigFromEnv(t *testing.T) {
 func TestOpenFromEnvironment(t *testing.T) {
 	m := meshtest.New(t, meshtest.Options{})
 	m.Connector("office-1", connector.Service{Name: "staging-tcp", Upstream: meshtest.EchoServer(t), Environment: "staging"})
-	t.Cleanup(binding.ResetDefaultClient)
+	t.Cleanup(func() { binding.CloseDefault() })
 
 	setEnv(t, map[string]string{binding.EnvRelay: m.Addr(), binding.EnvRelayPin: m.Pin})
 	if _, err := binding.Open("staging-tcp"); !slices.Equal(envErrors(err), []string{binding.EnvToken}) {
@@ -179,6 +179,23 @@ func TestOpenFromEnvironment(t *testing.T) {
 	conn.(interface{ CloseWrite() error }).CloseWrite()
 	if got, err := io.ReadAll(conn); err != nil || string(got) != "hi" {
 		t.Fatalf("echo = %q, %v", got, err)
+	}
+
+	// CloseDefault ends the session now: the relay audits its end at
+	// once, not at its idle timeout; a later Open makes a new client.
+	if err := binding.CloseDefault(); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.WaitFor(t, "the relay to end the agent's session", func() bool {
+		for _, ev := range m.Audit.Events(relay.EventSessionEnd) {
+			if ev["role"] == "agent" {
+				return true
+			}
+		}
+		return false
+	})
+	if c3, err := binding.DefaultClient(); err != nil || c3 == c1 {
+		t.Fatalf("after CloseDefault: client %p (was %p), %v; want a new one", c3, c1, err)
 	}
 }
 

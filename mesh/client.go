@@ -53,6 +53,11 @@ type Config struct {
 	// Zero means 10s.
 	ConnectTimeout time.Duration
 
+	// OpenTimeout bounds Dial's wait for the relay's answer to an open
+	// (which includes the connector's dial to the upstream) when the
+	// caller's context has no earlier deadline. Zero means 30s.
+	OpenTimeout time.Duration
+
 	// Transport tunes QUIC. Nil means transport's defaults.
 	Transport *transport.Config
 }
@@ -99,6 +104,9 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.OpenTimeout <= 0 {
+		cfg.OpenTimeout = 30 * time.Second
 	}
 	return &Client{cfg: cfg, tls: tlsConf, log: log}, nil
 }
@@ -392,7 +400,9 @@ func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, 
 		conn.Abort(transport.StreamClosed)
 		return nil, err
 	}
-	if err := conn.awaitResult(ctx); err != nil {
+	rctx, cancel := context.WithTimeout(ctx, s.c.cfg.OpenTimeout)
+	defer cancel()
+	if err := conn.awaitResult(rctx); err != nil {
 		conn.Abort(transport.StreamClosed)
 		return nil, err
 	}

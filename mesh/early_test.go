@@ -1,6 +1,8 @@
 package mesh_test
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -10,8 +12,10 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/meshtest"
+	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
+	"github.com/postern/postern/transport"
 )
 
 // TestDialEarlyPipelines: the first bytes go out with the open, and the
@@ -170,4 +174,56 @@ func TestDialEarlyCloseWriteFirst(t *testing.T) {
 	if err != nil || string(got) != "nothing asked, nothing owed" {
 		t.Fatalf("read after CloseWrite: %q, %v", got, err)
 	}
+}
+
+// TestOpenTimeout: with no deadline in the caller's context, Dial still
+// gives up, after OpenTimeout, on a relay that never answers the open.
+func TestOpenTimeout(t *testing.T) {
+	cert, err := transport.SelfSigned("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := transport.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	relayDone := make(chan struct{})
+	go func() { // a relay that welcomes the agent and then answers nothing
+		defer close(relayDone)
+		conn, err := ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		defer conn.CloseWithError(0, "")
+		ctrl, err := conn.AcceptStream(context.Background())
+		if err != nil {
+			return
+		}
+		var hello wire.Hello
+		if wire.ReadExpected(ctrl, 0, &hello) != nil {
+			return
+		}
+		wire.WriteFrame(ctrl, &wire.Welcome{Session: "s", Identity: wire.Identity{Subject: "a", Role: wire.RoleAgent}})
+		for {
+			if _, err := conn.AcceptStream(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	agent, err := mesh.NewClient(mesh.Config{Relay: ln.Addr().String(), Pin: transport.Pin(cert), Token: "opaque", OpenTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = agent.Dial(context.Background(), "tcp", "staging-db")
+	if !errors.Is(err, mesh.ErrTimeout) {
+		t.Fatalf("dial to a silent relay: %v, want ErrTimeout", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("gave up after %v", d)
+	}
+	agent.Close()
+	ln.Close()
+	<-relayDone
 }

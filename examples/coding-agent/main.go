@@ -27,6 +27,10 @@ func main() {
 	defer cancel()
 
 	// The staging database: a *sql.DB, no DSN, no password.
+	// End the session with the relay when done, so its audit trail
+	// records the end now rather than at the relay's idle timeout.
+	defer binding.CloseDefault()
+
 	staging, err := binding.Open("staging-db")
 	if err != nil {
 		log.Fatal(err) // e.g. binding: POSTERN_RELAY: not set: ...

@@ -22,6 +22,10 @@ import (
 )
 
 func main() {
+	// End the session with the relay when done, so its audit trail
+	// records the end now rather than at the relay's idle timeout.
+	defer binding.CloseDefault()
+
 	api, err := binding.Open("staging-api")
 	if err != nil {
 		log.Fatal(err)

@@ -21,6 +21,8 @@ import (
 )
 
 func main() {
+	defer binding.CloseDefault() // end the relay session now, not at its idle timeout
+
 	echo, err := binding.Open("staging-echo")
 	if err != nil {
 		log.Fatal(err)

@@ -96,7 +96,9 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		conn.CloseWithError(0, "")
 		return nil, err
 	}
-	s.expires.Store(s.Welcome.ExpiresAt.UnixMilli())
+	if !s.Welcome.ExpiresAt.IsZero() {
+		s.expires.Store(s.Welcome.ExpiresAt.UnixMilli())
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -301,6 +303,12 @@ func (s *Session) RefreshNow() error {
 		return fmt.Errorf("%w: %w", ErrTokenSource, err)
 	}
 	s.ctrlMu.Lock()
+	// An answer that came after an earlier refresh gave up must not pass
+	// for the answer to this one.
+	select {
+	case <-s.refreshed:
+	default:
+	}
 	s.ctrl.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	err = wire.WriteFrame(s.ctrl, &wire.Refresh{Token: tok})
 	s.ctrl.SetWriteDeadline(time.Time{})

@@ -229,9 +229,17 @@ func (r *Relay) Close() error {
 		sessions = append(sessions, &c.session)
 	}
 	r.mu.RUnlock()
+	// In parallel: a client that stopped reading holds its goaway for the
+	// write deadline, and must not hold everyone else's.
+	var wg sync.WaitGroup
 	for _, s := range sessions {
-		s.goaway(wire.CodeShutdown, "relay_shutdown", "the relay is shutting down")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.goaway(wire.CodeShutdown, "relay_shutdown", "the relay is shutting down")
+		}()
 	}
+	wg.Wait()
 	err := r.ln.Close()
 	r.wg.Wait()
 	return err
