@@ -673,6 +673,28 @@ func TestBinaryPolicyReload(t *testing.T) {
 	d.relay.stop(syscall.SIGTERM)
 }
 
+// TestBinaryKeyRotation: a signing key merged into tokens.jwks_file is
+// accepted after SIGHUP, without a restart.
+func TestBinaryKeyRotation(t *testing.T) {
+	d := deploy(t, "5s")
+	mustPostern(t, d.dir, "keygen", "--key", "key2.jwk", "--jwks", "jwks.json", "--merge")
+	mustPostern(t, d.dir, "token", "issue", "--key", "key2.jwk", "--sub", "coding-agent", "--group", "coding-agents", "--ttl", "1h", "--out", "agent2.token")
+	d.agentToken = filepath.Join(d.dir, "agent2.token")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var me *mesh.Error
+	if err := d.client(t).Connect(ctx); !errors.As(err, &me) || me.Reason != "bad_signature" {
+		t.Fatalf("a token of the new key before SIGHUP: %v, want bad_signature", err)
+	}
+	d.relay.cmd.Process.Signal(syscall.SIGHUP)
+	d.relay.waitLine(&d.relay.stderr, `msg="relay: key set reloaded"`)
+	if err := d.client(t).Connect(ctx); err != nil {
+		t.Fatalf("a token of the new key after SIGHUP: %v", err)
+	}
+	d.connector.stop(syscall.SIGTERM)
+	d.relay.stop(syscall.SIGTERM)
+}
+
 // TestBinaryTokenFileRefresh: the connector reads its token file again
 // before the token in use expires, so a token renewed on disk is what it
 // presents next, without a restart.

@@ -23,9 +23,10 @@ splices agents' streams to connectors and writes one audit event (JSON)
 per decision.
 
 The policies are reloaded when a file in policy.dir changes and on SIGHUP;
-a reload that fails keeps the policies in force and logs why. SIGTERM or
-SIGINT stops taking new opens, waits up to drain_timeout for open streams
-to end, and exits 0. A second SIGTERM or SIGINT stops at once.
+a reload that fails keeps the policies in force and logs why. SIGHUP also
+reads tokens.jwks_file again, for key rotation (postern keygen --merge).
+SIGTERM or SIGINT stops taking new opens, waits up to drain_timeout for
+open streams to end, and exits 0. A second SIGTERM or SIGINT stops at once.
 
 Operational logs go to stderr; audit events go where "audit" says
 (stdout by default). The start-up line gives the address and, for a
@@ -102,9 +103,30 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	why := waitStop(ctx, sigs, func() { w.reload("SIGHUP") })
+	why := waitStop(ctx, sigs, func() {
+		w.reload("SIGHUP")
+		reloadKeys(verifier, cfg.JWKSFile, log)
+	})
 	log.Info("relay: draining", "signal", why, "timeout", cfg.DrainTimeout)
 	return drain(r, cfg.DrainTimeout, sigs, log)
+}
+
+// reloadKeys reads tokens.jwks_file again (a key merged in for rotation,
+// an old one retired); a file that cannot be read or parsed keeps the keys
+// in force.
+func reloadKeys(v *identity.Verifier, file string, log *slog.Logger) {
+	if file == "" {
+		return // jwks_url: the verifier refreshes it itself
+	}
+	b, err := os.ReadFile(file)
+	if err == nil {
+		err = v.SetKeySet(b)
+	}
+	if err != nil {
+		log.Error("relay: key set reload failed; keeping the keys in force", "file", file, "err", err)
+		return
+	}
+	log.Info("relay: key set reloaded", "file", file)
 }
 
 // drain shuts r down, waiting up to timeout for open streams; a second

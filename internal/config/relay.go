@@ -106,6 +106,9 @@ type Relay struct {
 	CertSource string
 
 	Verifier identity.VerifierConfig
+	// JWKSFile is the resolved path of tokens.jwks_file, read again on
+	// SIGHUP; empty with tokens.jwks_url.
+	JWKSFile string
 
 	PolicyDir     string
 	PolicyOptions policy.ValidateOptions
@@ -177,6 +180,7 @@ func LoadRelay(path string) (*Relay, error) {
 			d.fail("tokens.jwks_file", err, "%s is not a public JWK set: %v", t.JWKSFile, err)
 		}
 		r.Verifier.KeySet = b
+		r.JWKSFile = d.path(t.JWKSFile)
 	case t.JWKSURL != "":
 		if !strings.HasPrefix(t.JWKSURL, "https://") && !strings.HasPrefix(t.JWKSURL, "http://") {
 			d.errorf("tokens.jwks_url", "want an https:// URL, got %q", redactURL(t.JWKSURL))

@@ -345,3 +345,38 @@ func TestVerifyDuringRefresh(t *testing.T) {
 		t.Errorf("Counts = %v", c)
 	}
 }
+
+// TestSetKeySet: a static verifier takes a new key set (a rotation read
+// again from its file); a set that does not parse leaves the keys in
+// force; a JWKS URL verifier refuses it.
+func TestSetKeySet(t *testing.T) {
+	oldKey, newKey2 := newKey(t, EdDSA), newKey(t, EdDSA)
+	v := newVerifier(t, VerifierConfig{KeySet: jwks(t, oldKey)})
+	oldTok, newTok := issue(t, oldKey, goodClaims(RoleAgent)), issue(t, newKey2, goodClaims(RoleAgent))
+	if _, err := v.Verify(newTok, RoleAgent); !errors.Is(err, ErrSignature) {
+		t.Fatalf("new key before the rotation: %v", err)
+	}
+	merged, err := MergeJWKS(jwks(t, oldKey), jwks(t, newKey2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.SetKeySet(merged); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{oldTok, newTok} {
+		if _, err := v.Verify(tok, RoleAgent); err != nil {
+			t.Fatalf("after the rotation: %v", err)
+		}
+	}
+	if err := v.SetKeySet([]byte(`{"keys": 7}`)); err == nil {
+		t.Fatal("a broken set was taken")
+	}
+	if _, err := v.Verify(newTok, RoleAgent); err != nil {
+		t.Fatalf("a refused set changed the keys: %v", err)
+	}
+	srv := newJWKSServer(t, jwks(t, oldKey))
+	u := newVerifier(t, VerifierConfig{JWKSURL: srv.URL})
+	if err := u.SetKeySet(merged); err == nil {
+		t.Fatal("a JWKS URL verifier took a static set")
+	}
+}

@@ -368,6 +368,24 @@ func human(d time.Duration) string {
 	return s
 }
 
+// SetKeySet replaces the static key set of a Verifier made with
+// VerifierConfig.KeySet, for key rotation without a restart: tokens
+// verified after it returns use the new set. A set that does not parse
+// is refused and the keys in force stay. A Verifier that fetches a JWKS
+// URL refuses it: its keys come from the URL.
+func (v *Verifier) SetKeySet(jwks []byte) error {
+	if v.url != nil {
+		return errors.New("identity: SetKeySet: this verifier's keys come from its JWKS URL")
+	}
+	ks, err := parseKeySet(jwks)
+	if err != nil {
+		return fmt.Errorf("identity: SetKeySet: %w", err)
+	}
+	v.keys.Store(ks)
+	v.log.Info("identity: key set replaced", "keys", len(ks.byKID), "skipped", ks.skipped)
+	return nil
+}
+
 // Counts returns how many tokens Verify accepted ("ok") and refused, per
 // reason (the Reason strings of the sentinel errors). Every reason is
 // present, zero or not.
