@@ -53,12 +53,12 @@ const (
 
 var allPhases = []string{phaseBulk, phaseRTT, phaseOpen, phasePG, phaseHTTP}
 
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
+func parseFlags(args []string, usage io.Writer) (*options, error) {
 	o := &options{args: args}
 	fs := flag.NewFlagSet("postern bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(usage)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `usage: postern bench [flags]
+		fmt.Fprint(usage, `Usage: postern bench [flags]
 
 Measures, side by side in one run on loopback, each endpoint in its own
 process: direct TCP to the upstream, a bare QUIC relay built from quic-go
@@ -67,7 +67,7 @@ policy and audit on), and ssh -L through a temporary sshd (when ssh and
 sshd are installed). Prints a Markdown table with ratios to direct and to
 the bare relay.
 
-flags:
+Flags:
 `)
 		fs.PrintDefaults()
 	}
@@ -175,11 +175,16 @@ func list(s string, known []string) ([]string, error) {
 // exit code: 0, 1 when a measurement failed (an integrity check above
 // all), 2 for bad flags.
 func Main(args []string, stdout, stderr io.Writer) int {
-	o, err := parseFlags(args, stderr)
+	// --help prints the usage to stdout, as every postern command does; a
+	// bad flag prints it to stderr.
+	var usage bytes.Buffer
+	o, err := parseFlags(args, &usage)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			stdout.Write(usage.Bytes())
 			return 0
 		}
+		stderr.Write(usage.Bytes())
 		fmt.Fprintln(stderr, "postern bench:", err)
 		return 2
 	}
