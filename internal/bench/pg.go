@@ -178,9 +178,7 @@ func (r *runner) pgPhases(ctx context.Context, direct, postern *path) {
 				return err
 			}
 			defer conn.Close()
-			t0 := time.Now()
-			for i := range n + n/10 {
-				s := time.Now()
+			return r.timed(a, "pg-select1", t.p.name, n, func() error {
 				var one int
 				if err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
 					return err
@@ -188,16 +186,8 @@ func (r *runner) pgPhases(ctx context.Context, direct, postern *path) {
 				if one != 1 {
 					return errors.New("SELECT 1 did not return 1")
 				}
-				if i >= n/10 {
-					a.lat = append(a.lat, time.Since(s))
-				}
-			}
-			a.ops += n
-			a.secs += time.Since(t0).Seconds()
-			if r.o.verbose {
-				r.logf("%-12s %-10s %s", "pg-select1", t.p.name, latLine(a.lat.summary()))
-			}
-			return nil
+				return nil
+			})
 		})
 	}
 	for _, t := range targets {
@@ -324,22 +314,7 @@ func (r *runner) httpPhases(ctx context.Context, direct, postern *path) {
 	n := max(200, r.o.rttN/4)
 	for _, t := range targets {
 		r.measureOn("http-get", t.p.name, t.p.procs, func(a *acc) error {
-			t0 := time.Now()
-			for i := range n + n/10 {
-				s := time.Now()
-				if err := get(ctx, t.client, t.url); err != nil {
-					return err
-				}
-				if i >= n/10 {
-					a.lat = append(a.lat, time.Since(s))
-				}
-			}
-			a.ops += n
-			a.secs += time.Since(t0).Seconds()
-			if r.o.verbose {
-				r.logf("%-12s %-10s %s", "http-get", t.p.name, latLine(a.lat.summary()))
-			}
-			return nil
+			return r.timed(a, "http-get", t.p.name, n, func() error { return get(ctx, t.client, t.url) })
 		})
 	}
 	for _, t := range targets {
@@ -359,4 +334,25 @@ func (r *runner) httpPhases(ctx context.Context, direct, postern *path) {
 			return nil
 		})
 	}
+}
+
+// timed runs op n times after n/10 warm-up runs, one at a time, and adds
+// the latency of each timed run to a.
+func (r *runner) timed(a *acc, test, path string, n int, op func() error) error {
+	t0 := time.Now()
+	for i := range n + n/10 {
+		s := time.Now()
+		if err := op(); err != nil {
+			return err
+		}
+		if i >= n/10 {
+			a.lat = append(a.lat, time.Since(s))
+		}
+	}
+	a.ops += n
+	a.secs += time.Since(t0).Seconds()
+	if r.o.verbose {
+		r.logf("%-12s %-10s %s", test, path, latLine(a.lat.summary()))
+	}
+	return nil
 }
