@@ -2,10 +2,6 @@ package transport
 
 import "time"
 
-// ALPN is the application protocol Postern negotiates in TLS. A peer that
-// does not offer it fails the handshake.
-const ALPN = "postern/1"
-
 // Config tunes a QUIC endpoint. A nil *Config is valid and means every
 // default below. The defaults are chosen for a relay carrying many agents,
 // not quic-go's, which suit a single client.

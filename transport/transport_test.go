@@ -1,12 +1,9 @@
 package transport_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -95,37 +92,4 @@ func TestTrustConfig(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestFrameLimits(t *testing.T) {
-	frame := transport.AppendFrame(nil, 7, []byte("payload"))
-	typ, p, err := transport.ReadFrame(bytes.NewReader(frame), 7, nil)
-	if err != nil || typ != 7 || string(p) != "payload" {
-		t.Fatalf("ReadFrame = %d %q %v", typ, p, err)
-	}
-	if _, _, err := transport.ReadFrame(bytes.NewReader(frame), 6, nil); !errors.Is(err, transport.ErrFrameTooLarge) {
-		t.Fatalf("over the cap: %v", err)
-	}
-	if _, _, err := transport.ReadFrame(bytes.NewReader(frame[:6]), 0, nil); !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("truncated: %v", err)
-	}
-}
-
-func FuzzReadFrame(f *testing.F) {
-	f.Add(transport.AppendFrame(nil, 1, []byte("hello")))
-	f.Add(transport.AppendFrame(nil, 0x12, nil))
-	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		typ, p, err := transport.ReadFrame(bytes.NewReader(data), 1024, nil)
-		if err != nil {
-			return
-		}
-		if len(p) > 1024 {
-			t.Fatalf("payload of %d bytes passed a 1024-byte cap", len(p))
-		}
-		again := transport.AppendFrame(nil, typ, p)
-		if !bytes.Equal(again, data[:len(again)]) {
-			t.Fatal("re-encoding a decoded frame changed it")
-		}
-	})
 }

@@ -9,19 +9,16 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/postern/postern/internal/wire"
 )
 
-// Stream error codes sent in RESET_STREAM and STOP_SENDING. They tell the
-// peer why bytes stopped, where a FIN would say "all sent".
+// Stream error codes sent in RESET_STREAM and STOP_SENDING, as quic-go
+// types. The protocol defines them: see [wire.StreamError].
 const (
-	// StreamClosed: the application closed its end before reading or
-	// writing everything (net.Conn.Close).
-	StreamClosed quic.StreamErrorCode = 0x100
-	// StreamAborted: the other leg of a splice failed, so this one is cut.
-	StreamAborted quic.StreamErrorCode = 0x101
-	// StreamRefused: the open was refused (denied, limit, unknown
-	// binding); the data sent with it was discarded.
-	StreamRefused quic.StreamErrorCode = 0x102
+	StreamClosed  = quic.StreamErrorCode(wire.StreamClosed)
+	StreamAborted = quic.StreamErrorCode(wire.StreamAborted)
+	StreamRefused = quic.StreamErrorCode(wire.StreamRefused)
 )
 
 // Conn adapts a QUIC stream to net.Conn.

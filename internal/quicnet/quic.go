@@ -13,6 +13,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/transport"
 )
 
@@ -129,7 +130,7 @@ func resetKey(cert tls.Certificate) (*quic.StatelessResetKey, error) {
 func serverTLS(c *tls.Config) *tls.Config {
 	c = c.Clone()
 	c.MinVersion = tls.VersionTLS13
-	c.NextProtos = []string{transport.ALPN}
+	c.NextProtos = []string{wire.ALPN}
 	return c
 }
 
@@ -142,7 +143,7 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg *transport.
 	}
 	c := tlsConf.Clone()
 	c.MinVersion = tls.VersionTLS13
-	c.NextProtos = []string{transport.ALPN}
+	c.NextProtos = []string{wire.ALPN}
 	conn, err := quic.DialAddr(ctx, addr, c, QUICConfig(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("quicnet: dial %s: %w", addr, err)

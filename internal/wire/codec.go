@@ -7,8 +7,6 @@ import (
 	"io"
 	"time"
 	"unicode/utf8"
-
-	"github.com/postern/postern/transport"
 )
 
 // ErrMalformed is wrapped by every decoding error.
@@ -695,9 +693,9 @@ func (m *Result) DecodePayload(p []byte) error {
 
 // AppendFrame appends m as a complete frame to b.
 func AppendFrame(b []byte, m Message) []byte {
-	b, start := transport.BeginFrame(b, uint8(m.FrameType()))
+	b, start := beginFrame(b, m.FrameType())
 	b = m.AppendPayload(b)
-	transport.EndFrame(b, start)
+	endFrame(b, start)
 	return b
 }
 
@@ -713,19 +711,16 @@ func WriteFrame(w io.Writer, m Message) error {
 }
 
 // ReadFrame reads one frame of any type from r, capped at max bytes
-// (max <= 0 means DefaultMaxLen), and decodes it into the message type it
+// (max <= 0 means DefaultMaxFrameSize), and decodes it into the message type it
 // names.
 func ReadFrame(r io.Reader, max int) (Message, error) {
-	if max <= 0 {
-		max = DefaultMaxLen
-	}
 	buf := getBuf()
 	defer putBuf(buf)
-	typ, payload, err := transport.ReadFrame(r, max, *buf)
+	typ, payload, err := readFrame(r, max, *buf)
 	if err != nil {
 		return nil, err
 	}
-	return Decode(FrameType(typ), payload)
+	return Decode(typ, payload)
 }
 
 // Decode decodes a payload of frame type typ. The returned message does
@@ -765,17 +760,14 @@ func Decode(typ FrameType, payload []byte) (Message, error) {
 // ReadExpected reads one frame and decodes it into m, failing when the
 // frame has another type.
 func ReadExpected(r io.Reader, max int, m Message) error {
-	if max <= 0 {
-		max = DefaultMaxLen
-	}
 	buf := getBuf()
 	defer putBuf(buf)
-	typ, payload, err := transport.ReadFrame(r, max, *buf)
+	typ, payload, err := readFrame(r, max, *buf)
 	if err != nil {
 		return err
 	}
-	if FrameType(typ) != m.FrameType() {
-		return malformed("got a %s frame where a %s frame was expected", FrameType(typ), m.FrameType())
+	if typ != m.FrameType() {
+		return malformed("got a %s frame where a %s frame was expected", typ, m.FrameType())
 	}
 	if err := m.DecodePayload(payload); err != nil {
 		return fmt.Errorf("%s frame: %w", m.FrameType(), err)

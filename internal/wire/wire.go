@@ -58,8 +58,26 @@ import (
 // Version is the protocol version this package speaks.
 const Version = 1
 
-// ALPN is the TLS application protocol of version 1.
+// ALPN is the TLS application protocol of version 1. A peer that does not
+// offer it fails the handshake.
 const ALPN = "postern/1"
+
+// StreamError is the application error code of a QUIC RESET_STREAM or
+// STOP_SENDING on a binding stream. It tells the peer why bytes stopped,
+// where a FIN would say "all sent".
+type StreamError uint64
+
+// Stream error codes. The values are part of the protocol.
+const (
+	// StreamClosed: the application closed its end before reading or
+	// writing everything (net.Conn.Close).
+	StreamClosed StreamError = 0x100
+	// StreamAborted: the other leg of a splice failed, so this one is cut.
+	StreamAborted StreamError = 0x101
+	// StreamRefused: the open was refused (denied, limit, unknown
+	// binding); the data sent with it was discarded.
+	StreamRefused StreamError = 0x102
+)
 
 // FrameType identifies a frame.
 type FrameType uint8
@@ -301,8 +319,7 @@ type Result struct {
 // Field limits that hold whatever the frame size: they keep one frame from
 // carrying thousands of tiny repeated fields.
 const (
-	MaxNameLen    = 128  // binding, service, group names
-	MaxRepeated   = 4096 // entries of any repeated field
-	MaxStringLen  = 1 << 20
-	DefaultMaxLen = 64 << 10 // default frame size cap
+	MaxNameLen   = 128  // binding, service, group names
+	MaxRepeated  = 4096 // entries of any repeated field
+	MaxStringLen = 1 << 20
 )

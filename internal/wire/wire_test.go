@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/postern/postern/transport"
 )
 
 // samples returns one valid, fully populated message of every type. They
@@ -104,26 +102,26 @@ func TestMalformed(t *testing.T) {
 		{name: "empty stream", frame: nil, want: io.EOF},
 		{name: "short header", frame: []byte{byte(FrameOpen), 0, 0}, want: io.ErrUnexpectedEOF},
 		{name: "short payload", frame: valid(&Open{Binding: "abc"})[:8], want: io.ErrUnexpectedEOF},
-		{name: "over the cap", frame: valid(&Hello{Version: 1, Role: "agent", Token: strings.Repeat("x", 200)}), max: 100, want: transport.ErrFrameTooLarge},
-		{name: "huge announced length", frame: []byte{byte(FrameHello), 0xff, 0xff, 0xff, 0xff}, want: transport.ErrFrameTooLarge},
-		{name: "unknown frame type", frame: transport.AppendFrame(nil, 0x7f, nil), want: ErrMalformed},
+		{name: "over the cap", frame: valid(&Hello{Version: 1, Role: "agent", Token: strings.Repeat("x", 200)}), max: 100, want: ErrFrameTooLarge},
+		{name: "huge announced length", frame: []byte{byte(FrameHello), 0xff, 0xff, 0xff, 0xff}, want: ErrFrameTooLarge},
+		{name: "unknown frame type", frame: rawFrame(0x7f, nil), want: ErrMalformed},
 		{name: "open without binding", frame: valid(&Open{Action: "connect"}), want: ErrMalformed},
 		{name: "open with bad binding name", frame: valid(&Open{Binding: "a b"}), want: ErrMalformed},
 		{name: "open with long name", frame: valid(&Open{Binding: strings.Repeat("a", MaxNameLen+1)}), want: ErrMalformed},
 		{name: "open with bad action", frame: valid(&Open{Binding: "db", Action: "drop table"}), want: ErrMalformed},
 		{name: "hello without version", frame: valid(&Hello{Role: "agent", Token: "t"}), want: ErrMalformed},
 		{name: "hello without role", frame: valid(&Hello{Version: 1, Token: "t"}), want: ErrMalformed},
-		{name: "welcome without identity", frame: transport.AppendFrame(nil, byte(FrameWelcome), appendString(nil, 1, "s")), want: ErrMalformed},
+		{name: "welcome without identity", frame: rawFrame((FrameWelcome), appendString(nil, 1, "s")), want: ErrMalformed},
 		{name: "reject with code ok", frame: valid(&Reject{Reason: "x"}), want: ErrMalformed},
 		{name: "refresh without token", frame: valid(&Refresh{}), want: ErrMalformed},
-		{name: "dial without identity", frame: transport.AppendFrame(nil, byte(FrameDial), appendString(nil, 1, "db")), want: ErrMalformed},
-		{name: "field past the end", frame: transport.AppendFrame(nil, byte(FrameOpen), []byte{1, 10, 'a'}), want: ErrMalformed},
-		{name: "bad varint tag", frame: transport.AppendFrame(nil, byte(FrameOpen), bytes.Repeat([]byte{0xff}, 11)), want: ErrMalformed},
-		{name: "repeated single field", frame: transport.AppendFrame(nil, byte(FrameOpen), appendString(appendString(nil, 1, "a"), 1, "b")), want: ErrMalformed},
-		{name: "not utf-8", frame: transport.AppendFrame(nil, byte(FrameOpen), appendField(nil, 1, []byte{0xff, 0xfe})), want: ErrMalformed},
-		{name: "bad integer", frame: transport.AppendFrame(nil, byte(FrameResult), appendField(nil, 1, []byte{0x80})), want: ErrMalformed},
-		{name: "integer with trailing bytes", frame: transport.AppendFrame(nil, byte(FrameResult), appendField(nil, 1, []byte{1, 2})), want: ErrMalformed},
-		{name: "code out of range", frame: transport.AppendFrame(nil, byte(FrameResult), appendUint(nil, 1, 300)), want: ErrMalformed},
+		{name: "dial without identity", frame: rawFrame((FrameDial), appendString(nil, 1, "db")), want: ErrMalformed},
+		{name: "field past the end", frame: rawFrame((FrameOpen), []byte{1, 10, 'a'}), want: ErrMalformed},
+		{name: "bad varint tag", frame: rawFrame((FrameOpen), bytes.Repeat([]byte{0xff}, 11)), want: ErrMalformed},
+		{name: "repeated single field", frame: rawFrame((FrameOpen), appendString(appendString(nil, 1, "a"), 1, "b")), want: ErrMalformed},
+		{name: "not utf-8", frame: rawFrame((FrameOpen), appendField(nil, 1, []byte{0xff, 0xfe})), want: ErrMalformed},
+		{name: "bad integer", frame: rawFrame((FrameResult), appendField(nil, 1, []byte{0x80})), want: ErrMalformed},
+		{name: "integer with trailing bytes", frame: rawFrame((FrameResult), appendField(nil, 1, []byte{1, 2})), want: ErrMalformed},
+		{name: "code out of range", frame: rawFrame((FrameResult), appendUint(nil, 1, 300)), want: ErrMalformed},
 		{name: "too many details", frame: valid(&Open{Binding: "a", Details: make65()}), want: ErrMalformed},
 	}
 	for _, tt := range tests {
@@ -133,6 +131,28 @@ func TestMalformed(t *testing.T) {
 				t.Fatalf("ReadFrame error = %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// rawFrame is a frame of type typ around payload, which need not be valid.
+func rawFrame(typ FrameType, payload []byte) []byte {
+	b, start := beginFrame(nil, typ)
+	b = append(b, payload...)
+	endFrame(b, start)
+	return b
+}
+
+func TestFrameLimits(t *testing.T) {
+	frame := rawFrame(7, []byte("payload"))
+	typ, p, err := readFrame(bytes.NewReader(frame), 7, nil)
+	if err != nil || typ != 7 || string(p) != "payload" {
+		t.Fatalf("readFrame = %d %q %v", typ, p, err)
+	}
+	if _, _, err := readFrame(bytes.NewReader(frame), 6, nil); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("over the cap: %v", err)
+	}
+	if _, _, err := readFrame(bytes.NewReader(frame[:6]), 0, nil); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated: %v", err)
 	}
 }
 
@@ -199,7 +219,7 @@ func TestWriteSeedCorpus(t *testing.T) {
 	for i, m := range samples() {
 		frame := AppendFrame(nil, m)
 		writeSeed(t, "FuzzReadFrame", fmt.Sprintf("valid-%02d-%s", i, m.FrameType()), frame)
-		writeSeed(t, "FuzzDecode"+fuzzName(m.FrameType()), fmt.Sprintf("valid-%02d", i), frame[transport.FrameHeaderLen:])
+		writeSeed(t, "FuzzDecode"+fuzzName(m.FrameType()), fmt.Sprintf("valid-%02d", i), frame[FrameHeaderLen:])
 	}
 }
 

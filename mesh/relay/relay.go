@@ -87,7 +87,7 @@ func (l *Limits) fill() {
 		l.StreamsPerAgent = 1024
 	}
 	if l.MaxFrameSize <= 0 {
-		l.MaxFrameSize = transport.DefaultMaxFrameSize
+		l.MaxFrameSize = wire.DefaultMaxFrameSize
 	}
 	if l.HandshakeTimeout <= 0 {
 		l.HandshakeTimeout = 10 * time.Second
@@ -386,7 +386,7 @@ func (r *Relay) handshake(ctrl io.Reader) (wire.Hello, *identity.Claims, *wire.R
 	var hello wire.Hello
 	if err := wire.ReadExpected(ctrl, r.limits.MaxFrameSize, &hello); err != nil {
 		switch {
-		case errors.Is(err, transport.ErrFrameTooLarge):
+		case errors.Is(err, wire.ErrFrameTooLarge):
 			return hello, nil, &wire.Reject{Code: wire.CodeLimit, Reason: "frame_too_large", Message: fmt.Sprintf("hello is larger than the relay's %d-byte frame limit", r.limits.MaxFrameSize)}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			return hello, nil, &wire.Reject{Code: wire.CodeTimeout, Reason: "handshake_timeout", Message: "no hello within the handshake time"}

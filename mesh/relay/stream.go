@@ -14,7 +14,6 @@ import (
 
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/policy"
-	"github.com/postern/postern/transport"
 )
 
 // serveStream serves one binding stream of an agent: read the Open,
@@ -29,7 +28,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 	if err := wire.ReadExpected(st, r.limits.MaxFrameSize, &open); err != nil {
 		res := &wire.Result{Code: wire.CodeProtocol, Reason: "malformed_open", Message: err.Error()}
 		switch {
-		case errors.Is(err, transport.ErrFrameTooLarge):
+		case errors.Is(err, wire.ErrFrameTooLarge):
 			res = &wire.Result{Code: wire.CodeLimit, Reason: "frame_too_large", Message: err.Error()}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			res = &wire.Result{Code: wire.CodeTimeout, Reason: "open_timeout", Message: "no open frame in time"}
