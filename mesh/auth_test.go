@@ -337,7 +337,7 @@ func TestConnectorRefreshMustGrantItsServices(t *testing.T) {
 	tokens := []string{m.ConnectorToken("office-1", "staging-db"), m.ConnectorToken("office-1", "other-db")}
 	s, err := sess.Dial(ctx(t), sess.Config{
 		Addr: m.Addr(), TLS: tlsConf, Role: wire.RoleConnector,
-		Services: []wire.Service{{Name: "staging-db", Kind: mesh.KindTCP, Environment: "staging"}},
+		Services: []*wire.Binding{{Name: "staging-db", Kind: mesh.KindTCP, Environment: "staging"}},
 		Token: func(context.Context) (string, error) {
 			tok := tokens[0]
 			tokens = tokens[1:]

@@ -27,8 +27,8 @@ type Binding struct {
 // HasLabel reports whether the binding carries label l.
 func (b Binding) HasLabel(l string) bool { return slices.Contains(b.Labels, l) }
 
-func bindingFromWire(w wire.Binding) Binding {
-	return Binding{Name: w.Name, Kind: w.Kind, Environment: w.Environment, Labels: w.Label, Description: w.Description}
+func bindingFromWire(w *wire.Binding) Binding {
+	return Binding{Name: w.Name, Kind: w.Kind, Environment: w.Environment, Labels: w.Labels, Description: w.Description}
 }
 
 // Identity is who the relay says this client is, from its verified token.

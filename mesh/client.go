@@ -323,7 +323,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		Token:     c.token,
 		Refresh:   c.cfg.TokenSource != nil,
 		Log:       c.log,
-		OnCatalog: func(ws []wire.Binding) {
+		OnCatalog: func(ws []*wire.Binding) {
 			s.setCatalog(ws)
 			c.log.Info("mesh: catalog updated", "bindings", len(ws))
 		},
@@ -333,7 +333,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	}
 	w := ss.Welcome
 	s.Session = ss
-	s.identity = Identity{Subject: w.Identity.Subject, Role: w.Identity.Role, Groups: w.Identity.Group}
+	s.identity = Identity{Subject: w.Identity.Subject, Role: w.Identity.Role, Groups: w.Identity.Groups}
 	if s.catalog.Load() == nil {
 		s.setCatalog(w.Catalog)
 	}
@@ -367,7 +367,7 @@ type session struct {
 	catalog  atomic.Pointer[[]Binding]
 }
 
-func (s *session) setCatalog(ws []wire.Binding) {
+func (s *session) setCatalog(ws []*wire.Binding) {
 	cat := make([]Binding, len(ws))
 	for i, w := range ws {
 		cat[i] = bindingFromWire(w)
@@ -393,7 +393,11 @@ func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, 
 		return nil, err
 	}
 	conn := &Conn{Conn: quicnet.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name}
-	conn.openFrame = wire.AppendFrame(nil, &wire.Open{Binding: name})
+	conn.openFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name})
+	if err != nil {
+		conn.Abort(quicnet.StreamClosed)
+		return nil, &Error{Op: "open", Binding: name, Err: ErrProtocol, Message: err.Error()}
+	}
 	conn.pending.Store(true)
 	if early {
 		return conn, nil

@@ -206,7 +206,7 @@ func TestOpenTimeout(t *testing.T) {
 		if wire.ReadExpected(ctrl, 0, &hello) != nil {
 			return
 		}
-		wire.WriteFrame(ctrl, &wire.Welcome{Session: "s", Identity: wire.Identity{Subject: "a", Role: wire.RoleAgent}})
+		wire.WriteFrame(ctrl, &wire.Welcome{Session: "s", Identity: &wire.Identity{Subject: "a", Role: wire.RoleAgent}})
 		for {
 			if _, err := conn.AcceptStream(context.Background()); err != nil {
 				return

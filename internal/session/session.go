@@ -32,9 +32,9 @@ type Config struct {
 	Addr      string
 	TLS       *tls.Config
 	Transport *transport.Config
-	Role      string         // wire.RoleAgent or wire.RoleConnector
-	Services  []wire.Service // what a connector advertises
-	Client    string         // software name, for the relay's logs
+	Role      string          // wire.RoleAgent or wire.RoleConnector
+	Services  []*wire.Binding // what a connector advertises
+	Client    string          // software name, for the relay's logs
 	// Token returns the token to present. With Refresh set, it is called
 	// again before the token in use expires, and the new one is presented
 	// on the live session.
@@ -42,18 +42,24 @@ type Config struct {
 	Refresh bool
 	Log     *slog.Logger
 	// OnCatalog is called with each catalog the relay pushes.
-	OnCatalog func([]wire.Binding)
+	OnCatalog func([]*wire.Binding)
 }
 
 // RejectError is a refusal from the relay: a Reject answering the Hello,
 // or the reason in the relay's CONNECTION_CLOSE when the Reject frame was
 // lost.
 type RejectError struct {
-	wire.Reject
+	Code    wire.Code
+	Reason  string
+	Message string
+}
+
+func rejectError(code wire.Code, reason, msg string) *RejectError {
+	return &RejectError{Code: code, Reason: reason, Message: msg}
 }
 
 func (e *RejectError) Error() string {
-	return fmt.Sprintf("relay refused: %s (%s): %s", e.Code, e.Reason, e.Message)
+	return fmt.Sprintf("relay refused: %s (%s): %s", e.Code.Text(), e.Reason, e.Message)
 }
 
 // ErrTokenSource wraps an error of Config.Token.
@@ -95,18 +101,16 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		s.cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if err := s.handshake(ctx, tok); err != nil {
-		conn.CloseWithError(0, "")
+		conn.CloseWithError(quic.ApplicationErrorCode(wire.CodeOK), "")
 		return nil, err
 	}
-	if !s.Welcome.ExpiresAt.IsZero() {
-		s.expires.Store(s.Welcome.ExpiresAt.UnixMilli())
-	}
+	s.expires.Store(int64(s.Welcome.ExpiresUnixMs))
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.readControl()
 	}()
-	if cfg.Refresh && !s.Welcome.ExpiresAt.IsZero() {
+	if cfg.Refresh && s.Welcome.ExpiresUnixMs != 0 {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -137,9 +141,9 @@ func (s *Session) handshake(ctx context.Context, tok string) error {
 		s.Welcome = m
 		return nil
 	case *wire.Reject:
-		return &RejectError{Reject: *m}
+		return rejectError(m.Code, m.Reason, m.Message)
 	}
-	return fmt.Errorf("%w: relay answered hello with a %s frame", wire.ErrMalformed, m.FrameType())
+	return fmt.Errorf("%w: relay answered hello with a %s frame", wire.ErrMalformed, m.FrameType().Name())
 }
 
 // connErr prefers the relay's stated reason, carried in its
@@ -162,7 +166,7 @@ func CloseReason(err error) *RejectError {
 		return nil
 	}
 	reason, msg, _ := strings.Cut(ae.ErrorMessage, ": ")
-	return &RejectError{Reject: wire.Reject{Code: wire.Code(ae.ErrorCode), Reason: reason, Message: msg}}
+	return rejectError(wire.Code(ae.ErrorCode), reason, msg)
 }
 
 // DeadlineFromContext makes reads and writes on st fail when ctx ends. The
@@ -232,7 +236,7 @@ func (s *Session) end(err error) {
 		}
 		s.err = err
 		close(s.done)
-		s.Conn.CloseWithError(0, "")
+		s.Conn.CloseWithError(quic.ApplicationErrorCode(wire.CodeOK), "")
 	})
 }
 
@@ -257,11 +261,11 @@ func (s *Session) readControl() {
 			default:
 			}
 		case *wire.Goaway:
-			s.cfg.Log.Warn("relay ends the session", "relay", s.cfg.Addr, "code", m.Code.String(), "reason", m.Reason, "message", m.Message)
-			s.end(&RejectError{Reject: wire.Reject(*m)})
+			s.cfg.Log.Warn("relay ends the session", "relay", s.cfg.Addr, "code", m.Code.Text(), "reason", m.Reason, "message", m.Message)
+			s.end(rejectError(m.Code, m.Reason, m.Message))
 			return
 		default:
-			s.cfg.Log.Warn("unexpected frame on the control stream", "frame", m.FrameType().String())
+			s.cfg.Log.Warn("unexpected frame on the control stream", "frame", m.FrameType().Name())
 		}
 	}
 }
@@ -322,11 +326,11 @@ func (s *Session) RefreshNow() error {
 	case m := <-s.refreshed:
 		switch m := m.(type) {
 		case *wire.Refreshed:
-			s.expires.Store(m.ExpiresAt.UnixMilli())
-			s.cfg.Log.Info("token refreshed", "relay", s.cfg.Addr, "expires", m.ExpiresAt)
+			s.expires.Store(int64(m.ExpiresUnixMs))
+			s.cfg.Log.Info("token refreshed", "relay", s.cfg.Addr, "expires", m.ExpiresAt())
 			return nil
 		case *wire.Reject:
-			return &RejectError{Reject: *m}
+			return rejectError(m.Code, m.Reason, m.Message)
 		}
 	case <-ctx.Done():
 	}

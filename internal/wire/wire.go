@@ -1,132 +1,66 @@
 // Package wire is the Postern wire protocol, version 1: the frames that
-// agents, connectors and relays exchange over QUIC streams, and their
-// encoding. Everything that crosses the network as a control message is
-// defined in this one file (plus its codec in codec.go).
+// agents, connectors and relays exchange over QUIC streams.
 //
-// # Protocol flow
+// The protocol is documented in one file, wire.proto, beside this one: the
+// flow, the ordering rules, the frame layout, the limits, every code and
+// the version history. The message types (Hello, Welcome, Open, Dial,
+// Result, ...) are generated from it into wire.pb.go with protoc and
+// protoc-gen-go; see the go:generate line below. What this package adds by
+// hand is small: the 5-byte frame header with its size cap, the semantic
+// checks a protobuf decoder does not make (required fields, names, caps on
+// strings and repeated fields), short Go names for the codes, and pooled
+// buffers so that a frame is encoded and written with one Write and no
+// copy.
 //
-// One QUIC connection per agent or connector to each relay, ALPN "postern/1".
+// # Usage
 //
-//	agent/connector                        relay
-//	  open stream 0 (control)
-//	  Hello{version, role, token, services} ->
-//	                                        <- Welcome{session, identity, catalog, limits}
-//	                                        or Reject{code, reason, message} and close
-//	  ... control stream stays open:
-//	  Refresh{token}                        -> (agent: a fresh token on the same session)
-//	                                        <- Refreshed{expires} or Reject
-//	                                        <- Catalog{bindings} (policy reload, connectors come and go)
-//	                                        <- Goaway{code, message} (session ends, e.g. token expired)
+//	if err := wire.WriteFrame(st, &wire.Open{Binding: "staging-db"}); err != nil { ... }
+//	var res wire.Result
+//	if err := wire.ReadExpected(st, 0, &res); err != nil { ... } // wraps ErrMalformed or ErrFrameTooLarge
+//	if res.Code != wire.CodeOK { ... }
 //
-//	agent: a new stream per use of a binding
-//	  Open{binding, action, details} [raw bytes may follow at once] ->
-//	                                      relay authorizes, picks a connector,
-//	                                      opens a stream to it:
-//	                                        Dial{binding, session, identity} [agent's early bytes] -> connector
-//	                                        <- Result{code} from connector (after dialing upstream)
-//	                                        <- Result{code, policies} to the agent
-//	  raw bytes both ways until either side closes (half-close is carried).
+// To look at a captured frame, strip its header and decode the payload:
 //
-// # Frame layout
+//	tail -c +6 frame.bin | protoc --decode_raw
 //
-//	+--------+------------------+-------------------+
-//	| type   | length           | payload           |
-//	| 1 byte | 4 bytes, big end | length bytes      |
-//	+--------+------------------+-------------------+
-//
-// The reader enforces a maximum length before it allocates anything. The
-// payload is a sequence of fields:
-//
-//	tag (uvarint) | length (uvarint) | value (length bytes)
-//
-// Integers are uvarints inside the value, strings are UTF-8 bytes, repeated
-// fields repeat their tag, and nested messages are a field whose value is
-// itself a sequence of fields. Decoders skip tags they do not know, so a
-// later version can add fields without breaking version 1 peers; a field
-// that a message requires and that is missing, duplicated where it must be
-// single, or malformed is an error.
-//
-// # Version history
-//
-//	1: first version (Postern 0.1).
+// testdata/v1 holds one version-1 frame of every type; a test decodes
+// them, so that a change of wire.proto that would break version-1 peers
+// fails.
 package wire
 
 import (
 	"time"
+
+	"google.golang.org/protobuf/proto"
 )
 
-// Version is the protocol version this package speaks.
+//go:generate sh -c "protoc --plugin=protoc-gen-go=$(go tool -n protoc-gen-go) --go_out=. --go_opt=paths=source_relative wire.proto"
+
+// Version is the protocol version this package speaks (Hello.version).
 const Version = 1
 
 // ALPN is the TLS application protocol of version 1. A peer that does not
 // offer it fails the handshake.
 const ALPN = "postern/1"
 
-// StreamError is the application error code of a QUIC RESET_STREAM or
-// STOP_SENDING on a binding stream. It tells the peer why bytes stopped,
-// where a FIN would say "all sent".
-type StreamError uint64
-
-// Stream error codes. The values are part of the protocol.
+// Frame types, as wire.proto defines them. Control frames travel on a
+// session's first stream; Open, Dial and Result start a binding stream.
 const (
-	// StreamClosed: the application closed its end before reading or
-	// writing everything (net.Conn.Close).
-	StreamClosed StreamError = 0x100
-	// StreamAborted: the other leg of a splice failed, so this one is cut.
-	StreamAborted StreamError = 0x101
-	// StreamRefused: the open was refused (denied, limit, unknown
-	// binding); the data sent with it was discarded.
-	StreamRefused StreamError = 0x102
+	FrameHello     = FrameType_FRAME_TYPE_HELLO
+	FrameWelcome   = FrameType_FRAME_TYPE_WELCOME
+	FrameReject    = FrameType_FRAME_TYPE_REJECT
+	FrameCatalog   = FrameType_FRAME_TYPE_CATALOG
+	FrameRefresh   = FrameType_FRAME_TYPE_REFRESH
+	FrameRefreshed = FrameType_FRAME_TYPE_REFRESHED
+	FrameGoaway    = FrameType_FRAME_TYPE_GOAWAY
+	FrameOpen      = FrameType_FRAME_TYPE_OPEN
+	FrameDial      = FrameType_FRAME_TYPE_DIAL
+	FrameResult    = FrameType_FRAME_TYPE_RESULT
 )
 
-// FrameType identifies a frame.
-type FrameType uint8
-
-// Frame types. Control frames travel on a session's first stream; Open,
-// Dial and Result start a binding stream.
-const (
-	// FrameHello is the first frame of a session, client to relay.
-	// Fields: 1 version (uint), 2 role (string), 3 token (string),
-	// 4 service (Service, repeated; connectors only), 5 client name (string).
-	FrameHello FrameType = 0x01
-	// FrameWelcome accepts a session, relay to client.
-	// Fields: 1 session (string), 2 identity (Identity), 3 binding
-	// (Binding, repeated), 4 limits (Limits), 5 token expiry (unix ms).
-	FrameWelcome FrameType = 0x02
-	// FrameReject refuses a session or a refresh, relay to client, and is
-	// followed by the connection's close. Fields: 1 code (uint),
-	// 2 reason (string), 3 message (string).
-	FrameReject FrameType = 0x03
-	// FrameCatalog replaces the agent's catalog, relay to agent.
-	// Fields: 3 binding (Binding, repeated).
-	FrameCatalog FrameType = 0x04
-	// FrameRefresh presents a fresh token on a live session, agent or
-	// connector to relay. Fields: 3 token (string).
-	FrameRefresh FrameType = 0x05
-	// FrameRefreshed accepts a refresh. Fields: 5 token expiry (unix ms).
-	FrameRefreshed FrameType = 0x06
-	// FrameGoaway says why a session ends, either direction.
-	// Fields: 1 code (uint), 2 reason (string), 3 message (string).
-	FrameGoaway FrameType = 0x07
-
-	// FrameOpen starts a binding stream, agent to relay. Raw bytes may
-	// follow it at once; the relay forwards them only once the open is
-	// allowed. Fields: 1 binding (string), 2 action (string),
-	// 3 detail (KV, repeated).
-	FrameOpen FrameType = 0x10
-	// FrameDial starts a stream, relay to connector.
-	// Fields: 1 binding (string), 2 session (string), 3 identity
-	// (Identity), 4 action (string), 5 detail (KV, repeated),
-	// 6 source address (string).
-	FrameDial FrameType = 0x11
-	// FrameResult answers an Open (relay to agent) or a Dial (connector to
-	// relay). Code OK is followed by raw bytes. Fields: 1 code (uint),
-	// 2 reason (string), 3 message (string), 4 policy (string, repeated),
-	// 5 connector (string).
-	FrameResult FrameType = 0x12
-)
-
-func (t FrameType) String() string {
+// Name is the frame type's name in messages and logs: "hello", "open", ...
+// (String is protobuf's, "FRAME_TYPE_HELLO").
+func (t FrameType) Name() string {
 	switch t {
 	case FrameHello:
 		return "hello"
@@ -152,27 +86,31 @@ func (t FrameType) String() string {
 	return "unknown"
 }
 
-// Code is the outcome of a session handshake, an open or a dial. The values
-// are part of the protocol: never renumber them.
-type Code uint8
-
+// Result codes, as wire.proto defines them: the outcome of a handshake,
+// an open or a dial, and the application error code of a relay's
+// CONNECTION_CLOSE. The values are part of the protocol.
 const (
-	CodeOK              Code = 0
-	CodeUnauthenticated Code = 1  // token missing, malformed or refused
-	CodeDenied          Code = 2  // policy said no
-	CodeUnknownBinding  Code = 3  // no such binding
-	CodeNoConnector     Code = 4  // binding known but no connector serves it now
-	CodeUpstream        Code = 5  // the connector could not reach the upstream
-	CodeTimeout         Code = 6  // a step did not finish in time
-	CodeLimit           Code = 7  // a configured limit was reached
-	CodeProtocol        Code = 8  // malformed or unexpected frame
-	CodeInternal        Code = 9  // the peer failed
-	CodeShutdown        Code = 10 // the peer is going away
-	CodeUnsupported     Code = 11 // version, role or binding kind not supported
-	maxCode                  = CodeUnsupported
+	CodeOK              = Code_CODE_OK
+	CodeUnauthenticated = Code_CODE_UNAUTHENTICATED // token missing, malformed or refused
+	CodeDenied          = Code_CODE_DENIED          // policy said no
+	CodeUnknownBinding  = Code_CODE_UNKNOWN_BINDING // no such binding
+	CodeNoConnector     = Code_CODE_NO_CONNECTOR    // binding known but no connector serves it now
+	CodeUpstream        = Code_CODE_UPSTREAM        // the connector could not reach the upstream
+	CodeTimeout         = Code_CODE_TIMEOUT         // a step did not finish in time
+	CodeLimit           = Code_CODE_LIMIT           // a configured limit was reached
+	CodeProtocol        = Code_CODE_PROTOCOL        // malformed or unexpected frame
+	CodeInternal        = Code_CODE_INTERNAL        // the peer failed
+	CodeShutdown        = Code_CODE_SHUTDOWN        // the peer is going away
+	CodeUnsupported     = Code_CODE_UNSUPPORTED     // version, role or binding kind not supported
 )
 
-func (c Code) String() string {
+// maxCode is the largest value a Code may have on the wire: codes fit in a
+// byte. Codes this version does not know are kept; Text says so.
+const maxCode = 255
+
+// Text is the code in words, for errors and audit logs: "denied",
+// "unknown binding", ... (String is protobuf's, "CODE_DENIED").
+func (c Code) Text() string {
 	switch c {
 	case CodeOK:
 		return "ok"
@@ -202,124 +140,109 @@ func (c Code) String() string {
 	return "unknown code"
 }
 
-// Roles a session can take.
+// Stream error codes of RESET_STREAM and STOP_SENDING on a binding stream,
+// as wire.proto defines them: quic.StreamErrorCode(wire.StreamRefused).
+const (
+	// StreamClosed: the application closed its end before reading or
+	// writing everything (net.Conn.Close).
+	StreamClosed = StreamError_STREAM_ERROR_CLOSED
+	// StreamAborted: the other leg of a splice failed, so this one is cut.
+	StreamAborted = StreamError_STREAM_ERROR_ABORTED
+	// StreamRefused: the open was refused (denied, limit, unknown
+	// binding); the data sent with it was discarded.
+	StreamRefused = StreamError_STREAM_ERROR_REFUSED
+)
+
+// Roles a session can take (Hello.role, Identity.role).
 const (
 	RoleAgent     = "agent"
 	RoleConnector = "connector"
 )
 
-// Limits are announced by the relay in its Welcome so that a client can
-// stay inside them rather than find them by failing.
-type Limits struct {
-	MaxStreams   uint64 // 1: binding streams open at once per session
-	MaxFrameSize uint64 // 2: largest frame the relay accepts
-}
-
-// Identity is a verified identity as the relay tells it to the client
-// itself (Welcome) or to a connector (Dial). Attributes is the JSON object
-// of the token's free attributes, passed through as is.
-type Identity struct {
-	Subject    string   // 1
-	Role       string   // 2
-	Group      []string // 3, repeated
-	Attributes []byte   // 4, JSON object or empty
-}
-
-// Binding is one entry of an agent's catalog.
-type Binding struct {
-	Name        string   // 1
-	Kind        string   // 2: "tcp", "http", "postgres"
-	Environment string   // 3
-	Label       []string // 4, repeated
-	Description string   // 5
-}
-
-// Service is what a connector advertises in its Hello. The upstream
-// address is not sent: the relay never needs it and never dials.
-type Service struct {
-	Name        string   // 1
-	Kind        string   // 2
-	Environment string   // 3
-	Label       []string // 4, repeated
-	Description string   // 5
-}
-
-// KV is one key/value detail of an open, handed to policy as context.
-type KV struct {
-	Key   string // 1
-	Value string // 2
-}
-
-// Hello is FrameHello.
-type Hello struct {
-	Version  uint64
-	Role     string
-	Token    string
-	Services []Service
-	Client   string // free-form software name and version, for logs
-}
-
-// Welcome is FrameWelcome.
-type Welcome struct {
-	Session   string
-	Identity  Identity
-	Catalog   []Binding
-	Limits    Limits
-	ExpiresAt time.Time // the token's expiry; zero when unknown
-}
-
-// Reject is FrameReject; Goaway shares its fields.
-type Reject struct {
-	Code    Code
-	Reason  string // stable snake_case reason, e.g. "token_expired"
-	Message string // for people
-}
-
-// Catalog is FrameCatalog.
-type Catalog struct {
-	Bindings []Binding
-}
-
-// Refresh is FrameRefresh.
-type Refresh struct {
-	Token string
-}
-
-// Refreshed is FrameRefreshed.
-type Refreshed struct {
-	ExpiresAt time.Time
-}
-
-// Open is FrameOpen.
-type Open struct {
-	Binding string
-	Action  string // empty means "connect"
-	Details []KV
-}
-
-// Dial is FrameDial.
-type Dial struct {
-	Binding  string
-	Session  string
-	Identity Identity
-	Action   string
-	Details  []KV
-	Source   string // the agent's address as the relay saw it
-}
-
-// Result is FrameResult.
-type Result struct {
-	Code      Code
-	Reason    string
-	Message   string
-	Policies  []string // policy IDs that decided a denial
-	Connector string   // which connector serves the stream (relay to agent)
-}
-
 // Field limits that hold whatever the frame size: they keep one frame from
-// carrying thousands of tiny repeated fields.
+// carrying thousands of tiny repeated fields. wire.proto gives each
+// field's.
 const (
-	MaxNameLen   = 128  // binding, service, group names
+	MaxNameLen   = 128  // binding, service, group names, and most short strings
 	MaxRepeated  = 4096 // entries of any repeated field
+	MaxDetails   = 64   // details of an Open or a Dial
 	MaxStringLen = 1 << 20
+	maxTextLen   = 4096 // messages, descriptions, detail values
+	maxAddrLen   = 256  // Hello.client, Dial.source
+	maxPolicyLen = 1024 // one policy ID of Result.policies
+	maxUnixMs    = 1 << 53
 )
+
+// UnixMs is t as a protocol time (milliseconds since the Unix epoch); the
+// zero time, and any time not after the epoch, is 0, "unknown".
+func UnixMs(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
+	}
+	if ms := t.UnixMilli(); ms > 0 {
+		return uint64(ms)
+	}
+	return 0
+}
+
+func timeOf(ms uint64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(int64(ms))
+}
+
+// ExpiresAt is the session's token expiry; zero when unknown.
+func (m *Welcome) ExpiresAt() time.Time { return timeOf(m.GetExpiresUnixMs()) }
+
+// ExpiresAt is the refreshed token's expiry; zero when unknown.
+func (m *Refreshed) ExpiresAt() time.Time { return timeOf(m.GetExpiresUnixMs()) }
+
+// Message is any frame this package defines: one of the generated message
+// types that a FrameType names.
+type Message interface {
+	proto.Message
+	// FrameType is the type of the frame that carries the message.
+	FrameType() FrameType
+	// validate checks what the protocol requires beyond the encoding.
+	validate() error
+}
+
+func (*Hello) FrameType() FrameType     { return FrameHello }
+func (*Welcome) FrameType() FrameType   { return FrameWelcome }
+func (*Reject) FrameType() FrameType    { return FrameReject }
+func (*Catalog) FrameType() FrameType   { return FrameCatalog }
+func (*Refresh) FrameType() FrameType   { return FrameRefresh }
+func (*Refreshed) FrameType() FrameType { return FrameRefreshed }
+func (*Goaway) FrameType() FrameType    { return FrameGoaway }
+func (*Open) FrameType() FrameType      { return FrameOpen }
+func (*Dial) FrameType() FrameType      { return FrameDial }
+func (*Result) FrameType() FrameType    { return FrameResult }
+
+// newMessage returns a new message of frame type typ; nil for a type this
+// version does not know.
+func newMessage(typ FrameType) Message {
+	switch typ {
+	case FrameHello:
+		return new(Hello)
+	case FrameWelcome:
+		return new(Welcome)
+	case FrameReject:
+		return new(Reject)
+	case FrameCatalog:
+		return new(Catalog)
+	case FrameRefresh:
+		return new(Refresh)
+	case FrameRefreshed:
+		return new(Refreshed)
+	case FrameGoaway:
+		return new(Goaway)
+	case FrameOpen:
+		return new(Open)
+	case FrameDial:
+		return new(Dial)
+	case FrameResult:
+		return new(Result)
+	}
+	return nil
+}

@@ -3,43 +3,59 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
-	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
-// samples returns one valid, fully populated message of every type. They
-// are the round-trip table and the fuzzers' seed corpus.
+var update = flag.Bool("update", false, "rewrite testdata/v1 and the fuzz seed corpora under testdata/fuzz")
+
+// samples returns valid, fully populated messages of every type. They are
+// the round-trip table and the fuzzers' seed corpus.
 func samples() []Message {
-	exp := time.UnixMilli(1_900_000_000_123)
-	id := Identity{Subject: "coding-agent", Role: RoleAgent, Group: []string{"coding-agents", "staff"}, Attributes: []byte(`{"team":"infra"}`)}
+	exp := uint64(1_900_000_000_123)
+	id := func() *Identity {
+		return &Identity{Subject: "coding-agent", Role: RoleAgent, Groups: []string{"coding-agents", "staff"}, Attributes: []byte(`{"team":"infra"}`)}
+	}
 	return []Message{
 		&Hello{Version: Version, Role: RoleAgent, Token: "eyJhbGciOiJFZERTQSJ9.e30.c2ln", Client: "postern-go/0.1"},
-		&Hello{Version: Version, Role: RoleConnector, Token: "t", Services: []Service{
-			{Name: "staging-db", Kind: "postgres", Environment: "staging", Label: []string{"pii"}},
-			{Name: "billing-api", Kind: "http", Environment: "prod", Label: []string{"financial", "billing"}, Description: "billing"},
-		}},
-		&Welcome{Session: "s-1", Identity: id, Catalog: []Binding{{Name: "staging-db", Kind: "postgres", Environment: "staging"}}, Limits: Limits{MaxStreams: 256, MaxFrameSize: 65536}, ExpiresAt: exp},
+		&Hello{Version: Version, Role: RoleConnector, Token: "t", Services: []*Binding{
+			{Name: "staging-db", Kind: "postgres", Environment: "staging", Labels: []string{"pii"}},
+			{Name: "billing-api", Kind: "http", Environment: "prod", Labels: []string{"financial", "billing"}, Description: "billing"},
+		}, Client: "postern-connector"},
+		&Welcome{Session: "s-1", Identity: id(), Catalog: []*Binding{{Name: "staging-db", Kind: "postgres", Environment: "staging"}}, Limits: &Limits{MaxStreams: 256, MaxFrameSize: 65536}, ExpiresUnixMs: exp},
 		&Reject{Code: CodeUnauthenticated, Reason: "token_expired", Message: "identity: token expired 3m ago"},
-		&Catalog{Bindings: []Binding{{Name: "a", Kind: "tcp"}, {Name: "b", Kind: "http", Label: []string{"x"}}}},
+		&Catalog{Bindings: []*Binding{{Name: "a", Kind: "tcp"}, {Name: "b", Kind: "http", Labels: []string{"x"}}}},
 		&Refresh{Token: "eyJ.e30.sig"},
-		&Refreshed{ExpiresAt: exp},
+		&Refreshed{ExpiresUnixMs: exp},
 		&Goaway{Code: CodeShutdown, Reason: "relay_shutdown", Message: "relay is shutting down"},
-		&Open{Binding: "staging-db", Action: "connect", Details: []KV{{Key: "method", Value: "GET"}}},
-		&Dial{Binding: "staging-db", Session: "s-1", Identity: id, Action: "connect", Details: []KV{{Key: "k", Value: "v"}}, Source: "127.0.0.1:5555"},
+		&Open{Binding: "staging-db", Action: "connect", Details: []*Detail{{Key: "method", Value: "GET"}}},
+		&Dial{Binding: "staging-db", Session: "s-1", Identity: id(), Action: "connect", Details: []*Detail{{Key: "k", Value: "v"}}, Source: "127.0.0.1:5555"},
 		&Result{Code: CodeDenied, Reason: "policy", Message: "denied", Policies: []string{"forbid-financial", "other"}, Connector: "office-1"},
 		&Result{},
 	}
 }
 
+// frame encodes m as a frame, failing the test if it cannot.
+func frame(t testing.TB, m Message) []byte {
+	t.Helper()
+	b, err := AppendFrame(nil, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func TestRoundTrip(t *testing.T) {
-	for _, m := range samples() {
-		t.Run(fmt.Sprintf("%s", m.FrameType()), func(t *testing.T) {
+	for i, m := range samples() {
+		t.Run(fmt.Sprintf("%02d-%s", i, m.FrameType().Name()), func(t *testing.T) {
 			var buf bytes.Buffer
 			if err := WriteFrame(&buf, m); err != nil {
 				t.Fatal(err)
@@ -48,30 +64,14 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ReadFrame: %v", err)
 			}
-			if !reflect.DeepEqual(normalize(got), normalize(m)) {
-				t.Fatalf("round trip changed the message:\n got %#v\nwant %#v", got, m)
+			if !proto.Equal(got, m) {
+				t.Fatalf("round trip changed the message:\n got %v\nwant %v", got, m)
 			}
 			if buf.Len() != 0 {
 				t.Fatalf("%d bytes left after the frame", buf.Len())
 			}
 		})
 	}
-}
-
-// normalize makes times comparable with DeepEqual (monotonic clock and
-// location differ after a round trip).
-func normalize(m Message) Message {
-	switch v := m.(type) {
-	case *Welcome:
-		c := *v
-		c.ExpiresAt = c.ExpiresAt.UTC()
-		return &c
-	case *Refreshed:
-		c := *v
-		c.ExpiresAt = c.ExpiresAt.UTC()
-		return &c
-	}
-	return m
 }
 
 // TestFramesDoNotOverread checks that a frame reader consumes exactly one
@@ -91,49 +91,6 @@ func TestFramesDoNotOverread(t *testing.T) {
 	}
 }
 
-func TestMalformed(t *testing.T) {
-	valid := func(m Message) []byte { return AppendFrame(nil, m) }
-	tests := []struct {
-		name  string
-		frame []byte
-		max   int
-		want  error
-	}{
-		{name: "empty stream", frame: nil, want: io.EOF},
-		{name: "short header", frame: []byte{byte(FrameOpen), 0, 0}, want: io.ErrUnexpectedEOF},
-		{name: "short payload", frame: valid(&Open{Binding: "abc"})[:8], want: io.ErrUnexpectedEOF},
-		{name: "over the cap", frame: valid(&Hello{Version: 1, Role: "agent", Token: strings.Repeat("x", 200)}), max: 100, want: ErrFrameTooLarge},
-		{name: "huge announced length", frame: []byte{byte(FrameHello), 0xff, 0xff, 0xff, 0xff}, want: ErrFrameTooLarge},
-		{name: "unknown frame type", frame: rawFrame(0x7f, nil), want: ErrMalformed},
-		{name: "open without binding", frame: valid(&Open{Action: "connect"}), want: ErrMalformed},
-		{name: "open with bad binding name", frame: valid(&Open{Binding: "a b"}), want: ErrMalformed},
-		{name: "open with long name", frame: valid(&Open{Binding: strings.Repeat("a", MaxNameLen+1)}), want: ErrMalformed},
-		{name: "open with bad action", frame: valid(&Open{Binding: "db", Action: "drop table"}), want: ErrMalformed},
-		{name: "hello without version", frame: valid(&Hello{Role: "agent", Token: "t"}), want: ErrMalformed},
-		{name: "hello without role", frame: valid(&Hello{Version: 1, Token: "t"}), want: ErrMalformed},
-		{name: "welcome without identity", frame: rawFrame((FrameWelcome), appendString(nil, 1, "s")), want: ErrMalformed},
-		{name: "reject with code ok", frame: valid(&Reject{Reason: "x"}), want: ErrMalformed},
-		{name: "refresh without token", frame: valid(&Refresh{}), want: ErrMalformed},
-		{name: "dial without identity", frame: rawFrame((FrameDial), appendString(nil, 1, "db")), want: ErrMalformed},
-		{name: "field past the end", frame: rawFrame((FrameOpen), []byte{1, 10, 'a'}), want: ErrMalformed},
-		{name: "bad varint tag", frame: rawFrame((FrameOpen), bytes.Repeat([]byte{0xff}, 11)), want: ErrMalformed},
-		{name: "repeated single field", frame: rawFrame((FrameOpen), appendString(appendString(nil, 1, "a"), 1, "b")), want: ErrMalformed},
-		{name: "not utf-8", frame: rawFrame((FrameOpen), appendField(nil, 1, []byte{0xff, 0xfe})), want: ErrMalformed},
-		{name: "bad integer", frame: rawFrame((FrameResult), appendField(nil, 1, []byte{0x80})), want: ErrMalformed},
-		{name: "integer with trailing bytes", frame: rawFrame((FrameResult), appendField(nil, 1, []byte{1, 2})), want: ErrMalformed},
-		{name: "code out of range", frame: rawFrame((FrameResult), appendUint(nil, 1, 300)), want: ErrMalformed},
-		{name: "too many details", frame: valid(&Open{Binding: "a", Details: make65()}), want: ErrMalformed},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := ReadFrame(bytes.NewReader(tt.frame), tt.max)
-			if !errors.Is(err, tt.want) {
-				t.Fatalf("ReadFrame error = %v, want %v", err, tt.want)
-			}
-		})
-	}
-}
-
 // rawFrame is a frame of type typ around payload, which need not be valid.
 func rawFrame(typ FrameType, payload []byte) []byte {
 	b, start := beginFrame(nil, typ)
@@ -142,38 +99,135 @@ func rawFrame(typ FrameType, payload []byte) []byte {
 	return b
 }
 
+// Raw protobuf fields, for payloads no valid message encodes to.
+func pbString(b []byte, num protowire.Number, s string) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func pbBytes(b []byte, num protowire.Number, v []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+func pbVarint(b []byte, num protowire.Number, v uint64) []byte {
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
 func TestFrameLimits(t *testing.T) {
-	frame := rawFrame(7, []byte("payload"))
-	typ, p, err := readFrame(bytes.NewReader(frame), 7, nil)
+	f := rawFrame(7, []byte("payload"))
+	typ, p, err := readFrame(bytes.NewReader(f), 7, nil)
 	if err != nil || typ != 7 || string(p) != "payload" {
 		t.Fatalf("readFrame = %d %q %v", typ, p, err)
 	}
-	if _, _, err := readFrame(bytes.NewReader(frame), 6, nil); !errors.Is(err, ErrFrameTooLarge) {
+	if _, _, err := readFrame(bytes.NewReader(f), 6, nil); !errors.Is(err, ErrFrameTooLarge) {
 		t.Fatalf("over the cap: %v", err)
 	}
-	if _, _, err := readFrame(bytes.NewReader(frame[:6]), 0, nil); !errors.Is(err, io.ErrUnexpectedEOF) {
+	if _, _, err := readFrame(bytes.NewReader(f[:6]), 0, nil); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("truncated: %v", err)
 	}
 }
 
-func make65() []KV {
-	kvs := make([]KV, 65)
-	for i := range kvs {
-		kvs[i] = KV{Key: fmt.Sprintf("k%d", i), Value: "v"}
+func TestMalformed(t *testing.T) {
+	valid := func(m Message) []byte { return frame(t, m) }
+	tests := []struct {
+		name  string
+		frame []byte
+		max   int
+		want  error
+		text  string // in the error, when set
+	}{
+		{name: "empty stream", frame: nil, want: io.EOF},
+		{name: "short header", frame: []byte{byte(FrameOpen), 0, 0}, want: io.ErrUnexpectedEOF},
+		{name: "short payload", frame: valid(&Open{Binding: "abc"})[:8], want: io.ErrUnexpectedEOF},
+		{name: "over the cap", frame: valid(&Hello{Version: 1, Role: "agent", Token: strings.Repeat("x", 200)}), max: 100, want: ErrFrameTooLarge},
+		{name: "huge announced length", frame: []byte{byte(FrameHello), 0xff, 0xff, 0xff, 0xff}, want: ErrFrameTooLarge},
+		{name: "unknown frame type", frame: rawFrame(0x7f, nil), want: ErrMalformed, text: "unknown frame type 0x7f"},
+		{name: "frame type zero", frame: rawFrame(0, nil), want: ErrMalformed, text: "unknown frame type 0x00"},
+		{name: "open without binding", frame: valid(&Open{Action: "connect"}), want: ErrMalformed, text: "open frame: wire: malformed frame: binding name missing"},
+		{name: "open with bad binding name", frame: valid(&Open{Binding: "a b"}), want: ErrMalformed, text: "use only letters"},
+		{name: "open with long name", frame: valid(&Open{Binding: strings.Repeat("a", MaxNameLen+1)}), want: ErrMalformed},
+		{name: "open with bad action", frame: valid(&Open{Binding: "db", Action: "drop table"}), want: ErrMalformed, text: "action"},
+		{name: "open with bad detail key", frame: valid(&Open{Binding: "db", Details: []*Detail{{Key: "a b"}}}), want: ErrMalformed, text: "detail key"},
+		{name: "too many details", frame: valid(&Open{Binding: "a", Details: make65()}), want: ErrMalformed, text: "more than 64 details"},
+		{name: "hello without version", frame: valid(&Hello{Role: "agent", Token: "t"}), want: ErrMalformed, text: "hello without version"},
+		{name: "hello without role", frame: valid(&Hello{Version: 1, Token: "t"}), want: ErrMalformed, text: "hello without role"},
+		{name: "hello with long role", frame: valid(&Hello{Version: 1, Role: strings.Repeat("r", MaxNameLen+1)}), want: ErrMalformed, text: "role is 129 bytes, limit 128"},
+		{name: "hello with bad service name", frame: valid(&Hello{Version: 1, Role: "connector", Services: []*Binding{{Name: "a:1"}}}), want: ErrMalformed, text: "binding name"},
+		{name: "welcome without identity", frame: rawFrame(FrameWelcome, pbString(nil, 1, "s")), want: ErrMalformed, text: "welcome without session or identity"},
+		{name: "welcome identity without subject", frame: valid(&Welcome{Session: "s", Identity: &Identity{Role: "agent"}}), want: ErrMalformed, text: "identity without subject"},
+		{name: "reject with code ok", frame: valid(&Reject{Reason: "x"}), want: ErrMalformed, text: "reject with code ok"},
+		{name: "refresh without token", frame: valid(&Refresh{}), want: ErrMalformed, text: "refresh without token"},
+		{name: "refreshed far in the future", frame: valid(&Refreshed{ExpiresUnixMs: 1 << 60}), want: ErrMalformed, text: "out of range"},
+		{name: "dial without identity", frame: rawFrame(FrameDial, pbString(nil, 1, "db")), want: ErrMalformed, text: "dial without identity"},
+		{name: "catalog with too many labels", frame: valid(&Catalog{Bindings: []*Binding{{Name: "a", Labels: make([]string, MaxRepeated+1)}}}), want: ErrMalformed, text: "more than 4096 binding labels"},
+		{name: "result message too long", frame: valid(&Result{Code: CodeDenied, Message: strings.Repeat("m", 4097)}), want: ErrMalformed, text: "message is 4097 bytes, limit 4096"},
+		{name: "field past the end", frame: rawFrame(FrameOpen, []byte{0x0a, 10, 'a'}), want: ErrMalformed},
+		{name: "bad varint", frame: rawFrame(FrameOpen, bytes.Repeat([]byte{0xff}, 11)), want: ErrMalformed},
+		{name: "not utf-8", frame: rawFrame(FrameOpen, pbBytes(nil, 1, []byte{0xff, 0xfe})), want: ErrMalformed, text: "UTF-8"},
+		{name: "wrong wire type", frame: rawFrame(FrameOpen, pbVarint(nil, 1, 7)), want: ErrMalformed, text: "binding name missing"},
+		{name: "code out of range", frame: rawFrame(FrameResult, pbVarint(nil, 1, 300)), want: ErrMalformed, text: "code 300 out of range"},
+		{name: "negative code", frame: rawFrame(FrameResult, pbVarint(nil, 1, ^uint64(0))), want: ErrMalformed, text: "code -1 out of range"},
 	}
-	return kvs
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ReadFrame(bytes.NewReader(tt.frame), tt.max)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("ReadFrame error = %v, want %v", err, tt.want)
+			}
+			if tt.text != "" && !strings.Contains(err.Error(), tt.text) {
+				t.Fatalf("ReadFrame error = %q, want it to say %q", err, tt.text)
+			}
+		})
+	}
 }
 
-func TestUnknownFieldsAreSkipped(t *testing.T) {
-	// A newer peer adds field 99 to Open: version 1 must still decode it.
-	p := (&Open{Binding: "staging-db"}).AppendPayload(nil)
-	p = appendString(p, 99, "from the future")
+func make65() []*Detail {
+	ds := make([]*Detail, MaxDetails+1)
+	for i := range ds {
+		ds[i] = &Detail{Key: fmt.Sprintf("k%d", i), Value: "v"}
+	}
+	return ds
+}
+
+func TestUnknownFieldsAreDropped(t *testing.T) {
+	// A newer peer adds field 99 to Open: version 1 must still decode it,
+	// and must not pass the field on.
+	p := frame(t, &Open{Binding: "staging-db"})[FrameHeaderLen:]
+	p = pbString(p, 99, "from the future")
 	m, err := Decode(FrameOpen, p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := m.(*Open).Binding; got != "staging-db" {
 		t.Fatalf("binding = %q", got)
+	}
+	if u := m.ProtoReflect().GetUnknown(); len(u) != 0 {
+		t.Fatalf("unknown field kept: %x", u)
+	}
+}
+
+func TestUnknownCodeIsKept(t *testing.T) {
+	m, err := Decode(FrameResult, pbVarint(nil, 1, 200))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := m.(*Result).Code; c != 200 || c.Text() != "unknown code" {
+		t.Fatalf("code = %d (%s), want 200, unknown", c, c.Text())
+	}
+}
+
+// TestRepeatedSingularField documents proto3's rule, which version 1
+// follows: of a singular field sent twice, the last wins. The relay checks
+// and forwards that one.
+func TestRepeatedSingularField(t *testing.T) {
+	m, err := Decode(FrameOpen, pbString(pbString(nil, 1, "a"), 1, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.(*Open).Binding; got != "b" {
+		t.Fatalf("binding = %q, want the last one, b", got)
 	}
 }
 
@@ -184,8 +238,33 @@ func TestReadExpectedWrongType(t *testing.T) {
 	}
 	var h Hello
 	err := ReadExpected(&buf, 0, &h)
-	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "expected") {
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "got a result frame where a hello frame was expected") {
 		t.Fatalf("err = %v, want a malformed error naming the expected frame", err)
+	}
+}
+
+func TestWriteFrameRefusesBadUTF8(t *testing.T) {
+	var buf bytes.Buffer
+	err := WriteFrame(&buf, &Result{Code: CodeUpstream, Message: "\xff"})
+	if err == nil || buf.Len() != 0 {
+		t.Fatalf("WriteFrame = %v with %d bytes written, want an error and nothing written", err, buf.Len())
+	}
+}
+
+func TestNames(t *testing.T) {
+	if got := CodeUnknownBinding.Text(); got != "unknown binding" {
+		t.Errorf("CodeUnknownBinding.Text() = %q", got)
+	}
+	if got := FrameRefreshed.Name(); got != "refreshed" {
+		t.Errorf("FrameRefreshed.Name() = %q", got)
+	}
+	if StreamClosed != 0x100 || StreamAborted != 0x101 || StreamRefused != 0x102 {
+		t.Errorf("stream error codes %#x %#x %#x, want 0x100 0x101 0x102", StreamClosed, StreamAborted, StreamRefused)
+	}
+	for typ := range 256 {
+		if m := newMessage(FrameType(typ)); m != nil && m.FrameType() != FrameType(typ) {
+			t.Errorf("frame type %#x makes a %s", typ, m.FrameType().Name())
+		}
 	}
 }
 
@@ -210,16 +289,16 @@ func TestValidName(t *testing.T) {
 }
 
 // TestWriteSeedCorpus regenerates the checked-in seed corpora under
-// testdata/fuzz from samples(). Run with POSTERN_WRITE_CORPUS=1 after a
-// protocol change.
+// testdata/fuzz from samples(). Run with -update (or
+// POSTERN_WRITE_CORPUS=1) after a protocol change.
 func TestWriteSeedCorpus(t *testing.T) {
-	if os.Getenv("POSTERN_WRITE_CORPUS") == "" {
-		t.Skip("set POSTERN_WRITE_CORPUS=1 to regenerate testdata/fuzz")
+	if !*update && os.Getenv("POSTERN_WRITE_CORPUS") == "" {
+		t.Skip("run with -update to regenerate testdata/fuzz")
 	}
 	for i, m := range samples() {
-		frame := AppendFrame(nil, m)
-		writeSeed(t, "FuzzReadFrame", fmt.Sprintf("valid-%02d-%s", i, m.FrameType()), frame)
-		writeSeed(t, "FuzzDecode"+fuzzName(m.FrameType()), fmt.Sprintf("valid-%02d", i), frame[FrameHeaderLen:])
+		f := frame(t, m)
+		writeSeed(t, "FuzzReadFrame", fmt.Sprintf("valid-%02d-%s", i, m.FrameType().Name()), f)
+		writeSeed(t, "FuzzDecode"+fuzzName(m.FrameType()), fmt.Sprintf("valid-%02d", i), f[FrameHeaderLen:])
 	}
 }
 
@@ -236,6 +315,6 @@ func writeSeed(t *testing.T, fuzz, name string, data []byte) {
 }
 
 func fuzzName(t FrameType) string {
-	s := t.String()
+	s := t.Name()
 	return strings.ToUpper(s[:1]) + s[1:]
 }

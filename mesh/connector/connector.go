@@ -87,7 +87,7 @@ type Connector struct {
 	cfg      Config
 	log      *slog.Logger
 	services map[string]*Service
-	hello    []wire.Service
+	hello    []*wire.Binding
 	tc       transport.Config
 
 	mu     sync.Mutex
@@ -140,7 +140,7 @@ func New(cfg Config) (*Connector, error) {
 			s.DialTimeout = 10 * time.Second
 		}
 		c.services[s.Name] = &s
-		c.hello = append(c.hello, wire.Service{Name: s.Name, Kind: s.Kind, Environment: s.Environment, Label: s.Labels, Description: s.Description})
+		c.hello = append(c.hello, &wire.Binding{Name: s.Name, Kind: s.Kind, Environment: s.Environment, Labels: s.Labels, Description: s.Description})
 	}
 	for _, addr := range cfg.Relays {
 		if _, _, err := net.SplitHostPort(addr); err != nil {

@@ -67,21 +67,21 @@ func TestNeverDialsWhatItDidNotAdvertise(t *testing.T) {
 	if len(hello.Services) != 1 || hello.Services[0].Name != "staging-db" {
 		t.Fatalf("advertised %+v", hello.Services)
 	}
-	if err := wire.WriteFrame(ctrl, &wire.Welcome{Session: "s", Identity: wire.Identity{Subject: "office-1", Role: wire.RoleConnector}}); err != nil {
+	if err := wire.WriteFrame(ctrl, &wire.Welcome{Session: "s", Identity: &wire.Identity{Subject: "office-1", Role: wire.RoleConnector}}); err != nil {
 		t.Fatal(err)
 	}
-	dial := func(name string) wire.Result {
+	dial := func(name string) *wire.Result {
 		t.Helper()
 		st, err := conn.OpenStreamSync(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer st.CancelRead(0)
-		if err := wire.WriteFrame(st, &wire.Dial{Binding: name, Session: "s", Identity: wire.Identity{Subject: "agent"}}); err != nil {
+		if err := wire.WriteFrame(st, &wire.Dial{Binding: name, Session: "s", Identity: &wire.Identity{Subject: "agent"}}); err != nil {
 			t.Fatal(err)
 		}
-		var res wire.Result
-		if err := wire.ReadExpected(st, 0, &res); err != nil {
+		res := new(wire.Result)
+		if err := wire.ReadExpected(st, 0, res); err != nil {
 			t.Fatal(err)
 		}
 		st.Close()

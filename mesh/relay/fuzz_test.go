@@ -34,11 +34,18 @@ func FuzzHello(f *testing.F) {
 	connTok, _ := key.Issue(identity.Claims{Subject: "c", Role: identity.RoleConnector, Audience: []string{"fuzz"}, ExpiresAt: exp, Services: []string{"db"}})
 	minted := map[string]bool{agentTok: true, connTok: true}
 
-	f.Add(wire.AppendFrame(nil, &wire.Hello{Version: wire.Version, Role: wire.RoleAgent, Token: agentTok}))
-	f.Add(wire.AppendFrame(nil, &wire.Hello{Version: wire.Version, Role: wire.RoleConnector, Token: connTok,
-		Services: []wire.Service{{Name: "db", Kind: "tcp"}}}))
-	f.Add(wire.AppendFrame(nil, &wire.Hello{Version: 2, Role: wire.RoleAgent, Token: agentTok}))
-	f.Add(wire.AppendFrame(nil, &wire.Open{Binding: "db"}))
+	for _, m := range []wire.Message{
+		&wire.Hello{Version: wire.Version, Role: wire.RoleAgent, Token: agentTok},
+		&wire.Hello{Version: wire.Version, Role: wire.RoleConnector, Token: connTok, Services: []*wire.Binding{{Name: "db", Kind: "tcp"}}},
+		&wire.Hello{Version: 2, Role: wire.RoleAgent, Token: agentTok},
+		&wire.Open{Binding: "db"},
+	} {
+		frame, err := wire.AppendFrame(nil, m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(frame)
+	}
 
 	r := &Relay{cfg: Config{Verifier: v}}
 	r.limits.fill()

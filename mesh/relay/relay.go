@@ -345,7 +345,7 @@ func (r *Relay) serveConn(conn *quic.Conn) {
 		r.reject(conn, ctrl, rej)
 		emit(r.audit, slog.LevelWarn, EventSessionReject,
 			slog.String("remote", remote), slog.String("role", hello.Role), slog.String("subject", subjectOf(claims)),
-			slog.String("code", rej.Code.String()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))
+			slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))
 		return
 	}
 	ctrl.SetDeadline(time.Time{})
@@ -369,7 +369,7 @@ func (r *Relay) serveConn(conn *quic.Conn) {
 	case wire.RoleConnector:
 		c := new(connectorSession)
 		init(&c.session)
-		r.serveConnector(c, hello.Services)
+		r.serveConnector(c, hello.GetServices())
 	}
 }
 
@@ -382,9 +382,9 @@ func subjectOf(c *identity.Claims) string {
 
 // handshake reads and checks a Hello. On failure it returns the Reject to
 // send; hello is then what could be read of it.
-func (r *Relay) handshake(ctrl io.Reader) (wire.Hello, *identity.Claims, *wire.Reject) {
-	var hello wire.Hello
-	if err := wire.ReadExpected(ctrl, r.limits.MaxFrameSize, &hello); err != nil {
+func (r *Relay) handshake(ctrl io.Reader) (*wire.Hello, *identity.Claims, *wire.Reject) {
+	hello := new(wire.Hello)
+	if err := wire.ReadExpected(ctrl, r.limits.MaxFrameSize, hello); err != nil {
 		switch {
 		case errors.Is(err, wire.ErrFrameTooLarge):
 			return hello, nil, &wire.Reject{Code: wire.CodeLimit, Reason: "frame_too_large", Message: fmt.Sprintf("hello is larger than the relay's %d-byte frame limit", r.limits.MaxFrameSize)}
@@ -487,7 +487,7 @@ func (r *Relay) rescopeAll() {
 
 // catalogFor returns the bindings that policy lets p connect to, sorted by
 // name.
-func (r *Relay) catalogFor(p *policy.Principal, source netip.Addr) []wire.Binding {
+func (r *Relay) catalogFor(p *policy.Principal, source netip.Addr) []*wire.Binding {
 	r.mu.RLock()
 	routes := make([]*route, 0, len(r.routes))
 	for _, rt := range r.routes {
@@ -495,7 +495,7 @@ func (r *Relay) catalogFor(p *policy.Principal, source netip.Addr) []wire.Bindin
 	}
 	r.mu.RUnlock()
 	now := time.Now()
-	var out []wire.Binding
+	var out []*wire.Binding
 	for _, rt := range routes {
 		meta := rt.meta.Load()
 		d := r.policy.Authorize(policy.Request{Principal: *p, Action: policy.ActionConnect, Resource: meta.resource, Time: now, SourceIP: source})
@@ -503,7 +503,7 @@ func (r *Relay) catalogFor(p *policy.Principal, source netip.Addr) []wire.Bindin
 			out = append(out, meta.wire)
 		}
 	}
-	slices.SortFunc(out, func(a, b wire.Binding) int {
+	slices.SortFunc(out, func(a, b *wire.Binding) int {
 		if a.Name < b.Name {
 			return -1
 		}

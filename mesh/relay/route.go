@@ -23,7 +23,7 @@ type route struct {
 // routeMeta is a binding's description in the forms the relay needs it.
 type routeMeta struct {
 	binding  mesh.Binding
-	wire     wire.Binding
+	wire     *wire.Binding // shared by every catalog that lists it: never changed
 	resource policy.Resource
 }
 
@@ -31,7 +31,7 @@ func newMeta(b mesh.Binding) *routeMeta {
 	labels := slices.Clone(b.Labels)
 	return &routeMeta{
 		binding:  b,
-		wire:     wire.Binding{Name: b.Name, Kind: b.Kind, Environment: b.Environment, Label: labels, Description: b.Description},
+		wire:     &wire.Binding{Name: b.Name, Kind: b.Kind, Environment: b.Environment, Labels: labels, Description: b.Description},
 		resource: policy.NewResource(b.Name, b.Kind, b.Environment, labels...),
 	}
 }
@@ -73,8 +73,8 @@ func (rt *route) remove(c *connectorSession) {
 
 // sameMeta reports whether a connector's advertisement agrees with what the
 // relay knows of the binding.
-func sameMeta(b mesh.Binding, s wire.Service) bool {
-	return b.Kind == s.Kind && b.Environment == s.Environment && slices.Equal(sortedCopy(b.Labels), sortedCopy(s.Label))
+func sameMeta(b mesh.Binding, s *wire.Binding) bool {
+	return b.Kind == s.Kind && b.Environment == s.Environment && slices.Equal(sortedCopy(b.Labels), sortedCopy(s.Labels))
 }
 
 func sortedCopy(s []string) []string {

@@ -109,12 +109,12 @@ func (s *session) readControl(role identity.Role, onRefresh func(*identity.Claim
 			}
 			s.claims.Store(claims)
 			s.armExpiry(claims.ExpiresAt)
-			s.write(&wire.Refreshed{ExpiresAt: claims.ExpiresAt})
+			s.write(&wire.Refreshed{ExpiresUnixMs: wire.UnixMs(claims.ExpiresAt)})
 		case *wire.Goaway:
 			reason := "client_goaway: " + m.Reason
 			s.endReason.CompareAndSwap(nil, &reason)
 		default:
-			s.goaway(wire.CodeProtocol, "unexpected_frame", fmt.Sprintf("a %s frame is not valid on the control stream", m.FrameType()))
+			s.goaway(wire.CodeProtocol, "unexpected_frame", fmt.Sprintf("a %s frame is not valid on the control stream", m.FrameType().Name()))
 			return
 		}
 	}
@@ -136,7 +136,7 @@ func (s *session) auditAttrs(role string) []slog.Attr {
 func (s *session) refuse(role string, rej *wire.Reject) {
 	s.r.reject(s.conn, s.ctrl, rej)
 	emit(s.r.audit, slog.LevelWarn, EventSessionReject, append(s.auditAttrs(role),
-		slog.String("code", rej.Code.String()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))...)
+		slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))...)
 }
 
 func (s *session) end(role string) {
@@ -163,7 +163,7 @@ type agentSession struct {
 	streams   atomic.Int64                  // binding streams open now
 
 	catMu   sync.Mutex
-	catalog []wire.Binding // as last sent
+	catalog []*wire.Binding // as last sent
 }
 
 // setClaims derives what opens need from verified claims: the Cedar
@@ -179,7 +179,7 @@ func (a *agentSession) setClaims(c *identity.Claims) error {
 	if len(c.Attributes) > 0 {
 		attrs, _ = json.Marshal(c.Attributes)
 	}
-	a.ident.Store(&wire.Identity{Subject: c.Subject, Role: wire.RoleAgent, Group: c.Groups, Attributes: attrs})
+	a.ident.Store(&wire.Identity{Subject: c.Subject, Role: wire.RoleAgent, Groups: c.Groups, Attributes: attrs})
 	return nil
 }
 
@@ -207,11 +207,11 @@ func (r *Relay) serveAgent(a *agentSession) {
 	a.catMu.Lock()
 	a.catalog = r.catalogFor(a.principal.Load(), a.remoteIP)
 	welcome := &wire.Welcome{
-		Session:   a.id,
-		Identity:  *a.ident.Load(),
-		Catalog:   a.catalog,
-		Limits:    wire.Limits{MaxStreams: uint64(r.limits.StreamsPerAgent), MaxFrameSize: uint64(r.limits.MaxFrameSize)},
-		ExpiresAt: claims.ExpiresAt,
+		Session:       a.id,
+		Identity:      a.ident.Load(),
+		Catalog:       a.catalog,
+		Limits:        &wire.Limits{MaxStreams: uint64(r.limits.StreamsPerAgent), MaxFrameSize: uint64(r.limits.MaxFrameSize)},
+		ExpiresUnixMs: wire.UnixMs(claims.ExpiresAt),
 	}
 	err := a.write(welcome)
 	a.catMu.Unlock()
@@ -273,9 +273,9 @@ func (a *agentSession) pushCatalog() {
 	}
 }
 
-func sameBinding(a, b wire.Binding) bool {
+func sameBinding(a, b *wire.Binding) bool {
 	return a.Name == b.Name && a.Kind == b.Kind && a.Environment == b.Environment &&
-		a.Description == b.Description && slices.Equal(a.Label, b.Label)
+		a.Description == b.Description && slices.Equal(a.Labels, b.Labels)
 }
 
 // ---- connectors ----
@@ -287,7 +287,7 @@ type connectorSession struct {
 
 func (c *connectorSession) name() string { return c.claims.Load().Subject }
 
-func (r *Relay) serveConnector(c *connectorSession, services []wire.Service) {
+func (r *Relay) serveConnector(c *connectorSession, services []*wire.Binding) {
 	claims := c.claims.Load()
 	if rej := r.checkServices(claims, services); rej != nil {
 		c.refuse(wire.RoleConnector, rej)
@@ -303,10 +303,10 @@ func (r *Relay) serveConnector(c *connectorSession, services []wire.Service) {
 	defer r.unregister(c)
 
 	welcome := &wire.Welcome{
-		Session:   c.id,
-		Identity:  wire.Identity{Subject: claims.Subject, Role: wire.RoleConnector, Group: claims.Groups},
-		Limits:    wire.Limits{MaxFrameSize: uint64(r.limits.MaxFrameSize)},
-		ExpiresAt: claims.ExpiresAt,
+		Session:       c.id,
+		Identity:      &wire.Identity{Subject: claims.Subject, Role: wire.RoleConnector, Groups: claims.Groups},
+		Limits:        &wire.Limits{MaxFrameSize: uint64(r.limits.MaxFrameSize)},
+		ExpiresUnixMs: wire.UnixMs(claims.ExpiresAt),
 	}
 	if err := c.write(welcome); err != nil {
 		closeConn(c.conn, wire.CodeProtocol, "welcome_failed", "could not send the welcome")
@@ -344,7 +344,7 @@ func (r *Relay) serveConnector(c *connectorSession, services []wire.Service) {
 
 // checkServices refuses a connector that advertises what its token does not
 // grant, a kind the relay does not serve, or a name twice.
-func (r *Relay) checkServices(claims *identity.Claims, services []wire.Service) *wire.Reject {
+func (r *Relay) checkServices(claims *identity.Claims, services []*wire.Binding) *wire.Reject {
 	seen := make(map[string]bool, len(services))
 	for _, s := range services {
 		if seen[s.Name] {
@@ -365,7 +365,7 @@ func (r *Relay) checkServices(claims *identity.Claims, services []wire.Service) 
 // with a declared binding, or with the other connectors serving the same
 // name now, is refused: they would make policy decide on the wrong
 // attributes.
-func (r *Relay) register(c *connectorSession, services []wire.Service) *wire.Reject {
+func (r *Relay) register(c *connectorSession, services []*wire.Binding) *wire.Reject {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range services {
@@ -377,11 +377,11 @@ func (r *Relay) register(c *connectorSession, services []wire.Service) *wire.Rej
 		if !sameMeta(meta, s) && (rt.declared || len(*rt.conns.Load()) > 0) {
 			return &wire.Reject{Code: wire.CodeDenied, Reason: "service_mismatch", Message: fmt.Sprintf(
 				"service %q is advertised as kind %q, environment %q, labels %v, but the relay knows it as kind %q, environment %q, labels %v",
-				s.Name, s.Kind, s.Environment, s.Label, meta.Kind, meta.Environment, meta.Labels)}
+				s.Name, s.Kind, s.Environment, s.Labels, meta.Kind, meta.Environment, meta.Labels)}
 		}
 	}
 	for _, s := range services {
-		b := mesh.Binding{Name: s.Name, Kind: s.Kind, Environment: s.Environment, Labels: s.Label, Description: s.Description}
+		b := mesh.Binding{Name: s.Name, Kind: s.Kind, Environment: s.Environment, Labels: s.Labels, Description: s.Description}
 		rt := r.routes[s.Name]
 		switch {
 		case rt == nil:

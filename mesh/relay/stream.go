@@ -54,7 +54,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 	)
 	// A refusal is audited before the agent hears of it.
 	deny := func(res *wire.Result, extra ...slog.Attr) {
-		attrs = append(attrs, slog.String("decision", "deny"), slog.String("code", res.Code.String()), slog.String("reason", res.Reason))
+		attrs = append(attrs, slog.String("decision", "deny"), slog.String("code", res.Code.Text()), slog.String("reason", res.Reason))
 		if res.Policies != nil {
 			attrs = append(attrs, slog.Any("policies", res.Policies))
 		}
@@ -123,28 +123,28 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 	sp := quicnet.StartSplice(down, up)
 
 	up.SetReadDeadline(time.Now().Add(r.limits.OpenTimeout))
-	var cres wire.Result
-	err := wire.ReadExpected(up, r.limits.MaxFrameSize, &cres)
+	cres := new(wire.Result)
+	err := wire.ReadExpected(up, r.limits.MaxFrameSize, cres)
 	up.SetReadDeadline(time.Time{})
 	if err != nil {
-		cres = wire.Result{Code: wire.CodeUpstream, Reason: "connector_failed", Message: "the connector did not answer the dial"}
+		cres = &wire.Result{Code: wire.CodeUpstream, Reason: "connector_failed", Message: "the connector did not answer the dial"}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			cres = wire.Result{Code: wire.CodeTimeout, Reason: "connector_timeout", Message: fmt.Sprintf("the connector did not answer within %s", r.limits.OpenTimeout)}
+			cres = &wire.Result{Code: wire.CodeTimeout, Reason: "connector_timeout", Message: fmt.Sprintf("the connector did not answer within %s", r.limits.OpenTimeout)}
 		}
 	}
 	cres.Connector = cs.name()
 	if cres.Code != wire.CodeOK {
 		// Tell the agent, discard the rest of what it sent, and cut the
 		// connector's stream.
-		attrs = append(attrs, slog.String("decision", "allow"), slog.String("code", cres.Code.String()), slog.String("reason", cres.Reason))
+		attrs = append(attrs, slog.String("decision", "allow"), slog.String("code", cres.Code.Text()), slog.String("reason", cres.Reason))
 		emit(a.audit, slog.LevelWarn, EventOpenFail, attrs...)
-		quicnet.Refuse(st, &cres)
+		quicnet.Refuse(st, cres)
 		quicnet.Abort(up)
 		sp.Wait()
 		return
 	}
 	emit(a.audit, slog.LevelInfo, EventOpenAllow, append(attrs, slog.String("decision", "allow"))...)
-	if err := wire.WriteFrame(down, &cres); err != nil {
+	if err := wire.WriteFrame(down, cres); err != nil {
 		down.CloseRead()
 		quicnet.Abort(down)
 		quicnet.Abort(up)
@@ -169,7 +169,7 @@ func (r *Relay) dialConnector(rt *route, a *agentSession, open *wire.Open, actio
 	dial := &wire.Dial{
 		Binding:  open.Binding,
 		Session:  a.id,
-		Identity: *a.ident.Load(),
+		Identity: a.ident.Load(),
 		Action:   action,
 		Details:  open.Details,
 		Source:   a.remote,

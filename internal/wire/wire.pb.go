@@ -1,0 +1,1541 @@
+// The Postern wire protocol, version 1.
+//
+// This file is the protocol's documentation and its schema: every control
+// message that agents, connectors and relays exchange is defined here, and
+// a peer in any language gets its codec from it with protoc. The Go code
+// in this directory (wire.pb.go) is generated from it; the rest of the
+// package frames, caps and validates what is described below.
+//
+// # Connections
+//
+// One QUIC connection (RFC 9000, TLS 1.3) per agent or connector to each
+// relay, with the TLS application protocol (ALPN) "postern/1". A peer that
+// does not offer it fails the handshake. Streams are bidirectional. The
+// agent or connector opens the control stream; an agent opens one stream
+// per use of a binding, and the relay opens one to a connector for each.
+// A connector opens no other stream: the relay resets any it opens with
+// STREAM_ERROR_REFUSED.
+//
+// # Protocol flow
+//
+//   agent/connector                        relay
+//     open stream 0 (control)
+//     Hello{version, role, token, services} ->
+//                                           <- Welcome{session, identity, catalog, limits}
+//                                           or Reject{code, reason, message} and close
+//     ... control stream stays open:
+//     Refresh{token}                        -> (a fresh token on the same session)
+//                                           <- Refreshed{expires} or Reject
+//                                           <- Catalog{bindings} (policy reload, connectors come and go)
+//                                           <- Goaway{code, message} (session ends, e.g. token expired)
+//
+//   agent: a new stream per use of a binding
+//     Open{binding, action, details} [raw bytes may follow at once] ->
+//                                         relay authorizes, picks a connector,
+//                                         opens a stream to it:
+//                                           Dial{binding, session, identity} [agent's early bytes] -> connector
+//                                           <- Result{code} from connector (after dialing upstream)
+//                                           <- Result{code, policies} to the agent
+//     raw bytes both ways until either side closes (half-close is carried).
+//
+// # Ordering rules
+//
+//  1. The first bidirectional stream a client opens is the control stream,
+//     and its first frame is a Hello. The relay answers with exactly one
+//     Welcome or one Reject. After a Reject the relay closes the
+//     connection; its CONNECTION_CLOSE carries the same code (see Code).
+//  2. After the Welcome the control stream stays open for the session's
+//     life. The client may send Refresh (answered by Refreshed or Reject,
+//     in order) and Goaway. The relay may send Catalog (agents only) and
+//     Goaway at any time, Refreshed or Reject only to answer a Refresh.
+//     A relay that reads any other frame on the control stream ends the
+//     session with a Goaway of CODE_PROTOCOL. When the control stream
+//     ends, the session ends.
+//  3. A binding stream starts with exactly one Open (agent to relay) or
+//     one Dial (relay to connector), and its first frame back is exactly
+//     one Result. A Result of CODE_OK is followed by raw bytes of the
+//     binding's protocol in both directions; anything else is followed by
+//     nothing, and the stream is closed.
+//  4. An agent may send raw bytes right after its Open, without waiting
+//     for the Result (a pipelined first request). The relay forwards them
+//     only once the open is allowed; the connector reads them only once
+//     its upstream dial succeeded. When the open is refused, they are
+//     discarded: the refusing side stops reading with
+//     STREAM_ERROR_REFUSED, writes the Result and closes.
+//  5. Half-close is carried end to end: a FIN from one side reaches the
+//     upstream as a TCP half-close, and the other direction goes on.
+//     RESET_STREAM and STOP_SENDING carry a StreamError.
+//
+// # Frames
+//
+// Every message travels in a frame:
+//
+//   +--------+------------------------+-------------------+
+//   | type   | length                 | payload           |
+//   | 1 byte | 4 bytes, big-endian    | length bytes      |
+//   +--------+------------------------+-------------------+
+//
+// The type is a FrameType; the payload is the protobuf encoding (proto3,
+// binary) of the message that the type names: FRAME_TYPE_OPEN carries an
+// Open, and so on. A frame of an unknown type is a protocol error.
+//
+// To read a captured frame, strip the 5-byte header and decode the
+// payload without the schema:
+//
+//   tail -c +6 frame.bin | protoc --decode_raw
+//
+// or with it, naming the message the type byte says:
+//
+//   tail -c +6 frame.bin | protoc --decode=postern.wire.v1.Open wire.proto
+//
+// # Limits
+//
+//  - A reader refuses a frame whose announced length exceeds its cap
+//    before it reads or allocates the payload. The default cap is 65536
+//    bytes (64 KiB); a relay announces its own in Welcome.limits. Clients
+//    read control frames of up to 4 MiB (a catalog of a few thousand
+//    bindings), a connector a Dial of up to 1 MiB.
+//  - Names (bindings, services, detail keys, actions in an Open) are 1 to
+//    128 bytes of ASCII letters, digits and . _ / - (no ':', so that
+//    "name:port" is unambiguous).
+//  - Every repeated field holds at most 4096 entries, details at most 64.
+//  - Every string has a cap, given with its field below; strings are
+//    UTF-8, as proto3 requires.
+//  - Setup reads have deadlines: a relay waits at most 10 s (default) for
+//    the control stream and its Hello, 15 s (default) for an Open and
+//    again for the connector's Result; a connector waits 10 s for a Dial.
+//    A peer that misses one is closed with CODE_TIMEOUT.
+//
+// A frame that breaks a limit, misses a required field or cannot be
+// decoded is malformed: the relay answers it with CODE_PROTOCOL (or
+// CODE_LIMIT for a frame over the cap).
+//
+// # Versions
+//
+// Hello.version is the version the client speaks; a relay that does not
+// speak it answers Reject{CODE_UNSUPPORTED, "unsupported_version"}. The
+// ALPN names the major version.
+//
+// Version history:
+//
+//   1: first version (Postern 0.1). This protobuf encoding replaced, before
+//      any release, a hand-written TLV encoding of the same messages; no
+//      released peer spoke it, so the ALPN and the version stay 1.
+//
+// How a later version changes the protocol:
+//
+//  - It adds fields with new field numbers. Never reuse or renumber a
+//    field, never change its type; mark a removed field `reserved`.
+//    Decoders ignore fields they do not know (proto3 does, and Postern
+//    peers drop them rather than forward them), so version 1 peers go on
+//    working.
+//  - It adds enum values with new numbers. A Code a peer does not know is
+//    kept and shown as unknown; it is not a protocol error.
+//  - A new frame type is refused by older peers, so a peer sends one only
+//    after the version exchanged in Hello says the other side knows it.
+//
+// # Codes
+//
+// FrameType, Code and StreamError below are the protocol's numbers. The
+// application error code of a relay's CONNECTION_CLOSE is a Code (0 for
+// an ordinary close), with the reason phrase "reason: message".
+
+// Code generated by protoc-gen-go. DO NOT EDIT.
+// versions:
+// 	protoc-gen-go v1.36.12
+// 	protoc        v3.21.12
+// source: wire.proto
+
+package wire
+
+import (
+	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
+	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	reflect "reflect"
+	sync "sync"
+	unsafe "unsafe"
+)
+
+const (
+	// Verify that this generated code is sufficiently up-to-date.
+	_ = protoimpl.EnforceVersion(20 - protoimpl.MinVersion)
+	// Verify that runtime/protoimpl is sufficiently up-to-date.
+	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
+)
+
+// FrameType is the first byte of a frame. Control frames (0x01-0x0f)
+// travel on the control stream; Open, Dial and Result (0x10-0x1f) start a
+// binding stream.
+type FrameType int32
+
+const (
+	// Never sent.
+	FrameType_FRAME_TYPE_UNSPECIFIED FrameType = 0
+	// Hello, client to relay: the first frame of a session.
+	FrameType_FRAME_TYPE_HELLO FrameType = 1
+	// Welcome, relay to client: the session is accepted.
+	FrameType_FRAME_TYPE_WELCOME FrameType = 2
+	// Reject, relay to client: a Hello or a Refresh is refused. After a
+	// refused Hello the relay closes the connection.
+	FrameType_FRAME_TYPE_REJECT FrameType = 3
+	// Catalog, relay to agent: replaces the agent's catalog.
+	FrameType_FRAME_TYPE_CATALOG FrameType = 4
+	// Refresh, client to relay: a fresh token for the live session.
+	FrameType_FRAME_TYPE_REFRESH FrameType = 5
+	// Refreshed, relay to client: the refresh is accepted.
+	FrameType_FRAME_TYPE_REFRESHED FrameType = 6
+	// Goaway, either direction: why the session ends.
+	FrameType_FRAME_TYPE_GOAWAY FrameType = 7
+	// Open, agent to relay: starts a binding stream.
+	FrameType_FRAME_TYPE_OPEN FrameType = 16
+	// Dial, relay to connector: starts a binding stream.
+	FrameType_FRAME_TYPE_DIAL FrameType = 17
+	// Result, relay to agent (answering an Open) or connector to relay
+	// (answering a Dial).
+	FrameType_FRAME_TYPE_RESULT FrameType = 18
+)
+
+// Enum value maps for FrameType.
+var (
+	FrameType_name = map[int32]string{
+		0:  "FRAME_TYPE_UNSPECIFIED",
+		1:  "FRAME_TYPE_HELLO",
+		2:  "FRAME_TYPE_WELCOME",
+		3:  "FRAME_TYPE_REJECT",
+		4:  "FRAME_TYPE_CATALOG",
+		5:  "FRAME_TYPE_REFRESH",
+		6:  "FRAME_TYPE_REFRESHED",
+		7:  "FRAME_TYPE_GOAWAY",
+		16: "FRAME_TYPE_OPEN",
+		17: "FRAME_TYPE_DIAL",
+		18: "FRAME_TYPE_RESULT",
+	}
+	FrameType_value = map[string]int32{
+		"FRAME_TYPE_UNSPECIFIED": 0,
+		"FRAME_TYPE_HELLO":       1,
+		"FRAME_TYPE_WELCOME":     2,
+		"FRAME_TYPE_REJECT":      3,
+		"FRAME_TYPE_CATALOG":     4,
+		"FRAME_TYPE_REFRESH":     5,
+		"FRAME_TYPE_REFRESHED":   6,
+		"FRAME_TYPE_GOAWAY":      7,
+		"FRAME_TYPE_OPEN":        16,
+		"FRAME_TYPE_DIAL":        17,
+		"FRAME_TYPE_RESULT":      18,
+	}
+)
+
+func (x FrameType) Enum() *FrameType {
+	p := new(FrameType)
+	*p = x
+	return p
+}
+
+func (x FrameType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FrameType) Descriptor() protoreflect.EnumDescriptor {
+	return file_wire_proto_enumTypes[0].Descriptor()
+}
+
+func (FrameType) Type() protoreflect.EnumType {
+	return &file_wire_proto_enumTypes[0]
+}
+
+func (x FrameType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FrameType.Descriptor instead.
+func (FrameType) EnumDescriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{0}
+}
+
+// Code is the outcome of a handshake, a refresh, an open or a dial, and
+// the application error code of a relay's CONNECTION_CLOSE. Values fit in
+// a byte (0-255); a value above 255 is a protocol error.
+type Code int32
+
+const (
+	// Success; in CONNECTION_CLOSE, an ordinary close.
+	Code_CODE_OK Code = 0
+	// The token is missing, malformed, expired or refused.
+	Code_CODE_UNAUTHENTICATED Code = 1
+	// Policy said no (Result.policies names the deciding policies), or the
+	// token does not grant what a connector advertises.
+	Code_CODE_DENIED Code = 2
+	// No binding has this name.
+	Code_CODE_UNKNOWN_BINDING Code = 3
+	// The binding is known but no connector serves it now.
+	Code_CODE_NO_CONNECTOR Code = 4
+	// The connector could not reach the upstream.
+	Code_CODE_UPSTREAM Code = 5
+	// A step did not finish in time.
+	Code_CODE_TIMEOUT Code = 6
+	// A configured limit was reached (streams, frame size).
+	Code_CODE_LIMIT Code = 7
+	// A malformed or unexpected frame.
+	Code_CODE_PROTOCOL Code = 8
+	// The peer failed.
+	Code_CODE_INTERNAL Code = 9
+	// The peer is going away.
+	Code_CODE_SHUTDOWN Code = 10
+	// The version, role or binding kind is not supported.
+	Code_CODE_UNSUPPORTED Code = 11
+)
+
+// Enum value maps for Code.
+var (
+	Code_name = map[int32]string{
+		0:  "CODE_OK",
+		1:  "CODE_UNAUTHENTICATED",
+		2:  "CODE_DENIED",
+		3:  "CODE_UNKNOWN_BINDING",
+		4:  "CODE_NO_CONNECTOR",
+		5:  "CODE_UPSTREAM",
+		6:  "CODE_TIMEOUT",
+		7:  "CODE_LIMIT",
+		8:  "CODE_PROTOCOL",
+		9:  "CODE_INTERNAL",
+		10: "CODE_SHUTDOWN",
+		11: "CODE_UNSUPPORTED",
+	}
+	Code_value = map[string]int32{
+		"CODE_OK":              0,
+		"CODE_UNAUTHENTICATED": 1,
+		"CODE_DENIED":          2,
+		"CODE_UNKNOWN_BINDING": 3,
+		"CODE_NO_CONNECTOR":    4,
+		"CODE_UPSTREAM":        5,
+		"CODE_TIMEOUT":         6,
+		"CODE_LIMIT":           7,
+		"CODE_PROTOCOL":        8,
+		"CODE_INTERNAL":        9,
+		"CODE_SHUTDOWN":        10,
+		"CODE_UNSUPPORTED":     11,
+	}
+)
+
+func (x Code) Enum() *Code {
+	p := new(Code)
+	*p = x
+	return p
+}
+
+func (x Code) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Code) Descriptor() protoreflect.EnumDescriptor {
+	return file_wire_proto_enumTypes[1].Descriptor()
+}
+
+func (Code) Type() protoreflect.EnumType {
+	return &file_wire_proto_enumTypes[1]
+}
+
+func (x Code) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Code.Descriptor instead.
+func (Code) EnumDescriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{1}
+}
+
+// StreamError is the application error code of a RESET_STREAM or
+// STOP_SENDING on a binding stream: why bytes stopped, where a FIN would
+// say "all sent".
+type StreamError int32
+
+const (
+	// No reason given.
+	StreamError_STREAM_ERROR_UNSPECIFIED StreamError = 0
+	// The application closed its end before reading or writing everything.
+	StreamError_STREAM_ERROR_CLOSED StreamError = 256
+	// The other leg of a splice failed, so this one is cut.
+	StreamError_STREAM_ERROR_ABORTED StreamError = 257
+	// The open was refused (denied, limit, unknown binding); the data sent
+	// with it was discarded. A Result saying why is written before the
+	// stream closes.
+	StreamError_STREAM_ERROR_REFUSED StreamError = 258
+)
+
+// Enum value maps for StreamError.
+var (
+	StreamError_name = map[int32]string{
+		0:   "STREAM_ERROR_UNSPECIFIED",
+		256: "STREAM_ERROR_CLOSED",
+		257: "STREAM_ERROR_ABORTED",
+		258: "STREAM_ERROR_REFUSED",
+	}
+	StreamError_value = map[string]int32{
+		"STREAM_ERROR_UNSPECIFIED": 0,
+		"STREAM_ERROR_CLOSED":      256,
+		"STREAM_ERROR_ABORTED":     257,
+		"STREAM_ERROR_REFUSED":     258,
+	}
+)
+
+func (x StreamError) Enum() *StreamError {
+	p := new(StreamError)
+	*p = x
+	return p
+}
+
+func (x StreamError) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StreamError) Descriptor() protoreflect.EnumDescriptor {
+	return file_wire_proto_enumTypes[2].Descriptor()
+}
+
+func (StreamError) Type() protoreflect.EnumType {
+	return &file_wire_proto_enumTypes[2]
+}
+
+func (x StreamError) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StreamError.Descriptor instead.
+func (StreamError) EnumDescriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{2}
+}
+
+// Hello opens a session: FRAME_TYPE_HELLO, client to relay, the first
+// frame on the control stream.
+type Hello struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The protocol version the client speaks: 1. Required.
+	Version uint32 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// "agent" or "connector". Required, at most 128 bytes.
+	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// The client's token (a JWT). At most 1 MiB here; a relay caps it lower
+	// (8 KiB by default) and refuses a larger one as unauthenticated.
+	Token string `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	// What a connector serves; an agent sends none. At most 4096. The
+	// upstream address is not sent: the relay never dials.
+	Services []*Binding `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
+	// Free-form software name and version, for the relay's logs. At most
+	// 256 bytes.
+	Client        string `protobuf:"bytes,5,opt,name=client,proto3" json:"client,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Hello) Reset() {
+	*x = Hello{}
+	mi := &file_wire_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Hello) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Hello) ProtoMessage() {}
+
+func (x *Hello) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Hello.ProtoReflect.Descriptor instead.
+func (*Hello) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Hello) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Hello) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Hello) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *Hello) GetServices() []*Binding {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *Hello) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+// Welcome accepts a session: FRAME_TYPE_WELCOME, relay to client.
+type Welcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's ID, for logs. Required, at most 128 bytes.
+	Session string `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// Who the relay says the client is. Required.
+	Identity *Identity `protobuf:"bytes,2,opt,name=identity,proto3" json:"identity,omitempty"`
+	// An agent's catalog: the bindings policy lets it open, sorted by name.
+	// At most 4096.
+	Catalog []*Binding `protobuf:"bytes,3,rep,name=catalog,proto3" json:"catalog,omitempty"`
+	// What the relay accepts, so that a client can stay inside it.
+	Limits *Limits `protobuf:"bytes,4,opt,name=limits,proto3" json:"limits,omitempty"`
+	// When the session's token expires, in milliseconds since the Unix
+	// epoch; 0 when unknown. At most 2^53. The relay ends the session with
+	// a Goaway then, unless a Refresh came first.
+	ExpiresUnixMs uint64 `protobuf:"varint,5,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Welcome) Reset() {
+	*x = Welcome{}
+	mi := &file_wire_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Welcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Welcome) ProtoMessage() {}
+
+func (x *Welcome) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
+func (*Welcome) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Welcome) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *Welcome) GetIdentity() *Identity {
+	if x != nil {
+		return x.Identity
+	}
+	return nil
+}
+
+func (x *Welcome) GetCatalog() []*Binding {
+	if x != nil {
+		return x.Catalog
+	}
+	return nil
+}
+
+func (x *Welcome) GetLimits() *Limits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+func (x *Welcome) GetExpiresUnixMs() uint64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+// Reject refuses a Hello or a Refresh: FRAME_TYPE_REJECT, relay to
+// client.
+type Reject struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Why. Never CODE_OK.
+	Code Code `protobuf:"varint,1,opt,name=code,proto3,enum=postern.wire.v1.Code" json:"code,omitempty"`
+	// A stable snake_case reason a program can branch on, e.g.
+	// "token_expired". At most 128 bytes.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// For people. At most 4096 bytes.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reject) Reset() {
+	*x = Reject{}
+	mi := &file_wire_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reject) ProtoMessage() {}
+
+func (x *Reject) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reject.ProtoReflect.Descriptor instead.
+func (*Reject) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Reject) GetCode() Code {
+	if x != nil {
+		return x.Code
+	}
+	return Code_CODE_OK
+}
+
+func (x *Reject) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Reject) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// Catalog replaces an agent's catalog: FRAME_TYPE_CATALOG, relay to agent,
+// when policy is reloaded or connectors bring or take bindings.
+type Catalog struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The whole catalog, sorted by name. At most 4096.
+	Bindings      []*Binding `protobuf:"bytes,1,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Catalog) Reset() {
+	*x = Catalog{}
+	mi := &file_wire_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Catalog) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Catalog) ProtoMessage() {}
+
+func (x *Catalog) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Catalog.ProtoReflect.Descriptor instead.
+func (*Catalog) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Catalog) GetBindings() []*Binding {
+	if x != nil {
+		return x.Bindings
+	}
+	return nil
+}
+
+// Refresh presents a fresh token on a live session: FRAME_TYPE_REFRESH,
+// client to relay. Its subject must be the session's.
+type Refresh struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required, at most 1 MiB (a relay caps it lower, as in Hello).
+	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refresh) Reset() {
+	*x = Refresh{}
+	mi := &file_wire_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refresh) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refresh) ProtoMessage() {}
+
+func (x *Refresh) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refresh.ProtoReflect.Descriptor instead.
+func (*Refresh) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Refresh) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// Refreshed accepts a Refresh: FRAME_TYPE_REFRESHED, relay to client.
+type Refreshed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new token's expiry, as in Welcome.
+	ExpiresUnixMs uint64 `protobuf:"varint,1,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refreshed) Reset() {
+	*x = Refreshed{}
+	mi := &file_wire_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refreshed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refreshed) ProtoMessage() {}
+
+func (x *Refreshed) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refreshed.ProtoReflect.Descriptor instead.
+func (*Refreshed) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Refreshed) GetExpiresUnixMs() uint64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+// Goaway says why a session ends: FRAME_TYPE_GOAWAY, either direction,
+// followed by the connection's close.
+type Goaway struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Why; as in Reject, but CODE_OK is allowed (an ordinary end).
+	Code Code `protobuf:"varint,1,opt,name=code,proto3,enum=postern.wire.v1.Code" json:"code,omitempty"`
+	// As in Reject.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// As in Reject.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Goaway) Reset() {
+	*x = Goaway{}
+	mi := &file_wire_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Goaway) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Goaway) ProtoMessage() {}
+
+func (x *Goaway) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Goaway.ProtoReflect.Descriptor instead.
+func (*Goaway) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Goaway) GetCode() Code {
+	if x != nil {
+		return x.Code
+	}
+	return Code_CODE_OK
+}
+
+func (x *Goaway) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Goaway) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// Open starts a binding stream: FRAME_TYPE_OPEN, agent to relay. Raw bytes
+// may follow it at once (see the ordering rules).
+type Open struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The binding's name. Required, a valid name.
+	Binding string `protobuf:"bytes,1,opt,name=binding,proto3" json:"binding,omitempty"`
+	// The action policy decides on; empty means "connect". A valid name
+	// when set.
+	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// Request details handed to policy as context. At most 64.
+	Details       []*Detail `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Open) Reset() {
+	*x = Open{}
+	mi := &file_wire_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Open) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Open) ProtoMessage() {}
+
+func (x *Open) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Open.ProtoReflect.Descriptor instead.
+func (*Open) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Open) GetBinding() string {
+	if x != nil {
+		return x.Binding
+	}
+	return ""
+}
+
+func (x *Open) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *Open) GetDetails() []*Detail {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+// Dial starts a binding stream: FRAME_TYPE_DIAL, relay to connector, after
+// the relay allowed an Open.
+type Dial struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The binding's name. Required, a valid name.
+	Binding string `protobuf:"bytes,1,opt,name=binding,proto3" json:"binding,omitempty"`
+	// The agent's session ID, for logs. At most 128 bytes.
+	Session string `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	// The agent's verified identity. Required.
+	Identity *Identity `protobuf:"bytes,3,opt,name=identity,proto3" json:"identity,omitempty"`
+	// The action the relay authorized. At most 128 bytes.
+	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	// The Open's details. At most 64.
+	Details []*Detail `protobuf:"bytes,5,rep,name=details,proto3" json:"details,omitempty"`
+	// The agent's address as the relay saw it, "ip:port". At most 256
+	// bytes.
+	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Dial) Reset() {
+	*x = Dial{}
+	mi := &file_wire_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Dial) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Dial) ProtoMessage() {}
+
+func (x *Dial) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Dial.ProtoReflect.Descriptor instead.
+func (*Dial) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Dial) GetBinding() string {
+	if x != nil {
+		return x.Binding
+	}
+	return ""
+}
+
+func (x *Dial) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *Dial) GetIdentity() *Identity {
+	if x != nil {
+		return x.Identity
+	}
+	return nil
+}
+
+func (x *Dial) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *Dial) GetDetails() []*Detail {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+func (x *Dial) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+// Result answers an Open (relay to agent) or a Dial (connector to relay):
+// FRAME_TYPE_RESULT. CODE_OK is followed by raw bytes.
+type Result struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The outcome.
+	Code Code `protobuf:"varint,1,opt,name=code,proto3,enum=postern.wire.v1.Code" json:"code,omitempty"`
+	// A stable snake_case reason, e.g. "policy", "upstream_refused". At
+	// most 128 bytes.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// For people. At most 4096 bytes.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// The IDs of the policies that decided a denial. At most 4096, each at
+	// most 1024 bytes.
+	Policies []string `protobuf:"bytes,4,rep,name=policies,proto3" json:"policies,omitempty"`
+	// Which connector serves the stream (relay to agent). At most 128
+	// bytes.
+	Connector     string `protobuf:"bytes,5,opt,name=connector,proto3" json:"connector,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Result) Reset() {
+	*x = Result{}
+	mi := &file_wire_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Result) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Result) ProtoMessage() {}
+
+func (x *Result) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Result.ProtoReflect.Descriptor instead.
+func (*Result) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Result) GetCode() Code {
+	if x != nil {
+		return x.Code
+	}
+	return Code_CODE_OK
+}
+
+func (x *Result) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Result) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Result) GetPolicies() []string {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *Result) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+// Identity is a verified identity, as the relay tells it to the client
+// itself (Welcome) or to a connector (Dial).
+type Identity struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's subject. Required, at most 1 MiB.
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// "agent" or "connector". At most 128 bytes.
+	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// The token's groups. At most 4096, each at most 128 bytes.
+	Groups []string `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"`
+	// The token's free attributes, a JSON object passed through as is;
+	// empty when there are none.
+	Attributes    []byte `protobuf:"bytes,4,opt,name=attributes,proto3" json:"attributes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Identity) Reset() {
+	*x = Identity{}
+	mi := &file_wire_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Identity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Identity) ProtoMessage() {}
+
+func (x *Identity) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Identity.ProtoReflect.Descriptor instead.
+func (*Identity) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Identity) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Identity) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Identity) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *Identity) GetAttributes() []byte {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+// Binding describes a private service: an entry of an agent's catalog
+// (Welcome, Catalog) or a service a connector advertises (Hello).
+type Binding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required, a valid name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// "tcp", "http" or "postgres". At most 128 bytes.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// E.g. "staging". At most 128 bytes.
+	Environment string `protobuf:"bytes,3,opt,name=environment,proto3" json:"environment,omitempty"`
+	// Labels policy can match, e.g. "pii". At most 4096, each at most 128
+	// bytes.
+	Labels []string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty"`
+	// For people. At most 4096 bytes.
+	Description   string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Binding) Reset() {
+	*x = Binding{}
+	mi := &file_wire_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Binding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Binding) ProtoMessage() {}
+
+func (x *Binding) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Binding.ProtoReflect.Descriptor instead.
+func (*Binding) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Binding) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Binding) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Binding) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *Binding) GetLabels() []string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Binding) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// Detail is one key/value detail of an open, handed to policy as context.
+type Detail struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required, a valid name.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// At most 4096 bytes.
+	Value         string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Detail) Reset() {
+	*x = Detail{}
+	mi := &file_wire_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Detail) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Detail) ProtoMessage() {}
+
+func (x *Detail) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Detail.ProtoReflect.Descriptor instead.
+func (*Detail) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Detail) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Detail) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// Limits are what a relay accepts, announced in its Welcome.
+type Limits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Binding streams an agent may have open at once.
+	MaxStreams uint64 `protobuf:"varint,1,opt,name=max_streams,json=maxStreams,proto3" json:"max_streams,omitempty"`
+	// The largest frame payload the relay reads, in bytes.
+	MaxFrameSize  uint64 `protobuf:"varint,2,opt,name=max_frame_size,json=maxFrameSize,proto3" json:"max_frame_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Limits) Reset() {
+	*x = Limits{}
+	mi := &file_wire_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Limits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Limits) ProtoMessage() {}
+
+func (x *Limits) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Limits.ProtoReflect.Descriptor instead.
+func (*Limits) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Limits) GetMaxStreams() uint64 {
+	if x != nil {
+		return x.MaxStreams
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxFrameSize() uint64 {
+	if x != nil {
+		return x.MaxFrameSize
+	}
+	return 0
+}
+
+var File_wire_proto protoreflect.FileDescriptor
+
+const file_wire_proto_rawDesc = "" +
+	"\n" +
+	"\n" +
+	"wire.proto\x12\x0fpostern.wire.v1\"\x99\x01\n" +
+	"\x05Hello\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\tR\x05token\x124\n" +
+	"\bservices\x18\x04 \x03(\v2\x18.postern.wire.v1.BindingR\bservices\x12\x16\n" +
+	"\x06client\x18\x05 \x01(\tR\x06client\"\xe7\x01\n" +
+	"\aWelcome\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x125\n" +
+	"\bidentity\x18\x02 \x01(\v2\x19.postern.wire.v1.IdentityR\bidentity\x122\n" +
+	"\acatalog\x18\x03 \x03(\v2\x18.postern.wire.v1.BindingR\acatalog\x12/\n" +
+	"\x06limits\x18\x04 \x01(\v2\x17.postern.wire.v1.LimitsR\x06limits\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x05 \x01(\x04R\rexpiresUnixMs\"e\n" +
+	"\x06Reject\x12)\n" +
+	"\x04code\x18\x01 \x01(\x0e2\x15.postern.wire.v1.CodeR\x04code\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"?\n" +
+	"\aCatalog\x124\n" +
+	"\bbindings\x18\x01 \x03(\v2\x18.postern.wire.v1.BindingR\bbindings\"\x1f\n" +
+	"\aRefresh\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"3\n" +
+	"\tRefreshed\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x01 \x01(\x04R\rexpiresUnixMs\"e\n" +
+	"\x06Goaway\x12)\n" +
+	"\x04code\x18\x01 \x01(\x0e2\x15.postern.wire.v1.CodeR\x04code\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"k\n" +
+	"\x04Open\x12\x18\n" +
+	"\abinding\x18\x01 \x01(\tR\abinding\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x121\n" +
+	"\adetails\x18\x03 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\"\xd4\x01\n" +
+	"\x04Dial\x12\x18\n" +
+	"\abinding\x18\x01 \x01(\tR\abinding\x12\x18\n" +
+	"\asession\x18\x02 \x01(\tR\asession\x125\n" +
+	"\bidentity\x18\x03 \x01(\v2\x19.postern.wire.v1.IdentityR\bidentity\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x121\n" +
+	"\adetails\x18\x05 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x12\x16\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\"\x9f\x01\n" +
+	"\x06Result\x12)\n" +
+	"\x04code\x18\x01 \x01(\x0e2\x15.postern.wire.v1.CodeR\x04code\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1a\n" +
+	"\bpolicies\x18\x04 \x03(\tR\bpolicies\x12\x1c\n" +
+	"\tconnector\x18\x05 \x01(\tR\tconnector\"p\n" +
+	"\bIdentity\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
+	"\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1e\n" +
+	"\n" +
+	"attributes\x18\x04 \x01(\fR\n" +
+	"attributes\"\x8d\x01\n" +
+	"\aBinding\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12 \n" +
+	"\venvironment\x18\x03 \x01(\tR\venvironment\x12\x16\n" +
+	"\x06labels\x18\x04 \x03(\tR\x06labels\x12 \n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\"0\n" +
+	"\x06Detail\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"O\n" +
+	"\x06Limits\x12\x1f\n" +
+	"\vmax_streams\x18\x01 \x01(\x04R\n" +
+	"maxStreams\x12$\n" +
+	"\x0emax_frame_size\x18\x02 \x01(\x04R\fmaxFrameSize*\x8e\x02\n" +
+	"\tFrameType\x12\x1a\n" +
+	"\x16FRAME_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10FRAME_TYPE_HELLO\x10\x01\x12\x16\n" +
+	"\x12FRAME_TYPE_WELCOME\x10\x02\x12\x15\n" +
+	"\x11FRAME_TYPE_REJECT\x10\x03\x12\x16\n" +
+	"\x12FRAME_TYPE_CATALOG\x10\x04\x12\x16\n" +
+	"\x12FRAME_TYPE_REFRESH\x10\x05\x12\x18\n" +
+	"\x14FRAME_TYPE_REFRESHED\x10\x06\x12\x15\n" +
+	"\x11FRAME_TYPE_GOAWAY\x10\a\x12\x13\n" +
+	"\x0fFRAME_TYPE_OPEN\x10\x10\x12\x13\n" +
+	"\x0fFRAME_TYPE_DIAL\x10\x11\x12\x15\n" +
+	"\x11FRAME_TYPE_RESULT\x10\x12*\xf3\x01\n" +
+	"\x04Code\x12\v\n" +
+	"\aCODE_OK\x10\x00\x12\x18\n" +
+	"\x14CODE_UNAUTHENTICATED\x10\x01\x12\x0f\n" +
+	"\vCODE_DENIED\x10\x02\x12\x18\n" +
+	"\x14CODE_UNKNOWN_BINDING\x10\x03\x12\x15\n" +
+	"\x11CODE_NO_CONNECTOR\x10\x04\x12\x11\n" +
+	"\rCODE_UPSTREAM\x10\x05\x12\x10\n" +
+	"\fCODE_TIMEOUT\x10\x06\x12\x0e\n" +
+	"\n" +
+	"CODE_LIMIT\x10\a\x12\x11\n" +
+	"\rCODE_PROTOCOL\x10\b\x12\x11\n" +
+	"\rCODE_INTERNAL\x10\t\x12\x11\n" +
+	"\rCODE_SHUTDOWN\x10\n" +
+	"\x12\x14\n" +
+	"\x10CODE_UNSUPPORTED\x10\v*{\n" +
+	"\vStreamError\x12\x1c\n" +
+	"\x18STREAM_ERROR_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x13STREAM_ERROR_CLOSED\x10\x80\x02\x12\x19\n" +
+	"\x14STREAM_ERROR_ABORTED\x10\x81\x02\x12\x19\n" +
+	"\x14STREAM_ERROR_REFUSED\x10\x82\x02B/Z-github.com/postern/postern/internal/wire;wireb\x06proto3"
+
+var (
+	file_wire_proto_rawDescOnce sync.Once
+	file_wire_proto_rawDescData []byte
+)
+
+func file_wire_proto_rawDescGZIP() []byte {
+	file_wire_proto_rawDescOnce.Do(func() {
+		file_wire_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)))
+	})
+	return file_wire_proto_rawDescData
+}
+
+var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_wire_proto_goTypes = []any{
+	(FrameType)(0),    // 0: postern.wire.v1.FrameType
+	(Code)(0),         // 1: postern.wire.v1.Code
+	(StreamError)(0),  // 2: postern.wire.v1.StreamError
+	(*Hello)(nil),     // 3: postern.wire.v1.Hello
+	(*Welcome)(nil),   // 4: postern.wire.v1.Welcome
+	(*Reject)(nil),    // 5: postern.wire.v1.Reject
+	(*Catalog)(nil),   // 6: postern.wire.v1.Catalog
+	(*Refresh)(nil),   // 7: postern.wire.v1.Refresh
+	(*Refreshed)(nil), // 8: postern.wire.v1.Refreshed
+	(*Goaway)(nil),    // 9: postern.wire.v1.Goaway
+	(*Open)(nil),      // 10: postern.wire.v1.Open
+	(*Dial)(nil),      // 11: postern.wire.v1.Dial
+	(*Result)(nil),    // 12: postern.wire.v1.Result
+	(*Identity)(nil),  // 13: postern.wire.v1.Identity
+	(*Binding)(nil),   // 14: postern.wire.v1.Binding
+	(*Detail)(nil),    // 15: postern.wire.v1.Detail
+	(*Limits)(nil),    // 16: postern.wire.v1.Limits
+}
+var file_wire_proto_depIdxs = []int32{
+	14, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
+	13, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
+	14, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
+	16, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
+	1,  // 4: postern.wire.v1.Reject.code:type_name -> postern.wire.v1.Code
+	14, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
+	1,  // 6: postern.wire.v1.Goaway.code:type_name -> postern.wire.v1.Code
+	15, // 7: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
+	13, // 8: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
+	15, // 9: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
+	1,  // 10: postern.wire.v1.Result.code:type_name -> postern.wire.v1.Code
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
+}
+
+func init() { file_wire_proto_init() }
+func file_wire_proto_init() {
+	if File_wire_proto != nil {
+		return
+	}
+	type x struct{}
+	out := protoimpl.TypeBuilder{
+		File: protoimpl.DescBuilder{
+			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
+			NumEnums:      3,
+			NumMessages:   14,
+			NumExtensions: 0,
+			NumServices:   0,
+		},
+		GoTypes:           file_wire_proto_goTypes,
+		DependencyIndexes: file_wire_proto_depIdxs,
+		EnumInfos:         file_wire_proto_enumTypes,
+		MessageInfos:      file_wire_proto_msgTypes,
+	}.Build()
+	File_wire_proto = out.File
+	file_wire_proto_goTypes = nil
+	file_wire_proto_depIdxs = nil
+}
