@@ -35,8 +35,8 @@
 //
 // Identity tokens are issued and verified by package mesh/identity; the
 // Cedar entity model, policy loading, validation and decisions live in
-// package policy; QUIC, TLS trust, framing and splicing in package
-// transport. The wire protocol is documented in internal/wire.
+// package policy; QUIC settings and TLS trust in package transport. The
+// wire protocol is documented in one proto3 file, internal/wire/wire.proto.
 //
 // # Where to start
 //

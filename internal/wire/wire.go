@@ -4,8 +4,11 @@
 // The protocol is documented in one file, wire.proto, beside this one: the
 // flow, the ordering rules, the frame layout, the limits, every code and
 // the version history. The message types (Hello, Welcome, Open, Dial,
-// Result, ...) are generated from it into wire.pb.go with protoc and
-// protoc-gen-go; see the go:generate line below. What this package adds by
+// Result, ...) are generated from it into wire.pb.go, which is committed;
+// after a change of wire.proto, go generate ./internal/wire rewrites it
+// (protoc from Debian's protobuf-compiler, protoc-gen-go as pinned by
+// go.mod's tool directive), and a test fails until it has. What this
+// package adds by
 // hand is small: the 5-byte frame header with its size cap, the semantic
 // checks a protobuf decoder does not make (required fields, names, caps on
 // strings and repeated fields), short Go names for the codes, and pooled

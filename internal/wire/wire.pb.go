@@ -42,7 +42,7 @@
 //
 //  1. The first bidirectional stream a client opens is the control stream,
 //     and its first frame is a Hello. The relay answers with exactly one
-//     Welcome or one Reject. After a Reject the relay closes the
+//     Welcome or one Reject. After that Reject the relay closes the
 //     connection; its CONNECTION_CLOSE carries the same code (see Code).
 //  2. After the Welcome the control stream stays open for the session's
 //     life. The client may send Refresh (answered by Refreshed or Reject,
@@ -79,14 +79,20 @@
 // binary) of the message that the type names: FRAME_TYPE_OPEN carries an
 // Open, and so on. A frame of an unknown type is a protocol error.
 //
-// To read a captured frame, strip the 5-byte header and decode the
-// payload without the schema:
+// A captured payload decodes without the schema, as protobuf does:
+//
+//   protoc --decode_raw < payload.bin
+//
+// From a whole frame, strip the 5-byte header first:
 //
 //   tail -c +6 frame.bin | protoc --decode_raw
 //
-// or with it, naming the message the type byte says:
+// or decode with the schema, naming the message that the type byte says
+// (run where wire.proto is, or pass -I):
 //
 //   tail -c +6 frame.bin | protoc --decode=postern.wire.v1.Open wire.proto
+//
+// testdata/v1 beside this file holds a frame of every type.
 //
 // # Limits
 //
@@ -104,7 +110,8 @@
 //  - Setup reads have deadlines: a relay waits at most 10 s (default) for
 //    the control stream and its Hello, 15 s (default) for an Open and
 //    again for the connector's Result; a connector waits 10 s for a Dial.
-//    A peer that misses one is closed with CODE_TIMEOUT.
+//    The relay answers a missed deadline with CODE_TIMEOUT, in a Reject
+//    or a Result.
 //
 // A frame that breaks a limit, misses a required field or cannot be
 // decoded is malformed: the relay answers it with CODE_PROTOCOL (or
