@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/binding"
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/mesh"
@@ -272,7 +273,7 @@ func TestTokenFileVanishes(t *testing.T) {
 	defer client.Close()
 	err = client.Connect(context.Background())
 	var ee *binding.EnvError
-	if !errors.Is(err, mesh.ErrUnauthenticated) || !errors.As(err, &ee) || ee.Var != binding.EnvTokenFile {
+	if !errors.Is(err, postern.ErrUnauthenticated) || !errors.As(err, &ee) || ee.Var != binding.EnvTokenFile {
 		t.Fatalf("connect with the token file gone: %v", err)
 	}
 }

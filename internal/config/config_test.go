@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/postern/postern/mesh"
+	"github.com/postern/postern"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/policy"
 	"github.com/postern/postern/transport"
@@ -121,7 +121,7 @@ func TestLoadRelay(t *testing.T) {
 	if r.Limits.StreamsPerAgent != 64 || r.Limits.HandshakeTimeout != 5*time.Second || r.Limits.OpenTimeout != 90*time.Second {
 		t.Errorf("limits %+v", r.Limits)
 	}
-	want := mesh.Binding{Name: "db", Kind: "postgres", Environment: "staging", Labels: []string{"pii"}}
+	want := postern.Binding{Name: "db", Kind: "postgres", Environment: "staging", Labels: []string{"pii"}}
 	if len(r.Bindings) != 1 || r.Bindings[0].Name != want.Name || r.Bindings[0].Kind != want.Kind || !r.Bindings[0].HasLabel("pii") {
 		t.Errorf("bindings %+v", r.Bindings)
 	}

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/wire"
-	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/transport"
@@ -194,7 +194,7 @@ func (d *doc) service(field string, s ServiceFile, seen map[string]bool) connect
 	}
 	seen[s.Name] = true
 	if svc.Kind == "" {
-		svc.Kind = mesh.KindTCP
+		svc.Kind = postern.KindTCP
 	}
 	if !validKind(svc.Kind) {
 		d.errorf(field+".kind", "want tcp, http or postgres, got %q", s.Kind)
@@ -205,7 +205,7 @@ func (d *doc) service(field string, s ServiceFile, seen map[string]bool) connect
 		d.errorf(field+".upstream", "want host:port, got %q", s.Upstream)
 	}
 	if p := s.Postgres; p != nil {
-		if svc.Kind != mesh.KindPostgres {
+		if svc.Kind != postern.KindPostgres {
 			d.errorf(field+".postgres", "only for kind postgres (this service is %s)", svc.Kind)
 		}
 		if p.User == "" {
@@ -225,7 +225,7 @@ func (d *doc) service(field string, s ServiceFile, seen map[string]bool) connect
 		}
 	}
 	if h := s.HTTP; h != nil {
-		if svc.Kind != mesh.KindHTTP {
+		if svc.Kind != postern.KindHTTP {
 			d.errorf(field+".http", "only for kind http (this service is %s)", svc.Kind)
 		}
 		svc.HTTP = &connector.HTTP{TLS: h.TLS, ServerName: h.ServerName, RootCAFile: d.path(h.RootCAFile), Host: h.Host}
