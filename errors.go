@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-
 )
 
 // Sentinel errors. Every error the client returns for a refused session or
