@@ -201,7 +201,7 @@ func TestRelayErrors(t *testing.T) {
 		{"missing keys", "tokens:\n  audience: postern\npolicy: {dir: policies}\n", []string{"relay.yaml:1:1: tokens.jwks_file: required"}},
 		{"missing policy dir", "tokens: {audience: postern, jwks_file: jwks.json}\n", []string{"relay.yaml:1:1: policy.dir: required"}},
 		{"wrong type int", base + "limits:\n  streams_per_agent: many\n", []string{"relay.yaml:4:22: limits.streams_per_agent: want a whole number, got \"many\""}},
-		{"wrong type duration", base + "drain_timeout: 10\n", []string{"relay.yaml:3:16: drain_timeout: want a duration such as 10s", `got "10"`}},
+		{"wrong type duration", base + "drain_timeout: 10\n", []string{"relay.yaml:3:16: drain_timeout: want a duration such as 10s or 1m30s, got the number 10"}},
 		{"bad duration", base + "limits: {open_timeout: soon}\n", []string{"relay.yaml:3:", "limits.open_timeout: want a duration"}},
 		{"wrong type list", base + "bindings: db\n", []string{"relay.yaml:3:11: bindings: want a list"}},
 		{"wrong type mapping", "tokens: postern\npolicy: {dir: policies}\n", []string{"relay.yaml:1:9: tokens: want a mapping"}},
