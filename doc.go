@@ -35,8 +35,24 @@
 //
 // Identity tokens are issued and verified by package mesh/identity; the
 // Cedar entity model, policy loading, validation and decisions live in
-// package policy; QUIC settings and TLS trust in package transport. The
-// wire protocol is documented in one proto3 file, internal/wire/wire.proto.
+// package policy; the QUIC settings and TLS trust that a user configures in
+// package transport. The wire protocol is one protobuf schema,
+// internal/wire/wire.proto, whose comments are its documentation.
+//
+// # The shared vocabulary
+//
+// This package holds the words that agents, the relay and the connector
+// share, so that neither server side depends on the agent client nor the
+// client on a server: a [Binding] (a private service by name, with its
+// kind, environment and labels), the binding kinds [KindTCP], [KindHTTP]
+// and [KindPostgres], a verified [Identity], and the errors an agent
+// branches on. A refused session or open is an [*Error] that names the
+// binding and matches one sentinel with errors.Is:
+//
+//	if errors.Is(err, postern.ErrDenied) {
+//		var e *postern.Error
+//		errors.As(err, &e) // e.Policies names the policies that decided
+//	}
 //
 // # Where to start
 //
@@ -47,7 +63,7 @@
 // Agent code needs two lines (see package binding):
 //
 //	db, err := binding.Open("staging-db") // POSTERN_RELAY, POSTERN_TOKEN, ...
-//	rows, err := db.DB().QueryContext(ctx, "select ...")
+//	rows, err := db.SQL().QueryContext(ctx, "select ...")
 //
 // The postern command (cmd/postern) runs a relay, a connector, mints keys
 // and tokens, and checks policies before they are deployed.

@@ -27,9 +27,9 @@
 // Asking for a handle of the wrong kind is a [*KindError]
 // ("binding: staging-api is an http binding, not postgres"). A binding
 // that is not in the catalog is opened anyway, so that the relay says why:
-// the error matches [mesh.ErrDenied] and names the deciding policies, or
-// matches [mesh.ErrUnknownBinding]. [Binding.Kind] reads the catalog
-// alone. Every refused open is a [*mesh.Error]; test it with errors.Is.
+// the error matches [postern.ErrDenied] and names the deciding policies, or
+// matches [postern.ErrUnknownBinding]. [Binding.Kind] reads the catalog
+// alone. Every refused open is a [*postern.Error]; test it with errors.Is.
 //
 // # Credentials
 //
@@ -39,7 +39,7 @@
 // agent the logged-in session; the user and password pgx sends are
 // placeholders that never reach the database. A login the database
 // refuses fails the agent's connect with an error matching
-// [mesh.ErrUpstream], which names no secret. Runtime parameters in the
+// [postern.ErrUpstream], which names no secret. Runtime parameters in the
 // agent's startup message (application_name, search_path) are not
 // applied; use SET. The session's application_name is
 // "postern:<agent>", so that pg_stat_activity shows which agent a session
@@ -55,8 +55,8 @@
 //	defer db.Close()
 //	sqlDB, _ := db.SQL()
 //	rows, err := sqlDB.QueryContext(ctx, "select id, name from items")
-//	var me *mesh.Error
-//	if errors.As(err, &me) && errors.Is(err, mesh.ErrDenied) {
+//	var me *postern.Error
+//	if errors.As(err, &me) && errors.Is(err, postern.ErrDenied) {
 //		log.Printf("denied by %v", me.Policies)
 //	}
 //

@@ -8,6 +8,7 @@ import (
 	"log"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/binding"
 	"github.com/postern/postern/mesh"
 )
@@ -51,13 +52,13 @@ func ExampleOpen_denied() {
 	defer db.Close()
 	sqlDB, _ := db.SQL()
 	err = sqlDB.PingContext(context.Background())
-	var me *mesh.Error
+	var me *postern.Error
 	switch {
-	case errors.Is(err, mesh.ErrDenied) && errors.As(err, &me):
+	case errors.Is(err, postern.ErrDenied) && errors.As(err, &me):
 		fmt.Println("denied by policy", me.Policies)
-	case errors.Is(err, mesh.ErrUnknownBinding):
+	case errors.Is(err, postern.ErrUnknownBinding):
 		fmt.Println("no binding prod-finance for this agent")
-	case errors.Is(err, mesh.ErrUpstream):
+	case errors.Is(err, postern.ErrUpstream):
 		fmt.Println("the database refused the connector:", err)
 	}
 }
@@ -141,7 +142,7 @@ func ExampleOpenWith() {
 }
 
 func ExampleKindError() {
-	err := &binding.KindError{Binding: "staging-api", Kind: mesh.KindHTTP, Want: mesh.KindPostgres}
+	err := &binding.KindError{Binding: "staging-api", Kind: postern.KindHTTP, Want: postern.KindPostgres}
 	fmt.Println(err)
 	fmt.Println(errors.Is(err, binding.ErrWrongKind))
 	// Output:

@@ -20,12 +20,14 @@
 //
 // # Errors
 //
-// A refused session or open is an [*Error] naming the binding, and matches
-// one sentinel with errors.Is: [ErrUnauthenticated] (Error.Reason says
-// which token check failed), [ErrDenied] (Error.Policies names the
-// deciding policies), [ErrUnknownBinding], [ErrNoConnector],
-// [ErrUpstream], [ErrTimeout], [ErrLimitExceeded], [ErrProtocol],
-// [ErrUnavailable], [ErrClosed] (which wraps net.ErrClosed).
+// A refused session or open is a [*postern.Error] naming the binding. It
+// matches one of the sentinels of package postern with errors.Is:
+// [postern.ErrUnauthenticated] (Error.Reason says which token check
+// failed), [postern.ErrDenied] (Error.Policies names the deciding
+// policies), [postern.ErrUnknownBinding], [postern.ErrNoConnector],
+// [postern.ErrUpstream], [postern.ErrTimeout], [postern.ErrLimitExceeded],
+// [postern.ErrProtocol], [postern.ErrUnavailable] and [postern.ErrClosed]
+// (which wraps net.ErrClosed).
 //
 // # Usage
 //
@@ -37,7 +39,7 @@
 //	if err != nil { ... }
 //	defer client.Close()
 //	conn, err := client.Dial(ctx, "tcp", "staging-db")
-//	if errors.Is(err, mesh.ErrDenied) { ... } // err names the policy
+//	if errors.Is(err, postern.ErrDenied) { ... } // err names the policy
 //
 // Typed handles (*sql.DB, *http.Client) over a Client are in package
 // binding. The relay and the connector are libraries too, in mesh/relay

@@ -25,7 +25,7 @@
 //		Token:  token, // role connector, services: [staging-db]
 //		Pin:    "sha256:4f1c...",
 //		Services: []connector.Service{{
-//			Name: "staging-db", Kind: mesh.KindPostgres,
+//			Name: "staging-db", Kind: postern.KindPostgres,
 //			Upstream: "10.0.3.7:5432", Environment: "staging",
 //		}},
 //	})
