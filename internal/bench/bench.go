@@ -55,10 +55,10 @@ var allPhases = []string{phaseBulk, phaseRTT, phaseOpen, phasePG, phaseHTTP}
 
 func parseFlags(args []string, usage io.Writer) (*options, error) {
 	o := &options{args: args}
-	fs := flag.NewFlagSet("postern bench", flag.ContinueOnError)
+	fs := flag.NewFlagSet("postern-bench", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	fs.Usage = func() {
-		fmt.Fprint(usage, `Usage: postern bench [flags]
+		fmt.Fprint(usage, `Usage: postern-bench [flags]
 
 Measures, side by side in one run on loopback, each endpoint in its own
 process: direct TCP to the upstream, a bare QUIC relay built from quic-go
@@ -185,13 +185,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 		stderr.Write(usage.Bytes())
-		fmt.Fprintln(stderr, "postern bench:", err)
+		fmt.Fprintln(stderr, "postern-bench:", err)
 		return 2
 	}
 	r := &runner{o: o, out: stdout, log: stderr, skipped: map[string]string{}, accs: map[phaseKey]*acc{}}
 	err = r.run()
 	if err != nil {
-		fmt.Fprintln(stderr, "postern bench:", err)
+		fmt.Fprintln(stderr, "postern-bench:", err)
 		return 1
 	}
 	if len(r.errors) > 0 {

@@ -77,18 +77,18 @@ type reply struct {
 func runChild(name string, stdin io.Reader, stdout, stderr io.Writer) int {
 	start, ok := roles[name]
 	if !ok {
-		fmt.Fprintf(stderr, "postern bench: unknown role %q\n", name)
+		fmt.Fprintf(stderr, "postern-bench: unknown role %q\n", name)
 		return 2
 	}
 	in := bufio.NewReader(stdin)
 	cfg, err := in.ReadBytes('\n')
 	if err != nil {
-		fmt.Fprintf(stderr, "postern bench: %s: reading configuration: %v\n", name, err)
+		fmt.Fprintf(stderr, "postern-bench: %s: reading configuration: %v\n", name, err)
 		return 2
 	}
 	ready, stop, err := start(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "postern bench: %s: %v\n", name, err)
+		fmt.Fprintf(stderr, "postern-bench: %s: %v\n", name, err)
 		return 1
 	}
 	out := json.NewEncoder(stdout)

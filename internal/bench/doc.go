@@ -4,9 +4,10 @@
 //
 // # Overview
 //
-// The driver (the process that runs [Main]) is the agent. It starts the
-// other endpoints by re-executing its own binary in a hidden role (see
-// [RunRole]): an upstream server, a bare QUIC relay and its connector,
+// The instrument is its own binary, cmd/postern-bench; the postern
+// binary carries none of it. The driver (the process that runs [Main])
+// is the agent. It starts the other endpoints by re-executing its own
+// binary in a hidden role (see [RunRole]): an upstream server, a bare QUIC relay and its connector,
 // a Postern relay and connector, and, when ssh and sshd are installed,
 // an sshd of its own with ssh -L in front of it. It measures four paths
 // to the same upstream:
@@ -37,9 +38,9 @@
 //
 // # Usage
 //
-//	go run ./cmd/postern bench -quick            # under a minute
-//	go run ./cmd/postern bench -json bench.json  # the full run
-//	go run ./cmd/postern bench -phases none -scale 1000,10000
+//	go run ./cmd/postern-bench -quick            # under a minute
+//	go run ./cmd/postern-bench -json bench.json  # the full run
+//	go run ./cmd/postern-bench -phases none -scale 1000,10000
 //
 // It prints a Markdown table with each path's value and the ratios to
 // direct and to the bare relay; -json writes the same and the raw

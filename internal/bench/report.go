@@ -522,9 +522,9 @@ func updateDoc(path string, text []byte) error {
 
 // commandLine is the command that ran, as a person would type it.
 func commandLine(args []string) string {
-	prog := "go run ./cmd/postern bench"
-	if filepath.Base(os.Args[0]) == "postern" {
-		prog = "postern bench"
+	prog := "go run ./cmd/postern-bench"
+	if filepath.Base(os.Args[0]) == "postern-bench" {
+		prog = "postern-bench"
 	}
 	return strings.TrimSpace(prog + " " + strings.Join(args, " "))
 }
