@@ -50,7 +50,7 @@ func tcpPath(name, addr string, procs []*proc) *path {
 }
 
 func barePath(addr string, procs []*proc) (*path, error) {
-	conn, err := dialBare(context.Background(), addr, alpnBareAgent)
+	conn, err := dialBare(context.Background(), addr, alpnBareAgent, &agentTransport)
 	if err != nil {
 		return nil, fmt.Errorf("bare relay: %w", err)
 	}
