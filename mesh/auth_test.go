@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/quicnet"
+
 	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern/internal/meshtest"
@@ -193,7 +195,7 @@ func TestHandshakeDeadline(t *testing.T) {
 		openStream bool
 	}{{"no stream", false}, {"stream but no hello", true}} {
 		t.Run(tt.name, func(t *testing.T) {
-			conn, err := transport.Dial(ctx(t), m.Addr(), tlsConf, nil)
+			conn, err := quicnet.Dial(ctx(t), m.Addr(), tlsConf, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

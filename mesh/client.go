@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern/postern/internal/quicnet"
+
 	sess "github.com/postern/postern/internal/session"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/transport"
@@ -377,7 +379,7 @@ func (s *session) alive() bool { return s.Alive() }
 
 // lost reports whether err means the whole session is gone.
 func (s *session) lost(err error) bool {
-	return transport.IsConnClosed(err) || s.Conn.Context().Err() != nil
+	return quicnet.IsConnClosed(err) || s.Conn.Context().Err() != nil
 }
 
 // open opens a binding stream. Unless early, it sends the Open and waits
@@ -390,20 +392,20 @@ func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, 
 		}
 		return nil, err
 	}
-	conn := &Conn{Conn: transport.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name}
+	conn := &Conn{Conn: quicnet.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name}
 	conn.openFrame = wire.AppendFrame(nil, &wire.Open{Binding: name})
 	conn.pending.Store(true)
 	if early {
 		return conn, nil
 	}
 	if _, err := conn.flushOpen(nil); err != nil {
-		conn.Abort(transport.StreamClosed)
+		conn.Abort(quicnet.StreamClosed)
 		return nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.c.cfg.OpenTimeout)
 	defer cancel()
 	if err := conn.awaitResult(rctx); err != nil {
-		conn.Abort(transport.StreamClosed)
+		conn.Abort(quicnet.StreamClosed)
 		return nil, err
 	}
 	return conn, nil
@@ -413,7 +415,7 @@ func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, 
 // directions and whose CloseWrite is the half-close: the upstream reads
 // EOF and can still answer.
 type Conn struct {
-	*transport.Conn
+	*quicnet.Conn
 	binding string
 
 	// Until the relay's result has been read (pending), the first Write
@@ -485,7 +487,7 @@ func (c *Conn) CloseWrite() error {
 
 // refusal returns the relay's answer when err is the stream being refused.
 func (c *Conn) refusal(err error) error {
-	if code, ok := transport.StreamErrorCode(err); ok && code == transport.StreamRefused {
+	if code, ok := quicnet.StreamErrorCode(err); ok && code == quicnet.StreamRefused {
 		if rerr := c.awaitResult(context.Background()); rerr != nil {
 			return rerr
 		}
@@ -536,7 +538,7 @@ func (c *Conn) readResult(ctx context.Context) error {
 	}
 	var res wire.Result
 	if err := wire.ReadExpected(c.Conn, sess.MaxControlFrame, &res); err != nil {
-		if transport.IsConnClosed(err) {
+		if quicnet.IsConnClosed(err) {
 			return err // the caller decides whether to reconnect
 		}
 		return sessionErr(ctx, "open", c.binding, err)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/quicnet"
+
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh"
@@ -183,7 +185,7 @@ func TestOpenTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := transport.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, nil)
+	ln, err := quicnet.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

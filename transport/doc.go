@@ -1,34 +1,28 @@
-// Package transport is Postern's network layer: QUIC with safe defaults,
-// TLS trust by CA or certificate pin, the frame codec for control
-// messages, a net.Conn over a QUIC stream, and splicing with half-close.
-// It knows nothing of identity, policy or bindings.
+// Package transport holds what a user of Postern's libraries configures
+// about the network: the QUIC tuning of a relay, connector or agent
+// ([Config]), and how a client trusts a relay's certificate ([Trust]: a
+// CA pool, or the SHA-256 pin of a self-signed certificate made by
+// [SelfSigned]). It knows nothing of identity, policy or bindings; the
+// machinery that uses it (listening, dialing, streams as net.Conn,
+// splicing) is internal to Postern.
 //
 // # Overview
 //
-// [Listen] and [Dial] wrap quic-go with TLS 1.3, the ALPN "postern/1" and
-// defaults sized for a relay rather than for one client ([Config]: stream
-// limits, flow-control windows, keep-alive, idle timeout). A listener
-// derives its QUIC stateless-reset key from its certificate's private key,
-// so that clients of a relay that restarted learn at once that their old
-// connection is gone.
+// Every connection is QUIC with TLS 1.3 and the ALPN [ALPN]. A nil
+// *[Config] means defaults sized for a relay carrying many agents rather
+// than quic-go's, which suit one client: 1024 streams, 1 MiB stream and
+// 2 MiB connection windows that grow to 16 and 64 MiB, a keep-alive every
+// 15 s, a 60 s idle timeout.
 //
-// [Trust] says how a client trusts a relay: a CA pool, or the SHA-256 pin
-// of a self-signed certificate ([SelfSigned], [Pin]).
-//
-// [Conn] adapts a QUIC stream to net.Conn. quic-go's Stream.Close closes
-// only the send direction; Conn.Close closes both, and [Conn.CloseWrite]
-// is the half-close. [Splice] copies two half-closable connections into
-// each other, passing a clean end on as a half-close and an error on as a
-// reset; [StartSplice] lets the two directions start apart.
-//
-// Frames are a type byte, a 4-byte big-endian length and a payload;
-// [ReadFrame] refuses a frame longer than its cap before allocating.
+// A relay with a self-signed certificate is trusted by its pin: the
+// relay prints it, [Pin] computes it, [ParsePin] checks one a person
+// wrote, and [Trust.ClientTLS] builds the client's TLS configuration from
+// either a pin or a CA pool.
 //
 // # Usage
 //
-//	cert, _ := transport.SelfSigned("relay.example.com")
-//	ln, _ := transport.Listen(":7443", &tls.Config{Certificates: []tls.Certificate{cert}}, nil)
-//	// elsewhere, trusting the relay by its pin:
-//	tlsConf, _ := transport.Trust{Pin: transport.Pin(cert)}.ClientTLS("relay.example.com")
-//	conn, _ := transport.Dial(ctx, "relay.example.com:7443", tlsConf, nil)
+//	cert, err := transport.SelfSigned("relay.example.com")
+//	if err != nil { ... }
+//	pin := transport.Pin(cert) // give this to agents and connectors
+//	tlsConf, err := transport.Trust{Pin: pin}.ClientTLS("relay.example.com")
 package transport

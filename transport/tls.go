@@ -135,7 +135,3 @@ func (t Trust) ClientTLS(host string) (*tls.Config, error) {
 	}
 	return nil, errors.New("transport: no way to trust the relay: give a CA pool or a certificate pin")
 }
-
-func marshalPrivateKey(k any) ([]byte, error) {
-	return x509.MarshalPKCS8PrivateKey(k)
-}

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern/postern/internal/quicnet"
+
 	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern/internal/wire"
@@ -84,7 +86,7 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 	if tok == "" {
 		return nil, fmt.Errorf("%w: empty token", ErrTokenSource)
 	}
-	conn, err := transport.Dial(ctx, cfg.Addr, cfg.TLS, cfg.Transport)
+	conn, err := quicnet.Dial(ctx, cfg.Addr, cfg.TLS, cfg.Transport)
 	if err != nil {
 		return nil, err
 	}

@@ -8,8 +8,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/postern/postern/transport"
 )
 
@@ -783,19 +781,4 @@ func ReadExpected(r io.Reader, max int, m Message) error {
 		return fmt.Errorf("%s frame: %w", m.FrameType(), err)
 	}
 	return nil
-}
-
-// Refuse answers an Open (relay to agent) or a Dial (connector to relay)
-// with an error result, and discards whatever the peer sent after its
-// frame: none of it goes further. The receive side is stopped with
-// transport.StreamRefused, which a client maps to this answer when a write
-// fails; the result is written within 5 seconds, or the stream is reset.
-func Refuse(st *quic.Stream, res *Result) {
-	st.CancelRead(transport.StreamRefused)
-	st.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := WriteFrame(st, res); err != nil {
-		st.CancelWrite(transport.StreamRefused)
-		return
-	}
-	st.Close()
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/postern/postern/internal/quicnet"
+
 	"github.com/quic-go/quic-go"
 
 	sess "github.com/postern/postern/internal/session"
@@ -340,7 +342,7 @@ func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream) {
 	var dial wire.Dial
 	if err := wire.ReadExpected(st, 1<<20, &dial); err != nil {
 		c.log.Warn("connector: bad dial from relay", "err", err)
-		wire.Refuse(st, &wire.Result{Code: wire.CodeProtocol, Reason: "malformed_dial", Message: "connector could not read the dial"})
+		quicnet.Refuse(st, &wire.Result{Code: wire.CodeProtocol, Reason: "malformed_dial", Message: "connector could not read the dial"})
 		return
 	}
 	st.SetReadDeadline(time.Time{})
@@ -348,16 +350,16 @@ func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream) {
 	if svc == nil {
 		// Never dial what was not advertised, whatever the relay says.
 		c.log.Warn("connector: relay asked for a service this connector does not serve", "binding", dial.Binding, "subject", dial.Identity.Subject)
-		wire.Refuse(st, &wire.Result{Code: wire.CodeUnknownBinding, Reason: "not_served", Message: "this connector does not serve the binding"})
+		quicnet.Refuse(st, &wire.Result{Code: wire.CodeUnknownBinding, Reason: "not_served", Message: "this connector does not serve the binding"})
 		return
 	}
 	log := c.log.With("binding", svc.Name, "subject", dial.Identity.Subject, "session", dial.Session)
 	switch svc.Kind {
 	case mesh.KindPostgres:
-		c.servePostgres(st, transport.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, log)
+		c.servePostgres(st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, log)
 		return
 	case mesh.KindHTTP:
-		c.serveHTTP(st, transport.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, log)
+		c.serveHTTP(st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, log)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), svc.DialTimeout)
@@ -365,17 +367,17 @@ func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream) {
 	cancel()
 	if err != nil {
 		log.Warn("connector: upstream dial failed", "upstream", svc.Upstream, "err", err)
-		wire.Refuse(st, upstreamFailure(svc.Name, err))
+		quicnet.Refuse(st, upstreamFailure(svc.Name, err))
 		return
 	}
-	down := transport.NewConn(st, conn.LocalAddr(), conn.RemoteAddr())
+	down := quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr())
 	if err := wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK}); err != nil {
 		up.Close()
-		down.Abort(transport.StreamAborted)
+		down.Abort(quicnet.StreamAborted)
 		return
 	}
 	start := time.Now()
-	in, out, err := transport.Splice(down, up.(*net.TCPConn))
+	in, out, err := quicnet.Splice(down, up.(*net.TCPConn))
 	log.Debug("connector: stream closed", "bytes_up", in, "bytes_down", out, "duration", time.Since(start), "err", err)
 }
 

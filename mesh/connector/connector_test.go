@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/quicnet"
+
 	"go.uber.org/goleak"
 
 	"github.com/postern/postern/internal/meshtest"
@@ -30,7 +32,7 @@ func TestNeverDialsWhatItDidNotAdvertise(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := transport.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, nil)
+	ln, err := quicnet.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,10 +17,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postern/postern/internal/quicnet"
+
 	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern/internal/wire"
-	"github.com/postern/postern/transport"
 )
 
 // HTTP brokering. For an http service the connector serves each stream
@@ -45,17 +46,17 @@ const (
 )
 
 // serveHTTP serves one stream of an http service.
-func (c *Connector) serveHTTP(st *quic.Stream, down *transport.Conn, svc *Service, dial *wire.Dial, log *slog.Logger) {
+func (c *Connector) serveHTTP(st *quic.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, log *slog.Logger) {
 	tr, target, err := httpUpstream(svc)
 	if err != nil {
 		log.Error("connector: http upstream configuration", "err", err)
-		wire.Refuse(st, &wire.Result{Code: wire.CodeUpstream, Reason: "connector_config",
+		quicnet.Refuse(st, &wire.Result{Code: wire.CodeUpstream, Reason: "connector_config",
 			Message: "the connector could not set up its connection to the upstream of " + svc.Name})
 		return
 	}
 	defer tr.CloseIdleConnections()
 	if err := wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK}); err != nil {
-		down.Abort(transport.StreamAborted)
+		down.Abort(quicnet.StreamAborted)
 		return
 	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)

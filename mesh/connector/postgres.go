@@ -14,13 +14,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/internal/quicnet"
+
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern/internal/pgconnstr"
 	"github.com/postern/postern/internal/wire"
-	"github.com/postern/postern/transport"
 )
 
 // PostgreSQL brokering. For a postgres service the connector is a server
@@ -58,7 +59,7 @@ const (
 )
 
 // servePostgres serves one stream of a postgres service.
-func (c *Connector) servePostgres(st *quic.Stream, down *transport.Conn, svc *Service, dial *wire.Dial, log *slog.Logger) {
+func (c *Connector) servePostgres(st *quic.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), svc.DialTimeout)
 	hc, err := pgLogin(ctx, svc, dial.Identity.Subject)
 	cancel()
@@ -67,13 +68,13 @@ func (c *Connector) servePostgres(st *quic.Stream, down *transport.Conn, svc *Se
 		// The error names the upstream, user and database, never the
 		// password: pgconn does not print it, and Secret redacts itself.
 		log.Warn("connector: upstream login failed", "upstream", svc.Upstream, "reason", res.Reason, "err", err)
-		wire.Refuse(st, res)
+		quicnet.Refuse(st, res)
 		return
 	}
 	up := hc.Conn
 	if err := wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK}); err != nil {
 		pgTerminate(up)
-		down.Abort(transport.StreamAborted)
+		down.Abort(quicnet.StreamAborted)
 		return
 	}
 
@@ -111,11 +112,11 @@ func (c *Connector) servePostgres(st *quic.Stream, down *transport.Conn, svc *Se
 
 	if _, err := down.Write(pgWelcome(msg.(*pgproto3.StartupMessage), hc)); err != nil {
 		pgTerminate(up)
-		down.Abort(transport.StreamAborted)
+		down.Abort(quicnet.StreamAborted)
 		return
 	}
 	start := time.Now()
-	in, out, err := transport.Splice(down, halfConn(up))
+	in, out, err := quicnet.Splice(down, halfConn(up))
 	log.Debug("connector: postgres session closed", "pid", hc.PID, "bytes_up", in, "bytes_down", out, "duration", time.Since(start), "err", err)
 }
 
@@ -358,7 +359,7 @@ func pgTerminate(c net.Conn) {
 }
 
 // pgFatal sends the agent a FATAL error and closes the stream.
-func pgFatal(down *transport.Conn, code, msg string) {
+func pgFatal(down *quicnet.Conn, code, msg string) {
 	down.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	buf, _ := (&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg}).Encode(nil)
 	down.Write(buf)
@@ -383,8 +384,8 @@ func applicationName(subject string) string {
 // halfConn gives an upstream connection the half-close that Splice uses.
 // TCP and TLS connections have one; anything else closes fully, which
 // PostgreSQL, whose clients end with a Terminate message, does not mind.
-func halfConn(c net.Conn) transport.HalfConn {
-	if h, ok := c.(transport.HalfConn); ok {
+func halfConn(c net.Conn) quicnet.HalfConn {
+	if h, ok := c.(quicnet.HalfConn); ok {
 		return h
 	}
 	return closeWriteByClose{c}

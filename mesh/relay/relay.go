@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern/postern/internal/quicnet"
+
 	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern/internal/wire"
@@ -103,7 +105,7 @@ func (l *Limits) fill() {
 type Relay struct {
 	cfg    Config
 	limits Limits
-	ln     *transport.Listener
+	ln     *quicnet.Listener
 	log    *slog.Logger
 	audit  *slog.Logger
 	policy *policy.Engine
@@ -185,7 +187,7 @@ func Listen(cfg Config) (*Relay, error) {
 		// QUIC stream credit.
 		tc.MaxIncomingStreams = int64(limits.StreamsPerAgent) + 64
 	}
-	ln, err := transport.Listen(cfg.Addr, &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}, &tc)
+	ln, err := quicnet.Listen(cfg.Addr, &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}, &tc)
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}

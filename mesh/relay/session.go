@@ -11,13 +11,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern/postern/internal/quicnet"
+
 	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/policy"
-	"github.com/postern/postern/transport"
 )
 
 // session is what agent and connector sessions share: the connection, its
@@ -327,8 +328,8 @@ func (r *Relay) serveConnector(c *connectorSession, services []wire.Service) {
 			if err != nil {
 				return
 			}
-			st.CancelRead(transport.StreamRefused)
-			st.CancelWrite(transport.StreamRefused)
+			st.CancelRead(quicnet.StreamRefused)
+			st.CancelWrite(quicnet.StreamRefused)
 		}
 	}()
 	// A refreshed token must still grant every service advertised:

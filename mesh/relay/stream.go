@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/postern/postern/internal/quicnet"
+
 	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern/internal/wire"
@@ -32,11 +34,11 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			res = &wire.Result{Code: wire.CodeTimeout, Reason: "open_timeout", Message: "no open frame in time"}
 		case !errors.Is(err, wire.ErrMalformed):
-			st.CancelRead(transport.StreamRefused)
-			st.CancelWrite(transport.StreamRefused)
+			st.CancelRead(quicnet.StreamRefused)
+			st.CancelWrite(quicnet.StreamRefused)
 			return
 		}
-		wire.Refuse(st, res)
+		quicnet.Refuse(st, res)
 		return
 	}
 	st.SetReadDeadline(time.Time{})
@@ -58,7 +60,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 			attrs = append(attrs, slog.Any("policies", res.Policies))
 		}
 		emit(a.audit, slog.LevelWarn, EventOpenDeny, append(attrs, extra...)...)
-		wire.Refuse(st, res)
+		quicnet.Refuse(st, res)
 	}
 
 	if n > int64(r.limits.StreamsPerAgent) {
@@ -113,13 +115,13 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		return
 	}
 	attrs = append(attrs, slog.String("connector", cs.name()))
-	down := transport.NewConn(st, a.conn.LocalAddr(), a.conn.RemoteAddr())
+	down := quicnet.NewConn(st, a.conn.LocalAddr(), a.conn.RemoteAddr())
 
 	// Forward the agent's bytes at once: what it sent with the Open (a
 	// pipelined first request) reaches the connector while it dials the
 	// upstream. The connector reads it only once the upstream is there,
 	// and drops it if the dial fails.
-	sp := transport.StartSplice(down, up)
+	sp := quicnet.StartSplice(down, up)
 
 	up.SetReadDeadline(time.Now().Add(r.limits.OpenTimeout))
 	var cres wire.Result
@@ -137,16 +139,16 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		// connector's stream.
 		attrs = append(attrs, slog.String("decision", "allow"), slog.String("code", cres.Code.String()), slog.String("reason", cres.Reason))
 		emit(a.audit, slog.LevelWarn, EventOpenFail, attrs...)
-		wire.Refuse(st, &cres)
-		transport.Abort(up)
+		quicnet.Refuse(st, &cres)
+		quicnet.Abort(up)
 		sp.Wait()
 		return
 	}
 	emit(a.audit, slog.LevelInfo, EventOpenAllow, append(attrs, slog.String("decision", "allow"))...)
 	if err := wire.WriteFrame(down, &cres); err != nil {
 		down.CloseRead()
-		transport.Abort(down)
-		transport.Abort(up)
+		quicnet.Abort(down)
+		quicnet.Abort(up)
 		sp.Wait()
 		return
 	}
@@ -155,7 +157,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		slog.Int64("bytes_up", upBytes),
 		slog.Int64("bytes_down", downBytes),
 		slog.Int64("duration_ms", time.Since(start).Milliseconds()))
-	if err != nil && !transport.IsClosed(err) {
+	if err != nil && !quicnet.IsClosed(err) {
 		closeAttrs = append(closeAttrs, slog.String("error", err.Error()))
 	}
 	emit(a.audit, slog.LevelInfo, EventStreamClose, closeAttrs...)
@@ -164,7 +166,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 // dialConnector opens a stream to a connector serving rt and sends it the
 // Dial. It tries each live connector once, in round-robin order, while
 // the failure is the connector's connection and not the request.
-func (r *Relay) dialConnector(rt *route, a *agentSession, open *wire.Open, action string) (*transport.Conn, *connectorSession, *wire.Result) {
+func (r *Relay) dialConnector(rt *route, a *agentSession, open *wire.Open, action string) (*quicnet.Conn, *connectorSession, *wire.Result) {
 	dial := &wire.Dial{
 		Binding:  open.Binding,
 		Session:  a.id,
@@ -191,10 +193,10 @@ func (r *Relay) dialConnector(rt *route, a *agentSession, open *wire.Open, actio
 			continue
 		}
 		if err := wire.WriteFrame(st, dial); err != nil {
-			st.CancelRead(transport.StreamAborted)
-			st.CancelWrite(transport.StreamAborted)
+			st.CancelRead(quicnet.StreamAborted)
+			st.CancelWrite(quicnet.StreamAborted)
 			continue
 		}
-		return transport.NewConn(st, cs.conn.LocalAddr(), cs.conn.RemoteAddr()), cs, nil
+		return quicnet.NewConn(st, cs.conn.LocalAddr(), cs.conn.RemoteAddr()), cs, nil
 	}
 }

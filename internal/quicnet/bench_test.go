@@ -1,11 +1,11 @@
-package transport_test
+package quicnet_test
 
 import (
 	"io"
 	"sync"
 	"testing"
 
-	"github.com/postern/postern/transport"
+	"github.com/postern/postern/internal/quicnet"
 )
 
 // A relay splices two QUIC streams: the agent's and the connector's. These
@@ -14,13 +14,13 @@ import (
 //
 //	writer -> [stream 1] -> splice -> [stream 2] -> reader
 //
-// and compare transport.Splice with a plain io.Copy loop, and with one
+// and compare quicnet.Splice with a plain io.Copy loop, and with one
 // stream and no splice at all (the floor). QUIC's own cost (encryption,
 // packets, acknowledgements) dominates all three; what differs is the
 // relay's copying.
 
 // plainSplice is the naive relay: io.Copy each way, half-close at EOF.
-func plainSplice(a, b *transport.Conn) {
+func plainSplice(a, b *quicnet.Conn) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -37,16 +37,16 @@ func plainSplice(a, b *transport.Conn) {
 
 var spliceModes = []struct {
 	name   string
-	splice func(a, b *transport.Conn) // nil: one stream, no relay
+	splice func(a, b *quicnet.Conn) // nil: one stream, no relay
 }{
 	{"direct", nil},
-	{"splice", func(a, b *transport.Conn) { transport.Splice(a, b) }},
+	{"splice", func(a, b *quicnet.Conn) { quicnet.Splice(a, b) }},
 	{"plain-copy", plainSplice},
 }
 
 // path returns the two ends the benchmark talks through, and a function
 // that ends the relay (if any) and waits for it.
-func spliceChain(b *testing.B, splice func(a, b *transport.Conn)) (in, out *transport.Conn, wait func()) {
+func spliceChain(b *testing.B, splice func(a, b *quicnet.Conn)) (in, out *quicnet.Conn, wait func()) {
 	c1, s1 := pair(b)
 	if splice == nil {
 		return c1, s1, func() {}

@@ -1,48 +1,25 @@
-package transport
+package quicnet
 
 import (
 	"context"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/postern/postern/transport"
 )
 
-// ALPN is the application protocol Postern negotiates in TLS. A peer that
-// does not offer it fails the handshake.
-const ALPN = "postern/1"
-
-// Config tunes a QUIC endpoint. A nil *Config is valid and means every
-// default below. The defaults are chosen for a relay carrying many agents,
-// not quic-go's, which suit a single client.
-type Config struct {
-	// HandshakeTimeout bounds the QUIC and TLS handshake. Zero means 10s.
-	HandshakeTimeout time.Duration
-	// IdleTimeout closes a connection that has received nothing for this
-	// long. Zero means 60s. Keep-alives (below) keep healthy idle sessions
-	// open.
-	IdleTimeout time.Duration
-	// KeepAlive is how often an idle connection sends a keep-alive. Zero
-	// means 15s; negative disables keep-alives.
-	KeepAlive time.Duration
-	// MaxIncomingStreams is how many bidirectional streams the peer may
-	// have open at once. Zero means 1024 (quic-go's default is 100).
-	MaxIncomingStreams int64
-	// StreamWindow and MaxStreamWindow are the initial and largest
-	// per-stream receive windows. Zero means 1 MiB and 16 MiB.
-	StreamWindow, MaxStreamWindow uint64
-	// ConnWindow and MaxConnWindow are the initial and largest
-	// per-connection receive windows. Zero means 2 MiB and 64 MiB.
-	ConnWindow, MaxConnWindow uint64
-}
-
-func (c *Config) quic() *quic.Config {
-	var z Config
+// QUICConfig is the quic-go configuration that c stands for, with every
+// zero field at its documented default. A nil c means all defaults.
+func QUICConfig(c *transport.Config) *quic.Config {
+	var z transport.Config
 	if c == nil {
 		c = &z
 	}
@@ -84,17 +61,17 @@ type Listener struct {
 // certificate's private key, so that a relay restarted with the same
 // certificate tells clients of its previous life at once that their
 // connections are gone, instead of leaving them to time out.
-func Listen(addr string, tlsConf *tls.Config, cfg *Config) (*Listener, error) {
+func Listen(addr string, tlsConf *tls.Config, cfg *transport.Config) (*Listener, error) {
 	if tlsConf == nil || (len(tlsConf.Certificates) == 0 && tlsConf.GetCertificate == nil) {
-		return nil, errors.New("transport: listen: no TLS certificate")
+		return nil, errors.New("quicnet: listen: no TLS certificate")
 	}
 	uaddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("transport: listen: %w", err)
+		return nil, fmt.Errorf("quicnet: listen: %w", err)
 	}
 	udp, err := net.ListenUDP("udp", uaddr)
 	if err != nil {
-		return nil, fmt.Errorf("transport: listen: %w", err)
+		return nil, fmt.Errorf("quicnet: listen: %w", err)
 	}
 	tr := &quic.Transport{Conn: udp}
 	if len(tlsConf.Certificates) > 0 {
@@ -102,11 +79,11 @@ func Listen(addr string, tlsConf *tls.Config, cfg *Config) (*Listener, error) {
 			tr.StatelessResetKey = key
 		}
 	}
-	ln, err := tr.Listen(serverTLS(tlsConf), cfg.quic())
+	ln, err := tr.Listen(serverTLS(tlsConf), QUICConfig(cfg))
 	if err != nil {
 		tr.Close()
 		udp.Close()
-		return nil, fmt.Errorf("transport: listen: %w", err)
+		return nil, fmt.Errorf("quicnet: listen: %w", err)
 	}
 	return &Listener{udp: udp, tr: tr, ln: ln}, nil
 }
@@ -136,7 +113,7 @@ func (l *Listener) Close() error {
 // key: stable across restarts, secret, and unrelated to any other use of
 // the key.
 func resetKey(cert tls.Certificate) (*quic.StatelessResetKey, error) {
-	der, err := marshalPrivateKey(cert.PrivateKey)
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
 		return nil, err
 	}
@@ -152,23 +129,23 @@ func resetKey(cert tls.Certificate) (*quic.StatelessResetKey, error) {
 func serverTLS(c *tls.Config) *tls.Config {
 	c = c.Clone()
 	c.MinVersion = tls.VersionTLS13
-	c.NextProtos = []string{ALPN}
+	c.NextProtos = []string{transport.ALPN}
 	return c
 }
 
 // Dial connects to a QUIC listener at addr. tlsConf says how to trust the
 // server (see ClientTLS); Dial copies it and sets TLS 1.3 and ALPN. ctx
 // bounds the handshake.
-func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg *Config) (*quic.Conn, error) {
+func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg *transport.Config) (*quic.Conn, error) {
 	if tlsConf == nil {
-		return nil, errors.New("transport: dial: no TLS configuration (trust a CA or pin the relay's certificate)")
+		return nil, errors.New("quicnet: dial: no TLS configuration (trust a CA or pin the relay's certificate)")
 	}
 	c := tlsConf.Clone()
 	c.MinVersion = tls.VersionTLS13
-	c.NextProtos = []string{ALPN}
-	conn, err := quic.DialAddr(ctx, addr, c, cfg.quic())
+	c.NextProtos = []string{transport.ALPN}
+	conn, err := quic.DialAddr(ctx, addr, c, QUICConfig(cfg))
 	if err != nil {
-		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+		return nil, fmt.Errorf("quicnet: dial %s: %w", addr, err)
 	}
 	return conn, nil
 }

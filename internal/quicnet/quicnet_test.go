@@ -1,0 +1,240 @@
+package quicnet_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/postern/postern/internal/quicnet"
+	"github.com/postern/postern/transport"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func pair(tb testing.TB) (client, server *quicnet.Conn) {
+	tb.Helper()
+	cert, err := transport.SelfSigned("127.0.0.1")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := quicnet.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	tlsConf, err := transport.Trust{Pin: transport.Pin(cert)}.ClientTLS("127.0.0.1")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cc, err := quicnet.Dial(ctx, ln.Addr().String(), tlsConf, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cc.CloseWithError(0, "") })
+	sc, err := ln.Accept(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { sc.CloseWithError(0, "") })
+	cs, err := cc.OpenStream()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cs.Write([]byte{0}) // a stream exists for the peer once it carries a byte
+	ss, err := sc.AcceptStream(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(ss, b[:]); err != nil {
+		tb.Fatal(err)
+	}
+	return quicnet.NewConn(cs, cc.LocalAddr(), cc.RemoteAddr()), quicnet.NewConn(ss, sc.LocalAddr(), sc.RemoteAddr())
+}
+
+func TestConnHalfClose(t *testing.T) {
+	c, s := pair(t)
+	if _, err := c.Write([]byte("request")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(s)
+	if err != nil || string(got) != "request" {
+		t.Fatalf("server read %q, %v; want the request then EOF", got, err)
+	}
+	if _, err := s.Write([]byte("response")); err != nil {
+		t.Fatalf("answering after the peer's half-close: %v", err)
+	}
+	s.CloseWrite()
+	got, err = io.ReadAll(c)
+	if err != nil || string(got) != "response" {
+		t.Fatalf("client read %q, %v", got, err)
+	}
+	if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write after CloseWrite: %v, want net.ErrClosed", err)
+	}
+}
+
+func TestConnCloseBothWays(t *testing.T) {
+	c, s := pair(t)
+	if _, err := c.Write([]byte("last words")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	// Written data is delivered, then EOF: Close finishes the send side.
+	got, err := io.ReadAll(s)
+	if err != nil || string(got) != "last words" {
+		t.Fatalf("peer read %q, %v", got, err)
+	}
+	// The receive side is closed too: the peer's writes fail.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := s.Write([]byte("anyone there?"))
+		if err != nil {
+			if code, ok := quicnet.StreamErrorCode(err); !ok || code != quicnet.StreamClosed {
+				t.Fatalf("peer write error %v, want a stop-sending with StreamClosed", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("peer could still write after Close")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read after Close: %v, want net.ErrClosed", err)
+	}
+}
+
+func TestConnCloseDuringBlockedWrite(t *testing.T) {
+	c, _ := pair(t) // the server never reads: the client's writes block on flow control
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Write(make([]byte, 64<<20))
+		errc <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("blocked write ended with %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not unblock a blocked Write")
+	}
+}
+
+func TestConnDeadline(t *testing.T) {
+	c, _ := pair(t)
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	_, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past the deadline: %v, want a timeout", err)
+	}
+}
+
+func TestSplice(t *testing.T) {
+	// agent <-> [a | relay | b] <-> upstream, all QUIC streams.
+	agent, a := pair(t)
+	b, upstream := pair(t)
+	type result struct {
+		ab, ba int64
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ab, ba, err := quicnet.Splice(a, b)
+		done <- result{ab, ba, err}
+	}()
+	go func() {
+		io.Copy(upstream, upstream) // echo until EOF, then half-close
+		upstream.CloseWrite()
+	}()
+	msg := bytes.Repeat([]byte("postern"), 100000)
+	go func() {
+		agent.Write(msg)
+		agent.CloseWrite()
+	}()
+	got, err := io.ReadAll(agent)
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("echo through the splice: %d bytes, %v", len(got), err)
+	}
+	r := <-done
+	if r.err != nil || r.ab != int64(len(msg)) || r.ba != int64(len(msg)) {
+		t.Fatalf("Splice = %d, %d, %v", r.ab, r.ba, r.err)
+	}
+}
+
+func TestSpliceAbortPropagates(t *testing.T) {
+	agent, a := pair(t)
+	b, upstream := pair(t)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := quicnet.Splice(a, b)
+		done <- err
+	}()
+	upstream.Abort(quicnet.StreamAborted) // the upstream side fails
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Splice reported a clean end for an aborted stream")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Splice did not end after one side was reset")
+	}
+	// The agent sees an error, not a clean EOF.
+	_, err := io.ReadAll(agent)
+	if err == nil {
+		t.Fatal("the agent read a clean EOF after the upstream was reset")
+	}
+}
+
+// TestSplicerAnswerReadableAfterFailure: when the copy into b fails before
+// Finish (b's peer stopped reading, as a connector refusing a dial does),
+// what b's peer answered can still be read from b: a relay must learn why
+// its connector refused, even while the agent is still sending.
+func TestSplicerAnswerReadableAfterFailure(t *testing.T) {
+	agent, a := pair(t)
+	b, connector := pair(t)
+	sp := quicnet.StartSplice(a, b)
+	connector.CloseRead()
+	if _, err := connector.Write([]byte("refused")); err != nil {
+		t.Fatal(err)
+	}
+	connector.CloseWrite()
+	sent := make(chan error, 1)
+	go func() {
+		_, err := agent.Write(make([]byte, 8<<20)) // more than any window: the copy into b must fail
+		sent <- err
+	}()
+	sp.Wait()
+	got, err := io.ReadAll(b)
+	if err != nil || string(got) != "refused" {
+		t.Fatalf("reading b's answer after the copy into b failed: %q, %v", got, err)
+	}
+	if _, _, err := sp.Finish(); err == nil {
+		t.Fatal("Finish reported a clean end after the copy into b failed")
+	}
+	if err := <-sent; err == nil {
+		t.Fatal("the agent's write succeeded although the splice failed")
+	}
+}
