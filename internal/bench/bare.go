@@ -11,6 +11,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/postern/postern/internal/quicnet"
 	"github.com/postern/postern/transport"
 )
 
@@ -32,45 +33,13 @@ const (
 // Transport in its own Config: mesh/relay turns its keep-alives off
 // (clients keep sessions alive) and allows the per-agent stream limit and
 // some room; mesh/connector allows 16384 incoming streams (every agent's
-// open is one); mesh.Client takes transport's defaults.
+// open is one); mesh.Client takes transport's defaults. quicnet.QUICConfig
+// turns each into the quic.Config Postern's endpoint runs.
 var (
 	relayTransport     = transport.Config{KeepAlive: -1, MaxIncomingStreams: 1024 + 64}
 	connectorTransport = transport.Config{MaxIncomingStreams: 16384}
 	agentTransport     = transport.Config{}
 )
-
-// quicConfig is the quic.Config transport derives from c, for the bare
-// endpoints. It mirrors the unexported (*transport.Config).quic until
-// that is exported.
-func quicConfig(c *transport.Config) *quic.Config {
-	var z transport.Config
-	if c == nil {
-		c = &z
-	}
-	q := &quic.Config{
-		HandshakeIdleTimeout:           or(c.HandshakeTimeout, 10*time.Second) / 2,
-		MaxIdleTimeout:                 or(c.IdleTimeout, 60*time.Second),
-		KeepAlivePeriod:                or(c.KeepAlive, 15*time.Second),
-		MaxIncomingStreams:             or(c.MaxIncomingStreams, 1024),
-		MaxIncomingUniStreams:          -1,
-		InitialStreamReceiveWindow:     or(c.StreamWindow, 1<<20),
-		MaxStreamReceiveWindow:         or(c.MaxStreamWindow, 16<<20),
-		InitialConnectionReceiveWindow: or(c.ConnWindow, 2<<20),
-		MaxConnectionReceiveWindow:     or(c.MaxConnWindow, 64<<20),
-	}
-	if c.KeepAlive < 0 {
-		q.KeepAlivePeriod = 0
-	}
-	return q
-}
-
-func or[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
 
 type bareRelayReady struct {
 	Addr string `json:"addr"`
@@ -82,7 +51,7 @@ func startBareRelay([]byte) (any, func(), error) {
 		return nil, nil, err
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{alpnBareAgent, alpnBareConnector}, MinVersion: tls.VersionTLS13}
-	ln, err := quic.ListenAddr("127.0.0.1:0", tc, quicConfig(&relayTransport))
+	ln, err := quic.ListenAddr("127.0.0.1:0", tc, quicnet.QUICConfig(&relayTransport))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -183,7 +152,7 @@ func startBareConnector(b []byte) (any, func(), error) {
 func dialBare(ctx context.Context, addr, alpn string, tc *transport.Config) (*quic.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return quic.DialAddr(ctx, addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}, MinVersion: tls.VersionTLS13}, quicConfig(tc))
+	return quic.DialAddr(ctx, addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}, MinVersion: tls.VersionTLS13}, quicnet.QUICConfig(tc))
 }
 
 // halfConn is one end of a pipe.
