@@ -411,7 +411,8 @@ func (r *runner) startConnector(name string, info relayReady, svcs []service) (*
 // phaseKey names one test on one path.
 type phaseKey struct{ phase, path string }
 
-// acc accumulates one test on one path over the rounds.
+// acc accumulates one test on one path over the rounds: the pooled
+// results, and each round's own in runs, for the spread.
 type acc struct {
 	mbps  []float64
 	secs  float64
@@ -421,41 +422,79 @@ type acc struct {
 	cpu   map[string]time.Duration
 	err   string
 	load  *loadResult
+	runs  []*acc
 }
+
+func newAcc() *acc { return &acc{cpu: map[string]time.Duration{}} }
 
 func (r *runner) acc(phase, path string) *acc {
 	k := phaseKey{phase, path}
 	a := r.accs[k]
 	if a == nil {
-		a = &acc{cpu: map[string]time.Duration{}}
+		a = newAcc()
 		r.accs[k] = a
 		r.order = append(r.order, k)
 	}
 	return a
 }
 
+// add pools one round's results into a.
+func (a *acc) add(rn *acc) {
+	a.mbps = append(a.mbps, rn.mbps...)
+	a.secs += rn.secs
+	a.bytes += rn.bytes
+	a.ops += rn.ops
+	a.lat = append(a.lat, rn.lat...)
+	for name, d := range rn.cpu {
+		a.cpu[name] += d
+	}
+	if rn.load != nil {
+		a.load = rn.load
+	}
+	a.runs = append(a.runs, rn)
+}
+
+// round returns round i's results alone (as the pooled ones are read),
+// or nil.
+func (a *acc) round(i int) *acc {
+	if a == nil || i >= len(a.runs) {
+		return nil
+	}
+	rn := a.runs[i]
+	rn.err = a.err
+	return rn
+}
+
 // measure runs f on p, accounting the CPU of p's processes to the test.
-func (r *runner) measure(phase string, p *path, f func(a *acc) error) {
+func (r *runner) measure(phase string, p *path, f func(a *acc, m *meter) error) {
 	r.measureOn(phase, p.name, p.procs, f)
 }
 
-// measureOn runs f as the test phase on path, accounting the CPU of procs
-// to it.
-func (r *runner) measureOn(phase, path string, procs []*proc, f func(a *acc) error) {
-	a := r.acc(phase, path)
-	if a.err != "" {
+// measureOn runs f as one round of the test phase on path. f records its
+// results in a and has m sample the CPU of procs around exactly the
+// operations it measures; if it does not, m samples around all of f.
+func (r *runner) measureOn(phase, path string, procs []*proc, f func(a *acc, m *meter) error) {
+	pooled := r.acc(phase, path)
+	if pooled.err != "" {
 		return // failed in an earlier round
 	}
+	rn := newAcc()
+	m := newMeter(procs)
 	s0 := sampleCPU(procs)
-	err := f(a)
-	for name, d := range s0.since(procs) {
-		a.cpu[name] += d
+	err := f(rn, m)
+	if m.used == nil {
+		m.used = s0.since(procs)
+	}
+	for name, d := range m.used {
+		rn.cpu[name] += d
 	}
 	if err != nil {
-		a.err = err.Error()
+		pooled.err = err.Error()
 		r.errors = append(r.errors, fmt.Sprintf("%s on %s: %v", phase, path, err))
 		r.logf("%-12s %-10s FAILED: %v", phase, path, err)
+		return
 	}
+	pooled.add(rn)
 }
 
 // bulkPhases are the throughput tests, in order.
@@ -481,10 +520,10 @@ func (r *runner) round(ctx context.Context, round int) {
 		total := int64(r.o.bulkMiB) << 20
 		for _, b := range bulkPhases {
 			for _, p := range r.paths {
-				r.measure(b.name, p, func(a *acc) error {
+				r.measure(b.name, p, func(a *acc, m *meter) error {
 					tctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 					defer cancel()
-					d, err := bulk(tctx, p, b.streams, total, b.down)
+					d, err := bulk(tctx, p, b.streams, total, b.down, m)
 					if err != nil {
 						return err
 					}
@@ -502,9 +541,9 @@ func (r *runner) round(ctx context.Context, round int) {
 	}
 	if r.has(phaseRTT) {
 		for _, p := range r.paths {
-			r.measure("rtt-1k", p, func(a *acc) error {
+			r.measure("rtt-1k", p, func(a *acc, m *meter) error {
 				t0 := time.Now()
-				lat, err := rtt(ctx, p, 1024, max(100, r.o.rttN/20), r.o.rttN)
+				lat, err := rtt(ctx, p, 1024, max(100, r.o.rttN/20), r.o.rttN, m)
 				if err != nil {
 					return err
 				}
@@ -524,9 +563,9 @@ func (r *runner) round(ctx context.Context, round int) {
 	}
 	if r.has(phaseOpen) {
 		for _, p := range r.paths {
-			r.measure("open", p, func(a *acc) error {
+			r.measure("open", p, func(a *acc, m *meter) error {
 				t0 := time.Now()
-				lat, err := opens(ctx, p, 20, r.o.opensN)
+				lat, err := opens(ctx, p, 20, r.o.opensN, m)
 				if err != nil {
 					return err
 				}

@@ -2,8 +2,11 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,6 +75,79 @@ func TestQuickRun(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "| postern ÷ bare |") {
 		t.Errorf("no table with the ratio to the bare relay:\n%s", stdout.String())
+	}
+}
+
+// echoPath is a path to an in-process echo server that corrupts the
+// answer to request number corrupt (from 0; -1 for none) and burns burn
+// of CPU on each of the first busy requests.
+func echoPath(t *testing.T, size, corrupt, busy int, burn time.Duration) *path {
+	t.Helper()
+	dial := func(context.Context) (benchConn, error) {
+		c, s := net.Pipe()
+		go func() {
+			defer s.Close()
+			var op [1]byte
+			if _, err := io.ReadFull(s, op[:]); err != nil {
+				return
+			}
+			buf := make([]byte, size)
+			for i := 0; ; i++ {
+				if _, err := io.ReadFull(s, buf); err != nil {
+					return
+				}
+				if i < busy {
+					for t0 := time.Now(); time.Since(t0) < burn; {
+					}
+				}
+				if i == corrupt {
+					buf[size/2] ^= 1
+				}
+				if _, err := s.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+		return c, nil
+	}
+	return &path{name: "echo", procs: []*proc{self()}, dial: dial, open: dial, close: func() {}}
+}
+
+func TestRTTChecksEveryEcho(t *testing.T) {
+	tests := []struct {
+		name    string
+		corrupt int
+		fails   bool
+	}{
+		{"intact", -1, false},
+		{"during the warm-up", 3, true},
+		{"first measured", 10, true},
+		{"in the middle", 17, true},
+		{"last", 29, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lat, err := rtt(context.Background(), echoPath(t, 1024, tt.corrupt, 0, 0), 1024, 10, 20, nil)
+			if (err != nil) != tt.fails {
+				t.Fatalf("err = %v, want failure %v", err, tt.fails)
+			}
+			if err == nil && len(lat) != 20 {
+				t.Errorf("%d latencies, want 20", len(lat))
+			}
+		})
+	}
+}
+
+// TestMeterSkipsWarmUp: CPU spent on the warm-up round trips is not the
+// measured round trips'.
+func TestMeterSkipsWarmUp(t *testing.T) {
+	p := echoPath(t, 1024, -1, 10, 30*time.Millisecond) // 300 ms of CPU in the warm-up
+	m := newMeter(p.procs)
+	if _, err := rtt(context.Background(), p, 1024, 10, 20, m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.used["agent"]; got >= 150*time.Millisecond {
+		t.Errorf("the measured round trips used %v of CPU: the warm-up's was counted", got)
 	}
 }
 

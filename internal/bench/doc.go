@@ -23,10 +23,12 @@
 //
 // On each: bulk throughput on one stream and on 8, both directions, every
 // byte checked by SHA-256; 1 KiB request/response round trips on a warm
-// connection; opening a new connection and getting the first byte back
-// (Postern opens with DialEarly, so the open rides with the first bytes);
-// and the CPU each process used, from the kernel's accounting
-// (/proc/<pid>/stat). Over bindings, direct against Postern: PostgreSQL
+// connection, every echo checked against its request; opening a new
+// connection and getting the first byte back (Postern opens with
+// DialEarly, so the open rides with the first bytes); and the CPU each
+// process used, from the kernel's accounting (/proc/<pid>/stat), sampled
+// right before and right after the measured operations, so that neither
+// warm-up nor setup counts. Over bindings, direct against Postern: PostgreSQL
 // SELECT 1 latency and a TPC-B-like transaction rate with 8 clients
 // against one server (internal/pgtest), and small HTTP GETs. The tests
 // run in interleaved rounds so that what is compared was measured close

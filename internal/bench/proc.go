@@ -285,3 +285,30 @@ func (s0 cpuSample) since(ps []*proc) map[string]time.Duration {
 	}
 	return d
 }
+
+// A meter samples the CPU of a path's processes right before and right
+// after the operations a test measures, so that neither the warm-up nor
+// the dials before the clock starts count. A nil *meter measures nothing.
+type meter struct {
+	procs   []*proc
+	s0      cpuSample
+	used    map[string]time.Duration
+	started bool
+}
+
+func newMeter(procs []*proc) *meter { return &meter{procs: procs} }
+
+func (m *meter) start() {
+	if m == nil {
+		return
+	}
+	m.s0 = sampleCPU(m.procs)
+	m.started = true
+}
+
+func (m *meter) stop() {
+	if m == nil || !m.started || m.used != nil {
+		return
+	}
+	m.used = m.s0.since(m.procs)
+}
