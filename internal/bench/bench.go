@@ -83,7 +83,7 @@ Flags:
 	fs.StringVar(&o.sshCipher, "ssh-cipher", "", "ssh -c cipher for the ssh path (default: ssh's own choice)")
 	fs.StringVar(&o.audit, "audit", "file", "Postern relay audit trail: file (JSON lines in the work directory) or discard (JSON handler to io.Discard)")
 	fs.IntVar(&o.policies, "policies", 0, "extra Cedar policies loaded in the Postern relay (that decide nothing for the bench agent)")
-	fs.StringVar(&o.profileDir, "cpuprofile", "", "write CPU profiles to this `dir`: the relays, connectors and agent during the first round's bulk and 1 KiB RTT tests, and the relay while the scale test idles and opens")
+	fs.StringVar(&o.profileDir, "cpuprofile", "", "write CPU profiles to this `dir`: the relays, connectors, tunnel endpoints and agents during an extra, unmeasured round of the bulk and 1 KiB RTT tests, and the relay while the scale test idles and opens")
 	scaleList := fs.String("scale", "", "comma-separated idle session counts (e.g. 1000,10000): run the scale test")
 	rateList := fs.String("scale-rate", "5000", "comma-separated opens per second offered in the scale test, each an open-loop run")
 	fs.Float64Var(&o.scaleSecs, "scale-seconds", 0, "seconds of each open-rate run in the scale test (default 10, quick 3)")
@@ -260,6 +260,9 @@ func (r *runner) run() (err error) {
 			return err
 		}
 		ctx := context.Background()
+		if r.o.profileDir != "" {
+			r.profileRound(ctx)
+		}
 		for round := 1; round <= r.o.rounds; round++ {
 			if r.o.rounds > 1 {
 				r.logf("round %d of %d", round, r.o.rounds)
@@ -512,10 +515,6 @@ var bulkPhases = []struct {
 // round runs every byte-moving test once on every path, path after path
 // within each test, so that what is compared was measured close in time.
 func (r *runner) round(ctx context.Context, round int) {
-	profiling := r.o.profileDir != "" && round == 1 && (r.has(phaseBulk) || r.has(phaseRTT))
-	if profiling {
-		r.startProfiles()
-	}
 	if r.has(phaseBulk) {
 		total := int64(r.o.bulkMiB) << 20
 		for _, b := range bulkPhases {
@@ -558,10 +557,7 @@ func (r *runner) round(ctx context.Context, round int) {
 			})
 		}
 	}
-	if profiling {
-		r.stopProfiles()
-	}
-	if r.has(phaseOpen) {
+	if r.has(phaseOpen) && round > 0 {
 		for _, p := range r.paths {
 			r.measure("open", p, func(a *acc, m *meter) error {
 				t0 := time.Now()
@@ -580,17 +576,35 @@ func (r *runner) round(ctx context.Context, round int) {
 			})
 		}
 	}
-	if !r.o.verbose {
+	if !r.o.verbose && round > 0 {
 		r.logf("round %d done (%s)", round, time.Since(r.started).Round(time.Second))
 	}
 }
 
-// profiled are the processes profiled with -cpuprofile, by path and name.
+// profileRound is round 0: with -cpuprofile, the bulk and 1 KiB tests run
+// once before the measured rounds with every bench process of every path
+// profiled, and their numbers are dropped. No measured round runs a
+// profiler, on any path.
+func (r *runner) profileRound(ctx context.Context) {
+	if !r.has(phaseBulk) && !r.has(phaseRTT) {
+		return
+	}
+	r.logf("profiling round (not measured)")
+	accs, order := r.accs, r.order
+	r.accs, r.order = map[phaseKey]*acc{}, nil
+	r.startProfiles()
+	r.round(ctx, 0)
+	r.stopProfiles()
+	r.accs, r.order = accs, order
+}
+
+// profiled are the processes profiled with -cpuprofile: every bench
+// child on a path but the upstreams (sshd and ssh are not Go programs).
 func (r *runner) profiled() []*proc {
 	var ps []*proc
 	for _, p := range r.paths {
 		for _, pr := range p.procs {
-			if pr.stdin != nil && (pr.name == "relay" || pr.name == "connector") {
+			if pr.stdin != nil && pr.name != "upstream" && !slices.Contains(ps, pr) {
 				ps = append(ps, pr)
 			}
 		}
@@ -638,5 +652,5 @@ func (r *runner) stopProfiles() {
 		r.selfProfile.Close()
 		r.selfProfile = nil
 	}
-	r.logf("CPU profiles (bulk and 1 KiB RTT, round 1) in %s", r.o.profileDir)
+	r.logf("CPU profiles (bulk and 1 KiB RTT, the profiling round) in %s", r.o.profileDir)
 }

@@ -151,6 +151,40 @@ func TestMeterSkipsWarmUp(t *testing.T) {
 	}
 }
 
+// TestProfileRound: -cpuprofile profiles every bench process of every
+// path in a round of its own, whose numbers are not the measured ones.
+func TestProfileRound(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "bench.json")
+	var stdout, stderr bytes.Buffer
+	code := Main([]string{"-quick", "-paths", "direct,bare-quic", "-phases", "bulk,rtt", "-bytes", "1", "-rtt", "100",
+		"-cpuprofile", filepath.Join(dir, "prof"), "-json", out}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	for _, f := range []string{"agent.pprof", "bare-quic-relay.pprof", "bare-quic-connector.pprof"} {
+		if fi, err := os.Stat(filepath.Join(dir, "prof", f)); err != nil || fi.Size() == 0 {
+			t.Errorf("profile %s: %v", f, err)
+		}
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Tests {
+		if strings.HasPrefix(r.Test, "bulk-") && r.Bytes != 1<<20 {
+			t.Errorf("%s on %s counts %d bytes, want one measured round's %d", r.Test, r.Path, r.Bytes, 1<<20)
+		}
+		if r.Test == "rtt-1k" && r.Ops != 100 {
+			t.Errorf("rtt-1k on %s counts %d round trips, want one measured round's 100", r.Path, r.Ops)
+		}
+	}
+}
+
 // TestScaleRun holds a few idle sessions and opens bindings at a low
 // rate.
 func TestScaleRun(t *testing.T) {

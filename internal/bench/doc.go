@@ -46,8 +46,11 @@
 //
 // It prints a Markdown table with each path's value and the ratios to
 // direct and to the bare relay; -json writes the same and the raw
-// results; -cpuprofile DIR profiles the relays, the connectors and the
-// agent during the first round's bulk and round-trip tests.
+// results. -cpuprofile DIR runs one extra round of the bulk and 1 KiB
+// tests before the measured rounds, with every Go process of every path
+// profiled (the relays, connectors and agent; ssh and sshd are not Go)
+// and its numbers dropped: no measured round runs a profiler, on any
+// path. It also profiles the relay while the scale test idles and opens.
 //
 // # Children
 //
