@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 func TestQuickRun(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "bench.json")
 	var stdout, stderr bytes.Buffer
-	code := Main([]string{"-quick", "-paths", "direct,bare-quic,postern", "-phases", "bulk,rtt,open",
+	code := Main([]string{"-quick", "-rounds", "2", "-paths", "direct,bare-quic,postern", "-phases", "bulk,rtt,open",
 		"-bytes", "1", "-rtt", "200", "-opens", "30", "-json", out}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
@@ -64,17 +64,79 @@ func TestQuickRun(t *testing.T) {
 		if _, ok := m.VsBare[pathPostern]; !ok {
 			t.Errorf("metric %s has no ratio of postern to the bare relay", m.Key)
 		}
+		if s := m.VsBareSpread[pathPostern]; s == nil || s.Rounds != 2 {
+			t.Errorf("metric %s: spread of postern ÷ bare over the rounds: %+v", m.Key, s)
+		}
 	}
 	for k := range want {
 		t.Errorf("no metric %s", k)
 	}
+	for _, m := range rep.Metrics {
+		for p := range m.Values {
+			checkSpread(t, m.Key+" on "+p, m.Spread[p], 2)
+		}
+		if strings.HasPrefix(m.Key, "cpu-") {
+			// A round's CPU, in 10 ms ticks, may be 0 at these sizes:
+			// no ratio can be formed in that round.
+			continue
+		}
+		for p := range m.VsDirect {
+			checkSpread(t, m.Key+" ÷ direct on "+p, m.VsDirectSpread[p], 2)
+		}
+	}
 	for _, r := range rep.Tests {
-		if strings.HasPrefix(r.Test, "bulk-") && r.Bytes != 1<<20 {
-			t.Errorf("%s on %s moved %d bytes, want %d", r.Test, r.Path, r.Bytes, 1<<20)
+		if strings.HasPrefix(r.Test, "bulk-") && r.Bytes != 2<<20 {
+			t.Errorf("%s on %s moved %d bytes in 2 rounds, want %d", r.Test, r.Path, r.Bytes, 2<<20)
 		}
 	}
 	if !strings.Contains(stdout.String(), "| postern ÷ bare |") {
 		t.Errorf("no table with the ratio to the bare relay:\n%s", stdout.String())
+	}
+}
+
+// checkSpread checks that a spread over rounds is there and in order.
+func checkSpread(t *testing.T, what string, s *spread, rounds int) {
+	t.Helper()
+	if s == nil {
+		t.Errorf("%s: no spread", what)
+		return
+	}
+	if s.Rounds != rounds || !(s.Min <= s.Median && s.Median <= s.Max) {
+		t.Errorf("%s: spread %+v, want %d rounds and min <= median <= max", what, s, rounds)
+	}
+}
+
+// TestSpread covers what the runs cannot: a spread of several rounds in
+// order, and ratios formed round by round.
+func TestSpread(t *testing.T) {
+	tests := []struct {
+		name string
+		v    []float64
+		want *spread
+	}{
+		{"none", nil, nil},
+		{"one", []float64{3}, &spread{3, 3, 3, 1}},
+		{"odd, unsorted", []float64{5, 1, 3}, &spread{1, 3, 5, 3}},
+		{"even", []float64{4, 1, 2, 10}, &spread{1, 3, 10, 4}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := spreadOf(tt.v)
+			if (got == nil) != (tt.want == nil) || got != nil && *got != *tt.want {
+				t.Errorf("spreadOf(%v) = %+v, want %+v", tt.v, got, tt.want)
+			}
+		})
+	}
+	// Round by round, postern is twice direct though the rounds differ
+	// fivefold: the ratio's spread is none at all.
+	values := map[string]float64{pathDirect: 30, pathPostern: 60}
+	perRound := map[string][]float64{pathDirect: {10, 50}, pathPostern: {20, 100}}
+	r, sp := ratios(values, perRound, pathDirect, nil)
+	if r[pathPostern] != 2 || sp[pathPostern] == nil || *sp[pathPostern] != (spread{2, 2, 2, 2}) {
+		t.Errorf("ratios: %v, spread %+v", r, sp[pathPostern])
+	}
+	if _, ok := r[pathDirect]; ok {
+		t.Errorf("ratio of direct to itself: %v", r)
 	}
 }
 

@@ -30,9 +30,14 @@
 // right before and right after the measured operations, so that neither
 // warm-up nor setup counts. Over bindings, direct against Postern: PostgreSQL
 // SELECT 1 latency and a TPC-B-like transaction rate with 8 clients
-// against one server (internal/pgtest), and small HTTP GETs. The tests
-// run in interleaved rounds so that what is compared was measured close
-// in time; throughput is the median of the rounds, latencies are pooled.
+// against one server (internal/pgtest), and small HTTP GETs.
+//
+// The tests run in interleaved rounds so that what is compared was
+// measured close in time; throughput is the median of the rounds,
+// latencies are pooled. Every metric also has its spread over the
+// rounds, the minimum, median and maximum of its value computed in each
+// round alone, and so has every ratio, formed round by round: a ratio
+// whose spread straddles 1 is noise.
 //
 // A scale test (-scale) holds thousands of idle agent sessions open
 // against one relay process, reports its resident memory per session,
@@ -44,9 +49,9 @@
 //	go run ./cmd/postern-bench -json bench.json  # the full run
 //	go run ./cmd/postern-bench -phases none -scale 1000,10000
 //
-// It prints a Markdown table with each path's value and the ratios to
-// direct and to the bare relay; -json writes the same and the raw
-// results. -cpuprofile DIR runs one extra round of the bulk and 1 KiB
+// It prints a Markdown table with each path's value, its spread and the
+// ratios to direct and to the bare relay; -json writes the same and the
+// raw results. -cpuprofile DIR runs one extra round of the bulk and 1 KiB
 // tests before the measured rounds, with every Go process of every path
 // profiled (the relays, connectors and agent; ssh and sshd are not Go)
 // and its numbers dropped: no measured round runs a profiler, on any
