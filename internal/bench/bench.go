@@ -8,11 +8,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -41,7 +45,7 @@ type options struct {
 	args       []string
 }
 
-var allPaths = []string{pathDirect, pathBare, pathPostern, pathSSH}
+var allPaths = []string{pathDirect, pathBare, pathPostern, pathSSH, pathWireGuard}
 
 const (
 	phaseBulk = "bulk"
@@ -60,12 +64,14 @@ func parseFlags(args []string, usage io.Writer) (*options, error) {
 	fs.Usage = func() {
 		fmt.Fprint(usage, `Usage: postern-bench [flags]
 
-Measures, side by side in one run on loopback, each endpoint in its own
-process: direct TCP to the upstream, a bare QUIC relay built from quic-go
-alone, Postern (agent -> relay -> connector -> upstream, with tokens,
-policy and audit on), and ssh -L through a temporary sshd (when ssh and
-sshd are installed). Prints a Markdown table with ratios to direct and to
-the bare relay.
+Measures, side by side in one run, each endpoint in its own process:
+direct TCP to the upstream, a bare QUIC relay built from quic-go alone,
+Postern (agent -> relay -> connector -> upstream, with tokens, policy and
+audit on), ssh -L through a temporary sshd (when ssh and sshd are
+installed), and a wireguard-go tunnel between two network namespaces of
+its own (as root, with /dev/net/tun). Prints a Markdown table with each
+value's spread over the rounds and ratios to direct, to the bare relay
+and to WireGuard.
 
 Flags:
 `)
@@ -189,6 +195,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	r := &runner{o: o, out: stdout, log: stderr, skipped: map[string]string{}, accs: map[phaseKey]*acc{}}
+	stop := r.cleanupOnSignal()
+	defer stop()
 	err = r.run()
 	if err != nil {
 		fmt.Fprintln(stderr, "postern-bench:", err)
@@ -208,17 +216,22 @@ type runner struct {
 	started   time.Time
 	loadStart string
 
-	upstream  *proc
-	up        upstreamReady
-	paths     []*path
-	skipped   map[string]string
-	stops     []func()
-	keys      *meshKeys
-	relayInfo relayReady
-	relay     *proc // Postern's
-	pg        *pgServer
-	pgErr     error
-	pgInfo    string
+	upstream *proc
+	up       upstreamReady
+	paths    []*path
+	skipped  map[string]string
+	// interrupted is set on a signal: the children are going, and what
+	// fails from then on is not a measurement's failure.
+	interrupted atomic.Bool
+	stopMu      sync.Mutex
+	stops       []func()
+	cleanOnce   sync.Once
+	keys        *meshKeys
+	relayInfo   relayReady
+	relay       *proc // Postern's
+	pg          *pgServer
+	pgErr       error
+	pgInfo      string
 
 	accs     map[phaseKey]*acc
 	order    []phaseKey
@@ -227,6 +240,59 @@ type runner struct {
 	scale    *scaleReport
 
 	selfProfile *os.File // the agent's CPU profile, while one is taken
+}
+
+// onStop adds f to what cleanup does, first the last added.
+func (r *runner) onStop(f func()) {
+	r.stopMu.Lock()
+	defer r.stopMu.Unlock()
+	r.stops = append(r.stops, f)
+}
+
+// cleanup stops every child, removes the namespaces and the work
+// directory, once: when the run ends, however it ends, or on a signal.
+func (r *runner) cleanup() {
+	r.cleanOnce.Do(func() {
+		r.stopMu.Lock()
+		stops := r.stops
+		r.stops = nil
+		r.stopMu.Unlock()
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+		if r.dir == "" {
+			return
+		}
+		if r.o.keep {
+			r.logf("work directory kept: %s", r.dir)
+		} else {
+			os.RemoveAll(r.dir)
+		}
+	})
+}
+
+// cleanupOnSignal runs cleanup and exits on SIGINT or SIGTERM, until
+// the returned function is called. Ctrl-C reaches the children through
+// the process group; the namespaces and the work directory need the
+// driver.
+func (r *runner) cleanupOnSignal() (stop func()) {
+	sig := make(chan os.Signal, 1)
+	done := make(chan struct{})
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-sig:
+			r.interrupted.Store(true)
+			r.logf("postern-bench: %v: cleaning up", s)
+			r.cleanup()
+			os.Exit(130)
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(sig)
+		close(done)
+	}
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -240,16 +306,7 @@ func (r *runner) run() (err error) {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for i := len(r.stops) - 1; i >= 0; i-- {
-			r.stops[i]()
-		}
-		if r.o.keep {
-			r.logf("work directory kept: %s", r.dir)
-		} else {
-			os.RemoveAll(r.dir)
-		}
-	}()
+	defer r.cleanup()
 	if r.o.profileDir != "" {
 		if err := os.MkdirAll(r.o.profileDir, 0o755); err != nil {
 			return err
@@ -307,7 +364,7 @@ func (r *runner) setup() error {
 		return err
 	}
 	r.upstream = up
-	r.stops = append(r.stops, up.stop)
+	r.onStop(up.stop)
 	r.postgres()
 	me := self()
 	for _, name := range r.o.paths {
@@ -334,8 +391,23 @@ func (r *runner) setup() error {
 				r.logf("ssh -L: skipped: %v", err)
 				continue
 			}
-			r.stops = append(r.stops, t.stop)
+			r.onStop(t.stop)
 			p = tcpPath(pathSSH, t.addr, []*proc{me, t.ssh, t.sshd, up})
+		case pathWireGuard:
+			if why := wireguardMissing(); why != "" {
+				r.skipped[pathWireGuard] = why
+				r.logf("wireguard: skipped: %s", why)
+				continue
+			}
+			wp, err := r.setupWireGuard()
+			if err != nil {
+				// Root with a TUN device, but no namespaces here (a
+				// container without CAP_SYS_ADMIN, say).
+				r.skipped[pathWireGuard] = "could not set up the namespaces and wireguard-go: " + err.Error()
+				r.logf("wireguard: skipped: %v", err)
+				continue
+			}
+			p = wp
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -351,13 +423,13 @@ func (r *runner) setupBare(me *proc) (*path, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.stops = append(r.stops, relay.stop)
+	r.onStop(relay.stop)
 	relay.name = "relay"
 	conn, err := startChild(r.dir, "bare-connector", "bare-connector", bareConnectorConfig{Relay: br.Addr, Upstream: r.up.Addr}, &struct{}{})
 	if err != nil {
 		return nil, err
 	}
-	r.stops = append(r.stops, conn.stop)
+	r.onStop(conn.stop)
 	conn.name = "connector"
 	return barePath(br.Addr, []*proc{me, relay, conn, r.upstream})
 }
@@ -396,7 +468,7 @@ func (r *runner) startRelay(name string) (*proc, relayReady, error) {
 	if err != nil {
 		return nil, info, err
 	}
-	r.stops = append(r.stops, p.stop)
+	r.onStop(p.stop)
 	p.name = "relay"
 	return p, info, nil
 }
@@ -406,7 +478,7 @@ func (r *runner) startConnector(name string, info relayReady, svcs []service) (*
 	if err != nil {
 		return nil, err
 	}
-	r.stops = append(r.stops, p.stop)
+	r.onStop(p.stop)
 	p.name = "connector"
 	return p, nil
 }
@@ -491,6 +563,9 @@ func (r *runner) measureOn(phase, path string, procs []*proc, f func(a *acc, m *
 	for name, d := range m.used {
 		rn.cpu[name] += d
 	}
+	if r.interrupted.Load() {
+		select {} // cleanupOnSignal exits
+	}
 	if err != nil {
 		pooled.err = err.Error()
 		r.errors = append(r.errors, fmt.Sprintf("%s on %s: %v", phase, path, err))
@@ -522,13 +597,13 @@ func (r *runner) round(ctx context.Context, round int) {
 				r.measure(b.name, p, func(a *acc, m *meter) error {
 					tctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 					defer cancel()
-					d, err := bulk(tctx, p, b.streams, total, b.down, m)
+					out, err := runTest(tctx, p, testSpec{Test: testBulk, Streams: b.streams, Total: total, Down: b.down}, m)
 					if err != nil {
 						return err
 					}
-					mbps := float64(total) / d.Seconds() / 1e6
+					mbps := float64(total) / out.Elapsed.Seconds() / 1e6
 					a.mbps = append(a.mbps, mbps)
-					a.secs += d.Seconds()
+					a.secs += out.Elapsed.Seconds()
 					a.bytes += total
 					if r.o.verbose {
 						r.logf("%-12s %-10s %8.1f MB/s", b.name, p.name, mbps)
@@ -542,15 +617,15 @@ func (r *runner) round(ctx context.Context, round int) {
 		for _, p := range r.paths {
 			r.measure("rtt-1k", p, func(a *acc, m *meter) error {
 				t0 := time.Now()
-				lat, err := rtt(ctx, p, 1024, max(100, r.o.rttN/20), r.o.rttN, m)
+				out, err := runTest(ctx, p, testSpec{Test: testRTT, Size: 1024, Warm: max(100, r.o.rttN/20), N: r.o.rttN}, m)
 				if err != nil {
 					return err
 				}
 				a.secs += time.Since(t0).Seconds()
-				a.ops += len(lat)
-				a.lat = append(a.lat, lat...)
+				a.ops += len(out.Lat)
+				a.lat = append(a.lat, out.Lat...)
 				if r.o.verbose {
-					s := lat.summary()
+					s := out.Lat.summary()
 					r.logf("%-12s %-10s p50 %6.0f us  p99 %6.0f us  p99.9 %6.0f us", "rtt-1k", p.name, s.P50, s.P99, s.P999)
 				}
 				return nil
@@ -561,15 +636,15 @@ func (r *runner) round(ctx context.Context, round int) {
 		for _, p := range r.paths {
 			r.measure("open", p, func(a *acc, m *meter) error {
 				t0 := time.Now()
-				lat, err := opens(ctx, p, 20, r.o.opensN, m)
+				out, err := runTest(ctx, p, testSpec{Test: testOpen, Warm: 20, N: r.o.opensN}, m)
 				if err != nil {
 					return err
 				}
 				a.secs += time.Since(t0).Seconds()
-				a.ops += len(lat)
-				a.lat = append(a.lat, lat...)
+				a.ops += len(out.Lat)
+				a.lat = append(a.lat, out.Lat...)
 				if r.o.verbose {
-					s := lat.summary()
+					s := out.Lat.summary()
 					r.logf("%-12s %-10s p50 %6.0f us  p99 %6.0f us", "open", p.name, s.P50, s.P99)
 				}
 				return nil

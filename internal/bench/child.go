@@ -46,6 +46,8 @@ var roles = map[string]role{
 	"relay":          startRelay,
 	"connector":      startConnector,
 	"agents":         startAgents,
+	"measure-agent":  startAgent,
+	"wireguard":      startWireGuard,
 }
 
 // Commands a child obeys, one per stdin line after the configuration.
@@ -68,6 +70,10 @@ type childStats struct {
 
 // statsHook lets a role add its own numbers to the stats answer.
 var statsHook func() any
+
+// commandHook lets a role obey commands of its own: it answers cmd (with
+// arg, the rest of the line) and true, or false for a command not its.
+var commandHook func(cmd, arg string) (any, bool)
 
 type reply struct {
 	OK    bool   `json:"ok"`
@@ -143,6 +149,12 @@ func runChild(name string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 			out.Encode(st)
 		default:
+			if commandHook != nil {
+				if answer, ok := commandHook(cmd, arg); ok {
+					out.Encode(answer)
+					continue
+				}
+			}
 			out.Encode(reply{Error: "unknown command " + cmd})
 		}
 	}

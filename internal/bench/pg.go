@@ -70,7 +70,7 @@ func (r *runner) startPostgres() (*pgServer, error) {
 		}
 		return nil, err
 	}
-	r.stops = append(r.stops, func() { srv.Stop() })
+	r.onStop(func() { srv.Stop() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	pg := &pgServer{srv: srv, password: fmt.Sprintf("bench-%x", rand.Uint64())}

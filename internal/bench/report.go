@@ -179,9 +179,9 @@ func (r *runner) report() *Report {
 
 // cpuRoles are the CPU rows: a process of each path plays each.
 var cpuRoles = []struct{ row, title string }{
-	{"agent", "agent (this process)"},
-	{"relay", "relay (ssh: ssh client)"},
-	{"connector", "connector (ssh: sshd)"},
+	{"agent", "agent (this process; wireguard: the measuring child)"},
+	{"relay", "relay (ssh: ssh client; wireguard: the agent's wireguard-go)"},
+	{"connector", "connector (ssh: sshd; wireguard: the upstream's wireguard-go)"},
 	{"upstream", "upstream"},
 }
 
@@ -295,7 +295,7 @@ func (r *runner) metricDefs() []metricDef {
 		})
 	}
 	for _, role := range []string{"relay", "total"} {
-		title := "CPU per 1 KiB round trip, relay (ssh: ssh client)"
+		title := "CPU per 1 KiB round trip, relay (ssh: ssh client; wireguard: the agent's wireguard-go)"
 		if role == "total" {
 			title = "CPU per 1 KiB round trip, all processes"
 		}
@@ -453,6 +453,8 @@ func (r *runner) printTable(w io.Writer, rep *Report) {
 		{pathPostern, pathBare, "postern ÷ bare"},
 		{pathBare, pathDirect, "bare ÷ direct"},
 		{pathSSH, pathDirect, "ssh ÷ direct"},
+		{pathWireGuard, pathDirect, "wireguard ÷ direct"},
+		{pathPostern, pathWireGuard, "postern ÷ wireguard"},
 	} {
 		if slices.Contains(paths, c.path) && slices.Contains(paths, c.vs) {
 			ratioCols = append(ratioCols, c)
