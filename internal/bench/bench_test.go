@@ -28,6 +28,7 @@ func TestMain(m *testing.M) {
 // that the instrument measured everything it should, every byte
 // verified. It asserts nothing about the numbers.
 func TestQuickRun(t *testing.T) {
+	t.Parallel() // a run of processes of its own
 	out := filepath.Join(t.TempDir(), "bench.json")
 	var stdout, stderr bytes.Buffer
 	code := Main([]string{"-quick", "-rounds", "2", "-paths", "direct,bare-quic,postern", "-phases", "bulk,rtt,open",
@@ -216,6 +217,7 @@ func TestMeterSkipsWarmUp(t *testing.T) {
 // TestProfileRound: -cpuprofile profiles every bench process of every
 // path in a round of its own, whose numbers are not the measured ones.
 func TestProfileRound(t *testing.T) {
+	t.Parallel() // a run of processes of its own
 	dir := t.TempDir()
 	out := filepath.Join(dir, "bench.json")
 	var stdout, stderr bytes.Buffer
@@ -250,6 +252,7 @@ func TestProfileRound(t *testing.T) {
 // TestScaleRun holds a few idle sessions and opens bindings at a low
 // rate.
 func TestScaleRun(t *testing.T) {
+	t.Parallel() // a run of processes of its own
 	out := filepath.Join(t.TempDir(), "bench.json")
 	var stdout, stderr bytes.Buffer
 	code := Main([]string{"-quick", "-phases", "none", "-scale", "20", "-scale-per-proc", "10", "-scale-rate", "200", "-scale-seconds", "0.5", "-json", out}, &stdout, &stderr)

@@ -35,6 +35,7 @@ func namespaces(t *testing.T) string {
 // left no namespace behind.
 func TestWireGuardRun(t *testing.T) {
 	needWireGuard(t)
+	t.Parallel() // a run of processes of its own
 	out := filepath.Join(t.TempDir(), "bench.json")
 	var stdout, stderr bytes.Buffer
 	code := Main([]string{"-quick", "-paths", "direct,wireguard", "-phases", "bulk,rtt,open",
