@@ -87,10 +87,6 @@ type agentConfig struct {
 	Procs []procRef `json:"procs"`
 }
 
-type agentReady struct {
-	PID int `json:"pid"`
-}
-
 // startAgent is the measuring child: the agent side of a path whose
 // upstream it reaches only from another network namespace.
 func startAgent(b []byte) (any, func(), error) {
@@ -119,5 +115,5 @@ func startAgent(b []byte) (any, func(), error) {
 		out.CPU = m.used
 		return out, true
 	}
-	return agentReady{PID: os.Getpid()}, func() {}, nil
+	return struct{}{}, func() {}, nil
 }
