@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -119,6 +120,8 @@ func TestSpread(t *testing.T) {
 		{"one", []float64{3}, &spread{3, 3, 3, 1}},
 		{"odd, unsorted", []float64{5, 1, 3}, &spread{1, 3, 5, 3}},
 		{"even", []float64{4, 1, 2, 10}, &spread{1, 3, 10, 4}},
+		{"a round without a value", []float64{2, math.NaN(), 4}, &spread{2, 3, 4, 2}},
+		{"no round with a value", []float64{math.NaN()}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,6 +141,13 @@ func TestSpread(t *testing.T) {
 	}
 	if _, ok := r[pathDirect]; ok {
 		t.Errorf("ratio of direct to itself: %v", r)
+	}
+	// A round without a value on either side forms no ratio, and the
+	// others stay paired round by round.
+	perRound = map[string][]float64{pathDirect: {10, math.NaN(), 0, 40}, pathPostern: {20, 7, 5, math.NaN()}}
+	_, sp = ratios(values, perRound, pathDirect, nil)
+	if sp[pathPostern] == nil || *sp[pathPostern] != (spread{2, 2, 2, 1}) {
+		t.Errorf("ratios with rounds missing: spread %+v, want only round 1's ratio 2", sp[pathPostern])
 	}
 }
 

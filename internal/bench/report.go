@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -205,7 +206,10 @@ type spread struct {
 	Rounds int     `json:"rounds"`
 }
 
+// spreadOf is the spread of the values v of the rounds; a NaN is a round
+// without a value.
 func spreadOf(v []float64) *spread {
+	v = slices.DeleteFunc(slices.Clone(v), math.IsNaN)
 	if len(v) == 0 {
 		return nil
 	}
@@ -364,14 +368,16 @@ func (r *runner) metrics() []*metric {
 			var vs []float64
 			for i := range r.rounds(p, d.key) {
 				round := func(phase string) *acc { return r.accs[phaseKey{phase, p.name}].round(i) }
-				if v, ok := d.value(p, round); ok {
-					vs = append(vs, v)
+				v, ok := d.value(p, round)
+				if !ok {
+					v = math.NaN() // kept, so that round i is vs[i] on every path
 				}
+				vs = append(vs, v)
 			}
 			perRound[p.name] = vs
 			m.Spread[p.name] = spreadOf(vs)
-			m.perRound = perRound
 		}
+		m.perRound = perRound
 		if len(m.Values) == 0 {
 			continue
 		}
@@ -400,14 +406,15 @@ func ratios(values map[string]float64, perRound map[string][]float64, base strin
 		if len(pr) == 0 || len(pr) != len(br) {
 			continue
 		}
-		var rs []float64
+		rs := make([]float64, len(pr))
 		for i := range pr {
+			rs[i] = math.NaN()
 			if br[i] != 0 {
-				rs = append(rs, pr[i]/br[i])
+				rs[i] = pr[i] / br[i] // NaN when either round has no value
 			}
 		}
-		if len(rs) == len(pr) {
-			sp[p] = spreadOf(rs)
+		if s := spreadOf(rs); s != nil {
+			sp[p] = s
 		}
 	}
 	return out, sp
