@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/tokenfile"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/mesh/identity"
@@ -284,14 +285,13 @@ func readCAFile(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// ReadTokenFile reads a token from path, trimming surrounding white
-// space. Errors name the file, never its content.
+// ReadTokenFile reads a token from path (tokenfile.Read), in the words
+// of a configuration error. Errors name the file, never its content.
 func ReadTokenFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	tok, err := tokenfile.Read(path)
 	if err != nil {
 		return "", fmt.Errorf("cannot read token file %s: %s", path, errText(err))
 	}
-	tok := strings.TrimSpace(string(b))
 	if tok == "" {
 		return "", fmt.Errorf("token file %s is empty", path)
 	}
