@@ -59,7 +59,7 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
-//	rows, err := sqlDB.QueryContext(ctx, "SELECT id, name FROM items ORDER BY id")
+//	rows, err := sqlDB.QueryContext(ctx, "SELECT id, item FROM orders ORDER BY id")
 //
 // A refused open says why:
 //
@@ -83,7 +83,7 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
-//	resp, err := hc.Get("/v1/items") // the binding is the host
+//	resp, err := hc.Get("/orders") // the binding is the host
 //
 // Handles are safe for concurrent use. [Binding.Close] closes the handles
 // the binding made; it does not close the mesh client.

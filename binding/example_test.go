@@ -28,18 +28,18 @@ func ExampleOpen() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rows, err := sqlDB.QueryContext(ctx, "SELECT id, name FROM items ORDER BY id")
+	rows, err := sqlDB.QueryContext(ctx, "SELECT id, item FROM orders ORDER BY id")
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var id int
-		var name string
-		if err := rows.Scan(&id, &name); err != nil {
+		var item string
+		if err := rows.Scan(&id, &item); err != nil {
 			log.Fatal(err)
 		}
-		fmt.Println(id, name)
+		fmt.Println(id, item)
 	}
 }
 
@@ -80,7 +80,7 @@ func ExampleBinding_HTTPClient() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	resp, err := hc.Get("/v1/items") // the binding is the host
+	resp, err := hc.Get("/orders") // the binding is the host
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -102,10 +102,10 @@ func ExampleBinding_PgxPool() {
 		log.Fatal(err)
 	}
 	var n int
-	if err := pool.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil {
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(n, "items")
+	fmt.Println(n, "orders")
 }
 
 // Any TCP service is a net.Conn.
