@@ -75,4 +75,14 @@
 //
 // The postern command (cmd/postern) runs a relay, a connector, mints keys
 // and tokens, and checks policies before they are deployed.
+//
+// # Packages
+//
+//   - [github.com/postern/postern/binding]: typed handles for agents
+//   - [github.com/postern/postern/mesh]: the agent client
+//   - [github.com/postern/postern/mesh/relay]: the relay as a library
+//   - [github.com/postern/postern/mesh/connector]: the connector as a library
+//   - [github.com/postern/postern/mesh/identity]: identity tokens
+//   - [github.com/postern/postern/policy]: Cedar policies and decisions
+//   - [github.com/postern/postern/transport]: QUIC settings and TLS trust
 package postern
