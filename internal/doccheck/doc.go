@@ -8,7 +8,7 @@
 // and every fenced block marked go in README.md. In a doc comment, a code
 // block is a run of lines indented by a tab ("//\t"). A block is Go when it
 // parses as the statements of a function body, or when it looks like Go
-// (it contains ":=", "err" or "func "); a block that looks like Go but does
+// (it contains ":=", the word err, or "func "); a block that looks like Go but does
 // not parse fails, so a placeholder such as "if err != nil { ... }" cannot
 // stay in the docs. Diagrams, shell lines, Cedar policies and YAML are
 // skipped.

@@ -182,7 +182,7 @@ func readmeBlocks(file string, src []byte) []block {
 	return blocks
 }
 
-var looksGo = regexp.MustCompile(`:=|err|func `)
+var looksGo = regexp.MustCompile(`:=|\berr\b|\bfunc `)
 
 // classify says whether b is Go. A block that is Go by its fence or by
 // its look but does not parse as statements is an error.
