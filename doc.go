@@ -35,8 +35,24 @@
 //
 // Identity tokens are issued and verified by package mesh/identity; the
 // Cedar entity model, policy loading, validation and decisions live in
-// package policy; QUIC, TLS trust, framing and splicing in package
-// transport. The wire protocol is documented in internal/wire.
+// package policy; the QUIC settings and TLS trust that a user configures are in
+// package transport. The wire protocol is one protobuf schema,
+// internal/wire/wire.proto, whose comments are its documentation.
+//
+// # The shared vocabulary
+//
+// This package holds the words that agents, the relay and the connector
+// share, so that neither server side depends on the agent client nor the
+// client on a server: a [Binding] (a private service by name, with its
+// kind, environment and labels), the binding kinds [KindTCP], [KindHTTP]
+// and [KindPostgres], a verified [Identity], and the errors an agent
+// branches on. A refused session or open is an [*Error] that names the
+// binding and matches one sentinel with errors.Is:
+//
+//	if errors.Is(err, postern.ErrDenied) {
+//		var e *postern.Error
+//		errors.As(err, &e) // e.Policies names the policies that decided
+//	}
 //
 // # Where to start
 //
@@ -44,11 +60,29 @@
 //
 //	go run ./examples/quickstart
 //
-// Agent code needs two lines (see package binding):
+// Agent code opens a binding by name and uses the handle it asks for, here
+// a *sql.DB (see package binding):
 //
 //	db, err := binding.Open("staging-db") // POSTERN_RELAY, POSTERN_TOKEN, ...
-//	rows, err := db.DB().QueryContext(ctx, "select ...")
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	sqlDB, err := db.SQL() // a *sql.DB; the connector logs in, not the agent
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	rows, err := sqlDB.QueryContext(ctx, "select id, item from orders")
 //
 // The postern command (cmd/postern) runs a relay, a connector, mints keys
 // and tokens, and checks policies before they are deployed.
+//
+// # Packages
+//
+//   - [github.com/postern/postern/binding]: typed handles for agents
+//   - [github.com/postern/postern/mesh]: the agent client
+//   - [github.com/postern/postern/mesh/relay]: the relay as a library
+//   - [github.com/postern/postern/mesh/connector]: the connector as a library
+//   - [github.com/postern/postern/mesh/identity]: identity tokens
+//   - [github.com/postern/postern/policy]: Cedar policies and decisions
+//   - [github.com/postern/postern/transport]: QUIC settings and TLS trust
 package postern

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh"
 )
@@ -34,7 +35,7 @@ func (e *KindError) Error() string {
 func (e *KindError) Unwrap() error { return ErrWrongKind }
 
 func article(kind string) string {
-	if kind == mesh.KindHTTP || kind != "" && strings.ContainsRune("aeiou", rune(kind[0])) {
+	if kind == postern.KindHTTP || kind != "" && strings.ContainsRune("aeiou", rune(kind[0])) {
 		return "an" // "an http" as it is read: "an aitch-tee-tee-pee"
 	}
 	return "a"
@@ -78,7 +79,7 @@ func OpenWith(c *mesh.Client, name string) (*Binding, error) {
 	// The wire protocol's rule, checked here so that a bad name fails at
 	// Open rather than at first use.
 	if wire.ValidName(name) != nil {
-		return nil, &mesh.Error{Op: "open", Binding: name, Err: mesh.ErrUnknownBinding, Message: "not a valid binding name (1 to 128 of A-Z a-z 0-9 . _ / -)"}
+		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrUnknownBinding, Message: "not a valid binding name (1 to 128 of A-Z a-z 0-9 . _ / -)"}
 	}
 	host := strings.ReplaceAll(name, "/", ".")
 	return &Binding{name: name, host: host, client: c}, nil
@@ -90,10 +91,10 @@ func (b *Binding) Name() string { return b.name }
 // Client returns the mesh client the binding uses.
 func (b *Binding) Client() *mesh.Client { return b.client }
 
-// Kind returns the binding's kind (mesh.KindPostgres, mesh.KindHTTP or
-// mesh.KindTCP) from the agent's catalog, connecting to the relay if the
+// Kind returns the binding's kind (postern.KindPostgres, postern.KindHTTP or
+// postern.KindTCP) from the agent's catalog, connecting to the relay if the
 // client is not connected yet. A binding that is not in the catalog gives
-// an error matching mesh.ErrUnknownBinding.
+// an error matching postern.ErrUnknownBinding.
 func (b *Binding) Kind(ctx context.Context) (string, error) {
 	bd, err := b.client.Lookup(ctx, b.name)
 	if err != nil {
@@ -109,7 +110,7 @@ func (b *Binding) Dial(ctx context.Context) (net.Conn, error) {
 	if err := b.checkOpen(); err != nil {
 		return nil, err
 	}
-	if err := b.expectKind(ctx, mesh.KindTCP); err != nil {
+	if err := b.expectKind(ctx, postern.KindTCP); err != nil {
 		return nil, err
 	}
 	return b.client.Dial(ctx, "tcp", b.name)
@@ -161,7 +162,7 @@ func (b *Binding) closedErr() error {
 func (b *Binding) expectKind(ctx context.Context, want string) error {
 	bd, err := b.client.Lookup(ctx, b.name)
 	switch {
-	case errors.Is(err, mesh.ErrUnknownBinding):
+	case errors.Is(err, postern.ErrUnknownBinding):
 		return nil
 	case err != nil:
 		return err

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/binding"
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/internal/pgtest"
@@ -99,7 +100,7 @@ func newDatabase(t *testing.T) pgLogin {
 // service is a postgres service logging in as l.
 func (l pgLogin) service(name string, password string) connector.Service {
 	return connector.Service{
-		Name: name, Kind: mesh.KindPostgres, Upstream: l.pg.Addr, Environment: "staging",
+		Name: name, Kind: postern.KindPostgres, Upstream: l.pg.Addr, Environment: "staging",
 		Postgres: &connector.Postgres{User: l.user, Database: l.database, Password: connector.Secret{Value: password}, SSLMode: "disable"},
 	}
 }
@@ -112,11 +113,11 @@ func TestKindAndCatalogErrors(t *testing.T) {
 	echo := meshtest.EchoServer(t)
 	api := meshtest.Server(t, func(c net.Conn) {})
 	w := newWorld(t,
-		connector.Service{Name: "staging-db", Kind: mesh.KindPostgres, Upstream: echo, Environment: "staging",
+		connector.Service{Name: "staging-db", Kind: postern.KindPostgres, Upstream: echo, Environment: "staging",
 			Postgres: &connector.Postgres{User: "u", SSLMode: "disable"}},
-		connector.Service{Name: "staging-api", Kind: mesh.KindHTTP, Upstream: api, Environment: "staging"},
-		connector.Service{Name: "staging-tcp", Kind: mesh.KindTCP, Upstream: echo, Environment: "staging"},
-		connector.Service{Name: "prod-finance", Kind: mesh.KindPostgres, Upstream: echo, Environment: "staging", Labels: []string{"financial"},
+		connector.Service{Name: "staging-api", Kind: postern.KindHTTP, Upstream: api, Environment: "staging"},
+		connector.Service{Name: "staging-tcp", Kind: postern.KindTCP, Upstream: echo, Environment: "staging"},
+		connector.Service{Name: "prod-finance", Kind: postern.KindPostgres, Upstream: echo, Environment: "staging", Labels: []string{"financial"},
 			Postgres: &connector.Postgres{User: "u", SSLMode: "disable"}},
 	)
 	use := map[string]func(context.Context, *binding.Binding) error{
@@ -165,11 +166,11 @@ func TestKindAndCatalogErrors(t *testing.T) {
 		{name: "pgxpool on tcp", binding: "staging-tcp", use: "pgxpool", want: binding.ErrWrongKind, text: "binding: staging-tcp is a tcp binding, not postgres"},
 		{name: "http on postgres", binding: "staging-db", use: "http", want: binding.ErrWrongKind, text: "binding: staging-db is a postgres binding, not http"},
 		{name: "tcp on http", binding: "staging-api", use: "tcp", want: binding.ErrWrongKind, text: "binding: staging-api is an http binding, not tcp"},
-		{name: "denied sql", binding: "prod-finance", use: "sql", want: mesh.ErrDenied, text: "forbid-financial"},
-		{name: "denied tcp", binding: "prod-finance", use: "tcp", want: mesh.ErrDenied, text: `"prod-finance"`},
-		{name: "unknown sql", binding: "no-such-db", use: "sql", want: mesh.ErrUnknownBinding, text: `"no-such-db"`},
-		{name: "unknown pgxpool", binding: "no-such-db", use: "pgxpool", want: mesh.ErrUnknownBinding, text: `"no-such-db"`},
-		{name: "unknown http", binding: "no-such-api", use: "http", want: mesh.ErrUnknownBinding, text: `"no-such-api"`},
+		{name: "denied sql", binding: "prod-finance", use: "sql", want: postern.ErrDenied, text: "forbid-financial"},
+		{name: "denied tcp", binding: "prod-finance", use: "tcp", want: postern.ErrDenied, text: `"prod-finance"`},
+		{name: "unknown sql", binding: "no-such-db", use: "sql", want: postern.ErrUnknownBinding, text: `"no-such-db"`},
+		{name: "unknown pgxpool", binding: "no-such-db", use: "pgxpool", want: postern.ErrUnknownBinding, text: `"no-such-db"`},
+		{name: "unknown http", binding: "no-such-api", use: "http", want: postern.ErrUnknownBinding, text: `"no-such-api"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -192,10 +193,10 @@ func TestKindAndCatalogErrors(t *testing.T) {
 			name, binding, kind string
 			want                error
 		}{
-			{name: "postgres", binding: "staging-db", kind: mesh.KindPostgres},
-			{name: "http", binding: "staging-api", kind: mesh.KindHTTP},
-			{name: "tcp", binding: "staging-tcp", kind: mesh.KindTCP},
-			{name: "not in the catalog", binding: "prod-finance", want: mesh.ErrUnknownBinding},
+			{name: "postgres", binding: "staging-db", kind: postern.KindPostgres},
+			{name: "http", binding: "staging-api", kind: postern.KindHTTP},
+			{name: "tcp", binding: "staging-tcp", kind: postern.KindTCP},
+			{name: "not in the catalog", binding: "prod-finance", want: postern.ErrUnknownBinding},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -213,7 +214,7 @@ func TestKindAndCatalogErrors(t *testing.T) {
 func TestOpenAndClose(t *testing.T) {
 	w := newWorld(t, connector.Service{Name: "staging-tcp", Upstream: meshtest.EchoServer(t), Environment: "staging"})
 	for _, name := range []string{"", "has space", "http://x", "db:5432", "é", strings.Repeat("a", 129)} {
-		if _, err := binding.OpenWith(w.agent, name); !errors.Is(err, mesh.ErrUnknownBinding) || !strings.Contains(err.Error(), "not a valid binding name") {
+		if _, err := binding.OpenWith(w.agent, name); !errors.Is(err, postern.ErrUnknownBinding) || !strings.Contains(err.Error(), "not a valid binding name") {
 			t.Errorf("OpenWith(%q): err = %v, want an invalid-name error matching ErrUnknownBinding", name, err)
 		}
 	}

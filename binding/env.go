@@ -8,9 +8,9 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 
+	"github.com/postern/postern/internal/tokenfile"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/transport"
@@ -175,11 +175,10 @@ func configFromEnv(getenv func(string) string) (mesh.Config, error) {
 // readTokenFile reads and checks a token file. Errors name the file,
 // never its content.
 func readTokenFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	tok, err := tokenfile.Read(path)
 	if err != nil {
 		return "", err
 	}
-	tok := strings.TrimSpace(string(b))
 	if err := checkToken(tok); err != nil {
 		return "", fmt.Errorf("%s does not hold a token: %w", path, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/binding"
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/mesh"
@@ -69,6 +70,7 @@ func TestConfigFromEnv(t *testing.T) {
 	tokFile := writeFile(t, "token", tok+"\n")
 	const garbage = "not.a-token-but-secret-looking"
 	garbageFile := writeFile(t, "garbage", garbage)
+	hugeFile := writeFile(t, "huge", strings.Repeat(garbage, 4000))
 	caFile := writeFile(t, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: m.Cert.Certificate[0]})))
 	notPEM := writeFile(t, "ca.txt", "hello")
 	missing := filepath.Join(t.TempDir(), "missing")
@@ -106,6 +108,7 @@ func TestConfigFromEnv(t *testing.T) {
 		{name: "token and token file", env: with(map[string]string{binding.EnvTokenFile: tokFile}), want: []string{binding.EnvToken}, text: "set one"},
 		{name: "token file missing", env: with(map[string]string{binding.EnvToken: "-", binding.EnvTokenFile: missing}), want: []string{binding.EnvTokenFile}, text: "no such file"},
 		{name: "token file malformed", env: with(map[string]string{binding.EnvToken: "-", binding.EnvTokenFile: garbageFile}), want: []string{binding.EnvTokenFile}, text: "does not hold a token"},
+		{name: "token file too large", env: with(map[string]string{binding.EnvToken: "-", binding.EnvTokenFile: hugeFile}), want: []string{binding.EnvTokenFile}, text: "larger than 64 KiB"},
 		{name: "no trust", env: with(map[string]string{binding.EnvRelayPin: "-"}), want: []string{binding.EnvRelayPin}, text: binding.EnvRelayCA},
 		{name: "pin malformed", env: with(map[string]string{binding.EnvRelayPin: "sha256:abcd"}), want: []string{binding.EnvRelayPin}, text: "64 hex digits"},
 		{name: "CA and pin", env: with(map[string]string{binding.EnvRelayCA: caFile}), want: []string{binding.EnvRelayCA}, text: "set one"},
@@ -272,7 +275,7 @@ func TestTokenFileVanishes(t *testing.T) {
 	defer client.Close()
 	err = client.Connect(context.Background())
 	var ee *binding.EnvError
-	if !errors.Is(err, mesh.ErrUnauthenticated) || !errors.As(err, &ee) || ee.Var != binding.EnvTokenFile {
+	if !errors.Is(err, postern.ErrUnauthenticated) || !errors.As(err, &ee) || ee.Var != binding.EnvTokenFile {
 		t.Fatalf("connect with the token file gone: %v", err)
 	}
 }

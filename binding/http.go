@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/postern/postern/mesh"
+	"github.com/postern/postern"
 )
 
 // HTTPClient returns an *http.Client for an http binding. Requests name
@@ -46,7 +46,7 @@ func (b *Binding) RoundTripper() (http.RoundTripper, error) {
 		b.rt = &roundTripper{b: b, t: &http.Transport{
 			Proxy: nil, // the binding is the destination: never a proxy from the environment
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				if err := b.expectKind(ctx, mesh.KindHTTP); err != nil {
+				if err := b.expectKind(ctx, postern.KindHTTP); err != nil {
 					return nil, err
 				}
 				return b.client.Dial(ctx, "tcp", b.name)

@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/meshtest"
-	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
 )
 
@@ -117,7 +117,7 @@ func httpWorld(t *testing.T) (*world, *apiServer, *http.Client, string) {
 		t.Fatal(err)
 	}
 	w := newWorld(t, connector.Service{
-		Name: "staging-api", Kind: mesh.KindHTTP, Upstream: api.Listener.Addr().String(), Environment: "staging",
+		Name: "staging-api", Kind: postern.KindHTTP, Upstream: api.Listener.Addr().String(), Environment: "staging",
 		HTTP: &connector.HTTP{Headers: map[string]connector.Secret{
 			"Authorization": {Value: "Bearer upstream-secret"},
 			"x-api-key":     {File: keyFile},
@@ -381,7 +381,7 @@ func TestHTTPCancel(t *testing.T) {
 // the connector that does not reveal the upstream's address.
 func TestHTTPUpstreamDown(t *testing.T) {
 	dead := meshtest.DeadAddr(t)
-	w := newWorld(t, connector.Service{Name: "staging-api", Kind: mesh.KindHTTP, Upstream: dead, Environment: "staging"})
+	w := newWorld(t, connector.Service{Name: "staging-api", Kind: postern.KindHTTP, Upstream: dead, Environment: "staging"})
 	hc, err := w.open(t, "staging-api").HTTPClient()
 	if err != nil {
 		t.Fatal(err)

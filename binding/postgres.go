@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/pgconnstr"
-	"github.com/postern/postern/mesh"
 )
 
 // The agent's side of a postgres binding holds no credentials: the
@@ -97,9 +97,9 @@ const cancelGrace = 5 * time.Second
 // dialPostgres opens a stream for pgx: a session, or a cancel request
 // (pgx dials the connection's remote address, which names the binding).
 // The open and pgx's first message leave together (DialEarly): a refusal
-// surfaces on pgx's first read, as the same *mesh.Error.
+// surfaces on pgx's first read, as the same *postern.Error.
 func (b *Binding) dialPostgres(ctx context.Context, _, _ string) (net.Conn, error) {
-	if err := b.expectKind(ctx, mesh.KindPostgres); err != nil {
+	if err := b.expectKind(ctx, postern.KindPostgres); err != nil {
 		return nil, err
 	}
 	return b.client.DialEarly(ctx, "tcp", b.name)
@@ -139,12 +139,12 @@ type sqlConnector struct {
 }
 
 func (c *sqlConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	if err := c.b.expectKind(ctx, mesh.KindPostgres); err != nil {
+	if err := c.b.expectKind(ctx, postern.KindPostgres); err != nil {
 		return nil, err
 	}
 	conn, err := c.inner.Connect(ctx)
 	if err != nil {
-		var me *mesh.Error
+		var me *postern.Error
 		var ke *KindError
 		switch {
 		case errors.As(err, &me):

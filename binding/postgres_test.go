@@ -14,8 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/meshtest"
-	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/relay"
 )
 
@@ -264,7 +264,7 @@ func superuser(t *testing.T, l pgLogin) *sql.DB {
 }
 
 // TestPostgresWrongPassword: when the connector's stored password is
-// wrong, the agent's connect fails with mesh.ErrUpstream, and the password
+// wrong, the agent's connect fails with postern.ErrUpstream, and the password
 // is in no log line and no error.
 func TestPostgresWrongPassword(t *testing.T) {
 	l := newDatabase(t)
@@ -302,10 +302,10 @@ func TestPostgresWrongPassword(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.use()
-			if !errors.Is(err, mesh.ErrUpstream) {
-				t.Fatalf("err = %v, want mesh.ErrUpstream", err)
+			if !errors.Is(err, postern.ErrUpstream) {
+				t.Fatalf("err = %v, want postern.ErrUpstream", err)
 			}
-			var me *mesh.Error
+			var me *postern.Error
 			if !errors.As(err, &me) || me.Reason != "upstream_auth_failed" || me.Binding != "staging-db" {
 				t.Fatalf("error = %#v, want reason upstream_auth_failed for staging-db", me)
 			}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/quicnet"
 
 	"github.com/quic-go/quic-go"
@@ -25,7 +26,7 @@ import (
 
 // TestBadTokensRefused presents every kind of bad token to a real relay
 // and checks that each is refused with its own reason, that the error
-// matches ErrUnauthenticated, and that nothing of the token leaks into the
+// matches postern.ErrUnauthenticated, and that nothing of the token leaks into the
 // error or the audit log.
 func TestBadTokensRefused(t *testing.T) {
 	m := meshtest.New(t, meshtest.Options{})
@@ -83,10 +84,10 @@ func TestBadTokensRefused(t *testing.T) {
 			}
 			defer c.Close()
 			err = c.Connect(ctx(t))
-			if !errors.Is(err, mesh.ErrUnauthenticated) {
-				t.Fatalf("err = %v, want ErrUnauthenticated", err)
+			if !errors.Is(err, postern.ErrUnauthenticated) {
+				t.Fatalf("err = %v, want postern.ErrUnauthenticated", err)
 			}
-			var me *mesh.Error
+			var me *postern.Error
 			if !errors.As(err, &me) || me.Reason != tt.reason {
 				t.Fatalf("reason = %q, want %q (err: %v)", me.Reason, tt.reason, err)
 			}
@@ -98,7 +99,7 @@ func TestBadTokensRefused(t *testing.T) {
 				t.Fatalf("the error %q contains part of the token", err)
 			}
 			// A refused client cannot open anything either.
-			if _, err := c.Dial(ctx(t), "tcp", "staging-db"); !errors.Is(err, mesh.ErrUnauthenticated) {
+			if _, err := c.Dial(ctx(t), "tcp", "staging-db"); !errors.Is(err, postern.ErrUnauthenticated) {
 				t.Fatalf("dial with a refused token: err = %v", err)
 			}
 		})
@@ -319,9 +320,9 @@ func TestExpiredSessionThenDial(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second)
 	_, err := agent.Dial(ctx(t), "tcp", "staging-db")
-	var me *mesh.Error
-	if !errors.As(err, &me) || !errors.Is(err, mesh.ErrUnauthenticated) || me.Reason != "token_expired" {
-		t.Fatalf("dial after the token expired: %v, want ErrUnauthenticated with reason token_expired", err)
+	var me *postern.Error
+	if !errors.As(err, &me) || !errors.Is(err, postern.ErrUnauthenticated) || me.Reason != "token_expired" {
+		t.Fatalf("dial after the token expired: %v, want postern.ErrUnauthenticated with reason token_expired", err)
 	}
 }
 
@@ -337,7 +338,7 @@ func TestConnectorRefreshMustGrantItsServices(t *testing.T) {
 	tokens := []string{m.ConnectorToken("office-1", "staging-db"), m.ConnectorToken("office-1", "other-db")}
 	s, err := sess.Dial(ctx(t), sess.Config{
 		Addr: m.Addr(), TLS: tlsConf, Role: wire.RoleConnector,
-		Services: []wire.Service{{Name: "staging-db", Kind: mesh.KindTCP, Environment: "staging"}},
+		Services: []wire.Service{{Name: "staging-db", Kind: postern.KindTCP, Environment: "staging"}},
 		Token: func(context.Context) (string, error) {
 			tok := tokens[0]
 			tokens = tokens[1:]

@@ -1,41 +1,12 @@
 package mesh
 
 import (
-	"slices"
-
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/wire"
 )
 
-// Kinds of binding. The kind says what handle the binding package gives
-// agent code, and how the connector serves the stream.
-const (
-	KindTCP      = "tcp"      // raw bytes: a net.Conn
-	KindHTTP     = "http"     // an HTTP/1.1 server: an *http.Client
-	KindPostgres = "postgres" // a PostgreSQL server: a *sql.DB
-)
-
-// Binding is one entry of an agent's catalog: a private service that
-// policy lets the agent open, as the connector serving it describes it.
-type Binding struct {
-	Name        string
-	Kind        string
-	Environment string
-	Labels      []string
-	Description string
-}
-
-// HasLabel reports whether the binding carries label l.
-func (b Binding) HasLabel(l string) bool { return slices.Contains(b.Labels, l) }
-
-func bindingFromWire(w wire.Binding) Binding {
-	return Binding{Name: w.Name, Kind: w.Kind, Environment: w.Environment, Labels: w.Label, Description: w.Description}
-}
-
-// Identity is who the relay says this client is, from its verified token.
-type Identity struct {
-	Subject string
-	Role    string
-	Groups  []string
+func bindingFromWire(w wire.Binding) postern.Binding {
+	return postern.Binding{Name: w.Name, Kind: w.Kind, Environment: w.Environment, Labels: w.Label, Description: w.Description}
 }
 
 // Addr is the address of a binding stream: net.Conn.RemoteAddr of a
@@ -49,3 +20,26 @@ func (a Addr) Network() string { return "postern" }
 
 // String returns the binding name.
 func (a Addr) String() string { return a.Binding }
+
+// codeErr maps a wire code to its sentinel.
+func codeErr(c wire.Code) error {
+	switch c {
+	case wire.CodeUnauthenticated:
+		return postern.ErrUnauthenticated
+	case wire.CodeDenied:
+		return postern.ErrDenied
+	case wire.CodeUnknownBinding:
+		return postern.ErrUnknownBinding
+	case wire.CodeNoConnector:
+		return postern.ErrNoConnector
+	case wire.CodeUpstream:
+		return postern.ErrUpstream
+	case wire.CodeTimeout:
+		return postern.ErrTimeout
+	case wire.CodeLimit:
+		return postern.ErrLimitExceeded
+	case wire.CodeShutdown, wire.CodeInternal:
+		return postern.ErrUnavailable
+	}
+	return postern.ErrProtocol
+}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/quicnet"
 
 	sess "github.com/postern/postern/internal/session"
@@ -123,7 +124,7 @@ func (c *Client) Connect(ctx context.Context) error {
 
 // Catalog returns the bindings this agent may open, as of the relay's last
 // update (the relay pushes a new catalog when policy or connectors change).
-func (c *Client) Catalog(ctx context.Context) ([]Binding, error) {
+func (c *Client) Catalog(ctx context.Context) ([]postern.Binding, error) {
 	s, err := c.session(ctx)
 	if err != nil {
 		return nil, err
@@ -132,27 +133,27 @@ func (c *Client) Catalog(ctx context.Context) ([]Binding, error) {
 }
 
 // Lookup returns the catalog entry of the binding called name, or an
-// error matching ErrUnknownBinding when the catalog has none: the binding
+// error matching postern.ErrUnknownBinding when the catalog has none: the binding
 // does not exist or policy does not let this agent open it.
-func (c *Client) Lookup(ctx context.Context, name string) (Binding, error) {
+func (c *Client) Lookup(ctx context.Context, name string) (postern.Binding, error) {
 	s, err := c.session(ctx)
 	if err != nil {
-		return Binding{}, err
+		return postern.Binding{}, err
 	}
 	for _, b := range *s.catalog.Load() {
 		if b.Name == name {
 			return b, nil
 		}
 	}
-	return Binding{}, &Error{Op: "lookup", Binding: name, Err: ErrUnknownBinding,
+	return postern.Binding{}, &postern.Error{Op: "lookup", Binding: name, Err: postern.ErrUnknownBinding,
 		Message: "not in this agent's catalog (no such binding, or policy does not let this identity open it)"}
 }
 
 // Identity returns who the relay says this client is.
-func (c *Client) Identity(ctx context.Context) (Identity, error) {
+func (c *Client) Identity(ctx context.Context) (postern.Identity, error) {
 	s, err := c.session(ctx)
 	if err != nil {
-		return Identity{}, err
+		return postern.Identity{}, err
 	}
 	return s.identity, nil
 }
@@ -164,8 +165,8 @@ func (c *Client) Identity(ctx context.Context) (Identity, error) {
 // empty; name may carry a ":port" suffix, which is ignored, so that Dial
 // can serve as http.Transport.DialContext.
 //
-// A refused open returns an *Error matching ErrDenied, ErrUnknownBinding,
-// ErrNoConnector, ErrUpstream, ErrLimitExceeded, ... with errors.Is. When
+// A refused open returns an *postern.Error matching postern.ErrDenied, postern.ErrUnknownBinding,
+// postern.ErrNoConnector, postern.ErrUpstream, postern.ErrLimitExceeded, ... with errors.Is. When
 // the relay has gone away since the last call, Dial reconnects first.
 func (c *Client) Dial(ctx context.Context, network, name string) (net.Conn, error) {
 	return c.dial(ctx, network, name, false)
@@ -180,7 +181,7 @@ func (c *Client) Dial(ctx context.Context, network, name string) (net.Conn, erro
 //
 // The relay's answer is read before the first byte of reply data: a
 // refused open makes the first Read (and any Write after the refusal)
-// return the *Error that Dial would have returned.
+// return the *postern.Error that Dial would have returned.
 func (c *Client) DialEarly(ctx context.Context, network, name string) (net.Conn, error) {
 	return c.dial(ctx, network, name, true)
 }
@@ -189,11 +190,11 @@ func (c *Client) dial(ctx context.Context, network, name string, early bool) (ne
 	switch network {
 	case "", "tcp", "tcp4", "tcp6", "postern":
 	default:
-		return nil, &Error{Op: "open", Binding: name, Err: ErrProtocol, Message: fmt.Sprintf("network %q is not a stream network", network)}
+		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: fmt.Sprintf("network %q is not a stream network", network)}
 	}
 	name = bindingName(name)
 	if err := wire.ValidName(name); err != nil {
-		return nil, &Error{Op: "open", Binding: name, Err: ErrUnknownBinding, Message: "not a valid binding name"}
+		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrUnknownBinding, Message: "not a valid binding name"}
 	}
 	for attempt := 0; ; attempt++ {
 		s, err := c.session(ctx)
@@ -210,7 +211,7 @@ func (c *Client) dial(ctx context.Context, network, name string, early bool) (ne
 			continue
 		}
 		if err != nil {
-			var me *Error
+			var me *postern.Error
 			if !errors.As(err, &me) {
 				err = sessionErr(ctx, "open", name, err)
 			}
@@ -228,7 +229,7 @@ func bindingName(addr string) string {
 	return addr
 }
 
-// Close ends the session and makes every later call fail with ErrClosed.
+// Close ends the session and makes every later call fail with postern.ErrClosed.
 // Streams already open are torn down.
 func (c *Client) Close() error {
 	c.mu.Lock()
@@ -254,7 +255,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 		c.mu.Lock()
 		if c.closed {
 			c.mu.Unlock()
-			return nil, &Error{Op: "connect", Err: ErrClosed}
+			return nil, &postern.Error{Op: "connect", Err: postern.ErrClosed}
 		}
 		if s := c.sess; s != nil && s.alive() {
 			c.mu.Unlock()
@@ -266,7 +267,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 			case <-ch:
 				continue
 			case <-ctx.Done():
-				return nil, &Error{Op: "connect", Err: ctxErr(ctx), Message: "waiting for the relay connection"}
+				return nil, &postern.Error{Op: "connect", Err: ctxErr(ctx), Message: "waiting for the relay connection"}
 			}
 		}
 		ch := make(chan struct{})
@@ -279,7 +280,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 		c.dialing = nil
 		if err == nil {
 			if c.closed {
-				err = &Error{Op: "connect", Err: ErrClosed}
+				err = &postern.Error{Op: "connect", Err: postern.ErrClosed}
 			} else {
 				c.sess = s
 			}
@@ -298,7 +299,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 
 func ctxErr(ctx context.Context) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+		return fmt.Errorf("%w: %w", postern.ErrTimeout, ctx.Err())
 	}
 	return ctx.Err()
 }
@@ -333,7 +334,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	}
 	w := ss.Welcome
 	s.Session = ss
-	s.identity = Identity{Subject: w.Identity.Subject, Role: w.Identity.Role, Groups: w.Identity.Group}
+	s.identity = postern.Identity{Subject: w.Identity.Subject, Role: w.Identity.Role, Groups: w.Identity.Group}
 	if s.catalog.Load() == nil {
 		s.setCatalog(w.Catalog)
 	}
@@ -341,34 +342,34 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	return s, nil
 }
 
-// sessionErr turns an error from the session layer into an *Error.
+// sessionErr turns an error from the session layer into an *postern.Error.
 func sessionErr(ctx context.Context, op, binding string, err error) error {
 	rej := sess.CloseReason(err) // the relay closed the connection, saying why
 	switch {
 	case rej != nil || errors.As(err, &rej):
-		return &Error{Op: op, Binding: binding, Err: codeErr(rej.Code), Reason: rej.Reason, Message: rej.Message}
+		return &postern.Error{Op: op, Binding: binding, Err: codeErr(rej.Code), Reason: rej.Reason, Message: rej.Message}
 	case ctx.Err() != nil:
-		return &Error{Op: op, Binding: binding, Err: ctxErr(ctx), Message: "talking to the relay"}
+		return &postern.Error{Op: op, Binding: binding, Err: ctxErr(ctx), Message: "talking to the relay"}
 	case errors.Is(err, sess.ErrTokenSource):
-		return &Error{Op: op, Binding: binding, Err: fmt.Errorf("%w: %w", ErrUnauthenticated, err)}
+		return &postern.Error{Op: op, Binding: binding, Err: fmt.Errorf("%w: %w", postern.ErrUnauthenticated, err)}
 	case errors.Is(err, wire.ErrMalformed):
-		return &Error{Op: op, Binding: binding, Err: fmt.Errorf("%w: %w", ErrProtocol, err)}
+		return &postern.Error{Op: op, Binding: binding, Err: fmt.Errorf("%w: %w", postern.ErrProtocol, err)}
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return &Error{Op: op, Binding: binding, Err: fmt.Errorf("%w: %w", ErrTimeout, err)}
+		return &postern.Error{Op: op, Binding: binding, Err: fmt.Errorf("%w: %w", postern.ErrTimeout, err)}
 	}
-	return &Error{Op: op, Binding: binding, Err: fmt.Errorf("%w: %w", ErrUnavailable, err)}
+	return &postern.Error{Op: op, Binding: binding, Err: fmt.Errorf("%w: %w", postern.ErrUnavailable, err)}
 }
 
 // session is one QUIC connection to the relay, as an agent.
 type session struct {
 	*sess.Session
 	c        *Client
-	identity Identity
-	catalog  atomic.Pointer[[]Binding]
+	identity postern.Identity
+	catalog  atomic.Pointer[[]postern.Binding]
 }
 
 func (s *session) setCatalog(ws []wire.Binding) {
-	cat := make([]Binding, len(ws))
+	cat := make([]postern.Binding, len(ws))
 	for i, w := range ws {
 		cat[i] = bindingFromWire(w)
 	}
@@ -388,7 +389,7 @@ func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, 
 	st, err := s.Conn.OpenStreamSync(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, &Error{Op: "open", Binding: name, Err: ctxErr(ctx), Message: "waiting for a free stream"}
+			return nil, &postern.Error{Op: "open", Binding: name, Err: ctxErr(ctx), Message: "waiting for a free stream"}
 		}
 		return nil, err
 	}
@@ -544,7 +545,7 @@ func (c *Conn) readResult(ctx context.Context) error {
 		return sessionErr(ctx, "open", c.binding, err)
 	}
 	if res.Code != wire.CodeOK {
-		return &Error{Op: "open", Binding: c.binding, Err: codeErr(res.Code), Reason: res.Reason, Message: res.Message, Policies: res.Policies}
+		return &postern.Error{Op: "open", Binding: c.binding, Err: codeErr(res.Code), Reason: res.Reason, Message: res.Message, Policies: res.Policies}
 	}
 	c.connector = res.Connector // under resMu, held by awaitResult
 	return nil

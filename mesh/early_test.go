@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/quicnet"
 
 	"github.com/postern/postern/internal/meshtest"
@@ -59,22 +60,22 @@ func TestDialEarlyDenialDiscardsData(t *testing.T) {
 		t.Fatalf("DialEarly itself should not wait for the relay: %v", err)
 	}
 	defer conn.Close()
-	if _, err := conn.Write([]byte("DROP TABLE ledger;")); err != nil && !errors.Is(err, mesh.ErrDenied) {
+	if _, err := conn.Write([]byte("DROP TABLE ledger;")); err != nil && !errors.Is(err, postern.ErrDenied) {
 		t.Fatalf("first write: %v", err)
 	}
 	_, err = conn.Read(make([]byte, 1))
-	if !errors.Is(err, mesh.ErrDenied) {
-		t.Fatalf("read after a denied early open: %v, want ErrDenied", err)
+	if !errors.Is(err, postern.ErrDenied) {
+		t.Fatalf("read after a denied early open: %v, want postern.ErrDenied", err)
 	}
 	// Later writes report the denial too, once the relay's stop arrives.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		_, err := conn.Write([]byte("more"))
-		if errors.Is(err, mesh.ErrDenied) {
+		if errors.Is(err, postern.ErrDenied) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("writes after the denial: %v, want ErrDenied", err)
+			t.Fatalf("writes after the denial: %v, want postern.ErrDenied", err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -133,15 +134,15 @@ func TestDialEarlyUpstreamFailureOnWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := conn.Write([]byte("SELECT 1")); err != nil && !errors.Is(err, mesh.ErrUpstream) {
+	if _, err := conn.Write([]byte("SELECT 1")); err != nil && !errors.Is(err, postern.ErrUpstream) {
 		t.Fatalf("first write: %v", err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		_, err := conn.Write([]byte("more"))
 		if err != nil {
-			if !errors.Is(err, mesh.ErrUpstream) {
-				t.Fatalf("write after the upstream failed: %v, want ErrUpstream", err)
+			if !errors.Is(err, postern.ErrUpstream) {
+				t.Fatalf("write after the upstream failed: %v, want postern.ErrUpstream", err)
 			}
 			break
 		}
@@ -219,8 +220,8 @@ func TestOpenTimeout(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = agent.Dial(context.Background(), "tcp", "staging-db")
-	if !errors.Is(err, mesh.ErrTimeout) {
-		t.Fatalf("dial to a silent relay: %v, want ErrTimeout", err)
+	if !errors.Is(err, postern.ErrTimeout) {
+		t.Fatalf("dial to a silent relay: %v, want postern.ErrTimeout", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("gave up after %v", d)

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
@@ -42,8 +43,8 @@ func newWorld(t *testing.T, opts meshtest.Options) *world {
 	m := meshtest.New(t, opts)
 	echo := meshtest.EchoServer(t)
 	m.Connector("office-1",
-		connector.Service{Name: "staging-db", Kind: mesh.KindTCP, Upstream: echo, Environment: "staging"},
-		connector.Service{Name: "prod-finance", Kind: mesh.KindTCP, Upstream: echo, Environment: "staging", Labels: []string{"financial"}},
+		connector.Service{Name: "staging-db", Kind: postern.KindTCP, Upstream: echo, Environment: "staging"},
+		connector.Service{Name: "prod-finance", Kind: postern.KindTCP, Upstream: echo, Environment: "staging", Labels: []string{"financial"}},
 	)
 	return &world{Mesh: m, agent: m.Client(m.AgentToken("coding-agent", "coding-agents"))}
 }
@@ -170,17 +171,17 @@ func TestHalfClose(t *testing.T) {
 func TestDeniedByForbid(t *testing.T) {
 	w := newWorld(t, meshtest.Options{})
 	_, err := w.agent.Dial(ctx(t), "tcp", "prod-finance")
-	if !errors.Is(err, mesh.ErrDenied) {
-		t.Fatalf("err = %v, want ErrDenied", err)
+	if !errors.Is(err, postern.ErrDenied) {
+		t.Fatalf("err = %v, want postern.ErrDenied", err)
 	}
-	var me *mesh.Error
+	var me *postern.Error
 	if !errors.As(err, &me) || me.Binding != "prod-finance" || !slices.Equal(me.Policies, []string{"forbid-financial"}) {
 		t.Fatalf("error = %#v, want binding prod-finance and policies [forbid-financial]", me)
 	}
 	if !strings.Contains(err.Error(), "forbid-financial") || !strings.Contains(err.Error(), "prod-finance") {
 		t.Fatalf("error text %q names neither the policy nor the binding", err)
 	}
-	for _, sentinel := range []error{mesh.ErrUnknownBinding, mesh.ErrNoConnector, mesh.ErrUnauthenticated} {
+	for _, sentinel := range []error{postern.ErrUnknownBinding, postern.ErrNoConnector, postern.ErrUnauthenticated} {
 		if errors.Is(err, sentinel) {
 			t.Fatalf("a denial also matches %v", sentinel)
 		}
@@ -202,12 +203,12 @@ func TestDeniedByForbid(t *testing.T) {
 	if !slices.Equal(names, []string{"staging-db"}) {
 		t.Fatalf("catalog = %v, want [staging-db] only", names)
 	}
-	if _, err := w.agent.Lookup(ctx(t), "prod-finance"); !errors.Is(err, mesh.ErrUnknownBinding) {
-		t.Fatalf("Lookup(prod-finance) err = %v, want ErrUnknownBinding", err)
+	if _, err := w.agent.Lookup(ctx(t), "prod-finance"); !errors.Is(err, postern.ErrUnknownBinding) {
+		t.Fatalf("Lookup(prod-finance) err = %v, want postern.ErrUnknownBinding", err)
 	}
 }
 
-func bindingNames(bs []mesh.Binding) []string {
+func bindingNames(bs []postern.Binding) []string {
 	var out []string
 	for _, b := range bs {
 		out = append(out, b.Name)
@@ -256,16 +257,16 @@ func TestAuditAllowAndSession(t *testing.T) {
 func TestUnknownBinding(t *testing.T) {
 	w := newWorld(t, meshtest.Options{})
 	_, err := w.agent.Dial(ctx(t), "tcp", "no-such-db")
-	if !errors.Is(err, mesh.ErrUnknownBinding) {
-		t.Fatalf("err = %v, want ErrUnknownBinding", err)
+	if !errors.Is(err, postern.ErrUnknownBinding) {
+		t.Fatalf("err = %v, want postern.ErrUnknownBinding", err)
 	}
 	_, err = w.agent.Dial(ctx(t), "tcp", "bad name")
-	if !errors.Is(err, mesh.ErrUnknownBinding) {
-		t.Fatalf("invalid name: err = %v, want ErrUnknownBinding", err)
+	if !errors.Is(err, postern.ErrUnknownBinding) {
+		t.Fatalf("invalid name: err = %v, want postern.ErrUnknownBinding", err)
 	}
 	_, err = w.agent.Dial(ctx(t), "udp", "staging-db")
-	if !errors.Is(err, mesh.ErrProtocol) {
-		t.Fatalf("udp: err = %v, want ErrProtocol", err)
+	if !errors.Is(err, postern.ErrProtocol) {
+		t.Fatalf("udp: err = %v, want postern.ErrProtocol", err)
 	}
 	// ":port" is ignored, as http.Transport passes it.
 	conn, err := w.agent.Dial(ctx(t), "tcp", "staging-db:80")
@@ -276,24 +277,24 @@ func TestUnknownBinding(t *testing.T) {
 }
 
 func TestNoConnectorFailsFast(t *testing.T) {
-	m := meshtest.New(t, meshtest.Options{Bindings: []mesh.Binding{{Name: "staging-db", Kind: mesh.KindTCP, Environment: "staging"}}})
+	m := meshtest.New(t, meshtest.Options{Bindings: []postern.Binding{{Name: "staging-db", Kind: postern.KindTCP, Environment: "staging"}}})
 	agent := m.Client(m.AgentToken("coding-agent", "coding-agents"))
 	start := time.Now()
 	_, err := agent.Dial(ctx(t), "tcp", "staging-db")
-	if !errors.Is(err, mesh.ErrNoConnector) {
-		t.Fatalf("err = %v, want ErrNoConnector", err)
+	if !errors.Is(err, postern.ErrNoConnector) {
+		t.Fatalf("err = %v, want postern.ErrNoConnector", err)
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("the no-connector error took %v, want under a second", d)
 	}
-	var me *mesh.Error
+	var me *postern.Error
 	if !errors.As(err, &me) || !me.Temporary() {
-		t.Fatal("ErrNoConnector should be reported as temporary")
+		t.Fatal("postern.ErrNoConnector should be reported as temporary")
 	}
 }
 
 // TestConnectorGoneFailsFast: a binding served once, whose connector has
-// gone, fails with ErrNoConnector, not a hang.
+// gone, fails with postern.ErrNoConnector, not a hang.
 func TestConnectorGoneFailsFast(t *testing.T) {
 	m := meshtest.New(t, meshtest.Options{})
 	stop := m.Connector("office-1", connector.Service{Name: "staging-db", Upstream: meshtest.EchoServer(t), Environment: "staging"})
@@ -307,8 +308,8 @@ func TestConnectorGoneFailsFast(t *testing.T) {
 	meshtest.WaitFor(t, "the relay to drop the connector", func() bool { return m.Relay().Stats().Connectors == 0 })
 	start := time.Now()
 	_, err = agent.Dial(ctx(t), "tcp", "staging-db")
-	if !errors.Is(err, mesh.ErrNoConnector) {
-		t.Fatalf("err = %v, want ErrNoConnector", err)
+	if !errors.Is(err, postern.ErrNoConnector) {
+		t.Fatalf("err = %v, want postern.ErrNoConnector", err)
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("took %v", d)
@@ -321,8 +322,8 @@ func TestUpstreamRefused(t *testing.T) {
 	m.Connector("office-1", connector.Service{Name: "staging-db", Upstream: dead, Environment: "staging"})
 	agent := m.Client(m.AgentToken("coding-agent", "coding-agents"))
 	_, err := agent.Dial(ctx(t), "tcp", "staging-db")
-	if !errors.Is(err, mesh.ErrUpstream) {
-		t.Fatalf("err = %v, want ErrUpstream", err)
+	if !errors.Is(err, postern.ErrUpstream) {
+		t.Fatalf("err = %v, want postern.ErrUpstream", err)
 	}
 	if strings.Contains(err.Error(), dead) {
 		t.Fatalf("the error %q reveals the upstream's private address", err)
@@ -387,8 +388,8 @@ func TestManyStreamsAndLimit(t *testing.T) {
 	}()
 	meshtest.WaitFor(t, "all streams counted", func() bool { return w.Relay().Stats().Streams == limit })
 	_, err := w.agent.Dial(ctx(t), "tcp", "staging-db")
-	if !errors.Is(err, mesh.ErrLimitExceeded) {
-		t.Fatalf("open %d: err = %v, want ErrLimitExceeded", limit+1, err)
+	if !errors.Is(err, postern.ErrLimitExceeded) {
+		t.Fatalf("open %d: err = %v, want postern.ErrLimitExceeded", limit+1, err)
 	}
 	// Every open stream still carries its own bytes.
 	for i, c := range conns {
@@ -429,8 +430,8 @@ forbid (principal, action, resource) when { resource has labels && resource.labe
 	}
 	w.Policy.Swap(set)
 	_, err = w.agent.Dial(ctx(t), "tcp", "staging-db")
-	if !errors.Is(err, mesh.ErrDenied) {
-		t.Fatalf("after removing the permit: err = %v, want ErrDenied", err)
+	if !errors.Is(err, postern.ErrDenied) {
+		t.Fatalf("after removing the permit: err = %v, want postern.ErrDenied", err)
 	}
 	meshtest.WaitFor(t, "the catalog to be re-scoped", func() bool {
 		cat, err := w.agent.Catalog(ctx(t))
@@ -503,7 +504,7 @@ func TestRoundRobinAndFailover(t *testing.T) {
 	}
 }
 
-// TestShutdownDrains: Shutdown refuses new opens with ErrUnavailable, keeps
+// TestShutdownDrains: Shutdown refuses new opens with postern.ErrUnavailable, keeps
 // serving the streams already open, and returns once they have ended,
 // while opens keep arriving as they do at a busy relay.
 func TestShutdownDrains(t *testing.T) {
@@ -521,16 +522,16 @@ func TestShutdownDrains(t *testing.T) {
 			c.Close()
 			return false
 		}
-		if !errors.Is(err, mesh.ErrUnavailable) {
-			t.Fatalf("open while the relay drains: %v, want ErrUnavailable", err)
+		if !errors.Is(err, postern.ErrUnavailable) {
+			t.Fatalf("open while the relay drains: %v, want postern.ErrUnavailable", err)
 		}
 		return true
 	})
 	echoOnce(t, held, "still served while the relay drains")
 	// A new session is refused too, and the refusal is audited.
 	late := w.Client(w.AgentToken("late-agent", "coding-agents"))
-	if err := late.Connect(ctx(t)); !errors.Is(err, mesh.ErrUnavailable) {
-		t.Fatalf("connect while the relay drains: %v, want ErrUnavailable", err)
+	if err := late.Connect(ctx(t)); !errors.Is(err, postern.ErrUnavailable) {
+		t.Fatalf("connect while the relay drains: %v, want postern.ErrUnavailable", err)
 	}
 	meshtest.WaitFor(t, "the refused session's audit event", func() bool {
 		for _, ev := range w.Audit.Events(relay.EventSessionReject) {

@@ -8,7 +8,7 @@
 //
 // # Overview
 //
-// Every connection is QUIC with TLS 1.3 and the ALPN [ALPN]. A nil
+// Every connection is QUIC with TLS 1.3 and the ALPN "postern/1". A nil
 // *[Config] means defaults sized for a relay carrying many agents rather
 // than quic-go's, which suit one client: 1024 streams, 1 MiB stream and
 // 2 MiB connection windows that grow to 16 and 64 MiB, a keep-alive every
@@ -22,7 +22,12 @@
 // # Usage
 //
 //	cert, err := transport.SelfSigned("relay.example.com")
-//	if err != nil { ... }
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	pin := transport.Pin(cert) // give this to agents and connectors
 //	tlsConf, err := transport.Trust{Pin: pin}.ClientTLS("relay.example.com")
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 package transport

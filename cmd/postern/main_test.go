@@ -25,6 +25,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/internal/pgtest"
 	"github.com/postern/postern/mesh"
@@ -166,7 +167,7 @@ func (p *proc) wait(d time.Duration) int {
 }
 
 // postern runs the binary to completion.
-func postern(t *testing.T, dir string, args ...string) (code int, stdout, stderr string) {
+func runPostern(t *testing.T, dir string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	cmd := exec.Command(bin.postern, args...)
 	cmd.Dir = dir
@@ -182,7 +183,7 @@ func postern(t *testing.T, dir string, args ...string) (code int, stdout, stderr
 
 func mustPostern(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	code, out, errOut := postern(t, dir, args...)
+	code, out, errOut := runPostern(t, dir, args...)
 	if code != 0 {
 		t.Fatalf("postern %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
 	}
@@ -593,7 +594,7 @@ func TestBinaryDrain(t *testing.T) {
 	if err := echo("during the drain\n"); err != nil {
 		t.Errorf("open stream during the drain: %v", err)
 	}
-	if _, err := c.Dial(ctx, "tcp", "staging-echo"); !errors.Is(err, mesh.ErrUnavailable) {
+	if _, err := c.Dial(ctx, "tcp", "staging-echo"); !errors.Is(err, postern.ErrUnavailable) {
 		t.Errorf("new open during the drain: %v, want ErrUnavailable", err)
 	}
 	// The stream stays open: the drain is cut at drain_timeout.
@@ -682,7 +683,7 @@ func TestBinaryKeyRotation(t *testing.T) {
 	d.agentToken = filepath.Join(d.dir, "agent2.token")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var me *mesh.Error
+	var me *postern.Error
 	if err := d.client(t).Connect(ctx); !errors.As(err, &me) || me.Reason != "bad_signature" {
 		t.Fatalf("a token of the new key before SIGHUP: %v, want bad_signature", err)
 	}
@@ -793,7 +794,7 @@ func TestBinaryConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			writeFile(t, filepath.Join(dir, "bad.yaml"), tt.yaml)
-			code, out, errOut := postern(t, dir, tt.cmd, "--config", "bad.yaml")
+			code, out, errOut := runPostern(t, dir, tt.cmd, "--config", "bad.yaml")
 			if code != 2 {
 				t.Errorf("exit %d, want 2\n%s%s", code, out, errOut)
 			}
@@ -811,7 +812,7 @@ func TestBinaryConfigErrors(t *testing.T) {
 func TestBinaryPolicyCommands(t *testing.T) {
 	dir := t.TempDir()
 	copyPolicies(t, filepath.Join(dir, "policies"))
-	if code, out, _ := postern(t, dir, "policy", "validate", "policies"); code != 0 || !strings.Contains(out, "policies: 3 policies valid: forbid-financial, oncall-prod, coding-agents-staging") {
+	if code, out, _ := runPostern(t, dir, "policy", "validate", "policies"); code != 0 || !strings.Contains(out, "policies: 3 policies valid: forbid-financial, oncall-prod, coding-agents-staging") {
 		t.Errorf("validate: exit %d %q", code, out)
 	}
 	tests := []struct {
@@ -826,18 +827,18 @@ func TestBinaryPolicyCommands(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, out, errOut := postern(t, dir, append(append([]string{"policy", "check"}, tt.args...), "policies")...)
+			code, out, errOut := runPostern(t, dir, append(append([]string{"policy", "check"}, tt.args...), "policies")...)
 			if code != tt.code || out != tt.out {
 				t.Errorf("exit %d %q, want %d %q\n%s", code, out, tt.code, tt.out, errOut)
 			}
 		})
 	}
 	writeFile(t, filepath.Join(dir, "typo", "p.cedar"), "@id(\"typo\")\nforbid (principal, action, resource) when { resource.label.contains(\"financial\") };\n")
-	if code, out, _ := postern(t, dir, "policy", "validate", "typo"); code != 1 || !strings.Contains(out, "p.cedar:1:") || !strings.Contains(out, `"typo"`) || !strings.Contains(out, "label") {
+	if code, out, _ := runPostern(t, dir, "policy", "validate", "typo"); code != 1 || !strings.Contains(out, "p.cedar:1:") || !strings.Contains(out, `"typo"`) || !strings.Contains(out, "label") {
 		t.Errorf("validate a typo: exit %d %q", code, out)
 	}
 	writeFile(t, filepath.Join(dir, "typo2", "p.cedar"), "@id(\"type-typo\")\npermit (principal in Grop::\"coding-agents\", action, resource);\n")
-	if code, out, _ := postern(t, dir, "policy", "validate", "typo2"); code != 1 || !strings.Contains(out, "Grop") {
+	if code, out, _ := runPostern(t, dir, "policy", "validate", "typo2"); code != 1 || !strings.Contains(out, "Grop") {
 		t.Errorf("validate an unknown entity type: exit %d %q", code, out)
 	}
 }
@@ -847,11 +848,11 @@ func TestBinaryVersionAndHelp(t *testing.T) {
 		t.Errorf("version: %q", out)
 	}
 	for _, cmd := range [][]string{{"--help"}, {"relay", "--help"}, {"connector", "--help"}, {"keygen", "--help"}, {"token", "issue", "--help"}, {"policy", "check", "--help"}, {"policy", "validate", "--help"}, {"dev", "--help"}, {"version", "--help"}, {"pin", "--help"}} {
-		if code, out, _ := postern(t, "", cmd...); code != 0 || !strings.Contains(out, "Usage: postern") {
+		if code, out, _ := runPostern(t, "", cmd...); code != 0 || !strings.Contains(out, "Usage: postern") {
 			t.Errorf("%v: exit %d %q", cmd, code, out)
 		}
 	}
-	if code, _, _ := postern(t, "", "frobnicate"); code != 2 {
+	if code, _, _ := runPostern(t, "", "frobnicate"); code != 2 {
 		t.Errorf("unknown command: exit %d", code)
 	}
 }

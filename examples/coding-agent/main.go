@@ -18,8 +18,8 @@ import (
 	"log"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/binding"
-	"github.com/postern/postern/mesh"
 )
 
 func main() {
@@ -69,11 +69,11 @@ func main() {
 		log.Fatal(err)
 	}
 	err = fdb.PingContext(ctx)
-	var me *mesh.Error
+	var me *postern.Error
 	switch {
 	case err == nil:
 		log.Fatal("prod-finance opened: the policies are not the product's")
-	case errors.Is(err, mesh.ErrDenied) && errors.As(err, &me):
+	case errors.Is(err, postern.ErrDenied) && errors.As(err, &me):
 		fmt.Printf("prod-finance: refused, as it should be: denied by policy %v\n", me.Policies)
 	default:
 		log.Fatalf("prod-finance: %v", err)

@@ -44,7 +44,7 @@ func main() {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		log.Fatal(err) // a refused open is a *mesh.Error inside the *url.Error
+		log.Fatal(err) // a refused open is a *postern.Error inside the *url.Error
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/examples/policies"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
@@ -127,9 +128,9 @@ func run(ctx context.Context, w io.Writer) error {
 	// 5. The connector: inside the private network, it dials OUT to the
 	// relay and serves the services its token grants. It never listens.
 	services := []connector.Service{
-		{Name: "staging-api", Kind: mesh.KindHTTP, Upstream: api.Addr().String(), Environment: "staging"},
-		{Name: "prod-status", Kind: mesh.KindTCP, Upstream: status.Addr().String(), Environment: "prod"},
-		{Name: "prod-ledger", Kind: mesh.KindTCP, Upstream: ledger.Addr().String(), Environment: "prod", Labels: []string{"financial"}},
+		{Name: "staging-api", Kind: postern.KindHTTP, Upstream: api.Addr().String(), Environment: "staging"},
+		{Name: "prod-status", Kind: postern.KindTCP, Upstream: status.Addr().String(), Environment: "prod"},
+		{Name: "prod-ledger", Kind: postern.KindTCP, Upstream: ledger.Addr().String(), Environment: "prod", Labels: []string{"financial"}},
 	}
 	connTok, err := issue(identity.Claims{Subject: "office-connector", Role: identity.RoleConnector,
 		Services: []string{"staging-api", "prod-status", "prod-ledger"}})
@@ -225,11 +226,11 @@ func agent(ctx context.Context, w io.Writer, relayAddr, pin, token, sub, group s
 
 // refusal says why an open was refused: a denial names its policies.
 func refusal(err error) string {
-	var me *mesh.Error
+	var me *postern.Error
 	switch {
-	case errors.Is(err, mesh.ErrDenied) && errors.As(err, &me) && len(me.Policies) > 0:
+	case errors.Is(err, postern.ErrDenied) && errors.As(err, &me) && len(me.Policies) > 0:
 		return "DENIED by " + strings.Join(me.Policies, ", ")
-	case errors.Is(err, mesh.ErrDenied):
+	case errors.Is(err, postern.ErrDenied):
 		return "DENIED: no policy permits it (default deny)"
 	}
 	return "failed: " + err.Error()

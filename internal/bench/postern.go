@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/mesh/identity"
@@ -170,10 +171,10 @@ func startConnector(b []byte) (any, func(), error) {
 	var svcs []connector.Service
 	for _, s := range cfg.Services {
 		cs := connector.Service{Name: s.Name, Kind: s.Kind, Upstream: s.Upstream, Environment: "staging"}
-		if s.Kind == mesh.KindPostgres {
+		if s.Kind == postern.KindPostgres {
 			cs.Postgres = &connector.Postgres{User: s.PGUser, Database: s.PGDB, Password: connector.Secret{Value: s.PGPass}, SSLMode: "disable"}
 		}
-		if s.Kind == mesh.KindHTTP {
+		if s.Kind == postern.KindHTTP {
 			cs.HTTP = &connector.HTTP{}
 		}
 		svcs = append(svcs, cs)

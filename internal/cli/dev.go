@@ -20,9 +20,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/examples/policies"
 	"github.com/postern/postern/internal/config"
-	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/mesh/relay"
@@ -207,11 +207,11 @@ func startDev(ctx context.Context, o devOptions) (_ *devMesh, err error) {
 	}
 	m.servers = append(m.servers, status)
 	m.services = []connector.Service{
-		{Name: "staging-api", Kind: mesh.KindHTTP, Upstream: api.addr, Environment: "staging",
+		{Name: "staging-api", Kind: postern.KindHTTP, Upstream: api.addr, Environment: "staging",
 			Description: "orders API (demo); the connector adds its Authorization header",
 			HTTP:        &connector.HTTP{Headers: map[string]connector.Secret{"Authorization": {Value: apiAuth}}}},
-		{Name: "staging-echo", Kind: mesh.KindTCP, Upstream: echo.addr, Environment: "staging", Description: "TCP echo (demo)"},
-		{Name: "prod-status", Kind: mesh.KindHTTP, Upstream: status.addr, Environment: "prod", Description: "production status API (demo)"},
+		{Name: "staging-echo", Kind: postern.KindTCP, Upstream: echo.addr, Environment: "staging", Description: "TCP echo (demo)"},
+		{Name: "prod-status", Kind: postern.KindHTTP, Upstream: status.addr, Environment: "prod", Description: "production status API (demo)"},
 	}
 	pgServices, note, stop, err := devPostgres(ctx, o)
 	if err != nil {
@@ -226,7 +226,7 @@ func startDev(ctx context.Context, o devOptions) (_ *devMesh, err error) {
 			return nil, err
 		}
 		m.servers = append(m.servers, ledger)
-		m.services = append(m.services, connector.Service{Name: "prod-finance", Kind: mesh.KindHTTP, Upstream: ledger.addr,
+		m.services = append(m.services, connector.Service{Name: "prod-finance", Kind: postern.KindHTTP, Upstream: ledger.addr,
 			Environment: "prod", Labels: []string{"financial"}, Description: "financial records (demo)"})
 	}
 	slices.SortFunc(m.services, func(a, b connector.Service) int { return strings.Compare(a.Name, b.Name) })

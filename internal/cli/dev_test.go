@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/mesh"
 )
@@ -113,8 +114,8 @@ func TestDev(t *testing.T) {
 	}
 
 	_, err = c.Dial(ctx, "tcp", "prod-finance")
-	var me *mesh.Error
-	if !errors.Is(err, mesh.ErrDenied) || !errors.As(err, &me) || strings.Join(me.Policies, ",") != "forbid-financial" {
+	var me *postern.Error
+	if !errors.Is(err, postern.ErrDenied) || !errors.As(err, &me) || strings.Join(me.Policies, ",") != "forbid-financial" {
 		t.Errorf("prod-finance: %v", err)
 	}
 	meshtest.WaitFor(t, "the audit events", func() bool {

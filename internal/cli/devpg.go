@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/pgserver"
-	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
 )
 
@@ -63,9 +63,9 @@ ALTER TABLE ledger OWNER TO app;`},
 		return &connector.Postgres{User: "app", Database: db, Password: connector.Secret{File: passFile}, SSLMode: "disable"}
 	}
 	svcs = []connector.Service{
-		{Name: "staging-db", Kind: mesh.KindPostgres, Upstream: srv.Addr, Environment: "staging",
+		{Name: "staging-db", Kind: postern.KindPostgres, Upstream: srv.Addr, Environment: "staging",
 			Description: "staging PostgreSQL (demo): table orders", Postgres: pg("staging")},
-		{Name: "prod-finance", Kind: mesh.KindPostgres, Upstream: srv.Addr, Environment: "prod", Labels: []string{"financial"},
+		{Name: "prod-finance", Kind: postern.KindPostgres, Upstream: srv.Addr, Environment: "prod", Labels: []string{"financial"},
 			Description: "production financial records (demo): table ledger", Postgres: pg("finance")},
 	}
 	return svcs, fmt.Sprintf("PostgreSQL: running at %s (databases staging and finance; the connector logs in as app, with the password in %s).", srv.Addr, passFile), stop, nil

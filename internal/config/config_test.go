@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/postern/postern/mesh"
+	"github.com/postern/postern"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/policy"
 	"github.com/postern/postern/transport"
@@ -121,7 +121,7 @@ func TestLoadRelay(t *testing.T) {
 	if r.Limits.StreamsPerAgent != 64 || r.Limits.HandshakeTimeout != 5*time.Second || r.Limits.OpenTimeout != 90*time.Second {
 		t.Errorf("limits %+v", r.Limits)
 	}
-	want := mesh.Binding{Name: "db", Kind: "postgres", Environment: "staging", Labels: []string{"pii"}}
+	want := postern.Binding{Name: "db", Kind: "postgres", Environment: "staging", Labels: []string{"pii"}}
 	if len(r.Bindings) != 1 || r.Bindings[0].Name != want.Name || r.Bindings[0].Kind != want.Kind || !r.Bindings[0].HasLabel("pii") {
 		t.Errorf("bindings %+v", r.Bindings)
 	}
@@ -201,7 +201,7 @@ func TestRelayErrors(t *testing.T) {
 		{"missing keys", "tokens:\n  audience: postern\npolicy: {dir: policies}\n", []string{"relay.yaml:1:1: tokens.jwks_file: required"}},
 		{"missing policy dir", "tokens: {audience: postern, jwks_file: jwks.json}\n", []string{"relay.yaml:1:1: policy.dir: required"}},
 		{"wrong type int", base + "limits:\n  streams_per_agent: many\n", []string{"relay.yaml:4:22: limits.streams_per_agent: want a whole number, got \"many\""}},
-		{"wrong type duration", base + "drain_timeout: 10\n", []string{"relay.yaml:3:16: drain_timeout: want a duration such as 10s", `got "10"`}},
+		{"wrong type duration", base + "drain_timeout: 10\n", []string{"relay.yaml:3:16: drain_timeout: want a duration such as 10s or 1m30s, got the number 10"}},
 		{"bad duration", base + "limits: {open_timeout: soon}\n", []string{"relay.yaml:3:", "limits.open_timeout: want a duration"}},
 		{"wrong type list", base + "bindings: db\n", []string{"relay.yaml:3:11: bindings: want a list"}},
 		{"wrong type mapping", "tokens: postern\npolicy: {dir: policies}\n", []string{"relay.yaml:1:9: tokens: want a mapping"}},
@@ -352,6 +352,7 @@ func TestConnectorErrors(t *testing.T) {
 		{"missing relays", "token_file: connector.token\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:1:1: relays: required"}},
 		{"missing token file", "relays: [127.0.0.1:7443]\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:1:1: token_file: required"}},
 		{"unreadable token file", "relays: [127.0.0.1:7443]\ntoken_file: gone.token\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:2:1: token_file: cannot read token file", "gone.token"}},
+		{"token file too large", "relays: [127.0.0.1:7443]\ntoken_file: huge.token\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:2:1: token_file: cannot read token file", "huge.token: larger than 64 KiB: not a token file"}},
 		{"agent token", "relays: [127.0.0.1:7443]\ntoken_file: agent.token\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:2:1: token_file:", `role "agent"`}},
 		{"service not granted", head + "services:\n  - name: prod-db\n    upstream: 127.0.0.1:5432\n", []string{"connector.yaml:5:5: services[0].name:", `does not grant service "prod-db"`}},
 		{"missing trust", "relays: [127.0.0.1:7443]\ntoken_file: connector.token\n" + svc, []string{"trust.pin: required"}},
@@ -374,6 +375,7 @@ func TestConnectorErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
 			f.write(t, "agent.token", f.issue(t, identity.Claims{Subject: "a", Role: identity.RoleAgent}))
+			f.write(t, "huge.token", strings.Repeat(f.token, 1000))
 			path := f.write(t, "connector.yaml", tt.yaml)
 			_, err := LoadConnector(path)
 			if err == nil {

@@ -9,8 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern"
+	"github.com/postern/postern/internal/tokenfile"
 	"github.com/postern/postern/internal/wire"
-	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/transport"
@@ -194,7 +195,7 @@ func (d *doc) service(field string, s ServiceFile, seen map[string]bool) connect
 	}
 	seen[s.Name] = true
 	if svc.Kind == "" {
-		svc.Kind = mesh.KindTCP
+		svc.Kind = postern.KindTCP
 	}
 	if !validKind(svc.Kind) {
 		d.errorf(field+".kind", "want tcp, http or postgres, got %q", s.Kind)
@@ -205,7 +206,7 @@ func (d *doc) service(field string, s ServiceFile, seen map[string]bool) connect
 		d.errorf(field+".upstream", "want host:port, got %q", s.Upstream)
 	}
 	if p := s.Postgres; p != nil {
-		if svc.Kind != mesh.KindPostgres {
+		if svc.Kind != postern.KindPostgres {
 			d.errorf(field+".postgres", "only for kind postgres (this service is %s)", svc.Kind)
 		}
 		if p.User == "" {
@@ -225,7 +226,7 @@ func (d *doc) service(field string, s ServiceFile, seen map[string]bool) connect
 		}
 	}
 	if h := s.HTTP; h != nil {
-		if svc.Kind != mesh.KindHTTP {
+		if svc.Kind != postern.KindHTTP {
 			d.errorf(field+".http", "only for kind http (this service is %s)", svc.Kind)
 		}
 		svc.HTTP = &connector.HTTP{TLS: h.TLS, ServerName: h.ServerName, RootCAFile: d.path(h.RootCAFile), Host: h.Host}
@@ -284,14 +285,13 @@ func readCAFile(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// ReadTokenFile reads a token from path, trimming surrounding white
-// space. Errors name the file, never its content.
+// ReadTokenFile reads a token from path (tokenfile.Read), in the words
+// of a configuration error. Errors name the file, never its content.
 func ReadTokenFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	tok, err := tokenfile.Read(path)
 	if err != nil {
 		return "", fmt.Errorf("cannot read token file %s: %s", path, errText(err))
 	}
-	tok := strings.TrimSpace(string(b))
 	if tok == "" {
 		return "", fmt.Errorf("token file %s is empty", path)
 	}

@@ -27,18 +27,14 @@ type Error struct {
 
 // Error returns "FILE:LINE:COL: FIELD: MESSAGE".
 func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
+	s := e.File
 	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Column)
+		s += fmt.Sprintf(":%d:%d", e.Line, e.Column)
 	}
-	b.WriteString(": ")
 	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
+		s += ": " + e.Field
 	}
-	b.WriteString(e.Msg)
-	return b.String()
+	return s + ": " + e.Msg
 }
 
 // Unwrap returns the underlying cause, if any, for errors.Is and errors.As
@@ -69,6 +65,13 @@ func decodeFile(path string, v any) (*doc, error) {
 	return decode(path, src, v), nil
 }
 
+// decode parses src with yaml.v3 and then walks the node tree itself
+// rather than calling yaml.v3's Decode: yaml.v3 reports a problem with a
+// line alone, in terms of Go types ("cannot unmarshal !!str `many` into
+// int"), and is laxer than a configuration should be (1.5 into an int,
+// "yes" into a bool). The walk knows the field path and column of each
+// value, which later checks need too (d.at), and leaves the conversion of
+// each scalar to yaml.v3.
 func decode(path string, src []byte, v any) *doc {
 	d := &doc{file: path, dir: dirOf(path), at: map[string]pos{"": {1, 1}}}
 	var root yaml.Node
@@ -89,12 +92,10 @@ func decode(path string, src []byte, v any) *doc {
 func yamlSyntaxError(path string, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	e := &Error{File: path, Msg: "not valid YAML: " + msg}
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if n, after, ok := strings.Cut(rest, ":"); ok {
-			if line, err := strconv.Atoi(n); err == nil {
-				e.Line, e.Column, e.Msg = line, 1, "not valid YAML:"+after
-			}
-		}
+	var line int
+	if _, err := fmt.Sscanf(msg, "line %d:", &line); err == nil {
+		_, after, _ := strings.Cut(msg, ":")
+		e.Line, e.Column, e.Msg = line, 1, "not valid YAML:"+after
 	}
 	return e
 }
@@ -102,26 +103,24 @@ func yamlSyntaxError(path string, err error) error {
 // errorf records a problem with field. A field that was never written
 // (a required one, say) is located at its nearest written ancestor.
 func (d *doc) errorf(field, format string, args ...any) {
-	d.errs = append(d.errs, d.errAt(field, nil, format, args...))
+	d.fail(field, nil, format, args...)
 }
 
 // fail records a problem with field caused by err (a file that cannot be
 // read, say).
 func (d *doc) fail(field string, err error, format string, args ...any) {
-	d.errs = append(d.errs, d.errAt(field, err, format, args...))
-}
-
-func (d *doc) errAt(field string, cause error, format string, args ...any) *Error {
 	p, ok := d.at[field]
 	for f := field; !ok; {
 		f = parent(f)
 		p, ok = d.at[f]
 	}
-	return &Error{File: d.file, Line: p.line, Column: p.col, Field: field, Msg: fmt.Sprintf(format, args...), Err: cause}
+	d.errs = append(d.errs, &Error{File: d.file, Line: p.line, Column: p.col, Field: field, Msg: fmt.Sprintf(format, args...), Err: err})
 }
 
-// has reports whether field was written in the file.
-func (d *doc) has(field string) bool { _, ok := d.at[field]; return ok }
+// wrong records a problem with what is written at n, located there.
+func (d *doc) wrong(n *yaml.Node, field, format string, args ...any) {
+	d.errs = append(d.errs, &Error{File: d.file, Line: n.Line, Column: n.Column, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
 
 func (d *doc) err() error { return errors.Join(d.errs...) }
 
@@ -142,220 +141,140 @@ func join(path, key string) string {
 
 var durationType = reflect.TypeFor[time.Duration]()
 
-// value decodes n into v, recording where path was written.
+// expect says how a field of type t is written: the kind of node, the
+// tag yaml.v3 must resolve a scalar to (any, when empty), and what to
+// write, for errors.
+func expect(t reflect.Type) (kind yaml.Kind, tag, want string) {
+	if t == durationType {
+		return yaml.ScalarNode, "", "a duration such as 10s or 1m30s"
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return yaml.MappingNode, "", "a mapping of keys to values"
+	case reflect.Slice:
+		return yaml.SequenceNode, "", "a list"
+	case reflect.String:
+		return yaml.ScalarNode, "", "a string"
+	case reflect.Int, reflect.Int64:
+		return yaml.ScalarNode, "!!int", "a whole number"
+	case reflect.Bool:
+		return yaml.ScalarNode, "!!bool", "true or false"
+	}
+	panic("config: cannot decode into " + t.String())
+}
+
+// value decodes n into v. A null leaves v as it is.
 func (d *doc) value(n *yaml.Node, v reflect.Value, path string) {
+	written := n // where an alias is written, not where its anchor is
 	for n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
-	if path != "" {
-		d.at[path] = pos{n.Line, n.Column}
-	}
-	if v.Type() == durationType {
-		d.duration(n, v, path)
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		return
 	}
-	switch v.Kind() {
-	case reflect.Pointer:
-		if isNull(n) {
-			return
-		}
-		if v.IsNil() {
-			v.Set(reflect.New(v.Type().Elem()))
-		}
-		d.value(n, v.Elem(), path)
-	case reflect.Struct:
-		d.structure(n, v, path)
-	case reflect.Map:
+	if v.Kind() == reflect.Pointer {
+		v.Set(reflect.New(v.Type().Elem()))
+		v = v.Elem()
+	}
+	kind, tag, want := expect(v.Type())
+	ok := n.Kind == kind
+	switch {
+	case !ok:
+	case kind == yaml.MappingNode:
 		d.mapping(n, v, path)
-	case reflect.Slice:
-		d.sequence(n, v, path)
-	case reflect.String:
-		if isNull(n) {
-			return
+	case kind == yaml.SequenceNode:
+		v.Set(reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content)))
+		for i, e := range n.Content {
+			elem := fmt.Sprintf("%s[%d]", path, i)
+			d.at[elem] = pos{e.Line, e.Column}
+			d.value(e, v.Index(i), elem)
 		}
-		if n.Kind != yaml.ScalarNode {
-			d.errorf(path, "want a string, got %s", describe(n))
-			return
-		}
-		v.SetString(n.Value)
-	case reflect.Int, reflect.Int64:
-		if isNull(n) {
-			return
-		}
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
-			d.errorf(path, "want a whole number, got %s", describe(n))
-			return
-		}
-		i, err := strconv.ParseInt(n.Value, 0, 64)
-		if err != nil || v.OverflowInt(i) {
-			d.errorf(path, "want a whole number, got %q", n.Value)
-			return
-		}
-		v.SetInt(i)
-	case reflect.Bool:
-		if isNull(n) {
-			return
-		}
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
-			d.errorf(path, "want true or false, got %s", describe(n))
-			return
-		}
-		v.SetBool(n.Value == "true" || n.Value == "True" || n.Value == "TRUE")
+	case v.Type() == durationType:
+		// Not yaml.v3's: it takes a negative duration.
+		dur, err := time.ParseDuration(n.Value)
+		ok = err == nil && dur >= 0
+		v.SetInt(int64(dur))
 	default:
-		panic("config: cannot decode into " + v.Type().String())
+		// yaml.v3 alone would take 1.5 as an int and "yes" as a bool.
+		ok = (tag == "" || n.ShortTag() == tag) && n.Decode(v.Addr().Interface()) == nil
+	}
+	if !ok {
+		d.wrong(written, path, "want %s, got %s", want, describe(n))
 	}
 }
 
-func (d *doc) duration(n *yaml.Node, v reflect.Value, path string) {
-	if isNull(n) {
-		return
-	}
-	if n.Kind != yaml.ScalarNode {
-		d.errorf(path, "want a duration such as 10s or 1m30s, got %s", describe(n))
-		return
-	}
-	if n.Tag == "!!int" && n.Value == "0" {
-		v.SetInt(0)
-		return
-	}
-	dur, err := time.ParseDuration(n.Value)
-	if err != nil || dur < 0 {
-		d.errorf(path, "want a duration such as 10s or 1m30s, got %q", n.Value)
-		return
-	}
-	v.SetInt(int64(dur))
-}
-
-func (d *doc) structure(n *yaml.Node, v reflect.Value, path string) {
-	if isNull(n) {
-		return
-	}
-	if n.Kind != yaml.MappingNode {
-		d.errorf(path, "want a mapping of keys to values, got %s", describe(n))
-		return
-	}
+// mapping decodes n into v, a struct or a map with string keys,
+// recording where each key is written: an error about a field points at
+// its name.
+func (d *doc) mapping(n *yaml.Node, v reflect.Value, path string) {
 	t := v.Type()
-	fields := map[string]int{}
-	var known []string
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		if name == "" || name == "-" {
-			continue
+	var names []string // of the struct's fields, by index
+	if t.Kind() == reflect.Map {
+		v.Set(reflect.MakeMap(t))
+	} else {
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			if name == "-" {
+				name = ""
+			}
+			names = append(names, name)
 		}
-		fields[name] = i
-		known = append(known, name)
 	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		field := join(path, k.Value)
 		if k.Kind != yaml.ScalarNode {
-			d.errs = append(d.errs, &Error{File: d.file, Line: k.Line, Column: k.Column, Field: path, Msg: "keys must be plain names"})
+			d.wrong(k, path, "keys must be plain names")
 			continue
 		}
-		idx, ok := fields[k.Value]
-		if !ok {
-			d.errs = append(d.errs, &Error{File: d.file, Line: k.Line, Column: k.Column, Field: field,
-				Msg: "unknown field" + suggest(k.Value, known)})
+		var elem reflect.Value
+		if names == nil {
+			elem = reflect.New(t.Elem()).Elem()
+		} else if idx := slices.Index(names, k.Value); idx >= 0 && k.Value != "" {
+			elem = v.Field(idx)
+		} else {
+			d.wrong(k, field, "unknown field%s", suggest(k.Value, names))
 			continue
 		}
 		if seen[k.Value] {
-			d.errs = append(d.errs, &Error{File: d.file, Line: k.Line, Column: k.Column, Field: field, Msg: "set twice"})
+			d.wrong(k, field, "set twice")
 			continue
 		}
 		seen[k.Value] = true
 		d.at[field] = pos{k.Line, k.Column}
-		// Record the key's position, not the value's: an error about a
-		// field points at its name.
-		d.valueAtKey(val, v.Field(idx), field, k)
-	}
-}
-
-// valueAtKey decodes val for the key k, keeping k's position as the
-// field's position.
-func (d *doc) valueAtKey(val *yaml.Node, v reflect.Value, field string, k *yaml.Node) {
-	d.value(val, v, field)
-	d.at[field] = pos{k.Line, k.Column}
-}
-
-func (d *doc) mapping(n *yaml.Node, v reflect.Value, path string) {
-	if isNull(n) {
-		return
-	}
-	if n.Kind != yaml.MappingNode {
-		d.errorf(path, "want a mapping of keys to values, got %s", describe(n))
-		return
-	}
-	if v.Type().Key().Kind() != reflect.String {
-		panic("config: map keys must be strings")
-	}
-	if v.IsNil() {
-		v.Set(reflect.MakeMap(v.Type()))
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		field := join(path, k.Value)
-		if k.Kind != yaml.ScalarNode || seen[k.Value] {
-			d.errs = append(d.errs, &Error{File: d.file, Line: k.Line, Column: k.Column, Field: field, Msg: "set twice or not a plain name"})
-			continue
+		d.value(val, elem, field)
+		if names == nil {
+			v.SetMapIndex(reflect.ValueOf(k.Value), elem)
 		}
-		seen[k.Value] = true
-		elem := reflect.New(v.Type().Elem()).Elem()
-		d.valueAtKey(val, elem, field, k)
-		v.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), elem)
 	}
 }
-
-func (d *doc) sequence(n *yaml.Node, v reflect.Value, path string) {
-	if isNull(n) {
-		return
-	}
-	if n.Kind != yaml.SequenceNode {
-		d.errorf(path, "want a list, got %s", describe(n))
-		return
-	}
-	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
-	for i, e := range n.Content {
-		d.value(e, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
-	}
-	v.Set(s)
-}
-
-func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
 
 // describe names what a node holds, for "want X, got Y".
 func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
+	switch {
+	case n.Kind == yaml.MappingNode:
 		return "a mapping"
-	case yaml.SequenceNode:
+	case n.Kind == yaml.SequenceNode:
 		return "a list"
-	case yaml.ScalarNode:
-		switch n.Tag {
-		case "!!str":
-			return strconv.Quote(n.Value)
-		case "!!int":
-			return "the number " + n.Value
-		case "!!float":
-			return "the number " + n.Value
-		case "!!bool":
-			return n.Value
-		}
-		return n.Value
+	case n.ShortTag() == "!!str":
+		return strconv.Quote(n.Value)
+	case n.ShortTag() == "!!int" || n.ShortTag() == "!!float":
+		return "the number " + n.Value
 	}
-	return "something else"
+	return n.Value
 }
 
-// suggest offers the known field closest to a misspelled one.
-func suggest(key string, known []string) string {
+// suggest offers the known field closest to a misspelled one, or else
+// the list of them.
+func suggest(key string, names []string) string {
 	best, bestD := "", 3
-	for _, k := range known {
-		if dist := editDistance(key, k); dist < bestD {
+	for _, k := range names {
+		if dist := editDistance(key, k); k != "" && dist < bestD {
 			best, bestD = k, dist
 		}
 	}
-	slices.Sort(known)
+	known := slices.DeleteFunc(slices.Sorted(slices.Values(names)), func(s string) bool { return s == "" })
 	if best != "" {
 		return fmt.Sprintf(" (did you mean %q?)", best)
 	}

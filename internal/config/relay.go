@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/wire"
-	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/mesh/relay"
 	"github.com/postern/postern/policy"
@@ -115,7 +115,7 @@ type Relay struct {
 	PolicyPoll    time.Duration // default 2s
 
 	Limits   relay.Limits
-	Bindings []mesh.Binding
+	Bindings []postern.Binding
 
 	// Audit is "stdout", "stderr", "none" or the absolute path of a file
 	// that audit events are appended to. Default "stdout".
@@ -227,7 +227,7 @@ func LoadRelay(path string) (*Relay, error) {
 		if !validKind(b.Kind) {
 			d.errorf(field+".kind", "want tcp, http or postgres, got %q", b.Kind)
 		}
-		r.Bindings = append(r.Bindings, mesh.Binding{Name: b.Name, Kind: b.Kind, Environment: b.Environment, Labels: b.Labels, Description: b.Description})
+		r.Bindings = append(r.Bindings, postern.Binding{Name: b.Name, Kind: b.Kind, Environment: b.Environment, Labels: b.Labels, Description: b.Description})
 	}
 
 	switch f.Audit {
@@ -315,7 +315,7 @@ func redactURL(u string) string {
 }
 
 func validKind(k string) bool {
-	return k == mesh.KindTCP || k == mesh.KindHTTP || k == mesh.KindPostgres
+	return k == postern.KindTCP || k == postern.KindHTTP || k == postern.KindPostgres
 }
 
 // relayTLS loads, creates or generates the relay's certificate.

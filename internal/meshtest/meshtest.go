@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/mesh/identity"
@@ -49,10 +50,10 @@ permit (principal in Group::"finance", action == Action::"connect", resource in 
 
 // Options adjust the mesh. The zero value is a working mesh with Policies.
 type Options struct {
-	Policies string         // Cedar source; empty means Policies
-	Limits   relay.Limits   // relay limits
-	Bindings []mesh.Binding // declared bindings
-	Leeway   time.Duration  // the verifier's clock-skew leeway (negative: none)
+	Policies string            // Cedar source; empty means Policies
+	Limits   relay.Limits      // relay limits
+	Bindings []postern.Binding // declared bindings
+	Leeway   time.Duration     // the verifier's clock-skew leeway (negative: none)
 }
 
 // Mesh is a running relay and what is needed to join it.
@@ -354,8 +355,8 @@ func DeadAddr(t testing.TB) string {
 	return addr
 }
 
-// IsMeshError reports whether err is a *mesh.Error matching target.
+// IsMeshError reports whether err is a *postern.Error matching target.
 func IsMeshError(err, target error) bool {
-	var me *mesh.Error
+	var me *postern.Error
 	return errors.As(err, &me) && errors.Is(err, target)
 }

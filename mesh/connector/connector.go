@@ -14,13 +14,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/quicnet"
 
 	"github.com/quic-go/quic-go"
 
 	sess "github.com/postern/postern/internal/session"
 	"github.com/postern/postern/internal/wire"
-	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/transport"
 )
 
@@ -30,7 +30,7 @@ type Service struct {
 	// Name is the binding name agents open. Required; the connector's token
 	// must grant it.
 	Name string
-	// Kind is mesh.KindTCP, mesh.KindHTTP or mesh.KindPostgres. Empty
+	// Kind is postern.KindTCP, postern.KindHTTP or postern.KindPostgres. Empty
 	// means tcp.
 	Kind string
 	// Upstream is the service's address, host:port, as the connector
@@ -123,11 +123,9 @@ func New(cfg Config) (*Connector, error) {
 			return nil, fmt.Errorf("connector: config: service %q listed twice", s.Name)
 		}
 		if s.Kind == "" {
-			s.Kind = mesh.KindTCP
+			s.Kind = postern.KindTCP
 		}
-		switch s.Kind {
-		case mesh.KindTCP, mesh.KindHTTP, mesh.KindPostgres:
-		default:
+		if !postern.ValidKind(s.Kind) {
 			return nil, fmt.Errorf("connector: config: service %q: kind %q is not tcp, http or postgres", s.Name, s.Kind)
 		}
 		if _, _, err := net.SplitHostPort(s.Upstream); err != nil {
@@ -355,10 +353,10 @@ func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream) {
 	}
 	log := c.log.With("binding", svc.Name, "subject", dial.Identity.Subject, "session", dial.Session)
 	switch svc.Kind {
-	case mesh.KindPostgres:
+	case postern.KindPostgres:
 		c.servePostgres(st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, log)
 		return
-	case mesh.KindHTTP:
+	case postern.KindHTTP:
 		c.serveHTTP(st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, log)
 		return
 	}

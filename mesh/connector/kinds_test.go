@@ -4,17 +4,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/postern/postern/mesh"
+	"github.com/postern/postern"
 	"github.com/postern/postern/mesh/connector"
 )
 
 // TestNewChecksCredentials: a service's credentials must fit its kind.
 func TestNewChecksCredentials(t *testing.T) {
 	pg := func(p *connector.Postgres) connector.Service {
-		return connector.Service{Name: "db", Kind: mesh.KindPostgres, Upstream: "10.0.0.1:5432", Postgres: p}
+		return connector.Service{Name: "db", Kind: postern.KindPostgres, Upstream: "10.0.0.1:5432", Postgres: p}
 	}
 	web := func(h *connector.HTTP) connector.Service {
-		return connector.Service{Name: "api", Kind: mesh.KindHTTP, Upstream: "10.0.0.1:80", HTTP: h}
+		return connector.Service{Name: "api", Kind: postern.KindHTTP, Upstream: "10.0.0.1:80", HTTP: h}
 	}
 	header := func(name string, s connector.Secret) *connector.HTTP {
 		return &connector.HTTP{Headers: map[string]connector.Secret{name: s}}

@@ -40,7 +40,7 @@ import (
 //	  |<========================= raw bytes =========================>|
 //
 // The login comes first so that a refused login fails the agent's open
-// with mesh.ErrUpstream rather than a half-made session. An agent that
+// with postern.ErrUpstream rather than a half-made session. An agent that
 // pipelines its startup message with the open (mesh.Client.DialEarly)
 // finds it read only after the login. A stream whose first message is a
 // CancelRequest (pgx dials the binding again to cancel a query) is

@@ -8,7 +8,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/postern/postern/mesh"
+	"github.com/postern/postern"
 )
 
 // Secret is a credential the connector holds for an upstream: read from a
@@ -104,12 +104,12 @@ type HTTP struct {
 // silently ignore.
 func (s *Service) validateKind() error {
 	switch s.Kind {
-	case mesh.KindPostgres:
+	case postern.KindPostgres:
 		if s.HTTP != nil {
 			return errors.New("HTTP is set on a postgres service")
 		}
 		return s.Postgres.validate()
-	case mesh.KindHTTP:
+	case postern.KindHTTP:
 		if s.Postgres != nil {
 			return errors.New("Postgres is set on an http service")
 		}

@@ -17,12 +17,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/quicnet"
 
 	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern/internal/wire"
-	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/policy"
 	"github.com/postern/postern/transport"
@@ -46,7 +46,7 @@ type Config struct {
 	// binding's kind, environment and labels are authoritative: a
 	// connector that advertises it differently is refused. Bindings that
 	// are not declared take the metadata their connectors advertise.
-	Bindings []mesh.Binding
+	Bindings []postern.Binding
 	// Limits bound what one client may ask of the relay.
 	Limits Limits
 	// Transport tunes QUIC. Nil, or a zero field, means transport's
@@ -67,7 +67,7 @@ type Config struct {
 type Limits struct {
 	// StreamsPerAgent is how many binding streams one agent session may
 	// have open at once. Default 1024. An open beyond it fails with
-	// mesh.ErrLimitExceeded; open streams are unaffected.
+	// postern.ErrLimitExceeded; open streams are unaffected.
 	StreamsPerAgent int
 	// MaxFrameSize caps every control frame a client sends. Default 64 KiB.
 	MaxFrameSize int
@@ -163,7 +163,7 @@ func Listen(cfg Config) (*Relay, error) {
 		if err := wire.ValidName(b.Name); err != nil {
 			return nil, fmt.Errorf("relay: config: binding %q: %w", b.Name, err)
 		}
-		if !validKind(b.Kind) {
+		if !postern.ValidKind(b.Kind) {
 			return nil, fmt.Errorf("relay: config: binding %q: kind %q is not tcp, http or postgres", b.Name, b.Kind)
 		}
 		if _, dup := r.routes[b.Name]; dup {
@@ -207,10 +207,6 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 	return l
 }
 
-func validKind(k string) bool {
-	return k == mesh.KindTCP || k == mesh.KindHTTP || k == mesh.KindPostgres
-}
-
 // Addr returns the UDP address the relay listens on.
 func (r *Relay) Addr() net.Addr { return r.ln.Addr() }
 
@@ -247,7 +243,7 @@ func (r *Relay) Close() error {
 	return err
 }
 
-// Shutdown stops taking new opens (they fail with mesh.ErrUnavailable),
+// Shutdown stops taking new opens (they fail with postern.ErrUnavailable),
 // waits for open binding streams to end or for ctx to be done, then closes
 // the relay as Close does.
 func (r *Relay) Shutdown(ctx context.Context) error {

@@ -4,8 +4,8 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/wire"
-	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/policy"
 )
 
@@ -22,12 +22,12 @@ type route struct {
 
 // routeMeta is a binding's description in the forms the relay needs it.
 type routeMeta struct {
-	binding  mesh.Binding
+	binding  postern.Binding
 	wire     wire.Binding
 	resource policy.Resource
 }
 
-func newMeta(b mesh.Binding) *routeMeta {
+func newMeta(b postern.Binding) *routeMeta {
 	labels := slices.Clone(b.Labels)
 	return &routeMeta{
 		binding:  b,
@@ -36,7 +36,7 @@ func newMeta(b mesh.Binding) *routeMeta {
 	}
 }
 
-func newRoute(b mesh.Binding, declared bool) *route {
+func newRoute(b postern.Binding, declared bool) *route {
 	rt := &route{name: b.Name, declared: declared}
 	rt.meta.Store(newMeta(b))
 	rt.conns.Store(&[]*connectorSession{})
@@ -73,7 +73,7 @@ func (rt *route) remove(c *connectorSession) {
 
 // sameMeta reports whether a connector's advertisement agrees with what the
 // relay knows of the binding.
-func sameMeta(b mesh.Binding, s wire.Service) bool {
+func sameMeta(b postern.Binding, s wire.Service) bool {
 	return b.Kind == s.Kind && b.Environment == s.Environment && slices.Equal(sortedCopy(b.Labels), sortedCopy(s.Label))
 }
 

@@ -11,12 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/quicnet"
 
 	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern/internal/wire"
-	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/policy"
 )
@@ -354,7 +354,7 @@ func (r *Relay) checkServices(claims *identity.Claims, services []wire.Service) 
 		if err := claims.MayAdvertise(s.Name); err != nil {
 			return &wire.Reject{Code: wire.CodeDenied, Reason: identity.Reason(err), Message: err.Error()}
 		}
-		if !validKind(s.Kind) {
+		if !postern.ValidKind(s.Kind) {
 			return &wire.Reject{Code: wire.CodeUnsupported, Reason: "unsupported_kind", Message: fmt.Sprintf("service %q has kind %q; the relay serves tcp, http and postgres", s.Name, s.Kind)}
 		}
 	}
@@ -381,7 +381,7 @@ func (r *Relay) register(c *connectorSession, services []wire.Service) *wire.Rej
 		}
 	}
 	for _, s := range services {
-		b := mesh.Binding{Name: s.Name, Kind: s.Kind, Environment: s.Environment, Labels: s.Label, Description: s.Description}
+		b := postern.Binding{Name: s.Name, Kind: s.Kind, Environment: s.Environment, Labels: s.Label, Description: s.Description}
 		rt := r.routes[s.Name]
 		switch {
 		case rt == nil:

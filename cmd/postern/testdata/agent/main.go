@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/mesh"
 )
 
@@ -47,9 +48,9 @@ func main() {
 	fmt.Printf("catalog: %s\n", strings.Join(names, ","))
 	for _, name := range os.Args[1:] {
 		conn, err := c.Dial(ctx, "tcp", name)
-		var me *mesh.Error
+		var me *postern.Error
 		switch {
-		case errors.Is(err, mesh.ErrDenied) && errors.As(err, &me):
+		case errors.Is(err, postern.ErrDenied) && errors.As(err, &me):
 			fmt.Printf("%s: denied by %s\n", name, strings.Join(me.Policies, ","))
 			continue
 		case err != nil:

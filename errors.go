@@ -1,12 +1,10 @@
-package mesh
+package postern
 
 import (
 	"errors"
 	"fmt"
 	"net"
 	"strings"
-
-	"github.com/postern/postern/internal/wire"
 )
 
 // Sentinel errors. Every error the client returns for a refused session or
@@ -53,7 +51,7 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString("mesh: ")
+	b.WriteString("postern: ")
 	b.WriteString(e.Op)
 	if e.Binding != "" {
 		fmt.Fprintf(&b, " %q", e.Binding)
@@ -79,27 +77,4 @@ func (e *Error) Timeout() bool { return errors.Is(e.Err, ErrTimeout) }
 // Temporary is for net.Error; it reports whether retrying may help.
 func (e *Error) Temporary() bool {
 	return errors.Is(e.Err, ErrNoConnector) || errors.Is(e.Err, ErrTimeout) || errors.Is(e.Err, ErrUnavailable)
-}
-
-// codeErr maps a wire code to its sentinel.
-func codeErr(c wire.Code) error {
-	switch c {
-	case wire.CodeUnauthenticated:
-		return ErrUnauthenticated
-	case wire.CodeDenied:
-		return ErrDenied
-	case wire.CodeUnknownBinding:
-		return ErrUnknownBinding
-	case wire.CodeNoConnector:
-		return ErrNoConnector
-	case wire.CodeUpstream:
-		return ErrUpstream
-	case wire.CodeTimeout:
-		return ErrTimeout
-	case wire.CodeLimit:
-		return ErrLimitExceeded
-	case wire.CodeShutdown, wire.CodeInternal:
-		return ErrUnavailable
-	}
-	return ErrProtocol
 }
