@@ -626,7 +626,8 @@ func updateDoc(path string, text []byte) error {
 // commandLine is the command that ran, as a person would type it.
 func commandLine(args []string) string {
 	prog := "go run ./cmd/postern-bench"
-	if filepath.Base(os.Args[0]) == "postern-bench" {
+	// go run builds a binary of the same name in a go-build directory.
+	if filepath.Base(os.Args[0]) == "postern-bench" && !strings.Contains(os.Args[0], "go-build") {
 		prog = "postern-bench"
 	}
 	return strings.TrimSpace(prog + " " + strings.Join(args, " "))
