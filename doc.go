@@ -35,7 +35,7 @@
 //
 // Identity tokens are issued and verified by package mesh/identity; the
 // Cedar entity model, policy loading, validation and decisions live in
-// package policy; the QUIC settings and TLS trust that a user configures in
+// package policy; the QUIC settings and TLS trust that a user configures are in
 // package transport. The wire protocol is one protobuf schema,
 // internal/wire/wire.proto, whose comments are its documentation.
 //
@@ -60,11 +60,29 @@
 //
 //	go run ./examples/quickstart
 //
-// Agent code needs two lines (see package binding):
+// Agent code opens a binding by name and uses the handle it asks for, here
+// a *sql.DB (see package binding):
 //
 //	db, err := binding.Open("staging-db") // POSTERN_RELAY, POSTERN_TOKEN, ...
-//	rows, err := db.SQL().QueryContext(ctx, "select ...")
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	sqlDB, err := db.SQL() // a *sql.DB; the connector logs in, not the agent
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	rows, err := sqlDB.QueryContext(ctx, "select id, item from orders")
 //
 // The postern command (cmd/postern) runs a relay, a connector, mints keys
 // and tokens, and checks policies before they are deployed.
+//
+// # Packages
+//
+//   - [github.com/postern/postern/binding]: typed handles for agents
+//   - [github.com/postern/postern/mesh]: the agent client
+//   - [github.com/postern/postern/mesh/relay]: the relay as a library
+//   - [github.com/postern/postern/mesh/connector]: the connector as a library
+//   - [github.com/postern/postern/mesh/identity]: identity tokens
+//   - [github.com/postern/postern/policy]: Cedar policies and decisions
+//   - [github.com/postern/postern/transport]: QUIC settings and TLS trust
 package postern

@@ -48,21 +48,42 @@
 //
 // # Usage
 //
-//	db, err := binding.Open("staging-db")
+// A PostgreSQL database is a *sql.DB (or a pgx pool, [Binding.PgxPool]):
+//
+//	db, err := binding.Open("staging-db") // cheap and lazy, like sql.Open
 //	if err != nil {
-//		log.Fatal(err) // e.g. binding: POSTERN_RELAY: not set: ...
+//		log.Fatal(err) // a missing or malformed POSTERN_* variable, named
 //	}
 //	defer db.Close()
-//	sqlDB, _ := db.SQL()
-//	rows, err := sqlDB.QueryContext(ctx, "select id, name from items")
+//	sqlDB, err := db.SQL() // the connector holds the password
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	rows, err := sqlDB.QueryContext(ctx, "SELECT id, item FROM orders ORDER BY id")
+//
+// A refused open says why:
+//
+//	err = sqlDB.PingContext(ctx)
 //	var me *postern.Error
-//	if errors.As(err, &me) && errors.Is(err, postern.ErrDenied) {
-//		log.Printf("denied by %v", me.Policies)
+//	switch {
+//	case errors.Is(err, postern.ErrDenied) && errors.As(err, &me):
+//		fmt.Println("denied by policy", me.Policies)
+//	case errors.Is(err, postern.ErrUnknownBinding):
+//		fmt.Println("no such binding for this agent")
 //	}
 //
-//	api, _ := binding.Open("staging-api")
-//	hc, _ := api.HTTPClient()
-//	resp, err := hc.Get("/v1/items") // the binding is the host
+// An HTTP API is an *http.Client whose requests name only a path:
+//
+//	api, err := binding.Open("staging-api")
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer api.Close()
+//	hc, err := api.HTTPClient()
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	resp, err := hc.Get("/orders") // the binding is the host
 //
 // Handles are safe for concurrent use. [Binding.Close] closes the handles
 // the binding made; it does not close the mesh client.

@@ -1,6 +1,7 @@
 package binding_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -16,29 +17,29 @@ import (
 // An agent reads a staging database it holds no password for. The
 // environment names the relay and the agent's token (see ConfigFromEnv).
 func ExampleOpen() {
-	db, err := binding.Open("staging-db")
+	db, err := binding.Open("staging-db") // cheap and lazy, like sql.Open
 	if err != nil {
 		log.Fatal(err) // a missing or malformed POSTERN_* variable, named
 	}
 	defer db.Close()
-	sqlDB, err := db.SQL()
+	sqlDB, err := db.SQL() // the connector holds the password
 	if err != nil {
 		log.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rows, err := sqlDB.QueryContext(ctx, "SELECT id, name FROM items ORDER BY id")
+	rows, err := sqlDB.QueryContext(ctx, "SELECT id, item FROM orders ORDER BY id")
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var id int
-		var name string
-		if err := rows.Scan(&id, &name); err != nil {
+		var item string
+		if err := rows.Scan(&id, &item); err != nil {
 			log.Fatal(err)
 		}
-		fmt.Println(id, name)
+		fmt.Println(id, item)
 	}
 }
 
@@ -50,14 +51,18 @@ func ExampleOpen_denied() {
 		log.Fatal(err)
 	}
 	defer db.Close()
-	sqlDB, _ := db.SQL()
-	err = sqlDB.PingContext(context.Background())
+	sqlDB, err := db.SQL()
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	err = sqlDB.PingContext(ctx)
 	var me *postern.Error
 	switch {
 	case errors.Is(err, postern.ErrDenied) && errors.As(err, &me):
 		fmt.Println("denied by policy", me.Policies)
 	case errors.Is(err, postern.ErrUnknownBinding):
-		fmt.Println("no binding prod-finance for this agent")
+		fmt.Println("no such binding for this agent")
 	case errors.Is(err, postern.ErrUpstream):
 		fmt.Println("the database refused the connector:", err)
 	}
@@ -75,7 +80,7 @@ func ExampleBinding_HTTPClient() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	resp, err := hc.Get("/v1/items")
+	resp, err := hc.Get("/orders") // the binding is the host
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -97,26 +102,29 @@ func ExampleBinding_PgxPool() {
 		log.Fatal(err)
 	}
 	var n int
-	if err := pool.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil {
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(n, "items")
+	fmt.Println(n, "orders")
 }
 
 // Any TCP service is a net.Conn.
 func ExampleBinding_Dial() {
-	cache, err := binding.Open("staging-redis")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	echo, err := binding.Open("staging-echo")
 	if err != nil {
 		log.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := cache.Dial(ctx)
+	defer echo.Close()
+	conn, err := echo.Dial(ctx) // a net.Conn
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "PING\r\n")
+	fmt.Fprintln(conn, "hello")
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	fmt.Print(line, err)
 }
 
 // A program that manages its own client (a logger, a token source of its

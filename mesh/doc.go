@@ -9,14 +9,16 @@
 // receives the catalog, the bindings that policy lets this agent open. The
 // relay pushes a new catalog when policy or connectors change. When the
 // relay goes away (a restart, a network change), the next Dial reconnects
-// by itself. With a TokenSource, the client presents a fresh token on the
-// live session before the current one expires.
+// by itself. With a [Config].TokenSource, the client presents a fresh token
+// on the live session before the current one expires.
 //
 // [Client.Dial] opens one QUIC stream per use of a binding. The relay
 // authorizes the open with Cedar, routes it to a connector, and the
-// connector dials the private service; the returned net.Conn then carries
-// raw bytes. Close closes both directions, CloseWrite is the half-close,
-// and deadlines work as on any net.Conn.
+// connector dials the private service; the returned net.Conn, a [*Conn],
+// then carries raw bytes. Close closes both directions, [Conn.CloseWrite]
+// is the half-close, and deadlines work as on any net.Conn.
+// [Client.DialEarly] returns at once and sends the open with the first
+// bytes written, saving a round trip for request/response protocols.
 //
 // # Errors
 //
@@ -34,12 +36,17 @@
 //	client, err := mesh.NewClient(mesh.Config{
 //		Relay: "relay.example.com:7443",
 //		Token: os.Getenv("POSTERN_TOKEN"),
-//		Pin:   "sha256:4f1c...", // or RootCAs
+//		Pin:   os.Getenv("POSTERN_RELAY_PIN"), // or RootCAs
 //	})
-//	if err != nil { ... }
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	defer client.Close()
-//	conn, err := client.Dial(ctx, "tcp", "staging-db")
-//	if errors.Is(err, postern.ErrDenied) { ... } // err names the policy
+//	conn, err := client.Dial(ctx, "tcp", "staging-echo")
+//	if err != nil {
+//		log.Fatal(err) // a *postern.Error; errors.Is(err, postern.ErrDenied) names the policy
+//	}
+//	defer conn.Close()
 //
 // Typed handles (*sql.DB, *http.Client) over a Client are in package
 // binding. The relay and the connector are libraries too, in mesh/relay

@@ -46,19 +46,27 @@
 //
 // # Usage
 //
-//	set, err := policy.LoadDir("/etc/postern/policies")
+// A relay loads a directory of policies once, makes a [Principal] for each
+// session from its verified token (claims, an identity.Claims, and remote,
+// the agent's address) and a [Resource] for each binding, and decides each
+// open:
+//
+//	set, err := policy.LoadDir(dir) // every *.cedar file of dir
 //	if err != nil {
-//		return err // every problem, each "policy: FILE:LINE:COL: ..."
+//		log.Fatal(err) // every problem, each "policy: FILE:LINE:COL: ..."
 //	}
 //	if errs := set.Validate(policy.ValidateOptions{
 //		PrincipalAttributes: map[string]string{"team": "String"},
 //	}); len(errs) > 0 {
-//		return errors.Join(errs...)
+//		log.Fatal(errors.Join(errs...))
 //	}
 //	engine := policy.NewEngine(set)
 //
 //	// Per session, from the verified token; per catalog entry.
 //	agent, err := policy.NewPrincipal(claims.Subject, claims.Groups, claims.Attributes)
+//	if err != nil {
+//		log.Fatal(err) // an attribute Cedar cannot hold
+//	}
 //	db := policy.NewResource("staging-db", "postgres", "staging", "pii")
 //
 //	// Per open.
@@ -68,9 +76,7 @@
 //		SourceIP:  remote.Addr(),
 //		Details:   map[string]string{"database": "app"},
 //	})
-//	if !d.Allowed {
-//		return fmt.Errorf("denied: %s", d) // "deny (forbid-financial)"
-//	}
+//	fmt.Println(d.Allowed, d) // true allow (coding-agents-staging)
 //
 // On reload, parse and validate the new files, then [Engine.Swap]. The
 // channel from [Engine.Changed] or [Engine.Current] is closed by the swap,

@@ -1,10 +1,13 @@
 package policy_test
 
 import (
+	"errors"
 	"fmt"
 	"log"
+	"net/netip"
 	"time"
 
+	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/policy"
 )
 
@@ -45,6 +48,49 @@ func Example() {
 	// staging-db allow (staging-connect)
 	// staging-ledger deny (forbid-financial)
 	// stranger deny (no policy permits)
+}
+
+// A relay's use of the package: load and validate a directory of
+// policies, then decide each open. These are the repository's example
+// policies.
+func ExampleLoadDir() {
+	dir := "../examples/policies"
+	// The verified token of the session, and the address it came from.
+	claims := identity.Claims{Subject: "coding-agent", Groups: []string{"coding-agents"}, Attributes: map[string]any{"team": "payments"}}
+	remote := netip.MustParseAddrPort("192.0.2.7:50412")
+
+	set, err := policy.LoadDir(dir) // every *.cedar file of dir
+	if err != nil {
+		log.Fatal(err) // every problem, each "policy: FILE:LINE:COL: ..."
+	}
+	if errs := set.Validate(policy.ValidateOptions{
+		PrincipalAttributes: map[string]string{"team": "String"},
+	}); len(errs) > 0 {
+		log.Fatal(errors.Join(errs...))
+	}
+	engine := policy.NewEngine(set)
+
+	// Per session, from the verified token; per catalog entry.
+	agent, err := policy.NewPrincipal(claims.Subject, claims.Groups, claims.Attributes)
+	if err != nil {
+		log.Fatal(err) // an attribute Cedar cannot hold
+	}
+	db := policy.NewResource("staging-db", "postgres", "staging", "pii")
+
+	// Per open.
+	d := engine.Authorize(policy.Request{
+		Principal: agent,
+		Resource:  db,
+		SourceIP:  remote.Addr(),
+		Details:   map[string]string{"database": "app"},
+	})
+	fmt.Println(d.Allowed, d) // true allow (coding-agents-staging)
+
+	ledger := policy.NewResource("staging-ledger", "postgres", "staging", "financial")
+	fmt.Println(engine.Authorize(policy.Request{Principal: agent, Resource: ledger}))
+	// Output:
+	// true allow (coding-agents-staging)
+	// deny (forbid-financial)
 }
 
 func ExampleDecision_erroringForbid() {

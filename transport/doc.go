@@ -22,7 +22,12 @@
 // # Usage
 //
 //	cert, err := transport.SelfSigned("relay.example.com")
-//	if err != nil { ... }
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	pin := transport.Pin(cert) // give this to agents and connectors
 //	tlsConf, err := transport.Trust{Pin: pin}.ClientTLS("relay.example.com")
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 package transport

@@ -4,22 +4,17 @@
 // a walkthrough and the configuration reference.
 //
 // It is a thin layer over the libraries: mesh/relay, mesh/connector,
-// mesh/identity and policy, with the command line in internal/cli.
+// mesh/identity and policy, with the command line in internal/cli. The
+// benchmark instrument is a separate binary, cmd/postern-bench.
 package main
 
 import (
 	"context"
 	"os"
 
-	"github.com/postern/postern/internal/bench"
 	"github.com/postern/postern/internal/cli"
 )
 
 func main() {
-	// "postern bench" runs each endpoint it measures as a child process
-	// of this same binary.
-	if handled, code := bench.RunRole(os.Args); handled {
-		os.Exit(code)
-	}
 	os.Exit(cli.Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -11,26 +11,35 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/postern/postern/internal/quicnet"
 	"github.com/postern/postern/transport"
 )
 
-// The bare relay is the floor a QUIC relay costs: quic-go alone, with its
-// default configuration (flow-control windows, GSO), the same topology as
-// Postern (agent -> relay <- connector -> upstream, the connector dialing
-// out), one stream per use on each leg, and a plain copy loop with a
-// 64 KiB buffer per direction. No identity, no policy, no framing, no
-// audit. Only two settings differ from quic-go's defaults: the stream
-// limit (quic-go's 100 would throttle the open test) and a keep-alive, so
-// that a connection idle while other paths are measured is not closed.
+// The bare relay is the floor a QUIC relay costs: quic-go alone, the
+// same topology as Postern (agent -> relay <- connector -> upstream, the
+// connector dialing out), one stream per use on each leg, and a plain
+// copy loop with a 64 KiB buffer per direction. No identity, no policy,
+// no framing, no audit. Each of its endpoints runs with exactly the
+// quic.Config its Postern counterpart runs with (windows, stream limits,
+// keep-alives, timeouts), so that the difference between the two paths
+// is Postern's code and not its tuning.
 
 const (
 	alpnBareAgent     = "postern-bench-agent"
 	alpnBareConnector = "postern-bench-connector"
 )
 
-func bareQUICConfig() *quic.Config {
-	return &quic.Config{MaxIncomingStreams: 1 << 14, KeepAlivePeriod: 10 * time.Second}
-}
+// The transport.Config each Postern endpoint derives from a nil
+// Transport in its own Config: mesh/relay turns its keep-alives off
+// (clients keep sessions alive) and allows the per-agent stream limit and
+// some room; mesh/connector allows 16384 incoming streams (every agent's
+// open is one); mesh.Client takes transport's defaults. quicnet.QUICConfig
+// turns each into the quic.Config Postern's endpoint runs.
+var (
+	relayTransport     = transport.Config{KeepAlive: -1, MaxIncomingStreams: 1024 + 64}
+	connectorTransport = transport.Config{MaxIncomingStreams: 16384}
+	agentTransport     = transport.Config{}
+)
 
 type bareRelayReady struct {
 	Addr string `json:"addr"`
@@ -42,7 +51,7 @@ func startBareRelay([]byte) (any, func(), error) {
 		return nil, nil, err
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{alpnBareAgent, alpnBareConnector}, MinVersion: tls.VersionTLS13}
-	ln, err := quic.ListenAddr("127.0.0.1:0", tc, bareQUICConfig())
+	ln, err := quic.ListenAddr("127.0.0.1:0", tc, quicnet.QUICConfig(&relayTransport))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -112,7 +121,7 @@ func startBareConnector(b []byte) (any, func(), error) {
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	conn, err := dialBare(ctx, cfg.Relay, alpnBareConnector)
+	conn, err := dialBare(ctx, cfg.Relay, alpnBareConnector, &connectorTransport)
 	if err != nil {
 		cancel()
 		return nil, nil, err
@@ -140,10 +149,10 @@ func startBareConnector(b []byte) (any, func(), error) {
 	return struct{}{}, stop, nil
 }
 
-func dialBare(ctx context.Context, addr, alpn string) (*quic.Conn, error) {
+func dialBare(ctx context.Context, addr, alpn string, tc *transport.Config) (*quic.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return quic.DialAddr(ctx, addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}, MinVersion: tls.VersionTLS13}, bareQUICConfig())
+	return quic.DialAddr(ctx, addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}, MinVersion: tls.VersionTLS13}, quicnet.QUICConfig(tc))
 }
 
 // halfConn is one end of a pipe.

@@ -8,11 +8,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -41,7 +45,7 @@ type options struct {
 	args       []string
 }
 
-var allPaths = []string{pathDirect, pathBare, pathPostern, pathSSH}
+var allPaths = []string{pathDirect, pathBare, pathPostern, pathSSH, pathWireGuard}
 
 const (
 	phaseBulk = "bulk"
@@ -55,17 +59,19 @@ var allPhases = []string{phaseBulk, phaseRTT, phaseOpen, phasePG, phaseHTTP}
 
 func parseFlags(args []string, usage io.Writer) (*options, error) {
 	o := &options{args: args}
-	fs := flag.NewFlagSet("postern bench", flag.ContinueOnError)
+	fs := flag.NewFlagSet("postern-bench", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	fs.Usage = func() {
-		fmt.Fprint(usage, `Usage: postern bench [flags]
+		fmt.Fprint(usage, `Usage: postern-bench [flags]
 
-Measures, side by side in one run on loopback, each endpoint in its own
-process: direct TCP to the upstream, a bare QUIC relay built from quic-go
-alone, Postern (agent -> relay -> connector -> upstream, with tokens,
-policy and audit on), and ssh -L through a temporary sshd (when ssh and
-sshd are installed). Prints a Markdown table with ratios to direct and to
-the bare relay.
+Measures, side by side in one run, each endpoint in its own process:
+direct TCP to the upstream, a bare QUIC relay built from quic-go alone,
+Postern (agent -> relay -> connector -> upstream, with tokens, policy and
+audit on), ssh -L through a temporary sshd (when ssh and sshd are
+installed), and a wireguard-go tunnel between two network namespaces of
+its own (as root, with /dev/net/tun). Prints a Markdown table with each
+value's spread over the rounds and ratios to direct, to the bare relay
+and to WireGuard.
 
 Flags:
 `)
@@ -83,7 +89,7 @@ Flags:
 	fs.StringVar(&o.sshCipher, "ssh-cipher", "", "ssh -c cipher for the ssh path (default: ssh's own choice)")
 	fs.StringVar(&o.audit, "audit", "file", "Postern relay audit trail: file (JSON lines in the work directory) or discard (JSON handler to io.Discard)")
 	fs.IntVar(&o.policies, "policies", 0, "extra Cedar policies loaded in the Postern relay (that decide nothing for the bench agent)")
-	fs.StringVar(&o.profileDir, "cpuprofile", "", "write CPU profiles to this `dir`: the relays, connectors and agent during the first round's bulk and 1 KiB RTT tests, and the relay while the scale test idles and opens")
+	fs.StringVar(&o.profileDir, "cpuprofile", "", "write CPU profiles to this `dir`: the relays, connectors, tunnel endpoints and agents during an extra, unmeasured round of the bulk and 1 KiB RTT tests, and the relay while the scale test idles and opens")
 	scaleList := fs.String("scale", "", "comma-separated idle session counts (e.g. 1000,10000): run the scale test")
 	rateList := fs.String("scale-rate", "5000", "comma-separated opens per second offered in the scale test, each an open-loop run")
 	fs.Float64Var(&o.scaleSecs, "scale-seconds", 0, "seconds of each open-rate run in the scale test (default 10, quick 3)")
@@ -185,13 +191,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 		stderr.Write(usage.Bytes())
-		fmt.Fprintln(stderr, "postern bench:", err)
+		fmt.Fprintln(stderr, "postern-bench:", err)
 		return 2
 	}
 	r := &runner{o: o, out: stdout, log: stderr, skipped: map[string]string{}, accs: map[phaseKey]*acc{}}
+	stop := r.cleanupOnSignal()
+	defer stop()
 	err = r.run()
 	if err != nil {
-		fmt.Fprintln(stderr, "postern bench:", err)
+		fmt.Fprintln(stderr, "postern-bench:", err)
 		return 1
 	}
 	if len(r.errors) > 0 {
@@ -208,17 +216,22 @@ type runner struct {
 	started   time.Time
 	loadStart string
 
-	upstream  *proc
-	up        upstreamReady
-	paths     []*path
-	skipped   map[string]string
-	stops     []func()
-	keys      *meshKeys
-	relayInfo relayReady
-	relay     *proc // Postern's
-	pg        *pgServer
-	pgErr     error
-	pgInfo    string
+	upstream *proc
+	up       upstreamReady
+	paths    []*path
+	skipped  map[string]string
+	// interrupted is set on a signal: the children are going, and what
+	// fails from then on is not a measurement's failure.
+	interrupted atomic.Bool
+	stopMu      sync.Mutex
+	stops       []func()
+	cleanOnce   sync.Once
+	keys        *meshKeys
+	relayInfo   relayReady
+	relay       *proc // Postern's
+	pg          *pgServer
+	pgErr       error
+	pgInfo      string
 
 	accs     map[phaseKey]*acc
 	order    []phaseKey
@@ -227,6 +240,59 @@ type runner struct {
 	scale    *scaleReport
 
 	selfProfile *os.File // the agent's CPU profile, while one is taken
+}
+
+// onStop adds f to what cleanup does, first the last added.
+func (r *runner) onStop(f func()) {
+	r.stopMu.Lock()
+	defer r.stopMu.Unlock()
+	r.stops = append(r.stops, f)
+}
+
+// cleanup stops every child, removes the namespaces and the work
+// directory, once: when the run ends, however it ends, or on a signal.
+func (r *runner) cleanup() {
+	r.cleanOnce.Do(func() {
+		r.stopMu.Lock()
+		stops := r.stops
+		r.stops = nil
+		r.stopMu.Unlock()
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+		if r.dir == "" {
+			return
+		}
+		if r.o.keep {
+			r.logf("work directory kept: %s", r.dir)
+		} else {
+			os.RemoveAll(r.dir)
+		}
+	})
+}
+
+// cleanupOnSignal runs cleanup and exits on SIGINT or SIGTERM, until
+// the returned function is called. Ctrl-C reaches the children through
+// the process group; the namespaces and the work directory need the
+// driver.
+func (r *runner) cleanupOnSignal() (stop func()) {
+	sig := make(chan os.Signal, 1)
+	done := make(chan struct{})
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-sig:
+			r.interrupted.Store(true)
+			r.logf("postern-bench: %v: cleaning up", s)
+			r.cleanup()
+			os.Exit(130)
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(sig)
+		close(done)
+	}
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -240,16 +306,7 @@ func (r *runner) run() (err error) {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for i := len(r.stops) - 1; i >= 0; i-- {
-			r.stops[i]()
-		}
-		if r.o.keep {
-			r.logf("work directory kept: %s", r.dir)
-		} else {
-			os.RemoveAll(r.dir)
-		}
-	}()
+	defer r.cleanup()
 	if r.o.profileDir != "" {
 		if err := os.MkdirAll(r.o.profileDir, 0o755); err != nil {
 			return err
@@ -260,6 +317,9 @@ func (r *runner) run() (err error) {
 			return err
 		}
 		ctx := context.Background()
+		if r.o.profileDir != "" {
+			r.profileRound(ctx)
+		}
 		for round := 1; round <= r.o.rounds; round++ {
 			if r.o.rounds > 1 {
 				r.logf("round %d of %d", round, r.o.rounds)
@@ -304,7 +364,7 @@ func (r *runner) setup() error {
 		return err
 	}
 	r.upstream = up
-	r.stops = append(r.stops, up.stop)
+	r.onStop(up.stop)
 	r.postgres()
 	me := self()
 	for _, name := range r.o.paths {
@@ -331,8 +391,23 @@ func (r *runner) setup() error {
 				r.logf("ssh -L: skipped: %v", err)
 				continue
 			}
-			r.stops = append(r.stops, t.stop)
+			r.onStop(t.stop)
 			p = tcpPath(pathSSH, t.addr, []*proc{me, t.ssh, t.sshd, up})
+		case pathWireGuard:
+			if why := wireguardMissing(); why != "" {
+				r.skipped[pathWireGuard] = why
+				r.logf("wireguard: skipped: %s", why)
+				continue
+			}
+			wp, err := r.setupWireGuard()
+			if err != nil {
+				// Root with a TUN device, but no namespaces here (a
+				// container without CAP_SYS_ADMIN, say).
+				r.skipped[pathWireGuard] = "could not set up the namespaces and wireguard-go: " + err.Error()
+				r.logf("wireguard: skipped: %v", err)
+				continue
+			}
+			p = wp
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -348,13 +423,13 @@ func (r *runner) setupBare(me *proc) (*path, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.stops = append(r.stops, relay.stop)
+	r.onStop(relay.stop)
 	relay.name = "relay"
 	conn, err := startChild(r.dir, "bare-connector", "bare-connector", bareConnectorConfig{Relay: br.Addr, Upstream: r.up.Addr}, &struct{}{})
 	if err != nil {
 		return nil, err
 	}
-	r.stops = append(r.stops, conn.stop)
+	r.onStop(conn.stop)
 	conn.name = "connector"
 	return barePath(br.Addr, []*proc{me, relay, conn, r.upstream})
 }
@@ -393,7 +468,7 @@ func (r *runner) startRelay(name string) (*proc, relayReady, error) {
 	if err != nil {
 		return nil, info, err
 	}
-	r.stops = append(r.stops, p.stop)
+	r.onStop(p.stop)
 	p.name = "relay"
 	return p, info, nil
 }
@@ -403,7 +478,7 @@ func (r *runner) startConnector(name string, info relayReady, svcs []service) (*
 	if err != nil {
 		return nil, err
 	}
-	r.stops = append(r.stops, p.stop)
+	r.onStop(p.stop)
 	p.name = "connector"
 	return p, nil
 }
@@ -411,7 +486,8 @@ func (r *runner) startConnector(name string, info relayReady, svcs []service) (*
 // phaseKey names one test on one path.
 type phaseKey struct{ phase, path string }
 
-// acc accumulates one test on one path over the rounds.
+// acc accumulates one test on one path over the rounds: the pooled
+// results, and each round's own in runs, for the spread.
 type acc struct {
 	mbps  []float64
 	secs  float64
@@ -421,41 +497,82 @@ type acc struct {
 	cpu   map[string]time.Duration
 	err   string
 	load  *loadResult
+	runs  []*acc
 }
+
+func newAcc() *acc { return &acc{cpu: map[string]time.Duration{}} }
 
 func (r *runner) acc(phase, path string) *acc {
 	k := phaseKey{phase, path}
 	a := r.accs[k]
 	if a == nil {
-		a = &acc{cpu: map[string]time.Duration{}}
+		a = newAcc()
 		r.accs[k] = a
 		r.order = append(r.order, k)
 	}
 	return a
 }
 
+// add pools one round's results into a.
+func (a *acc) add(rn *acc) {
+	a.mbps = append(a.mbps, rn.mbps...)
+	a.secs += rn.secs
+	a.bytes += rn.bytes
+	a.ops += rn.ops
+	a.lat = append(a.lat, rn.lat...)
+	for name, d := range rn.cpu {
+		a.cpu[name] += d
+	}
+	if rn.load != nil {
+		a.load = rn.load
+	}
+	a.runs = append(a.runs, rn)
+}
+
+// round returns round i's results alone (as the pooled ones are read),
+// or nil.
+func (a *acc) round(i int) *acc {
+	if a == nil || i >= len(a.runs) {
+		return nil
+	}
+	rn := a.runs[i]
+	rn.err = a.err
+	return rn
+}
+
 // measure runs f on p, accounting the CPU of p's processes to the test.
-func (r *runner) measure(phase string, p *path, f func(a *acc) error) {
+func (r *runner) measure(phase string, p *path, f func(a *acc, m *meter) error) {
 	r.measureOn(phase, p.name, p.procs, f)
 }
 
-// measureOn runs f as the test phase on path, accounting the CPU of procs
-// to it.
-func (r *runner) measureOn(phase, path string, procs []*proc, f func(a *acc) error) {
-	a := r.acc(phase, path)
-	if a.err != "" {
+// measureOn runs f as one round of the test phase on path. f records its
+// results in a and has m sample the CPU of procs around exactly the
+// operations it measures; if it does not, m samples around all of f.
+func (r *runner) measureOn(phase, path string, procs []*proc, f func(a *acc, m *meter) error) {
+	pooled := r.acc(phase, path)
+	if pooled.err != "" {
 		return // failed in an earlier round
 	}
+	rn := newAcc()
+	m := newMeter(procs)
 	s0 := sampleCPU(procs)
-	err := f(a)
-	for name, d := range s0.since(procs) {
-		a.cpu[name] += d
+	err := f(rn, m)
+	if m.used == nil {
+		m.used = s0.since(procs)
+	}
+	for name, d := range m.used {
+		rn.cpu[name] += d
+	}
+	if r.interrupted.Load() {
+		select {} // cleanupOnSignal exits
 	}
 	if err != nil {
-		a.err = err.Error()
+		pooled.err = err.Error()
 		r.errors = append(r.errors, fmt.Sprintf("%s on %s: %v", phase, path, err))
 		r.logf("%-12s %-10s FAILED: %v", phase, path, err)
+		return
 	}
+	pooled.add(rn)
 }
 
 // bulkPhases are the throughput tests, in order.
@@ -473,24 +590,20 @@ var bulkPhases = []struct {
 // round runs every byte-moving test once on every path, path after path
 // within each test, so that what is compared was measured close in time.
 func (r *runner) round(ctx context.Context, round int) {
-	profiling := r.o.profileDir != "" && round == 1 && (r.has(phaseBulk) || r.has(phaseRTT))
-	if profiling {
-		r.startProfiles()
-	}
 	if r.has(phaseBulk) {
 		total := int64(r.o.bulkMiB) << 20
 		for _, b := range bulkPhases {
 			for _, p := range r.paths {
-				r.measure(b.name, p, func(a *acc) error {
+				r.measure(b.name, p, func(a *acc, m *meter) error {
 					tctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 					defer cancel()
-					d, err := bulk(tctx, p, b.streams, total, b.down)
+					out, err := runTest(tctx, p, testSpec{Test: testBulk, Streams: b.streams, Total: total, Down: b.down}, m)
 					if err != nil {
 						return err
 					}
-					mbps := float64(total) / d.Seconds() / 1e6
+					mbps := float64(total) / out.Elapsed.Seconds() / 1e6
 					a.mbps = append(a.mbps, mbps)
-					a.secs += d.Seconds()
+					a.secs += out.Elapsed.Seconds()
 					a.bytes += total
 					if r.o.verbose {
 						r.logf("%-12s %-10s %8.1f MB/s", b.name, p.name, mbps)
@@ -502,56 +615,71 @@ func (r *runner) round(ctx context.Context, round int) {
 	}
 	if r.has(phaseRTT) {
 		for _, p := range r.paths {
-			r.measure("rtt-1k", p, func(a *acc) error {
+			r.measure("rtt-1k", p, func(a *acc, m *meter) error {
 				t0 := time.Now()
-				lat, err := rtt(ctx, p, 1024, max(100, r.o.rttN/20), r.o.rttN)
+				out, err := runTest(ctx, p, testSpec{Test: testRTT, Size: 1024, Warm: max(100, r.o.rttN/20), N: r.o.rttN}, m)
 				if err != nil {
 					return err
 				}
 				a.secs += time.Since(t0).Seconds()
-				a.ops += len(lat)
-				a.lat = append(a.lat, lat...)
+				a.ops += len(out.Lat)
+				a.lat = append(a.lat, out.Lat...)
 				if r.o.verbose {
-					s := lat.summary()
+					s := out.Lat.summary()
 					r.logf("%-12s %-10s p50 %6.0f us  p99 %6.0f us  p99.9 %6.0f us", "rtt-1k", p.name, s.P50, s.P99, s.P999)
 				}
 				return nil
 			})
 		}
 	}
-	if profiling {
-		r.stopProfiles()
-	}
-	if r.has(phaseOpen) {
+	if r.has(phaseOpen) && round > 0 {
 		for _, p := range r.paths {
-			r.measure("open", p, func(a *acc) error {
+			r.measure("open", p, func(a *acc, m *meter) error {
 				t0 := time.Now()
-				lat, err := opens(ctx, p, 20, r.o.opensN)
+				out, err := runTest(ctx, p, testSpec{Test: testOpen, Warm: 20, N: r.o.opensN}, m)
 				if err != nil {
 					return err
 				}
 				a.secs += time.Since(t0).Seconds()
-				a.ops += len(lat)
-				a.lat = append(a.lat, lat...)
+				a.ops += len(out.Lat)
+				a.lat = append(a.lat, out.Lat...)
 				if r.o.verbose {
-					s := lat.summary()
+					s := out.Lat.summary()
 					r.logf("%-12s %-10s p50 %6.0f us  p99 %6.0f us", "open", p.name, s.P50, s.P99)
 				}
 				return nil
 			})
 		}
 	}
-	if !r.o.verbose {
+	if !r.o.verbose && round > 0 {
 		r.logf("round %d done (%s)", round, time.Since(r.started).Round(time.Second))
 	}
 }
 
-// profiled are the processes profiled with -cpuprofile, by path and name.
+// profileRound is round 0: with -cpuprofile, the bulk and 1 KiB tests run
+// once before the measured rounds with every bench process of every path
+// profiled, and their numbers are dropped. No measured round runs a
+// profiler, on any path.
+func (r *runner) profileRound(ctx context.Context) {
+	if !r.has(phaseBulk) && !r.has(phaseRTT) {
+		return
+	}
+	r.logf("profiling round (not measured)")
+	accs, order := r.accs, r.order
+	r.accs, r.order = map[phaseKey]*acc{}, nil
+	r.startProfiles()
+	r.round(ctx, 0)
+	r.stopProfiles()
+	r.accs, r.order = accs, order
+}
+
+// profiled are the processes profiled with -cpuprofile: every bench
+// child on a path but the upstreams (sshd and ssh are not Go programs).
 func (r *runner) profiled() []*proc {
 	var ps []*proc
 	for _, p := range r.paths {
 		for _, pr := range p.procs {
-			if pr.stdin != nil && (pr.name == "relay" || pr.name == "connector") {
+			if pr.stdin != nil && pr.name != "upstream" && !slices.Contains(ps, pr) {
 				ps = append(ps, pr)
 			}
 		}
@@ -599,5 +727,5 @@ func (r *runner) stopProfiles() {
 		r.selfProfile.Close()
 		r.selfProfile = nil
 	}
-	r.logf("CPU profiles (bulk and 1 KiB RTT, round 1) in %s", r.o.profileDir)
+	r.logf("CPU profiles (bulk and 1 KiB RTT, the profiling round) in %s", r.o.profileDir)
 }

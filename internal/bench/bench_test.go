@@ -2,8 +2,12 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"io"
+	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,9 +29,10 @@ func TestMain(m *testing.M) {
 // that the instrument measured everything it should, every byte
 // verified. It asserts nothing about the numbers.
 func TestQuickRun(t *testing.T) {
+	t.Parallel() // a run of processes of its own
 	out := filepath.Join(t.TempDir(), "bench.json")
 	var stdout, stderr bytes.Buffer
-	code := Main([]string{"-quick", "-paths", "direct,bare-quic,postern", "-phases", "bulk,rtt,open",
+	code := Main([]string{"-quick", "-rounds", "2", "-paths", "direct,bare-quic,postern", "-phases", "bulk,rtt,open",
 		"-bytes", "1", "-rtt", "200", "-opens", "30", "-json", out}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
@@ -61,13 +66,29 @@ func TestQuickRun(t *testing.T) {
 		if _, ok := m.VsBare[pathPostern]; !ok {
 			t.Errorf("metric %s has no ratio of postern to the bare relay", m.Key)
 		}
+		if s := m.VsBareSpread[pathPostern]; s == nil || s.Rounds != 2 {
+			t.Errorf("metric %s: spread of postern ÷ bare over the rounds: %+v", m.Key, s)
+		}
 	}
 	for k := range want {
 		t.Errorf("no metric %s", k)
 	}
+	for _, m := range rep.Metrics {
+		for p := range m.Values {
+			checkSpread(t, m.Key+" on "+p, m.Spread[p], 2)
+		}
+		if strings.HasPrefix(m.Key, "cpu-") {
+			// A round's CPU, in 10 ms ticks, may be 0 at these sizes:
+			// no ratio can be formed in that round.
+			continue
+		}
+		for p := range m.VsDirect {
+			checkSpread(t, m.Key+" ÷ direct on "+p, m.VsDirectSpread[p], 2)
+		}
+	}
 	for _, r := range rep.Tests {
-		if strings.HasPrefix(r.Test, "bulk-") && r.Bytes != 1<<20 {
-			t.Errorf("%s on %s moved %d bytes, want %d", r.Test, r.Path, r.Bytes, 1<<20)
+		if strings.HasPrefix(r.Test, "bulk-") && r.Bytes != 2<<20 {
+			t.Errorf("%s on %s moved %d bytes in 2 rounds, want %d", r.Test, r.Path, r.Bytes, 2<<20)
 		}
 	}
 	if !strings.Contains(stdout.String(), "| postern ÷ bare |") {
@@ -75,9 +96,173 @@ func TestQuickRun(t *testing.T) {
 	}
 }
 
+// checkSpread checks that a spread over rounds is there and in order.
+func checkSpread(t *testing.T, what string, s *spread, rounds int) {
+	t.Helper()
+	if s == nil {
+		t.Errorf("%s: no spread", what)
+		return
+	}
+	if s.Rounds != rounds || !(s.Min <= s.Median && s.Median <= s.Max) {
+		t.Errorf("%s: spread %+v, want %d rounds and min <= median <= max", what, s, rounds)
+	}
+}
+
+// TestSpread covers what the runs cannot: a spread of several rounds in
+// order, and ratios formed round by round.
+func TestSpread(t *testing.T) {
+	tests := []struct {
+		name string
+		v    []float64
+		want *spread
+	}{
+		{"none", nil, nil},
+		{"one", []float64{3}, &spread{3, 3, 3, 1}},
+		{"odd, unsorted", []float64{5, 1, 3}, &spread{1, 3, 5, 3}},
+		{"even", []float64{4, 1, 2, 10}, &spread{1, 3, 10, 4}},
+		{"a round without a value", []float64{2, math.NaN(), 4}, &spread{2, 3, 4, 2}},
+		{"no round with a value", []float64{math.NaN()}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := spreadOf(tt.v)
+			if (got == nil) != (tt.want == nil) || got != nil && *got != *tt.want {
+				t.Errorf("spreadOf(%v) = %+v, want %+v", tt.v, got, tt.want)
+			}
+		})
+	}
+	// Round by round, postern is twice direct though the rounds differ
+	// fivefold: the ratio's spread is none at all.
+	values := map[string]float64{pathDirect: 30, pathPostern: 60}
+	perRound := map[string][]float64{pathDirect: {10, 50}, pathPostern: {20, 100}}
+	r, sp := ratios(values, perRound, pathDirect, nil)
+	if r[pathPostern] != 2 || sp[pathPostern] == nil || *sp[pathPostern] != (spread{2, 2, 2, 2}) {
+		t.Errorf("ratios: %v, spread %+v", r, sp[pathPostern])
+	}
+	if _, ok := r[pathDirect]; ok {
+		t.Errorf("ratio of direct to itself: %v", r)
+	}
+	// A round without a value on either side forms no ratio, and the
+	// others stay paired round by round.
+	perRound = map[string][]float64{pathDirect: {10, math.NaN(), 0, 40}, pathPostern: {20, 7, 5, math.NaN()}}
+	_, sp = ratios(values, perRound, pathDirect, nil)
+	if sp[pathPostern] == nil || *sp[pathPostern] != (spread{2, 2, 2, 1}) {
+		t.Errorf("ratios with rounds missing: spread %+v, want only round 1's ratio 2", sp[pathPostern])
+	}
+}
+
+// echoPath is a path to an in-process echo server that corrupts the
+// answer to request number corrupt (from 0; -1 for none) and burns burn
+// of CPU on each of the first busy requests.
+func echoPath(t *testing.T, size, corrupt, busy int, burn time.Duration) *path {
+	t.Helper()
+	dial := func(context.Context) (benchConn, error) {
+		c, s := net.Pipe()
+		go func() {
+			defer s.Close()
+			var op [1]byte
+			if _, err := io.ReadFull(s, op[:]); err != nil {
+				return
+			}
+			buf := make([]byte, size)
+			for i := 0; ; i++ {
+				if _, err := io.ReadFull(s, buf); err != nil {
+					return
+				}
+				if i < busy {
+					for t0 := time.Now(); time.Since(t0) < burn; {
+					}
+				}
+				if i == corrupt {
+					buf[size/2] ^= 1
+				}
+				if _, err := s.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+		return c, nil
+	}
+	return &path{name: "echo", procs: []*proc{self()}, dial: dial, open: dial, close: func() {}}
+}
+
+func TestRTTChecksEveryEcho(t *testing.T) {
+	tests := []struct {
+		name    string
+		corrupt int
+		fails   bool
+	}{
+		{"intact", -1, false},
+		{"during the warm-up", 3, true},
+		{"first measured", 10, true},
+		{"in the middle", 17, true},
+		{"last", 29, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lat, err := rtt(context.Background(), echoPath(t, 1024, tt.corrupt, 0, 0), 1024, 10, 20, nil)
+			if (err != nil) != tt.fails {
+				t.Fatalf("err = %v, want failure %v", err, tt.fails)
+			}
+			if err == nil && len(lat) != 20 {
+				t.Errorf("%d latencies, want 20", len(lat))
+			}
+		})
+	}
+}
+
+// TestMeterSkipsWarmUp: CPU spent on the warm-up round trips is not the
+// measured round trips'.
+func TestMeterSkipsWarmUp(t *testing.T) {
+	p := echoPath(t, 1024, -1, 10, 30*time.Millisecond) // 300 ms of CPU in the warm-up
+	m := newMeter(p.procs)
+	if _, err := rtt(context.Background(), p, 1024, 10, 20, m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.used["agent"]; got >= 150*time.Millisecond {
+		t.Errorf("the measured round trips used %v of CPU: the warm-up's was counted", got)
+	}
+}
+
+// TestProfileRound: -cpuprofile profiles every bench process of every
+// path in a round of its own, whose numbers are not the measured ones.
+func TestProfileRound(t *testing.T) {
+	t.Parallel() // a run of processes of its own
+	dir := t.TempDir()
+	out := filepath.Join(dir, "bench.json")
+	var stdout, stderr bytes.Buffer
+	code := Main([]string{"-quick", "-paths", "direct,bare-quic", "-phases", "bulk,rtt", "-bytes", "1", "-rtt", "100",
+		"-cpuprofile", filepath.Join(dir, "prof"), "-json", out}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	for _, f := range []string{"agent.pprof", "bare-quic-relay.pprof", "bare-quic-connector.pprof"} {
+		if fi, err := os.Stat(filepath.Join(dir, "prof", f)); err != nil || fi.Size() == 0 {
+			t.Errorf("profile %s: %v", f, err)
+		}
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Tests {
+		if strings.HasPrefix(r.Test, "bulk-") && r.Bytes != 1<<20 {
+			t.Errorf("%s on %s counts %d bytes, want one measured round's %d", r.Test, r.Path, r.Bytes, 1<<20)
+		}
+		if r.Test == "rtt-1k" && r.Ops != 100 {
+			t.Errorf("rtt-1k on %s counts %d round trips, want one measured round's 100", r.Path, r.Ops)
+		}
+	}
+}
+
 // TestScaleRun holds a few idle sessions and opens bindings at a low
 // rate.
 func TestScaleRun(t *testing.T) {
+	t.Parallel() // a run of processes of its own
 	out := filepath.Join(t.TempDir(), "bench.json")
 	var stdout, stderr bytes.Buffer
 	code := Main([]string{"-quick", "-phases", "none", "-scale", "20", "-scale-per-proc", "10", "-scale-rate", "200", "-scale-seconds", "0.5", "-json", out}, &stdout, &stderr)

@@ -46,6 +46,8 @@ var roles = map[string]role{
 	"relay":          startRelay,
 	"connector":      startConnector,
 	"agents":         startAgents,
+	"measure-agent":  startAgent,
+	"wireguard":      startWireGuard,
 }
 
 // Commands a child obeys, one per stdin line after the configuration.
@@ -69,6 +71,10 @@ type childStats struct {
 // statsHook lets a role add its own numbers to the stats answer.
 var statsHook func() any
 
+// commandHook lets a role obey commands of its own: it answers cmd (with
+// arg, the rest of the line) and true, or false for a command not its.
+var commandHook func(cmd, arg string) (any, bool)
+
 type reply struct {
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
@@ -77,18 +83,18 @@ type reply struct {
 func runChild(name string, stdin io.Reader, stdout, stderr io.Writer) int {
 	start, ok := roles[name]
 	if !ok {
-		fmt.Fprintf(stderr, "postern bench: unknown role %q\n", name)
+		fmt.Fprintf(stderr, "postern-bench: unknown role %q\n", name)
 		return 2
 	}
 	in := bufio.NewReader(stdin)
 	cfg, err := in.ReadBytes('\n')
 	if err != nil {
-		fmt.Fprintf(stderr, "postern bench: %s: reading configuration: %v\n", name, err)
+		fmt.Fprintf(stderr, "postern-bench: %s: reading configuration: %v\n", name, err)
 		return 2
 	}
 	ready, stop, err := start(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "postern bench: %s: %v\n", name, err)
+		fmt.Fprintf(stderr, "postern-bench: %s: %v\n", name, err)
 		return 1
 	}
 	out := json.NewEncoder(stdout)
@@ -143,6 +149,12 @@ func runChild(name string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 			out.Encode(st)
 		default:
+			if commandHook != nil {
+				if answer, ok := commandHook(cmd, arg); ok {
+					out.Encode(answer)
+					continue
+				}
+			}
 			out.Encode(reply{Error: "unknown command " + cmd})
 		}
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -55,8 +56,9 @@ func (l latencies) summary() *summary {
 // bulk moves total bytes over streams connections at once, each
 // transferring its share, and checks every byte's SHA-256. It returns
 // the time from the first byte sent to the last checked; the connections
-// are opened before the clock starts.
-func bulk(ctx context.Context, p *path, streams int, total int64, down bool) (time.Duration, error) {
+// are opened before the clock starts, and m samples the CPU over exactly
+// the time measured.
+func bulk(ctx context.Context, p *path, streams int, total int64, down bool, m *meter) (time.Duration, error) {
 	conns := make([]benchConn, streams)
 	defer func() {
 		for _, c := range conns {
@@ -76,6 +78,7 @@ func bulk(ctx context.Context, p *path, streams int, total int64, down bool) (ti
 	patternSum(share) // computed before the clock starts
 	errs := make([]error, streams)
 	var wg sync.WaitGroup
+	m.start()
 	start := time.Now()
 	for i, c := range conns {
 		wg.Add(1)
@@ -92,12 +95,14 @@ func bulk(ctx context.Context, p *path, streams int, total int64, down bool) (ti
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	m.stop()
 	return elapsed, errors.Join(errs...)
 }
 
 // rtt times n request/response round trips of size bytes each on one warm
-// connection, after warm unmeasured ones.
-func rtt(ctx context.Context, p *path, size, warm, n int) (latencies, error) {
+// connection, after warm unmeasured ones, and checks every answer against
+// its request. m samples the CPU over the n measured ones.
+func rtt(ctx context.Context, p *path, size, warm, n int, m *meter) (latencies, error) {
 	c, err := p.dial(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
@@ -112,6 +117,9 @@ func rtt(ctx context.Context, p *path, size, warm, n int) (latencies, error) {
 	resp := make([]byte, size)
 	lat := make(latencies, 0, n)
 	for i := range warm + n {
+		if i == warm {
+			m.start()
+		}
 		t0 := time.Now()
 		if _, err := c.Write(req); err != nil {
 			return nil, err
@@ -120,21 +128,26 @@ func rtt(ctx context.Context, p *path, size, warm, n int) (latencies, error) {
 			return nil, err
 		}
 		d := time.Since(t0)
+		if !bytes.Equal(resp, req) {
+			return nil, fmt.Errorf("integrity: echo %d of %d differs from its request", i+1, warm+n)
+		}
 		if i >= warm {
 			lat = append(lat, d)
 		}
 	}
-	if string(resp) != string(req) {
-		return nil, errors.New("integrity: the echo differs from the request")
-	}
+	m.stop()
 	return lat, nil
 }
 
 // opens times n opens of a new connection, each sending its first bytes
-// and reading the first byte back, one after the other.
-func opens(ctx context.Context, p *path, warm, n int) (latencies, error) {
+// and reading the first byte back, one after the other, after warm
+// unmeasured ones. m samples the CPU over the n measured ones.
+func opens(ctx context.Context, p *path, warm, n int, m *meter) (latencies, error) {
 	lat := make(latencies, 0, n)
 	for i := range warm + n {
+		if i == warm {
+			m.start()
+		}
 		d, err := openOnce(ctx, p)
 		if err != nil {
 			return nil, err
@@ -143,6 +156,7 @@ func opens(ctx context.Context, p *path, warm, n int) (latencies, error) {
 			lat = append(lat, d)
 		}
 	}
+	m.stop()
 	return lat, nil
 }
 

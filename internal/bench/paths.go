@@ -25,6 +25,10 @@ type path struct {
 	open func(ctx context.Context) (benchConn, error)
 	// client is the agent's mesh client, on the Postern path.
 	client *mesh.Client
+	// remote, when set, is the measuring child that runs the tests
+	// instead of the driver (dial and open are unused): the agent side of
+	// a path in another network namespace.
+	remote *proc
 	close  func()
 }
 
@@ -35,10 +39,11 @@ type benchConn interface {
 
 // Path names, in the order of the table.
 const (
-	pathDirect  = "direct"
-	pathBare    = "bare-quic"
-	pathPostern = "postern"
-	pathSSH     = "ssh"
+	pathDirect    = "direct"
+	pathBare      = "bare-quic"
+	pathPostern   = "postern"
+	pathSSH       = "ssh"
+	pathWireGuard = "wireguard"
 )
 
 func tcpPath(name, addr string, procs []*proc) *path {
@@ -50,7 +55,7 @@ func tcpPath(name, addr string, procs []*proc) *path {
 }
 
 func barePath(addr string, procs []*proc) (*path, error) {
-	conn, err := dialBare(context.Background(), addr, alpnBareAgent)
+	conn, err := dialBare(context.Background(), addr, alpnBareAgent, &agentTransport)
 	if err != nil {
 		return nil, fmt.Errorf("bare relay: %w", err)
 	}

@@ -70,7 +70,7 @@ func (r *runner) startPostgres() (*pgServer, error) {
 		}
 		return nil, err
 	}
-	r.stops = append(r.stops, func() { srv.Stop() })
+	r.onStop(func() { srv.Stop() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	pg := &pgServer{srv: srv, password: fmt.Sprintf("bench-%x", rand.Uint64())}
@@ -172,13 +172,13 @@ func (r *runner) pgPhases(ctx context.Context, direct, postern *path) {
 		procs := pgProcs(t.p, r.pg.proc)
 		t.db.SetMaxOpenConns(8)
 		t.db.SetMaxIdleConns(8)
-		r.measureOn("pg-select1", t.p.name, procs, func(a *acc) error {
+		r.measureOn("pg-select1", t.p.name, procs, func(a *acc, m *meter) error {
 			conn, err := t.db.Conn(ctx)
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
-			return r.timed(a, "pg-select1", t.p.name, n, func() error {
+			return r.timed(a, m, "pg-select1", t.p.name, n, func() error {
 				var one int
 				if err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
 					return err
@@ -192,7 +192,7 @@ func (r *runner) pgPhases(ctx context.Context, direct, postern *path) {
 	}
 	for _, t := range targets {
 		procs := pgProcs(t.p, r.pg.proc)
-		r.measureOn("pg-tx8", t.p.name, procs, func(a *acc) error {
+		r.measureOn("pg-tx8", t.p.name, procs, func(a *acc, m *meter) error {
 			// Open the 8 connections first: the rate is of transactions,
 			// not logins.
 			var conns []*sql.Conn
@@ -206,9 +206,11 @@ func (r *runner) pgPhases(ctx context.Context, direct, postern *path) {
 			for _, c := range conns {
 				c.Close()
 			}
+			m.start()
 			res := load(ctx, time.Duration(r.o.loadSecs*float64(time.Second)), 0, 8, func(ctx context.Context) error {
 				return tpcb(ctx, t.db)
 			})
+			m.stop()
 			a.load = &res
 			a.ops += res.Ops
 			a.secs += res.Seconds
@@ -313,15 +315,17 @@ func (r *runner) httpPhases(ctx context.Context, direct, postern *path) {
 	}
 	n := max(200, r.o.rttN/4)
 	for _, t := range targets {
-		r.measureOn("http-get", t.p.name, t.p.procs, func(a *acc) error {
-			return r.timed(a, "http-get", t.p.name, n, func() error { return get(ctx, t.client, t.url) })
+		r.measureOn("http-get", t.p.name, t.p.procs, func(a *acc, m *meter) error {
+			return r.timed(a, m, "http-get", t.p.name, n, func() error { return get(ctx, t.client, t.url) })
 		})
 	}
 	for _, t := range targets {
-		r.measureOn("http-get8", t.p.name, t.p.procs, func(a *acc) error {
+		r.measureOn("http-get8", t.p.name, t.p.procs, func(a *acc, m *meter) error {
+			m.start()
 			res := load(ctx, time.Duration(r.o.loadSecs*float64(time.Second)), 0, 8, func(ctx context.Context) error {
 				return get(ctx, t.client, t.url)
 			})
+			m.stop()
 			a.load = &res
 			a.ops += res.Ops
 			a.secs += res.Seconds
@@ -336,11 +340,15 @@ func (r *runner) httpPhases(ctx context.Context, direct, postern *path) {
 	}
 }
 
-// timed runs op n times after n/10 warm-up runs, one at a time, and adds
-// the latency of each timed run to a.
-func (r *runner) timed(a *acc, test, path string, n int, op func() error) error {
+// timed runs op n times after n/10 warm-up runs, one at a time, adds
+// the latency of each timed run to a, and has m sample the CPU over the
+// timed runs.
+func (r *runner) timed(a *acc, m *meter, test, path string, n int, op func() error) error {
 	t0 := time.Now()
 	for i := range n + n/10 {
+		if i == n/10 {
+			m.start()
+		}
 		s := time.Now()
 		if err := op(); err != nil {
 			return err
@@ -349,6 +357,7 @@ func (r *runner) timed(a *acc, test, path string, n int, op func() error) error 
 			a.lat = append(a.lat, time.Since(s))
 		}
 	}
+	m.stop()
 	a.ops += n
 	a.secs += time.Since(t0).Seconds()
 	if r.o.verbose {

@@ -42,9 +42,19 @@ func startChild(dir, name, roleName string, cfg, ready any) (*proc, error) {
 	return startChildWait(dir, name, roleName, cfg, ready, time.Minute)
 }
 
+// startChildNS is startChild in the network namespace ns, under ip netns
+// exec, which execs the child in place: the pid is the child's.
+func startChildNS(ns, dir, name, roleName string, cfg, ready any) (*proc, error) {
+	return startChildIn(ns, dir, name, roleName, cfg, ready, time.Minute)
+}
+
 // startChildWait is startChild for a child that may take up to wait to
 // announce itself.
 func startChildWait(dir, name, roleName string, cfg, ready any, wait time.Duration) (*proc, error) {
+	return startChildIn("", dir, name, roleName, cfg, ready, wait)
+}
+
+func startChildIn(ns, dir, name, roleName string, cfg, ready any, wait time.Duration) (*proc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -60,6 +70,9 @@ func startChildWait(dir, name, roleName string, cfg, ready any, wait time.Durati
 	}
 	defer lf.Close()
 	cmd := exec.Command(exe, roleArg, roleName)
+	if ns != "" {
+		cmd = exec.Command("ip", "netns", "exec", ns, exe, roleArg, roleName)
+	}
 	cmd.Stderr = lf
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -112,6 +125,11 @@ func (p *proc) readLine(v any, timeout time.Duration) error {
 
 // command sends a command line to the child and decodes its answer.
 func (p *proc) command(cmd string, answer any) error {
+	return p.commandWait(cmd, answer, 30*time.Second)
+}
+
+// commandWait is command for an answer that may take up to timeout.
+func (p *proc) commandWait(cmd string, answer any, timeout time.Duration) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stdin == nil {
@@ -120,7 +138,8 @@ func (p *proc) command(cmd string, answer any) error {
 	if _, err := io.WriteString(p.stdin, cmd+"\n"); err != nil {
 		return fmt.Errorf("%s: %w", p.name, err)
 	}
-	if err := p.readLine(answer, 30*time.Second); err != nil {
+	if err := p.readLine(answer, timeout); err != nil {
+		cmd, _, _ = strings.Cut(cmd, " ")
 		return fmt.Errorf("%s: %s: %w", p.name, cmd, err)
 	}
 	if r, ok := answer.(*reply); ok && !r.OK {
@@ -284,4 +303,58 @@ func (s0 cpuSample) since(ps []*proc) map[string]time.Duration {
 		d[p.name] += p.cpuTime() - s0[p]
 	}
 	return d
+}
+
+// A meter samples the CPU of a path's processes right before and right
+// after the operations a test measures, so that neither the warm-up nor
+// the dials before the clock starts count. A nil *meter measures nothing.
+type meter struct {
+	procs   []*proc
+	s0      cpuSample
+	used    map[string]time.Duration
+	started bool
+}
+
+func newMeter(procs []*proc) *meter { return &meter{procs: procs} }
+
+func (m *meter) start() {
+	if m == nil {
+		return
+	}
+	m.s0 = sampleCPU(m.procs)
+	m.started = true
+}
+
+func (m *meter) stop() {
+	if m == nil || !m.started || m.used != nil {
+		return
+	}
+	m.used = m.s0.since(m.procs)
+}
+
+// set records CPU measured elsewhere (by a measuring child).
+func (m *meter) set(used map[string]time.Duration) { m.used = used; m.started = true }
+
+// procRef names a process for a measuring child, which samples its CPU
+// itself: the same PID namespace, another network namespace.
+type procRef struct {
+	Name string `json:"name"`
+	PID  int    `json:"pid"`
+	Tree bool   `json:"tree,omitempty"`
+}
+
+func refs(ps []*proc) []procRef {
+	out := make([]procRef, len(ps))
+	for i, p := range ps {
+		out[i] = procRef{Name: p.name, PID: p.pid, Tree: p.tree}
+	}
+	return out
+}
+
+func fromRefs(rs []procRef) []*proc {
+	out := make([]*proc, len(rs))
+	for i, r := range rs {
+		out[i] = &proc{name: r.Name, pid: r.PID, tree: r.Tree}
+	}
+	return out
 }

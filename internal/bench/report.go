@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,10 +89,17 @@ type metric struct {
 	Unit   string             `json:"unit"`
 	Higher bool               `json:"higher_is_better"`
 	Values map[string]float64 `json:"values"`
+	// Spread is each path's minimum, median and maximum over the rounds.
+	Spread map[string]*spread `json:"spread"`
 	// Ratios are each path's value divided by direct's and by the bare
-	// relay's.
-	VsDirect map[string]float64 `json:"vs_direct,omitempty"`
-	VsBare   map[string]float64 `json:"vs_bare,omitempty"`
+	// relay's; their spreads are those of the same ratio formed in each
+	// round, of values measured close in time.
+	VsDirect       map[string]float64 `json:"vs_direct,omitempty"`
+	VsBare         map[string]float64 `json:"vs_bare,omitempty"`
+	VsDirectSpread map[string]*spread `json:"vs_direct_spread,omitempty"`
+	VsBareSpread   map[string]*spread `json:"vs_bare_spread,omitempty"`
+
+	perRound map[string][]float64 // each path's value in each round
 }
 
 type testResult struct {
@@ -172,9 +180,9 @@ func (r *runner) report() *Report {
 
 // cpuRoles are the CPU rows: a process of each path plays each.
 var cpuRoles = []struct{ row, title string }{
-	{"agent", "agent (this process)"},
-	{"relay", "relay (ssh: ssh client)"},
-	{"connector", "connector (ssh: sshd)"},
+	{"agent", "agent (this process; wireguard: the measuring child)"},
+	{"relay", "relay (ssh: ssh client; wireguard: the agent's wireguard-go)"},
+	{"connector", "connector (ssh: sshd; wireguard: the upstream's wireguard-go)"},
 	{"upstream", "upstream"},
 }
 
@@ -188,19 +196,44 @@ func roleOf(proc string) string {
 	return proc
 }
 
-func (r *runner) metrics() []*metric {
-	var ms []*metric
-	add := func(key, title, unit string, higher bool, value func(a *acc) (float64, bool)) {
-		m := &metric{Key: key, Title: title, Unit: unit, Higher: higher, Values: map[string]float64{}}
-		for _, p := range r.paths {
-			if v, ok := value(r.accFor(key, p.name)); ok {
-				m.Values[p.name] = v
-			}
-		}
-		if len(m.Values) > 0 {
-			ms = append(ms, m)
-		}
+// spread is a metric's minimum, median and maximum over the rounds, each
+// round's value computed as the metric's is (a latency percentile of the
+// round's latencies alone, say).
+type spread struct {
+	Min    float64 `json:"min"`
+	Median float64 `json:"median"`
+	Max    float64 `json:"max"`
+	Rounds int     `json:"rounds"`
+}
+
+// spreadOf is the spread of the values v of the rounds; a NaN is a round
+// without a value.
+func spreadOf(v []float64) *spread {
+	v = slices.DeleteFunc(slices.Clone(v), math.IsNaN)
+	if len(v) == 0 {
+		return nil
 	}
+	return &spread{Min: slices.Min(v), Median: median(v), Max: slices.Max(v), Rounds: len(v)}
+}
+
+// getter returns a path's results of a test: pooled over the rounds, or
+// one round's.
+type getter func(phase string) *acc
+
+// metricDef is a row of the table: how to read its value from a path's
+// results.
+type metricDef struct {
+	key, title, unit string
+	higher           bool
+	value            func(p *path, get getter) (float64, bool)
+}
+
+func (r *runner) metricDefs() []metricDef {
+	var defs []metricDef
+	add := func(key, title, unit string, higher bool, value func(p *path, get getter) (float64, bool)) {
+		defs = append(defs, metricDef{key, title, unit, higher, value})
+	}
+	ok := func(a *acc) bool { return a != nil && a.err == "" }
 	for _, b := range bulkPhases {
 		dir := "↓ download"
 		if !b.down {
@@ -210,16 +243,18 @@ func (r *runner) metrics() []*metric {
 		if b.streams > 1 {
 			streams = fmt.Sprintf("%d streams", b.streams)
 		}
-		add(b.name, fmt.Sprintf("bulk %s, %s", dir, streams), "MB/s", true, func(a *acc) (float64, bool) {
-			if a == nil || a.err != "" || len(a.mbps) == 0 {
+		add(b.name, fmt.Sprintf("bulk %s, %s", dir, streams), "MB/s", true, func(_ *path, get getter) (float64, bool) {
+			a := get(b.name)
+			if !ok(a) || len(a.mbps) == 0 {
 				return 0, false
 			}
 			return median(a.mbps), true
 		})
 	}
-	lat := func(phase string, q float64) func(a *acc) (float64, bool) {
-		return func(a *acc) (float64, bool) {
-			if a == nil || a.err != "" || len(a.lat) == 0 {
+	lat := func(phase string, q float64) func(*path, getter) (float64, bool) {
+		return func(_ *path, get getter) (float64, bool) {
+			a := get(phase)
+			if !ok(a) || len(a.lat) == 0 {
 				return 0, false
 			}
 			s := a.lat.summary()
@@ -239,19 +274,16 @@ func (r *runner) metrics() []*metric {
 	add("open.p99", "open + first byte back, p99", "us", false, lat("open", 0.99))
 	// CPU per GB over all bulk tests together, per role.
 	for _, role := range append(cpuRoles, struct{ row, title string }{"total", "all processes"}) {
-		m := &metric{Key: "cpu-per-gb." + role.row, Title: "CPU s/GB, " + role.title, Unit: "s/GB", Values: map[string]float64{}}
-		for _, p := range r.paths {
+		add("cpu-per-gb."+role.row, "CPU s/GB, "+role.title, "s/GB", false, func(p *path, get getter) (float64, bool) {
 			if role.row != "total" && !hasRole(p, role.row) {
-				continue
+				return 0, false
 			}
 			var cpu time.Duration
 			var bytes int64
-			ok := true
 			for _, b := range bulkPhases {
-				a := r.accs[phaseKey{b.name, p.name}]
-				if a == nil || a.err != "" {
-					ok = false
-					break
+				a := get(b.name)
+				if !ok(a) {
+					return 0, false
 				}
 				bytes += a.bytes
 				for name, d := range a.cpu {
@@ -260,21 +292,20 @@ func (r *runner) metrics() []*metric {
 					}
 				}
 			}
-			if ok && bytes > 0 {
-				m.Values[p.name] = cpu.Seconds() / (float64(bytes) / 1e9)
+			if bytes == 0 {
+				return 0, false
 			}
-		}
-		if len(m.Values) > 0 {
-			ms = append(ms, m)
-		}
+			return cpu.Seconds() / (float64(bytes) / 1e9), true
+		})
 	}
 	for _, role := range []string{"relay", "total"} {
-		title := "CPU per 1 KiB round trip, relay (ssh: ssh client)"
+		title := "CPU per 1 KiB round trip, relay (ssh: ssh client; wireguard: the agent's wireguard-go)"
 		if role == "total" {
 			title = "CPU per 1 KiB round trip, all processes"
 		}
-		add("cpu-per-rtt."+role, title, "us", false, func(a *acc) (float64, bool) {
-			if a == nil || a.err != "" || a.ops == 0 {
+		add("cpu-per-rtt."+role, title, "us", false, func(_ *path, get getter) (float64, bool) {
+			a := get("rtt-1k")
+			if !ok(a) || a.ops == 0 {
 				return 0, false
 			}
 			var cpu time.Duration
@@ -290,44 +321,103 @@ func (r *runner) metrics() []*metric {
 	}
 	add("pg-select1.p50", "PostgreSQL SELECT 1, p50", "us", false, lat("pg-select1", 0.5))
 	add("pg-select1.p99", "PostgreSQL SELECT 1, p99", "us", false, lat("pg-select1", 0.99))
-	rate := func(a *acc) (float64, bool) {
-		if a == nil || a.err != "" || a.load == nil {
-			return 0, false
+	rate := func(phase string) func(*path, getter) (float64, bool) {
+		return func(_ *path, get getter) (float64, bool) {
+			a := get(phase)
+			if !ok(a) || a.load == nil {
+				return 0, false
+			}
+			return a.load.Achieved, true
 		}
-		return a.load.Achieved, true
 	}
-	add("pg-tx8", "PostgreSQL TPC-B-like transactions, 8 clients", "tx/s", true, rate)
+	add("pg-tx8", "PostgreSQL TPC-B-like transactions, 8 clients", "tx/s", true, rate("pg-tx8"))
 	add("http-get.p50", "HTTP GET, 1 client, p50", "us", false, lat("http-get", 0.5))
 	add("http-get.p99", "HTTP GET, 1 client, p99", "us", false, lat("http-get", 0.99))
-	add("http-get8", "HTTP GETs, 8 clients", "GET/s", true, rate)
-	for _, m := range ms {
-		d, hasD := m.Values[pathDirect]
-		b, hasB := m.Values[pathBare]
-		for p, v := range m.Values {
-			if hasD && d != 0 && p != pathDirect {
-				if m.VsDirect == nil {
-					m.VsDirect = map[string]float64{}
-				}
-				m.VsDirect[p] = v / d
+	add("http-get8", "HTTP GETs, 8 clients", "GET/s", true, rate("http-get8"))
+	return defs
+}
+
+// rounds is how many rounds p has results of for the test behind key
+// (all tests of a key run in the same rounds).
+func (r *runner) rounds(p *path, key string) int {
+	phase, _, _ := strings.Cut(key, ".")
+	switch {
+	case strings.HasPrefix(key, "cpu-per-rtt."):
+		phase = "rtt-1k"
+	case strings.HasPrefix(key, "cpu-per-gb."):
+		phase = bulkPhases[0].name
+	}
+	if a := r.accs[phaseKey{phase, p.name}]; a != nil {
+		return len(a.runs)
+	}
+	return 0
+}
+
+func (r *runner) metrics() []*metric {
+	var ms []*metric
+	for _, d := range r.metricDefs() {
+		m := &metric{Key: d.key, Title: d.title, Unit: d.unit, Higher: d.higher, Values: map[string]float64{}, Spread: map[string]*spread{}}
+		perRound := map[string][]float64{}
+		for _, p := range r.paths {
+			pooled := func(phase string) *acc { return r.accs[phaseKey{phase, p.name}] }
+			v, ok := d.value(p, pooled)
+			if !ok {
+				continue
 			}
-			if hasB && b != 0 && p != pathBare && p != pathDirect {
-				if m.VsBare == nil {
-					m.VsBare = map[string]float64{}
+			m.Values[p.name] = v
+			var vs []float64
+			for i := range r.rounds(p, d.key) {
+				round := func(phase string) *acc { return r.accs[phaseKey{phase, p.name}].round(i) }
+				v, ok := d.value(p, round)
+				if !ok {
+					v = math.NaN() // kept, so that round i is vs[i] on every path
 				}
-				m.VsBare[p] = v / b
+				vs = append(vs, v)
 			}
+			perRound[p.name] = vs
+			m.Spread[p.name] = spreadOf(vs)
 		}
+		m.perRound = perRound
+		if len(m.Values) == 0 {
+			continue
+		}
+		m.VsDirect, m.VsDirectSpread = ratios(m.Values, perRound, pathDirect, nil)
+		m.VsBare, m.VsBareSpread = ratios(m.Values, perRound, pathBare, []string{pathDirect})
+		ms = append(ms, m)
 	}
 	return ms
 }
 
-// accFor maps a metric key to the accumulator it reads.
-func (r *runner) accFor(key, path string) *acc {
-	phase, _, _ := strings.Cut(key, ".")
-	if strings.HasPrefix(key, "cpu-per-rtt.") {
-		phase = "rtt-1k"
+// ratios divides each path's value by base's, except base's own and
+// skip's, and the values of each round by base's of the same round, for
+// their spread.
+func ratios(values map[string]float64, perRound map[string][]float64, base string, skip []string) (map[string]float64, map[string]*spread) {
+	b, ok := values[base]
+	if !ok || b == 0 {
+		return nil, nil
 	}
-	return r.accs[phaseKey{phase, path}]
+	out, sp := map[string]float64{}, map[string]*spread{}
+	for p, v := range values {
+		if p == base || slices.Contains(skip, p) {
+			continue
+		}
+		out[p] = v / b
+		pr, br := perRound[p], perRound[base]
+		if len(pr) == 0 || len(pr) != len(br) {
+			continue
+		}
+		rs := make([]float64, len(pr))
+		for i := range pr {
+			rs[i] = math.NaN()
+			if br[i] != 0 {
+				rs[i] = pr[i] / br[i] // NaN when either round has no value
+			}
+		}
+		if s := spreadOf(rs); s != nil {
+			sp[p] = s
+		}
+	}
+	return out, sp
 }
 
 func hasRole(p *path, role string) bool {
@@ -363,22 +453,26 @@ func (r *runner) printTable(w io.Writer, rep *Report) {
 	fmt.Fprintf(w, "- load average (1, 5, 15 min): %s at start, %s at end; %s, %.0f s in all\n",
 		rep.LoadAvg[0], rep.LoadAvg[1], rep.Started.UTC().Format(time.RFC3339), rep.Seconds)
 	paths := rep.Paths
-	ratioCols := []struct{ path, vs, title string }{}
-	if slices.Contains(paths, pathPostern) {
-		if slices.Contains(paths, pathDirect) {
-			ratioCols = append(ratioCols, struct{ path, vs, title string }{pathPostern, pathDirect, "postern ÷ direct"})
+	type ratioCol struct{ path, vs, title string }
+	var ratioCols []ratioCol
+	for _, c := range []ratioCol{
+		{pathPostern, pathDirect, "postern ÷ direct"},
+		{pathPostern, pathBare, "postern ÷ bare"},
+		{pathBare, pathDirect, "bare ÷ direct"},
+		{pathSSH, pathDirect, "ssh ÷ direct"},
+		{pathWireGuard, pathDirect, "wireguard ÷ direct"},
+		{pathPostern, pathWireGuard, "postern ÷ wireguard"},
+	} {
+		if slices.Contains(paths, c.path) && slices.Contains(paths, c.vs) {
+			ratioCols = append(ratioCols, c)
 		}
-		if slices.Contains(paths, pathBare) {
-			ratioCols = append(ratioCols, struct{ path, vs, title string }{pathPostern, pathBare, "postern ÷ bare"})
-		}
-	}
-	if slices.Contains(paths, pathBare) && slices.Contains(paths, pathDirect) {
-		ratioCols = append(ratioCols, struct{ path, vs, title string }{pathBare, pathDirect, "bare ÷ direct"})
-	}
-	if slices.Contains(paths, pathSSH) && slices.Contains(paths, pathDirect) {
-		ratioCols = append(ratioCols, struct{ path, vs, title string }{pathSSH, pathDirect, "ssh ÷ direct"})
 	}
 	if len(rep.Metrics) > 0 {
+		if r.o.rounds > 1 {
+			fmt.Fprintf(w, "\nEach cell: the value, then the minimum–median–maximum over the %d rounds. Throughput "+
+				"is the median of the rounds; a latency pools them, and its spread is of each round's own percentile; "+
+				"a ratio's spread is of the ratio formed in each round, of values measured close in time.\n", r.o.rounds)
+		}
 		fmt.Fprintf(w, "\n| metric | unit |")
 		for _, p := range paths {
 			fmt.Fprintf(w, " %s |", p)
@@ -395,7 +489,7 @@ func (r *runner) printTable(w io.Writer, rep *Report) {
 			fmt.Fprintf(w, "| %s | %s |", m.Title, m.Unit)
 			for _, p := range paths {
 				if v, ok := m.Values[p]; ok {
-					fmt.Fprintf(w, " %s |", num(v))
+					fmt.Fprintf(w, " %s%s |", num(v), spreadCell(m.Spread[p], num))
 				} else {
 					fmt.Fprintf(w, " – |")
 				}
@@ -404,7 +498,8 @@ func (r *runner) printTable(w io.Writer, rep *Report) {
 				v, ok1 := m.Values[c.path]
 				d, ok2 := m.Values[c.vs]
 				if ok1 && ok2 && d != 0 {
-					fmt.Fprintf(w, " %.2f× |", v/d)
+					_, sp := ratios(map[string]float64{c.path: v, c.vs: d}, m.perRound, c.vs, nil)
+					fmt.Fprintf(w, " %.2f×%s |", v/d, spreadCell(sp[c.path], func(v float64) string { return fmt.Sprintf("%.2f", v) }))
 				} else {
 					fmt.Fprintf(w, " – |")
 				}
@@ -423,6 +518,14 @@ func (r *runner) printTable(w io.Writer, rep *Report) {
 	for _, e := range rep.Errors {
 		fmt.Fprintf(w, "\nFAILED: %s\n", e)
 	}
+}
+
+// spreadCell is " (min–median–max)" over several rounds, or "".
+func spreadCell(s *spread, f func(float64) string) string {
+	if s == nil || s.Rounds < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" (%s–%s–%s)", f(s.Min), f(s.Median), f(s.Max))
 }
 
 // num formats a value with about three significant digits.
@@ -522,9 +625,10 @@ func updateDoc(path string, text []byte) error {
 
 // commandLine is the command that ran, as a person would type it.
 func commandLine(args []string) string {
-	prog := "go run ./cmd/postern bench"
-	if filepath.Base(os.Args[0]) == "postern" {
-		prog = "postern bench"
+	prog := "go run ./cmd/postern-bench"
+	// go run builds a binary of the same name in a go-build directory.
+	if filepath.Base(os.Args[0]) == "postern-bench" && !strings.Contains(os.Args[0], "go-build") {
+		prog = "postern-bench"
 	}
 	return strings.TrimSpace(prog + " " + strings.Join(args, " "))
 }

@@ -75,7 +75,7 @@ func (r *runner) runScale(ctx context.Context) error {
 			return err
 		}
 		r.upstream = up
-		r.stops = append(r.stops, up.stop)
+		r.onStop(up.stop)
 	}
 	relay, info, err := r.startRelay("scale-relay")
 	if err != nil {
@@ -147,7 +147,7 @@ func (r *runner) runScale(ctx context.Context) error {
 					}
 					return
 				}
-				r.stops = append(r.stops, p.stop)
+				r.onStop(p.stop)
 				connected += ready.Connected
 				failed += ready.Failed
 				if pt.FirstError == "" {

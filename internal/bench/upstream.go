@@ -86,12 +86,25 @@ type upstreamReady struct {
 // a typical internal-API reply.
 var httpBody = []byte(`{"id":42,"name":"staging widget","tags":["a","b","c"],"ok":true}` + "\n")
 
-func startUpstream([]byte) (any, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// upstreamConfig configures an upstream child.
+type upstreamConfig struct {
+	// Host is the address it listens on; empty means 127.0.0.1.
+	Host string `json:"host,omitempty"`
+}
+
+func startUpstream(b []byte) (any, func(), error) {
+	var cfg upstreamConfig
+	if err := decodeConfig(b, &cfg); err != nil {
+		return nil, nil, err
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, "0"))
 	if err != nil {
 		return nil, nil, err
 	}
-	hln, err := net.Listen("tcp", "127.0.0.1:0")
+	hln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, "0"))
 	if err != nil {
 		ln.Close()
 		return nil, nil, err

@@ -46,7 +46,6 @@ func commands() []command {
 		{"policy", "validate Cedar policies and check what they decide", runPolicy},
 		{"pin", "print the pin of a relay certificate, for trust.pin and POSTERN_RELAY_PIN", runPin},
 		{"dev", "run a relay, a connector and demo services in one process", runDev},
-		{"bench", "measure the mesh path side by side with direct TCP, a bare QUIC relay and ssh -L", runBench},
 		{"version", "print the version of this build", runVersion},
 	}
 }

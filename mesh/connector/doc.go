@@ -7,10 +7,10 @@
 //
 // Nothing listens: the connector only dials out, so no private address is
 // reachable from the internet. It keeps a session with every relay in
-// Config.Relays and, when one goes away, reconnects by itself with
+// [Config.Relays] and, when one goes away, reconnects by itself with
 // exponential backoff and jitter, serving again as soon as the relay is
 // back. A refusal that retrying cannot fix (a service its token does not
-// grant, a token for another role) stops Run with that error.
+// grant, a token for another role) stops [Connector.Run] with that error.
 //
 // A connector dials nothing it did not advertise: the relay names a
 // service, never an address, and a name that is not one of the connector's
@@ -18,17 +18,42 @@
 // the agent with a code and a message that do not reveal the upstream's
 // address.
 //
+// # Credentials
+//
+// Agents never hold an upstream's credentials: the connector does. For a
+// postgres service, [Postgres] is the login the connector completes
+// upstream before it hands the session to the agent; for an http service,
+// [HTTP] holds the headers it sets on every request. Each credential is a
+// [Secret], read from a file or an environment variable when it is
+// needed, so rotating it needs no restart, and never printed or logged.
+//
 // # Usage
+//
+// [New] checks the configuration and dials nothing:
 //
 //	c, err := connector.New(connector.Config{
 //		Relays: []string{"relay.example.com:7443"},
 //		Token:  token, // role connector, services: [staging-db]
-//		Pin:    "sha256:4f1c...",
+//		Pin:    pin,   // the relay certificate's pin
 //		Services: []connector.Service{{
-//			Name: "staging-db", Kind: postern.KindPostgres,
-//			Upstream: "10.0.3.7:5432", Environment: "staging",
+//			Name:        "staging-db",
+//			Kind:        postern.KindPostgres,
+//			Upstream:    "10.0.3.7:5432", // never sent to agents
+//			Environment: "staging",
+//			Postgres: &connector.Postgres{ // the connector logs in, not the agent
+//				User:     "app",
+//				Database: "app",
+//				Password: connector.Secret{Env: "STAGING_DB_PASSWORD"}, // or File
+//			},
 //		}},
 //	})
-//	if err != nil { ... }
-//	err = c.Run(ctx) // until ctx is done
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//
+// [Connector.Run] serves until its context is done:
+//
+//	if err := c.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+//		log.Fatal(err) // the relay refused the token or a service
+//	}
 package connector

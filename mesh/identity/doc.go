@@ -71,31 +71,40 @@
 // Issue a token:
 //
 //	key, err := identity.GenerateSigningKey(identity.EdDSA)
-//	...
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	token, err := key.Issue(identity.Claims{
 //		Issuer:    "https://postern.example.com",
 //		Subject:   "agent-42",
 //		Audience:  []string{"postern-mesh"},
-//		ExpiresAt: time.Now().Add(time.Hour),
+//		ExpiresAt: time.Now().Add(15 * time.Minute),
 //		Role:      identity.RoleAgent,
-//		Groups:    []string{"coding-agents"},
+//		Groups:    []string{"coding-agents", "staging"},
 //	})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //
 // Verify it, on the relay:
 //
-//	jwks, err := key.PublicJWKS() // or JWKSURL: "https://idp.example.com/jwks.json"
-//	...
+//	jwks, err := key.PublicJWKS() // what the relay is configured with
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	v, err := identity.NewVerifier(ctx, identity.VerifierConfig{
 //		Audience: "postern-mesh",
 //		Issuer:   "https://postern.example.com",
-//		KeySet:   jwks,
+//		KeySet:   jwks, // or JWKSURL: "https://idp.example.com/jwks.json"
 //	})
-//	...
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	defer v.Close()
 //	claims, err := v.Verify(token, identity.RoleAgent)
 //	if err != nil {
-//		// errors.Is(err, identity.ErrExpired), ...; identity.Reason(err) is the wire code.
-//		return reject(identity.Reason(err), err.Error())
+//		// errors.Is(err, identity.ErrExpired), ...; Reason is the wire code
+//		log.Fatalf("refused: %s: %v", identity.Reason(err), err)
 //	}
 //	fmt.Println(claims.Subject, claims.Groups)
 package identity

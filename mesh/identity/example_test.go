@@ -12,6 +12,7 @@ import (
 
 // Issue a token for an agent, then verify it as the relay does.
 func Example() {
+	ctx := context.Background()
 	key, err := identity.GenerateSigningKey(identity.EdDSA)
 	if err != nil {
 		log.Fatal(err)
@@ -32,19 +33,19 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	v, err := identity.NewVerifier(context.Background(), identity.VerifierConfig{
+	v, err := identity.NewVerifier(ctx, identity.VerifierConfig{
 		Audience: "postern-mesh",
 		Issuer:   "https://postern.example.com",
-		KeySet:   jwks,
+		KeySet:   jwks, // or JWKSURL: "https://idp.example.com/jwks.json"
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer v.Close()
-
 	claims, err := v.Verify(token, identity.RoleAgent)
 	if err != nil {
-		log.Fatal(err)
+		// errors.Is(err, identity.ErrExpired), ...; Reason is the wire code
+		log.Fatalf("refused: %s: %v", identity.Reason(err), err)
 	}
 	fmt.Println(claims.Subject, claims.Groups)
 	// Output: agent-42 [coding-agents staging]

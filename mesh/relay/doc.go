@@ -9,38 +9,53 @@
 //
 // [Listen] starts a relay on one UDP port. For each connection:
 //
-//   - The first stream must carry a Hello within Limits.HandshakeTimeout,
-//     no larger than Limits.MaxFrameSize, with a token no larger than
-//     Limits.MaxTokenSize. The token is verified for the role the client
+//   - The first stream must carry a Hello within [Limits.HandshakeTimeout],
+//     no larger than [Limits.MaxFrameSize], with a token no larger than
+//     [Limits.MaxTokenSize]. The token is verified for the role the client
 //     claims; a connector's advertised services must all be granted by its
 //     token. The answer is a Welcome or a Reject with a code and a reason.
 //   - An agent's Welcome carries its catalog: the known bindings that
 //     policy lets it connect to. Swapping the policy Engine's Set
 //     re-scopes every live catalog without reconnecting anyone.
 //   - Each stream an agent opens starts with an Open. The relay counts it
-//     against Limits.StreamsPerAgent, authorizes it (default deny), picks
+//     against [Limits.StreamsPerAgent], authorizes it (default deny), picks
 //     a connector serving the binding (round-robin), sends the connector
 //     the binding name and the agent's verified identity, and splices.
 //     Bytes the agent sent with its Open go to the connector at once; a
 //     denied open discards them.
 //
+// The messages (Hello, Welcome, Reject, Open and the rest) and their
+// fields are defined in one protobuf schema, internal/wire/wire.proto,
+// whose comments are the protocol's documentation.
+//
 // # Audit
 //
-// With Config.Audit set, every decision is one slog record: the constants
-// EventSessionStart, EventSessionReject, EventSessionEnd, EventOpenAllow,
-// EventOpenDeny, EventOpenFail and EventStreamClose document their
-// attributes. A denial names the policies that decided it. No token or
+// With [Config.Audit] set, every decision is one slog record: the constants
+// [EventSessionStart], [EventSessionReject], [EventSessionEnd],
+// [EventOpenAllow], [EventOpenDeny], [EventOpenFail] and [EventStreamClose]
+// document their attributes. A denial names the policies that decided it. No token or
 // secret is ever logged.
 //
 // # Usage
 //
+// A relay needs a certificate (its pin, [transport.Pin], is what agents and
+// connectors trust when it is self-signed), a token verifier and policies:
+//
 //	r, err := relay.Listen(relay.Config{
 //		Addr:        ":7443",
 //		Certificate: cert,
-//		Verifier:    verifier,                 // identity.NewVerifier
-//		Policy:      policy.NewEngine(set),    // policy.LoadDir
+//		Verifier:    verifier,              // identity.NewVerifier
+//		Policy:      policy.NewEngine(set), // policy.LoadDir
 //		Audit:       slog.New(slog.NewJSONHandler(os.Stdout, nil)),
 //	})
-//	if err != nil { ... }
-//	defer r.Shutdown(ctx) // drains open streams, bounded by ctx
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//
+// On SIGTERM, [Relay.Shutdown] stops accepting opens and lets the open
+// streams finish, for as long as its context allows:
+//
+//	if err := r.Shutdown(ctx); err != nil { // drains open streams, bounded by ctx
+//		log.Print(err)
+//	}
 package relay
