@@ -393,10 +393,10 @@ func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, 
 		}
 		return nil, err
 	}
-	conn := &Conn{Conn: quicnet.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name}
+	conn := &Conn{qc: quicnet.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name}
 	conn.openFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name})
 	if err != nil {
-		conn.Abort(quicnet.StreamClosed)
+		conn.qc.Abort(quicnet.StreamClosed)
 		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}
 	}
 	conn.pending.Store(true)
@@ -404,13 +404,13 @@ func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, 
 		return conn, nil
 	}
 	if _, err := conn.flushOpen(nil); err != nil {
-		conn.Abort(quicnet.StreamClosed)
+		conn.qc.Abort(quicnet.StreamClosed)
 		return nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.c.cfg.OpenTimeout)
 	defer cancel()
 	if err := conn.awaitResult(rctx); err != nil {
-		conn.Abort(quicnet.StreamClosed)
+		conn.qc.Abort(quicnet.StreamClosed)
 		return nil, err
 	}
 	return conn, nil
@@ -420,7 +420,7 @@ func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, 
 // directions and whose CloseWrite is the half-close: the upstream reads
 // EOF and can still answer.
 type Conn struct {
-	*quicnet.Conn
+	qc      *quicnet.Conn
 	binding string
 
 	// Until the relay's result has been read (pending), the first Write
@@ -436,6 +436,31 @@ type Conn struct {
 
 // Binding returns the name of the binding the stream reaches.
 func (c *Conn) Binding() string { return c.binding }
+
+// Close closes both directions. Data already written is still delivered
+// unless a Write is in flight, in which case the stream is reset. It is
+// safe to call more than once, and concurrently with Read and Write.
+func (c *Conn) Close() error { return c.qc.Close() }
+
+// CloseRead stops the receive direction: the upstream is told to stop
+// sending.
+func (c *Conn) CloseRead() error { return c.qc.CloseRead() }
+
+// LocalAddr returns the agent's address on its QUIC connection to the
+// relay.
+func (c *Conn) LocalAddr() net.Addr { return c.qc.LocalAddr() }
+
+// RemoteAddr returns an [Addr] naming the binding.
+func (c *Conn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
+
+// SetDeadline sets the read and write deadlines, as net.Conn does.
+func (c *Conn) SetDeadline(t time.Time) error { return c.qc.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline, as net.Conn does.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.qc.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline, as net.Conn does.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.qc.SetWriteDeadline(t) }
 
 // Connector returns the ID of the connector serving the stream, once the
 // relay's answer has been read (at once for Dial; after the first Read for
@@ -456,7 +481,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return c.Conn.Read(p)
+	return c.qc.Read(p)
 }
 
 // Write sends the Open frame with the first bytes. A write refused because
@@ -471,7 +496,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return len(p), nil
 		}
 	}
-	n, err := c.Conn.Write(p)
+	n, err := c.qc.Write(p)
 	if err != nil {
 		err = c.refusal(err)
 	}
@@ -487,7 +512,7 @@ func (c *Conn) CloseWrite() error {
 			return c.refusal(err)
 		}
 	}
-	return c.Conn.CloseWrite()
+	return c.qc.CloseWrite()
 }
 
 // refusal returns the relay's answer when err is the stream being refused.
@@ -513,10 +538,10 @@ func (c *Conn) flushOpen(p []byte) (sent bool, err error) {
 		return false, nil
 	}
 	if len(p) > 0 && len(p) <= 64<<10 {
-		_, err = c.Conn.Write(append(frame, p...))
+		_, err = c.qc.Write(append(frame, p...))
 		return true, err
 	}
-	_, err = c.Conn.Write(frame)
+	_, err = c.qc.Write(frame)
 	return false, err
 }
 
@@ -538,11 +563,11 @@ func (c *Conn) readResult(ctx context.Context) error {
 	// deadlines bound the read then, and must be left as the caller set
 	// them, not cleared.
 	if ctx.Done() != nil {
-		stop := sess.DeadlineFromContext(ctx, c.Conn)
+		stop := sess.DeadlineFromContext(ctx, c.qc)
 		defer stop()
 	}
 	var res wire.Result
-	if err := wire.ReadExpected(c.Conn, sess.MaxControlFrame, &res); err != nil {
+	if err := wire.ReadExpected(c.qc, sess.MaxControlFrame, &res); err != nil {
 		if quicnet.IsConnClosed(err) {
 			return err // the caller decides whether to reconnect
 		}
