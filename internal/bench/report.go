@@ -625,10 +625,11 @@ func updateDoc(path string, text []byte) error {
 
 // commandLine is the command that ran, as a person would type it.
 func commandLine(args []string) string {
+	// go run builds the binary in a go-build directory; a binary built
+	// by hand is named as it was run.
 	prog := "go run ./cmd/postern-bench"
-	// go run builds a binary of the same name in a go-build directory.
-	if filepath.Base(os.Args[0]) == "postern-bench" && !strings.Contains(os.Args[0], "go-build") {
-		prog = "postern-bench"
+	if !strings.Contains(os.Args[0], "go-build") {
+		prog = filepath.Base(os.Args[0])
 	}
 	return strings.TrimSpace(prog + " " + strings.Join(args, " "))
 }
