@@ -13,16 +13,13 @@ import (
 // TestGeneratedCodeIsFresh regenerates wire.pb.go from wire.proto, as go
 // generate does, and fails when the committed file differs: a change of
 // wire.proto must come with its generated code. It needs protoc (Debian's
-// protobuf-compiler) and skips without it; protoc-gen-go is the version
-// pinned by go.mod's tool directive.
+// protobuf-compiler) and skips without it, except under CI, which installs
+// it; protoc-gen-go is the version pinned by go.mod's tool directive.
 func TestGeneratedCodeIsFresh(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds protoc-gen-go")
 	}
-	protoc, err := exec.LookPath("protoc")
-	if err != nil {
-		t.Skip("protoc is not installed")
-	}
+	protoc := lookProtoc(t)
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("go is not on PATH")
@@ -57,10 +54,7 @@ func TestGeneratedCodeIsFresh(t *testing.T) {
 // that protoc --decode_raw reads a frame's payload once the 5-byte header
 // is stripped.
 func TestDecodeRaw(t *testing.T) {
-	protoc, err := exec.LookPath("protoc")
-	if err != nil {
-		t.Skip("protoc is not installed")
-	}
+	protoc := lookProtoc(t)
 	data, err := os.ReadFile(goldenPath(FrameOpen))
 	if err != nil {
 		t.Fatal(err)
@@ -93,4 +87,18 @@ func TestImports(t *testing.T) {
 			t.Errorf("internal/wire depends on %s; it may use only the standard library and google.golang.org/protobuf", p)
 		}
 	}
+}
+
+// lookProtoc finds protoc, or skips the test without it, or fails it
+// under CI (the environment variable CI set), which must not skip it.
+func lookProtoc(t *testing.T) string {
+	t.Helper()
+	protoc, err := exec.LookPath("protoc")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("protoc is not installed (Debian: apt-get install protobuf-compiler)")
+		}
+		t.Skip("protoc is not installed (set CI=1 to make this a failure)")
+	}
+	return protoc
 }
