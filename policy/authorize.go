@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -87,6 +88,36 @@ type Request struct {
 	SourceIP netip.Addr
 	// Details become context.details, a record of strings, always present.
 	Details map[string]string
+
+	// SQL, when not nil, becomes context.sql: the request is for one SQL
+	// statement, and Action is one of its actions (sql:select, ...).
+	SQL *SQL
+	// HTTP, when not nil, becomes context.http: the request is for one
+	// HTTP request, and Action is its method's (see [HTTPAction]).
+	HTTP *HTTP
+}
+
+// SQL describes one SQL statement, as the connector's classifier reports
+// it; it becomes context.sql. Nil slices are empty sets.
+type SQL struct {
+	Kinds         []string // statement kinds: "SELECT", "INSERT", ...
+	TablesRead    []string
+	TablesWritten []string
+	Functions     []string
+	// Fingerprint is the same for statements that differ only in their
+	// constants. Decisions are cached by it and the fields above.
+	Fingerprint string
+}
+
+// HTTP describes one HTTP request, its target normalized (package
+// internal/httpreq) as the upstream receives it; it becomes context.http.
+type HTTP struct {
+	Method string // "GET", "POST", ...
+	Path   string // decoded, dot-segments resolved
+	// Query becomes context.http.query, a set of "key=value" with key and
+	// value decoded ("key=" for a key without a value), and
+	// context.http.query_keys, the set of its keys.
+	Query url.Values
 }
 
 // An EvalError is an error raised while deciding a request. PolicyID names
@@ -136,18 +167,41 @@ func (d Decision) String() string {
 }
 
 // Authorize decides req: allow only if some permit matches and no forbid
-// matches or fails to evaluate. A nil or empty Set denies everything.
+// matches or fails to evaluate. A nil or empty Set denies everything. This
+// is Cedar's decision for req's action exactly; for opening a binding, the
+// relay asks [Set.AuthorizeOpen].
 //
 // When req's Principal and Resource come from [NewPrincipal] and
-// [NewResource] and are unchanged since, and none of the policies that apply
-// to it reads the context, the decision is cached: the same principal,
-// action and resource are decided again without evaluation, for as long as
-// s lives. The returned Decision is the caller's to keep and modify.
+// [NewResource] and are unchanged since, the decision is cached when the
+// policies that apply to it read no part of the context other than
+// context.sql (and context.http, when req has no HTTP): the same principal,
+// action, resource and statement (req.SQL, compared field by field) are
+// decided again without evaluation, for as long as s lives. The returned
+// Decision is the caller's to keep and modify.
 func (s *Set) Authorize(req Request) Decision {
+	return s.authorize(&req, false)
+}
+
+// AuthorizeOpen decides whether req's principal may open req's binding,
+// whatever req.Action says (the action decided is connect, with neither
+// context.sql nor context.http). It allows when no forbid that applies to
+// connect matches or fails, and either a permit matches connect or some
+// permit admits, by its scope, a data action (one under read, write or
+// unclassified) for this principal and binding, and its conditions that do
+// not read context.sql or context.http hold. Statements and requests
+// through the binding are then each decided by [Set.Authorize]; see
+// "Opening a binding" in the package documentation. It is cached as
+// Authorize is.
+func (s *Set) AuthorizeOpen(req Request) Decision {
+	req.Action, req.SQL, req.HTTP = ActionConnect, nil, nil
+	return s.authorize(&req, true)
+}
+
+func (s *Set) authorize(req *Request, open bool) Decision {
 	if s.Len() == 0 {
 		return Decision{}
 	}
-	creq, ents, err := buildRequest(&req)
+	creq, ents, err := buildRequest(req)
 	if err != nil {
 		return Decision{Errors: []EvalError{{Message: err.Error()}}}
 	}
@@ -155,43 +209,62 @@ func (s *Set) Authorize(req Request) Decision {
 	// fields still match the request's: cedarForm checked them.
 	var key *cacheKey
 	if ents.principal.seq != 0 && ents.resource.seq != 0 {
-		key = &cacheKey{principal: ents.principal.seq, resource: ents.resource.seq, action: string(creq.Action.ID)}
+		key = &cacheKey{
+			principal: ents.principal.seq,
+			resource:  ents.resource.seq,
+			action:    string(creq.Action.ID),
+			sql:       sqlKey(req.SQL),
+			http:      req.HTTP != nil,
+			open:      open,
+		}
 		if d, ok := s.cache.load(key); ok {
 			return d
 		}
 	}
 
-	var buf [12][]*entry
+	var buf [20][]*entry
 	c := &candidates{lists: buf[:0]}
-	c.add(s.idx.always)
-	c.add(s.idx.byPrincipal[creq.Principal])
-	for _, g := range ents.principal.uids {
-		c.add(s.idx.byPrincipal[g])
+	s.idx.candidates(c, creq, ents)
+	if open {
+		s.openers.candidates(c, creq, ents)
 	}
-	c.add(s.idx.byResource[creq.Resource])
-	if env := ents.resource.env; env != nil {
-		c.add(s.idx.byResource[*env])
-	}
-	for _, l := range ents.resource.labels {
-		c.add(s.idx.byLabel[l])
-	}
-	c.add(s.idx.byAction[creq.Action])
-	found, usesContext := c.scan()
+	found, reads := c.scan()
 	if !found {
 		// No policy applies. Finding that again costs a few map lookups,
 		// not an evaluation: not worth a slot of the cache.
 		return Decision{}
 	}
-	if usesContext {
-		creq.Context = buildContext(&req)
+	if reads != 0 {
+		creq.Context = buildContext(req)
 	}
 
 	dec, diag := cedar.Authorize(c, ents, creq)
 	d := s.decision(dec, diag)
-	if key != nil && !usesContext {
+	// The decision depends on nothing but the key when the candidates read
+	// no part of the context but the statement, which the key holds, or
+	// the HTTP request's absence.
+	cacheable := reads&readsOther == 0 && (reads&readsHTTP == 0 || req.HTTP == nil)
+	if key != nil && cacheable {
 		s.cache.store(key, d)
 	}
 	return d
+}
+
+// candidates adds the buckets of idx that req selects to c.
+func (idx *index) candidates(c *candidates, creq types.Request, ents requestEntities) {
+	c.add(idx.always)
+	c.add(idx.byPrincipal[creq.Principal])
+	for _, g := range ents.principal.uids {
+		c.add(idx.byPrincipal[g])
+	}
+	c.add(idx.byResource[creq.Resource])
+	if env := ents.resource.env; env != nil {
+		c.add(idx.byResource[*env])
+	}
+	for _, l := range ents.resource.labels {
+		c.add(idx.byLabel[l])
+	}
+	c.add(idx.byAction[creq.Action])
 }
 
 func (s *Set) decision(dec cedar.Decision, diag cedar.Diagnostic) Decision {
@@ -207,7 +280,10 @@ func (s *Set) decision(dec cedar.Decision, diag cedar.Diagnostic) Decision {
 		for i, de := range diag.Errors {
 			failed[i] = failure{s.byID[de.PolicyID], de.Message}
 		}
-		slices.SortFunc(failed, func(a, b failure) int { return a.e.ord - b.e.ord })
+		slices.SortStableFunc(failed, func(a, b failure) int { return a.e.ord - b.e.ord })
+		// An open evaluates a permit and its opener (see openerOf) under
+		// one @id: the same error twice is one.
+		failed = slices.CompactFunc(failed, func(a, b failure) bool { return a == b })
 		d.Errors = make([]EvalError, len(failed))
 		for i, f := range failed {
 			d.Errors[i] = EvalError{PolicyID: string(f.e.id), Message: f.msg}
@@ -231,7 +307,7 @@ func (s *Set) decision(dec cedar.Decision, diag cedar.Diagnostic) Decision {
 		}
 	}
 	if len(deciders) > 0 {
-		sortEntries(deciders)
+		deciders = sortEntries(deciders)
 		d.Policies = make([]string, len(deciders))
 		for i, e := range deciders {
 			d.Policies[i] = string(e.id)
@@ -240,15 +316,20 @@ func (s *Set) decision(dec cedar.Decision, diag cedar.Diagnostic) Decision {
 	return d
 }
 
-func sortEntries(es []*entry) {
+// sortEntries sorts es in load order and drops duplicates (a permit and
+// its opener), in place.
+func sortEntries(es []*entry) []*entry {
 	if len(es) > 1 {
 		slices.SortFunc(es, func(a, b *entry) int { return a.ord - b.ord })
+		es = slices.Compact(es)
 	}
+	return es
 }
 
-// requestEntities serves the two entities of a request that have parents or
-// attributes. Groups and Environments have neither, so they need no entity:
-// Cedar treats a missing entity as one without parents and attributes.
+// requestEntities serves the entities of a request that have parents or
+// attributes: the principal, the resource and the known actions. Groups and
+// Environments have neither, so they need no entity: Cedar treats a missing
+// entity as one without parents and attributes.
 type requestEntities struct {
 	principal *principalForm
 	resource  *resourceForm
@@ -260,6 +341,12 @@ func (r requestEntities) Get(uid types.EntityUID) (types.Entity, bool) {
 		return r.principal.entity, true
 	case r.resource.entity.UID:
 		return r.resource.entity, true
+	}
+	if uid.Type == typeAction {
+		// The known actions, with their parents: how `action in
+		// Action::"read"` matches Action::"sql:select".
+		e, ok := actionEntities[uid]
+		return e, ok
 	}
 	return types.Entity{}, false
 }
@@ -280,7 +367,7 @@ func buildRequest(req *Request) (types.Request, requestEntities, error) {
 	}
 	action := connectUID
 	if req.Action != "" && req.Action != ActionConnect {
-		action = types.NewEntityUID(typeAction, types.String(req.Action))
+		action = actionUID(req.Action)
 	}
 	// The context is left empty: Authorize builds it only if a policy to
 	// evaluate reads it.
@@ -304,12 +391,47 @@ func buildContext(req *Request) types.Record {
 		}
 		details = types.NewRecord(m)
 	}
-	ctx := make(types.RecordMap, 3)
+	ctx := make(types.RecordMap, 5)
 	ctx["time"] = types.NewDatetime(t)
 	ctx["details"] = details
 	if ip := req.SourceIP; ip.IsValid() {
 		ip = ip.Unmap().WithZone("")
 		ctx["source_ip"] = types.IPAddr(netip.PrefixFrom(ip, ip.BitLen()))
 	}
+	if q := req.SQL; q != nil {
+		ctx["sql"] = types.NewRecord(types.RecordMap{
+			"kinds":          stringSet(q.Kinds),
+			"tables_read":    stringSet(q.TablesRead),
+			"tables_written": stringSet(q.TablesWritten),
+			"functions":      stringSet(q.Functions),
+			"fingerprint":    types.String(q.Fingerprint),
+		})
+	}
+	if h := req.HTTP; h != nil {
+		var query, keys []string
+		for k, vs := range h.Query {
+			keys = append(keys, k)
+			for _, v := range vs {
+				query = append(query, k+"="+v)
+			}
+		}
+		ctx["http"] = types.NewRecord(types.RecordMap{
+			"method":     types.String(h.Method),
+			"path":       types.String(h.Path),
+			"query":      stringSet(query),
+			"query_keys": stringSet(keys),
+		})
+	}
 	return types.NewRecord(ctx)
+}
+
+func stringSet(ss []string) types.Set {
+	if len(ss) == 0 {
+		return emptySet
+	}
+	vals := make([]types.Value, len(ss))
+	for i, s := range ss {
+		vals[i] = types.String(s)
+	}
+	return types.NewSet(vals...)
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"slices"
 	"sync/atomic"
@@ -15,9 +16,11 @@ import (
 // never changes either, so nothing is ever invalidated: a reload is a new
 // Set with an empty cache.
 //
-// Only decisions that do not depend on the context are stored: those whose
-// candidate policies never mention `context` (time, source_ip and details
-// change with every request).
+// Only decisions that depend on nothing outside the key are stored: those
+// whose candidate policies read no part of the context (time, source_ip and
+// details change with every request) but context.sql, which the key holds
+// in full, and context.http only when the request has none (a path and a
+// query are too varied to key on).
 //
 // It is a direct-mapped table of a fixed number of slots, each an atomic
 // pointer to an immutable entry: a lookup is two atomic loads and a
@@ -41,6 +44,39 @@ const (
 type cacheKey struct {
 	principal, resource uint64 // the seq of each form
 	action              string
+	sql                 string // sqlKey of the statement, "" for none
+	http                bool   // whether the request is an HTTP request
+	open                bool   // AuthorizeOpen rather than Authorize
+}
+
+// sqlKey encodes every field of q, so that two statements share a key only
+// when they make the same context.sql: the fingerprint alone would be
+// exact only as long as the classifier's tables and functions follow from
+// it, and it is a 64-bit hash.
+func sqlKey(q *SQL) string {
+	if q == nil {
+		return ""
+	}
+	lists := [...][]string{{q.Fingerprint}, q.Kinds, q.TablesRead, q.TablesWritten, q.Functions}
+	n := 1
+	for _, l := range lists {
+		n += binary.MaxVarintLen32
+		for _, s := range l {
+			n += binary.MaxVarintLen32 + len(s)
+		}
+	}
+	// Each list is its length and then each string its length and bytes:
+	// one encoding per statement, and never one for two.
+	b := make([]byte, 1, n)
+	b[0] = 's'
+	for _, l := range lists {
+		b = binary.AppendUvarint(b, uint64(len(l)))
+		for _, s := range l {
+			b = binary.AppendUvarint(b, uint64(len(s)))
+			b = append(b, s...)
+		}
+	}
+	return string(b)
 }
 
 type cacheEntry struct {
@@ -60,6 +96,15 @@ func (k *cacheKey) slot() uint64 {
 	h := k.principal*0x9e3779b97f4a7c15 ^ k.resource*0xc2b2ae3d27d4eb4f
 	if k.action != ActionConnect {
 		h ^= maphash.String(actionSeed, k.action)
+	}
+	if k.sql != "" {
+		h ^= maphash.String(actionSeed, k.sql) * 0x85ebca6b
+	}
+	if k.http {
+		h ^= 0x27d4eb2f165667c5
+	}
+	if k.open {
+		h ^= 0x165667b19e3779f9
 	}
 	// Fibonacci hashing: the top bits of the product are well mixed even
 	// when the seqs are small and consecutive.

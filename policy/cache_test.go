@@ -24,7 +24,18 @@ func isCached(s *Set, req Request) bool {
 	if err != nil || ents.principal.seq == 0 || ents.resource.seq == 0 {
 		return false
 	}
-	_, ok := s.cache.load(&cacheKey{principal: ents.principal.seq, resource: ents.resource.seq, action: string(creq.Action.ID)})
+	_, ok := s.cache.load(&cacheKey{principal: ents.principal.seq, resource: ents.resource.seq, action: string(creq.Action.ID), sql: sqlKey(req.SQL), http: req.HTTP != nil})
+	return ok
+}
+
+// isOpenCached reports whether s has an open decision cached for req.
+func isOpenCached(s *Set, req Request) bool {
+	req.Action, req.SQL, req.HTTP = "", nil, nil
+	_, ents, err := buildRequest(&req)
+	if err != nil || ents.principal.seq == 0 || ents.resource.seq == 0 {
+		return false
+	}
+	_, ok := s.cache.load(&cacheKey{principal: ents.principal.seq, resource: ents.resource.seq, action: ActionConnect, open: true})
 	return ok
 }
 

@@ -39,6 +39,12 @@ func (e *Engine) Authorize(req Request) Decision {
 	return e.load().set.Authorize(req)
 }
 
+// AuthorizeOpen decides whether req's principal may open req's binding
+// with the current Set, as [Set.AuthorizeOpen] does.
+func (e *Engine) AuthorizeOpen(req Request) Decision {
+	return e.load().set.AuthorizeOpen(req)
+}
+
 // Set returns the current Set; nil for the zero Engine.
 func (e *Engine) Set() *Set {
 	return e.load().set

@@ -78,18 +78,28 @@ func ExampleLoadDir() {
 	db := policy.NewResource("staging-db", "postgres", "staging", "pii")
 
 	// Per open.
-	d := engine.Authorize(policy.Request{
+	d := engine.AuthorizeOpen(policy.Request{
 		Principal: agent,
 		Resource:  db,
 		SourceIP:  remote.Addr(),
 		Details:   map[string]string{"database": "app"},
 	})
-	fmt.Println(d.Allowed, d) // true allow (coding-agents-staging)
+	fmt.Println(d.Allowed, d) // true allow (coding-agents-read-staging)
+
+	// Per statement, at the connector: each of its actions.
+	d = engine.Authorize(policy.Request{
+		Principal: agent,
+		Action:    "sql:delete",
+		Resource:  db,
+		SQL:       &policy.SQL{Kinds: []string{"DELETE"}, TablesWritten: []string{"orders"}},
+	})
+	fmt.Println(d.Allowed, d) // false deny (no policy permits)
 
 	ledger := policy.NewResource("staging-ledger", "postgres", "staging", "financial")
-	fmt.Println(engine.Authorize(policy.Request{Principal: agent, Resource: ledger}))
+	fmt.Println(engine.AuthorizeOpen(policy.Request{Principal: agent, Resource: ledger}))
 	// Output:
-	// true allow (coding-agents-staging)
+	// true allow (coding-agents-read-staging)
+	// false deny (no policy permits)
 	// deny (forbid-financial)
 }
 

@@ -14,13 +14,17 @@ import (
 //
 // It is exact because Postern builds the entity graph itself: the principal
 // Agent's only ancestors are its Groups, the resource Binding's only ancestor
-// is its Environment, and actions have none. A scope `principal == E`,
-// `principal in E` or `principal is T in E` can therefore only match when E
-// is the principal itself or one of its groups; likewise for the resource
-// and the action. Each policy is filed under one entity named by its scope
+// is its Environment, and an action's ancestors are those of the fixed
+// hierarchy (sql:drop in ddl in write; an unknown action has none). A scope
+// `principal == E`, `principal in E` or `principal is T in E` can therefore
+// only match when E is the principal itself or one of its groups; likewise
+// for the resource. Each policy is filed under one entity named by its scope
 // (the most selective one) and is evaluated, in full by cedar-go, only when
-// that entity is among the request's principal, resource or action and
-// their ancestors. A policy that is not evaluated would have failed its scope,
+// that entity is among the request's principal, resource and their
+// ancestors. An action scope is filed the other way round, under every
+// action it can match: `action in Action::"write"` under write, ddl and each
+// of their descendants, `action == A` under A alone; a request then looks
+// up its own action only, and finds each policy once. A policy that is not evaluated would have failed its scope,
 // which cedar-go checks before the conditions, and so could not have matched
 // nor raised an error.
 //
@@ -64,7 +68,7 @@ func buildIndex(entries []*entry) index {
 		case rRank > 0:
 			file(idx.byResource, rk, e)
 		case aRank > 0:
-			file(idx.byAction, ak, e)
+			file(idx.byAction, actionKeys(p.Action, ak), e)
 		default:
 			idx.always = append(idx.always, e)
 		}
@@ -112,6 +116,24 @@ func conjuncts(n xast.IsNode, out []xast.IsNode) []xast.IsNode {
 func isVariable(n xast.IsNode, name types.String) bool {
 	v, ok := n.(xast.NodeTypeVariable)
 	return ok && v.Name == name
+}
+
+// actionKeys returns the actions that an action scope with keys can match:
+// the keys themselves, and for `in`, every known action below them, each
+// once.
+func actionKeys(n xast.IsScopeNode, keys []types.EntityUID) []types.EntityUID {
+	if _, eq := n.(xast.ScopeTypeEq); eq {
+		return keys
+	}
+	var out []types.EntityUID
+	for _, k := range keys {
+		for _, d := range descendantsOrSelf(k) {
+			if !containsUID(out, d) {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
 }
 
 func file(m map[types.EntityUID][]*entry, keys []types.EntityUID, e *entry) {
@@ -171,17 +193,15 @@ func (c *candidates) add(l []*entry) {
 	}
 }
 
-// scan reports whether there are any candidates and whether any of them
-// needs the request context.
-func (c *candidates) scan() (found, usesContext bool) {
+// scan reports whether there are any candidates and which parts of the
+// request context they read.
+func (c *candidates) scan() (found bool, reads contextReads) {
 	for _, l := range c.lists {
 		for _, e := range l {
-			if e.usesContext {
-				return true, true
-			}
+			reads |= e.reads
 		}
 	}
-	return len(c.lists) > 0, false
+	return len(c.lists) > 0, reads
 }
 
 func (c *candidates) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
@@ -196,15 +216,47 @@ func (c *candidates) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
 	}
 }
 
-func usesContext(p *cedar.Policy) bool {
-	found := false
-	for _, c := range (*xast.Policy)(p.AST()).Conditions {
+// contextReads is the set of the parts of the context that a policy's
+// conditions read (or test with has).
+type contextReads uint8
+
+const (
+	readsSQL   contextReads = 1 << iota // context.sql
+	readsHTTP                           // context.http
+	readsOther                          // time, source_ip, details, or context as a whole
+)
+
+func policyReads(p *xast.Policy) contextReads {
+	var reads contextReads
+	field := func(name types.String) contextReads {
+		switch name {
+		case "sql":
+			return readsSQL
+		case "http":
+			return readsHTTP
+		}
+		return readsOther
+	}
+	for _, c := range p.Conditions {
 		xast.Inspect(xast.NewNode(c.Body), func(n xast.IsNode) bool {
-			if isVariable(n, "context") {
-				found = true
+			switch x := n.(type) {
+			case xast.NodeTypeAccess:
+				if isVariable(x.Arg, "context") {
+					reads |= field(x.Value)
+					return false
+				}
+			case xast.NodeTypeHas:
+				if isVariable(x.Arg, "context") {
+					reads |= field(x.Value)
+					return false
+				}
+			case xast.NodeTypeVariable:
+				if x.Name == "context" {
+					reads |= readsOther
+				}
 			}
-			return !found
+			return true
 		})
 	}
-	return found
+	return reads
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -29,13 +30,14 @@ func TestIndexMatchesCedar(t *testing.T) {
 		src     string
 		set     *Set
 		ref     *cedar.PolicySet
+		openRef *cedar.PolicySet // ref and the openers, written independently
 		forbids map[string]bool
 	}
 	newGeneration := func() generation {
 		// Small sets as well as large: in a large one, some policy that
 		// reads the context applies to most requests.
-		src := randomPolicies(rng, 1+rng.IntN(pick(rng, 8, 40)))
-		g := generation{src: src, set: mustParse(t, src), ref: cedar.NewPolicySet(), forbids: map[string]bool{}}
+		src, openers := randomPolicies(rng, 1+rng.IntN(pick(rng, 8, 40)))
+		g := generation{src: src, set: mustParse(t, src), ref: cedar.NewPolicySet(), openRef: cedar.NewPolicySet(), forbids: map[string]bool{}}
 		ref, err := cedar.NewPolicyListFromBytes("ref.cedar", []byte(src))
 		if err != nil {
 			t.Fatal(err)
@@ -43,7 +45,15 @@ func TestIndexMatchesCedar(t *testing.T) {
 		for _, p := range ref {
 			id := string(p.Annotations()["id"])
 			g.ref.Add(cedar.PolicyID(id), p)
+			g.openRef.Add(cedar.PolicyID(id), p)
 			g.forbids[id] = p.Effect() == cedar.Forbid
+		}
+		extra, err := cedar.NewPolicyListFromBytes("openers.cedar", []byte(openers))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range extra {
+			g.openRef.Add(cedar.PolicyID(p.Annotations()["id"]+openerSuffix), p)
 		}
 		return g
 	}
@@ -76,8 +86,12 @@ func TestIndexMatchesCedar(t *testing.T) {
 				req.Resource = pool[rng.IntN(len(pool))].Resource
 			}
 			if rng.IntN(3) == 0 {
-				req.Action = pick(rng, "", "connect", "read", "write")
+				req.Action = randomAction(rng)
 			}
+			// A statement or request, changed on every draw: a decision
+			// that reads them and was cached under too small a key would
+			// be caught.
+			req.SQL, req.HTTP = randomSQL(rng), randomHTTP(rng)
 			// A changed copy of a prepared request must not be decided
 			// from (or cached under) the forms it shares with the pool's.
 			if rng.IntN(5) == 0 {
@@ -85,11 +99,25 @@ func TestIndexMatchesCedar(t *testing.T) {
 			}
 			req.Time = pick(rng, jan2024, jan2026)
 			req.Details = pick(rng, map[string]string(nil), map[string]string{"x": "1"})
-			if isCached(cur.set, req) {
-				hits++
+			open := rng.IntN(4) == 0
+			var got Decision
+			var allowed bool
+			var policies, errIDs []string
+			if open {
+				if isOpenCached(cur.set, req) {
+					hits++
+				}
+				got = e.AuthorizeOpen(req)
+				o := req
+				o.Action, o.SQL, o.HTTP = ActionConnect, nil, nil
+				allowed, policies, errIDs = reference(cur.openRef, cur.forbids, o)
+			} else {
+				if isCached(cur.set, req) {
+					hits++
+				}
+				got = e.Authorize(req)
+				allowed, policies, errIDs = reference(cur.ref, cur.forbids, req)
 			}
-			got := e.Authorize(req)
-			allowed, policies, errIDs := reference(cur.ref, cur.forbids, req)
 
 			gotPolicies := slices.Sorted(slices.Values(got.Policies))
 			var gotErrs []string
@@ -98,16 +126,16 @@ func TestIndexMatchesCedar(t *testing.T) {
 			}
 			slices.Sort(gotErrs)
 			if got.Allowed != allowed || !slices.Equal(gotPolicies, policies) || !slices.Equal(gotErrs, errIDs) {
-				t.Fatalf("round %d: request %+v\npolicies:\n%s\ngot      %v %q errors %q\nexpected %v %q errors %q",
-					round, req, cur.src, got.Allowed, gotPolicies, gotErrs, allowed, policies, errIDs)
+				t.Fatalf("round %d: open %v request %+v sql %+v http %+v\npolicies:\n%s\ngot      %v %q errors %q\nexpected %v %q errors %q",
+					round, open, req, req.SQL, req.HTTP, cur.src, got.Allowed, gotPolicies, gotErrs, allowed, policies, errIDs)
 			}
 		}
 	}
 	// About half the pool is prepared and unchanged, but the draws mix in
-	// changed copies and literals, and most random sets hold a policy that
-	// reads the context and applies to most requests: these seeds give
-	// about 1,500 hits (other seeds, 1,450 to 1,650).
-	if hits < 60*300/30 {
+	// changed copies and literals, three in five carry a statement, and
+	// most random sets hold a policy that reads the context and applies to
+	// most requests: these seeds give some 700 hits (others, 450 and up).
+	if hits < 60*300/60 {
 		t.Errorf("only %d of %d decisions came from the cache", hits, 60*300)
 	}
 	t.Logf("%d of %d decisions came from the cache", hits, 60*300)
@@ -155,26 +183,67 @@ func reference(ps *cedar.PolicySet, forbids map[string]bool, req Request) (bool,
 	if action == "" {
 		action = "connect"
 	}
+	// The action hierarchy, each action an entity with its parent.
+	for _, a := range Actions() {
+		uid := types.NewEntityUID("Action", types.String(a))
+		e := types.Entity{UID: uid}
+		if p, ok := ActionParent(a); ok {
+			e.Parents = types.NewEntityUIDSet(types.NewEntityUID("Action", types.String(p)))
+		}
+		ents[uid] = e
+	}
 	details := types.RecordMap{}
 	for k, v := range req.Details {
 		details[types.String(k)] = types.String(v)
+	}
+	ctx := types.RecordMap{
+		"time":    types.NewDatetime(req.Time),
+		"details": types.NewRecord(details),
+	}
+	set := func(ss []string) types.Set {
+		var vs []types.Value
+		for _, s := range ss {
+			vs = append(vs, types.String(s))
+		}
+		return types.NewSet(vs...)
+	}
+	if q := req.SQL; q != nil {
+		ctx["sql"] = types.NewRecord(types.RecordMap{
+			"kinds":          set(q.Kinds),
+			"tables_read":    set(q.TablesRead),
+			"tables_written": set(q.TablesWritten),
+			"functions":      set(q.Functions),
+			"fingerprint":    types.String(q.Fingerprint),
+		})
+	}
+	if h := req.HTTP; h != nil {
+		var query, keys []string
+		for k, vs := range h.Query {
+			keys = append(keys, k)
+			for _, v := range vs {
+				query = append(query, k+"="+v)
+			}
+		}
+		ctx["http"] = types.NewRecord(types.RecordMap{
+			"method":     types.String(h.Method),
+			"path":       types.String(h.Path),
+			"query":      set(query),
+			"query_keys": set(keys),
+		})
 	}
 	creq := cedar.Request{
 		Principal: agentUID,
 		Action:    types.NewEntityUID("Action", types.String(action)),
 		Resource:  bindingUID,
-		Context: types.NewRecord(types.RecordMap{
-			"time":    types.NewDatetime(req.Time),
-			"details": types.NewRecord(details),
-		}),
+		Context:   types.NewRecord(ctx),
 	}
 	dec, diag := cedar.Authorize(ps, ents, creq)
 	var policies, errs []string
 	for _, rs := range diag.Reasons {
-		policies = append(policies, string(rs.PolicyID))
+		policies = append(policies, strings.TrimSuffix(string(rs.PolicyID), openerSuffix))
 	}
 	for _, e := range diag.Errors {
-		id := string(e.PolicyID)
+		id := strings.TrimSuffix(string(e.PolicyID), openerSuffix)
 		errs = append(errs, id)
 		if forbids[id] {
 			if dec == cedar.Allow {
@@ -185,13 +254,20 @@ func reference(ps *cedar.PolicySet, forbids map[string]bool, req Request) (bool,
 	}
 	slices.Sort(policies)
 	slices.Sort(errs)
-	return bool(dec), policies, errs
+	// A permit and its opener decide under one @id.
+	return bool(dec), slices.Compact(policies), slices.Compact(errs)
 }
+
+// openerSuffix names, in the reference, the opener of a policy.
+const openerSuffix = "~open"
 
 func pick[T any](rng *rand.Rand, xs ...T) T { return xs[rng.IntN(len(xs))] }
 
-func randomPolicies(rng *rand.Rand, n int) string {
-	var b strings.Builder
+// randomPolicies returns n random policies and, written from the same
+// parts, the opener of each permit that admits a data action: what
+// AuthorizeOpen must decide as if it were there.
+func randomPolicies(rng *rand.Rand, n int) (src, openers string) {
+	var b, o strings.Builder
 	for i := range n {
 		n := func(k int) int { return rng.IntN(k) }
 		principal := pick(rng,
@@ -204,15 +280,31 @@ func randomPolicies(rng *rand.Rand, n int) string {
 			`principal == Group::"g1"`,
 			`principal in Environment::"e1"`,
 		)
-		action := pick(rng,
-			"action",
-			`action == Action::"connect"`,
-			`action == Action::"read"`,
-			`action in [Action::"connect", Action::"read"]`,
-			`action in [Action::"read", Action::"read"]`,
-			`action in Action::"connect"`,
-			`action in []`,
-		)
+		// Each action scope, and whether it admits a data action.
+		actions := []struct {
+			scope string
+			data  bool
+		}{
+			{"action", true},
+			{`action == Action::"connect"`, false},
+			{`action == Action::"read"`, true},
+			{`action in [Action::"connect", Action::"read"]`, true},
+			{`action in [Action::"read", Action::"read"]`, true},
+			{`action in Action::"connect"`, false},
+			{`action in []`, false},
+			{`action in Action::"read"`, true},
+			{`action in Action::"write"`, true},
+			{`action in Action::"ddl"`, true},
+			{`action in Action::"unclassified"`, true},
+			{`action == Action::"sql:select"`, true},
+			{`action in Action::"sql:drop"`, true},
+			{`action == Action::"http:POST"`, true},
+			{`action in [Action::"ddl", Action::"write"]`, true},
+			{`action in [Action::"read", Action::"sql:drop", Action::"http:other"]`, true},
+			{`action in [Action::"connect", Action::"unknown"]`, false},
+			{`action == Action::"unknown"`, false},
+		}
+		action := actions[n(len(actions))]
 		resource := pick(rng,
 			"resource",
 			fmt.Sprintf(`resource == Binding::"b%d"`, n(5)),
@@ -239,11 +331,62 @@ func randomPolicies(rng *rand.Rand, n int) string {
 			fmt.Sprintf(`unless { resource.labels.contains("l%d") }`, n(3)),
 			fmt.Sprintf(`when { resource.labels.contains("l%d") || principal.level > 1 }`, n(3)),
 			fmt.Sprintf(`when { principal.level > 0 } when { resource.labels.contains("l%d") }`, n(3)),
+			// The statement and the request.
+			fmt.Sprintf(`when { context has sql && context.sql.tables_read.contains("t%d") }`, n(3)),
+			fmt.Sprintf(`when { context has sql && context.sql.tables_written.contains("t%d") }`, n(3)),
+			`when { context.sql.kinds.contains("SELECT") }`, // errors without sql
+			`unless { context has sql && context.sql.functions.isEmpty() }`,
+			`when { context has sql && context.sql.fingerprint == "f1" }`,
+			`when { context has http && context.http.path like "/v1/*" }`,
+			`unless { context has http && context.http.query_keys.contains("k") }`,
+			`when { context has http && context.http.query.contains("k=1") && context.http.method == "GET" }`,
+			`when { context.http.path == "/admin" }`, // errors without http
 		)
 		effect := pick(rng, "permit", "permit", "forbid")
-		fmt.Fprintf(&b, "@id(\"p%d\")\n%s (%s, %s, %s) %s;\n\n", i, effect, principal, action, resource, cond)
+		fmt.Fprintf(&b, "@id(\"p%d\")\n%s (%s, %s, %s) %s;\n\n", i, effect, principal, action.scope, resource, cond)
+		if effect == "permit" && action.data {
+			ocond := cond
+			if strings.Contains(cond, "context.sql") || strings.Contains(cond, "context has sql") ||
+				strings.Contains(cond, "context.http") || strings.Contains(cond, "context has http") {
+				ocond = "" // one condition each: the whole of it is about the statement
+			}
+			fmt.Fprintf(&o, "@id(\"p%d\")\npermit (%s, action == Action::\"connect\", %s) %s;\n\n", i, principal, resource, ocond)
+		}
 	}
-	return b.String()
+	return b.String(), o.String()
+}
+
+// randomAction draws the action of a request: connect, a group (which an
+// agent's open may name), fine actions of each branch, and unknown ones.
+func randomAction(rng *rand.Rand) string {
+	return pick(rng, "", "connect", "read", "write", "sql:select", "sql:insert", "sql:drop",
+		"sql:do", "http:GET", "http:POST", "http:other", "ddl", "unknown")
+}
+
+// randomSQL draws a statement, often nil. Two statements share fingerprint
+// "f1" but not their tables, as a classifier might report.
+func randomSQL(rng *rand.Rand) *SQL {
+	switch rng.IntN(5) {
+	case 0:
+		return &SQL{Kinds: []string{"SELECT"}, TablesRead: []string{"t0"}, Fingerprint: "f1"}
+	case 1:
+		return &SQL{Kinds: []string{"SELECT"}, TablesRead: []string{"t1"}, Fingerprint: "f1"}
+	case 2:
+		return &SQL{Kinds: []string{"INSERT"}, TablesWritten: []string{"t2"}, TablesRead: []string{"t0"}, Functions: []string{"now"}, Fingerprint: "f2"}
+	}
+	return nil
+}
+
+func randomHTTP(rng *rand.Rand) *HTTP {
+	switch rng.IntN(8) {
+	case 0:
+		return &HTTP{Method: "GET", Path: "/v1/x", Query: url.Values{"k": {"1"}}}
+	case 1:
+		return &HTTP{Method: "POST", Path: "/admin"}
+	case 2:
+		return &HTTP{Method: "GET", Path: "/v1/y", Query: url.Values{"j": {"2", "3"}}}
+	}
+	return nil
 }
 
 func randomRequest(rng *rand.Rand) Request {
@@ -275,7 +418,7 @@ func randomRequest(rng *rand.Rand) Request {
 	}
 	return Request{
 		Principal: principal,
-		Action:    pick(rng, "", "connect", "read", "write"),
+		Action:    randomAction(rng),
 		Resource:  resource,
 		Time:      time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC),
 		Details:   pick(rng, map[string]string(nil), map[string]string{"x": "1"}),

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	cedar "github.com/cedar-policy/cedar-go"
+	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
 )
 
 // A Set is an immutable collection of named Cedar policies, indexed for
@@ -21,6 +22,7 @@ type Set struct {
 	entries []*entry                  // document order: files in load order, policies in file order
 	byID    map[cedar.PolicyID]*entry // every entry, by its @id
 	idx     index
+	openers index // the openers of the permits that admit a data action; see openerOf
 	cache   decisionCache
 }
 
@@ -32,9 +34,10 @@ type entry struct {
 	ord    int            // position in Set.entries; orders the IDs of a Decision
 	pos    cedar.Position // the first line of the policy, its annotations included
 
-	// usesContext is false when no condition mentions context: such a
-	// policy decides the same with any context, which then need not be built.
-	usesContext bool
+	// reads says which parts of the context the conditions read: a policy
+	// that reads none decides the same with any context, which then need
+	// not be built.
+	reads contextReads
 }
 
 // An Error is a problem located in a policy document: a syntax error, a
@@ -193,7 +196,7 @@ func (b *builder) add(filename string, src []byte) {
 			b.errs = append(b.errs, posError(pos, id, "duplicate @id, first used at %s:%d", first.pos.Filename, first.pos.Line))
 			continue
 		}
-		e := &entry{id: id, policy: p, forbid: p.Effect() == cedar.Forbid, ord: len(b.entries), pos: pos, usesContext: usesContext(p)}
+		e := &entry{id: id, policy: p, forbid: p.Effect() == cedar.Forbid, ord: len(b.entries), pos: pos, reads: policyReads((*xast.Policy)(p.AST()))}
 		b.entries = append(b.entries, e)
 		b.byID[id] = e
 	}
@@ -221,6 +224,13 @@ func (b *builder) finish() (*Set, error) {
 	}
 	s := &Set{entries: b.entries, byID: b.byID}
 	s.idx = buildIndex(s.entries)
+	var openers []*entry
+	for _, e := range s.entries {
+		if o := openerOf(e); o != nil {
+			openers = append(openers, o)
+		}
+	}
+	s.openers = buildIndex(openers)
 	return s, nil
 }
 

@@ -41,14 +41,76 @@ entity Binding in [Environment] {
 // The request details, declared with ValidateOptions.DetailKeys.
 type Details = {};
 
+// A SQL statement, as the connector's parser classifies it. Table and
+// function names are as written, schema-qualified when the statement
+// qualifies them ("public.orders" or "orders").
+type SQL = {
+  kinds: Set<String>,          // statement kinds: "SELECT", "INSERT", ...
+  tables_read: Set<String>,
+  tables_written: Set<String>,
+  functions: Set<String>,
+  fingerprint: String,         // the same for statements that differ only in constants
+};
+
+// An HTTP request, its target normalized as the upstream receives it.
+type HTTP = {
+  method: String,              // "GET", "POST", ...
+  path: String,                // decoded, dot-segments resolved: "/v1/incidents/42"
+  query: Set<String>,          // each parameter, decoded, as "key=value"
+  query_keys: Set<String>,     // each parameter's decoded key
+};
+
 type Context = {
   time: datetime,
   source_ip?: ipaddr,
   details: Details,
+  sql?: SQL,                   // present when deciding a SQL statement
+  http?: HTTP,                 // present when deciding an HTTP request
 };
 
-// Open a binding.
+// Open a binding, at the relay.
 action connect appliesTo {
+  principal: [Agent],
+  resource: [Binding],
+  context: Context,
+};
+
+// The groups of the hierarchy. No request names one: policies match them
+// with "action in". ddl is under write; unclassified is under neither.
+action read, write, unclassified;
+action ddl in [write];
+
+action "sql:select", "sql:show", "sql:copy_to", "sql:explain",
+       "sql:transaction", "sql:set", "sql:prepare",
+       "http:GET", "http:HEAD", "http:OPTIONS"
+  in [read] appliesTo {
+  principal: [Agent],
+  resource: [Binding],
+  context: Context,
+};
+
+action "sql:insert", "sql:update", "sql:delete", "sql:merge",
+       "sql:truncate", "sql:copy_from", "sql:select_into",
+       "sql:lock_rows", "sql:function",
+       "http:POST", "http:PUT", "http:PATCH", "http:DELETE"
+  in [write] appliesTo {
+  principal: [Agent],
+  resource: [Binding],
+  context: Context,
+};
+
+action "sql:create", "sql:alter", "sql:drop", "sql:grant",
+       "sql:revoke", "sql:comment", "sql:create_table_as"
+  in [ddl] appliesTo {
+  principal: [Agent],
+  resource: [Binding],
+  context: Context,
+};
+
+action "sql:do", "sql:call", "sql:copy_program", "sql:lock",
+       "sql:set_privileged", "sql:begin_read_write", "sql:other",
+       "http:other"
+  in [unclassified] appliesTo {
   principal: [Agent],
   resource: [Binding],
   context: Context,
@@ -73,8 +135,11 @@ type ValidateOptions struct {
 	// policies may read; each is optional, like PrincipalAttributes.
 	DetailKeys []string
 
-	// Actions declares actions besides "connect" ("read", "write", ...),
-	// with the same principal, resource and context.
+	// Actions declares actions besides connect and the hierarchy's
+	// (see [Actions]), with the same principal, resource and context. A
+	// group of the hierarchy (read, write, ddl, unclassified) named here
+	// becomes an action that a request may name itself, as an agent's open
+	// can: `action == Action::"read"` is then valid.
 	Actions []string
 }
 
@@ -117,11 +182,15 @@ func (o ValidateOptions) schema() (*schema.Schema, error) {
 
 	connect := a.Actions[ActionConnect]
 	for _, name := range o.Actions {
-		if _, dup := a.Actions[types.String(name)]; dup || name == "" {
+		act, known := a.Actions[types.String(name)]
+		if name == "" || (known && act.AppliesTo != nil) {
 			continue
 		}
+		// A group (read, write, ...) declared here becomes an action that
+		// requests may name too, keeping its place in the hierarchy.
 		applies := *connect.AppliesTo
-		a.Actions[types.String(name)] = sast.Action{AppliesTo: &applies}
+		act.AppliesTo = &applies
+		a.Actions[types.String(name)] = act
 	}
 	return &s, nil
 }
@@ -201,6 +270,9 @@ func validatePolicy(v *validate.Validator, rs *resolved.Schema, e *entry) (msgs 
 	// entity type, like `principal in Environment::"x"`).
 	if len(found) > 1 {
 		found = slices.DeleteFunc(found, func(m string) bool { return m == noApplicableAction })
+	}
+	if eq, ok := p.Action.(xast.ScopeTypeEq); ok && len(found) == 1 && found[0] == noApplicableAction && groupAction(eq.Entity) {
+		found[0] += fmt.Sprintf("; no request is for %s itself, which groups actions: write `action in %s`", eq.Entity, eq.Entity)
 	}
 	var seen []string
 	for _, m := range found {
@@ -305,4 +377,13 @@ func pathOf(n xast.IsNode) (string, bool) {
 		return p + "." + string(x.Value), ok
 	}
 	return "", false
+}
+
+// groupAction reports whether u is one of the hierarchy's groups.
+func groupAction(u types.EntityUID) bool {
+	switch actionName(u) {
+	case ActionRead, ActionWrite, ActionDDL, ActionUnclassified:
+		return true
+	}
+	return false
 }

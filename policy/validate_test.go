@@ -31,6 +31,24 @@ permit (principal is Agent, action in [Action::"connect", Action::"read"], resou
 forbid (principal, action == Action::"read", resource == Binding::"billing-api")
   unless { context.details has method && context.details.method == "GET" };
 
+@id("no-ddl")
+forbid (principal, action in Action::"ddl", resource);
+
+@id("read-staging")
+permit (principal in Group::"coding-agents", action in Action::"read", resource in Environment::"staging");
+
+@id("incidents")
+permit (principal in Group::"oncall", action in [Action::"write", Action::"http:GET"], resource == Binding::"prod-status")
+  when { context has http && context.http.path like "/v1/incidents/*" && context.http.query_keys.contains("id") };
+
+@id("no-users-writes")
+forbid (principal, action in Action::"write", resource)
+  when { context has sql && (context.sql.tables_written.contains("users") || context.sql.kinds.contains("DROP")) };
+
+@id("no-private-functions")
+forbid (principal, action in Action::"unclassified", resource)
+  unless { context has sql && context.sql.functions.isEmpty() && context.sql.fingerprint != "" && context.sql.tables_read.isEmpty() };
+
 @id("no-empty-labels")
 forbid (principal, action, resource) when { resource.labels.isEmpty() && resource.environment == "" };
 `
@@ -81,9 +99,39 @@ func TestValidateFindsTypos(t *testing.T) {
 		},
 		{
 			name:   "undeclared action",
-			policy: `permit (principal, action == Action::"read", resource);`,
+			policy: `permit (principal, action == Action::"raed", resource);`,
 			opts:   &ValidateOptions{},
-			want:   []string{"unrecognized action `Action::\"read\"`"},
+			want:   []string{"unrecognized action `Action::\"raed\"`"},
+		},
+		{
+			name:   "misspelled fine action",
+			policy: `forbid (principal, action in [Action::"sql:dorp"], resource);`,
+			opts:   &ValidateOptions{},
+			want:   []string{"unrecognized action `Action::\"sql:dorp\"`"},
+		},
+		{
+			name:   "a group compared with ==",
+			policy: `permit (principal, action == Action::"write", resource);`,
+			opts:   &ValidateOptions{},
+			want:   []string{"write `action in Action::\"write\"`"},
+		},
+		{
+			name:   "unguarded statement context",
+			policy: `forbid (principal, action in Action::"write", resource) when { context.sql.tables_written.contains("users") };`,
+			opts:   &ValidateOptions{},
+			want:   []string{"`sql`"},
+		},
+		{
+			name:   "unknown statement context field",
+			policy: `forbid (principal, action in Action::"read", resource) when { context has sql && context.sql.tables.contains("users") };`,
+			opts:   &ValidateOptions{},
+			want:   []string{"`tables`"},
+		},
+		{
+			name:   "unknown http context field",
+			policy: `permit (principal, action in Action::"read", resource) when { context has http && context.http.paht like "/v1/*" };`,
+			opts:   &ValidateOptions{},
+			want:   []string{"`paht`"},
 		},
 		{
 			name:   "unknown resource attribute",
@@ -227,7 +275,7 @@ func TestSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"team?: String", "clearance?: Long", "method?: String", "action read", "action connect", "source_ip?: ipaddr"} {
+	for _, want := range []string{"team?: String", "clearance?: Long", "method?: String", "action read appliesTo", "action connect", "source_ip?: ipaddr", `action "sql:drop" in ddl`, "sql?: SQL", "http?: HTTP"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("Schema() lacks %q:\n%s", want, text)
 		}
@@ -237,7 +285,7 @@ func TestSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(plain, "team") || strings.Contains(plain, "action read") {
+	if strings.Contains(plain, "team") || strings.Contains(plain, "action read appliesTo") {
 		t.Errorf("options leaked into another schema:\n%s", plain)
 	}
 }

@@ -437,7 +437,7 @@ func TestBinaryMesh(t *testing.T) {
 		t.Errorf("no session.start for the connector:\n%s", audit)
 	}
 	allow := find(auditEvents(t, audit, "open.allow"), "binding", "staging-echo")
-	if allow == nil || allow["subject"] != "coding-agent" || fmt.Sprint(allow["policies"]) != "[coding-agents-staging]" || allow["connector"] != "office-connector" {
+	if allow == nil || allow["subject"] != "coding-agent" || fmt.Sprint(allow["policies"]) != "[coding-agents-read-staging]" || allow["connector"] != "office-connector" {
 		t.Errorf("open.allow for staging-echo: %v\n%s", allow, audit)
 	}
 	deny := find(auditEvents(t, audit, "open.deny"), "binding", "prod-ledger")
@@ -536,7 +536,7 @@ func TestBinaryCodingAgent(t *testing.T) {
 	}
 	d.relay.waitLine(&d.relay.stdout, `"msg":"open.deny".*"binding":"prod-finance"`)
 	audit := d.relay.stdout.String()
-	if ev := find(auditEvents(t, audit, "open.allow"), "binding", "staging-db"); ev == nil || fmt.Sprint(ev["policies"]) != "[coding-agents-staging]" {
+	if ev := find(auditEvents(t, audit, "open.allow"), "binding", "staging-db"); ev == nil || fmt.Sprint(ev["policies"]) != "[coding-agents-read-staging]" {
 		t.Errorf("open.allow for staging-db: %v", ev)
 	}
 	if ev := find(auditEvents(t, audit, "open.deny"), "binding", "prod-finance"); ev == nil || fmt.Sprint(ev["policies"]) != "[forbid-financial]" {
@@ -812,7 +812,7 @@ func TestBinaryConfigErrors(t *testing.T) {
 func TestBinaryPolicyCommands(t *testing.T) {
 	dir := t.TempDir()
 	copyPolicies(t, filepath.Join(dir, "policies"))
-	if code, out, _ := runPostern(t, dir, "policy", "validate", "policies"); code != 0 || !strings.Contains(out, "policies: 3 policies valid: forbid-financial, oncall-prod, coding-agents-staging") {
+	if code, out, _ := runPostern(t, dir, "policy", "validate", "policies"); code != 0 || !strings.Contains(out, "policies: 5 policies valid: coding-agents-read-staging, forbid-financial, no-ddl-anywhere, oncall-reads-prod, oncall-writes-prod-status") {
 		t.Errorf("validate: exit %d %q", code, out)
 	}
 	tests := []struct {
@@ -821,7 +821,7 @@ func TestBinaryPolicyCommands(t *testing.T) {
 		code int
 		out  string
 	}{
-		{"allowed", []string{"--principal", "coding-agent", "--group", "coding-agents", "--resource", "staging-db", "--kind", "postgres", "--env", "staging"}, 0, "allow (coding-agents-staging)\n"},
+		{"allowed", []string{"--principal", "coding-agent", "--group", "coding-agents", "--resource", "staging-db", "--kind", "postgres", "--env", "staging"}, 0, "allow (coding-agents-read-staging)\n"},
 		{"forbidden", []string{"--principal", "coding-agent", "--group", "coding-agents", "--resource", "prod-finance", "--env", "prod", "--label", "financial"}, 3, "deny (forbid-financial)\n"},
 		{"default deny", []string{"--principal", "coding-agent", "--group", "coding-agents", "--resource", "prod-api", "--env", "prod"}, 3, "deny (no policy permits)\n"},
 	}

@@ -4,15 +4,18 @@
 // in FS for programs that run the examples without a checkout.
 //
 // Together they make the product's sentence true: group coding-agents may
-// connect to Environment staging; forbid anything labelled financial. A
-// third policy lets group oncall reach production, financial records
-// excepted.
+// read Environment staging; forbid anything labelled financial. Group
+// oncall may read production and write the status page's incidents,
+// financial records excepted; no agent runs DDL anywhere. Each permit for
+// reading or writing also opens the binding it names.
 //
 // Check them with:
 //
 //	postern policy validate examples/policies
 //	postern policy check --principal coding-agent --group coding-agents \
 //	    --resource staging-db --kind postgres --env staging examples/policies
+//	postern policy check --principal pager --group oncall --resource prod-status \
+//	    --kind http --env prod --http "POST /v1/incidents/42" examples/policies
 package policies
 
 import "embed"

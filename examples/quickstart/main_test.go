@@ -29,17 +29,17 @@ func TestQuickstart(t *testing.T) {
 	got := out.String()
 	wants := []string{
 		`relay      127\.0\.0\.1:\d+ \(QUIC\), certificate pin sha256:`,
-		`policies   forbid-financial, oncall-prod, coding-agents-staging`,
+		`policies   coding-agents-read-staging, forbid-financial, no-ddl-anywhere, oncall-reads-prod, oncall-writes-prod-status`,
 		`coding-agent \(group coding-agents\) may open: staging-api\n`,
 		`  staging-api  allowed: GET /orders -> 200 OK, 3 orders\n`,
 		`  prod-status  DENIED: no policy permits it \(default deny\)\n  prod-ledger  DENIED by forbid-financial\n`,
 		`oncall-agent \(group oncall\) may open: prod-status\n`,
 		`  prod-status  allowed: read "all systems operational"\n  prod-ledger  DENIED by forbid-financial\n`,
 		`session.start  office-connector connector, serving staging-api,prod-status,prod-ledger`,
-		`open.allow     coding-agent     -> staging-api  allowed by coding-agents-staging, via office-connector`,
+		`open.allow     coding-agent     -> staging-api  allowed by coding-agents-read-staging, via office-connector`,
 		`open.deny      coding-agent     -> prod-ledger  denied by forbid-financial`,
 		`open.deny      oncall-agent     -> staging-api  denied: no policy permits it`,
-		`open.allow     oncall-agent     -> prod-status  allowed by oncall-prod, via office-connector`,
+		`open.allow     oncall-agent     -> prod-status  allowed by oncall-reads-prod,oncall-writes-prod-status, via office-connector`,
 		`stream.close   oncall-agent     -> prod-status  closed: 0 bytes up, 24 bytes down`,
 	}
 	for _, w := range wants {

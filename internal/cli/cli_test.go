@@ -232,7 +232,7 @@ func TestKeygenAndToken(t *testing.T) {
 func TestPolicyCommands(t *testing.T) {
 	dir := examplePolicies(t)
 	code, out, errOut := run(t, "policy", "validate", dir)
-	if code != ExitOK || !strings.Contains(out, "3 policies valid") || !strings.Contains(out, "coding-agents-staging") || !strings.Contains(out, "forbid-financial") || !strings.Contains(out, "oncall-prod") {
+	if code != ExitOK || !strings.Contains(out, "5 policies valid") || !strings.Contains(out, "coding-agents-read-staging") || !strings.Contains(out, "forbid-financial") || !strings.Contains(out, "oncall-writes-prod-status") {
 		t.Errorf("validate examples: exit %d\n%s%s", code, out, errOut)
 	}
 	tests := []struct {
@@ -241,14 +241,14 @@ func TestPolicyCommands(t *testing.T) {
 		code int
 		want string
 	}{
-		{"coding agent to staging db", []string{"--principal", "coding-agent", "--group", "coding-agents", "--resource", "staging-db", "--kind", "postgres", "--env", "staging"}, ExitOK, "allow (coding-agents-staging)"},
+		{"coding agent to staging db", []string{"--principal", "coding-agent", "--group", "coding-agents", "--resource", "staging-db", "--kind", "postgres", "--env", "staging"}, ExitOK, "allow (coding-agents-read-staging)"},
 		{"coding agent to financial prod", []string{"--principal", "coding-agent", "--group", "coding-agents", "--resource", "prod-finance", "--kind", "postgres", "--env", "prod", "--label", "financial"}, ExitDenied, "deny (forbid-financial)"},
 		{"coding agent to financial staging", []string{"--principal", "coding-agent", "--group", "coding-agents", "--resource", "staging-ledger", "--env", "staging", "--label", "financial"}, ExitDenied, "deny (forbid-financial)"},
 		{"coding agent to prod", []string{"--principal", "coding-agent", "--group", "coding-agents", "--resource", "prod-status", "--kind", "http", "--env", "prod"}, ExitDenied, "deny (no policy permits)"},
-		{"oncall to prod", []string{"--principal", "oncall-agent", "--group", "oncall", "--resource", "prod-status", "--kind", "http", "--env", "prod"}, ExitOK, "allow (oncall-prod)"},
+		{"oncall to prod", []string{"--principal", "oncall-agent", "--group", "oncall", "--resource", "prod-status", "--kind", "http", "--env", "prod"}, ExitOK, "allow (oncall-reads-prod, oncall-writes-prod-status)"},
 		{"oncall to financial prod", []string{"--principal", "oncall-agent", "--group", "oncall", "--resource", "prod-finance", "--env", "prod", "--label", "financial"}, ExitDenied, "deny (forbid-financial)"},
 		{"no group", []string{"--principal", "someone", "--resource", "staging-db", "--env", "staging"}, ExitDenied, "deny (no policy permits)"},
-		{"flags after dir", []string{"--principal", "coding-agent", "--resource", "staging-db", dir, "--env", "staging", "--group", "coding-agents"}, ExitOK, "allow (coding-agents-staging)"},
+		{"flags after dir", []string{"--principal", "coding-agent", "--resource", "staging-db", dir, "--env", "staging", "--group", "coding-agents"}, ExitOK, "allow (coding-agents-read-staging)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

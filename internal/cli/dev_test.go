@@ -48,7 +48,7 @@ func TestDev(t *testing.T) {
 	if env["POSTERN_RELAY"] != m.relay.Addr().String() || env["POSTERN_RELAY_PIN"] != m.pin || env["POSTERN_TOKEN_FILE"] != filepath.Join(dir, "coding-agent.token") {
 		t.Fatalf("banner exports %v:\n%s", env, banner.String())
 	}
-	for _, want := range []string{"staging-api", "deny (forbid-financial)", "allow (oncall-prod)", "PostgreSQL: skipped"} {
+	for _, want := range []string{"staging-api", "deny (forbid-financial)", "allow (oncall-reads-prod, oncall-writes-prod-status)", "PostgreSQL: skipped"} {
 		if !strings.Contains(banner.String(), want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner.String())
 		}

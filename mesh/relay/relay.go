@@ -494,7 +494,7 @@ func (r *Relay) catalogFor(p *policy.Principal, source netip.Addr) []*wire.Bindi
 	var out []*wire.Binding
 	for _, rt := range routes {
 		meta := rt.meta.Load()
-		d := r.policy.Authorize(policy.Request{Principal: *p, Action: policy.ActionConnect, Resource: meta.resource, Time: now, SourceIP: source})
+		d := r.policy.AuthorizeOpen(policy.Request{Principal: *p, Resource: meta.resource, Time: now, SourceIP: source})
 		if d.Allowed {
 			out = append(out, meta.wire)
 		}

@@ -86,14 +86,23 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 			details[kv.Key] = kv.Value
 		}
 	}
-	dec := r.policy.Authorize(policy.Request{
+	preq := policy.Request{
 		Principal: *a.principal.Load(),
 		Action:    action,
 		Resource:  meta.resource,
 		Time:      start,
 		SourceIP:  a.remoteIP,
 		Details:   details,
-	})
+	}
+	// An open is decided by the open rule: a permit to read or write a
+	// binding also opens it. Another action an agent names is decided as
+	// written.
+	var dec policy.Decision
+	if action == policy.ActionConnect {
+		dec = r.policy.AuthorizeOpen(preq)
+	} else {
+		dec = r.policy.Authorize(preq)
+	}
 	if len(dec.Errors) > 0 {
 		r.log.Warn("relay: policy evaluation errors", "binding", open.Binding, "subject", a.principal.Load().ID, "errors", dec.Errors)
 	}
