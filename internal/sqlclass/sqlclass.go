@@ -69,7 +69,7 @@ func Classify(sql string) ([]Statement, error) {
 		if st.Fingerprint, err = pg_query.Fingerprint(text); err != nil {
 			return nil, fmt.Errorf("%w: fingerprint: %w", ErrParse, err)
 		}
-		if st.Normalized, err = normalize(text); err != nil {
+		if st.Normalized, err = normalize(text, isUtility(raw.Stmt)); err != nil {
 			return nil, fmt.Errorf("%w: normalize: %w", ErrParse, err)
 		}
 		out = append(out, st)
@@ -95,21 +95,24 @@ func stmtText(sql string, raw *pg_query.RawStmt) (string, error) {
 // pg_query.Normalize replaces the literals it knows the place of, but keeps
 // comments (which may hold anything) and leaves the literals of some
 // utility statements (COPY ... PROGRAM 'cmd', PREPARE, COMMENT ON, CREATE
-// TABLE AS, ALTER SYSTEM): those are blanked out before and replaced after,
-// by the tokens of PostgreSQL's own scanner.
-func normalize(text string) (string, error) {
-	text, err := replaceTokens(text, func(tok *pg_query.ScanToken, _ string) (string, bool) {
-		if tok.Token == pg_query.Token_SQL_COMMENT || tok.Token == pg_query.Token_C_COMMENT {
-			return strings.Repeat(" ", int(tok.End-tok.Start)), true
+// TABLE AS, ALTER SYSTEM): those are blanked out before and, in utility
+// statements, replaced after, by the tokens of PostgreSQL's own scanner.
+func normalize(text string, utility bool) (string, error) {
+	if strings.Contains(text, "--") || strings.Contains(text, "/*") {
+		var err error
+		text, err = replaceTokens(text, func(tok *pg_query.ScanToken, _ string) (string, bool) {
+			if tok.Token == pg_query.Token_SQL_COMMENT || tok.Token == pg_query.Token_C_COMMENT {
+				return strings.Repeat(" ", int(tok.End-tok.Start)), true
+			}
+			return "", false
+		})
+		if err != nil {
+			return "", err
 		}
-		return "", false
-	})
-	if err != nil {
-		return "", err
 	}
 	norm, err := pg_query.Normalize(strings.TrimSpace(text))
-	if err != nil {
-		return "", err
+	if err != nil || !utility {
+		return norm, err
 	}
 	last := 0
 	if _, err := replaceTokens(norm, func(tok *pg_query.ScanToken, s string) (string, bool) {
@@ -156,6 +159,17 @@ func replaceTokens(text string, f func(tok *pg_query.ScanToken, s string) (strin
 	}
 	b.WriteString(text[at:])
 	return b.String(), nil
+}
+
+// isUtility reports whether n is a utility statement, one whose constants
+// pg_query.Normalize may leave in place.
+func isUtility(n *pg_query.Node) bool {
+	switch n.GetNode().(type) {
+	case *pg_query.Node_SelectStmt, *pg_query.Node_InsertStmt, *pg_query.Node_UpdateStmt,
+		*pg_query.Node_DeleteStmt, *pg_query.Node_MergeStmt:
+		return false
+	}
+	return true
 }
 
 func classifyNode(n *pg_query.Node) Statement {

@@ -63,42 +63,95 @@ func (w *walker) visit(m proto.Message) {
 	if !r.IsValid() {
 		return
 	}
-	if w.node(m, r) {
+	info := nodeInfos[r.Descriptor().FullName()]
+	if info == nil {
+		// Not a pg_query message: nothing the parser gives.
+		w.act(actOther)
 		return
 	}
-	if wf := r.Descriptor().Fields().ByName("with_clause"); wf != nil && r.Has(wf) {
-		w.withScope(r, wf)
+	if w.node(m, r, info) {
 		return
 	}
-	w.children(r, nil)
+	if info.with != nil && r.Has(info.with) {
+		w.withScope(r, info)
+		return
+	}
+	w.children(r, info, nil)
 }
 
 // children visits every message field of r except skip.
-func (w *walker) children(r protoreflect.Message, skip protoreflect.FieldDescriptor) {
-	r.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd == skip || fd.Message() == nil || fd.IsMap() {
-			return true
+func (w *walker) children(r protoreflect.Message, info *nodeInfo, skip protoreflect.FieldDescriptor) {
+	if info.oneof != nil {
+		if fd := r.WhichOneof(info.oneof); fd != nil && fd.Message() != nil {
+			w.visit(r.Get(fd).Message().Interface())
+		}
+		return
+	}
+	for _, fd := range info.fields {
+		if fd == skip || !r.Has(fd) {
+			continue
 		}
 		if fd.IsList() {
-			l := v.List()
+			l := r.Get(fd).List()
 			for i := 0; i < l.Len(); i++ {
 				w.visit(l.Get(i).Message().Interface())
 			}
-			return true
+			continue
 		}
-		w.visit(v.Message().Interface())
-		return true
-	})
+		w.visit(r.Get(fd).Message().Interface())
+	}
 }
+
+// nodeInfo is what the walker needs of one message type, computed once.
+type nodeInfo struct {
+	name    string
+	isStmt  bool
+	kind    string
+	fields  []protoreflect.FieldDescriptor // message-typed fields
+	oneof   protoreflect.OneofDescriptor   // Node's one field, if this is Node
+	with    protoreflect.FieldDescriptor   // with_clause, if any
+	targets []protoreflect.FieldDescriptor // from targetFields
+}
+
+var nodeInfos = func() map[protoreflect.FullName]*nodeInfo {
+	infos := map[protoreflect.FullName]*nodeInfo{}
+	msgs := pg_query.File_pg_query_proto.Messages()
+	for i := 0; i < msgs.Len(); i++ {
+		d := msgs.Get(i)
+		name := string(d.Name())
+		info := &nodeInfo{name: name, isStmt: strings.HasSuffix(name, "Stmt")}
+		if info.isStmt {
+			info.kind = kindOf(name)
+		}
+		fields := d.Fields()
+		for j := 0; j < fields.Len(); j++ {
+			if fd := fields.Get(j); fd.Message() != nil && !fd.IsMap() {
+				info.fields = append(info.fields, fd)
+			}
+		}
+		if name == "Node" && d.Oneofs().Len() == 1 {
+			info.oneof = d.Oneofs().Get(0)
+		}
+		info.with = fields.ByName("with_clause")
+		for _, f := range targetFields[name] {
+			if fd := fields.ByName(protoreflect.Name(f)); fd != nil {
+				info.targets = append(info.targets, fd)
+			}
+		}
+		infos[d.FullName()] = info
+	}
+	return infos
+}()
 
 // withScope walks a statement with a WITH clause. A CTE's name hides a
 // table of that name in the statement and, for WITH RECURSIVE, in every CTE
 // body; without RECURSIVE a body sees only the CTEs before it, so that in
 // "WITH orders AS (SELECT * FROM orders) ..." the inner orders is the table.
-func (w *walker) withScope(r protoreflect.Message, wf protoreflect.FieldDescriptor) {
+func (w *walker) withScope(r protoreflect.Message, info *nodeInfo) {
+	wf := info.with
 	wc, _ := r.Get(wf).Message().Interface().(*pg_query.WithClause)
 	if wc == nil {
-		w.children(r, nil)
+		w.children(r, info, nil)
 		return
 	}
 	var names []string
@@ -117,7 +170,7 @@ func (w *walker) withScope(r protoreflect.Message, wf protoreflect.FieldDescript
 		w.ctes = w.ctes[:len(w.ctes)-1]
 	}
 	w.ctes = append(w.ctes, names)
-	w.children(r, wf)
+	w.children(r, info, wf)
 	w.ctes = w.ctes[:len(w.ctes)-1]
 }
 
@@ -137,17 +190,16 @@ func (w *walker) isCTE(rv *pg_query.RangeVar) bool {
 
 // node handles one message before its children are visited. It returns
 // true if it has visited the children itself.
-func (w *walker) node(m proto.Message, r protoreflect.Message) bool {
-	name := string(r.Descriptor().Name())
-	isStmt := strings.HasSuffix(name, "Stmt")
+func (w *walker) node(m proto.Message, r protoreflect.Message, info *nodeInfo) bool {
+	name, isStmt := info.name, info.isStmt
 	if sel, ok := m.(*pg_query.SelectStmt); ok && w.rows[sel] {
 		return false
 	}
 	if isStmt {
-		w.kinds[kindOf(name)] = true
+		w.kinds[info.kind] = true
 	}
-	for _, f := range targetFields[name] {
-		w.claimTargets(r, f)
+	for _, fd := range info.targets {
+		w.claimTargets(r, fd)
 	}
 	switch n := m.(type) {
 	case *pg_query.SelectStmt:
@@ -271,10 +323,9 @@ var dropsRelation = map[pg_query.ObjectType]bool{
 	pg_query.ObjectType_OBJECT_INDEX:         true,
 }
 
-// claimTargets records the RangeVars in field f of r as written.
-func (w *walker) claimTargets(r protoreflect.Message, f string) {
-	fd := r.Descriptor().Fields().ByName(protoreflect.Name(f))
-	if fd == nil || !r.Has(fd) {
+// claimTargets records the RangeVars in field fd of r as written.
+func (w *walker) claimTargets(r protoreflect.Message, fd protoreflect.FieldDescriptor) {
+	if !r.Has(fd) {
 		return
 	}
 	one := func(m proto.Message) {
