@@ -37,7 +37,7 @@ type corpusCase struct {
 	expect map[string][]string
 }
 
-func readCorpus(t *testing.T) []corpusCase {
+func readCorpus(t testing.TB) []corpusCase {
 	t.Helper()
 	f, err := os.Open("testdata/corpus.txt")
 	if err != nil {
