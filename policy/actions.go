@@ -47,6 +47,8 @@ var actionParents = map[string]string{
 	"sql:transaction": ActionRead,
 	"sql:set":         ActionRead,
 	"sql:prepare":     ActionRead,
+	"sql:cursor":      ActionRead,
+	"sql:listen":      ActionRead,
 
 	"sql:insert":      ActionWrite,
 	"sql:update":      ActionWrite,
@@ -57,6 +59,10 @@ var actionParents = map[string]string{
 	"sql:select_into": ActionWrite,
 	"sql:lock_rows":   ActionWrite,
 	"sql:function":    ActionWrite,
+	"sql:notify":      ActionWrite,
+	"sql:vacuum":      ActionWrite,
+	"sql:analyze":     ActionWrite,
+	"sql:maintain":    ActionWrite,
 
 	"sql:create":          ActionDDL,
 	"sql:alter":           ActionDDL,
@@ -72,6 +78,9 @@ var actionParents = map[string]string{
 	"sql:lock":             ActionUnclassified,
 	"sql:set_privileged":   ActionUnclassified,
 	"sql:begin_read_write": ActionUnclassified,
+	"sql:two_phase":        ActionUnclassified,
+	"sql:execute":          ActionUnclassified,
+	"sql:admin":            ActionUnclassified,
 	"sql:other":            ActionUnclassified,
 
 	"http:GET":      ActionRead,

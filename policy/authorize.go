@@ -100,7 +100,7 @@ type Request struct {
 // SQL describes one SQL statement, as the connector's classifier reports
 // it; it becomes context.sql. Nil slices are empty sets.
 type SQL struct {
-	Kinds         []string // statement kinds: "SELECT", "INSERT", ...
+	Kinds         []string // parse-tree node kinds: "select", "insert", ...
 	TablesRead    []string
 	TablesWritten []string
 	Functions     []string

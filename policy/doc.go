@@ -49,15 +49,17 @@
 //
 //	connect        opening a binding, at the relay; in no group
 //	read           sql:select sql:show sql:copy_to sql:explain
-//	               sql:transaction sql:set sql:prepare
+//	               sql:transaction sql:set sql:prepare sql:cursor sql:listen
 //	               http:GET http:HEAD http:OPTIONS
 //	write          sql:insert sql:update sql:delete sql:merge sql:truncate
 //	               sql:copy_from sql:select_into sql:lock_rows sql:function
+//	               sql:notify sql:vacuum sql:analyze sql:maintain
 //	               http:POST http:PUT http:PATCH http:DELETE
 //	  ddl          sql:create sql:alter sql:drop sql:grant sql:revoke
 //	               sql:comment sql:create_table_as
 //	unclassified   sql:do sql:call sql:copy_program sql:lock
-//	               sql:set_privileged sql:begin_read_write sql:other
+//	               sql:set_privileged sql:begin_read_write sql:two_phase
+//	               sql:execute sql:admin sql:other
 //	               http:other (any other method: TRACE, CONNECT, ...)
 //
 // No request is made for a group itself: policies name a group with
@@ -68,7 +70,7 @@
 //
 // A statement is decided once for each of its actions, with context.sql:
 //
-//	kinds           Set<String>  "SELECT", "INSERT", ...
+//	kinds           Set<String>  "select", "insert", "explain", ...
 //	tables_read     Set<String>  as written, "public.orders" or "orders"
 //	tables_written  Set<String>
 //	functions       Set<String>
@@ -259,7 +261,7 @@
 //	// function names are as written, schema-qualified when the statement
 //	// qualifies them ("public.orders" or "orders").
 //	type SQL = {
-//	  kinds: Set<String>,          // statement kinds: "SELECT", "INSERT", ...
+//	  kinds: Set<String>,          // parse-tree node kinds: "select", "insert", ...
 //	  tables_read: Set<String>,
 //	  tables_written: Set<String>,
 //	  functions: Set<String>,
@@ -295,7 +297,8 @@
 //	action ddl in [write];
 //
 //	action "sql:select", "sql:show", "sql:copy_to", "sql:explain",
-//	       "sql:transaction", "sql:set", "sql:prepare",
+//	       "sql:transaction", "sql:set", "sql:prepare", "sql:cursor",
+//	       "sql:listen",
 //	       "http:GET", "http:HEAD", "http:OPTIONS"
 //	  in [read] appliesTo {
 //	  principal: [Agent],
@@ -305,7 +308,8 @@
 //
 //	action "sql:insert", "sql:update", "sql:delete", "sql:merge",
 //	       "sql:truncate", "sql:copy_from", "sql:select_into",
-//	       "sql:lock_rows", "sql:function",
+//	       "sql:lock_rows", "sql:function", "sql:notify", "sql:vacuum",
+//	       "sql:analyze", "sql:maintain",
 //	       "http:POST", "http:PUT", "http:PATCH", "http:DELETE"
 //	  in [write] appliesTo {
 //	  principal: [Agent],
@@ -322,7 +326,8 @@
 //	};
 //
 //	action "sql:do", "sql:call", "sql:copy_program", "sql:lock",
-//	       "sql:set_privileged", "sql:begin_read_write", "sql:other",
+//	       "sql:set_privileged", "sql:begin_read_write", "sql:two_phase",
+//	       "sql:execute", "sql:admin", "sql:other",
 //	       "http:other"
 //	  in [unclassified] appliesTo {
 //	  principal: [Agent],

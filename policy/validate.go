@@ -45,7 +45,7 @@ type Details = {};
 // function names are as written, schema-qualified when the statement
 // qualifies them ("public.orders" or "orders").
 type SQL = {
-  kinds: Set<String>,          // statement kinds: "SELECT", "INSERT", ...
+  kinds: Set<String>,          // parse-tree node kinds: "select", "insert", ...
   tables_read: Set<String>,
   tables_written: Set<String>,
   functions: Set<String>,
@@ -81,7 +81,8 @@ action read, write, unclassified;
 action ddl in [write];
 
 action "sql:select", "sql:show", "sql:copy_to", "sql:explain",
-       "sql:transaction", "sql:set", "sql:prepare",
+       "sql:transaction", "sql:set", "sql:prepare", "sql:cursor",
+       "sql:listen",
        "http:GET", "http:HEAD", "http:OPTIONS"
   in [read] appliesTo {
   principal: [Agent],
@@ -91,7 +92,8 @@ action "sql:select", "sql:show", "sql:copy_to", "sql:explain",
 
 action "sql:insert", "sql:update", "sql:delete", "sql:merge",
        "sql:truncate", "sql:copy_from", "sql:select_into",
-       "sql:lock_rows", "sql:function",
+       "sql:lock_rows", "sql:function", "sql:notify", "sql:vacuum",
+       "sql:analyze", "sql:maintain",
        "http:POST", "http:PUT", "http:PATCH", "http:DELETE"
   in [write] appliesTo {
   principal: [Agent],
@@ -108,7 +110,8 @@ action "sql:create", "sql:alter", "sql:drop", "sql:grant",
 };
 
 action "sql:do", "sql:call", "sql:copy_program", "sql:lock",
-       "sql:set_privileged", "sql:begin_read_write", "sql:other",
+       "sql:set_privileged", "sql:begin_read_write", "sql:two_phase",
+       "sql:execute", "sql:admin", "sql:other",
        "http:other"
   in [unclassified] appliesTo {
   principal: [Agent],
