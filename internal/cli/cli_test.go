@@ -264,6 +264,64 @@ func TestPolicyCommands(t *testing.T) {
 	}
 }
 
+// TestPolicyCheckStatements: --sql and --http decide statements and
+// requests as the connector will, on the example policies.
+func TestPolicyCheckStatements(t *testing.T) {
+	dir := examplePolicies(t)
+	coder := []string{"--principal", "coding-agent", "--group", "coding-agents", "--resource", "staging-db", "--kind", "postgres", "--env", "staging"}
+	oncall := []string{"--principal", "oncall-agent", "--group", "oncall", "--resource", "prod-status", "--kind", "http", "--env", "prod"}
+	tests := []struct {
+		name string
+		who  []string
+		args []string
+		code int
+		want string
+	}{
+		{"select in staging", coder, []string{"--sql", "select * from orders where id = 42"}, ExitOK,
+			"allow read: select * from orders where id = $1\n  sql:select: allow (coding-agents-read-staging)"},
+		{"delete in staging", coder, []string{"--sql", "delete from orders"}, ExitDenied,
+			"deny write: delete from orders\n  sql:delete: deny (no policy permits)"},
+		{"one statement of two denied", coder, []string{"--sql", "select 1; drop table orders"}, ExitDenied,
+			"allow read: select $1\n  sql:select: allow (coding-agents-read-staging)\ndeny ddl: drop table orders\n  sql:drop: deny (no-ddl-anywhere)"},
+		{"unclassified", coder, []string{"--sql", "do $$ begin end $$"}, ExitDenied,
+			"deny unclassified: do $1\n  sql:do: deny (no policy permits)"},
+		{"unparsable", coder, []string{"--sql", "selec 1"}, ExitDenied,
+			`deny (sqlclass: cannot parse: syntax error at or near "selec")`},
+		{"get in staging", coder, []string{"--http", "GET /v1/orders?id=1"}, ExitOK,
+			"allow GET /v1/orders?id=1\n  http:GET: allow (coding-agents-read-staging)"},
+		{"post an incident", oncall, []string{"--http", "POST /v1/incidents/42?x=1"}, ExitOK,
+			"allow POST /v1/incidents/42?x=1\n  http:POST: allow (oncall-writes-prod-status)"},
+		{"dot-dot out of the incidents", oncall, []string{"--http", "POST /v1/incidents/../admin"}, ExitDenied,
+			"deny POST /v1/admin\n  http:POST: deny (no policy permits)"},
+		{"encoded dot-dot refused", oncall, []string{"--http", "PUT /v1/incidents/%2e%2e/admin"}, ExitDenied,
+			`deny (httpreq: request refused: encoded dot segment "%2e%2e")`},
+		{"trace is unclassified", oncall, []string{"--http", "TRACE /"}, ExitDenied,
+			"deny TRACE /\n  http:other: deny (no policy permits)"},
+		{"read on prod", oncall, []string{"--http", "get /status"}, ExitOK,
+			"allow GET /status\n  http:GET: allow (oncall-reads-prod)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append(append(append([]string{"policy", "check"}, tt.who...), tt.args...), dir)
+			code, out, errOut := run(t, args...)
+			if code != tt.code || strings.TrimSpace(out) != tt.want {
+				t.Errorf("exit %d (want %d), output:\n%s\nwant:\n%s\n%s", code, tt.code, out, tt.want, errOut)
+			}
+		})
+	}
+	for _, args := range [][]string{
+		{"--sql", "select 1", "--http", "GET /"},
+		{"--sql", "select 1", "--action", "read"},
+		{"--http", "GET"},
+		{"--sql", ";"},
+	} {
+		args := append(append(append([]string{"policy", "check"}, coder...), args...), dir)
+		if code, out, _ := run(t, args...); code != ExitUsage {
+			t.Errorf("%q: exit %d, want %d\n%s", args, code, ExitUsage, out)
+		}
+	}
+}
+
 // TestPolicyValidateRejects: validate names the file, the line and the
 // policy of a typo that would make a policy never apply.
 func TestPolicyValidateRejects(t *testing.T) {
@@ -279,6 +337,10 @@ func TestPolicyValidateRejects(t *testing.T) {
 		{"unknown action", `@id("typo-action") permit (principal, action == Action::"conect", resource);`, nil, []string{"bad.cedar:1:", "typo-action", "conect"}, ExitFailure},
 		{"undeclared token attribute", `@id("team") permit (principal, action, resource) when { principal has team && principal.team == "infra" };`, nil, []string{"team"}, ExitFailure},
 		{"declared token attribute", `@id("team") permit (principal, action, resource) when { principal has team && principal.team == "infra" };`, []string{"--principal-attribute", "team=String"}, []string{"1 policies valid: team"}, ExitOK},
+		{"unknown fine action", `@id("typo-sql") forbid (principal, action in [Action::"sql:dorp"], resource);`, nil, []string{"bad.cedar:1:", "typo-sql", "sql:dorp"}, ExitFailure},
+		{"unknown statement field", `@id("typo-ctx") forbid (principal, action in Action::"write", resource) when { context has sql && context.sql.tabels_written.contains("users") };`, nil, []string{"typo-ctx", "tabels_written"}, ExitFailure},
+		{"unguarded request field", `@id("unguarded") permit (principal, action in Action::"write", resource) when { context.http.path like "/v1/*" };`, nil, []string{"unguarded", "http"}, ExitFailure},
+		{"statement policies", `@id("ok") permit (principal, action in Action::"read", resource) when { context has http && context.http.query_keys.contains("id") };`, nil, []string{"1 policies valid: ok"}, ExitOK},
 		{"syntax error", `@id("x") permit (principal action, resource);`, nil, []string{"bad.cedar:1:"}, ExitFailure},
 		{"missing id", `permit (principal, action, resource);`, nil, []string{"bad.cedar:1:", "@id"}, ExitFailure},
 	}

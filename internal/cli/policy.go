@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/httpreq"
+	"github.com/postern/postern/internal/sqlclass"
 	"github.com/postern/postern/policy"
 )
 
@@ -16,7 +18,8 @@ Validate Cedar policies and check what they decide, before a relay loads
 them.
 
   postern policy validate [schema flags] DIR
-  postern policy check --principal ID [--group G]... --resource NAME [--env E] [--label L]... [schema flags] DIR
+  postern policy check --principal ID [--group G]... --resource NAME [--env E] [--label L]...
+                       [--sql STATEMENTS | --http "METHOD TARGET"] [schema flags] DIR
 
 "validate" parses every *.cedar file in DIR and checks each policy against
 Postern's schema: an unknown entity type (Bindng::"x"), action
@@ -25,9 +28,18 @@ such a policy would silently never apply, and a forbid that never applies
 is a hole. It prints every problem with its file, line and @id, and exits
 1 when there is one.
 
-"check" decides one request as a relay would and prints "allow (IDS)" or
+"check" decides one open as a relay would and prints "allow (IDS)" or
 "deny (IDS)" with the @ids of the deciding policies. It exits 0 when the
 request is allowed and 3 when it is denied.
+
+With --sql, it decides statements instead, as a connector will: each
+statement is classified by PostgreSQL's parser, each of its actions
+(sql:select, sql:delete, ...) is decided with context.sql, and the
+statement is allowed only if every action is. With --http "POST
+/v1/orders?x=1", it decides one HTTP request: the target is normalized
+as the upstream would receive it, the action is the method's (http:POST)
+and the context carries context.http. It prints one line per statement
+or request, then one per action, and exits 3 if any is denied.
 
 Token attributes, request details and actions beyond connect must be
 declared for validation (--principal-attribute, --detail-key,
@@ -135,9 +147,19 @@ func runPolicyCheck(_ context.Context, env Env, args []string) int {
 	fs.Var(&labels, "label", "a `label` of the binding (repeatable)")
 	fs.Var(&details, "detail", "a request detail `key=value` (repeatable)")
 	source := fs.String("source-ip", "", "the agent's source `address`, for policies that read context.source_ip")
+	sqlText := fs.String("sql", "", "decide these SQL `statements` (one or more, ';'-separated) as a connector would")
+	httpLine := fs.String("http", "", "decide this HTTP `request`, \"METHOD TARGET\" (\"POST /v1/orders?x=1\"), as a connector would")
 	pos, code, done := parse(fs, env, args)
 	if done {
 		return code
+	}
+	actionSet := false
+	fs.Visit(func(f *flag.Flag) { actionSet = actionSet || f.Name == "action" })
+	switch {
+	case *sqlText != "" && *httpLine != "":
+		return failf(env, ExitUsage, "policy check: --sql and --http are exclusive")
+	case (*sqlText != "" || *httpLine != "") && actionSet:
+		return failf(env, ExitUsage, "policy check: --action is the statement's or the request's own with --sql and --http")
 	}
 	dir, opts, err := sf.resolve(pos)
 	if err != nil {
@@ -172,6 +194,12 @@ func runPolicyCheck(_ context.Context, env Env, args []string) int {
 		fmt.Fprintln(env.Stderr, err)
 		return failf(env, ExitUsage, "policy check: %s: the policies do not load; a relay would refuse them too", dir)
 	}
+	switch {
+	case *sqlText != "":
+		return checkSQL(env, set, req, *sqlText)
+	case *httpLine != "":
+		return checkHTTP(env, set, req, *httpLine)
+	}
 	var d policy.Decision
 	if req.Action == policy.ActionConnect {
 		d = set.AuthorizeOpen(req) // as the relay decides an open
@@ -179,13 +207,91 @@ func runPolicyCheck(_ context.Context, env Env, args []string) int {
 		d = set.Authorize(req)
 	}
 	fmt.Fprintln(env.Stdout, d)
+	printErrors(env, "  ", d)
+	if !d.Allowed {
+		return ExitDenied
+	}
+	return ExitOK
+}
+
+func printErrors(env Env, indent string, d policy.Decision) {
 	for _, e := range d.Errors {
 		if e.PolicyID != "" {
-			fmt.Fprintf(env.Stdout, "  error in %s: %s\n", e.PolicyID, e.Message)
+			fmt.Fprintf(env.Stdout, "%serror in %s: %s\n", indent, e.PolicyID, e.Message)
 		} else {
-			fmt.Fprintf(env.Stdout, "  error: %s\n", e.Message)
+			fmt.Fprintf(env.Stdout, "%serror: %s\n", indent, e.Message)
 		}
 	}
+}
+
+// checkSQL decides each statement of text as the connector will: every
+// action of a statement must be allowed for it to run.
+func checkSQL(env Env, set *policy.Set, req policy.Request, text string) int {
+	stmts, err := sqlclass.Classify(text)
+	if err != nil {
+		// The connector refuses what PostgreSQL's parser does not accept.
+		fmt.Fprintf(env.Stdout, "deny (%v)\n", err)
+		return ExitDenied
+	}
+	if len(stmts) == 0 {
+		return failf(env, ExitUsage, "policy check: --sql: no statement in %q", text)
+	}
+	code := ExitOK
+	for _, st := range stmts {
+		req := req
+		req.SQL = &policy.SQL{
+			Kinds:         st.Kinds,
+			TablesRead:    st.TablesRead,
+			TablesWritten: st.TablesWritten,
+			Functions:     st.Functions,
+			Fingerprint:   st.Fingerprint,
+		}
+		allowed := len(st.Actions) > 0 // a statement that does nothing known is not run
+		var lines []string
+		var decisions []policy.Decision
+		for _, a := range st.Actions {
+			req.Action = a
+			d := set.Authorize(req)
+			allowed = allowed && d.Allowed
+			lines = append(lines, fmt.Sprintf("  %s: %s", a, d))
+			decisions = append(decisions, d)
+		}
+		verdict := "allow"
+		if !allowed {
+			verdict, code = "deny", ExitDenied
+		}
+		fmt.Fprintf(env.Stdout, "%s %s: %s\n", verdict, st.Class, st.Normalized)
+		for i, l := range lines {
+			fmt.Fprintln(env.Stdout, l)
+			printErrors(env, "    ", decisions[i])
+		}
+	}
+	return code
+}
+
+// checkHTTP decides one HTTP request as the connector will, its target
+// normalized as the upstream receives it.
+func checkHTTP(env Env, set *policy.Set, req policy.Request, line string) int {
+	method, target, ok := strings.Cut(strings.TrimSpace(line), " ")
+	if !ok {
+		return failf(env, ExitUsage, "policy check: --http %q: want \"METHOD TARGET\"", line)
+	}
+	t, err := httpreq.Parse(method, strings.TrimSpace(target))
+	if err != nil {
+		// The connector refuses it before any policy is asked.
+		fmt.Fprintf(env.Stdout, "deny (%v)\n", err)
+		return ExitDenied
+	}
+	req.Action = policy.HTTPAction(t.Method)
+	req.HTTP = &policy.HTTP{Method: t.Method, Path: t.Path, Query: t.Query}
+	d := set.Authorize(req)
+	verdict := "allow"
+	if !d.Allowed {
+		verdict = "deny"
+	}
+	fmt.Fprintf(env.Stdout, "%s %s %s\n", verdict, t.Method, t.RequestURI)
+	fmt.Fprintf(env.Stdout, "  %s: %s\n", req.Action, d)
+	printErrors(env, "    ", d)
 	if !d.Allowed {
 		return ExitDenied
 	}
