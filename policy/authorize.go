@@ -222,7 +222,7 @@ func (s *Set) authorize(req *Request, open bool) Decision {
 		}
 	}
 
-	var buf [20][]*entry
+	var buf [12][]*entry // enough for most requests; an open with many groups grows it
 	c := &candidates{lists: buf[:0]}
 	s.idx.candidates(c, creq, ents)
 	if open {

@@ -248,3 +248,73 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// hierarchyPolicies are the issue's model, appended to benchPolicies: the
+// statements' decisions go through `action in` and context.sql.
+const hierarchyPolicies = `
+@id("coding-agents-read-staging")
+permit (principal in Group::"coding-agents", action in Action::"read", resource in Environment::"staging");
+
+@id("no-ddl-anywhere")
+forbid (principal, action in Action::"ddl", resource);
+
+@id("no-users-writes")
+forbid (principal, action in Action::"write", resource)
+  when { context has sql && context.sql.tables_written.contains("users") };
+`
+
+// BenchmarkAuthorizeStatement decides SQL statements (sql:select, under
+// read) at 1000 policies: a literal request; a cache hit (one statement);
+// a miss, cycling through more statements (distinct fingerprints) than
+// the cache has slots; and the open of the same binding, cached.
+func BenchmarkAuthorizeStatement(b *testing.B) {
+	set, err := Parse("bench.cedar", []byte(benchPolicies(1000)+hierarchyPolicies))
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := cacheableRequests(b, 1)[0]
+	req.Action = "sql:select"
+	stmt := func(i int) *SQL {
+		return &SQL{Kinds: []string{"select"}, TablesRead: []string{"orders"}, Fingerprint: fmt.Sprintf("%016x", i)}
+	}
+	literal := req
+	literal.Principal = Principal{ID: req.Principal.ID, Groups: req.Principal.Groups, Attributes: req.Principal.Attributes}
+	literal.Resource = Resource{Name: req.Resource.Name, Kind: req.Resource.Kind, Environment: req.Resource.Environment, Labels: req.Resource.Labels}
+	literal.SQL = stmt(0)
+	hit := req
+	hit.SQL = stmt(0)
+	misses := make([]Request, 8*cacheSlots)
+	for i := range misses {
+		misses[i] = req
+		misses[i].SQL = stmt(i + 1)
+	}
+	cases := []struct {
+		name string
+		open bool
+		reqs []Request
+	}{
+		{"literal", false, []Request{literal}},
+		{"hit", false, []Request{hit}},
+		{"miss", false, misses},
+		{"open-hit", true, []Request{hit}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			authorize := set.Authorize
+			if c.open {
+				authorize = set.AuthorizeOpen
+			}
+			if d := authorize(c.reqs[0]); !d.Allowed {
+				b.Fatalf("benchmark request denied: %s %v", d, d.Errors)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				authorize(c.reqs[i])
+				if i++; i == len(c.reqs) {
+					i = 0
+				}
+			}
+		})
+	}
+}
