@@ -135,7 +135,7 @@ token names the services it may advertise (--service), so that a stolen
 connector token cannot claim anything else.
 
 A connector token also says what each service is, because policy decides
-on it and the relay trusts only the token (or its own bindings: in
+on it and the relay trusts only the token (or the bindings declared in
 relay.yaml), never the connector's word:
 
   --service NAME:KIND:ENVIRONMENT[:LABEL,LABEL...]
@@ -235,7 +235,7 @@ func runTokenIssue(_ context.Context, env Env, args []string) int {
 	}
 	what := "groups " + orNone(groups)
 	if r == identity.RoleConnector {
-		what = "services " + orNone(services)
+		what = "services " + strings.Join(services, " ") // labels are separated by commas
 		if n := undescribed(granted); n > 0 {
 			what += fmt.Sprintf("; %d by name alone, which relay.yaml must declare", n)
 		}

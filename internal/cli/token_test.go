@@ -29,7 +29,7 @@ func TestTokenServiceDescriptions(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("token issue: exit %d\n%s%s", code, out, errOut)
 	}
-	if !strings.Contains(out, "1 by name alone, which relay.yaml must declare") {
+	if !strings.Contains(out, "services staging-db:postgres:staging prod-finance:http:prod:financial,pii echo:tcp: declared-api; 1 by name alone, which relay.yaml must declare") {
 		t.Errorf("issue does not say that one service is granted by name alone:\n%s", out)
 	}
 
