@@ -41,8 +41,10 @@ as the upstream would receive it, the action is the method's (http:POST)
 and the context carries context.http. It prints one line per statement
 or request, then one per action, and exits 3 if any is denied.
 
-Token attributes, request details and actions beyond connect must be
-declared for validation (--principal-attribute, --detail-key,
+The schema knows connect, the groups read, write, ddl and unclassified,
+the fine sql: and http: actions under them, and context.sql and
+context.http. Token attributes, request details and other actions must
+be declared for validation (--principal-attribute, --detail-key,
 --declare-action), as in the relay's policy section; --config takes them,
 and DIR, from a relay configuration file.`
 
@@ -60,7 +62,7 @@ func addSchemaFlags(fs *flag.FlagSet) *schemaFlags {
 	s.config = fs.String("config", "", "take DIR and the declarations below from the policy section of this relay configuration `file`")
 	fs.Var(&s.attributes, "principal-attribute", "declare a token attribute policies read, `name=Type` (Type: String, Long, Bool, Set<String>, ...; repeatable)")
 	fs.Var(&s.detailKeys, "detail-key", "declare a request detail `key` that policies read as context.details.key (repeatable)")
-	fs.Var(&s.actions, "declare-action", "declare an `action` besides connect (repeatable)")
+	fs.Var(&s.actions, "declare-action", "declare an `action` outside the hierarchy (connect, read, write, ddl, unclassified, sql:..., http:... are known; repeatable)")
 	return s
 }
 
