@@ -94,15 +94,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		SourceIP:  a.remoteIP,
 		Details:   details,
 	}
-	// An open is decided by the open rule: a permit to read or write a
-	// binding also opens it. Another action an agent names is decided as
-	// written.
-	var dec policy.Decision
-	if action == policy.ActionConnect {
-		dec = r.policy.AuthorizeOpen(preq)
-	} else {
-		dec = r.policy.Authorize(preq)
-	}
+	dec := decideOpen(r.policy, preq)
 	if len(dec.Errors) > 0 {
 		r.log.Warn("relay: policy evaluation errors", "binding", open.Binding, "subject", a.principal.Load().ID, "errors", dec.Errors)
 	}
@@ -207,4 +199,27 @@ func (r *Relay) dialConnector(rt *route, a *agentSession, open *wire.Open, actio
 		}
 		return quicnet.NewConn(st, cs.conn.LocalAddr(), cs.conn.RemoteAddr()), cs, nil
 	}
+}
+
+// decideOpen decides an open by the open rule (a permit to read or write a
+// binding also opens it; see policy.Set.AuthorizeOpen). An action of the
+// hierarchy that the agent names in its Open can only narrow that: it must
+// be allowed too, so that naming sql:select cannot dodge a forbid on
+// connect. An action outside the hierarchy, which a deployment declares
+// for its own policies, is decided as named.
+func decideOpen(e *policy.Engine, req policy.Request) policy.Decision {
+	switch {
+	case req.Action == "" || req.Action == policy.ActionConnect:
+		return e.AuthorizeOpen(req)
+	case !policy.IsDataAction(req.Action):
+		return e.Authorize(req)
+	}
+	d := e.AuthorizeOpen(req)
+	if !d.Allowed {
+		return d
+	}
+	if named := e.Authorize(req); !named.Allowed {
+		return named
+	}
+	return d
 }
