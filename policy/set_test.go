@@ -270,6 +270,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`@id("a") permit (principal, action, resource); @id("a") forbid (principal, action, resource);`))
 	f.Add([]byte(`permit (principal, action, resource);`))
 	f.Add([]byte(`@id("x") permit (principal, action resource);`))
+	f.Add([]byte(model))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		set, err := Parse("f.cedar", src)
 		if err != nil {
@@ -291,7 +292,11 @@ func FuzzParse(f *testing.F) {
 			}
 			seen[id] = true
 		}
-		// Whatever parsed must decide without panicking.
+		// Whatever parsed must decide without panicking: an open, a
+		// statement and a request.
 		set.Authorize(Request{Principal: agent("x", "g"), Resource: binding("b", "prod", "l")})
+		set.AuthorizeOpen(Request{Principal: agent("x", "g"), Resource: binding("b", "prod", "l")})
+		set.Authorize(Request{Principal: agent("x", "g"), Action: "sql:drop", Resource: binding("b", "prod", "l"), SQL: &SQL{Kinds: []string{"drop_stmt"}}})
+		set.Authorize(Request{Principal: agent("x", "g"), Action: "http:POST", Resource: binding("b", "prod", "l"), HTTP: &HTTP{Method: "POST", Path: "/"}})
 	})
 }
