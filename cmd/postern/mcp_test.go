@@ -194,7 +194,8 @@ func TestBinaryMCPPostgres(t *testing.T) {
 
 // TestBinaryMCPHTTP: --http beyond loopback is refused without
 // --allow-remote, and without a bearer token; with both, a request
-// without the token (or with another) gets 401, and the SDK's client
+// without the token (or with another) gets 401, a browser's cross-site
+// request 403, and the SDK's client
 // sending it lists and calls the tools. SIGTERM ends it with exit 0.
 func TestBinaryMCPHTTP(t *testing.T) {
 	d := mcpDeployment(t)
@@ -218,20 +219,32 @@ func TestBinaryMCPHTTP(t *testing.T) {
 	p := start(t, d.dir, append(d.agentEnv(), "POSTERN_MCP_TOKEN="+token), "mcp", "--http", "0.0.0.0:0", "--allow-remote")
 	m := p.waitLine(&p.stderr, `msg="postern mcp ready" transport=http url=http://\S+:(\d+)/mcp bearer=true`)
 	url := "http://127.0.0.1:" + m[1] + "/mcp"
-	for _, auth := range []string{"", "Bearer wrong", "Basic " + token} {
+	for _, tt := range []struct {
+		auth, fetchSite string
+		want            int
+	}{
+		{"", "", http.StatusUnauthorized},
+		{"Bearer wrong", "", http.StatusUnauthorized},
+		{"Basic " + token, "", http.StatusUnauthorized},
+		// A web page's request, even one carrying the token.
+		{"Bearer " + token, "cross-site", http.StatusForbidden},
+	} {
 		req, _ := http.NewRequest("POST", url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
+		if tt.auth != "" {
+			req.Header.Set("Authorization", tt.auth)
+		}
+		if tt.fetchSite != "" {
+			req.Header.Set("Sec-Fetch-Site", tt.fetchSite)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("Authorization %q: status %d, want 401", auth, resp.StatusCode)
+		if resp.StatusCode != tt.want {
+			t.Errorf("Authorization %q, Sec-Fetch-Site %q: status %d, want %d", tt.auth, tt.fetchSite, resp.StatusCode, tt.want)
 		}
 	}
 

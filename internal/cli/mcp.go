@@ -46,7 +46,11 @@ it as a command; stdout carries nothing else, and logs go to stderr.
 With --http it serves streamable HTTP at http://ADDR/mcp instead, on a
 loopback address unless --allow-remote; beyond loopback it requires a
 bearer token of its own (--http-token-file, or POSTERN_MCP_TOKEN), which
-it also requires on loopback when one is given.`
+it also requires on loopback when one is given.
+
+It connects to the relay at start and exits 1 when the relay cannot be
+reached or refuses the token; after that it follows the relay through
+restarts. SIGINT or SIGTERM, or the end of stdin, stops it with exit 0.`
 
 func runMCP(ctx context.Context, env Env, args []string) int {
 	fs := flagSet(env, "mcp", "mcp [--http ADDR [--allow-remote] [--http-token-file F]] [--max-rows N] [--max-bytes N] [--timeout D]", mcpAbout)
@@ -55,7 +59,7 @@ func runMCP(ctx context.Context, env Env, args []string) int {
 	tokenFile := fs.String("http-token-file", "", "the `file` holding the bearer token HTTP clients must send (default: $"+EnvMCPToken+")")
 	maxRows := fs.Int("max-rows", mcpserver.DefaultMaxRows, "the most rows a query returns; callers may ask for fewer")
 	maxBytes := byteSize(mcpserver.DefaultMaxBytes)
-	fs.Var(&maxBytes, "max-bytes", "the most bytes a query's rows or an HTTP body may take, e.g. 1MiB, 64KiB (default 1MiB)")
+	fs.Var(&maxBytes, "max-bytes", "the most `bytes` a query's rows or an HTTP body may take: 1048576, 64KiB, 1MiB")
 	timeout := fs.Duration("timeout", mcpserver.DefaultTimeout, "bounds each tool call: the statement timeout, an HTTP request")
 	level := fs.String("log-level", "info", "log `level` on stderr: debug, info, warn or error")
 	pos, code, done := parse(fs, env, args)
@@ -164,7 +168,11 @@ func serveMCPHTTP(ctx context.Context, env Env, log *slog.Logger, srv *mcpserver
 		return failf(env, ExitFailure, "mcp: --http: %v", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", requireBearer(bearer, mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv.MCP() }, nil)))
+	// The SDK refuses a loopback request naming another Host (DNS
+	// rebinding); CrossOriginProtection refuses a browser's cross-origin
+	// POST, so that a web page cannot use a token-less loopback server.
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv.MCP() }, nil)
+	mux.Handle("/mcp", requireBearer(bearer, http.NewCrossOriginProtection().Handler(h)))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
@@ -219,7 +227,17 @@ func isLoopback(host string) bool {
 // byteSize is a flag of bytes: 1048576, 1MiB, 64KiB, 1GiB.
 type byteSize int
 
-func (b *byteSize) String() string { return strconv.Itoa(int(*b)) }
+func (b *byteSize) String() string {
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if int(*b) >= u.mult && int(*b)%u.mult == 0 {
+			return strconv.Itoa(int(*b)/u.mult) + u.suffix
+		}
+	}
+	return strconv.Itoa(int(*b))
+}
 
 func (b *byteSize) Set(s string) error {
 	mult := 1

@@ -48,7 +48,7 @@ func TestByteSize(t *testing.T) {
 		want     int
 		ok       bool
 	}{
-		{"plain", "4096", 4096, true},
+		{"plain", "4000", 4000, true},
 		{"KiB", "64KiB", 64 << 10, true},
 		{"MiB", "1MiB", 1 << 20, true},
 		{"B", "10B", 10, true},
@@ -62,6 +62,9 @@ func TestByteSize(t *testing.T) {
 			err := b.Set(tt.in)
 			if (err == nil) != tt.ok || tt.ok && int(b) != tt.want {
 				t.Errorf("Set(%q) = %d, %v; want %d, ok %v", tt.in, b, err, tt.want, tt.ok)
+			}
+			if tt.ok && tt.name != "B" && b.String() != tt.in {
+				t.Errorf("String() = %q after Set(%q)", b.String(), tt.in)
 			}
 		})
 	}
