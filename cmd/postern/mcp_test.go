@@ -39,8 +39,8 @@ func mcpDeployment(t *testing.T, extra ...service) *deployment {
 `, name, api, env, labels)
 	}
 	return deployWith(t, "5s", "1h", append([]service{
-		{"staging-api", svc("staging-api", "staging", ""), map[string]string{"api.secret": "Bearer orders-api-secret\n"}},
-		{"prod-api", svc("prod-api", "prod", "financial"), nil},
+		{"staging-api:http:staging", svc("staging-api", "staging", ""), map[string]string{"api.secret": "Bearer orders-api-secret\n"}},
+		{"prod-api:http:prod:financial", svc("prod-api", "prod", "financial"), nil},
 	}, extra...))
 }
 
@@ -168,7 +168,7 @@ func TestBinaryMCPPostgres(t *testing.T) {
 	if err := pg.Exec(ctx, "staging", "CREATE TABLE orders (id int PRIMARY KEY, item text); INSERT INTO orders VALUES (1, 'keyboard'), (2, 'monitor'), (3, 'mouse'); ALTER TABLE orders OWNER TO app;"); err != nil {
 		t.Fatal(err)
 	}
-	d := mcpDeployment(t, service{"staging-db", fmt.Sprintf(`  - name: staging-db
+	d := mcpDeployment(t, service{"staging-db:postgres:staging", fmt.Sprintf(`  - name: staging-db
     kind: postgres
     upstream: %s
     environment: staging
