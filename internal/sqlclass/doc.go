@@ -20,13 +20,15 @@
 //
 //	stmts, err := sqlclass.Classify(query)
 //	if err != nil {
-//		return deny(err) // fail closed
+//		fmt.Println("deny:", err) // fail closed
+//		return
 //	}
 //	for _, st := range stmts {
-//		// one Cedar request per action in st.Actions, or one for st.Class
+//		// Ask Cedar about each of st.Actions, or about st.Class.
+//		fmt.Println(st.Class, st.Actions)
 //	}
 //
-// See [ExampleClassify].
+// The package's example classifies a SELECT whose CTE deletes.
 //
 // # Classes
 //
