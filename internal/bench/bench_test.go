@@ -30,21 +30,8 @@ func TestMain(m *testing.M) {
 // verified. It asserts nothing about the numbers.
 func TestQuickRun(t *testing.T) {
 	t.Parallel() // a run of processes of its own
-	out := filepath.Join(t.TempDir(), "bench.json")
-	var stdout, stderr bytes.Buffer
-	code := Main([]string{"-quick", "-rounds", "2", "-paths", "direct,bare-quic,postern", "-phases", "bulk,rtt,open",
-		"-bytes", "1", "-rtt", "200", "-opens", "30", "-json", out}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, stdout := runMain(t, "-quick", "-rounds", "2", "-paths", "direct,bare-quic,postern", "-phases", "bulk,rtt,open",
+		"-bytes", "1", "-rtt", "200", "-opens", "30")
 	if len(rep.Errors) > 0 {
 		t.Fatalf("errors: %q", rep.Errors)
 	}
@@ -91,8 +78,8 @@ func TestQuickRun(t *testing.T) {
 			t.Errorf("%s on %s moved %d bytes in 2 rounds, want %d", r.Test, r.Path, r.Bytes, 2<<20)
 		}
 	}
-	if !strings.Contains(stdout.String(), "| postern ÷ bare |") {
-		t.Errorf("no table with the ratio to the bare relay:\n%s", stdout.String())
+	if !strings.Contains(stdout, "| postern ÷ bare |") {
+		t.Errorf("no table with the ratio to the bare relay:\n%s", stdout)
 	}
 }
 
@@ -228,26 +215,13 @@ func TestMeterSkipsWarmUp(t *testing.T) {
 // path in a round of its own, whose numbers are not the measured ones.
 func TestProfileRound(t *testing.T) {
 	t.Parallel() // a run of processes of its own
-	dir := t.TempDir()
-	out := filepath.Join(dir, "bench.json")
-	var stdout, stderr bytes.Buffer
-	code := Main([]string{"-quick", "-paths", "direct,bare-quic", "-phases", "bulk,rtt", "-bytes", "1", "-rtt", "100",
-		"-cpuprofile", filepath.Join(dir, "prof"), "-json", out}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
+	prof := filepath.Join(t.TempDir(), "prof")
+	rep, _ := runMain(t, "-quick", "-paths", "direct,bare-quic", "-phases", "bulk,rtt", "-bytes", "1", "-rtt", "100",
+		"-cpuprofile", prof)
 	for _, f := range []string{"agent.pprof", "bare-quic-relay.pprof", "bare-quic-connector.pprof"} {
-		if fi, err := os.Stat(filepath.Join(dir, "prof", f)); err != nil || fi.Size() == 0 {
+		if fi, err := os.Stat(filepath.Join(prof, f)); err != nil || fi.Size() == 0 {
 			t.Errorf("profile %s: %v", f, err)
 		}
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
 	}
 	for _, r := range rep.Tests {
 		if strings.HasPrefix(r.Test, "bulk-") && r.Bytes != 1<<20 {
@@ -263,20 +237,7 @@ func TestProfileRound(t *testing.T) {
 // rate.
 func TestScaleRun(t *testing.T) {
 	t.Parallel() // a run of processes of its own
-	out := filepath.Join(t.TempDir(), "bench.json")
-	var stdout, stderr bytes.Buffer
-	code := Main([]string{"-quick", "-phases", "none", "-scale", "20", "-scale-per-proc", "10", "-scale-rate", "200", "-scale-seconds", "0.5", "-json", out}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, _ := runMain(t, "-quick", "-phases", "none", "-scale", "20", "-scale-per-proc", "10", "-scale-rate", "200", "-scale-seconds", "0.5")
 	if rep.Scale == nil || len(rep.Scale.Points) != 1 {
 		t.Fatalf("scale report: %+v", rep.Scale)
 	}
@@ -357,4 +318,24 @@ func TestUpdateDoc(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runMain runs the bench with args and -json, fails the test unless it
+// exits 0, and returns the report it wrote and what it printed.
+func runMain(t *testing.T, args ...string) (Report, string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "bench.json")
+	var stdout, stderr bytes.Buffer
+	if code := Main(append(args, "-json", out), &stdout, &stderr); code != 0 {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep, stdout.String()
 }

@@ -1,12 +1,9 @@
 package bench
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -36,21 +33,8 @@ func namespaces(t *testing.T) string {
 func TestWireGuardRun(t *testing.T) {
 	needWireGuard(t)
 	t.Parallel() // a run of processes of its own
-	out := filepath.Join(t.TempDir(), "bench.json")
-	var stdout, stderr bytes.Buffer
-	code := Main([]string{"-quick", "-paths", "direct,wireguard", "-phases", "bulk,rtt,open",
-		"-bytes", "1", "-rtt", "200", "-opens", "30", "-json", out}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, _ := runMain(t, "-quick", "-paths", "direct,wireguard", "-phases", "bulk,rtt,open",
+		"-bytes", "1", "-rtt", "200", "-opens", "30")
 	if why, ok := rep.Skipped[pathWireGuard]; ok {
 		t.Fatalf("wireguard skipped as root with a TUN device: %s", why)
 	}
