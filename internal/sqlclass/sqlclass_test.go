@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -334,4 +335,28 @@ func TestNormalizedHidesLiterals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConcurrent: the connector classifies for many sessions at once.
+func TestConcurrent(t *testing.T) {
+	cases := readCorpus(t)
+	want := make([][]Statement, len(cases))
+	for i, c := range cases {
+		want[i], _ = Classify(c.sql)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i, c := range cases {
+				got, _ := Classify(c.sql)
+				if !reflect.DeepEqual(got, want[i]) {
+					t.Errorf("%s: concurrent Classify = %+v, want %+v", c.name, got, want[i])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
