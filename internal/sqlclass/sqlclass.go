@@ -49,7 +49,8 @@ type Statement struct {
 // Classify parses sql, which may hold several statements as a simple Query
 // does, and returns one Statement per statement, in order. Text holding only
 // comments or semicolons has no statements. A parse error is returned
-// wrapping [ErrParse]; the caller denies (fails closed).
+// wrapping [ErrParse]; the caller denies (fails closed). Classify is safe
+// for concurrent use.
 func Classify(sql string) ([]Statement, error) {
 	if strings.IndexByte(sql, 0) >= 0 {
 		// The C parser would stop at the NUL and never see the rest.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -306,4 +307,56 @@ func splitFields(s string) []string {
 		out = append(out, cur.String())
 	}
 	return out
+}
+
+// TestNormalizedHidesLiterals: Normalized is logged, so neither a literal
+// nor a comment may survive into it, in utility statements too.
+func TestNormalizedHidesLiterals(t *testing.T) {
+	for _, tc := range []struct {
+		name, sql, want string
+	}{
+		{"select", "SELECT * FROM t WHERE pw = 'hunter2' AND n = 42", "SELECT * FROM t WHERE pw = $1 AND n = $2"},
+		{"comment", "SELECT 1 /* hunter2 */ -- hunter2", "SELECT $1"},
+		{"create_role", "CREATE ROLE a PASSWORD 'hunter2'", "CREATE ROLE a PASSWORD $1"},
+		{"copy_program", "COPY t TO PROGRAM 'curl -d hunter2 x'", "COPY t TO PROGRAM $1"},
+		{"prepare", "PREPARE q AS SELECT 'hunter2', $1", "PREPARE q AS SELECT $2, $1"},
+		{"alter_system", "ALTER SYSTEM SET x.y = 'hunter2'", "ALTER SYSTEM SET x.y = $1"},
+		{"comment_on", "COMMENT ON TABLE t IS 'hunter2'", "COMMENT ON TABLE t IS $1"},
+		{"do", "DO $$ BEGIN PERFORM 'hunter2'; END $$", "DO $1"},
+		{"set", "SET app.key = 'hunter2'", "SET app.key = $1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stmts, err := Classify(tc.sql)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := stmts[0].Normalized; got != tc.want {
+				t.Errorf("Normalized = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestConcurrent: the connector classifies for many sessions at once.
+func TestConcurrent(t *testing.T) {
+	cases := readCorpus(t)
+	want := make([][]Statement, len(cases))
+	for i, c := range cases {
+		want[i], _ = Classify(c.sql)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i, c := range cases {
+				got, _ := Classify(c.sql)
+				if !reflect.DeepEqual(got, want[i]) {
+					t.Errorf("%s: concurrent Classify = %+v, want %+v", c.name, got, want[i])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
