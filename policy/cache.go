@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"slices"
+	"strings"
 	"sync/atomic"
 )
 
@@ -67,16 +68,18 @@ func sqlKey(q *SQL) string {
 	}
 	// Each list is its length and then each string its length and bytes:
 	// one encoding per statement, and never one for two.
-	b := make([]byte, 1, n)
-	b[0] = 's'
+	var b strings.Builder
+	b.Grow(n)
+	var buf [binary.MaxVarintLen64]byte
+	b.WriteByte('s')
 	for _, l := range lists {
-		b = binary.AppendUvarint(b, uint64(len(l)))
+		b.Write(binary.AppendUvarint(buf[:0], uint64(len(l))))
 		for _, s := range l {
-			b = binary.AppendUvarint(b, uint64(len(s)))
-			b = append(b, s...)
+			b.Write(binary.AppendUvarint(buf[:0], uint64(len(s))))
+			b.WriteString(s)
 		}
 	}
-	return string(b)
+	return b.String()
 }
 
 type cacheEntry struct {
