@@ -43,10 +43,14 @@
 //
 // # Usage
 //
-//	f := &forward.Forwarder{Client: client, Logger: log}
-//	ln, _ := net.Listen("tcp", "127.0.0.1:5432")
+//	f := &forward.Forwarder{Client: client, Logger: logger}
+//	ln, err := net.Listen("tcp", "127.0.0.1:5432")
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	go f.Serve(ln, "staging-db")
-//	...
+//	// At SIGTERM: stop accepting, let connections finish, cut them at ctx's end.
 //	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-//	f.Shutdown(ctx) // stop accepting, let connections finish, cut them at ctx's end
+//	defer cancel()
+//	f.Shutdown(ctx)
 package forward
