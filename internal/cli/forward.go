@@ -112,6 +112,11 @@ func runForward(ctx context.Context, env Env, args []string) int {
 			return failf(env, ExitFailure, "forward: %s: %v", r.arg, err)
 		}
 		lns = append(lns, ln)
+		// "localhost" is what the resolver says it is: check what was
+		// bound.
+		if a, ok := ln.Addr().(*net.TCPAddr); !*allowRemote && (!ok || !a.IP.IsLoopback()) {
+			return failf(env, ExitUsage, "forward: %s: listening on %s, which is not a loopback address: pass --allow-remote to listen there", r.arg, ln.Addr())
+		}
 	}
 
 	f := &forward.Forwarder{Client: client, Logger: log}

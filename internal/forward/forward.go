@@ -284,8 +284,8 @@ func (f *Forwarder) forwardEarly(fc *fconn, name, kind string) result {
 	if err != nil {
 		return f.refuse(fc, kind, fc.local, err)
 	}
-	local := fc.local.(quicnet.HalfConn)
-	remote := up.(quicnet.HalfConn)
+	local := halfConn(fc.local)
+	remote := halfConn(up)
 	first := &firstRead{HalfConn: remote}
 	var upBytes int64
 	done := make(chan error, 1)
@@ -371,7 +371,7 @@ func (f *Forwarder) forwardUnknown(fc *fconn, name string) result {
 		return f.refuse(fc, "", fc.local, err)
 	}
 	var r result
-	r.up, r.down, r.err = quicnet.Splice(fc.local.(quicnet.HalfConn), up.(quicnet.HalfConn))
+	r.up, r.down, r.err = quicnet.Splice(halfConn(fc.local), halfConn(up))
 	return r
 }
 
@@ -426,6 +426,19 @@ func abortLocal(c net.Conn) {
 	}
 	c.Close()
 }
+
+// halfConn gives c the half-close that splicing uses: TCP, Unix and
+// binding connections have one; anything else closes whole.
+func halfConn(c net.Conn) quicnet.HalfConn {
+	if h, ok := c.(quicnet.HalfConn); ok {
+		return h
+	}
+	return closeWriteByClose{c}
+}
+
+type closeWriteByClose struct{ net.Conn }
+
+func (c closeWriteByClose) CloseWrite() error { return c.Close() }
 
 type readWriter struct {
 	io.Reader

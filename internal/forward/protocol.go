@@ -51,18 +51,20 @@ func (f *Forwarder) forwardPostgres(fc *fconn, name string) result {
 		return r
 	}
 	r := result{up: int64(len(startup))}
+	// Before the welcome, the client waits for the server's answer to
+	// its startup: whatever went wrong, say so there (a cancel request
+	// has no answer).
 	fail := func(err error) result {
 		var pe *postern.Error
-		if errors.As(err, &pe) && !cancel {
-			r := f.refuse(fc, postern.KindPostgres, nil, err)
+		r.err, r.refused = err, errors.As(err, &pe)
+		if cancel {
+			abortLocal(local)
+		} else {
+			local.SetWriteDeadline(time.Now().Add(startupTimeout))
+			pgRefuse(local, err)
 			local.Close()
-			up.Close()
-			return r
 		}
-		abortLocal(local)
 		up.Close()
-		r.err = err
-		r.refused = errors.As(err, &pe)
 		return r
 	}
 	if _, err := up.Write(startup); err != nil {
@@ -85,7 +87,7 @@ func (f *Forwarder) forwardPostgres(fc *fconn, name string) result {
 			return r
 		}
 	}
-	up2, down, err := quicnet.Splice(local.(quicnet.HalfConn), up.(quicnet.HalfConn))
+	up2, down, err := quicnet.Splice(halfConn(local), halfConn(up))
 	r.up += up2
 	r.down = int64(n) + down
 	r.err = err
@@ -128,12 +130,22 @@ func pgStartup(rw io.ReadWriter) (msg []byte, cancel bool, err error) {
 // pgRefuse answers a client waiting for authentication with a FATAL
 // ErrorResponse saying why the open failed.
 func pgRefuse(w io.Writer, err error) {
-	msg := &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: pgCode(err), Message: err.Error()}
+	msg := &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: pgCode(err), Message: message(err)}
 	buf, eerr := msg.Encode(nil)
 	if eerr != nil {
 		return
 	}
 	w.Write(buf)
+}
+
+// message is what a client is told of err: a *postern.Error says
+// "postern: open ...:" itself; anything else is forward's.
+func message(err error) string {
+	var pe *postern.Error
+	if errors.As(err, &pe) {
+		return err.Error()
+	}
+	return "postern: forward: " + err.Error()
 }
 
 // pgCode is the SQLSTATE of a refused open: class 28 (invalid
@@ -153,7 +165,7 @@ func pgCode(err error) string {
 // open failed, and half-closes.
 func httpRefuse(c net.Conn, err error) {
 	code := httpStatus(err)
-	body := err.Error() + "\n"
+	body := message(err) + "\n"
 	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		code, http.StatusText(code), len(body), body)
 	if h, ok := c.(quicnet.HalfConn); ok {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -114,7 +115,7 @@ func TestPgRefuse(t *testing.T) {
 				t.Fatal(err)
 			}
 			er, ok := msg.(*pgproto3.ErrorResponse)
-			if !ok || er.Severity != "FATAL" || er.Code != tt.code || er.Message != tt.err.Error() {
+			if !ok || er.Severity != "FATAL" || er.Code != tt.code || !strings.HasPrefix(er.Message, "postern: ") || !strings.HasSuffix(er.Message, tt.err.Error()) {
 				t.Errorf("got %#v", msg)
 			}
 		})
