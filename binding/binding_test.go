@@ -46,13 +46,9 @@ type world struct {
 func newWorld(t *testing.T, services ...connector.Service) *world {
 	t.Helper()
 	m := meshtest.New(t, meshtest.Options{})
-	var names []string
-	for _, s := range services {
-		names = append(names, s.Name)
-	}
 	logged := &meshtest.Log{}
 	m.ConnectorWith(connector.Config{
-		Token:    m.ConnectorToken("office-1", names...),
+		Token:    m.ConnectorToken("office-1", meshtest.Describe(services...)...),
 		Services: services,
 		Logger:   slog.New(slog.NewJSONHandler(logged, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})

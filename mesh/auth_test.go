@@ -65,7 +65,7 @@ func TestBadTokensRefused(t *testing.T) {
 		{name: "not yet valid", reason: "token_not_yet_valid", token: with(func(c *identity.Claims) { c.NotBefore = time.Now().Add(10 * time.Minute) })},
 		{name: "wrong audience", reason: "wrong_audience", token: with(func(c *identity.Claims) { c.Audience = []string{"another-mesh"} })},
 		{name: "wrong issuer", reason: "wrong_issuer", token: with(func(c *identity.Claims) { c.Issuer = "https://evil.example" })},
-		{name: "connector token used by an agent", reason: "wrong_role", token: m.ConnectorToken("office-1", "staging-db")},
+		{name: "connector token used by an agent", reason: "wrong_role", token: m.ConnectorToken("office-1", identity.ServiceNames("staging-db")...)},
 		{name: "missing subject", reason: "missing_subject", token: with(func(c *identity.Claims) { c.Subject = "" })},
 		{name: "oversized", reason: "token_too_large", token: with(func(c *identity.Claims) {
 			c.Attributes = map[string]any{"padding": strings.Repeat("x", 9<<10)}
@@ -138,7 +138,7 @@ func TestConnectorCannotClaimUngrantedService(t *testing.T) {
 	c, err := connector.New(connector.Config{
 		Relays: []string{m.Addr()},
 		Pin:    m.Pin,
-		Token:  m.ConnectorToken("office-1", "staging-db"),
+		Token:  m.ConnectorToken("office-1", identity.Service{Name: "staging-db", Kind: postern.KindTCP, Environment: "staging"}),
 		Services: []connector.Service{
 			{Name: "staging-db", Upstream: echo, Environment: "staging"},
 			{Name: "prod-db", Upstream: echo, Environment: "prod"},
@@ -335,7 +335,8 @@ func TestConnectorRefreshMustGrantItsServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens := []string{m.ConnectorToken("office-1", "staging-db"), m.ConnectorToken("office-1", "other-db")}
+	stagingDB := identity.Service{Name: "staging-db", Kind: postern.KindTCP, Environment: "staging"}
+	tokens := []string{m.ConnectorToken("office-1", stagingDB), m.ConnectorToken("office-1", identity.Service{Name: "other-db", Kind: postern.KindTCP})}
 	s, err := sess.Dial(ctx(t), sess.Config{
 		Addr: m.Addr(), TLS: tlsConf, Role: wire.RoleConnector,
 		Services: []*wire.Binding{{Name: "staging-db", Kind: postern.KindTCP, Environment: "staging"}},

@@ -251,11 +251,12 @@ func deploy(t *testing.T, drain string) *deployment {
 	return deployWith(t, drain, "1h", nil)
 }
 
-// service is one entry of the connector's services, as YAML, and the
-// files (relative to the deployment's directory) that it names.
+// service is one entry of the connector's services: as the connector's
+// token describes it (--service NAME:KIND:ENVIRONMENT[:LABELS]), as YAML,
+// and the files (relative to the deployment's directory) that it names.
 type service struct {
-	name, yaml string
-	files      map[string]string
+	grant, yaml string
+	files       map[string]string
 }
 
 // deployWith deploys with a connector token valid for connectorTTL,
@@ -294,10 +295,10 @@ audit: stdout
 	// Issued just before the connector starts: a short-lived token must
 	// still be valid when it connects.
 	args := []string{"token", "issue", "--role", "connector", "--sub", "office-connector",
-		"--service", "staging-echo", "--service", "prod-ledger", "--ttl", connectorTTL, "--out", "connector.token"}
+		"--service", "staging-echo:tcp:staging", "--service", "prod-ledger:tcp:prod:financial", "--ttl", connectorTTL, "--out", "connector.token"}
 	var extraYAML string
 	for _, e := range extra {
-		args = append(args, "--service", e.name)
+		args = append(args, "--service", e.grant)
 		extraYAML += e.yaml
 		for name, content := range e.files {
 			writeFile(t, filepath.Join(dir, name), content)
@@ -402,7 +403,7 @@ func TestBinaryMesh(t *testing.T) {
       headers:
         Authorization: {file: api.secret}
 `, api)
-	d := deployWith(t, "5s", "1h", []service{{"staging-api", apiYAML, map[string]string{"api.secret": "Bearer orders-api-secret\n"}}})
+	d := deployWith(t, "5s", "1h", []service{{"staging-api:http:staging", apiYAML, map[string]string{"api.secret": "Bearer orders-api-secret\n"}}})
 	out := d.run(t, bin.example["tcp-agent"])
 	if out != "staging-echo answered: hello through the mesh\n" {
 		t.Errorf("tcp-agent: %q", out)
@@ -522,8 +523,8 @@ func TestBinaryCodingAgent(t *testing.T) {
 	}
 	files := map[string]string{"pg.password": password + "\n"}
 	d := deployWith(t, "5s", "1h", []service{
-		{"staging-db", svc("staging-db", "staging", "", "staging"), files},
-		{"prod-finance", svc("prod-finance", "prod", "financial", "finance"), nil},
+		{"staging-db:postgres:staging", svc("staging-db", "staging", "", "staging"), files},
+		{"prod-finance:postgres:prod:financial", svc("prod-finance", "prod", "financial", "finance"), nil},
 	})
 	out := d.run(t, bin.example["coding-agent"])
 	for _, want := range []string{
@@ -703,7 +704,7 @@ func TestBinaryTokenFileRefresh(t *testing.T) {
 	d := deployWith(t, "5s", "5s", nil)
 	// Renew the token on disk, as a job would.
 	mustPostern(t, d.dir, "token", "issue", "--role", "connector", "--sub", "office-connector",
-		"--service", "staging-echo", "--service", "prod-ledger", "--ttl", "2h", "--out", "connector.token")
+		"--service", "staging-echo:tcp:staging", "--service", "prod-ledger:tcp:prod:financial", "--ttl", "2h", "--out", "connector.token")
 	m := d.connector.waitLine(&d.connector.stderr, `msg="token refreshed".* expires=(\S+)`)
 	exp, err := time.Parse(time.RFC3339, m[1])
 	if err != nil {
@@ -748,7 +749,7 @@ func TestBinaryQuietRelay(t *testing.T) {
 func TestBinaryConnectorRefused(t *testing.T) {
 	d := deploy(t, "5s")
 	mustPostern(t, d.dir, "token", "issue", "--role", "connector", "--sub", "stranger",
-		"--service", "staging-echo", "--service", "prod-ledger", "--audience", "another-mesh", "--out", "stranger.token")
+		"--service", "staging-echo:tcp:staging", "--service", "prod-ledger:tcp:prod:financial", "--audience", "another-mesh", "--out", "stranger.token")
 	cfg, err := os.ReadFile(filepath.Join(d.dir, "connector.yaml"))
 	if err != nil {
 		t.Fatal(err)

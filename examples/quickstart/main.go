@@ -132,8 +132,15 @@ func run(ctx context.Context, w io.Writer) error {
 		{Name: "prod-status", Kind: postern.KindTCP, Upstream: status.Addr().String(), Environment: "prod"},
 		{Name: "prod-ledger", Kind: postern.KindTCP, Upstream: ledger.Addr().String(), Environment: "prod", Labels: []string{"financial"}},
 	}
+	// Its token grants each service and says what it is: the relay lets
+	// policy read the issuer's word (kind, environment, labels), and
+	// refuses a connector that advertises a service otherwise.
 	connTok, err := issue(identity.Claims{Subject: "office-connector", Role: identity.RoleConnector,
-		Services: []string{"staging-api", "prod-status", "prod-ledger"}})
+		Services: []identity.Service{
+			{Name: "staging-api", Kind: postern.KindHTTP, Environment: "staging"},
+			{Name: "prod-status", Kind: postern.KindTCP, Environment: "prod"},
+			{Name: "prod-ledger", Kind: postern.KindTCP, Environment: "prod", Labels: []string{"financial"}},
+		}})
 	if err != nil {
 		return err
 	}

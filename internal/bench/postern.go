@@ -74,7 +74,14 @@ func newMeshKeys() (*meshKeys, error) {
 		return nil, err
 	}
 	conn, err := key.Issue(identity.Claims{Issuer: issuer, Audience: []string{audience}, Subject: "bench-connector",
-		Role: identity.RoleConnector, Services: []string{bindEcho, bindPG, bindHTTP}, ExpiresAt: exp})
+		Role: identity.RoleConnector, ExpiresAt: exp,
+		// What policy reads of each binding, as startConnector advertises
+		// it: the relay takes the token's word, never the connector's.
+		Services: []identity.Service{
+			{Name: bindEcho, Kind: postern.KindTCP, Environment: "staging"},
+			{Name: bindPG, Kind: postern.KindPostgres, Environment: "staging"},
+			{Name: bindHTTP, Kind: postern.KindHTTP, Environment: "staging"},
+		}})
 	if err != nil {
 		return nil, err
 	}

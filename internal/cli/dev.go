@@ -230,11 +230,13 @@ func startDev(ctx context.Context, o devOptions) (_ *devMesh, err error) {
 			Environment: "prod", Labels: []string{"financial"}, Description: "financial records (demo)"})
 	}
 	slices.SortFunc(m.services, func(a, b connector.Service) int { return strings.Compare(a.Name, b.Name) })
-	var names []string
+	// The token says what each service is, so that the relay lets policy
+	// read what the issuer said and not what the connector claims.
+	var granted []identity.Service
 	for _, s := range m.services {
-		names = append(names, s.Name)
+		granted = append(granted, identity.Service{Name: s.Name, Kind: s.Kind, Environment: s.Environment, Labels: s.Labels})
 	}
-	connTok, err := issue(identity.Claims{Subject: "dev-connector", Role: identity.RoleConnector, Services: names}, "connector.token")
+	connTok, err := issue(identity.Claims{Subject: "dev-connector", Role: identity.RoleConnector, Services: granted}, "connector.token")
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh/identity"
 )
 
@@ -132,6 +134,21 @@ re-reading it never sees half a token). An agent token names the agent
 token names the services it may advertise (--service), so that a stolen
 connector token cannot claim anything else.
 
+A connector token also says what each service is, because policy decides
+on it and the relay trusts only the token (or the bindings declared in
+relay.yaml), never the connector's word:
+
+  --service NAME:KIND:ENVIRONMENT[:LABEL,LABEL...]
+
+    --service staging-api:http:staging
+    --service prod-finance:postgres:prod:financial,pii
+    --service echo:tcp:               (no environment, no labels)
+
+KIND is tcp, http or postgres. The connector must advertise the service
+exactly so (connector.yaml's kind, environment and labels), or the relay
+refuses it. --service NAME alone grants the name without a description:
+the relay then serves it only if relay.yaml declares the binding.
+
 "inspect" prints a token's claims WITHOUT verifying it, to see what a file
 holds; only a relay's verification means anything.`
 
@@ -147,7 +164,7 @@ func runTokenIssue(_ context.Context, env Env, args []string) int {
 	role := fs.String("role", "agent", "`agent` or connector")
 	var groups, services, attrs listFlag
 	fs.Var(&groups, "group", "a `group` the agent belongs to (repeatable)")
-	fs.Var(&services, "service", "a `service` the connector may advertise (repeatable; connector tokens only)")
+	fs.Var(&services, "service", "a `service` the connector may advertise, as NAME:KIND:ENVIRONMENT[:LABEL,...] (or NAME alone when relay.yaml declares it; repeatable; connector tokens only)")
 	fs.Var(&attrs, "attr", "a free attribute `name=value` that policies read as principal.name; the value is JSON (3, true, [\"a\"]) or else a string (repeatable)")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
 	aud := fs.String("audience", "postern", "the `audience`: the relay's tokens.audience")
@@ -183,6 +200,10 @@ func runTokenIssue(_ context.Context, env Env, args []string) int {
 	if err != nil {
 		return failf(env, ExitUsage, "token issue: %v", err)
 	}
+	granted, err := parseServices(services)
+	if err != nil {
+		return failf(env, ExitUsage, "token issue: %v", err)
+	}
 	b, err := os.ReadFile(*keyPath)
 	if err != nil {
 		return failf(env, ExitFailure, "token issue: --key: cannot read the signing key: %v (make one with postern keygen)", err)
@@ -199,7 +220,7 @@ func runTokenIssue(_ context.Context, env Env, args []string) int {
 		Role:       r,
 		Groups:     groups,
 		Attributes: attributes,
-		Services:   services,
+		Services:   granted,
 	}
 	tok, err := key.Issue(c)
 	if err != nil {
@@ -214,7 +235,10 @@ func runTokenIssue(_ context.Context, env Env, args []string) int {
 	}
 	what := "groups " + orNone(groups)
 	if r == identity.RoleConnector {
-		what = "services " + orNone(services)
+		what = "services " + strings.Join(services, " ") // labels are separated by commas
+		if n := undescribed(granted); n > 0 {
+			what += fmt.Sprintf("; %d by name alone, which relay.yaml must declare", n)
+		}
 	}
 	fmt.Fprintf(env.Stdout, "wrote %s token for %s (%s; expires %s) to %s\n", r, *sub, what, c.ExpiresAt.UTC().Format(time.RFC3339), *out)
 	return ExitOK
@@ -225,6 +249,95 @@ func orNone(l []string) string {
 		return "none"
 	}
 	return strings.Join(l, ",")
+}
+
+// parseServices reads --service flags: NAME:KIND:ENVIRONMENT[:LABELS], or
+// NAME alone. Each error quotes the flag and says what is wrong with it.
+func parseServices(flags []string) ([]identity.Service, error) {
+	var out []identity.Service
+	seen := map[string]bool{}
+	for _, f := range flags {
+		s, err := parseService(f)
+		if err != nil {
+			return nil, fmt.Errorf("--service %q: %v", f, err)
+		}
+		if seen[s.Name] {
+			return nil, fmt.Errorf("--service %s given twice", s.Name)
+		}
+		seen[s.Name] = true
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+const serviceSyntax = "want NAME:KIND:ENVIRONMENT[:LABEL,LABEL...] (staging-db:postgres:staging, prod-finance:http:prod:financial) or NAME alone"
+
+func parseService(f string) (identity.Service, error) {
+	parts := strings.Split(f, ":")
+	var s identity.Service
+	s.Name = parts[0]
+	if err := wire.ValidName(s.Name); err != nil {
+		return s, fmt.Errorf("the name: %s; %s", strings.TrimPrefix(err.Error(), "wire: "), serviceSyntax)
+	}
+	switch len(parts) {
+	case 1:
+		return s, nil
+	case 2:
+		return s, fmt.Errorf("no environment: %s (an empty one is written NAME:KIND:)", serviceSyntax)
+	case 3, 4:
+	default:
+		return s, fmt.Errorf("%d fields: %s", len(parts), serviceSyntax)
+	}
+	s.Kind, s.Environment = parts[1], parts[2]
+	if !postern.ValidKind(s.Kind) {
+		return s, fmt.Errorf("kind %q is not tcp, http or postgres; %s", s.Kind, serviceSyntax)
+	}
+	if s.Environment != "" {
+		if err := wire.ValidName(s.Environment); err != nil {
+			return s, fmt.Errorf("environment: %s", strings.TrimPrefix(err.Error(), "wire: "))
+		}
+	}
+	if len(parts) == 4 {
+		for _, l := range strings.Split(parts[3], ",") {
+			if err := wire.ValidName(l); err != nil {
+				return s, fmt.Errorf("label %q: %s (labels are separated by commas)", l, strings.TrimPrefix(err.Error(), "wire: "))
+			}
+			if slices.Contains(s.Labels, l) {
+				return s, fmt.Errorf("label %q given twice", l)
+			}
+			s.Labels = append(s.Labels, l)
+		}
+		if len(s.Labels) > identity.MaxServiceLabels {
+			return s, fmt.Errorf("%d labels, more than %d", len(s.Labels), identity.MaxServiceLabels)
+		}
+	}
+	return s, nil
+}
+
+func undescribed(l []identity.Service) int {
+	n := 0
+	for _, s := range l {
+		if !s.Described() {
+			n++
+		}
+	}
+	return n
+}
+
+// formatService writes s as --service takes it, and says what it means.
+func formatService(s identity.Service) string {
+	if !s.Described() {
+		return s.Name + "  (name only: the relay serves it only if relay.yaml declares it)"
+	}
+	flag := s.Name + ":" + s.Kind + ":" + s.Environment
+	if len(s.Labels) > 0 {
+		flag += ":" + strings.Join(s.Labels, ",")
+	}
+	env := s.Environment
+	if env == "" {
+		env = "none"
+	}
+	return fmt.Sprintf("%s  (kind %s, environment %s, labels %s)", flag, s.Kind, env, orNone(s.Labels))
 }
 
 // parseAttrs turns name=value flags into token attributes: a value that
@@ -281,8 +394,12 @@ func runTokenInspect(_ context.Context, env Env, args []string) int {
 	if len(c.Groups) > 0 {
 		fmt.Fprintf(env.Stdout, "groups    %s\n", strings.Join(c.Groups, ", "))
 	}
-	if len(c.Services) > 0 {
-		fmt.Fprintf(env.Stdout, "services  %s\n", strings.Join(c.Services, ", "))
+	for i, svc := range c.Services {
+		label := "services "
+		if i > 0 {
+			label = "         "
+		}
+		fmt.Fprintf(env.Stdout, "%s %s\n", label, formatService(svc))
 	}
 	if len(c.Attributes) > 0 {
 		keys := make([]string, 0, len(c.Attributes))

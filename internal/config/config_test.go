@@ -42,7 +42,10 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{dir: dir, key: key}
 	f.write(t, "jwks.json", string(jwks))
 	f.write(t, "policies/allow.cedar", `@id("a") permit (principal, action, resource);`)
-	f.token = f.issue(t, identity.Claims{Subject: "c1", Role: identity.RoleConnector, Services: []string{"db", "api"}})
+	f.token = f.issue(t, identity.Claims{Subject: "c1", Role: identity.RoleConnector, Services: []identity.Service{
+		{Name: "db"}, // by name alone: a relay must declare it
+		{Name: "api", Kind: "http", Environment: "prod"},
+	}})
 	f.write(t, "connector.token", f.token+"\n")
 	f.write(t, "pg-password", "s3cret\n")
 	f.write(t, "api-auth", "Bearer abc\n")
@@ -355,6 +358,10 @@ func TestConnectorErrors(t *testing.T) {
 		{"token file too large", "relays: [127.0.0.1:7443]\ntoken_file: huge.token\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:2:1: token_file: cannot read token file", "huge.token: larger than 64 KiB: not a token file"}},
 		{"agent token", "relays: [127.0.0.1:7443]\ntoken_file: agent.token\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:2:1: token_file:", `role "agent"`}},
 		{"service not granted", head + "services:\n  - name: prod-db\n    upstream: 127.0.0.1:5432\n", []string{"connector.yaml:5:5: services[0].name:", `does not grant service "prod-db"`}},
+		{"service described otherwise", head + "services:\n  - name: api\n    kind: http\n    upstream: 127.0.0.1:80\n    environment: staging\n",
+			[]string{"connector.yaml:8:5: services[0].environment:", `service "api" has environment "staging", but the token in connector.token describes it with environment "prod"`}},
+		{"service kind otherwise", head + "services:\n  - name: api\n    upstream: 127.0.0.1:80\n    environment: prod\n",
+			[]string{"services[0].kind:", `service "api" has kind "tcp", but the token`}},
 		{"missing trust", "relays: [127.0.0.1:7443]\ntoken_file: connector.token\n" + svc, []string{"trust.pin: required"}},
 		{"bad pin", "relays: [127.0.0.1:7443]\ntoken_file: connector.token\ntrust: {pin: abc}\n" + svc, []string{"connector.yaml:3:9: trust.pin: want sha256:"}},
 		{"unreadable ca", "relays: [127.0.0.1:7443]\ntoken_file: connector.token\ntrust: {ca_file: ca.pem}\n" + svc, []string{"connector.yaml:3:9: trust.ca_file: cannot read"}},
@@ -404,12 +411,12 @@ func TestTokenFileSource(t *testing.T) {
 	if tok, err := src(ctx); err != nil || tok != f.token {
 		t.Fatalf("first read: %v", err)
 	}
-	next := f.issue(t, identity.Claims{Subject: "c1", Role: identity.RoleConnector, Services: []string{"db"}, ID: "second"})
+	next := f.issue(t, identity.Claims{Subject: "c1", Role: identity.RoleConnector, Services: identity.ServiceNames("db"), ID: "second"})
 	f.write(t, "connector.token", "\n"+next+"\n\n")
 	if tok, err := src(ctx); err != nil || tok != next {
 		t.Fatalf("after rewrite: %v (same as before: %v)", err, tok == f.token)
 	}
-	old := f.issue(t, identity.Claims{Subject: "c1", Role: identity.RoleConnector, Services: []string{"db"}, ExpiresAt: time.Now().Add(-time.Minute)})
+	old := f.issue(t, identity.Claims{Subject: "c1", Role: identity.RoleConnector, Services: identity.ServiceNames("db"), ExpiresAt: time.Now().Add(-time.Minute)})
 	f.write(t, "connector.token", old)
 	if _, err := src(ctx); err == nil || !strings.Contains(err.Error(), "expired") || !strings.Contains(err.Error(), path) || strings.Contains(err.Error(), old) {
 		t.Errorf("expired token: %v", err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -163,7 +165,11 @@ func LoadConnector(path string) (*Connector, error) {
 		svc := d.service(fmt.Sprintf("services[%d]", i), s, seen)
 		if claims != nil && svc.Name != "" {
 			if err := claims.MayAdvertise(svc.Name); err != nil {
-				d.errorf(fmt.Sprintf("services[%d].name", i), "the token in %s does not grant service %q (postern token issue --role connector --service %s)", f.TokenFile, svc.Name, svc.Name)
+				d.errorf(fmt.Sprintf("services[%d].name", i), "the token in %s does not grant service %q (postern token issue --role connector --service %s:KIND:ENVIRONMENT[:LABEL,...])", f.TokenFile, svc.Name, svc.Name)
+			} else if field, got, want := disagrees(svc, claims); field != "" {
+				// The relay would refuse it (service_mismatch): say so now,
+				// where the line can be named.
+				d.errorf(fmt.Sprintf("services[%d].%s", i, field), "service %q has %s %s, but the token in %s describes it with %s %s, and the relay trusts the token: make them agree", svc.Name, field, got, f.TokenFile, field, want)
 			}
 		}
 		cfg.Services = append(cfg.Services, svc)
@@ -316,4 +322,32 @@ func TokenFileSource(path string) func(context.Context) (string, error) {
 		}
 		return tok, nil
 	}
+}
+
+// disagrees names the first field (kind, environment, labels) in which a
+// configured service differs from the description its token gives it; ""
+// when they agree or the token grants the name alone.
+func disagrees(svc connector.Service, claims *identity.Claims) (field, got, want string) {
+	granted, ok := claims.Service(svc.Name)
+	if !ok || !granted.Described() {
+		return "", "", ""
+	}
+	kind := svc.Kind
+	if kind == "" {
+		kind = postern.KindTCP
+	}
+	set := func(l []string) []string {
+		c := slices.Clone(l)
+		slices.Sort(c)
+		return slices.Compact(c)
+	}
+	switch {
+	case kind != granted.Kind:
+		return "kind", strconv.Quote(kind), strconv.Quote(granted.Kind)
+	case svc.Environment != granted.Environment:
+		return "environment", strconv.Quote(svc.Environment), strconv.Quote(granted.Environment)
+	case !slices.Equal(set(svc.Labels), set(granted.Labels)):
+		return "labels", fmt.Sprintf("%q", svc.Labels), fmt.Sprintf("%q", granted.Labels)
+	}
+	return "", "", ""
 }

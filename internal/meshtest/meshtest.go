@@ -176,9 +176,24 @@ func (m *Mesh) AgentToken(sub string, groups ...string) string {
 	return m.Token(identity.Claims{Subject: sub, Role: identity.RoleAgent, Groups: groups})
 }
 
-// ConnectorToken issues a connector token granting services.
-func (m *Mesh) ConnectorToken(sub string, services ...string) string {
+// ConnectorToken issues a connector token granting services (described,
+// or by name alone: see Describe and identity.ServiceNames).
+func (m *Mesh) ConnectorToken(sub string, services ...identity.Service) string {
 	return m.Token(identity.Claims{Subject: sub, Role: identity.RoleConnector, Services: services})
+}
+
+// Describe is what a connector token says of services: their names, and
+// what policy reads of them (an empty kind is tcp, as for the connector).
+func Describe(services ...connector.Service) []identity.Service {
+	out := make([]identity.Service, 0, len(services))
+	for _, s := range services {
+		kind := s.Kind
+		if kind == "" {
+			kind = postern.KindTCP
+		}
+		out = append(out, identity.Service{Name: s.Name, Kind: kind, Environment: s.Environment, Labels: s.Labels})
+	}
+	return out
 }
 
 // Client returns an agent client for tok, closed at cleanup.
@@ -193,15 +208,11 @@ func (m *Mesh) Client(tok string) *mesh.Client {
 }
 
 // Connector starts a connector named name serving services (its token
-// grants exactly them) and waits until the relay has registered it. It
+// grants and describes exactly them) and waits until the relay has registered it. It
 // stops at cleanup, or when the returned stop function is called.
 func (m *Mesh) Connector(name string, services ...connector.Service) (stop func()) {
 	m.t.Helper()
-	var names []string
-	for _, s := range services {
-		names = append(names, s.Name)
-	}
-	return m.ConnectorWith(connector.Config{Token: m.ConnectorToken(name, names...), Services: services})
+	return m.ConnectorWith(connector.Config{Token: m.ConnectorToken(name, Describe(services...)...), Services: services})
 }
 
 // ConnectorWith starts a connector from cfg, filling in the relay address

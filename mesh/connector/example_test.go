@@ -26,7 +26,8 @@ func ExampleNew() {
 	}
 	pin := transport.Pin(cert)
 	// The connector's token, as "postern token issue --role connector
-	// --service staging-db" issues it.
+	// --service staging-db:postgres:staging" issues it: the relay lets
+	// policy read what the token says the service is.
 	key, err := identity.GenerateSigningKey(identity.EdDSA)
 	if err != nil {
 		log.Fatal(err)
@@ -36,7 +37,7 @@ func ExampleNew() {
 		Audience:  []string{"postern"},
 		ExpiresAt: time.Now().Add(24 * time.Hour),
 		Role:      identity.RoleConnector,
-		Services:  []string{"staging-db"},
+		Services:  []identity.Service{{Name: "staging-db", Kind: postern.KindPostgres, Environment: "staging"}},
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/postern/postern"
+	"github.com/postern/postern/internal/wire"
 )
 
 // Role says what a token's holder is: an agent, which opens bindings, or a
@@ -40,9 +44,62 @@ type Claims struct {
 	// are json.Number (so that 64-bit integers survive exactly), nested
 	// objects are map[string]any and arrays are []any.
 	Attributes map[string]any
-	// Services lists the service names a connector may advertise; exact
-	// names, no patterns. Only connector tokens carry it.
-	Services []string
+	// Services lists the services a connector may advertise, each by its
+	// exact name (no patterns) and, when the issuer describes it, with
+	// what policy reads of it. Only connector tokens carry it.
+	Services []Service
+}
+
+// Service is one service a connector token grants. A token either grants
+// the name alone (Kind empty) or describes the service: its kind,
+// environment and labels are then what the relay lets policy read, and a
+// connector advertising it otherwise is refused. The relay serves a
+// name-only grant only when its own configuration declares the binding.
+type Service struct {
+	Name        string   // the binding name agents open
+	Kind        string   // "tcp", "http" or "postgres"; empty: the name alone is granted
+	Environment string   // policy: resource in Environment::"<env>"; may be empty
+	Labels      []string // policy: resource.labels
+}
+
+// Described reports whether the token says what s is, not only its name.
+func (s Service) Described() bool { return s.Kind != "" }
+
+// ServiceNames grants names without describing them.
+func ServiceNames(names ...string) []Service {
+	out := make([]Service, len(names))
+	for i, n := range names {
+		out[i] = Service{Name: n}
+	}
+	return out
+}
+
+// Bounds on the services claim: a token is small (8 KiB by default), and
+// these keep a token within them from asking the relay for much work.
+const (
+	MaxServices      = 256 // services in one token
+	MaxServiceLabels = 32  // labels of one service
+)
+
+// Service returns the service of c named name, and whether c grants it.
+func (c *Claims) Service(name string) (Service, bool) {
+	if c == nil {
+		return Service{}, false
+	}
+	for _, s := range c.Services {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Service{}, false
+}
+
+func (c *Claims) serviceNames() []string {
+	names := make([]string, len(c.Services))
+	for i, s := range c.Services {
+		names[i] = s.Name
+	}
+	return names
 }
 
 // MayAdvertise reports whether the holder of c may advertise service: nil
@@ -57,9 +114,9 @@ func (c *Claims) MayAdvertise(service string) error {
 	case c.Role != RoleConnector:
 		return reject(ErrServiceNotGranted, "%s %s may not advertise services: only connector tokens may",
 			quote(string(c.Role)), quote(c.Subject))
-	case service == "" || !slices.Contains(c.Services, service):
+	case service == "" || !slices.Contains(c.serviceNames(), service):
 		return reject(ErrServiceNotGranted, "connector %s may not advertise service %s: its token grants %s",
-			quote(c.Subject), quote(service), quoteList(c.Services))
+			quote(c.Subject), quote(service), quoteList(c.serviceNames()))
 	}
 	return nil
 }
@@ -76,7 +133,79 @@ type wireClaims struct {
 	Role       Role           `json:"role,omitempty"`
 	Groups     []string       `json:"groups,omitempty"`
 	Attributes map[string]any `json:"attributes,omitempty"`
-	Services   []string       `json:"services,omitempty"`
+	Services   []any          `json:"services,omitempty"` // a string per name-only grant, a wireService per described one
+}
+
+// wireService is a described service in the services claim:
+//
+//	{"name": "prod-finance", "kind": "postgres", "environment": "prod", "labels": ["financial"]}
+type wireService struct {
+	Name        string   `json:"name"`
+	Kind        string   `json:"kind"`
+	Environment string   `json:"environment,omitempty"`
+	Labels      []string `json:"labels,omitempty"`
+}
+
+// encodeServices is the services claim for Issue, checked as a verifier
+// will check it, so that Issue never signs a token every relay refuses
+// for its services.
+func encodeServices(list []Service) ([]any, error) {
+	if err := checkServices(list); err != nil {
+		return nil, err
+	}
+	var out []any
+	for _, s := range list {
+		if !s.Described() {
+			out = append(out, s.Name)
+			continue
+		}
+		out = append(out, wireService{Name: s.Name, Kind: s.Kind, Environment: s.Environment, Labels: s.Labels})
+	}
+	return out, nil
+}
+
+// checkServices applies the rules of the services claim; its errors are
+// ErrInvalidClaim rejections naming the entry.
+func checkServices(list []Service) error {
+	if len(list) > MaxServices {
+		return reject(ErrInvalidClaim, `token claim "services" lists %d services, more than %d`, len(list), MaxServices)
+	}
+	seen := make(map[string]bool, len(list))
+	for i, s := range list {
+		if err := wire.ValidName(s.Name); err != nil {
+			return reject(ErrInvalidClaim, `token claim "services"[%d]: name %s: %s`, i, quote(s.Name), strings.TrimPrefix(err.Error(), "wire: "))
+		}
+		if seen[s.Name] {
+			return reject(ErrInvalidClaim, `token claim "services" lists %s twice`, quote(s.Name))
+		}
+		seen[s.Name] = true
+		if !s.Described() {
+			if s.Environment != "" || len(s.Labels) > 0 {
+				return reject(ErrInvalidClaim, `token claim "services"[%d] (%s) has an environment or labels but no kind: a description needs a kind`, i, quote(s.Name))
+			}
+			continue
+		}
+		if !postern.ValidKind(s.Kind) {
+			return reject(ErrInvalidClaim, `token claim "services"[%d] (%s): kind %s is not tcp, http or postgres`, i, quote(s.Name), quote(s.Kind))
+		}
+		if s.Environment != "" {
+			if err := wire.ValidName(s.Environment); err != nil {
+				return reject(ErrInvalidClaim, `token claim "services"[%d] (%s): environment %s: %s`, i, quote(s.Name), quote(s.Environment), strings.TrimPrefix(err.Error(), "wire: "))
+			}
+		}
+		if len(s.Labels) > MaxServiceLabels {
+			return reject(ErrInvalidClaim, `token claim "services"[%d] (%s) has %d labels, more than %d`, i, quote(s.Name), len(s.Labels), MaxServiceLabels)
+		}
+		for j, l := range s.Labels {
+			if err := wire.ValidName(l); err != nil {
+				return reject(ErrInvalidClaim, `token claim "services"[%d] (%s): label %s: %s`, i, quote(s.Name), quote(l), strings.TrimPrefix(err.Error(), "wire: "))
+			}
+			if slices.Contains(s.Labels[:j], l) {
+				return reject(ErrInvalidClaim, `token claim "services"[%d] (%s) lists label %s twice`, i, quote(s.Name), quote(l))
+			}
+		}
+	}
+	return nil
 }
 
 // Reading claims. Each reader treats an absent member and JSON null alike
@@ -125,6 +254,72 @@ func (m claimMap) strings(name string) ([]string, error) {
 		if len(e) == 0 || e[0] != '"' || json.Unmarshal(e, &list[i]) != nil {
 			return nil, reject(ErrInvalidClaim, "token claim %q must be an array of strings", name)
 		}
+	}
+	return list, nil
+}
+
+// services reads the services claim: an array whose entries are each a
+// name (a name-only grant) or an object describing the service with the
+// members of wireService and no other. Strict: an unknown or repeated
+// member, a wrong type, a bad name or kind, a repeated service or label,
+// or more than the bounds allow refuses the token.
+func (m claimMap) services() ([]Service, error) {
+	raw, ok := m.raw("services")
+	if !ok {
+		return nil, nil
+	}
+	const shape = `token claim "services" must be an array of service names or {"name", "kind", "environment", "labels"} objects`
+	var elems []json.RawMessage
+	if raw[0] != '[' || json.Unmarshal(raw, &elems) != nil {
+		return nil, reject(ErrInvalidClaim, shape)
+	}
+	if len(elems) > MaxServices {
+		return nil, reject(ErrInvalidClaim, `token claim "services" lists %d services, more than %d`, len(elems), MaxServices)
+	}
+	list := make([]Service, len(elems))
+	for i, e := range elems {
+		e = bytes.TrimSpace(e)
+		switch {
+		case len(e) > 0 && e[0] == '"':
+			if json.Unmarshal(e, &list[i].Name) != nil {
+				return nil, reject(ErrInvalidClaim, shape)
+			}
+		case len(e) > 0 && e[0] == '{':
+			obj, err := decodeObject(e)
+			if err != nil {
+				return nil, reject(ErrInvalidClaim, `token claim "services"[%d] is not a JSON object without duplicate members`, i)
+			}
+			for k := range obj {
+				if k != "name" && k != "kind" && k != "environment" && k != "labels" {
+					return nil, reject(ErrInvalidClaim, `token claim "services"[%d] has member %s; a service has only "name", "kind", "environment" and "labels"`, i, quote(k))
+				}
+			}
+			s := &list[i]
+			member := func(name string) string { return fmt.Sprintf(`services"[%d].%s`, i, name) }
+			if s.Name, err = obj.str("name"); err != nil {
+				return nil, reject(ErrInvalidClaim, `token claim "%s must be a string`, member("name"))
+			}
+			if s.Kind, err = obj.str("kind"); err != nil {
+				return nil, reject(ErrInvalidClaim, `token claim "%s must be a string`, member("kind"))
+			}
+			if s.Environment, err = obj.str("environment"); err != nil {
+				return nil, reject(ErrInvalidClaim, `token claim "%s must be a string`, member("environment"))
+			}
+			if s.Labels, err = obj.strings("labels"); err != nil {
+				return nil, reject(ErrInvalidClaim, `token claim "%s must be an array of strings`, member("labels"))
+			}
+			if s.Name == "" {
+				return nil, reject(ErrInvalidClaim, `token claim "services"[%d] has no "name"`, i)
+			}
+			if s.Kind == "" {
+				return nil, reject(ErrInvalidClaim, `token claim "services"[%d] (%s) has no "kind": a described service needs one (or grant the name alone, as a string)`, i, quote(s.Name))
+			}
+		default:
+			return nil, reject(ErrInvalidClaim, shape)
+		}
+	}
+	if err := checkServices(list); err != nil {
+		return nil, err
 	}
 	return list, nil
 }
@@ -231,7 +426,7 @@ func decodePrivateClaims(m claimMap, c *Claims) error {
 	if c.Attributes, err = m.object("attributes"); err != nil {
 		return err
 	}
-	if c.Services, err = m.strings("services"); err != nil {
+	if c.Services, err = m.services(); err != nil {
 		return err
 	}
 	if len(c.Services) > 0 && c.Role != RoleConnector {

@@ -36,8 +36,18 @@
 //	role        "agent" or "connector"
 //	groups      array of strings: Cedar groups the principal belongs to
 //	attributes  JSON object: entity attributes that policies read
-//	services    array of strings, connector tokens only: the services it
-//	            may advertise (see Claims.MayAdvertise)
+//	services    array, connector tokens only: the services it may
+//	            advertise (see Claims.MayAdvertise), each a name
+//	            ("staging-api") or a description of the service:
+//	            {"name": "prod-finance", "kind": "postgres",
+//	             "environment": "prod", "labels": ["financial"]}
+//
+// A description's members are exactly these four: name and kind are
+// required (kind tcp, http or postgres), environment and labels optional;
+// names, environments and labels are 1 to 128 letters, digits and . _ / -.
+// A token lists at most [MaxServices] services, a service at most
+// [MaxServiceLabels] labels, none twice. Anything else refuses the token
+// (ErrInvalidClaim).
 //
 // Keep lifetimes short (minutes to hours): a token is a bearer credential
 // and there is no revocation list; an agent refreshes its token on its open
@@ -45,6 +55,28 @@
 //
 // [ParseUnverified] reads the claims of a token without checking anything.
 // It is for a client that wants its own token's exp; never authorize with it.
+//
+// # Who may say what
+//
+// What policy reads of a binding (its kind, environment and labels) must
+// come from someone allowed to say it, and a connector is not: its Hello
+// is only its word. The issuer of its token is, and so is the relay's
+// operator. So a connector token describes each service it grants
+// ([Service]); the relay takes the description from its own configuration
+// first, then from the token, and refuses a connector whose Hello says
+// otherwise. A service granted by name alone is served only when the
+// relay's configuration declares it. A connector token, issued:
+//
+//	token, err := key.Issue(identity.Claims{
+//		Subject:   "office-connector",
+//		Audience:  []string{"postern-mesh"},
+//		ExpiresAt: time.Now().Add(24 * time.Hour),
+//		Role:      identity.RoleConnector,
+//		Services: []identity.Service{
+//			{Name: "prod-finance", Kind: "postgres", Environment: "prod", Labels: []string{"financial"}},
+//			{Name: "staging-api"}, // the name alone: the relay must declare it
+//		},
+//	})
 //
 // # Keys and rotation
 //

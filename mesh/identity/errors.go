@@ -56,9 +56,10 @@ var (
 	// ErrRole: the role claim is not the role the caller asked for.
 	// Reason "wrong_role".
 	ErrRole error = newSentinel("wrong_role", "wrong token role")
-	// ErrInvalidClaim: a claim has the wrong JSON type (groups or services
-	// not an array of strings, exp not a number, ...), or an agent token
-	// carries services. Reason "invalid_claim".
+	// ErrInvalidClaim: a claim has the wrong JSON type (groups not an
+	// array of strings, exp not a number, ...), a services entry breaks the
+	// claim's rules (an unknown member, a bad name or kind, a name twice),
+	// or an agent token carries services. Reason "invalid_claim".
 	ErrInvalidClaim error = newSentinel("invalid_claim", "invalid token claim")
 	// ErrServiceNotGranted: returned by [Claims.MayAdvertise], never by
 	// Verify. Reason "service_not_granted".

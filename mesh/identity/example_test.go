@@ -51,6 +51,35 @@ func Example() {
 	// Output: agent-42 [coding-agents staging]
 }
 
+// A connector's token grants its services and says what each is: the
+// relay lets policy read the token's word, not the connector's Hello.
+func ExampleSigningKey_Issue_connector() {
+	key, err := identity.GenerateSigningKey(identity.EdDSA)
+	if err != nil {
+		log.Fatal(err)
+	}
+	token, err := key.Issue(identity.Claims{
+		Subject:   "office-connector",
+		Audience:  []string{"postern-mesh"},
+		ExpiresAt: time.Now().Add(24 * time.Hour),
+		Role:      identity.RoleConnector,
+		Services: []identity.Service{
+			{Name: "prod-finance", Kind: "postgres", Environment: "prod", Labels: []string{"financial"}},
+			{Name: "staging-api"}, // the name alone: the relay must declare it
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	claims, _ := identity.ParseUnverified(token)
+	for _, s := range claims.Services {
+		fmt.Println(s.Name, s.Described(), s.Kind, s.Environment, s.Labels)
+	}
+	// Output:
+	// prod-finance true postgres prod [financial]
+	// staging-api false   []
+}
+
 // A refused token: branch with errors.Is, send Reason as the wire code.
 func ExampleVerifier_Verify_expired() {
 	now := time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
@@ -85,9 +114,12 @@ func ExampleVerifier_Verify_expired() {
 // The relay checks each service a connector advertises against its token.
 func ExampleClaims_MayAdvertise() {
 	c := identity.Claims{
-		Subject:  "connector-office",
-		Role:     identity.RoleConnector,
-		Services: []string{"staging-db", "billing-api"},
+		Subject: "connector-office",
+		Role:    identity.RoleConnector,
+		Services: []identity.Service{
+			{Name: "staging-db", Kind: "postgres", Environment: "staging", Labels: []string{"pii"}},
+			{Name: "billing-api"}, // the name alone: the relay must declare it
+		},
 	}
 	fmt.Println(c.MayAdvertise("staging-db"))
 	err := c.MayAdvertise("prod-db")

@@ -74,11 +74,20 @@ func FuzzParseUnverified(f *testing.F) {
 	k := newKey(f, ES256)
 	f.Add(issue(f, k, goodClaims(RoleConnector)))
 	f.Add(craft(f, header(k), `{"exp":1.5,"aud":["a",null],"groups":[],"attributes":{"a":{"b":[1,{}]}}}`, nil))
+	f.Add(craft(f, header(k), `{"role":"connector","services":["a",{"name":"b","kind":"http","environment":"prod","labels":["financial"]}]}`, nil))
+	f.Add(craft(f, header(k), `{"role":"connector","services":[{"name":"b","kind":"tcp","kind":"http"},{"name":"c","labels":[null]}]}`, nil))
 	f.Add("e30.e30.")
 	f.Fuzz(func(t *testing.T, token string) {
 		c, err := ParseUnverified(token)
 		if (c == nil) == (err == nil) {
 			t.Fatalf("ParseUnverified = %v, %v", c, err)
+		}
+		// Whatever services claim is read, Issue would write again: the
+		// parser accepts nothing the issuer's rules refuse.
+		if c != nil {
+			if err := checkServices(c.Services); err != nil {
+				t.Fatalf("parsed services that Issue refuses: %v", err)
+			}
 		}
 	})
 }

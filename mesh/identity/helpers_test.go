@@ -88,7 +88,10 @@ func goodClaims(role Role) Claims {
 	}
 	if role == RoleConnector {
 		c.Subject = "connector-7"
-		c.Services = []string{"staging-db", "billing-api"}
+		c.Services = []Service{
+			{Name: "staging-db"},
+			{Name: "billing-api", Kind: "http", Environment: "prod", Labels: []string{"financial", "billing"}},
+		}
 	}
 	return c
 }
@@ -149,9 +152,10 @@ func payloadOf(t testing.TB, role Role) map[string]any {
 	t.Helper()
 	c := goodClaims(role)
 	c.ID = "jti-1"
+	services, _ := encodeServices(c.Services)
 	w := wireClaims{
 		Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience, ID: c.ID, Role: c.Role,
-		Groups: c.Groups, Attributes: c.Attributes, Services: c.Services,
+		Groups: c.Groups, Attributes: c.Attributes, Services: services,
 	}
 	w.ExpiresAt, _ = unixSeconds("exp", c.ExpiresAt)
 	w.NotBefore, _ = unixSeconds("nbf", c.NotBefore)

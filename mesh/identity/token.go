@@ -172,7 +172,8 @@ func parseCompact(token string) (*compact, error) {
 //
 // Issue refuses what no token should ever say: a Role other than
 // [RoleAgent] or [RoleConnector], and Services on a token that is not a
-// connector's. Otherwise it signs what it is given, including claims that
+// connector's, or Services that a verifier would refuse (a bad name or
+// kind, a name twice, beyond [MaxServices]). Otherwise it signs what it is given, including claims that
 // every verifier refuses (no exp, no sub, no aud, already expired), so that
 // tests can produce such tokens; it is the caller's job (the `postern token`
 // command's, say) to set Subject, Audience and a short ExpiresAt. Verifiers
@@ -196,9 +197,13 @@ func (k *SigningKey) Issue(c Claims) (string, error) {
 		_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 		c.ID = b64.EncodeToString(b[:])
 	}
+	services, err := encodeServices(c.Services)
+	if err != nil {
+		return "", err
+	}
 	w := wireClaims{
 		Issuer: c.Issuer, Subject: c.Subject, ID: c.ID, Role: c.Role,
-		Groups: c.Groups, Attributes: c.Attributes, Services: c.Services,
+		Groups: c.Groups, Attributes: c.Attributes, Services: services,
 	}
 	switch len(c.Audience) {
 	case 0:
@@ -207,7 +212,6 @@ func (k *SigningKey) Issue(c Claims) (string, error) {
 	default:
 		w.Audience = c.Audience
 	}
-	var err error
 	if w.ExpiresAt, err = unixSeconds("exp", c.ExpiresAt); err != nil {
 		return "", err
 	}

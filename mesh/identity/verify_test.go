@@ -91,7 +91,7 @@ func TestIssueRefuses(t *testing.T) {
 	}{
 		{"empty role", func(c *Claims) { c.Role = "" }, "role"},
 		{"unknown role", func(c *Claims) { c.Role = "admin" }, "role"},
-		{"services on an agent token", func(c *Claims) { c.Services = []string{"prod-db"} }, "services"},
+		{"services on an agent token", func(c *Claims) { c.Services = ServiceNames("prod-db") }, "services"},
 		{"exp before 1970", func(c *Claims) { c.ExpiresAt = time.Unix(-5, 0) }, "exp"},
 		{"attributes not JSON", func(c *Claims) { c.Attributes = map[string]any{"f": func() {}} }, "attributes"},
 	}
@@ -437,7 +437,7 @@ func TestMayAdvertise(t *testing.T) {
 		{"case matters", &connector, "Staging-DB", false},
 		{"empty name", &connector, "", false},
 		{"agent", &agent, "staging-db", false},
-		{"agent with services", &Claims{Role: RoleAgent, Services: []string{"staging-db"}}, "staging-db", false},
+		{"agent with services", &Claims{Role: RoleAgent, Services: ServiceNames("staging-db")}, "staging-db", false},
 		{"nil claims", nil, "staging-db", false},
 	}
 	for _, tt := range tests {
@@ -497,7 +497,7 @@ func TestParseUnverified(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.ExpiresAt.Equal(c.ExpiresAt) || got.Subject != c.Subject || !slices.Equal(got.Services, c.Services) {
+	if !got.ExpiresAt.Equal(c.ExpiresAt) || got.Subject != c.Subject || !reflect.DeepEqual(got.Services, c.Services) {
 		t.Errorf("ParseUnverified = %+v", got)
 	}
 	tests := []struct {

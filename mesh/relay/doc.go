@@ -13,7 +13,9 @@
 //     no larger than [Limits.MaxFrameSize], with a token no larger than
 //     [Limits.MaxTokenSize]. The token is verified for the role the client
 //     claims; a connector's advertised services must all be granted by its
-//     token. The answer is a Welcome or a Reject with a code and a reason.
+//     token, and described as their authority describes them (see "Who
+//     may say what"). The answer is a Welcome or a Reject with a code and
+//     a reason.
 //   - An agent's Welcome carries its catalog: the known bindings that
 //     policy lets it connect to. Swapping the policy Engine's Set
 //     re-scopes every live catalog without reconnecting anyone.
@@ -27,6 +29,43 @@
 // The messages (Hello, Welcome, Reject, Open and the rest) and their
 // fields are defined in one protobuf schema, internal/wire/wire.proto,
 // whose comments are the protocol's documentation.
+//
+// # Who may say what
+//
+// Policy decides on a binding's kind, environment and labels, so those
+// come from someone allowed to say them, never from a connector's Hello
+// alone. For each service a connector advertises, the relay takes them
+// from, in order:
+//
+//  1. its configuration: a binding declared in [Config.Bindings];
+//  2. the connector's token: a service its services claim describes
+//     (identity.Service, `postern token issue --service
+//     NAME:KIND:ENVIRONMENT[:LABELS]`).
+//
+// The Hello must agree with that authority, field by field (labels as a
+// set); only the free-text description may come from the Hello, for a
+// binding that is not declared. A token that describes a declared binding
+// must agree with the declaration too. Each refusal is a Reject with code
+// denied (the connector is not allowed to say it: retrying with the same
+// token and configuration cannot help, and connectors stop):
+//
+//	service_mismatch     the Hello, or a token, disagrees with the authority;
+//	                     the message names the service, the field, what was
+//	                     said and what the authority says
+//	service_undescribed  a name-only grant for a binding the relay does not
+//	                     declare: nothing trusted says what it is; the
+//	                     message says how to issue a describing token or
+//	                     declare the binding in relay.yaml
+//
+// A binding keeps the first description the relay accepted for it until
+// the relay restarts, whether or not a connector serves it now: once the
+// last connector of prod-finance (prod, labelled financial) has gone, a
+// token that describes prod-finance as staging without labels, stolen or
+// mistaken, is refused (service_mismatch) rather than taking the binding
+// out of a forbid. To change what a binding is, re-issue its connectors'
+// tokens alike and restart the relays, or declare it in their
+// configuration. A refreshed connector token must describe every served
+// service as the session began, or the refresh is refused.
 //
 // # Audit
 //

@@ -31,7 +31,7 @@ func FuzzHello(f *testing.F) {
 	defer v.Close()
 	exp := time.Now().Add(24 * time.Hour)
 	agentTok, _ := key.Issue(identity.Claims{Subject: "a", Role: identity.RoleAgent, Audience: []string{"fuzz"}, ExpiresAt: exp})
-	connTok, _ := key.Issue(identity.Claims{Subject: "c", Role: identity.RoleConnector, Audience: []string{"fuzz"}, ExpiresAt: exp, Services: []string{"db"}})
+	connTok, _ := key.Issue(identity.Claims{Subject: "c", Role: identity.RoleConnector, Audience: []string{"fuzz"}, ExpiresAt: exp, Services: []identity.Service{{Name: "db", Kind: "tcp"}}})
 	minted := map[string]bool{agentTok: true, connTok: true}
 
 	for _, m := range []wire.Message{

@@ -44,8 +44,11 @@ type Config struct {
 	Policy *policy.Engine
 	// Bindings declares bindings ahead of any connector. A declared
 	// binding's kind, environment and labels are authoritative: a
-	// connector that advertises it differently is refused. Bindings that
-	// are not declared take the metadata their connectors advertise.
+	// connector that advertises it differently, or whose token describes
+	// it differently, is refused; a token may grant it by name alone. A
+	// binding that is not declared takes its description from the token
+	// of the connector that serves it (identity.Service), and is refused
+	// when that token grants the name alone. Nil declares nothing.
 	Bindings []postern.Binding
 	// Limits bound what one client may ask of the relay.
 	Limits Limits

@@ -71,14 +71,8 @@ func (rt *route) remove(c *connectorSession) {
 	rt.conns.Store(&conns)
 }
 
-// sameMeta reports whether a connector's advertisement agrees with what the
-// relay knows of the binding.
-func sameMeta(b postern.Binding, s *wire.Binding) bool {
-	return b.Kind == s.Kind && b.Environment == s.Environment && slices.Equal(sortedCopy(b.Labels), sortedCopy(s.Labels))
-}
-
-func sortedCopy(s []string) []string {
+func sortedSet(s []string) []string {
 	c := slices.Clone(s)
 	slices.Sort(c)
-	return c
+	return slices.Compact(c)
 }

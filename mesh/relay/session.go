@@ -283,20 +283,25 @@ func sameBinding(a, b *wire.Binding) bool {
 type connectorSession struct {
 	session
 	services []string
+	// described holds, per service advertised, the description policy
+	// reads, as its authority gave it when the session began.
+	described []postern.Binding
 }
 
 func (c *connectorSession) name() string { return c.claims.Load().Subject }
 
 func (r *Relay) serveConnector(c *connectorSession, services []*wire.Binding) {
 	claims := c.claims.Load()
-	if rej := r.checkServices(claims, services); rej != nil {
+	described, rej := r.checkServices(claims, services)
+	if rej != nil {
 		c.refuse(wire.RoleConnector, rej)
 		return
 	}
+	c.described = described
 	for _, s := range services {
 		c.services = append(c.services, s.Name)
 	}
-	if rej := r.register(c, services); rej != nil {
+	if rej := r.register(c); rej != nil {
 		c.refuse(wire.RoleConnector, rej)
 		return
 	}
@@ -332,65 +337,150 @@ func (r *Relay) serveConnector(c *connectorSession, services []*wire.Binding) {
 			st.CancelWrite(quicnet.StreamRefused)
 		}
 	}()
-	// A refreshed token must still grant every service advertised:
-	// otherwise revoking a service in the next token would not stop it
-	// being served.
+	// A refreshed token must still grant every service advertised, and
+	// describe each as before: otherwise revoking a service, or changing
+	// what it is, in the next token would not reach the live session.
 	c.readControl(identity.RoleConnector, func(claims *identity.Claims) *wire.Reject {
-		return r.checkServices(claims, services)
+		next, rej := r.checkServices(claims, services)
+		if rej != nil {
+			return rej
+		}
+		for i, b := range next {
+			if field, now, was := differs(b, c.described[i]); field != "" {
+				return &wire.Reject{Code: wire.CodeDenied, Reason: "service_mismatch", Message: fmt.Sprintf(
+					"service %q: the refreshed token describes its %s as %s, but the session serves it as %s; reconnect with the new token",
+					b.Name, field, now, was)}
+			}
+		}
+		return nil
 	})
 	closeConn(c.conn, wire.CodeOK, "closed", "control stream ended")
 	wg.Wait()
 }
 
 // checkServices refuses a connector that advertises what its token does not
-// grant, a kind the relay does not serve, or a name twice.
-func (r *Relay) checkServices(claims *identity.Claims, services []*wire.Binding) *wire.Reject {
+// grant, a kind the relay does not serve, a name twice, or a service whose
+// description nobody with the authority to give it has given, or that its
+// Hello contradicts. It returns, for each service, the description policy
+// reads: kind, environment and labels from the relay's configuration (a
+// declared binding) or else from the connector's token, never from the
+// Hello alone; the free-text description from the Hello unless declared.
+func (r *Relay) checkServices(claims *identity.Claims, services []*wire.Binding) ([]postern.Binding, *wire.Reject) {
 	seen := make(map[string]bool, len(services))
+	out := make([]postern.Binding, 0, len(services))
 	for _, s := range services {
 		if seen[s.Name] {
-			return &wire.Reject{Code: wire.CodeProtocol, Reason: "duplicate_service", Message: fmt.Sprintf("service %q advertised twice", s.Name)}
+			return nil, &wire.Reject{Code: wire.CodeProtocol, Reason: "duplicate_service", Message: fmt.Sprintf("service %q advertised twice", s.Name)}
 		}
 		seen[s.Name] = true
 		if err := claims.MayAdvertise(s.Name); err != nil {
-			return &wire.Reject{Code: wire.CodeDenied, Reason: identity.Reason(err), Message: err.Error()}
+			return nil, &wire.Reject{Code: wire.CodeDenied, Reason: identity.Reason(err), Message: err.Error()}
 		}
 		if !postern.ValidKind(s.Kind) {
-			return &wire.Reject{Code: wire.CodeUnsupported, Reason: "unsupported_kind", Message: fmt.Sprintf("service %q has kind %q; the relay serves tcp, http and postgres", s.Name, s.Kind)}
+			return nil, &wire.Reject{Code: wire.CodeUnsupported, Reason: "unsupported_kind", Message: fmt.Sprintf("service %q has kind %q; the relay serves tcp, http and postgres", s.Name, s.Kind)}
 		}
+		b, rej := r.authority(claims, s)
+		if rej != nil {
+			return nil, rej
+		}
+		out = append(out, b)
 	}
-	return nil
+	return out, nil
 }
 
-// register adds c to the routes of its services. A service that disagrees
-// with a declared binding, or with the other connectors serving the same
-// name now, is refused: they would make policy decide on the wrong
-// attributes.
-func (r *Relay) register(c *connectorSession, services []*wire.Binding) *wire.Reject {
+// authority returns what policy reads of the service s advertises, from
+// whoever may say it: the relay's configuration first, then the
+// connector's token. A Hello that disagrees is refused, naming the field.
+func (r *Relay) authority(claims *identity.Claims, s *wire.Binding) (postern.Binding, *wire.Reject) {
+	granted, _ := claims.Service(s.Name)
+	var auth postern.Binding
+	var source string
+	r.mu.RLock()
+	rt := r.routes[s.Name]
+	r.mu.RUnlock()
+	switch {
+	case rt != nil && rt.declared:
+		auth = rt.meta.Load().binding
+		source = "the relay's configuration"
+		if granted.Described() {
+			tok := postern.Binding{Name: s.Name, Kind: granted.Kind, Environment: granted.Environment, Labels: granted.Labels}
+			if field, said, want := differs(tok, auth); field != "" {
+				return postern.Binding{}, &wire.Reject{Code: wire.CodeDenied, Reason: "service_mismatch", Message: fmt.Sprintf(
+					"service %q: the connector's token describes its %s as %s, but the relay's configuration declares %s; re-issue the token to match the declaration, or grant the name alone",
+					s.Name, field, said, want)}
+			}
+		}
+	case granted.Described():
+		auth = postern.Binding{Name: s.Name, Kind: granted.Kind, Environment: granted.Environment, Labels: slices.Clone(granted.Labels), Description: s.Description}
+		source = "its token"
+	default:
+		return postern.Binding{}, &wire.Reject{Code: wire.CodeDenied, Reason: "service_undescribed", Message: fmt.Sprintf(
+			"service %q: the connector's token grants the name only and the relay's configuration does not declare it, so nothing trusted says what policy should read of it (kind, environment, labels); "+
+				"issue the connector's token with a description (postern token issue --role connector --service %s:%s:ENVIRONMENT[:LABEL,...]) or declare the binding under bindings: in relay.yaml",
+			s.Name, s.Name, s.Kind)}
+	}
+	hello := postern.Binding{Name: s.Name, Kind: s.Kind, Environment: s.Environment, Labels: s.Labels}
+	if field, said, want := differs(hello, auth); field != "" {
+		return postern.Binding{}, &wire.Reject{Code: wire.CodeDenied, Reason: "service_mismatch", Message: fmt.Sprintf(
+			"service %q: the connector advertises its %s as %s, but %s says %s; a connector may not describe a service otherwise than its authority: fix the connector's configuration",
+			s.Name, field, said, source, want)}
+	}
+	return auth, nil
+}
+
+// differs names the first of kind, environment and labels in which a
+// differs from b, with both values as a message shows them; "" when they
+// agree. Labels are compared as sets.
+func differs(a, b postern.Binding) (field, av, bv string) {
+	switch {
+	case a.Kind != b.Kind:
+		return "kind", fmt.Sprintf("%q", a.Kind), fmt.Sprintf("%q", b.Kind)
+	case a.Environment != b.Environment:
+		return "environment", fmt.Sprintf("%q", a.Environment), fmt.Sprintf("%q", b.Environment)
+	case !slices.Equal(sortedSet(a.Labels), sortedSet(b.Labels)):
+		return "labels", labelList(a.Labels), labelList(b.Labels)
+	}
+	return "", "", ""
+}
+
+func labelList(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%q", l)
+}
+
+// register adds c to the routes of its services, under the descriptions
+// checkServices established. A binding keeps the first trusted
+// description the relay gave it until the relay restarts, whether or not a
+// connector serves it now: a later connector whose token describes it
+// otherwise is refused, so that no token, stolen or mistaken, relabels a
+// binding under policy once its last honest connector has gone. Only the
+// free-text description may change, and only while no connector serves it.
+func (r *Relay) register(c *connectorSession) *wire.Reject {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, s := range services {
-		rt := r.routes[s.Name]
+	for _, b := range c.described {
+		rt := r.routes[b.Name]
 		if rt == nil {
 			continue
 		}
 		meta := rt.meta.Load().binding
-		if !sameMeta(meta, s) && (rt.declared || len(*rt.conns.Load()) > 0) {
+		if field, said, was := differs(b, meta); field != "" {
 			return &wire.Reject{Code: wire.CodeDenied, Reason: "service_mismatch", Message: fmt.Sprintf(
-				"service %q is advertised as kind %q, environment %q, labels %v, but the relay knows it as kind %q, environment %q, labels %v",
-				s.Name, s.Kind, s.Environment, s.Labels, meta.Kind, meta.Environment, meta.Labels)}
+				"service %q: the connector's token describes its %s as %s, but the relay already knows it as %s from an earlier connector's token; "+
+					"tokens that describe one service differently are refused (re-issue them alike, or declare the binding in relay.yaml and restart the relay)",
+				b.Name, field, said, was)}
 		}
 	}
-	for _, s := range services {
-		b := postern.Binding{Name: s.Name, Kind: s.Kind, Environment: s.Environment, Labels: s.Labels, Description: s.Description}
-		rt := r.routes[s.Name]
+	for _, b := range c.described {
+		rt := r.routes[b.Name]
 		switch {
 		case rt == nil:
 			rt = newRoute(b, false)
-			r.routes[s.Name] = rt
+			r.routes[b.Name] = rt
 			r.catalogGen++
-		case !rt.declared && !sameMeta(rt.meta.Load().binding, s):
-			// No live connector disagrees (checked above): the service's
-			// description changed since it was last served.
+		case !rt.declared && rt.meta.Load().binding.Description != b.Description && len(*rt.conns.Load()) == 0:
 			rt.meta.Store(newMeta(b))
 			r.catalogGen++
 		}
