@@ -44,9 +44,12 @@ type Forwarder struct {
 // fconn is one forwarded connection, for Shutdown to cut.
 type fconn struct {
 	local net.Conn
-	mu    sync.Mutex
-	up    net.Conn // the binding stream, once opened
-	cut   bool
+	// ctx ends when the connection is cut: it bounds the open.
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	up     net.Conn // the binding stream, once opened
+	cut    bool
 }
 
 func (c *fconn) setRemote(r net.Conn) bool {
@@ -65,6 +68,7 @@ func (c *fconn) abort() {
 	c.cut = true
 	up := c.up
 	c.mu.Unlock()
+	c.cancel()
 	abortLocal(c.local)
 	if up != nil {
 		up.Close()
@@ -119,6 +123,7 @@ func (f *Forwarder) Serve(ln net.Listener, name string) error {
 		}
 		backoff = 0
 		fc := &fconn{local: c}
+		fc.ctx, fc.cancel = context.WithCancel(context.Background())
 		f.mu.Lock()
 		if f.closing {
 			f.mu.Unlock()
@@ -134,6 +139,7 @@ func (f *Forwarder) Serve(ln net.Listener, name string) error {
 		go func() {
 			defer f.wg.Done()
 			f.handle(fc, name)
+			fc.cancel()
 			f.mu.Lock()
 			delete(f.conns, fc)
 			f.mu.Unlock()
@@ -203,7 +209,7 @@ type result struct {
 // handle forwards one connection and logs how it went.
 func (f *Forwarder) handle(fc *fconn, name string) {
 	start := time.Now()
-	kind := f.kind(name)
+	kind := f.kind(fc.ctx, name)
 	var r result
 	switch kind {
 	case postern.KindPostgres:
@@ -248,8 +254,8 @@ func kindOrUnknown(k string) string {
 
 // kind returns the kind of the binding called name from the agent's
 // catalog, or "" when it is not there.
-func (f *Forwarder) kind(name string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), f.openTimeout())
+func (f *Forwarder) kind(ctx context.Context, name string) string {
+	ctx, cancel := context.WithTimeout(ctx, f.openTimeout())
 	defer cancel()
 	b, err := f.Client.Lookup(ctx, name)
 	if err != nil {
@@ -260,7 +266,7 @@ func (f *Forwarder) kind(name string) string {
 
 // dial opens the binding stream, early or not, bounded by OpenTimeout.
 func (f *Forwarder) dial(fc *fconn, name string, early bool) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), f.openTimeout())
+	ctx, cancel := context.WithTimeout(fc.ctx, f.openTimeout())
 	defer cancel()
 	dial := f.Client.Dial
 	if early {
