@@ -57,7 +57,7 @@ func TestBinaryForward(t *testing.T) {
       headers:
         Authorization: {file: api.secret}
 `, api)
-	d := deployWith(t, "5s", "1h", []service{{"staging-api", apiYAML, map[string]string{"api.secret": "Bearer orders-api-secret\n"}}})
+	d := deployWith(t, "5s", "1h", []service{{"staging-api:http:staging", apiYAML, map[string]string{"api.secret": "Bearer orders-api-secret\n"}}})
 
 	t.Run("loopback only", func(t *testing.T) {
 		for _, addr := range []string{"0.0.0.0:0", ":0", "192.0.2.1:5432"} {
@@ -240,8 +240,8 @@ func TestBinaryForwardPostgres(t *testing.T) {
 `, name, pg.Addr, env, labels, database)
 	}
 	d := deployWith(t, "5s", "1h", []service{
-		{"staging-db", svc("staging-db", "staging", "", "staging"), map[string]string{"pg.password": password + "\n"}},
-		{"prod-finance", svc("prod-finance", "prod", "financial", "finance"), nil},
+		{"staging-db:postgres:staging", svc("staging-db", "staging", "", "staging"), map[string]string{"pg.password": password + "\n"}},
+		{"prod-finance:postgres:prod:financial", svc("prod-finance", "prod", "financial", "finance"), nil},
 	})
 	f := d.forward(t, "staging-db=127.0.0.1:0", "prod-finance=127.0.0.1:0")
 	hostPort := func(name string) (string, string) {
