@@ -79,6 +79,7 @@ type Client struct {
 	sess    *session
 	dialing chan struct{} // closed when the connect in progress ends
 	closed  bool
+	changed chan struct{} // closed, and replaced, when the catalog changes
 }
 
 // NewClient checks cfg and returns a client. It does not connect: the
@@ -130,6 +131,32 @@ func (c *Client) Catalog(ctx context.Context) ([]postern.Binding, error) {
 		return nil, err
 	}
 	return slices.Clone(*s.catalog.Load()), nil
+}
+
+// CatalogChanged returns a channel that is closed the next time the
+// catalog changes: the relay pushed a new one (policy or connectors
+// changed), or a new session with the relay brought its own. Each call
+// after a change returns a new channel, so a watcher loops: wait, then
+// read Catalog, then wait on a fresh CatalogChanged. Reading the catalog
+// after the wait, rather than before, loses no change. The channel is
+// never closed for Close; select on your own context too.
+func (c *Client) CatalogChanged() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.changed == nil {
+		c.changed = make(chan struct{})
+	}
+	return c.changed
+}
+
+// catalogChanged wakes the waiters of CatalogChanged.
+func (c *Client) catalogChanged() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
+	}
 }
 
 // Lookup returns the catalog entry of the binding called name, or an
@@ -327,6 +354,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		OnCatalog: func(ws []*wire.Binding) {
 			s.setCatalog(ws)
 			c.log.Info("mesh: catalog updated", "bindings", len(ws))
+			c.catalogChanged()
 		},
 	})
 	if err != nil {
@@ -338,6 +366,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	if s.catalog.Load() == nil {
 		s.setCatalog(w.Catalog)
 	}
+	c.catalogChanged()
 	c.log.Info("mesh: connected", "relay", c.cfg.Relay, "session", w.Session, "subject", s.identity.Subject, "bindings", len(w.Catalog))
 	return s, nil
 }

@@ -7,7 +7,8 @@
 // A [Client] connects lazily: the first [Client.Dial], [Client.Catalog] or
 // [Client.Connect] dials the relay, presents the agent's identity token and
 // receives the catalog, the bindings that policy lets this agent open. The
-// relay pushes a new catalog when policy or connectors change. When the
+// relay pushes a new catalog when policy or connectors change, and
+// [Client.CatalogChanged] tells a long-lived agent when. When the
 // relay goes away (a restart, a network change), the next Dial reconnects
 // by itself. With a [Config].TokenSource, the client presents a fresh token
 // on the live session before the current one expires.

@@ -442,6 +442,35 @@ forbid (principal, action, resource) when { resource has labels && resource.labe
 	}
 }
 
+// TestCatalogChanged: a channel taken before a policy reload is closed
+// when the relay pushes the re-scoped catalog, and the catalog read after
+// it is the new one; the next channel is a new one, still open.
+func TestCatalogChanged(t *testing.T) {
+	w := newWorld(t, meshtest.Options{})
+	if cat, err := w.agent.Catalog(ctx(t)); err != nil || len(cat) != 1 {
+		t.Fatalf("catalog before: %v, %v", cat, err)
+	}
+	changed := w.agent.CatalogChanged()
+	set, err := policy.Parse("reloaded.cedar", []byte(`@id("nothing") forbid (principal, action, resource);`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Policy.Swap(set)
+	select {
+	case <-changed:
+	case <-ctx(t).Done():
+		t.Fatal("CatalogChanged not closed after a policy reload")
+	}
+	if cat, err := w.agent.Catalog(ctx(t)); err != nil || len(cat) != 0 {
+		t.Fatalf("catalog after the change: %v, %v", cat, err)
+	}
+	select {
+	case <-w.agent.CatalogChanged():
+		t.Fatal("a CatalogChanged taken after the change is already closed")
+	default:
+	}
+}
+
 func TestConcurrentDialsOneSession(t *testing.T) {
 	w := newWorld(t, meshtest.Options{})
 	var wg sync.WaitGroup

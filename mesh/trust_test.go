@@ -116,35 +116,36 @@ func TestRelabelRefused(t *testing.T) {
 		}
 	}
 	denied("with the honest connector")
+	relabelled := connector.Service{Name: "prod-finance", Upstream: upstream, Environment: "staging"}
+	check := func(t *testing.T, grant identity.Service, reason string, says ...string) {
+		t.Helper()
+		rej := refused(t, m, m.ConnectorToken("intruder", grant), relabelled)
+		wantRefusal(t, rej, reason, says...)
+		denied("after the attempt")
+	}
+	// While the honest connector serves it, a token that describes it
+	// otherwise is refused: two authorities disagree.
+	t.Run("token describes it as staging while the honest connector serves it", func(t *testing.T) {
+		check(t, identity.Service{Name: "prod-finance", Kind: postern.KindTCP, Environment: "staging"}, "service_mismatch",
+			`"prod-finance"`, `environment as "staging"`, `a connector serving it now has a token that says "prod"`)
+		if n := m.Relay().Stats().Bindings["prod-finance"]; n != 1 {
+			t.Fatalf("prod-finance has %d connectors after the refusal, want the honest one", n)
+		}
+	})
 	stop()
 	meshtest.WaitFor(t, "the honest connector to leave", func() bool { return m.Relay().Stats().Bindings["prod-finance"] == 0 })
-
-	relabelled := connector.Service{Name: "prod-finance", Upstream: upstream, Environment: "staging"}
-	tests := []struct {
-		name   string
-		grant  identity.Service
-		reason string
-		says   []string
-	}{
-		{"token grants the name alone", identity.Service{Name: "prod-finance"}, "service_undescribed",
-			[]string{`"prod-finance"`, "grants the name only", "--service prod-finance:tcp:", "relay.yaml"}},
-		{"token describes it as staging", identity.Service{Name: "prod-finance", Kind: postern.KindTCP, Environment: "staging"}, "service_mismatch",
-			[]string{`"prod-finance"`, `environment as "staging"`, `already knows it as "prod"`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rej := refused(t, m, m.ConnectorToken("intruder", tt.grant), relabelled)
-			wantRefusal(t, rej, tt.reason, tt.says...)
-			if n := m.Relay().Stats().Bindings["prod-finance"]; n != 0 {
-				t.Fatalf("prod-finance has %d connectors after the refusal", n)
-			}
-			denied("after the attempt")
-			// The catalog still describes prod-finance as the honest token did.
-			if b, err := agent.Lookup(ctx(t), "prod-finance"); err == nil {
-				t.Errorf("prod-finance is in the coding agent's catalog: %+v", b)
-			}
-		})
-	}
+	// Once it has gone, a token that grants the name alone says nothing
+	// trusted about it: the exploit, refused.
+	t.Run("token grants the name alone after the honest connector left", func(t *testing.T) {
+		check(t, identity.Service{Name: "prod-finance"}, "service_undescribed",
+			`"prod-finance"`, "grants the name only", "--service prod-finance:tcp:", "relay.yaml")
+		if n := m.Relay().Stats().Bindings["prod-finance"]; n != 0 {
+			t.Fatalf("prod-finance has %d connectors after the refusal", n)
+		}
+		if b, err := agent.Lookup(ctx(t), "prod-finance"); err == nil {
+			t.Errorf("prod-finance is in the coding agent's catalog: %+v", b)
+		}
+	})
 	// The connector dials its upstream only for an allowed open.
 	if conns.Load() != 0 || bytes.Load() != 0 {
 		t.Fatalf("the upstream saw %d connections and %d bytes; want none", conns.Load(), bytes.Load())
@@ -264,4 +265,37 @@ func TestConnectorRefreshMustKeepDescription(t *testing.T) {
 	if n := m.Relay().Stats().Bindings["staging-db"]; n != 1 {
 		t.Fatalf("staging-db has %d connectors, want the live one", n)
 	}
+}
+
+// TestRedescribedOnceNoneServe: once no connector serves an undeclared
+// binding, the next token's description is what policy reads: a token is
+// its issuer's signed word, and a relay restarted, or another relay, would
+// take it too. Adding the label financial reaches the coding agent's next
+// open.
+func TestRedescribedOnceNoneServe(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	upstream := meshtest.EchoServer(t)
+	agent := m.Client(m.AgentToken("coding-agent", "coding-agents"))
+	first := connector.Service{Name: "reports", Upstream: upstream, Environment: "staging"}
+	stop := m.Connector("reports-1", first)
+	conn, err := agent.Dial(ctx(t), "tcp", "reports")
+	if err != nil {
+		t.Fatalf("open before the relabel: %v", err)
+	}
+	conn.Close()
+	stop()
+	meshtest.WaitFor(t, "the first connector to leave", func() bool { return m.Relay().Stats().Bindings["reports"] == 0 })
+
+	second := first
+	second.Labels = []string{"financial"}
+	m.Connector("reports-2", second)
+	meshtest.WaitFor(t, "the coding agent's open to be denied", func() bool {
+		conn, err := agent.Dial(ctx(t), "tcp", "reports")
+		if err == nil {
+			conn.Close()
+			return false
+		}
+		var me *postern.Error
+		return errors.As(err, &me) && errors.Is(err, postern.ErrDenied) && slices.Equal(me.Policies, []string{"forbid-financial"})
+	})
 }

@@ -183,7 +183,7 @@ type forwardRule struct {
 }
 
 // parseForwards parses BINDING=[HOST:]PORT arguments and refuses
-// non-loopback addresses unless allowRemote.
+// non-loopback addresses unless allowRemote (isLoopback is postern mcp's).
 func parseForwards(args []string, allowRemote bool) ([]forwardRule, error) {
 	var rules []forwardRule
 	seen := map[string]string{}
@@ -216,12 +216,4 @@ func parseForwards(args []string, allowRemote bool) ([]forwardRule, error) {
 		rules = append(rules, forwardRule{arg: arg, binding: name, addr: addr})
 	}
 	return rules, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

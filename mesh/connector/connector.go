@@ -30,6 +30,13 @@ type Service struct {
 	// Name is the binding name agents open. Required; the connector's token
 	// must grant it.
 	Name string
+	// Kind, Environment and Labels are what policy reads of the service,
+	// and they must agree with its authority: the description in the
+	// connector's token, or the binding the relay's configuration
+	// declares. The relay refuses a connector that advertises them
+	// otherwise (service_mismatch), and a name-only grant of a binding it
+	// does not declare (service_undescribed).
+	//
 	// Kind is postern.KindTCP, postern.KindHTTP or postern.KindPostgres. Empty
 	// means tcp.
 	Kind string
@@ -37,7 +44,7 @@ type Service struct {
 	// reaches it. Required. It is never sent to the relay or to agents.
 	Upstream string
 	// Environment and Labels describe the service to policy (resource in
-	// Environment::"<env>", resource.labels).
+	// Environment::"<env>", resource.labels), as its authority does.
 	Environment string
 	Labels      []string
 	// Description is shown to agents in their catalog.

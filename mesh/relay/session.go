@@ -451,25 +451,27 @@ func labelList(l []string) string {
 }
 
 // register adds c to the routes of its services, under the descriptions
-// checkServices established. A binding keeps the first trusted
-// description the relay gave it until the relay restarts, whether or not a
-// connector serves it now: a later connector whose token describes it
-// otherwise is refused, so that no token, stolen or mistaken, relabels a
-// binding under policy once its last honest connector has gone. Only the
-// free-text description may change, and only while no connector serves it.
+// checkServices established. While a connector serves a binding, a later
+// connector whose token describes it otherwise is refused: two
+// authorities disagree, and policy must not decide on whichever spoke
+// last. Once no connector serves an undeclared binding, the next trusted
+// description replaces the old one: a token is the issuer's signed word,
+// and a relay that restarted, or another relay, would take it too. A
+// name-only grant can never relabel anything, since checkServices refuses
+// it for an undeclared binding.
 func (r *Relay) register(c *connectorSession) *wire.Reject {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, b := range c.described {
 		rt := r.routes[b.Name]
-		if rt == nil {
+		if rt == nil || len(*rt.conns.Load()) == 0 {
 			continue
 		}
 		meta := rt.meta.Load().binding
 		if field, said, was := differs(b, meta); field != "" {
 			return &wire.Reject{Code: wire.CodeDenied, Reason: "service_mismatch", Message: fmt.Sprintf(
-				"service %q: the connector's token describes its %s as %s, but the relay already knows it as %s from an earlier connector's token; "+
-					"tokens that describe one service differently are refused (re-issue them alike, or declare the binding in relay.yaml and restart the relay)",
+				"service %q: the connector's token describes its %s as %s, but a connector serving it now has a token that says %s; "+
+					"tokens that describe one service differently are refused while both are live (re-issue them alike, or declare the binding in relay.yaml)",
 				b.Name, field, said, was)}
 		}
 	}
@@ -480,7 +482,7 @@ func (r *Relay) register(c *connectorSession) *wire.Reject {
 			rt = newRoute(b, false)
 			r.routes[b.Name] = rt
 			r.catalogGen++
-		case !rt.declared && rt.meta.Load().binding.Description != b.Description && len(*rt.conns.Load()) == 0:
+		case !rt.declared && len(*rt.conns.Load()) == 0 && !sameDescription(rt.meta.Load().binding, b):
 			rt.meta.Store(newMeta(b))
 			r.catalogGen++
 		}
@@ -488,6 +490,13 @@ func (r *Relay) register(c *connectorSession) *wire.Reject {
 	}
 	r.connectors[c] = struct{}{}
 	return nil
+}
+
+// sameDescription reports whether a and b describe a binding alike, for
+// policy (kind, environment, labels) and for people (the description).
+func sameDescription(a, b postern.Binding) bool {
+	field, _, _ := differs(a, b)
+	return field == "" && a.Description == b.Description
 }
 
 func (r *Relay) unregister(c *connectorSession) {

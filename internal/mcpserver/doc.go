@@ -1,0 +1,45 @@
+// Package mcpserver is the Model Context Protocol server behind
+// "postern mcp": it turns an agent's catalog of bindings into MCP tools,
+// so that any MCP client (an LLM with tools, in any language) reaches
+// private databases and APIs with the agent's own identity, decided by
+// the relay's Cedar policies, without ever holding a credential.
+//
+// # Overview
+//
+// A [Server] holds one mesh client, that is one agent identity, and an
+// [mcp.Server] from the official Go SDK. [Server.Sync] reads the catalog
+// and makes the tool set match it; [Server.Watch] calls it again whenever
+// the relay pushes a new catalog (mesh.Client.CatalogChanged), and the
+// SDK then tells connected clients with notifications/tools/list_changed.
+// A binding the agent may not open is not in its catalog, so it has no
+// tool.
+//
+// Each binding gives tools named after it (see [ToolName]):
+//
+//   - postgres: NAME_query runs one SQL statement and returns its rows
+//     with column names and types, bounded in rows, bytes and time;
+//     NAME_schema lists tables and columns from pg_catalog.
+//   - http: NAME_request sends one HTTP request and returns the status,
+//     headers and body (text, or base64 when the body is not UTF-8),
+//     bounded in bytes.
+//   - tcp: nothing; a byte stream is no tool an LLM can call.
+//
+// # Errors
+//
+// A refused open, an upstream failure or an SQL error is a tool result
+// with IsError set and the message (a denial names the deciding policy),
+// not a protocol error: the model reads it and can change course.
+//
+// # Pooling
+//
+// A postgres binding keeps one pgx pool, reused by every call: a stream
+// per call would cost a relay decision, a connector dial and a PostgreSQL
+// login (a backend process) each time. The price is that the relay's
+// audit trail records one open per pooled connection rather than per
+// call, so each call is also logged here (tool, binding, duration,
+// outcome). Pooled connections are retired after a few minutes idle and
+// an hour in all, so every connection is decided anew regularly, and a
+// binding that leaves the catalog has its pool closed at once. Each call
+// starts with RESET ALL, so no setting leaks from one call into the next,
+// and a connection left inside a transaction is discarded, not reused.
+package mcpserver
