@@ -53,9 +53,12 @@ const (
 	phaseOpen = "open"
 	phasePG   = "pg"
 	phaseHTTP = "http"
+	// phaseForward: PostgreSQL through a postern forward port, against
+	// direct (forward.go).
+	phaseForward = "forward"
 )
 
-var allPhases = []string{phaseBulk, phaseRTT, phaseOpen, phasePG, phaseHTTP}
+var allPhases = []string{phaseBulk, phaseRTT, phaseOpen, phasePG, phaseHTTP, phaseForward}
 
 func parseFlags(args []string, usage io.Writer) (*options, error) {
 	o := &options{args: args}

@@ -46,6 +46,7 @@ var roles = map[string]role{
 	"relay":          startRelay,
 	"connector":      startConnector,
 	"agents":         startAgents,
+	"forward":        startForward,
 	"measure-agent":  startAgent,
 	"wireguard":      startWireGuard,
 }

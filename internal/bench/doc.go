@@ -47,6 +47,11 @@
 // warm-up nor setup counts. Over bindings, direct against Postern:
 // PostgreSQL SELECT 1 latency and a TPC-B-like transaction rate with 8
 // clients against one server (internal/pgtest), and small HTTP GETs.
+// Through postern forward (-phases forward), what the local hop costs a
+// program without the Go SDK: a forward child (its own process, as the
+// command is) in front of the PostgreSQL binding, with SELECT 1 on a warm
+// pgx connection direct, through the forward port and through the SDK's
+// dial, and pgbench -S with one client direct and through the port.
 //
 // The tests run in interleaved rounds so that what is compared was
 // measured close in time; throughput is the median of the rounds,

@@ -38,13 +38,17 @@ const (
 // postgres starts the PostgreSQL server of the binding tests and returns
 // the connector service for it, or nil when the test does not run.
 func (r *runner) postgres() *service {
-	if !r.has(phasePG) || !slices.Contains(r.o.paths, pathPostern) && !slices.Contains(r.o.paths, pathDirect) {
+	if !r.has(phasePG) && !r.has(phaseForward) || !slices.Contains(r.o.paths, pathPostern) && !slices.Contains(r.o.paths, pathDirect) {
 		return nil
 	}
 	if r.pg == nil && r.pgErr == nil {
 		r.pg, r.pgErr = r.startPostgres()
 		if r.pgErr != nil {
-			r.skipped[phasePG] = r.pgErr.Error()
+			for _, ph := range []string{phasePG, phaseForward} {
+				if r.has(ph) {
+					r.skipped[ph] = r.pgErr.Error()
+				}
+			}
 			r.logf("PostgreSQL: skipped: %v", r.pgErr)
 		}
 	}
@@ -90,12 +94,16 @@ INSERT INTO pgb_tellers SELECT t, (t-1)/10+1, 0 FROM generate_series(1, %[1]d*10
 INSERT INTO pgb_accounts SELECT a, (a-1)/100000+1, 0 FROM generate_series(1, %[1]d*100000) a;
 ALTER TABLE pgb_branches OWNER TO %[2]s; ALTER TABLE pgb_tellers OWNER TO %[2]s;
 ALTER TABLE pgb_accounts OWNER TO %[2]s; ALTER TABLE pgb_history OWNER TO %[2]s;`, pgScale, pgUser)
-	if err := srv.Exec(ctx, pgDB, setup); err != nil {
-		return nil, err
-	}
-	// VACUUM refuses to run in the transaction a multi-statement Exec is.
-	if err := srv.Exec(ctx, pgDB, "VACUUM ANALYZE"); err != nil {
-		return nil, err
+	// Only the pg test uses the tables (the forward test makes pgbench's
+	// own, smaller).
+	if r.has(phasePG) {
+		if err := srv.Exec(ctx, pgDB, setup); err != nil {
+			return nil, err
+		}
+		// VACUUM refuses to run in the transaction a multi-statement Exec is.
+		if err := srv.Exec(ctx, pgDB, "VACUUM ANALYZE"); err != nil {
+			return nil, err
+		}
 	}
 	// The postmaster's pid is the first line of postmaster.pid; its
 	// backends are its children.
@@ -134,6 +142,9 @@ func (r *runner) bindingPhases(ctx context.Context) {
 	}
 	if r.has(phaseHTTP) {
 		r.httpPhases(ctx, direct, postern)
+	}
+	if r.has(phaseForward) && r.pg != nil {
+		r.forwardPhases(ctx, direct, postern)
 	}
 }
 

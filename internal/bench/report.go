@@ -331,6 +331,11 @@ func (r *runner) metricDefs() []metricDef {
 		}
 	}
 	add("pg-tx8", "PostgreSQL TPC-B-like transactions, 8 clients", "tx/s", true, rate("pg-tx8"))
+	add("fwd-select1.p50", "PostgreSQL SELECT 1, pgx, postern: through a postern forward port, p50", "us", false, lat("fwd-select1", 0.5))
+	add("fwd-select1.p99", "PostgreSQL SELECT 1, pgx, postern: through a postern forward port, p99", "us", false, lat("fwd-select1", 0.99))
+	add("fwd-sdk-select1.p50", "PostgreSQL SELECT 1, pgx, postern: dialing with the Go SDK (no forward), p50", "us", false, lat("fwd-sdk-select1", 0.5))
+	add("fwd-sdk-select1.p99", "PostgreSQL SELECT 1, pgx, postern: dialing with the Go SDK (no forward), p99", "us", false, lat("fwd-sdk-select1", 0.99))
+	add("fwd-pgbench", "pgbench -S, 1 client (postern: through postern forward)", "tx/s", true, rate("fwd-pgbench"))
 	add("http-get.p50", "HTTP GET, 1 client, p50", "us", false, lat("http-get", 0.5))
 	add("http-get.p99", "HTTP GET, 1 client, p99", "us", false, lat("http-get", 0.99))
 	add("http-get8", "HTTP GETs, 8 clients", "GET/s", true, rate("http-get8"))
