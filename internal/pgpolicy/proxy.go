@@ -38,6 +38,8 @@ type Verdict struct {
 // to [Serve]. A Decide that is slow makes every statement slow: cache
 // decisions by [sqlclass.Statement.Fingerprint] and the fields the
 // policies read.
+// st and its slices may be shared with other sessions: Decide must not
+// modify them.
 type Decide func(ctx context.Context, st sqlclass.Statement) Verdict
 
 // Config configures [Serve]. The zero Config denies every statement and
@@ -199,8 +201,10 @@ func (s *session) fromAgent(ctx context.Context) error {
 		out = out[:0]
 		switch typ {
 		case msgQuery:
+			s.inCopy = false
 			out = s.query(ctx, out, typ, body, m.(*pgproto3.Query))
 		case msgParse:
+			s.inCopy = false
 			out = s.parse(ctx, out, typ, body, m.(*pgproto3.Parse))
 		case msgBind:
 			b := m.(*pgproto3.Bind)
@@ -274,7 +278,7 @@ func (s *session) fromAgent(ctx context.Context) error {
 // query decides a simple Query: it runs only if every statement in it is
 // allowed.
 func (s *session) query(ctx context.Context, out []byte, typ byte, body []byte, q *pgproto3.Query) []byte {
-	stmts, err := sqlclass.Classify(q.String)
+	stmts, err := classify(q.String)
 	if err != nil {
 		msg := parseDenial(err)
 		s.auditRefusal("simple", nil, Verdict{Reason: "cannot parse"})
@@ -310,7 +314,7 @@ func (s *session) query(ctx context.Context, out []byte, typ byte, body []byte, 
 
 // parse decides a Parse; the prepared statement keeps the decision.
 func (s *session) parse(ctx context.Context, out []byte, typ byte, body []byte, p *pgproto3.Parse) []byte {
-	stmts, err := sqlclass.Classify(p.Query)
+	stmts, err := classify(p.Query)
 	if err != nil {
 		msg := parseDenial(err)
 		s.prepared[p.Name] = &prepared{verdict: Verdict{Reason: "cannot parse"}, message: msg}
