@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -81,8 +82,18 @@ func Serve(ctx context.Context, agent, upstream net.Conn, cfg Config) error {
 	defer stop()
 
 	done := make(chan error, 1)
-	go func() { done <- s.fromUpstream() }()
+	var agentDone atomic.Bool
+	upFirst := false
+	go func() {
+		err := s.fromUpstream()
+		// The upstream ended the session (a FATAL error, a shutdown):
+		// the agent's next read fails and fromAgent returns.
+		upFirst = !agentDone.Load()
+		agent.Close()
+		done <- err
+	}()
 	err := s.fromAgent(ctx)
+	agentDone.Store(true)
 	// The agent is done (or gone): whatever the upstream still sends,
 	// nobody reads.
 	upstream.Close()
@@ -91,12 +102,17 @@ func Serve(ctx context.Context, agent, upstream net.Conn, cfg Config) error {
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case err != nil:
+	case errors.Is(err, ErrProtocol):
 		return err
-	case s.terminated:
-		return nil
+	case s.fatal.Load() != nil:
+		return fmt.Errorf("pgpolicy: the upstream ended the session (SQLSTATE %s)", *s.fatal.Load())
+	case upFirst:
+		if errors.Is(upErr, io.EOF) || errors.Is(upErr, io.ErrUnexpectedEOF) {
+			return errors.New("pgpolicy: the upstream closed the session")
+		}
+		return fmt.Errorf("pgpolicy: upstream: %w", upErr)
 	}
-	return upErr
+	return err
 }
 
 // session is the state of one proxied session.
@@ -126,6 +142,8 @@ type session struct {
 	refused []refusal  // in the order sent
 	running []*running // statements forwarded, in order
 	ready   uint64     // ReadyForQuery messages received
+
+	fatal atomic.Pointer[string] // the SQLSTATE of a FATAL error from the upstream
 }
 
 // prepared is a prepared statement or portal, and its decision.
@@ -425,13 +443,15 @@ func (s *session) fail(err error) error {
 		if s.cfg.Audit != nil {
 			s.cfg.Audit.Warn("pgpolicy: session ended on a protocol violation", "err", err)
 		}
-		s.terminate()
+		// The agent is told first: once the upstream has gone, the
+		// agent's connection is closed.
 		buf, _ := (&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "08P01", Message: "postern: " + pe.msg}).Encode(nil)
 		s.mu.Lock()
 		s.agent.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		s.aw.Write(buf)
 		s.aw.Flush()
 		s.mu.Unlock()
+		s.terminate()
 	}
 	return err
 }
@@ -468,6 +488,9 @@ func (s *session) fromUpstream() error {
 				out, _ = (&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "42501",
 					Message: s.refusalMessage(e.Message[i+len(s.marker):])}).Encode(out)
 				break
+			}
+			if e.Severity == "FATAL" || e.Severity == "PANIC" {
+				s.fatal.Store(&e.Code)
 			}
 			s.finish("error", slog.String("sqlstate", e.Code))
 			out = appendMessage(out, typ, body)

@@ -729,8 +729,9 @@ func TestAudit(t *testing.T) {
 	if _, err := c.Exec(ctx, "SELECT name FROM items WHERE id = $1", 1); err != nil {
 		t.Fatal(err)
 	}
+	pc.Exec(ctx, "SELECT * FROM missing").ReadAll()
 	ev := log.events(t)
-	if len(ev) != 3 {
+	if len(ev) != 4 {
 		t.Fatalf("%d events: %v", len(ev), ev)
 	}
 	want := []map[string]any{
@@ -738,6 +739,7 @@ func TestAudit(t *testing.T) {
 			"command": "SELECT 2", "statement": "SELECT * FROM items WHERE id < $1", "class": "read"},
 		{"protocol": "simple", "decision": "deny", "outcome": "denied", "statement": "DELETE FROM items WHERE id = $1"},
 		{"protocol": "extended", "decision": "allow", "outcome": "ok", "rows": 1.0, "statement": "SELECT name FROM items WHERE id = $1"},
+		{"protocol": "simple", "decision": "allow", "outcome": "error", "sqlstate": "42P01"},
 	}
 	for i, w := range want {
 		for k, v := range w {
@@ -757,5 +759,41 @@ func TestAudit(t *testing.T) {
 	}
 	if _, ok := ev[0]["duration"].(float64); !ok {
 		t.Errorf("no duration: %v", ev[0])
+	}
+}
+
+func TestUpstreamEndsSession(t *testing.T) {
+	up, proxied, p, _ := setup(t, nil)
+	ctx := testCtx(t)
+	pc := connectPgconn(t, proxied)
+	direct := connectPgconn(t, up)
+	if _, err := direct.Exec(ctx, fmt.Sprintf("SELECT pg_terminate_backend(%d)", pc.PID())).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := pc.Exec(ctx, "SELECT 1").ReadAll()
+	if err == nil {
+		t.Fatal("the session outlived its upstream")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(p.errors()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if errs := p.errors(); len(errs) != 1 || errs[0] == nil || !strings.Contains(errs[0].Error(), "upstream") {
+		t.Fatalf("Serve returned %v", errs)
+	}
+}
+
+func TestServeContext(t *testing.T) {
+	agent, a := net.Pipe()
+	upstream, u := net.Pipe()
+	defer a.Close()
+	defer u.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := Serve(ctx, agent, upstream, Config{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Serve returned %v, want the context's error", err)
+	}
+	if _, err := a.Write([]byte{0}); err == nil {
+		t.Fatal("the agent's connection is still open")
 	}
 }
