@@ -52,8 +52,11 @@
 // transaction is failed (statements get 25P02 until ROLLBACK, and COMMIT
 // answers ROLLBACK); in a pipeline, the messages up to Sync are skipped
 // and the implicit transaction rolled back; ReadyForQuery carries the
-// upstream's transaction status. A refusal costs a round trip to the
-// upstream, as the error it stands for would.
+// upstream's transaction status. A denied statement in a failed
+// transaction gets the denial rather than 25P02, and a refusal costs a
+// round trip to the upstream, as the error it stands for would. A
+// refusal the upstream skips (it came after an error, before Sync) is
+// never answered, as PostgreSQL answers no skipped message.
 //
 // # Usage
 //
