@@ -104,4 +104,19 @@
 // so a simple Query sent again is not parsed again; a prepared statement
 // is decided once. Decide should cache its decisions by fingerprint, as
 // the policy package does.
+//
+// # Limits
+//
+// The audit matches the upstream's answers to statements by counting
+// ReadyForQuery messages. A client that sends a Query after an
+// extended-protocol error without a Sync first (PostgreSQL skips it and
+// sends no ReadyForQuery), or a Sync during a COPY FROM STDIN begun by
+// Execute (PostgreSQL ignores it), shifts that count: later records may say
+// "not_run" for statements that ran. Decisions do not depend on it.
+//
+// A prepared statement or portal made by SQL (PREPARE, DECLARE) is not
+// reachable through Bind or Execute, since the proxy did not decide it
+// there: use EXECUTE and FETCH, which are statements. CancelRequest and the
+// startup phase are the connector's; COPY BOTH (replication) is not
+// supported.
 package pgpolicy

@@ -797,3 +797,44 @@ func TestServeContext(t *testing.T) {
 		t.Fatal("the agent's connection is still open")
 	}
 }
+
+// TestPipelineRollsBack: a denial in a pipeline rolls back the implicit
+// transaction, undoing an allowed insert before it, as any error would.
+func TestPipelineRollsBack(t *testing.T) {
+	up, proxied, _, _ := setup(t, func(c *Config) {
+		c.Decide = cedarDecide(t, testPolicies+`
+@id("inserts")
+permit (principal, action == Action::"sql:insert", resource);`)
+	})
+	ctx := testCtx(t)
+	cfg, err := pgx.ParseConfig(proxied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	b := &pgx.Batch{}
+	b.Queue("INSERT INTO items VALUES (20, 'twenty')")
+	b.Queue("DELETE FROM items WHERE id = 1")
+	br := c.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		t.Fatalf("insert: %v", err)
+	}
+	_, err = br.Exec()
+	wantDenied(t, err, "no-deletes")
+	br.Close()
+	if n := countItems(t, up); n != 3 {
+		t.Fatalf("%d rows, want 3: the insert was not rolled back", n)
+	}
+	// Alone, the insert is allowed and stays.
+	if _, err := c.Exec(ctx, "INSERT INTO items VALUES (20, 'twenty')"); err != nil {
+		t.Fatal(err)
+	}
+	if n := countItems(t, up); n != 4 {
+		t.Fatalf("%d rows, want 4", n)
+	}
+}
