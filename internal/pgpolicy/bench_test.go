@@ -3,6 +3,7 @@ package pgpolicy
 import (
 	"context"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -44,6 +45,24 @@ func BenchmarkSelect1(b *testing.B) {
 			}
 			b.Cleanup(func() { c.Close(ctx) })
 			return func() error { _, err := c.Exec(ctx, "SELECT 1").ReadAll(); return err }
+		}
+		measure(b, run(splice), run(proxied))
+	})
+	// A new text every time: what parsing costs when the proxy's cache
+	// cannot help (Decide's cache by fingerprint still does).
+	b.Run("simple-new-text", func(b *testing.B) {
+		n := 0
+		run := func(connString string) func() error {
+			c, err := pgconn.Connect(ctx, connString)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { c.Close(ctx) })
+			return func() error {
+				n++
+				_, err := c.Exec(ctx, "SELECT "+strconv.Itoa(n)).ReadAll()
+				return err
+			}
 		}
 		measure(b, run(splice), run(proxied))
 	})
