@@ -490,6 +490,22 @@ func TestExtendedProtocol(t *testing.T) {
 	if pc.TxStatus() != 'I' {
 		t.Fatalf("status %q", pc.TxStatus())
 	}
+	// A closed statement is forgotten: binding its name again is refused
+	// until it is prepared again.
+	if err := pc.Deallocate(ctx, "sel"); err != nil {
+		t.Fatal(err)
+	}
+	res = pc.ExecPrepared(ctx, "sel", [][]byte{[]byte("1")}, nil, nil).Read()
+	wantDenied(t, res.Err, "was not prepared through the policy proxy")
+	// So is a statement prepared by SQL, decided there as a PREPARE.
+	if _, err := pc.Exec(ctx, "PREPARE bysql AS SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	res = pc.ExecPrepared(ctx, "bysql", nil, nil, nil).Read()
+	wantDenied(t, res.Err, "was not prepared through the policy proxy")
+	if _, err := pc.Exec(ctx, "EXECUTE bysql").ReadAll(); err == nil {
+		t.Fatal("EXECUTE allowed: it is unclassified")
+	}
 }
 
 // TestPipeline runs the same batches directly and through the proxy, with
