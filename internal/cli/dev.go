@@ -269,7 +269,8 @@ func startDev(ctx context.Context, o devOptions) (_ *devMesh, err error) {
 	m.pin = transport.Pin(cert)
 	m.relay, err = relay.Listen(relay.Config{
 		Addr: o.listen, Certificate: cert, Verifier: m.verifier, Policy: m.engine,
-		Logger: o.log, Audit: slog.New(slog.NewJSONHandler(o.audit, nil)),
+		PolicyOptions: &policy.ValidateOptions{},
+		Logger:        o.log, Audit: slog.New(slog.NewJSONHandler(o.audit, nil)),
 	})
 	if err != nil {
 		return nil, err

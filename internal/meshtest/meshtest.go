@@ -54,6 +54,9 @@ type Options struct {
 	Limits   relay.Limits      // relay limits
 	Bindings []postern.Binding // declared bindings
 	Leeway   time.Duration     // the verifier's clock-skew leeway (negative: none)
+	// PolicyOptions is the relay's Config.PolicyOptions: what connectors
+	// validate the policy set against. Nil: they only parse it.
+	PolicyOptions *policy.ValidateOptions
 }
 
 // Mesh is a running relay and what is needed to join it.
@@ -111,13 +114,14 @@ func New(t testing.TB, opts Options) *Mesh {
 func (m *Mesh) StartRelay(addr string) {
 	m.t.Helper()
 	r, err := relay.Listen(relay.Config{
-		Addr:        addr,
-		Certificate: m.Cert,
-		Verifier:    m.Verifier,
-		Policy:      m.Policy,
-		Bindings:    m.opts.Bindings,
-		Limits:      m.opts.Limits,
-		Audit:       slog.New(slog.NewJSONHandler(m.Audit, nil)),
+		Addr:          addr,
+		Certificate:   m.Cert,
+		Verifier:      m.Verifier,
+		Policy:        m.Policy,
+		PolicyOptions: m.opts.PolicyOptions,
+		Bindings:      m.opts.Bindings,
+		Limits:        m.opts.Limits,
+		Audit:         slog.New(slog.NewJSONHandler(m.Audit, nil)),
 	})
 	if err != nil {
 		m.t.Fatal(err)
@@ -219,6 +223,13 @@ func (m *Mesh) Connector(name string, services ...connector.Service) (stop func(
 // and trust, and waits until it is connected.
 func (m *Mesh) ConnectorWith(cfg connector.Config) (stop func()) {
 	m.t.Helper()
+	_, stop = m.StartConnector(cfg)
+	return stop
+}
+
+// StartConnector is ConnectorWith, returning the connector too.
+func (m *Mesh) StartConnector(cfg connector.Config) (c *connector.Connector, stop func()) {
+	m.t.Helper()
 	if cfg.Relays == nil {
 		cfg.Relays = []string{m.Addr()}
 	}
@@ -249,7 +260,7 @@ func (m *Mesh) ConnectorWith(cfg connector.Config) (stop func()) {
 	case <-time.After(10 * time.Second):
 		m.t.Fatal("connector not ready after 10s")
 	}
-	return stop
+	return c, stop
 }
 
 // WaitFor polls cond until it holds or 10s pass.

@@ -18,6 +18,21 @@
 // the agent with a code and a message that do not reveal the upstream's
 // address.
 //
+// # Policy
+//
+// The relay decides whether an agent may open a binding; the connector
+// decides each HTTP request (and, in time, each SQL statement), where the
+// protocol is parsed, with the relay's own policy set. Every relay sends
+// its set on the session, right after welcoming the connector and again
+// within moments of every reload, with a version and a hash
+// ([Connector.Policy] shows what each relay's session holds). A request
+// costs a local decision, never a round trip. A connector holds no set
+// until the first arrives, and none after one that fails to parse or to
+// validate against the relay's declarations (logged with the reason):
+// meanwhile it refuses every request through that relay, "the connector
+// has no policy set from the relay yet" ([NoPolicyMessage]). A stream is
+// decided by the set of the relay that opened it.
+//
 // # Credentials
 //
 // Agents never hold an upstream's credentials: the connector does. For a

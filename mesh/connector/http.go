@@ -46,7 +46,7 @@ const (
 )
 
 // serveHTTP serves one stream of an http service.
-func (c *Connector) serveHTTP(st *quic.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, log *slog.Logger) {
+func (c *Connector) serveHTTP(st *quic.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
 	tr, target, err := httpUpstream(svc)
 	if err != nil {
 		log.Error("connector: http upstream configuration", "err", err)
