@@ -23,7 +23,9 @@ func startPolicyConnector(t *testing.T, m *meshtest.Mesh, name string) *connecto
 	return c
 }
 
-func policyState(c *connector.Connector, relay string) connector.PolicyState { return c.Policy()[relay] }
+func policyState(c *connector.Connector, relay string) connector.PolicyState {
+	return c.Policy()[relay]
+}
 
 // TestPolicyPush: a connector receives the relay's set with its session,
 // and every reload within a second, with a higher version each time.
