@@ -36,7 +36,10 @@ const (
 )
 
 // Policies is the product's sentence as policy: coding agents may connect
-// to staging, and nobody to anything labelled financial.
+// to staging, and nobody to anything labelled financial; coding agents may
+// read and write through staging bindings (and the finance team through
+// prod ones), since the connector decides each HTTP request and connect
+// alone permits none.
 const Policies = `
 @id("staging-for-coding-agents")
 permit (principal in Group::"coding-agents", action == Action::"connect", resource in Environment::"staging");
@@ -46,6 +49,12 @@ forbid (principal, action, resource) when { resource has labels && resource.labe
 
 @id("prod-for-finance-team")
 permit (principal in Group::"finance", action == Action::"connect", resource in Environment::"prod");
+
+@id("staging-requests-for-coding-agents")
+permit (principal in Group::"coding-agents", action in [Action::"read", Action::"write"], resource in Environment::"staging");
+
+@id("prod-requests-for-finance-team")
+permit (principal in Group::"finance", action in [Action::"read", Action::"write"], resource in Environment::"prod");
 `
 
 // Options adjust the mesh. The zero value is a working mesh with Policies.

@@ -79,6 +79,10 @@ type Config struct {
 	Services []Service
 	// Logger receives the connector's operational log. Nil means silent.
 	Logger *slog.Logger
+	// Audit receives one event per decision the connector makes: each
+	// HTTP request (EventHTTPRequest), allowed or refused. Nil means no
+	// audit trail. No credential ever appears in it.
+	Audit *slog.Logger
 	// MinBackoff and MaxBackoff bound the wait between reconnects to a
 	// relay. The wait doubles from MinBackoff up to MaxBackoff, with
 	// jitter. Zero means 250ms and 30s.
@@ -93,6 +97,7 @@ type Config struct {
 type Connector struct {
 	cfg      Config
 	log      *slog.Logger
+	audit    *slog.Logger
 	services map[string]*Service
 	hello    []*wire.Binding
 	tc       transport.Config
@@ -121,6 +126,10 @@ func New(cfg Config) (*Connector, error) {
 	c := &Connector{cfg: cfg, log: cfg.Logger, services: make(map[string]*Service), status: make(map[string]bool), policy: make(map[string]*relayPolicy), ready: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.audit = cfg.Audit
+	if c.audit == nil {
+		c.audit = slog.New(slog.DiscardHandler)
 	}
 	for i := range cfg.Services {
 		s := cfg.Services[i]

@@ -3,7 +3,9 @@ package connector
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -40,5 +42,30 @@ func TestRelayPolicyFailsClosed(t *testing.T) {
 	p.apply(&wire.Policy{Version: 3, Hash: hash, Withheld: "too large"}, log)
 	if e, why := p.current(context.Background()); e != nil || !strings.Contains(why, "too large") {
 		t.Fatalf("after a withheld set: %v, %q", e, why)
+	}
+}
+
+// TestHTTPGateWithoutPolicy: a request through a relay session that has
+// sent no policy set is refused, saying so, and goes nowhere.
+func TestHTTPGateWithoutPolicy(t *testing.T) {
+	defer func(d time.Duration) { policyWait = d }(policyWait)
+	policyWait = 10 * time.Millisecond
+	c, err := New(Config{Relays: []string{"127.0.0.1:1"}, Token: "t", Pin: "sha256:" + strings.Repeat("0", 64), Services: []Service{{Name: "api", Kind: "http", Upstream: "127.0.0.1:1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := newHTTPGate(c, c.services["api"], &wire.Dial{Binding: "api", Identity: &wire.Identity{Subject: "agent-1"}}, newRelayPolicy("relay:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	var v verdict
+	if g.decide(w, httptest.NewRequest("GET", "/v1/items", nil), &v) {
+		t.Fatal("allowed without a policy set")
+	}
+	var body map[string]any
+	json.Unmarshal(w.Body.Bytes(), &body)
+	if w.Code != 403 || body["error"] != "no_policy" || !strings.Contains(body["message"].(string), NoPolicyMessage) || v.decision != "no_policy" {
+		t.Fatalf("%d %v %+v", w.Code, body, v)
 	}
 }
