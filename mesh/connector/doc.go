@@ -33,6 +33,17 @@
 // has no policy set from the relay yet" ([NoPolicyMessage]). A stream is
 // decided by the set of the relay that opened it.
 //
+// An HTTP request is decided before anything of it reaches the upstream:
+// its target normalized once (so /v1/../admin is judged, and sent, as
+// /admin; %2e%2e is refused with 400), its action policy.HTTPAction of the
+// method, the agent the relay attested as principal and the service as
+// the connector serves it as resource. A denial is 403 with a JSON body,
+// {"error":"denied","policies":[...],"message":...}. TRACE and CONNECT are
+// always refused (405): TRACE would echo the injected credentials back to
+// the agent. Injection cannot protect a credential from an upstream
+// endpoint that echoes request headers; do not permit requests to one.
+// Each request is one [EventHTTPRequest] audit event on [Config.Audit].
+//
 // # Credentials
 //
 // Agents never hold an upstream's credentials: the connector does. For a
