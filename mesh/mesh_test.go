@@ -228,7 +228,7 @@ func TestAuditAllowAndSession(t *testing.T) {
 		t.Fatalf("%d open.allow events, want 1", len(allows))
 	}
 	ev := allows[0]
-	if ev["connector"] != "office-1" || fmt.Sprint(ev["policies"]) != "[staging-for-coding-agents]" || ev["subject"] != "coding-agent" {
+	if ev["connector"] != "office-1" || fmt.Sprint(ev["policies"]) != "[staging-for-coding-agents staging-requests-for-coding-agents]" || ev["subject"] != "coding-agent" {
 		t.Fatalf("allow event = %v", ev)
 	}
 	starts := w.Audit.Events(relay.EventSessionStart)

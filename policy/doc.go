@@ -183,7 +183,9 @@
 //
 // On reload, parse and validate the new files, then [Engine.Swap]. The
 // channel from [Engine.Changed] or [Engine.Current] is closed by the swap,
-// telling the relay to recompute its catalogs.
+// telling the relay to recompute its catalogs and to send the new Set to
+// its connectors: [Set.Sources] are the documents it was parsed from, and
+// [ParseSources] builds, at the connector, a Set that decides alike.
 //
 // # Validation
 //

@@ -24,6 +24,14 @@ type Set struct {
 	idx     index
 	openers index // the openers of the permits that admit a data action; see openerOf
 	cache   decisionCache
+	sources []Source // what it was parsed from, in order
+}
+
+// A Source is one policy document: its file name (which labels positions
+// in errors and diagnostics) and its text.
+type Source struct {
+	Filename string
+	Text     []byte
 }
 
 // An entry is one policy of a Set.
@@ -104,6 +112,28 @@ func Parse(filename string, src []byte) (*Set, error) {
 	return b.finish()
 }
 
+// ParseSources parses several policy documents into one Set, as
+// [LoadFiles] does with files: an @id must be unique across all of them,
+// and every problem in every document is reported. A connector builds the
+// relay's Set from the sources the relay sends ([Set.Sources]).
+func ParseSources(srcs ...Source) (*Set, error) {
+	var b builder
+	for _, src := range srcs {
+		b.add(src.Filename, src.Text)
+	}
+	return b.finish()
+}
+
+// Sources returns the documents s was parsed from, in order: ParseSources
+// of them builds a Set that decides as s does. The caller must not modify
+// the texts.
+func (s *Set) Sources() []Source {
+	if s == nil {
+		return nil
+	}
+	return slices.Clone(s.sources)
+}
+
 // LoadFiles reads and parses the given policy files into one Set. An @id
 // must be unique across all of them. It reports every problem in every file.
 func LoadFiles(paths ...string) (*Set, error) {
@@ -162,6 +192,7 @@ func (s *Set) IDs() []string {
 }
 
 type builder struct {
+	sources []Source
 	entries []*entry
 	byID    map[cedar.PolicyID]*entry
 	errs    []error
@@ -172,6 +203,7 @@ type builder struct {
 var inputPos = regexp.MustCompile(`^(?:parser error: )?(?:parse error at )?<input>:(\d+):(\d+):? ?`)
 
 func (b *builder) add(filename string, src []byte) {
+	b.sources = append(b.sources, Source{Filename: filename, Text: src})
 	list, err := cedar.NewPolicyListFromBytes(filename, src)
 	if err != nil {
 		b.errs = append(b.errs, syntaxError(filename, err))
@@ -222,7 +254,7 @@ func (b *builder) finish() (*Set, error) {
 	if len(b.errs) > 0 {
 		return nil, errors.Join(b.errs...)
 	}
-	s := &Set{entries: b.entries, byID: b.byID}
+	s := &Set{entries: b.entries, byID: b.byID, sources: b.sources}
 	s.idx = buildIndex(s.entries)
 	var openers []*entry
 	for _, e := range s.entries {

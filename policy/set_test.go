@@ -300,3 +300,27 @@ func FuzzParse(f *testing.F) {
 		set.Authorize(Request{Principal: agent("x", "g"), Action: "http:POST", Resource: binding("b", "prod", "l"), HTTP: &HTTP{Method: "POST", Path: "/"}})
 	})
 }
+
+func TestParseSources(t *testing.T) {
+	srcs := []Source{
+		{Filename: "a.cedar", Text: []byte(`@id("a") permit (principal, action, resource);`)},
+		{Filename: "b.cedar", Text: []byte(`@id("b") forbid (principal, action, resource) when { resource.labels.contains("x") };`)},
+	}
+	s, err := ParseSources(srcs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.IDs(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("IDs = %v", got)
+	}
+	again, err := ParseSources(s.Sources()...)
+	if err != nil || !slices.Equal(again.IDs(), s.IDs()) {
+		t.Fatalf("a Set parsed from Sources differs: %v, %v", again.IDs(), err)
+	}
+	if _, err := ParseSources(srcs[0], Source{Filename: "dup.cedar", Text: srcs[0].Text}); err == nil || !strings.Contains(err.Error(), "dup.cedar") {
+		t.Fatalf("a duplicate @id across sources: %v", err)
+	}
+	if (*Set)(nil).Sources() != nil {
+		t.Fatal("a nil Set has sources")
+	}
+}

@@ -144,7 +144,10 @@ func run(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	conn, err := connector.New(connector.Config{Relays: []string{relayAddr}, Token: connTok, Pin: pin, Services: services})
+	// It decides each HTTP request with the relay's policies (sent to it
+	// on its session), and audits each into the same log.
+	conn, err := connector.New(connector.Config{Relays: []string{relayAddr}, Token: connTok, Pin: pin, Services: services,
+		Audit: slog.New(slog.NewJSONHandler(audit, nil))})
 	if err != nil {
 		return err
 	}
@@ -180,7 +183,7 @@ func run(ctx context.Context, w io.Writer) error {
 	if err := r.Shutdown(sctx); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\naudit      (the relay's log: one JSON event per decision, summarized)")
+	fmt.Fprintln(w, "\naudit      (the relay's and the connector's log: one JSON event per decision, summarized)")
 	audit.print(w)
 	fmt.Fprintln(w, "\nNext: the README's walkthrough runs the same with the postern command, each part its own process.")
 	return nil
@@ -215,6 +218,17 @@ func agent(ctx context.Context, w io.Writer, relayAddr, pin, token, sub, group s
 		json.NewDecoder(resp.Body).Decode(&body)
 		resp.Body.Close()
 		fmt.Fprintf(w, "  %-12s allowed: GET /orders -> %s, %d orders\n", "staging-api", resp.Status, len(body.Orders))
+		// The connector decides each request: reading staging is
+		// permitted, writing is not, and the upstream never sees it.
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://staging-api/orders", strings.NewReader(`{"item":"x"}`))
+		if resp, err := hc.Do(req); err != nil {
+			fmt.Fprintf(w, "  %-12s POST failed: %v\n", "staging-api", err)
+		} else {
+			var denial struct{ Message string }
+			json.NewDecoder(resp.Body).Decode(&denial)
+			resp.Body.Close()
+			fmt.Fprintf(w, "  %-12s refused: POST /orders -> %s: %s\n", "staging-api", resp.Status, denial.Message)
+		}
 	}
 	// TCP bindings: a net.Conn to the private service.
 	for _, name := range []string{"prod-status", "prod-ledger"} {
@@ -295,6 +309,12 @@ func (a *auditLog) print(w io.Writer) {
 			default:
 				fmt.Fprintf(&b, "-> %-12s refused: %v", ev["binding"], ev["reason"])
 			}
+		case "http.request":
+			why := "by " + list(ev["policies"])
+			if why == "by " {
+				why = "(no policy permits it)"
+			}
+			fmt.Fprintf(&b, "-> %-12s %v %v: %v %s, %v", ev["binding"], ev["method"], ev["path"], ev["decision"], why, ev["status"])
 		case "stream.close":
 			fmt.Fprintf(&b, "-> %-12s closed: %v bytes up, %v bytes down", ev["binding"], ev["bytes_up"], ev["bytes_down"])
 		}

@@ -24,12 +24,17 @@ const (
 	issuer   = "https://bench.postern.invalid"
 )
 
-// basePolicies is the product's sentence as policy. Extra policies that
+// basePolicies is the product's sentence as policy, with reads and writes
+// through staging bindings permitted: the connector decides each HTTP
+// request, and connect alone permits none. Extra policies that
 // decide nothing for the bench's agent can be added (-policies) to show
 // what a large policy set costs.
 const basePolicies = `
 @id("staging-for-coding-agents")
 permit (principal in Group::"coding-agents", action == Action::"connect", resource in Environment::"staging");
+
+@id("staging-requests-for-coding-agents")
+permit (principal in Group::"coding-agents", action in [Action::"read", Action::"write"], resource in Environment::"staging");
 
 @id("forbid-financial")
 forbid (principal, action, resource) when { resource has labels && resource.labels.contains("financial") };

@@ -44,6 +44,7 @@ func runConnector(ctx context.Context, env Env, args []string) int {
 	log := newLogger(env.Stderr, cfg.Log)
 	cc := cfg.Config
 	cc.Logger = log
+	cc.Audit = log // each HTTP request's decision, with the operational log
 	c, err := connector.New(cc)
 	if err != nil {
 		return failf(env, ExitUsage, "connector: %s: %v", cfg.File, err)

@@ -269,7 +269,8 @@ func startDev(ctx context.Context, o devOptions) (_ *devMesh, err error) {
 	m.pin = transport.Pin(cert)
 	m.relay, err = relay.Listen(relay.Config{
 		Addr: o.listen, Certificate: cert, Verifier: m.verifier, Policy: m.engine,
-		Logger: o.log, Audit: slog.New(slog.NewJSONHandler(o.audit, nil)),
+		PolicyOptions: &policy.ValidateOptions{},
+		Logger:        o.log, Audit: slog.New(slog.NewJSONHandler(o.audit, nil)),
 	})
 	if err != nil {
 		return nil, err
@@ -278,7 +279,7 @@ func startDev(ctx context.Context, o devOptions) (_ *devMesh, err error) {
 
 	c, err := connector.New(connector.Config{
 		Relays: []string{m.relay.Addr().String()}, Token: connTok, Pin: m.pin,
-		Services: m.services, Logger: o.log,
+		Services: m.services, Logger: o.log, Audit: slog.New(slog.NewJSONHandler(o.audit, nil)),
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second,
 	})
 	if err != nil {
@@ -348,6 +349,11 @@ func (m *devMesh) printBanner(w io.Writer) {
 			m.decide("coding-agent", "coding-agents", s), m.decide("oncall-agent", "oncall", s))
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "\nrequests  the connector decides each HTTP request; the coding agent through staging-api:\n")
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		fmt.Fprintf(w, "  %-4s /orders  %s\n", method, m.decideRequest("coding-agent", "coding-agents", "staging-api", method, "/orders"))
+	}
+	fmt.Fprintf(w, "  (a denied request is answered 403 with {\"error\":\"denied\",\"policies\":[...],\"message\":...}; TRACE and CONNECT with 405)\n")
 	fmt.Fprintf(w, "\n%s\n\n", m.pgNote)
 	fmt.Fprintf(w, "To act as the coding agent (group coding-agents), export in another shell:\n\n")
 	fmt.Fprintf(w, "export POSTERN_RELAY=%s\n", addr)
@@ -366,6 +372,24 @@ func (m *devMesh) decide(sub, group string, s connector.Service) string {
 	}
 	d := m.engine.AuthorizeOpen(policy.Request{Principal: p, Resource: policy.NewResource(s.Name, s.Kind, s.Environment, s.Labels...)})
 	return d.String()
+}
+
+// decideRequest says what policy decides for sub in group sending method
+// path through the binding name, as the connector decides it.
+func (m *devMesh) decideRequest(sub, group, name, method, path string) string {
+	p, err := policy.NewPrincipal(sub, []string{group}, nil)
+	if err != nil {
+		return "?"
+	}
+	for _, s := range m.services {
+		if s.Name == name {
+			d := m.engine.Authorize(policy.Request{Principal: p, Action: policy.HTTPAction(method),
+				Resource: policy.NewResource(s.Name, s.Kind, s.Environment, s.Labels...),
+				HTTP:     &policy.HTTP{Method: method, Path: path}})
+			return d.String()
+		}
+	}
+	return "?"
 }
 
 // copyPolicies writes the example policies into dir, replacing files of

@@ -48,7 +48,7 @@ func TestDev(t *testing.T) {
 	if env["POSTERN_RELAY"] != m.relay.Addr().String() || env["POSTERN_RELAY_PIN"] != m.pin || env["POSTERN_TOKEN_FILE"] != filepath.Join(dir, "coding-agent.token") {
 		t.Fatalf("banner exports %v:\n%s", env, banner.String())
 	}
-	for _, want := range []string{"staging-api", "deny (forbid-financial)", "allow (oncall-reads-prod, oncall-writes-prod-status)", "PostgreSQL: skipped"} {
+	for _, want := range []string{"staging-api", "deny (forbid-financial)", "GET  /orders  allow (coding-agents-read-staging)", "POST /orders  deny (no policy permits)", "allow (oncall-reads-prod, oncall-writes-prod-status)", "PostgreSQL: skipped"} {
 		if !strings.Contains(banner.String(), want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner.String())
 		}
@@ -111,6 +111,24 @@ func TestDev(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || len(body.Orders) != 3 {
 		t.Errorf("GET /orders through the binding: %s, %d orders (the connector must inject the Authorization header)", resp.Status, len(body.Orders))
+	}
+
+	// The connector decides each request: reading is permitted, writing
+	// is not, and the answer says why.
+	req, _ = http.NewRequestWithContext(ctx, "POST", "http://staging-api/orders", strings.NewReader("{}"))
+	resp, err = hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var denial struct {
+		Error    string
+		Policies []string
+		Message  string
+	}
+	json.NewDecoder(resp.Body).Decode(&denial)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || denial.Error != "denied" || !strings.Contains(denial.Message, "no policy permits http:POST (a write)") {
+		t.Errorf("POST /orders through the binding: %s, %+v", resp.Status, denial)
 	}
 
 	_, err = c.Dial(ctx, "tcp", "prod-finance")

@@ -36,7 +36,10 @@ const (
 )
 
 // Policies is the product's sentence as policy: coding agents may connect
-// to staging, and nobody to anything labelled financial.
+// to staging, and nobody to anything labelled financial; coding agents may
+// read and write through staging bindings (and the finance team through
+// prod ones), since the connector decides each HTTP request and connect
+// alone permits none.
 const Policies = `
 @id("staging-for-coding-agents")
 permit (principal in Group::"coding-agents", action == Action::"connect", resource in Environment::"staging");
@@ -46,6 +49,12 @@ forbid (principal, action, resource) when { resource has labels && resource.labe
 
 @id("prod-for-finance-team")
 permit (principal in Group::"finance", action == Action::"connect", resource in Environment::"prod");
+
+@id("staging-requests-for-coding-agents")
+permit (principal in Group::"coding-agents", action in [Action::"read", Action::"write"], resource in Environment::"staging");
+
+@id("prod-requests-for-finance-team")
+permit (principal in Group::"finance", action in [Action::"read", Action::"write"], resource in Environment::"prod");
 `
 
 // Options adjust the mesh. The zero value is a working mesh with Policies.
@@ -54,6 +63,9 @@ type Options struct {
 	Limits   relay.Limits      // relay limits
 	Bindings []postern.Binding // declared bindings
 	Leeway   time.Duration     // the verifier's clock-skew leeway (negative: none)
+	// PolicyOptions is the relay's Config.PolicyOptions: what connectors
+	// validate the policy set against. Nil: they only parse it.
+	PolicyOptions *policy.ValidateOptions
 }
 
 // Mesh is a running relay and what is needed to join it.
@@ -111,13 +123,14 @@ func New(t testing.TB, opts Options) *Mesh {
 func (m *Mesh) StartRelay(addr string) {
 	m.t.Helper()
 	r, err := relay.Listen(relay.Config{
-		Addr:        addr,
-		Certificate: m.Cert,
-		Verifier:    m.Verifier,
-		Policy:      m.Policy,
-		Bindings:    m.opts.Bindings,
-		Limits:      m.opts.Limits,
-		Audit:       slog.New(slog.NewJSONHandler(m.Audit, nil)),
+		Addr:          addr,
+		Certificate:   m.Cert,
+		Verifier:      m.Verifier,
+		Policy:        m.Policy,
+		PolicyOptions: m.opts.PolicyOptions,
+		Bindings:      m.opts.Bindings,
+		Limits:        m.opts.Limits,
+		Audit:         slog.New(slog.NewJSONHandler(m.Audit, nil)),
 	})
 	if err != nil {
 		m.t.Fatal(err)
@@ -219,6 +232,13 @@ func (m *Mesh) Connector(name string, services ...connector.Service) (stop func(
 // and trust, and waits until it is connected.
 func (m *Mesh) ConnectorWith(cfg connector.Config) (stop func()) {
 	m.t.Helper()
+	_, stop = m.StartConnector(cfg)
+	return stop
+}
+
+// StartConnector is ConnectorWith, returning the connector too.
+func (m *Mesh) StartConnector(cfg connector.Config) (c *connector.Connector, stop func()) {
+	m.t.Helper()
 	if cfg.Relays == nil {
 		cfg.Relays = []string{m.Addr()}
 	}
@@ -249,7 +269,7 @@ func (m *Mesh) ConnectorWith(cfg connector.Config) (stop func()) {
 	case <-time.After(10 * time.Second):
 		m.t.Fatal("connector not ready after 10s")
 	}
-	return stop
+	return c, stop
 }
 
 // WaitFor polls cond until it holds or 10s pass.

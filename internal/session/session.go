@@ -43,6 +43,11 @@ type Config struct {
 	Log     *slog.Logger
 	// OnCatalog is called with each catalog the relay pushes.
 	OnCatalog func([]*wire.Binding)
+	// Features go in the Hello (wire.FeaturePolicy).
+	Features []string
+	// OnPolicy is called with each Policy frame the relay sends, in order,
+	// from the goroutine that reads the control stream.
+	OnPolicy func(*wire.Policy)
 }
 
 // RejectError is a refusal from the relay: a Reject answering the Hello,
@@ -128,7 +133,7 @@ func (s *Session) handshake(ctx context.Context, tok string) error {
 	s.ctrl = ctrl
 	stop := DeadlineFromContext(ctx, ctrl)
 	defer stop()
-	hello := &wire.Hello{Version: wire.Version, Role: s.cfg.Role, Token: tok, Services: s.cfg.Services, Client: s.cfg.Client}
+	hello := &wire.Hello{Version: wire.Version, Role: s.cfg.Role, Token: tok, Services: s.cfg.Services, Client: s.cfg.Client, Features: s.cfg.Features}
 	if err := wire.WriteFrame(ctrl, hello); err != nil {
 		return s.connErr(err)
 	}
@@ -254,6 +259,10 @@ func (s *Session) readControl() {
 		case *wire.Catalog:
 			if s.cfg.OnCatalog != nil {
 				s.cfg.OnCatalog(m.Bindings)
+			}
+		case *wire.Policy:
+			if s.cfg.OnPolicy != nil {
+				s.cfg.OnPolicy(m)
 			}
 		case *wire.Refreshed, *wire.Reject:
 			select {

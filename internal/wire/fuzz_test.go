@@ -91,3 +91,4 @@ func FuzzDecodeGoaway(f *testing.F)    { fuzzDecode(f, FrameGoaway) }
 func FuzzDecodeOpen(f *testing.F)      { fuzzDecode(f, FrameOpen) }
 func FuzzDecodeDial(f *testing.F)      { fuzzDecode(f, FrameDial) }
 func FuzzDecodeResult(f *testing.F)    { fuzzDecode(f, FrameResult) }
+func FuzzDecodePolicy(f *testing.F)    { fuzzDecode(f, FramePolicy) }

@@ -163,7 +163,54 @@ func (m *Hello) validate() error {
 		checkLen("token", m.Token, MaxStringLen),
 		checkBindings("services", m.Services),
 		checkLen("client", m.Client, maxAddrLen),
+		checkFeatures(m.Features),
 	)
+}
+
+func checkFeatures(fs []string) error {
+	if len(fs) > maxFeatures {
+		return malformed("more than %d features", maxFeatures)
+	}
+	for _, f := range fs {
+		if err := checkName("feature", f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Policy) validate() error {
+	if m.Version == 0 {
+		return malformed("policy without version")
+	}
+	if len(m.Hash) != 64 {
+		return malformed("policy hash is %d bytes, want 64", len(m.Hash))
+	}
+	if len(m.Sources) > MaxRepeated {
+		return malformed("more than %d policy sources", MaxRepeated)
+	}
+	for _, src := range m.Sources {
+		if src.Filename == "" {
+			return malformed("policy source without filename")
+		}
+		if err := checkLen("policy filename", src.Filename, maxTextLen); err != nil {
+			return err
+		}
+	}
+	if d := m.Declarations; d != nil {
+		if len(d.PrincipalAttributes) > MaxRepeated {
+			return malformed("more than %d principal attributes", MaxRepeated)
+		}
+		for k, v := range d.PrincipalAttributes {
+			if err := errs(checkLen("principal attribute", k, MaxNameLen), checkLen("principal attribute type", v, maxTextLen)); err != nil {
+				return err
+			}
+		}
+		if err := errs(checkStrings("detail keys", d.DetailKeys, MaxNameLen), checkStrings("actions", d.Actions, MaxNameLen)); err != nil {
+			return err
+		}
+	}
+	return checkLen("withheld", m.Withheld, maxTextLen)
 }
 
 func (m *Welcome) validate() error {

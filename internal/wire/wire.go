@@ -25,6 +25,7 @@ const (
 	FrameRefresh   = FrameType_FRAME_TYPE_REFRESH
 	FrameRefreshed = FrameType_FRAME_TYPE_REFRESHED
 	FrameGoaway    = FrameType_FRAME_TYPE_GOAWAY
+	FramePolicy    = FrameType_FRAME_TYPE_POLICY
 	FrameOpen      = FrameType_FRAME_TYPE_OPEN
 	FrameDial      = FrameType_FRAME_TYPE_DIAL
 	FrameResult    = FrameType_FRAME_TYPE_RESULT
@@ -48,6 +49,8 @@ func (t FrameType) Name() string {
 		return "refreshed"
 	case FrameGoaway:
 		return "goaway"
+	case FramePolicy:
+		return "policy"
 	case FrameOpen:
 		return "open"
 	case FrameDial:
@@ -125,6 +128,13 @@ const (
 	StreamRefused = StreamError_STREAM_ERROR_REFUSED
 )
 
+// FeaturePolicy, in Hello.features, asks the relay for Policy frames: the
+// connector decides statements and requests with the relay's policy set.
+const FeaturePolicy = "policy"
+
+// maxFeatures caps Hello.features.
+const maxFeatures = 64
+
 // Roles a session can take (Hello.role, Identity.role).
 const (
 	RoleAgent     = "agent"
@@ -187,6 +197,7 @@ func (*Catalog) FrameType() FrameType   { return FrameCatalog }
 func (*Refresh) FrameType() FrameType   { return FrameRefresh }
 func (*Refreshed) FrameType() FrameType { return FrameRefreshed }
 func (*Goaway) FrameType() FrameType    { return FrameGoaway }
+func (*Policy) FrameType() FrameType    { return FramePolicy }
 func (*Open) FrameType() FrameType      { return FrameOpen }
 func (*Dial) FrameType() FrameType      { return FrameDial }
 func (*Result) FrameType() FrameType    { return FrameResult }
@@ -209,6 +220,8 @@ func newMessage(typ FrameType) Message {
 		return new(Refreshed)
 	case FrameGoaway:
 		return new(Goaway)
+	case FramePolicy:
+		return new(Policy)
 	case FrameOpen:
 		return new(Open)
 	case FrameDial:

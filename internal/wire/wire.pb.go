@@ -27,6 +27,9 @@
 //     Refresh{token}                        -> (a fresh token on the same session)
 //                                           <- Refreshed{expires} or Reject
 //                                           <- Catalog{bindings} (policy reload, connectors come and go)
+//                                           <- Policy{version, hash, sources, declarations}
+//                                              (connectors that list "policy" in Hello.features:
+//                                               after the Welcome and on every reload)
 //                                           <- Goaway{code, message} (session ends, e.g. token expired)
 //
 //   agent: a new stream per use of a binding
@@ -46,8 +49,10 @@
 //     connection; its CONNECTION_CLOSE carries the same code (see Code).
 //  2. After the Welcome the control stream stays open for the session's
 //     life. The client may send Refresh (answered by Refreshed or Reject,
-//     in order) and Goaway. The relay may send Catalog (agents only) and
-//     Goaway at any time, Refreshed or Reject only to answer a Refresh.
+//     in order) and Goaway. The relay may send Catalog (agents only),
+//     Policy (connectors that list "policy" in Hello.features
+//     only; the first right after the Welcome) and Goaway at any time,
+//     Refreshed or Reject only to answer a Refresh.
 //     A relay that reads any other frame on the control stream ends the
 //     session with a Goaway of CODE_PROTOCOL. When the control stream
 //     ends, the session ends.
@@ -128,6 +133,14 @@
 //   1: first version (Postern 0.1). This protobuf encoding replaced, before
 //      any release, a hand-written TLV encoding of the same messages; no
 //      released peer spoke it, so the ALPN and the version stay 1.
+//   1 + feature "policy": Hello.features (field 6) and FRAME_TYPE_POLICY
+//      (0x08), the relay's policy set pushed to connectors. Added
+//      without a version bump: a connector asks for Policy frames by
+//      listing "policy" in Hello.features, and a relay sends them to no
+//      one else, so version 1 peers that know neither go on working (a
+//      relay that does not know the field ignores it and sends no
+//      Policy; a connector that asked and got none holds no policy set
+//      and refuses every statement and request).
 //
 // How a later version changes the protocol:
 //
@@ -193,6 +206,9 @@ const (
 	FrameType_FRAME_TYPE_REFRESHED FrameType = 6
 	// Goaway, either direction: why the session ends.
 	FrameType_FRAME_TYPE_GOAWAY FrameType = 7
+	// Policy, relay to connector: replaces the connector's policy set.
+	// Sent only to a connector whose Hello.features lists "policy".
+	FrameType_FRAME_TYPE_POLICY FrameType = 8
 	// Open, agent to relay: starts a binding stream.
 	FrameType_FRAME_TYPE_OPEN FrameType = 16
 	// Dial, relay to connector: starts a binding stream.
@@ -213,6 +229,7 @@ var (
 		5:  "FRAME_TYPE_REFRESH",
 		6:  "FRAME_TYPE_REFRESHED",
 		7:  "FRAME_TYPE_GOAWAY",
+		8:  "FRAME_TYPE_POLICY",
 		16: "FRAME_TYPE_OPEN",
 		17: "FRAME_TYPE_DIAL",
 		18: "FRAME_TYPE_RESULT",
@@ -226,6 +243,7 @@ var (
 		"FRAME_TYPE_REFRESH":     5,
 		"FRAME_TYPE_REFRESHED":   6,
 		"FRAME_TYPE_GOAWAY":      7,
+		"FRAME_TYPE_POLICY":      8,
 		"FRAME_TYPE_OPEN":        16,
 		"FRAME_TYPE_DIAL":        17,
 		"FRAME_TYPE_RESULT":      18,
@@ -428,7 +446,13 @@ type Hello struct {
 	Services []*Binding `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
 	// Free-form software name and version, for the relay's logs. At most
 	// 256 bytes.
-	Client        string `protobuf:"bytes,5,opt,name=client,proto3" json:"client,omitempty"`
+	Client string `protobuf:"bytes,5,opt,name=client,proto3" json:"client,omitempty"`
+	// Optional parts of the protocol the client knows, so that the relay
+	// sends it frames that version 1 does not have only when it asked:
+	// "policy" (a connector that decides statements and requests itself
+	// and wants Policy frames). Unknown features are ignored. At most 64,
+	// each a valid name.
+	Features      []string `protobuf:"bytes,6,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -496,6 +520,13 @@ func (x *Hello) GetClient() string {
 		return x.Client
 	}
 	return ""
+}
+
+func (x *Hello) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
 }
 
 // Welcome accepts a session: FRAME_TYPE_WELCOME, relay to client.
@@ -854,6 +885,229 @@ func (x *Goaway) GetMessage() string {
 	return ""
 }
 
+// Policy replaces a connector's policy set: FRAME_TYPE_POLICY, relay to
+// connector, right after the Welcome and again whenever the relay's
+// policies change. The connector parses sources, in order, into one set
+// (an @id is unique across them) and decides every statement and HTTP
+// request through the relay's binding streams with it. A set that fails
+// to parse, or to validate against the declarations, leaves the
+// connector with no set, and a connector with no set refuses every
+// statement and request (fail closed), as it does until the first
+// Policy arrives.
+type Policy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Increases with every set the relay sends during its life (the first
+	// is 1), so that logs and audit events tell sets apart. Required. A
+	// connector applies the frames in the order they arrive.
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// The SHA-256 of the set's content (sources and declarations), in
+	// lower-case hex, for comparing the sets of two relays. 64 bytes.
+	// Required.
+	Hash string `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
+	// The policy documents, in the order the relay loaded them. At most
+	// 4096; the frame cap (4 MiB from relay to client) bounds their text.
+	// None is a set that denies everything.
+	Sources []*PolicySource `protobuf:"bytes,3,rep,name=sources,proto3" json:"sources,omitempty"`
+	// What the relay validated the set against; absent when the relay did
+	// not validate it, and the connector then only parses it.
+	Declarations *PolicyDeclarations `protobuf:"bytes,4,opt,name=declarations,proto3" json:"declarations,omitempty"`
+	// When not empty, the relay could not send its set (e.g. it is larger
+	// than a frame): sources is then empty, and the connector holds no
+	// set. For people, at most 4096 bytes.
+	Withheld      string `protobuf:"bytes,5,opt,name=withheld,proto3" json:"withheld,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Policy) Reset() {
+	*x = Policy{}
+	mi := &file_wire_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Policy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Policy) ProtoMessage() {}
+
+func (x *Policy) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Policy.ProtoReflect.Descriptor instead.
+func (*Policy) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Policy) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Policy) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *Policy) GetSources() []*PolicySource {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+func (x *Policy) GetDeclarations() *PolicyDeclarations {
+	if x != nil {
+		return x.Declarations
+	}
+	return nil
+}
+
+func (x *Policy) GetWithheld() string {
+	if x != nil {
+		return x.Withheld
+	}
+	return ""
+}
+
+// PolicySource is one Cedar policy document of a Policy.
+type PolicySource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The document's name, as the relay loaded it ("staging.cedar"), for
+	// positions in errors. Required, at most 4096 bytes.
+	Filename string `protobuf:"bytes,1,opt,name=filename,proto3" json:"filename,omitempty"`
+	// The Cedar text, UTF-8.
+	Text          string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicySource) Reset() {
+	*x = PolicySource{}
+	mi := &file_wire_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicySource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicySource) ProtoMessage() {}
+
+func (x *PolicySource) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicySource.ProtoReflect.Descriptor instead.
+func (*PolicySource) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PolicySource) GetFilename() string {
+	if x != nil {
+		return x.Filename
+	}
+	return ""
+}
+
+func (x *PolicySource) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+// PolicyDeclarations are what a relay validated its policies against
+// beyond the built-in schema (policy.ValidateOptions).
+type PolicyDeclarations struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Token attributes policies may read: name -> Cedar type ("String",
+	// "Set<String>", ...). At most 4096 entries, names at most 128 bytes,
+	// types at most 4096.
+	PrincipalAttributes map[string]string `protobuf:"bytes,1,rep,name=principal_attributes,json=principalAttributes,proto3" json:"principal_attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Keys of context.details. At most 4096, each at most 128 bytes.
+	DetailKeys []string `protobuf:"bytes,2,rep,name=detail_keys,json=detailKeys,proto3" json:"detail_keys,omitempty"`
+	// Actions besides the built-in hierarchy. At most 4096, each at most
+	// 128 bytes.
+	Actions       []string `protobuf:"bytes,3,rep,name=actions,proto3" json:"actions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyDeclarations) Reset() {
+	*x = PolicyDeclarations{}
+	mi := &file_wire_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyDeclarations) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyDeclarations) ProtoMessage() {}
+
+func (x *PolicyDeclarations) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyDeclarations.ProtoReflect.Descriptor instead.
+func (*PolicyDeclarations) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PolicyDeclarations) GetPrincipalAttributes() map[string]string {
+	if x != nil {
+		return x.PrincipalAttributes
+	}
+	return nil
+}
+
+func (x *PolicyDeclarations) GetDetailKeys() []string {
+	if x != nil {
+		return x.DetailKeys
+	}
+	return nil
+}
+
+func (x *PolicyDeclarations) GetActions() []string {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
 // Open starts a binding stream: FRAME_TYPE_OPEN, agent to relay. Raw bytes
 // may follow it at once (see the ordering rules).
 type Open struct {
@@ -871,7 +1125,7 @@ type Open struct {
 
 func (x *Open) Reset() {
 	*x = Open{}
-	mi := &file_wire_proto_msgTypes[7]
+	mi := &file_wire_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +1137,7 @@ func (x *Open) String() string {
 func (*Open) ProtoMessage() {}
 
 func (x *Open) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[7]
+	mi := &file_wire_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +1150,7 @@ func (x *Open) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Open.ProtoReflect.Descriptor instead.
 func (*Open) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{7}
+	return file_wire_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Open) GetBinding() string {
@@ -943,7 +1197,7 @@ type Dial struct {
 
 func (x *Dial) Reset() {
 	*x = Dial{}
-	mi := &file_wire_proto_msgTypes[8]
+	mi := &file_wire_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1209,7 @@ func (x *Dial) String() string {
 func (*Dial) ProtoMessage() {}
 
 func (x *Dial) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[8]
+	mi := &file_wire_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1222,7 @@ func (x *Dial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dial.ProtoReflect.Descriptor instead.
 func (*Dial) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{8}
+	return file_wire_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Dial) GetBinding() string {
@@ -1036,7 +1290,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_wire_proto_msgTypes[9]
+	mi := &file_wire_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1302,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[9]
+	mi := &file_wire_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1315,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{9}
+	return file_wire_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Result) GetCode() Code {
@@ -1118,7 +1372,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_wire_proto_msgTypes[10]
+	mi := &file_wire_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1384,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[10]
+	mi := &file_wire_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1397,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{10}
+	return file_wire_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Identity) GetSubject() string {
@@ -1195,7 +1449,7 @@ type Binding struct {
 
 func (x *Binding) Reset() {
 	*x = Binding{}
-	mi := &file_wire_proto_msgTypes[11]
+	mi := &file_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1461,7 @@ func (x *Binding) String() string {
 func (*Binding) ProtoMessage() {}
 
 func (x *Binding) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[11]
+	mi := &file_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1474,7 @@ func (x *Binding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Binding.ProtoReflect.Descriptor instead.
 func (*Binding) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{11}
+	return file_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Binding) GetName() string {
@@ -1271,7 +1525,7 @@ type Detail struct {
 
 func (x *Detail) Reset() {
 	*x = Detail{}
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1537,7 @@ func (x *Detail) String() string {
 func (*Detail) ProtoMessage() {}
 
 func (x *Detail) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1550,7 @@ func (x *Detail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Detail.ProtoReflect.Descriptor instead.
 func (*Detail) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{12}
+	return file_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Detail) GetKey() string {
@@ -1326,7 +1580,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1592,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1605,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{13}
+	return file_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Limits) GetMaxStreams() uint64 {
@@ -1373,13 +1627,14 @@ var File_wire_proto protoreflect.FileDescriptor
 const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"wire.proto\x12\x0fpostern.wire.v1\"\x99\x01\n" +
+	"wire.proto\x12\x0fpostern.wire.v1\"\xb5\x01\n" +
 	"\x05Hello\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\tR\x05token\x124\n" +
 	"\bservices\x18\x04 \x03(\v2\x18.postern.wire.v1.BindingR\bservices\x12\x16\n" +
-	"\x06client\x18\x05 \x01(\tR\x06client\"\xe7\x01\n" +
+	"\x06client\x18\x05 \x01(\tR\x06client\x12\x1a\n" +
+	"\bfeatures\x18\x06 \x03(\tR\bfeatures\"\xe7\x01\n" +
 	"\aWelcome\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x125\n" +
 	"\bidentity\x18\x02 \x01(\v2\x19.postern.wire.v1.IdentityR\bidentity\x122\n" +
@@ -1399,7 +1654,24 @@ const file_wire_proto_rawDesc = "" +
 	"\x06Goaway\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.postern.wire.v1.CodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"k\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xd4\x01\n" +
+	"\x06Policy\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04hash\x18\x02 \x01(\tR\x04hash\x127\n" +
+	"\asources\x18\x03 \x03(\v2\x1d.postern.wire.v1.PolicySourceR\asources\x12G\n" +
+	"\fdeclarations\x18\x04 \x01(\v2#.postern.wire.v1.PolicyDeclarationsR\fdeclarations\x12\x1a\n" +
+	"\bwithheld\x18\x05 \x01(\tR\bwithheld\">\n" +
+	"\fPolicySource\x12\x1a\n" +
+	"\bfilename\x18\x01 \x01(\tR\bfilename\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\"\x88\x02\n" +
+	"\x12PolicyDeclarations\x12o\n" +
+	"\x14principal_attributes\x18\x01 \x03(\v2<.postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntryR\x13principalAttributes\x12\x1f\n" +
+	"\vdetail_keys\x18\x02 \x03(\tR\n" +
+	"detailKeys\x12\x18\n" +
+	"\aactions\x18\x03 \x03(\tR\aactions\x1aF\n" +
+	"\x18PrincipalAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"k\n" +
 	"\x04Open\x12\x18\n" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x121\n" +
@@ -1436,7 +1708,7 @@ const file_wire_proto_rawDesc = "" +
 	"\x06Limits\x12\x1f\n" +
 	"\vmax_streams\x18\x01 \x01(\x04R\n" +
 	"maxStreams\x12$\n" +
-	"\x0emax_frame_size\x18\x02 \x01(\x04R\fmaxFrameSize*\x8e\x02\n" +
+	"\x0emax_frame_size\x18\x02 \x01(\x04R\fmaxFrameSize*\xa5\x02\n" +
 	"\tFrameType\x12\x1a\n" +
 	"\x16FRAME_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10FRAME_TYPE_HELLO\x10\x01\x12\x16\n" +
@@ -1445,7 +1717,8 @@ const file_wire_proto_rawDesc = "" +
 	"\x12FRAME_TYPE_CATALOG\x10\x04\x12\x16\n" +
 	"\x12FRAME_TYPE_REFRESH\x10\x05\x12\x18\n" +
 	"\x14FRAME_TYPE_REFRESHED\x10\x06\x12\x15\n" +
-	"\x11FRAME_TYPE_GOAWAY\x10\a\x12\x13\n" +
+	"\x11FRAME_TYPE_GOAWAY\x10\a\x12\x15\n" +
+	"\x11FRAME_TYPE_POLICY\x10\b\x12\x13\n" +
 	"\x0fFRAME_TYPE_OPEN\x10\x10\x12\x13\n" +
 	"\x0fFRAME_TYPE_DIAL\x10\x11\x12\x15\n" +
 	"\x11FRAME_TYPE_RESULT\x10\x12*\xf3\x01\n" +
@@ -1483,43 +1756,50 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_wire_proto_goTypes = []any{
-	(FrameType)(0),    // 0: postern.wire.v1.FrameType
-	(Code)(0),         // 1: postern.wire.v1.Code
-	(StreamError)(0),  // 2: postern.wire.v1.StreamError
-	(*Hello)(nil),     // 3: postern.wire.v1.Hello
-	(*Welcome)(nil),   // 4: postern.wire.v1.Welcome
-	(*Reject)(nil),    // 5: postern.wire.v1.Reject
-	(*Catalog)(nil),   // 6: postern.wire.v1.Catalog
-	(*Refresh)(nil),   // 7: postern.wire.v1.Refresh
-	(*Refreshed)(nil), // 8: postern.wire.v1.Refreshed
-	(*Goaway)(nil),    // 9: postern.wire.v1.Goaway
-	(*Open)(nil),      // 10: postern.wire.v1.Open
-	(*Dial)(nil),      // 11: postern.wire.v1.Dial
-	(*Result)(nil),    // 12: postern.wire.v1.Result
-	(*Identity)(nil),  // 13: postern.wire.v1.Identity
-	(*Binding)(nil),   // 14: postern.wire.v1.Binding
-	(*Detail)(nil),    // 15: postern.wire.v1.Detail
-	(*Limits)(nil),    // 16: postern.wire.v1.Limits
+	(FrameType)(0),             // 0: postern.wire.v1.FrameType
+	(Code)(0),                  // 1: postern.wire.v1.Code
+	(StreamError)(0),           // 2: postern.wire.v1.StreamError
+	(*Hello)(nil),              // 3: postern.wire.v1.Hello
+	(*Welcome)(nil),            // 4: postern.wire.v1.Welcome
+	(*Reject)(nil),             // 5: postern.wire.v1.Reject
+	(*Catalog)(nil),            // 6: postern.wire.v1.Catalog
+	(*Refresh)(nil),            // 7: postern.wire.v1.Refresh
+	(*Refreshed)(nil),          // 8: postern.wire.v1.Refreshed
+	(*Goaway)(nil),             // 9: postern.wire.v1.Goaway
+	(*Policy)(nil),             // 10: postern.wire.v1.Policy
+	(*PolicySource)(nil),       // 11: postern.wire.v1.PolicySource
+	(*PolicyDeclarations)(nil), // 12: postern.wire.v1.PolicyDeclarations
+	(*Open)(nil),               // 13: postern.wire.v1.Open
+	(*Dial)(nil),               // 14: postern.wire.v1.Dial
+	(*Result)(nil),             // 15: postern.wire.v1.Result
+	(*Identity)(nil),           // 16: postern.wire.v1.Identity
+	(*Binding)(nil),            // 17: postern.wire.v1.Binding
+	(*Detail)(nil),             // 18: postern.wire.v1.Detail
+	(*Limits)(nil),             // 19: postern.wire.v1.Limits
+	nil,                        // 20: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
 }
 var file_wire_proto_depIdxs = []int32{
-	14, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
-	13, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
-	14, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
-	16, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
+	17, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
+	16, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
+	17, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
+	19, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
 	1,  // 4: postern.wire.v1.Reject.code:type_name -> postern.wire.v1.Code
-	14, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
+	17, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
 	1,  // 6: postern.wire.v1.Goaway.code:type_name -> postern.wire.v1.Code
-	15, // 7: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
-	13, // 8: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
-	15, // 9: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
-	1,  // 10: postern.wire.v1.Result.code:type_name -> postern.wire.v1.Code
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	11, // 7: postern.wire.v1.Policy.sources:type_name -> postern.wire.v1.PolicySource
+	12, // 8: postern.wire.v1.Policy.declarations:type_name -> postern.wire.v1.PolicyDeclarations
+	20, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	18, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
+	16, // 11: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
+	18, // 12: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
+	1,  // 13: postern.wire.v1.Result.code:type_name -> postern.wire.v1.Code
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -1533,7 +1813,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -40,6 +40,12 @@ func samples() []Message {
 		&Dial{Binding: "staging-db", Session: "s-1", Identity: id(), Action: "connect", Details: []*Detail{{Key: "k", Value: "v"}}, Source: "127.0.0.1:5555"},
 		&Result{Code: CodeDenied, Reason: "policy", Message: "denied", Policies: []string{"forbid-financial", "other"}, Connector: "office-1"},
 		&Result{},
+		&Hello{Version: Version, Role: RoleConnector, Token: "t", Services: []*Binding{{Name: "staging-api", Kind: "http"}}, Features: []string{FeaturePolicy}},
+		&Policy{Version: 3, Hash: strings.Repeat("ab", 32), Sources: []*PolicySource{
+			{Filename: "staging.cedar", Text: `@id("read-staging") permit (principal, action in Action::"read", resource);`},
+			{Filename: "empty.cedar"},
+		}, Declarations: &PolicyDeclarations{PrincipalAttributes: map[string]string{"team": "String"}, DetailKeys: []string{"database"}, Actions: []string{"read"}}},
+		&Policy{Version: 4, Hash: strings.Repeat("0", 64), Withheld: "the policy set is larger than a frame"},
 	}
 }
 

@@ -79,6 +79,10 @@ type Config struct {
 	Services []Service
 	// Logger receives the connector's operational log. Nil means silent.
 	Logger *slog.Logger
+	// Audit receives one event per decision the connector makes: each
+	// HTTP request (EventHTTPRequest), allowed or refused. Nil means no
+	// audit trail. No credential ever appears in it.
+	Audit *slog.Logger
 	// MinBackoff and MaxBackoff bound the wait between reconnects to a
 	// relay. The wait doubles from MinBackoff up to MaxBackoff, with
 	// jitter. Zero means 250ms and 30s.
@@ -93,14 +97,16 @@ type Config struct {
 type Connector struct {
 	cfg      Config
 	log      *slog.Logger
+	audit    *slog.Logger
 	services map[string]*Service
 	hello    []*wire.Binding
 	tc       transport.Config
 
 	mu     sync.Mutex
-	status map[string]bool // relay -> session established
-	ready  chan struct{}   // closed once every relay has a session
-	wg     sync.WaitGroup  // streams being served
+	status map[string]bool         // relay -> session established
+	policy map[string]*relayPolicy // relay -> its current session's policy set
+	ready  chan struct{}           // closed once every relay has a session
+	wg     sync.WaitGroup          // streams being served
 }
 
 // New checks cfg and returns a connector. Run starts it.
@@ -117,9 +123,13 @@ func New(cfg Config) (*Connector, error) {
 	if len(cfg.Services) == 0 {
 		return nil, errors.New("connector: config: no services to serve")
 	}
-	c := &Connector{cfg: cfg, log: cfg.Logger, services: make(map[string]*Service), status: make(map[string]bool), ready: make(chan struct{})}
+	c := &Connector{cfg: cfg, log: cfg.Logger, services: make(map[string]*Service), status: make(map[string]bool), policy: make(map[string]*relayPolicy), ready: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.audit = cfg.Audit
+	if c.audit == nil {
+		c.audit = slog.New(slog.DiscardHandler)
 	}
 	for i := range cfg.Services {
 		s := cfg.Services[i]
@@ -190,6 +200,19 @@ func (c *Connector) Connected() map[string]bool {
 	m := make(map[string]bool, len(c.status))
 	for k, v := range c.status {
 		m[k] = v
+	}
+	return m
+}
+
+// Policy reports, for each relay with a session now or before, the policy
+// set its latest session holds: the one that decides the statements and
+// requests of the streams it opens.
+func (c *Connector) Policy() map[string]PolicyState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[string]PolicyState, len(c.policy))
+	for k, p := range c.policy {
+		m[k] = p.snapshot()
 	}
 	return m
 }
@@ -280,6 +303,10 @@ func (c *Connector) session(ctx context.Context, addr string) (up bool, err erro
 	if err != nil {
 		return false, err
 	}
+	pol := newRelayPolicy(addr)
+	c.mu.Lock()
+	c.policy[addr] = pol
+	c.mu.Unlock()
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	s, err := sess.Dial(hctx, sess.Config{
 		Addr:      addr,
@@ -291,6 +318,8 @@ func (c *Connector) session(ctx context.Context, addr string) (up bool, err erro
 		Token:     c.token,
 		Refresh:   c.cfg.TokenSource != nil,
 		Log:       c.log,
+		Features:  []string{wire.FeaturePolicy},
+		OnPolicy:  func(m *wire.Policy) { pol.apply(m, c.log) },
 	})
 	cancel()
 	if err != nil {
@@ -318,7 +347,7 @@ func (c *Connector) session(ctx context.Context, addr string) (up bool, err erro
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			c.serveStream(s.Conn, st)
+			c.serveStream(s.Conn, st, pol)
 		}()
 	}
 }
@@ -342,7 +371,7 @@ func fatal(err error) bool {
 
 // serveStream serves one stream the relay opened: dial the advertised
 // upstream, answer, splice.
-func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream) {
+func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream, pol *relayPolicy) {
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var dial wire.Dial
 	if err := wire.ReadExpected(st, 1<<20, &dial); err != nil {
@@ -361,10 +390,10 @@ func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream) {
 	log := c.log.With("binding", svc.Name, "subject", dial.Identity.Subject, "session", dial.Session)
 	switch svc.Kind {
 	case postern.KindPostgres:
-		c.servePostgres(st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, log)
+		c.servePostgres(st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, pol, log)
 		return
 	case postern.KindHTTP:
-		c.serveHTTP(st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, log)
+		c.serveHTTP(st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, pol, log)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), svc.DialTimeout)

@@ -18,6 +18,32 @@
 // the agent with a code and a message that do not reveal the upstream's
 // address.
 //
+// # Policy
+//
+// The relay decides whether an agent may open a binding; the connector
+// decides each HTTP request (and, in time, each SQL statement), where the
+// protocol is parsed, with the relay's own policy set. Every relay sends
+// its set on the session, right after welcoming the connector and again
+// within moments of every reload, with a version and a hash
+// ([Connector.Policy] shows what each relay's session holds). A request
+// costs a local decision, never a round trip. A connector holds no set
+// until the first arrives, and none after one that fails to parse or to
+// validate against the relay's declarations (logged with the reason):
+// meanwhile it refuses every request through that relay, "the connector
+// has no policy set from the relay yet" ([NoPolicyMessage]). A stream is
+// decided by the set of the relay that opened it.
+//
+// An HTTP request is decided before anything of it reaches the upstream:
+// its target normalized once (so /v1/../admin is judged, and sent, as
+// /admin; %2e%2e is refused with 400), its action policy.HTTPAction of the
+// method, the agent the relay attested as principal and the service as
+// the connector serves it as resource. A denial is 403 with a JSON body,
+// {"error":"denied","policies":[...],"message":...}. TRACE and CONNECT are
+// always refused (405): TRACE would echo the injected credentials back to
+// the agent. Injection cannot protect a credential from an upstream
+// endpoint that echoes request headers; do not permit requests to one.
+// Each request is one [EventHTTPRequest] audit event on [Config.Audit].
+//
 // # Credentials
 //
 // Agents never hold an upstream's credentials: the connector does. For a

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postern/postern/internal/httpreq"
 	"github.com/postern/postern/internal/quicnet"
 
 	"github.com/quic-go/quic-go"
@@ -46,7 +47,7 @@ const (
 )
 
 // serveHTTP serves one stream of an http service.
-func (c *Connector) serveHTTP(st *quic.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, log *slog.Logger) {
+func (c *Connector) serveHTTP(st *quic.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
 	tr, target, err := httpUpstream(svc)
 	if err != nil {
 		log.Error("connector: http upstream configuration", "err", err)
@@ -55,6 +56,13 @@ func (c *Connector) serveHTTP(st *quic.Stream, down *quicnet.Conn, svc *Service,
 		return
 	}
 	defer tr.CloseIdleConnections()
+	gate, err := newHTTPGate(c, svc, dial, pol)
+	if err != nil {
+		log.Warn("connector: the dial's identity cannot be decided on", "err", err)
+		quicnet.Refuse(st, &wire.Result{Code: wire.CodeDenied, Reason: "invalid_identity",
+			Message: "the connector cannot decide requests for this identity: " + err.Error()})
+		return
+	}
 	if err := wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK}); err != nil {
 		down.Abort(quicnet.StreamAborted)
 		return
@@ -63,6 +71,14 @@ func (c *Connector) serveHTTP(st *quic.Stream, down *quicnet.Conn, svc *Service,
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
+			// Exactly the target policy judged, not the agent's spelling
+			// of it: Opaque is sent as is (httpreq never yields "//").
+			if t, ok := pr.In.Context().Value(targetKey{}).(*httpreq.Target); ok {
+				pr.Out.URL.Path, pr.Out.URL.RawPath = t.Path, ""
+				pr.Out.URL.Opaque, _, _ = strings.Cut(t.RequestURI, "?")
+				pr.Out.URL.RawQuery = t.RawQuery
+				pr.Out.URL.ForceQuery = false
+			}
 			if svc.HTTP != nil && svc.HTTP.Host != "" {
 				pr.Out.Host = svc.HTTP.Host
 			}
@@ -92,16 +108,29 @@ func (c *Connector) serveHTTP(st *quic.Stream, down *quicnet.Conn, svc *Service,
 		ErrorHandler: httpErrorHandler(svc.Name, svc.Upstream, log),
 	}
 	var handlers sync.WaitGroup
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		handlers.Add(1)
 		defer handlers.Done()
+		start := time.Now()
+		w := &countingWriter{ResponseWriter: rw}
+		var body *countingBody
+		if r.Body != nil && r.Body != http.NoBody {
+			body = &countingBody{ReadCloser: r.Body}
+			r.Body = body
+		}
+		var v verdict
+		defer gate.auditRequest(r, &v, w, body, start)
+		if !gate.decide(w, r, &v) {
+			return
+		}
 		inject, err := httpHeaders(svc.HTTP)
 		if err != nil {
 			log.Error("connector: reading a header secret", "err", err)
 			httpFail(w, http.StatusBadGateway, "connector_secret_unavailable", "postern: the connector could not read its credentials for "+svc.Name)
 			return
 		}
-		proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), injectKey{}, inject)))
+		ctx := context.WithValue(r.Context(), injectKey{}, inject)
+		proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, targetKey{}, &v.target)))
 	})
 
 	ln := newOneConnListener(down)
@@ -125,6 +154,8 @@ func (c *Connector) serveHTTP(st *quic.Stream, down *quicnet.Conn, svc *Service,
 }
 
 type injectKey struct{}
+
+type targetKey struct{}
 
 // httpUpstream builds the transport and URL that reach svc's upstream, and
 // nothing else.

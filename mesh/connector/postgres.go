@@ -59,7 +59,9 @@ const (
 )
 
 // servePostgres serves one stream of a postgres service.
-func (c *Connector) servePostgres(st *quic.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, log *slog.Logger) {
+// pol is the relay's policy set, for deciding statements (not yet: only
+// the relay's connect decision applies to a postgres stream so far).
+func (c *Connector) servePostgres(st *quic.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), svc.DialTimeout)
 	hc, err := pgLogin(ctx, svc, dial.Identity.Subject)
 	cancel()

@@ -30,6 +30,16 @@
 // fields are defined in one protobuf schema, internal/wire/wire.proto,
 // whose comments are the protocol's documentation.
 //
+// # Policy for connectors
+//
+// The relay decides opens; connectors decide each statement and request
+// with the same policies. The relay sends its current Set (its sources,
+// and [Config.PolicyOptions], what it was validated against) to every
+// connector that asks, on the control stream: when the connector's
+// session starts and after every [policy.Engine.Swap], each Set with the
+// next version and a SHA-256 of its content. A reload reaches connected
+// connectors as fast as one control frame travels.
+//
 // # Who may say what
 //
 // Policy decides on a binding's kind, environment and labels, so those

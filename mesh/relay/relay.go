@@ -42,6 +42,12 @@ type Config struct {
 	// Engine holding no policies, denies everything: the relay fails
 	// closed. Swapping the Engine's Set re-scopes every live catalog.
 	Policy *policy.Engine
+	// PolicyOptions are the declarations Policy's sets were validated
+	// against (policy.ValidateOptions). Connectors receive every set with
+	// them and validate it alike; a set that fails there leaves the
+	// connector refusing every statement and request. Nil means the sets
+	// were not validated, and connectors only parse them.
+	PolicyOptions *policy.ValidateOptions
 	// Bindings declares bindings ahead of any connector. A declared
 	// binding's kind, environment and labels are authoritative: a
 	// connector that advertises it differently, or whose token describes
@@ -112,6 +118,8 @@ type Relay struct {
 	log    *slog.Logger
 	audit  *slog.Logger
 	policy *policy.Engine
+
+	policyFrames policyFrames // the Policy frame sent to connectors
 
 	ctx    context.Context // the relay's lifetime
 	cancel context.CancelFunc
@@ -368,6 +376,7 @@ func (r *Relay) serveConn(conn *quic.Conn) {
 	case wire.RoleConnector:
 		c := new(connectorSession)
 		init(&c.session)
+		c.wantsPolicy = slices.Contains(hello.GetFeatures(), wire.FeaturePolicy)
 		r.serveConnector(c, hello.GetServices())
 	}
 }
@@ -462,8 +471,11 @@ func (r *Relay) watchPolicy() {
 		_, changed := r.policy.Current()
 		select {
 		case <-changed:
-			r.log.Info("relay: policy changed; re-scoping catalogs")
+			r.log.Info("relay: policy changed; re-scoping catalogs and sending the set to connectors")
+			var wg sync.WaitGroup
+			wg.Go(r.pushPolicyAll)
 			r.rescopeAll()
+			wg.Wait()
 		case <-r.ctx.Done():
 			return
 		}

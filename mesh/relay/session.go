@@ -286,6 +286,11 @@ type connectorSession struct {
 	// described holds, per service advertised, the description policy
 	// reads, as its authority gave it when the session began.
 	described []postern.Binding
+
+	wantsPolicy bool       // its Hello lists wire.FeaturePolicy
+	policyMu    sync.Mutex // serializes policy pushes
+	policySent  uint64     // the version last sent
+	welcomed    bool       // the Welcome is out: Policy frames may follow
 }
 
 func (c *connectorSession) name() string { return c.claims.Load().Subject }
@@ -317,6 +322,12 @@ func (r *Relay) serveConnector(c *connectorSession, services []*wire.Binding) {
 		closeConn(c.conn, wire.CodeProtocol, "welcome_failed", "could not send the welcome")
 		return
 	}
+	// The set, before anything else: dials may follow at once, and the
+	// connector refuses their statements and requests until it has one.
+	c.policyMu.Lock()
+	c.welcomed = true
+	c.policyMu.Unlock()
+	c.pushPolicy()
 	c.armExpiry(claims.ExpiresAt)
 	emit(r.audit, slog.LevelInfo, EventSessionStart, append(c.auditAttrs(wire.RoleConnector),
 		slog.Any("services", c.services))...)
