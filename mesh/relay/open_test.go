@@ -36,7 +36,9 @@ func TestDecideOpen(t *testing.T) {
 		{"forbid on connect", "", ledger, false, []string{"no-prod-opens"}},
 		{"a named read does not dodge it", "sql:select", ledger, false, []string{"no-prod-opens"}},
 		{"a named group does not either", "read", ledger, false, []string{"no-prod-opens"}},
-		{"a declared action is decided as named", "query", ledger, true, []string{"custom"}},
+		{"nor a declared action", "query", ledger, false, []string{"no-prod-opens"}},
+		{"a declared action must be permitted too", "query", status, false, nil},
+		{"a named group must be permitted too", "write", status, false, []string{"no-prod-writes"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

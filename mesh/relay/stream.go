@@ -202,20 +202,15 @@ func (r *Relay) dialConnector(rt *route, a *agentSession, open *wire.Open, actio
 }
 
 // decideOpen decides an open by the open rule (a permit to read or write a
-// binding also opens it; see policy.Set.AuthorizeOpen). An action of the
-// hierarchy that the agent names in its Open can only narrow that: it must
-// be allowed too, so that naming sql:select cannot dodge a forbid on
-// connect. An action outside the hierarchy, which a deployment declares
-// for its own policies, is decided as named.
+// binding also opens it; see policy.Set.AuthorizeOpen). An action the agent
+// names in its Open can only narrow that, never widen it: it must be
+// allowed too. The agent may say what it means to do; what is decided at
+// the open is always the open itself, so that naming sql:select, or an
+// action a deployment declared for its own policies, cannot dodge a forbid
+// on connect.
 func decideOpen(e *policy.Engine, req policy.Request) policy.Decision {
-	switch {
-	case req.Action == "" || req.Action == policy.ActionConnect:
-		return e.AuthorizeOpen(req)
-	case !policy.IsDataAction(req.Action):
-		return e.Authorize(req)
-	}
 	d := e.AuthorizeOpen(req)
-	if !d.Allowed {
+	if !d.Allowed || req.Action == "" || req.Action == policy.ActionConnect {
 		return d
 	}
 	if named := e.Authorize(req); !named.Allowed {
