@@ -1114,8 +1114,11 @@ type Open struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The binding's name. Required, a valid name.
 	Binding string `protobuf:"bytes,1,opt,name=binding,proto3" json:"binding,omitempty"`
-	// The action policy decides on; empty means "connect". A valid name
-	// when set.
+	// What the agent means to do; empty means "connect". A valid name when
+	// set. It can only narrow the open: the relay always decides the open
+	// itself, and a named action must be allowed as well. Statements and
+	// requests are decided by the connector from its own parse, never from
+	// this field.
 	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
 	// Request details handed to policy as context. At most 64.
 	Details       []*Detail `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
