@@ -30,3 +30,7 @@ func EngineDecide(engine *policy.Engine, req policy.Request, st *sqlclass.Statem
 	}
 	return Verdict{Reason: "no policy permits " + action}
 }
+
+// DenialMessage is the message of the 42501 error an agent receives when
+// v denies st.
+func DenialMessage(st *sqlclass.Statement, v Verdict) string { return denial(st, v) }
