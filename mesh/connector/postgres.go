@@ -271,7 +271,7 @@ func pgAcceptStartup(conn io.ReadWriter) (pgproto3.FrontendMessage, error) {
 
 // pgReadStartup reads one length-prefixed startup-phase message and
 // returns it without its length. It reads exactly that message: whatever
-// the agent sent after it stays in conn for the splice.
+// the agent sent after it stays in conn for the policy proxy.
 func pgReadStartup(r io.Reader) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
