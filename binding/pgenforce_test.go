@@ -200,3 +200,36 @@ forbid (principal, action in Action::"write", resource) unless { principal has t
 		t.Fatalf("audit: %v", e)
 	}
 }
+
+// TestPostgresPolicyPerAgent: the same statement on the same binding is
+// decided per agent: the on-call agent's UPDATE goes through where policy
+// lets it write, the coding agent's is denied.
+func TestPostgresPolicyPerAgent(t *testing.T) {
+	w := newPGEnforceWorld(t, readOnlyPolicies+`
+@id("oncall-writes-staging-db")
+permit (principal in Group::"oncall", action in [Action::"connect", Action::"write"], resource == Binding::"staging-db");
+`, nil)
+	ctx := testCtx(t)
+	const update = "UPDATE orders SET item = 'trackball' WHERE id = 3"
+	_, err := w.conn.ExecContext(ctx, update)
+	denied(t, "the coding agent's UPDATE", err, "no policy permits sql:update")
+
+	b, err := binding.OpenWith(w.m.Client(w.m.AgentToken("oncall-agent", "oncall")), "staging-db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	db, err := b.SQL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := db.ExecContext(ctx, update); err != nil {
+		t.Fatalf("the on-call agent's UPDATE: %v", err)
+	} else if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("the on-call agent's UPDATE changed %d rows", n)
+	}
+	var item string
+	if err := w.conn.QueryRowContext(ctx, "SELECT item FROM orders WHERE id = 3").Scan(&item); err != nil || item != "trackball" {
+		t.Fatalf("after the on-call agent's UPDATE: %q, %v", item, err)
+	}
+}
