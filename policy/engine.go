@@ -87,3 +87,28 @@ func (e *Engine) Current() (*Set, <-chan struct{}) {
 	g := e.load()
 	return g.set, g.changed
 }
+
+// AuthorizeStatement decides one SQL statement that performs actions
+// (sqlclass.Statement.Actions): req, whose Action is ignored and whose SQL
+// describes the statement, is decided once per action, and the statement
+// is allowed only if every action is. When allowed, the Decision's
+// Policies are the permits of every action; when denied, the Decision is
+// that of the first action denied, which is returned with it. A statement
+// without actions is denied, with no action named.
+func (e *Engine) AuthorizeStatement(req Request, actions []string) (Decision, string) {
+	if len(actions) == 0 {
+		return Decision{}, ""
+	}
+	var permits []string
+	var errs []EvalError
+	for _, a := range actions {
+		req.Action = a
+		d := e.Authorize(req)
+		if !d.Allowed {
+			return d, a
+		}
+		permits = append(permits, d.Policies...)
+		errs = append(errs, d.Errors...)
+	}
+	return Decision{Allowed: true, Policies: permits, Errors: errs}, ""
+}

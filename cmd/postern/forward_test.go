@@ -204,7 +204,8 @@ func runPG(t *testing.T, program string, args ...string) (int, string) {
 // TestBinaryForwardPostgres: the real psql and pgbench, which know
 // nothing of Postern, through postern forward to a real PostgreSQL: a
 // SELECT returns rows with any user and password (the connector logs in),
-// pgbench initializes and runs select-only without an error, and psql
+// a DELETE is denied by the connector with SQLSTATE 42501 and the row
+// stays, pgbench runs select-only without an error, and psql
 // refused the financial database prints the policy that denied it.
 func TestBinaryForwardPostgres(t *testing.T) {
 	psql, pgbench := pgClient(t, "psql"), pgClient(t, "pgbench")
@@ -260,9 +261,26 @@ func TestBinaryForwardPostgres(t *testing.T) {
 		t.Errorf("psql with sslmode=prefer: exit %d:\n%s", code, out)
 	}
 
-	code, out = runPG(t, pgbench, "-i", "-s", "1", "-q", "-h", h, "-p", p, "-U", "agent", "staging")
-	if code != 0 || strings.Contains(out, "error") {
-		t.Fatalf("pgbench -i through forward: exit %d:\n%s", code, out)
+	// The connector decides every statement: a DELETE is no read, and the
+	// coding agent may only read staging.
+	code, out = runPG(t, psql, "-X", "-w", fmt.Sprintf("host=%s port=%s user=agent sslmode=disable", h, p), "-c", "DELETE FROM orders WHERE id = 1")
+	if want := "ERROR:  postern: denied (no policy permits sql:delete): DELETE FROM orders WHERE id = $1"; code == 0 || !strings.Contains(out, want) {
+		t.Errorf("psql DELETE through forward: exit %d, want %q:\n%s", code, want, out)
+	}
+	if code, out = runPG(t, psql, "-X", "-w", "-At", fmt.Sprintf("host=%s port=%s user=agent sslmode=disable", h, p), "-c", "SELECT count(*) FROM orders"); out != "2\n" {
+		t.Errorf("after the denied DELETE: exit %d:\n%s", code, out)
+	}
+
+	// pgbench -i runs DDL (DROP, CREATE, TRUNCATE), which the example
+	// policies forbid everyone (no-ddl-anywhere): it initializes directly
+	// against the server, as app, and only the benchmark goes through.
+	ictx, icancel := context.WithTimeout(context.Background(), 60*time.Second)
+	init := exec.CommandContext(ictx, pgbench, "-i", "-s", "1", "-q", "-h", pg.Host, "-p", strconv.Itoa(pg.Port), "-U", "app", "staging")
+	init.Env = append(os.Environ(), "PGPASSWORD="+password, "PGSSLMODE=disable")
+	iout, err := init.CombinedOutput()
+	icancel()
+	if err != nil {
+		t.Fatalf("pgbench -i against the server: %v:\n%s", err, iout)
 	}
 	code, out = runPG(t, pgbench, "-S", "-T", "3", "-c", "2", "-n", "-h", h, "-p", p, "-U", "agent", "staging")
 	m := regexp.MustCompile(`number of transactions actually processed: (\d+)`).FindStringSubmatch(out)

@@ -7,7 +7,9 @@
 //	go run ./examples/quickstart
 //
 // Everything here is the public Go API (mesh/relay, mesh/connector,
-// mesh/identity, policy, mesh) over real QUIC on 127.0.0.1. In a real
+// mesh/identity, policy, mesh, binding) over real QUIC on 127.0.0.1, but
+// for the throwaway PostgreSQL server it starts when PostgreSQL is
+// installed (internal/pgserver). In a real
 // deployment each part is its own process, on its own machine: see the
 // README's walkthrough with the postern command.
 package main
@@ -28,8 +30,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/postern/postern"
+	"github.com/postern/postern/binding"
 	"github.com/postern/postern/examples/policies"
+	"github.com/postern/postern/internal/pgserver"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/mesh/identity"
@@ -71,6 +77,16 @@ func run(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	defer ledger.Close()
+	// A PostgreSQL database with an orders table, when PostgreSQL is
+	// installed: a throwaway server (internal/pgserver; any server the
+	// connector can reach will do), which the connector logs in to.
+	pg, err := startPostgres(ctx)
+	if err != nil {
+		return err
+	}
+	if pg != nil {
+		defer pg.Stop()
+	}
 
 	// 2. Identity: a signing key issues a token per agent and per
 	// connector; the relay verifies them with the public key set.
@@ -132,15 +148,23 @@ func run(ctx context.Context, w io.Writer) error {
 		{Name: "prod-status", Kind: postern.KindTCP, Upstream: status.Addr().String(), Environment: "prod"},
 		{Name: "prod-ledger", Kind: postern.KindTCP, Upstream: ledger.Addr().String(), Environment: "prod", Labels: []string{"financial"}},
 	}
+	granted := []identity.Service{
+		{Name: "staging-api", Kind: postern.KindHTTP, Environment: "staging"},
+		{Name: "prod-status", Kind: postern.KindTCP, Environment: "prod"},
+		{Name: "prod-ledger", Kind: postern.KindTCP, Environment: "prod", Labels: []string{"financial"}},
+	}
+	served := "staging-api (http, staging), prod-status (tcp, prod), prod-ledger (tcp, prod, labels: financial)"
+	if pg != nil {
+		services = append(services, connector.Service{Name: "staging-db", Kind: postern.KindPostgres, Upstream: pg.Addr, Environment: "staging",
+			Postgres: &connector.Postgres{User: "app", Database: "staging", Password: connector.Secret{Value: pgPassword}, SSLMode: "disable"}})
+		granted = append(granted, identity.Service{Name: "staging-db", Kind: postern.KindPostgres, Environment: "staging"})
+		served += ", staging-db (postgres, staging)"
+	}
 	// Its token grants each service and says what it is: the relay lets
 	// policy read the issuer's word (kind, environment, labels), and
 	// refuses a connector that advertises a service otherwise.
 	connTok, err := issue(identity.Claims{Subject: "office-connector", Role: identity.RoleConnector,
-		Services: []identity.Service{
-			{Name: "staging-api", Kind: postern.KindHTTP, Environment: "staging"},
-			{Name: "prod-status", Kind: postern.KindTCP, Environment: "prod"},
-			{Name: "prod-ledger", Kind: postern.KindTCP, Environment: "prod", Labels: []string{"financial"}},
-		}})
+		Services: granted})
 	if err != nil {
 		return err
 	}
@@ -162,7 +186,7 @@ func run(ctx context.Context, w io.Writer) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	fmt.Fprintln(w, "connector  office-connector serves staging-api (http, staging), prod-status (tcp, prod), prod-ledger (tcp, prod, labels: financial)")
+	fmt.Fprintln(w, "connector  office-connector serves "+served)
 
 	// 6. Two agents with different identities try the same bindings.
 	for _, a := range []struct{ sub, group string }{{"coding-agent", "coding-agents"}, {"oncall-agent", "oncall"}} {
@@ -242,7 +266,73 @@ func agent(ctx context.Context, w io.Writer, relayAddr, pin, token, sub, group s
 		fmt.Fprintf(w, "  %-12s allowed: read %q\n", name, strings.TrimSpace(line))
 	}
 	hc.CloseIdleConnections()
+	for _, n := range names {
+		if n == "staging-db" {
+			return database(ctx, w, c)
+		}
+	}
 	return nil
+}
+
+// database reads and tries to delete through the postgres binding: the
+// connector decides each statement, and answers a denied one with
+// SQLSTATE 42501.
+func database(ctx context.Context, w io.Writer, c *mesh.Client) error {
+	b, err := binding.OpenWith(c, "staging-db")
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	db, err := b.SQL()
+	if err != nil {
+		return err
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil {
+		fmt.Fprintf(w, "  %-12s SELECT failed: %v\n", "staging-db", err)
+	} else {
+		fmt.Fprintf(w, "  %-12s allowed: SELECT count(*) FROM orders -> %d\n", "staging-db", n)
+	}
+	_, err = db.ExecContext(ctx, "DELETE FROM orders WHERE id = 1")
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		fmt.Fprintf(w, "  %-12s refused: DELETE FROM orders WHERE id = 1 -> SQLSTATE %s: %s\n", "staging-db", pgErr.Code, pgErr.Message)
+	} else {
+		fmt.Fprintf(w, "  %-12s DELETE: %v\n", "staging-db", err)
+	}
+	return nil
+}
+
+// pgPassword is the database password only the connector holds.
+const pgPassword = "quickstart-connector-only"
+
+// startPostgres starts a PostgreSQL server with a staging database, or
+// returns nil when PostgreSQL is not installed.
+func startPostgres(ctx context.Context) (*pgserver.Server, error) {
+	srv, err := pgserver.Start("")
+	if errors.Is(err, pgserver.ErrNotInstalled) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, step := range []func() error{
+		func() error { return srv.CreateRole(ctx, "app", pgPassword) },
+		func() error { return srv.CreateDatabase(ctx, "staging", "app") },
+		func() error {
+			return srv.Exec(ctx, "staging", `CREATE TABLE orders (id int PRIMARY KEY, item text NOT NULL);
+INSERT INTO orders VALUES (1, 'keyboard'), (2, 'monitor'), (3, 'cable');
+ALTER TABLE orders OWNER TO app;`)
+		},
+	} {
+		if err := step(); err != nil {
+			srv.Stop()
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+	}
+	return srv, nil
 }
 
 // refusal says why an open was refused: a denial names its policies.
@@ -288,7 +378,11 @@ func (a *auditLog) print(w io.Writer) {
 			continue
 		}
 		var b strings.Builder
-		fmt.Fprintf(&b, "  %-14s %-17s", ev["msg"], ev["subject"])
+		label := ev["msg"]
+		if label == "pgpolicy: statement" {
+			label = "sql.statement"
+		}
+		fmt.Fprintf(&b, "  %-14s %-17s", label, ev["subject"])
 		switch ev["msg"] {
 		case "session.start":
 			if s, ok := ev["services"]; ok {
@@ -315,6 +409,12 @@ func (a *auditLog) print(w io.Writer) {
 				why = "(no policy permits it)"
 			}
 			fmt.Fprintf(&b, "-> %-12s %v %v: %v %s, %v", ev["binding"], ev["method"], ev["path"], ev["decision"], why, ev["status"])
+		case "pgpolicy: statement":
+			why := "by " + list(ev["policies"])
+			if why == "by " {
+				why = fmt.Sprintf("(%v)", ev["reason"])
+			}
+			fmt.Fprintf(&b, "-> %-12s %v: %v %s", ev["binding"], ev["statement"], ev["decision"], why)
 		case "stream.close":
 			fmt.Fprintf(&b, "-> %-12s closed: %v bytes up, %v bytes down", ev["binding"], ev["bytes_up"], ev["bytes_down"])
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -30,7 +31,7 @@ func TestQuickstart(t *testing.T) {
 	wants := []string{
 		`relay      127\.0\.0\.1:\d+ \(QUIC\), certificate pin sha256:`,
 		`policies   coding-agents-read-staging, forbid-financial, no-ddl-anywhere, oncall-reads-prod, oncall-writes-prod-status`,
-		`coding-agent \(group coding-agents\) may open: staging-api\n`,
+		`coding-agent \(group coding-agents\) may open: staging-api(, staging-db)?\n`,
 		`  staging-api  allowed: GET /orders -> 200 OK, 3 orders\n`,
 		`  staging-api  refused: POST /orders -> 403 Forbidden: postern: POST /orders on staging-api denied: no policy permits http:POST \(a write\)\n`,
 		`http.request   coding-agent     -> staging-api  GET /orders: allow by coding-agents-read-staging, 200`,
@@ -44,6 +45,17 @@ func TestQuickstart(t *testing.T) {
 		`open.deny      oncall-agent     -> staging-api  denied: no policy permits it`,
 		`open.allow     oncall-agent     -> prod-status  allowed by oncall-reads-prod,oncall-writes-prod-status, via office-connector`,
 		`stream.close   oncall-agent     -> prod-status  closed: 0 bytes up, 24 bytes down`,
+	}
+	// With PostgreSQL installed (always in CI), the connector decides each
+	// statement of the coding agent's: its SELECT runs, its DELETE does not.
+	if strings.Contains(got, "staging-db (postgres, staging)") || os.Getenv("CI") != "" {
+		wants = append(wants,
+			`coding-agent \(group coding-agents\) may open: staging-api, staging-db\n`,
+			`  staging-db   allowed: SELECT count\(\*\) FROM orders -> 3\n`,
+			`  staging-db   refused: DELETE FROM orders WHERE id = 1 -> SQLSTATE 42501: postern: denied \(no policy permits sql:delete\): DELETE FROM orders WHERE id = \$1\n`,
+			`sql.statement  coding-agent     -> staging-db   SELECT count\(\*\) FROM orders: allow by coding-agents-read-staging`,
+			`sql.statement  coding-agent     -> staging-db   DELETE FROM orders WHERE id = \$1: deny \(no policy permits sql:delete\)`,
+		)
 	}
 	for _, w := range wants {
 		if !regexp.MustCompile(w).MatchString(got) {

@@ -23,6 +23,8 @@ import (
 	"github.com/postern/postern"
 	"github.com/postern/postern/examples/policies"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/pgpolicy"
+	"github.com/postern/postern/internal/sqlclass"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/mesh/relay"
@@ -354,6 +356,12 @@ func (m *devMesh) printBanner(w io.Writer) {
 		fmt.Fprintf(w, "  %-4s /orders  %s\n", method, m.decideRequest("coding-agent", "coding-agents", "staging-api", method, "/orders"))
 	}
 	fmt.Fprintf(w, "  (a denied request is answered 403 with {\"error\":\"denied\",\"policies\":[...],\"message\":...}; TRACE and CONNECT with 405)\n")
+	if m.hasService("staging-db") {
+		fmt.Fprintf(w, "\nstatements  the connector decides each SQL statement; the coding agent through staging-db:\n")
+		for _, q := range devStatements {
+			fmt.Fprintf(w, "  %-32s  %s\n", q, m.decideStatement("coding-agent", "coding-agents", "staging-db", q))
+		}
+	}
 	fmt.Fprintf(w, "\n%s\n\n", m.pgNote)
 	fmt.Fprintf(w, "To act as the coding agent (group coding-agents), export in another shell:\n\n")
 	fmt.Fprintf(w, "export POSTERN_RELAY=%s\n", addr)
@@ -387,6 +395,41 @@ func (m *devMesh) decideRequest(sub, group, name, method, path string) string {
 				Resource: policy.NewResource(s.Name, s.Kind, s.Environment, s.Labels...),
 				HTTP:     &policy.HTTP{Method: method, Path: path}})
 			return d.String()
+		}
+	}
+	return "?"
+}
+
+// devStatements are the statements the banner shows decided.
+var devStatements = []string{"SELECT id, item FROM orders", "DELETE FROM orders WHERE id = 1"}
+
+func (m *devMesh) hasService(name string) bool {
+	for _, s := range m.services {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// decideStatement says what the connector answers sub in group sending
+// sql through the binding name: "allow (...)", or the 42501 error.
+func (m *devMesh) decideStatement(sub, group, name, sql string) string {
+	p, err := policy.NewPrincipal(sub, []string{group}, nil)
+	if err != nil {
+		return "?"
+	}
+	sts, err := sqlclass.Classify(sql)
+	if err != nil || len(sts) != 1 {
+		return "?"
+	}
+	for _, s := range m.services {
+		if s.Name == name {
+			v := pgpolicy.EngineDecide(m.engine, policy.Request{Principal: p, Resource: policy.NewResource(s.Name, s.Kind, s.Environment, s.Labels...)}, &sts[0])
+			if v.Allowed {
+				return "allow (" + strings.Join(v.Policies, ", ") + ")"
+			}
+			return "ERROR 42501: " + pgpolicy.DenialMessage(&sts[0], v)
 		}
 	}
 	return "?"

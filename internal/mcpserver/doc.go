@@ -39,7 +39,9 @@
 // call, so each call is also logged here (tool, binding, duration,
 // outcome). Pooled connections are retired after a few minutes idle and
 // an hour in all, so every connection is decided anew regularly, and a
-// binding that leaves the catalog has its pool closed at once. Each call
-// starts with RESET ALL, so no setting leaks from one call into the next,
-// and a connection left inside a transaction is discarded, not reused.
+// binding that leaves the catalog has its pool closed at once. A connection
+// is returned to the pool only after a call that surely left its session
+// alone (plain SELECT, INSERT, UPDATE, DELETE, MERGE or EXPLAIN, no
+// set_config), so no setting leaks from one call into the next, and a
+// connection left inside a transaction is discarded, not reused.
 package mcpserver

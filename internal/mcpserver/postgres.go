@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/postern/postern/internal/sqlclass"
 )
 
 // QueryInput is the query tool's input.
@@ -141,9 +144,11 @@ const (
 	poolLifetime = time.Hour
 )
 
-// conn acquires a pooled connection with a clean session: RESET ALL
-// undoes what an earlier call SET, then this call's statement timeout.
-// Both go in one simple-protocol round trip.
+// conn acquires a pooled connection and sets this call's statement
+// timeout. The session is clean: a call that may have changed it is not
+// returned to the pool (see keepsSession). RESET ALL is not an option:
+// the connector decides every statement, and RESET ALL, which resets
+// search_path and default_transaction_read_only, is sql:set_privileged.
 func (s *Server) conn(ctx context.Context, sv *served) (*pgxpool.Conn, error) {
 	p, err := s.pool(ctx, sv)
 	if err != nil {
@@ -154,7 +159,7 @@ func (s *Server) conn(ctx context.Context, sv *served) (*pgxpool.Conn, error) {
 		return nil, err
 	}
 	ms := s.cfg.Timeout.Milliseconds()
-	if _, err := c.Exec(ctx, "RESET ALL; SET statement_timeout = "+strconv.FormatInt(ms, 10), pgx.QueryExecModeSimpleProtocol); err != nil {
+	if _, err := c.Exec(ctx, "SET statement_timeout = "+strconv.FormatInt(ms, 10), pgx.QueryExecModeSimpleProtocol); err != nil {
 		c.Release()
 		return nil, err
 	}
@@ -162,10 +167,11 @@ func (s *Server) conn(ctx context.Context, sv *served) (*pgxpool.Conn, error) {
 }
 
 // release returns c to the pool, unless the call left it inside a
-// transaction (an explicit BEGIN, or a failed one): the next call must
-// not run in this call's transaction.
-func release(c *pgxpool.Conn) {
-	if c.Conn().PgConn().TxStatus() != 'I' {
+// transaction (an explicit BEGIN, or a failed one) or may have changed
+// its session (keep false): the next call must not run in this call's
+// transaction or with its settings.
+func release(c *pgxpool.Conn, keep bool) {
+	if !keep || c.Conn().PgConn().TxStatus() != 'I' {
 		c.Conn().Close(context.Background())
 	}
 	c.Release()
@@ -189,7 +195,7 @@ func (s *Server) query(ctx context.Context, sv *served, in QueryInput) (QueryOut
 	if err != nil {
 		return out, err
 	}
-	defer release(c)
+	defer release(c, keepsSession(in.SQL))
 
 	// QueryExecModeExec: one statement (the extended protocol refuses
 	// several), nothing prepared and cached per connection, and every
@@ -316,7 +322,7 @@ func (s *Server) schema(ctx context.Context, sv *served, in SchemaInput) (Schema
 	if err != nil {
 		return out, err
 	}
-	defer release(c)
+	defer release(c, true)
 	tx, err := c.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return out, err
@@ -352,4 +358,32 @@ func (s *Server) schema(ctx context.Context, sv *served, in SchemaInput) (Schema
 		return out, fmt.Errorf("no table, view or foreign table %q", in.Table)
 	}
 	return out, nil
+}
+
+// sessionNeutral are the statement kinds that leave a session as they
+// found it (outside a transaction, which release checks).
+var sessionNeutral = map[string]bool{"select": true, "insert": true, "update": true, "delete": true, "merge": true, "explain": true}
+
+// keepsSession reports whether sql surely leaves the session's state
+// (settings, prepared statements, temporary tables, listens) alone: every
+// statement of a kind in sessionNeutral, calling no set_config. Anything
+// else, or SQL that does not parse, may not.
+func keepsSession(sql string) bool {
+	stmts, err := sqlclass.Classify(sql)
+	if err != nil {
+		return false
+	}
+	for _, st := range stmts {
+		for _, k := range st.Kinds {
+			if !sessionNeutral[k] {
+				return false
+			}
+		}
+		for _, f := range st.Functions {
+			if strings.HasSuffix(strings.ToLower(f), "set_config") {
+				return false
+			}
+		}
+	}
+	return true
 }

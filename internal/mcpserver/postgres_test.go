@@ -101,14 +101,18 @@ func TestQueryTool(t *testing.T) {
 
 	// The next call meets nothing this one left: a BEGIN, a SET. (With
 	// one connection in use at a time, the pool hands out the same one.)
-	for _, sql := range []string{"BEGIN", "SET search_path = nowhere"} {
+	// (SET search_path is sql:set_privileged, which the connector denies.)
+	if e := w.call(t, "staging-db_query", map[string]any{"sql": "SET search_path = nowhere"}, &out); !strings.Contains(e, "42501") {
+		t.Errorf("SET search_path: %q, want a 42501 denial", e)
+	}
+	for _, sql := range []string{"BEGIN", "SET work_mem = '1MB'"} {
 		if e := w.call(t, "staging-db_query", map[string]any{"sql": sql}, &out); e != "" {
 			t.Fatalf("%s: %s", sql, e)
 		}
 		if e := w.call(t, "staging-db_query", map[string]any{"sql": "SAVEPOINT probe"}, &out); !strings.Contains(e, "can only be used in transaction blocks") {
 			t.Errorf("after %s, the next call is inside a transaction: %q", sql, e)
 		}
-		if e := w.call(t, "staging-db_query", map[string]any{"sql": "SELECT current_setting('search_path') AS path, current_setting('statement_timeout') AS timeout"}, &out); e != "" || fmt.Sprint(out.Rows) != `[["$user", public 30s]]` {
+		if e := w.call(t, "staging-db_query", map[string]any{"sql": "SELECT current_setting('work_mem') AS mem, current_setting('statement_timeout') AS timeout"}, &out); e != "" || fmt.Sprint(out.Rows) != `[[4MB 30s]]` {
 			t.Errorf("after %s: %v, %s", sql, out.Rows, e)
 		}
 	}

@@ -55,23 +55,7 @@ func cedarDecide(t testing.TB, src string) Decide {
 	}
 	db := policy.NewResource("test-db", "postgres", "staging")
 	return func(_ context.Context, st sqlclass.Statement) Verdict {
-		if len(st.Actions) == 0 {
-			return Verdict{Reason: "no action"}
-		}
-		sql := &policy.SQL{Kinds: st.Kinds, TablesRead: st.TablesRead, TablesWritten: st.TablesWritten,
-			Functions: st.Functions, Fingerprint: st.Fingerprint}
-		var permits []string
-		for _, a := range st.Actions {
-			d := engine.Authorize(policy.Request{Principal: agent, Action: a, Resource: db, SQL: sql})
-			if !d.Allowed {
-				if len(d.Policies) > 0 {
-					return Verdict{Policies: d.Policies}
-				}
-				return Verdict{Reason: "no policy permits " + a}
-			}
-			permits = append(permits, d.Policies...)
-		}
-		return Verdict{Allowed: true, Policies: permits}
+		return EngineDecide(engine, policy.Request{Principal: agent, Resource: db}, &st)
 	}
 }
 

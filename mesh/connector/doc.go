@@ -21,7 +21,7 @@
 // # Policy
 //
 // The relay decides whether an agent may open a binding; the connector
-// decides each HTTP request (and, in time, each SQL statement), where the
+// decides each HTTP request and each SQL statement, where the
 // protocol is parsed, with the relay's own policy set. Every relay sends
 // its set on the session, right after welcoming the connector and again
 // within moments of every reload, with a version and a hash
@@ -43,6 +43,15 @@
 // the agent. Injection cannot protect a credential from an upstream
 // endpoint that echoes request headers; do not permit requests to one.
 // Each request is one [EventHTTPRequest] audit event on [Config.Audit].
+//
+// A SQL statement through a postgres binding is decided before the
+// upstream sees it (package internal/pgpolicy), once per action it
+// performs, with context.sql, and runs only if every action is allowed.
+// A denial is an ErrorResponse with SQLSTATE 42501, "postern: denied by
+// policy (ID, ...)" or "postern: denied (no policy permits sql:delete)",
+// followed by the statement without its constants; the session goes on.
+// Each statement is one "pgpolicy: statement" audit event on
+// [Config.Audit], with subject, session and binding.
 //
 // # Credentials
 //

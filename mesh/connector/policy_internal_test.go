@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/sqlclass"
 	"github.com/postern/postern/internal/wire"
 )
 
@@ -67,5 +68,27 @@ func TestHTTPGateWithoutPolicy(t *testing.T) {
 	json.Unmarshal(w.Body.Bytes(), &body)
 	if w.Code != 403 || body["error"] != "no_policy" || !strings.Contains(body["message"].(string), NoPolicyMessage) || v.decision != "no_policy" {
 		t.Fatalf("%d %v %+v", w.Code, body, v)
+	}
+}
+
+// TestPGGateWithoutPolicy: a statement through a relay session that has
+// sent no policy set is denied, saying so.
+func TestPGGateWithoutPolicy(t *testing.T) {
+	defer func(d time.Duration) { policyWait = d }(policyWait)
+	policyWait = 10 * time.Millisecond
+	c, err := New(Config{Relays: []string{"127.0.0.1:1"}, Token: "t", Pin: "sha256:" + strings.Repeat("0", 64), Services: []Service{{Name: "db", Kind: "postgres", Upstream: "127.0.0.1:1", Postgres: &Postgres{User: "app"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := newPGGate(c, c.services["db"], &wire.Dial{Binding: "db", Identity: &wire.Identity{Subject: "agent-1"}}, newRelayPolicy("relay:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sts, err := sqlclass.Classify("SELECT 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := g.decide(context.Background(), sts[0]); v.Allowed || v.Reason != NoPolicyMessage {
+		t.Fatalf("verdict %+v; want denied with %q", v, NoPolicyMessage)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern/internal/pgconnstr"
+	"github.com/postern/postern/internal/pgpolicy"
 	"github.com/postern/postern/internal/wire"
 )
 
@@ -37,7 +38,7 @@ import (
 //	  | StartupMessage ----------> | user, database, password ignored  |
 //	  |<-- AuthenticationOk, the upstream's ParameterStatus...,        |
 //	  |    BackendKeyData (the upstream's pid and key), ReadyForQuery  |
-//	  |<========================= raw bytes =========================>|
+//	  |<==== messages; each statement decided (internal/pgpolicy) ===>|
 //
 // The login comes first so that a refused login fails the agent's open
 // with postern.ErrUpstream rather than a half-made session. An agent that
@@ -59,9 +60,15 @@ const (
 )
 
 // servePostgres serves one stream of a postgres service.
-// pol is the relay's policy set, for deciding statements (not yet: only
-// the relay's connect decision applies to a postgres stream so far).
+// pol is the relay's policy set, by which every statement is decided.
 func (c *Connector) servePostgres(st *quic.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
+	gate, err := newPGGate(c, svc, dial, pol)
+	if err != nil {
+		log.Warn("connector: the dial's identity cannot be decided on", "err", err)
+		quicnet.Refuse(st, &wire.Result{Code: wire.CodeDenied, Reason: "invalid_identity",
+			Message: "the connector cannot decide statements for this identity: " + err.Error()})
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), svc.DialTimeout)
 	hc, err := pgLogin(ctx, svc, dial.Identity.Subject)
 	cancel()
@@ -118,8 +125,9 @@ func (c *Connector) servePostgres(st *quic.Stream, down *quicnet.Conn, svc *Serv
 		return
 	}
 	start := time.Now()
-	in, out, err := quicnet.Splice(down, halfConn(up))
-	log.Debug("connector: postgres session closed", "pid", hc.PID, "bytes_up", in, "bytes_down", out, "duration", time.Since(start), "err", err)
+	cup := &countingConn{Conn: up}
+	err = pgpolicy.Serve(context.Background(), down, cup, gate.config())
+	log.Debug("connector: postgres session closed", "pid", hc.PID, "bytes_up", cup.out.Load(), "bytes_down", cup.in.Load(), "duration", time.Since(start), "err", err)
 }
 
 // pgLogin logs in to the upstream of svc with its stored credentials and
@@ -263,7 +271,7 @@ func pgAcceptStartup(conn io.ReadWriter) (pgproto3.FrontendMessage, error) {
 
 // pgReadStartup reads one length-prefixed startup-phase message and
 // returns it without its length. It reads exactly that message: whatever
-// the agent sent after it stays in conn for the splice.
+// the agent sent after it stays in conn for the policy proxy.
 func pgReadStartup(r io.Reader) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {

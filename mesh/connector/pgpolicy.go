@@ -1,0 +1,98 @@
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/postern/postern/internal/pgpolicy"
+	"github.com/postern/postern/internal/sqlclass"
+	"github.com/postern/postern/internal/wire"
+	"github.com/postern/postern/policy"
+)
+
+// Each SQL statement through a binding is decided here, before the
+// upstream sees it (internal/pgpolicy): the agent the relay attested in
+// the Dial as principal, the service as the connector serves it as
+// resource, one decision per action of the statement (its context.sql the
+// statement's kinds, tables, functions and fingerprint), allowed only if
+// every action is. A denied statement is answered with SQLSTATE 42501 and
+// a message naming the policy or saying that none permits it; while the
+// connector holds no policy set from the relay, every statement is
+// refused with [NoPolicyMessage]. Each statement is an audit event
+// ("pgpolicy: statement") of the connector's audit logger, with subject,
+// session and binding.
+
+// pgGate decides the statements of one stream.
+type pgGate struct {
+	pol       *relayPolicy
+	principal policy.Principal
+	resource  policy.Resource
+	source    netip.Addr
+	audit     *slog.Logger // with subject, session and binding
+}
+
+func newPGGate(c *Connector, svc *Service, dial *wire.Dial, pol *relayPolicy) (*pgGate, error) {
+	id := dial.GetIdentity()
+	var attrs map[string]any
+	if a := id.GetAttributes(); len(a) > 0 {
+		if err := json.Unmarshal(a, &attrs); err != nil {
+			return nil, fmt.Errorf("the identity's attributes are not a JSON object: %w", err)
+		}
+	}
+	p, err := policy.NewPrincipal(id.GetSubject(), id.GetGroups(), attrs)
+	if err != nil {
+		return nil, err
+	}
+	g := &pgGate{
+		pol:       pol,
+		principal: p,
+		resource:  policy.NewResource(svc.Name, svc.Kind, svc.Environment, svc.Labels...),
+		audit:     c.audit.With(slog.String("subject", id.GetSubject()), slog.String("session", dial.Session), slog.String("binding", svc.Name)),
+	}
+	if ap, err := netip.ParseAddrPort(dial.Source); err == nil {
+		g.source = ap.Addr().Unmap()
+	}
+	return g, nil
+}
+
+// decide is the stream's pgpolicy.Decide.
+func (g *pgGate) decide(ctx context.Context, st sqlclass.Statement) pgpolicy.Verdict {
+	eng, why := g.pol.current(ctx)
+	if eng == nil {
+		return pgpolicy.Verdict{Reason: why}
+	}
+	return pgpolicy.EngineDecide(eng, policy.Request{
+		Principal: g.principal,
+		Resource:  g.resource,
+		Time:      time.Now(),
+		SourceIP:  g.source,
+	}, &st)
+}
+
+func (g *pgGate) config() pgpolicy.Config {
+	return pgpolicy.Config{Decide: g.decide, Audit: g.audit}
+}
+
+// countingConn counts the bytes read from and written to a connection.
+type countingConn struct {
+	net.Conn
+	in, out atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.in.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.out.Add(int64(n))
+	return n, err
+}
