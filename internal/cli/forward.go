@@ -119,6 +119,12 @@ func runForward(ctx context.Context, env Env, args []string) int {
 		}
 	}
 
+	// Signals are caught before the ready lines: a supervisor that stops
+	// the forward as soon as it is ready gets a drain, not a kill.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
 	f := &forward.Forwarder{Client: client, Logger: log}
 	var wg sync.WaitGroup
 	serveErr := make(chan error, len(rules))
@@ -144,9 +150,6 @@ func runForward(ctx context.Context, env Env, args []string) int {
 	}
 	lns = nil // Serve closes them
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	exit := ExitOK
 	why := ""
 	select {

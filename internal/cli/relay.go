@@ -89,6 +89,12 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 	if cfg.CertSource == "ephemeral" {
 		log.Warn("relay: no tls section: using a self-signed certificate made for this run; its pin changes at every start (set tls.self_signed with cert_file and key_file to keep it)")
 	}
+	// Signals are caught before the ready line: a supervisor that stops
+	// the relay as soon as it is ready gets a drain, not a kill.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	// The ready line is printed whatever log.level says: it is how people
 	// and scripts learn the address and the pin.
 	newLogger(env.Stderr, config.Log{Level: slog.LevelInfo, JSON: cfg.Log.JSON}).Info("postern relay ready",
@@ -101,9 +107,6 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 	w := startPolicyWatcher(cfg.PolicyDir, loaded, cfg.PolicyOptions, engine, cfg.PolicyPoll, log)
 	defer w.stop()
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	why := waitStop(ctx, sigs, func() {
 		w.reload("SIGHUP")
 		reloadKeys(verifier, cfg.JWKSFile, log)
