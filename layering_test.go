@@ -25,8 +25,8 @@ func TestLayering(t *testing.T) {
 			forbidden: []string{mod + "/mesh", mod + "/binding"},
 		},
 		{
-			name:      "an agent does not compile in a relay or a connector",
-			pkgs:      []string{"./binding", "./mesh"},
+			name: "an agent does not compile in a relay or a connector",
+			pkgs: []string{"./binding", "./mesh"},
 			forbidden: []string{mod + "/mesh/relay", mod + "/mesh/connector", mod + "/policy",
 				mod + "/internal/sqlclass", "github.com/pganalyze/pg_query_go/v6"}, // no cgo parser in an agent
 		},
