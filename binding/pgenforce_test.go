@@ -12,7 +12,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/binding"
+	"github.com/postern/postern/internal/measure"
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/policy"
@@ -304,5 +306,59 @@ permit (principal in Group::"oncall", action in [Action::"read", Action::"write"
 			t.Errorf("%s as %s: %v; want SQLSTATE 42501 (insufficient privilege)", stmt, reader, err)
 		}
 		conn.Exec(ctx, "ROLLBACK")
+	}
+}
+
+// TestUngatedForMeasurement: with the benchmark's switch
+// (measure.Connector.Ungated), statements and requests go through
+// undecided, so that the bench can measure what deciding costs. No
+// deployment can set it: the type is internal.
+func TestUngatedForMeasurement(t *testing.T) {
+	ctx := testCtx(t)
+	l := newDatabase(t)
+	if err := l.pg.Exec(ctx, l.database, fmt.Sprintf(
+		"CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1), (2); ALTER TABLE orders OWNER TO %s", l.user)); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder(t)
+	m := meshtest.New(t, meshtest.Options{Policies: readOnlyPolicies})
+	pg := l.service("staging-db", l.password)
+	api := connector.Service{Name: "staging-api", Kind: postern.KindHTTP, Environment: "staging", Upstream: rec.Listener.Addr().String(), HTTP: &connector.HTTP{}}
+	tok := m.ConnectorToken("office-1", append(meshtest.Describe(pg), meshtest.Describe(api)...)...)
+	c, _ := m.StartConnector(connector.Config{Token: tok, Services: []connector.Service{pg, api}, Measure: &measure.Connector{Ungated: true}})
+	meshtest.WaitFor(t, "the connector's policy frame", func() bool { return c.Policy()[m.Addr()].Version > 0 })
+	agent := m.Client(m.AgentToken("coding-agent", "coding-agents"))
+
+	b, err := binding.OpenWith(agent, "staging-db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	db, err := b.SQL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := db.ExecContext(ctx, "DELETE FROM orders WHERE id = 1"); err != nil {
+		t.Fatalf("DELETE, ungated: %v", err)
+	} else if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("DELETE, ungated, deleted %d rows", n)
+	}
+
+	hb, err := binding.OpenWith(agent, "staging-api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hb.Close()
+	hc, err := hb.HTTPClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Post("/v1/items", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST, ungated: %s", resp.Status)
 	}
 }

@@ -71,7 +71,7 @@ func (c *Connector) servePostgres(st *quic.Stream, down *quicnet.Conn, svc *Serv
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), svc.DialTimeout)
 	login := pgMainLogin(svc.Postgres)
-	if svc.Postgres.ReadOnly != nil && !gate.mayWrite(ctx) {
+	if svc.Postgres.ReadOnly != nil && !c.ungated && !gate.mayWrite(ctx) {
 		login = *svc.Postgres.ReadOnly
 	}
 	hc, err := pgLogin(ctx, svc, login, dial.Identity.Subject)
@@ -130,8 +130,31 @@ func (c *Connector) servePostgres(st *quic.Stream, down *quicnet.Conn, svc *Serv
 	}
 	start := time.Now()
 	cup := &countingConn{Conn: up}
-	err = pgpolicy.Serve(context.Background(), down, cup, gate.config())
+	if c.ungated {
+		err = pgSplice(down, cup)
+	} else {
+		err = pgpolicy.Serve(context.Background(), down, cup, gate.config())
+	}
 	log.Debug("connector: postgres session closed", "pid", hc.PID, "bytes_up", cup.out.Load(), "bytes_down", cup.in.Load(), "duration", time.Since(start), "err", err)
+}
+
+// pgSplice relays a session without deciding its statements, for
+// measurement only (Config.Measure): the cost of the gate is the
+// difference. It returns when either side closes.
+func pgSplice(down, up net.Conn) error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(up, down)
+		up.Close()
+		done <- err
+	}()
+	_, err := io.Copy(down, up)
+	down.Close()
+	up.Close()
+	if e := <-done; err == nil {
+		err = e
+	}
+	return err
 }
 
 // pgMainLogin is the login of p that may write.
