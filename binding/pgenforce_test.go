@@ -12,7 +12,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/binding"
+	"github.com/postern/postern/internal/measure"
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/policy"
@@ -231,5 +233,132 @@ permit (principal in Group::"oncall", action in [Action::"connect", Action::"wri
 	var item string
 	if err := w.conn.QueryRowContext(ctx, "SELECT item FROM orders WHERE id = 3").Scan(&item); err != nil || item != "trackball" {
 		t.Fatalf("after the on-call agent's UPDATE: %q, %v", item, err)
+	}
+}
+
+// TestPostgresReadOnlyLogin: a service with a read-only login logs an
+// agent whose policy permits no write on it in as that role, and an agent
+// that may write as the main one; and the read-only role itself refuses a
+// write at the server, whatever the session does to lift
+// default_transaction_read_only or change role.
+func TestPostgresReadOnlyLogin(t *testing.T) {
+	ctx := testCtx(t)
+	l := newDatabase(t)
+	reader := l.user + "_reader"
+	readerPassword := l.password + "-r"
+	if err := l.pg.CreateRole(ctx, reader, readerPassword); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.pg.Exec(ctx, l.database, fmt.Sprintf(
+		"CREATE TABLE orders (id int PRIMARY KEY, item text); INSERT INTO orders VALUES (1, 'keyboard'); ALTER TABLE orders OWNER TO %s; GRANT SELECT ON orders TO %s", l.user, reader)); err != nil {
+		t.Fatal(err)
+	}
+	m := meshtest.New(t, meshtest.Options{Policies: readOnlyPolicies + `
+@id("oncall-writes-staging-db")
+permit (principal in Group::"oncall", action in [Action::"read", Action::"write"], resource == Binding::"staging-db");
+`})
+	svc := l.service("staging-db", l.password)
+	svc.Postgres.ReadOnly = &connector.PostgresLogin{User: reader, Password: connector.Secret{Value: readerPassword}}
+	c, _ := m.StartConnector(connector.Config{Token: m.ConnectorToken("office-1", meshtest.Describe(svc)...), Services: []connector.Service{svc}})
+	meshtest.WaitFor(t, "the connector's policy frame", func() bool { return c.Policy()[m.Addr()].Version > 0 })
+
+	currentUser := func(t *testing.T, subject, group string) string {
+		t.Helper()
+		b, err := binding.OpenWith(m.Client(m.AgentToken(subject, group)), "staging-db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		db, err := b.SQL()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var user, item string
+		if err := db.QueryRowContext(ctx, "SELECT current_user").Scan(&user); err != nil {
+			t.Fatalf("%s: SELECT current_user: %v", subject, err)
+		}
+		if err := db.QueryRowContext(ctx, "SELECT item FROM orders WHERE id = 1").Scan(&item); err != nil || item != "keyboard" {
+			t.Fatalf("%s: SELECT from orders: %q, %v", subject, item, err)
+		}
+		return user
+	}
+	if got := currentUser(t, "coding-agent", "coding-agents"); got != reader {
+		t.Errorf("the coding agent (read only) is logged in as %q, want %q", got, reader)
+	}
+	if got := currentUser(t, "oncall-agent", "oncall"); got != l.user {
+		t.Errorf("the on-call agent (may write) is logged in as %q, want %q", got, l.user)
+	}
+
+	// The backstop, with no statement policy in the way: the role itself.
+	conn, err := pgx.Connect(ctx, l.pg.ConnString(reader, readerPassword, l.database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, stmt := range []string{
+		"BEGIN READ WRITE; DELETE FROM orders; COMMIT",
+		"SET default_transaction_read_only = off; UPDATE orders SET item = 'x'",
+		"SET ROLE " + l.user,
+	} {
+		var pgErr *pgconn.PgError
+		_, err := conn.Exec(ctx, stmt)
+		if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+			t.Errorf("%s as %s: %v; want SQLSTATE 42501 (insufficient privilege)", stmt, reader, err)
+		}
+		conn.Exec(ctx, "ROLLBACK")
+	}
+}
+
+// TestUngatedForMeasurement: with the benchmark's switch
+// (measure.Connector.Ungated), statements and requests go through
+// undecided, so that the bench can measure what deciding costs. No
+// deployment can set it: the type is internal.
+func TestUngatedForMeasurement(t *testing.T) {
+	ctx := testCtx(t)
+	l := newDatabase(t)
+	if err := l.pg.Exec(ctx, l.database, fmt.Sprintf(
+		"CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1), (2); ALTER TABLE orders OWNER TO %s", l.user)); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder(t)
+	m := meshtest.New(t, meshtest.Options{Policies: readOnlyPolicies})
+	pg := l.service("staging-db", l.password)
+	api := connector.Service{Name: "staging-api", Kind: postern.KindHTTP, Environment: "staging", Upstream: rec.Listener.Addr().String(), HTTP: &connector.HTTP{}}
+	tok := m.ConnectorToken("office-1", append(meshtest.Describe(pg), meshtest.Describe(api)...)...)
+	c, _ := m.StartConnector(connector.Config{Token: tok, Services: []connector.Service{pg, api}, Measure: &measure.Connector{Ungated: true}})
+	meshtest.WaitFor(t, "the connector's policy frame", func() bool { return c.Policy()[m.Addr()].Version > 0 })
+	agent := m.Client(m.AgentToken("coding-agent", "coding-agents"))
+
+	b, err := binding.OpenWith(agent, "staging-db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	db, err := b.SQL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := db.ExecContext(ctx, "DELETE FROM orders WHERE id = 1"); err != nil {
+		t.Fatalf("DELETE, ungated: %v", err)
+	} else if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("DELETE, ungated, deleted %d rows", n)
+	}
+
+	hb, err := binding.OpenWith(agent, "staging-api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hb.Close()
+	hc, err := hb.HTTPClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Post("/v1/items", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST, ungated: %s", resp.Status)
 	}
 }

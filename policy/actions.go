@@ -184,12 +184,20 @@ func actionUID(name string) types.EntityUID {
 // read context.sql or context.http, which are unknown until a statement is
 // decided: the open is allowed if some statement might be. It keeps e's @id
 // and order, so that a decision names e.
-func openerOf(e *entry) *entry {
+func openerOf(e *entry) *entry { return scopeStandIn(e, isDataAction) }
+
+// writerOf is openerOf for the permits whose scope admits an action under
+// write or unclassified (see [Set.MayWrite]); nil for the others.
+func writerOf(e *entry) *entry { return scopeStandIn(e, isWriteAction) }
+
+// scopeStandIn returns permit e as openerOf describes it, if its action
+// scope admits some action that admits says yes to; nil otherwise.
+func scopeStandIn(e *entry, admits func(types.EntityUID) bool) *entry {
 	if e.forbid {
 		return nil
 	}
 	p := (*xast.Policy)(e.policy.AST())
-	if !admitsData(p.Action) {
+	if !admitsAction(p.Action, admits) {
 		return nil
 	}
 	o := *p
@@ -205,18 +213,33 @@ func openerOf(e *entry) *entry {
 	return &entry{id: e.id, policy: op, ord: e.ord, pos: e.pos, reads: policyReads(&o)}
 }
 
-// admitsData reports whether an action scope matches some data action.
-func admitsData(n xast.IsScopeNode) bool {
+func isDataAction(u types.EntityUID) bool { return IsDataAction(actionName(u)) }
+
+// isWriteAction reports whether u is write or unclassified, or an action
+// under one of them.
+func isWriteAction(u types.EntityUID) bool {
+	for a := actionName(u); a != ""; {
+		if a == ActionWrite || a == ActionUnclassified {
+			return true
+		}
+		a = actionParents[a]
+	}
+	return false
+}
+
+// admitsAction reports whether an action scope matches some action that
+// admits says yes to.
+func admitsAction(n xast.IsScopeNode, admits func(types.EntityUID) bool) bool {
 	switch s := n.(type) {
 	case xast.ScopeTypeAll:
 		return true
 	case xast.ScopeTypeEq:
-		return IsDataAction(actionName(s.Entity))
+		return admits(s.Entity)
 	case xast.ScopeTypeIn:
-		return slices.ContainsFunc(descendantsOrSelf(s.Entity), func(u types.EntityUID) bool { return IsDataAction(actionName(u)) })
+		return slices.ContainsFunc(descendantsOrSelf(s.Entity), admits)
 	case xast.ScopeTypeInSet:
 		for _, u := range s.Entities {
-			if admitsData(xast.ScopeTypeIn{Entity: u}) {
+			if admitsAction(xast.ScopeTypeIn{Entity: u}, admits) {
 				return true
 			}
 		}

@@ -197,6 +197,38 @@ func (s *Set) AuthorizeOpen(req Request) Decision {
 	return s.authorize(&req, true)
 }
 
+// MayWrite reports whether some statement or request of req's principal
+// through req's binding might be a write, whatever req.Action says: whether
+// a permit whose scope admits an action under write or unclassified
+// matches this principal and binding, with those of its conditions that
+// read context.sql or context.http left out, as [Set.AuthorizeOpen] leaves
+// them out. Forbids are not consulted: they only narrow what the
+// statements' own decisions allow. It is false for a nil or empty Set and
+// when a condition fails to evaluate, so that a caller choosing a
+// read-only login when it is false fails safe. The connector asks it at
+// each stream of a postgres binding that has a read-only login.
+func (s *Set) MayWrite(req Request) bool {
+	if s.Len() == 0 {
+		return false
+	}
+	req.Action, req.SQL, req.HTTP = ActionConnect, nil, nil
+	creq, ents, err := buildRequest(&req)
+	if err != nil {
+		return false
+	}
+	c := &candidates{}
+	s.writers.candidates(c, creq, ents)
+	found, reads := c.scan()
+	if !found {
+		return false
+	}
+	if reads != 0 {
+		creq.Context = buildContext(&req)
+	}
+	dec, _ := cedar.Authorize(c, ents, creq)
+	return dec == cedar.Allow
+}
+
 func (s *Set) authorize(req *Request, open bool) Decision {
 	if s.Len() == 0 {
 		return Decision{}

@@ -130,6 +130,12 @@
 // sql` fails to evaluate at the open and so closes it; [Set.Validate]
 // reports that read.
 //
+// [Set.MayWrite] asks the same scope-level question of write: whether
+// some permit whose scope admits an action under write or unclassified
+// matches the principal and binding, its conditions on context.sql and
+// context.http left out. The connector asks it to choose a binding's
+// read-only login; it is false when unsure.
+//
 // Token attributes convert from their JSON form: string to String, bool to
 // Bool, a number to Long if it is an integer, an array to Set, an object to
 // Record. A null attribute or record field is left out. Cedar has no

@@ -45,6 +45,11 @@ func (e *Engine) AuthorizeOpen(req Request) Decision {
 	return e.load().set.AuthorizeOpen(req)
 }
 
+// MayWrite reports, with the current Set, what [Set.MayWrite] does.
+func (e *Engine) MayWrite(req Request) bool {
+	return e.load().set.MayWrite(req)
+}
+
 // Set returns the current Set; nil for the zero Engine.
 func (e *Engine) Set() *Set {
 	return e.load().set

@@ -254,3 +254,40 @@ func TestSchemaHierarchy(t *testing.T) {
 		}
 	}
 }
+
+// TestMayWrite decides, by scope, whether an agent might write through a
+// binding: the question the connector asks to choose a read-only login.
+func TestMayWrite(t *testing.T) {
+	coder := agent("claude-1", "coding-agents")
+	oncall := agent("pager-1", "oncall")
+	staging := binding("staging-db", "staging")
+	status := binding("prod-status", "prod")
+	tests := []struct {
+		name     string
+		policies string
+		req      Request
+		want     bool
+	}{
+		{name: "read only", policies: model, req: Request{Principal: coder, Resource: staging}, want: false},
+		{name: "write under a context.http condition", policies: model, req: Request{Principal: oncall, Resource: status}, want: true},
+		{name: "write on another binding", policies: model, req: Request{Principal: oncall, Resource: staging}, want: false},
+		{name: "one write action", policies: `@id("p") permit (principal, action == Action::"sql:delete", resource);`, req: Request{Principal: coder, Resource: staging}, want: true},
+		{name: "every action", policies: `@id("p") permit (principal, action, resource);`, req: Request{Principal: coder, Resource: staging}, want: true},
+		{name: "unclassified", policies: `@id("p") permit (principal, action in Action::"unclassified", resource);`, req: Request{Principal: coder, Resource: staging}, want: true},
+		{name: "ddl is under write", policies: `@id("p") permit (principal, action in [Action::"read", Action::"ddl"], resource);`, req: Request{Principal: coder, Resource: staging}, want: true},
+		{name: "connect and select", policies: `@id("p") permit (principal, action in [Action::"connect", Action::"sql:select"], resource);`, req: Request{Principal: coder, Resource: staging}, want: false},
+		{name: "condition on the principal fails", policies: `@id("p") permit (principal, action, resource) when { principal.team == "db" };`, req: Request{Principal: coder, Resource: staging}, want: false},
+		{name: "no policy", policies: ``, req: Request{Principal: coder, Resource: staging}, want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := mustParse(t, tt.policies).MayWrite(tt.req); got != tt.want {
+				t.Errorf("MayWrite = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	var nilSet *Set
+	if nilSet.MayWrite(Request{Principal: coder, Resource: staging}) {
+		t.Error("a nil Set may write")
+	}
+}

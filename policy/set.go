@@ -23,6 +23,7 @@ type Set struct {
 	byID    map[cedar.PolicyID]*entry // every entry, by its @id
 	idx     index
 	openers index // the openers of the permits that admit a data action; see openerOf
+	writers index // likewise for the permits that admit a write; see writerOf
 	cache   decisionCache
 	sources []Source // what it was parsed from, in order
 }
@@ -263,6 +264,13 @@ func (b *builder) finish() (*Set, error) {
 		}
 	}
 	s.openers = buildIndex(openers)
+	var writers []*entry
+	for _, e := range s.entries {
+		if w := writerOf(e); w != nil {
+			writers = append(writers, w)
+		}
+	}
+	s.writers = buildIndex(writers)
 	return s, nil
 }
 

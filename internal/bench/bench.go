@@ -45,7 +45,7 @@ type options struct {
 	args       []string
 }
 
-var allPaths = []string{pathDirect, pathBare, pathPostern, pathSSH, pathWireGuard}
+var allPaths = []string{pathDirect, pathBare, pathPostern, pathUngated, pathSSH, pathWireGuard}
 
 const (
 	phaseBulk = "bulk"
@@ -380,6 +380,8 @@ func (r *runner) setup() error {
 			p, err = r.setupBare(me)
 		case pathPostern:
 			p, err = r.setupPostern(me)
+		case pathUngated:
+			p, err = r.setupUngated(me)
 		case pathSSH:
 			if why := sshMissing(); why != "" {
 				r.skipped[pathSSH] = why
@@ -458,7 +460,48 @@ func (r *runner) setupPostern(me *proc) (*path, error) {
 	if err != nil {
 		return nil, err
 	}
-	return posternPath(info.Addr, info.Pin, r.keys.agent, []*proc{me, relay, conn, r.upstream})
+	return posternPath(pathPostern, info.Addr, info.Pin, r.keys.agent, []*proc{me, relay, conn, r.upstream})
+}
+
+// setupUngated starts a relay and a connector of their own, the
+// connector with its gate off, serving the same upstreams as postern.
+func (r *runner) setupUngated(me *proc) (*path, error) {
+	if r.keys == nil {
+		k, err := newMeshKeys()
+		if err != nil {
+			return nil, err
+		}
+		r.keys = k
+	}
+	relay, info, err := r.startRelay("relay-nogate")
+	if err != nil {
+		return nil, err
+	}
+	svcs := []service{{Name: bindEcho, Kind: "tcp", Upstream: r.up.Addr}, {Name: bindHTTP, Kind: "http", Upstream: r.up.HTTP}}
+	if pg := r.postgres(); pg != nil {
+		svcs = append(svcs, *pg)
+	}
+	conn, err := r.startConnectorWith("connector-nogate", info, svcs, true)
+	if err != nil {
+		return nil, err
+	}
+	p, err := posternPath(pathUngated, info.Addr, info.Pin, r.keys.agent, []*proc{me, relay, conn, r.upstream})
+	if err != nil {
+		return nil, err
+	}
+	p.bindingsOnly = true
+	return p, nil
+}
+
+// streamPaths are the paths of the stream tests.
+func (r *runner) streamPaths() []*path {
+	var ps []*path
+	for _, p := range r.paths {
+		if !p.bindingsOnly {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 func (r *runner) startRelay(name string) (*proc, relayReady, error) {
@@ -477,7 +520,11 @@ func (r *runner) startRelay(name string) (*proc, relayReady, error) {
 }
 
 func (r *runner) startConnector(name string, info relayReady, svcs []service) (*proc, error) {
-	p, err := startChild(r.dir, name, "connector", connectorConfig{Relay: info.Addr, Pin: info.Pin, Token: r.keys.connector, Services: svcs}, &struct{}{})
+	return r.startConnectorWith(name, info, svcs, false)
+}
+
+func (r *runner) startConnectorWith(name string, info relayReady, svcs []service, ungated bool) (*proc, error) {
+	p, err := startChild(r.dir, name, "connector", connectorConfig{Relay: info.Addr, Pin: info.Pin, Token: r.keys.connector, Services: svcs, Ungated: ungated}, &struct{}{})
 	if err != nil {
 		return nil, err
 	}
@@ -596,7 +643,7 @@ func (r *runner) round(ctx context.Context, round int) {
 	if r.has(phaseBulk) {
 		total := int64(r.o.bulkMiB) << 20
 		for _, b := range bulkPhases {
-			for _, p := range r.paths {
+			for _, p := range r.streamPaths() {
 				r.measure(b.name, p, func(a *acc, m *meter) error {
 					tctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 					defer cancel()
@@ -617,7 +664,7 @@ func (r *runner) round(ctx context.Context, round int) {
 		}
 	}
 	if r.has(phaseRTT) {
-		for _, p := range r.paths {
+		for _, p := range r.streamPaths() {
 			r.measure("rtt-1k", p, func(a *acc, m *meter) error {
 				t0 := time.Now()
 				out, err := runTest(ctx, p, testSpec{Test: testRTT, Size: 1024, Warm: max(100, r.o.rttN/20), N: r.o.rttN}, m)
@@ -636,7 +683,7 @@ func (r *runner) round(ctx context.Context, round int) {
 		}
 	}
 	if r.has(phaseOpen) && round > 0 {
-		for _, p := range r.paths {
+		for _, p := range r.streamPaths() {
 			r.measure("open", p, func(a *acc, m *meter) error {
 				t0 := time.Now()
 				out, err := runTest(ctx, p, testSpec{Test: testOpen, Warm: 20, N: r.o.opensN}, m)

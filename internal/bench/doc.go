@@ -11,7 +11,7 @@
 // QUIC relay and its connector, a Postern relay and connector, when ssh
 // and sshd are installed an sshd of its own with ssh -L in front of it,
 // and, as root with /dev/net/tun, two wireguard-go endpoints. It
-// measures five paths to the same upstream:
+// measures these paths to the same upstream:
 //
 //   - direct: TCP straight to the upstream, on loopback;
 //   - bare-quic: the floor of a QUIC relay, quic-go alone with the same
@@ -21,6 +21,12 @@
 //     identity, policy, framing or audit;
 //   - postern: agent -> relay -> connector -> upstream through mesh.Client,
 //     with a signed token, Cedar policy and the audit trail on;
+//   - postern-nogate: postern with a relay and connector of its own, the
+//     connector's per-statement and per-request gate off
+//     (internal/measure, which no deployment can set: a postgres session
+//     is spliced after the login, an HTTP request goes up undecided), in
+//     the binding tests only; what the gate costs is its difference from
+//     postern (the "postern ÷ nogate" column);
 //   - ssh: ssh -L through a temporary sshd with fresh host and user keys;
 //   - wireguard: TCP through a tunnel of userspace wireguard-go (the
 //     engine Tailscale builds on) between two network namespaces joined

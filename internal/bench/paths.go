@@ -29,7 +29,10 @@ type path struct {
 	// instead of the driver (dial and open are unused): the agent side of
 	// a path in another network namespace.
 	remote *proc
-	close  func()
+	// bindingsOnly keeps the path out of the stream tests (bulk, rtt,
+	// open), in which it would measure what postern does.
+	bindingsOnly bool
+	close        func()
 }
 
 // benchConn is a connection as the tests use it.
@@ -39,9 +42,14 @@ type benchConn interface {
 
 // Path names, in the order of the table.
 const (
-	pathDirect    = "direct"
-	pathBare      = "bare-quic"
-	pathPostern   = "postern"
+	pathDirect  = "direct"
+	pathBare    = "bare-quic"
+	pathPostern = "postern"
+	// pathUngated is the postern path with the connector's statement and
+	// request gate off (measure.Connector.Ungated), measured in the
+	// binding tests only: what deciding costs is its difference from
+	// postern.
+	pathUngated   = "postern-nogate"
 	pathSSH       = "ssh"
 	pathWireGuard = "wireguard"
 )
@@ -77,7 +85,7 @@ func (s bareStream) Close() error {
 	return s.Stream.Close()
 }
 
-func posternPath(relayAddr, pin, token string, procs []*proc) (*path, error) {
+func posternPath(name, relayAddr, pin, token string, procs []*proc) (*path, error) {
 	c, err := mesh.NewClient(mesh.Config{Relay: relayAddr, Token: token, Pin: pin})
 	if err != nil {
 		return nil, err
@@ -93,7 +101,7 @@ func posternPath(relayAddr, pin, token string, procs []*proc) (*path, error) {
 		return nil, err
 	}
 	return &path{
-		name:  pathPostern,
+		name:  name,
 		procs: procs,
 		dial: func(ctx context.Context) (benchConn, error) {
 			return c.Dial(ctx, "tcp", bindEcho)

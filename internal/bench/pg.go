@@ -38,7 +38,7 @@ const (
 // postgres starts the PostgreSQL server of the binding tests and returns
 // the connector service for it, or nil when the test does not run.
 func (r *runner) postgres() *service {
-	if !r.has(phasePG) && !r.has(phaseForward) || !slices.Contains(r.o.paths, pathPostern) && !slices.Contains(r.o.paths, pathDirect) {
+	if !r.has(phasePG) && !r.has(phaseForward) || !slices.Contains(r.o.paths, pathPostern) && !slices.Contains(r.o.paths, pathUngated) && !slices.Contains(r.o.paths, pathDirect) {
 		return nil
 	}
 	if r.pg == nil && r.pgErr == nil {
@@ -120,35 +120,44 @@ ALTER TABLE pgb_accounts OWNER TO %[2]s; ALTER TABLE pgb_history OWNER TO %[2]s;
 }
 
 // bindingPaths are the paths the binding tests compare: direct, and
-// through a Postern binding.
-func (r *runner) bindingPaths() (direct, postern *path) {
+// through a Postern binding with the connector's gate on (postern) and
+// off (postern-nogate).
+func (r *runner) bindingPaths() (direct, postern, ungated *path) {
 	for _, p := range r.paths {
 		switch p.name {
 		case pathDirect:
 			direct = p
 		case pathPostern:
 			postern = p
+		case pathUngated:
+			ungated = p
 		}
 	}
-	return direct, postern
+	return direct, postern, ungated
 }
 
 // bindingPhases runs the PostgreSQL and HTTP tests, direct and through
 // bindings.
 func (r *runner) bindingPhases(ctx context.Context) {
-	direct, postern := r.bindingPaths()
+	direct, postern, ungated := r.bindingPaths()
+	var meshes []*path
+	for _, p := range []*path{postern, ungated} {
+		if p != nil {
+			meshes = append(meshes, p)
+		}
+	}
 	if r.has(phasePG) && r.pg != nil {
-		r.pgPhases(ctx, direct, postern)
+		r.pgPhases(ctx, direct, meshes)
 	}
 	if r.has(phaseHTTP) {
-		r.httpPhases(ctx, direct, postern)
+		r.httpPhases(ctx, direct, meshes)
 	}
 	if r.has(phaseForward) && r.pg != nil {
 		r.forwardPhases(ctx, direct, postern)
 	}
 }
 
-func (r *runner) pgPhases(ctx context.Context, direct, postern *path) {
+func (r *runner) pgPhases(ctx context.Context, direct *path, meshes []*path) {
 	type target struct {
 		p  *path
 		db *sql.DB
@@ -164,19 +173,19 @@ func (r *runner) pgPhases(ctx context.Context, direct, postern *path) {
 		defer db.Close()
 		targets = append(targets, target{direct, db})
 	}
-	if postern != nil {
-		b, err := binding.OpenWith(postern.client, bindPG)
+	for _, mp := range meshes {
+		b, err := binding.OpenWith(mp.client, bindPG)
 		if err != nil {
-			r.errors = append(r.errors, "pg: "+err.Error())
+			r.errors = append(r.errors, "pg: "+mp.name+": "+err.Error())
 			return
 		}
 		defer b.Close()
 		db, err := b.SQL()
 		if err != nil {
-			r.errors = append(r.errors, "pg: "+err.Error())
+			r.errors = append(r.errors, "pg: "+mp.name+": "+err.Error())
 			return
 		}
-		targets = append(targets, target{postern, db})
+		targets = append(targets, target{mp, db})
 	}
 	n := max(200, r.o.rttN/4)
 	for _, t := range targets {
@@ -279,7 +288,7 @@ func tpcb(ctx context.Context, db *sql.DB) error {
 	return tx.Commit()
 }
 
-func (r *runner) httpPhases(ctx context.Context, direct, postern *path) {
+func (r *runner) httpPhases(ctx context.Context, direct *path, meshes []*path) {
 	type target struct {
 		p      *path
 		client *http.Client
@@ -291,19 +300,19 @@ func (r *runner) httpPhases(ctx context.Context, direct, postern *path) {
 		defer tr.CloseIdleConnections()
 		targets = append(targets, target{direct, &http.Client{Transport: tr}, "http://" + r.up.HTTP + "/small"})
 	}
-	if postern != nil {
-		b, err := binding.OpenWith(postern.client, bindHTTP)
+	for _, mp := range meshes {
+		b, err := binding.OpenWith(mp.client, bindHTTP)
 		if err != nil {
-			r.errors = append(r.errors, "http: "+err.Error())
+			r.errors = append(r.errors, "http: "+mp.name+": "+err.Error())
 			return
 		}
 		defer b.Close()
 		c, err := b.HTTPClient()
 		if err != nil {
-			r.errors = append(r.errors, "http: "+err.Error())
+			r.errors = append(r.errors, "http: "+mp.name+": "+err.Error())
 			return
 		}
-		targets = append(targets, target{postern, c, "/small"})
+		targets = append(targets, target{mp, c, "/small"})
 	}
 	get := func(ctx context.Context, c *http.Client, url string) error {
 		req, err := http.NewRequestWithContext(ctx, "GET", url, nil)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/measure"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/mesh/identity"
@@ -173,6 +174,8 @@ type connectorConfig struct {
 	Pin      string    `json:"pin"`
 	Token    string    `json:"token"`
 	Services []service `json:"services"`
+	// Ungated turns the connector's statement and request gate off.
+	Ungated bool `json:"ungated,omitempty"`
 }
 
 func startConnector(b []byte) (any, func(), error) {
@@ -197,6 +200,7 @@ func startConnector(b []byte) (any, func(), error) {
 		Pin:      cfg.Pin,
 		Services: svcs,
 		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Measure:  &measure.Connector{Ungated: cfg.Ungated},
 	})
 	if err != nil {
 		return nil, nil, err

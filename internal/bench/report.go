@@ -463,6 +463,7 @@ func (r *runner) printTable(w io.Writer, rep *Report) {
 	for _, c := range []ratioCol{
 		{pathPostern, pathDirect, "postern ÷ direct"},
 		{pathPostern, pathBare, "postern ÷ bare"},
+		{pathPostern, pathUngated, "postern ÷ nogate"},
 		{pathBare, pathDirect, "bare ÷ direct"},
 		{pathSSH, pathDirect, "ssh ÷ direct"},
 		{pathWireGuard, pathDirect, "wireguard ÷ direct"},

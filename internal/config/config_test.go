@@ -281,6 +281,7 @@ services:
       database: appdb
       password_file: pg-password
       sslmode: require
+      read_only: {user: reader, password_env: POSTERN_TEST_TEAM}
   - name: api
     kind: http
     upstream: internal.example:443
@@ -327,6 +328,9 @@ func TestLoadConnector(t *testing.T) {
 	}
 	if pw, err := db.Postgres.Password.Read(); err != nil || pw != "s3cret" {
 		t.Errorf("password: %v (right value: %v)", err, pw == "s3cret")
+	}
+	if ro := db.Postgres.ReadOnly; ro == nil || ro.User != "reader" || ro.Password.Env != "POSTERN_TEST_TEAM" {
+		t.Errorf("db.postgres.read_only %+v", ro)
 	}
 	if api.HTTP == nil || !api.HTTP.TLS {
 		t.Fatalf("api.http %+v", api.HTTP)
@@ -375,6 +379,12 @@ func TestConnectorErrors(t *testing.T) {
 		{"inline secret", head + "services:\n  - name: db\n    kind: postgres\n    upstream: 127.0.0.1:5432\n    postgres:\n      user: app\n      password: hunter2\n", []string{"services[0].postgres.password: unknown field"}},
 		{"header without source", head + "services:\n  - name: api\n    kind: http\n    upstream: 127.0.0.1:80\n    http:\n      headers:\n        Authorization: {}\n", []string{"services[0].http.headers.Authorization.file: required"}},
 		{"postgres on http", head + "services:\n  - name: api\n    kind: http\n    upstream: 127.0.0.1:80\n    postgres: {user: app}\n", []string{"connector.yaml:8:5: services[0].postgres: only for kind postgres"}},
+		{"read-only login without user", head + "services:\n  - name: db\n    kind: postgres\n    upstream: 127.0.0.1:5432\n    postgres:\n      user: app\n      read_only: {password_env: POSTERN_TEST_UNSET}\n",
+			[]string{"services[0].postgres.read_only.user: required", "services[0].postgres.read_only.password_env: environment variable POSTERN_TEST_UNSET is not set"}},
+		{"read-only login is the main one", head + "services:\n  - name: db\n    kind: postgres\n    upstream: 127.0.0.1:5432\n    postgres:\n      user: app\n      read_only: {user: app}\n",
+			[]string{`services[0].postgres.read_only.user: is postgres.user ("app"): the read-only login must be a role of its own`}},
+		{"read-only login with an inline password", head + "services:\n  - name: db\n    kind: postgres\n    upstream: 127.0.0.1:5432\n    postgres:\n      user: app\n      read_only: {user: reader, password: hunter2}\n",
+			[]string{"services[0].postgres.read_only.password: unknown field"}},
 		{"missing postgres user", head + "services:\n  - name: db\n    kind: postgres\n    upstream: 127.0.0.1:5432\n    postgres: {database: app}\n", []string{"services[0].postgres.user: required"}},
 		{"duplicate service", head + svc + "  - name: db\n    upstream: 127.0.0.1:5433\n", []string{"connector.yaml:7:5: services[1].name: service \"db\" is listed twice"}},
 	}

@@ -65,6 +65,17 @@ type PostgresFile struct {
 	PasswordEnv  string `yaml:"password_env"`
 	SSLMode      string `yaml:"sslmode"`
 	RootCAFile   string `yaml:"root_ca_file"`
+	// ReadOnly is the login for agents whose policy permits no write on
+	// the service: a role granted only SELECT.
+	ReadOnly *PostgresLoginFile `yaml:"read_only"`
+}
+
+// PostgresLoginFile is a second login of a postgres service, on the same
+// database with the same TLS settings.
+type PostgresLoginFile struct {
+	User         string `yaml:"user"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
 }
 
 // HTTPFile is what the connector adds to an http service's requests.
@@ -225,6 +236,16 @@ func (d *doc) service(field string, s ServiceFile, seen map[string]bool) connect
 		}
 		svc.Postgres = &connector.Postgres{User: p.User, Database: p.Database, SSLMode: p.SSLMode, RootCAFile: d.path(p.RootCAFile)}
 		svc.Postgres.Password = d.secret(field+".postgres.password", SecretRef{File: p.PasswordFile, Env: p.PasswordEnv}, false)
+		if r := p.ReadOnly; r != nil {
+			switch r.User {
+			case "":
+				d.errorf(field+".postgres.read_only.user", "required: the role, granted only SELECT, that agents who may not write log in as")
+			case p.User:
+				d.errorf(field+".postgres.read_only.user", "is postgres.user (%q): the read-only login must be a role of its own, granted no write", p.User)
+			}
+			svc.Postgres.ReadOnly = &connector.PostgresLogin{User: r.User,
+				Password: d.secret(field+".postgres.read_only.password", SecretRef{File: r.PasswordFile, Env: r.PasswordEnv}, false)}
+		}
 		if p.RootCAFile != "" {
 			if _, err := readCAFile(svc.Postgres.RootCAFile); err != nil {
 				d.fail(field+".postgres.root_ca_file", err, "%v", err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/measure"
 	"github.com/postern/postern/internal/quicnet"
 
 	"github.com/quic-go/quic-go"
@@ -90,6 +91,10 @@ type Config struct {
 	// Transport tunes QUIC. Nil means transport's defaults, with room for
 	// many streams from each relay.
 	Transport *transport.Config
+	// Measure switches parts of the connector off for this module's
+	// benchmark; its type is internal, so outside this module it can only
+	// be nil, which is what every deployment runs.
+	Measure *measure.Connector
 }
 
 // Connector serves its services to one or more relays. It dials out only:
@@ -101,6 +106,7 @@ type Connector struct {
 	services map[string]*Service
 	hello    []*wire.Binding
 	tc       transport.Config
+	ungated  bool // Config.Measure.Ungated: decide no statement or request
 
 	mu     sync.Mutex
 	status map[string]bool         // relay -> session established
@@ -128,6 +134,7 @@ func New(cfg Config) (*Connector, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.audit = cfg.Audit
+	c.ungated = cfg.Measure != nil && cfg.Measure.Ungated
 	if c.audit == nil {
 		c.audit = slog.New(slog.DiscardHandler)
 	}

@@ -62,6 +62,32 @@
 // [Secret], read from a file or an environment variable when it is
 // needed, so rotating it needs no restart, and never printed or logged.
 //
+// # Read-only login
+//
+// Statement policy rests on the connector's SQL parser. A postgres service
+// may name a second layer that does not: [Postgres.ReadOnly], a role the
+// DBA has granted SELECT and nothing more. At each stream, before it logs
+// in upstream, the connector asks whether the agent might write through
+// the binding at all (policy.Engine.MayWrite: is there a permit whose
+// scope admits an action under write or unclassified for this agent and
+// binding, its conditions on context.sql and context.http left out, as
+// for opening a binding). If not, it logs in as the read-only role, and a
+// write the parser misjudged would still fail at the server, with
+// SQLSTATE 42501. It fails safe: with no policy set from the relay, or a
+// condition that cannot be evaluated, the read-only role is used. An
+// agent that may write logs in as [Postgres.User], and each of its
+// statements is still decided.
+//
+// Setting default_transaction_read_only on the main login is not such a
+// backstop: a session lifts it with SET or BEGIN READ WRITE. The point is
+// a role without write grants (nor membership in a role that has them, so
+// that SET ROLE cannot lift it either):
+//
+//	CREATE ROLE app_reader LOGIN PASSWORD '...';
+//	GRANT CONNECT ON DATABASE app TO app_reader;
+//	GRANT USAGE ON SCHEMA public TO app_reader;
+//	GRANT SELECT ON ALL TABLES IN SCHEMA public TO app_reader;
+//
 // # Usage
 //
 // [New] checks the configuration and dials nothing:
@@ -79,6 +105,8 @@
 //				User:     "app",
 //				Database: "app",
 //				Password: connector.Secret{Env: "STAGING_DB_PASSWORD"}, // or File
+//				// for agents that may not write: granted only SELECT
+//				ReadOnly: &connector.PostgresLogin{User: "app_reader", Password: connector.Secret{Env: "STAGING_DB_READER_PASSWORD"}},
 //			},
 //		}},
 //	})

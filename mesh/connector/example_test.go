@@ -56,6 +56,8 @@ func ExampleNew() {
 				User:     "app",
 				Database: "app",
 				Password: connector.Secret{Env: "STAGING_DB_PASSWORD"}, // or File
+				// for agents that may not write: granted only SELECT
+				ReadOnly: &connector.PostgresLogin{User: "app_reader", Password: connector.Secret{Env: "STAGING_DB_READER_PASSWORD"}},
 			},
 		}},
 	})

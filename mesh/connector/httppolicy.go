@@ -44,6 +44,7 @@ type httpGate struct {
 	source    netip.Addr
 	binding   string
 	audit     *slog.Logger // with subject, session and binding
+	ungated   bool         // for measurement: allow without deciding
 }
 
 func newHTTPGate(c *Connector, svc *Service, dial *wire.Dial, pol *relayPolicy) (*httpGate, error) {
@@ -63,6 +64,7 @@ func newHTTPGate(c *Connector, svc *Service, dial *wire.Dial, pol *relayPolicy) 
 		principal: p,
 		resource:  policy.NewResource(svc.Name, svc.Kind, svc.Environment, svc.Labels...),
 		binding:   svc.Name,
+		ungated:   c.ungated,
 		audit:     c.audit.With(slog.String("subject", id.GetSubject()), slog.String("session", dial.Session), slog.String("binding", svc.Name)),
 	}
 	if ap, err := netip.ParseAddrPort(dial.Source); err == nil {
@@ -106,6 +108,10 @@ func (g *httpGate) decide(w http.ResponseWriter, r *http.Request, v *verdict) bo
 	}
 	v.target, v.path = t, t.Path
 	v.action = policy.HTTPAction(t.Method)
+	if g.ungated {
+		v.decision = "ungated"
+		return true
+	}
 	eng, why := g.pol.current(r.Context())
 	if eng == nil {
 		v.decision, v.reason = "no_policy", why

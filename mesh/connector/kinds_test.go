@@ -28,6 +28,8 @@ func TestNewChecksCredentials(t *testing.T) {
 		{name: "postgres without password", svc: pg(&connector.Postgres{User: "app"})},
 		{name: "postgres without login", svc: pg(nil), wantErr: "needs Postgres"},
 		{name: "postgres without user", svc: pg(&connector.Postgres{Database: "x"}), wantErr: "Postgres.User is required"},
+		{name: "read-only login without user", svc: pg(&connector.Postgres{User: "app", ReadOnly: &connector.PostgresLogin{}}), wantErr: "Postgres.ReadOnly.User is required"},
+		{name: "read-only login is the main one", svc: pg(&connector.Postgres{User: "app", ReadOnly: &connector.PostgresLogin{User: "app"}}), wantErr: "a role of its own"},
 		{name: "postgres bad sslmode", svc: pg(&connector.Postgres{User: "app", SSLMode: "yes"}), wantErr: `SSLMode "yes"`},
 		{name: "postgres two password sources", svc: pg(&connector.Postgres{User: "app", Password: connector.Secret{Value: "a", File: "/f"}}), wantErr: "more than one"},
 		{name: "postgres with HTTP", svc: func() connector.Service {

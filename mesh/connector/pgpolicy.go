@@ -75,6 +75,22 @@ func (g *pgGate) decide(ctx context.Context, st sqlclass.Statement) pgpolicy.Ver
 	}, &st)
 }
 
+// mayWrite reports whether the stream's agent might write through the
+// binding (policy.Engine.MayWrite): false, so that the read-only login is
+// used, when the connector holds no policy set.
+func (g *pgGate) mayWrite(ctx context.Context) bool {
+	eng, _ := g.pol.current(ctx)
+	if eng == nil {
+		return false
+	}
+	return eng.MayWrite(policy.Request{
+		Principal: g.principal,
+		Resource:  g.resource,
+		Time:      time.Now(),
+		SourceIP:  g.source,
+	})
+}
+
 func (g *pgGate) config() pgpolicy.Config {
 	return pgpolicy.Config{Decide: g.decide, Audit: g.audit}
 }

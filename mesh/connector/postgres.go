@@ -70,7 +70,11 @@ func (c *Connector) servePostgres(st *quic.Stream, down *quicnet.Conn, svc *Serv
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), svc.DialTimeout)
-	hc, err := pgLogin(ctx, svc, dial.Identity.Subject)
+	login := pgMainLogin(svc.Postgres)
+	if svc.Postgres.ReadOnly != nil && !c.ungated && !gate.mayWrite(ctx) {
+		login = *svc.Postgres.ReadOnly
+	}
+	hc, err := pgLogin(ctx, svc, login, dial.Identity.Subject)
 	cancel()
 	if err != nil {
 		res := pgLoginFailure(svc.Name, err)
@@ -126,19 +130,47 @@ func (c *Connector) servePostgres(st *quic.Stream, down *quicnet.Conn, svc *Serv
 	}
 	start := time.Now()
 	cup := &countingConn{Conn: up}
-	err = pgpolicy.Serve(context.Background(), down, cup, gate.config())
+	if c.ungated {
+		err = pgSplice(down, cup)
+	} else {
+		err = pgpolicy.Serve(context.Background(), down, cup, gate.config())
+	}
 	log.Debug("connector: postgres session closed", "pid", hc.PID, "bytes_up", cup.out.Load(), "bytes_down", cup.in.Load(), "duration", time.Since(start), "err", err)
 }
 
-// pgLogin logs in to the upstream of svc with its stored credentials and
-// returns the raw connection, idle, after the server's ReadyForQuery.
-func pgLogin(ctx context.Context, svc *Service, subject string) (*pgconn.HijackedConn, error) {
-	cfg, err := pgUpstreamConfig(svc)
+// pgSplice relays a session without deciding its statements, for
+// measurement only (Config.Measure): the cost of the gate is the
+// difference. It returns when either side closes.
+func pgSplice(down, up net.Conn) error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(up, down)
+		up.Close()
+		done <- err
+	}()
+	_, err := io.Copy(down, up)
+	down.Close()
+	up.Close()
+	if e := <-done; err == nil {
+		err = e
+	}
+	return err
+}
+
+// pgMainLogin is the login of p that may write.
+func pgMainLogin(p *Postgres) PostgresLogin {
+	return PostgresLogin{User: p.User, Password: p.Password}
+}
+
+// pgLogin logs in to the upstream of svc as login and returns the raw
+// connection, idle, after the server's ReadyForQuery.
+func pgLogin(ctx context.Context, svc *Service, login PostgresLogin, subject string) (*pgconn.HijackedConn, error) {
+	cfg, err := pgUpstreamConfig(svc, login.User)
 	if err != nil {
 		return nil, err
 	}
-	if !svc.Postgres.Password.IsZero() {
-		pw, err := svc.Postgres.Password.Read()
+	if !login.Password.IsZero() {
+		pw, err := login.Password.Read()
 		if err != nil {
 			return nil, &secretError{err}
 		}
@@ -172,8 +204,8 @@ func pgLogin(ctx context.Context, svc *Service, subject string) (*pgconn.Hijacke
 }
 
 // pgUpstreamConfig is the pgconn configuration of the upstream login,
-// without the password. It dials svc.Upstream and nothing else.
-func pgUpstreamConfig(svc *Service) (*pgconn.Config, error) {
+// as user, without the password. It dials svc.Upstream and nothing else.
+func pgUpstreamConfig(svc *Service, user string) (*pgconn.Config, error) {
 	p := svc.Postgres
 	host, port, err := net.SplitHostPort(svc.Upstream)
 	if err != nil {
@@ -181,14 +213,14 @@ func pgUpstreamConfig(svc *Service) (*pgconn.Config, error) {
 	}
 	db := p.Database
 	if db == "" {
-		db = p.User
+		db = p.User // the main login's, whichever logs in
 	}
 	mode := p.SSLMode
 	if mode == "" {
 		mode = "prefer"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "host=%s port=%s user=%s dbname=%s sslmode=%s", pgconnstr.Quote(host), pgconnstr.Quote(port), pgconnstr.Quote(p.User), pgconnstr.Quote(db), pgconnstr.Quote(mode))
+	fmt.Fprintf(&b, "host=%s port=%s user=%s dbname=%s sslmode=%s", pgconnstr.Quote(host), pgconnstr.Quote(port), pgconnstr.Quote(user), pgconnstr.Quote(db), pgconnstr.Quote(mode))
 	if p.RootCAFile != "" {
 		fmt.Fprintf(&b, " sslrootcert=%s", pgconnstr.Quote(p.RootCAFile))
 	}

@@ -75,6 +75,21 @@ type Postgres struct {
 	// RootCAFile verifies the upstream's certificate for verify-ca and
 	// verify-full.
 	RootCAFile string
+	// ReadOnly, when set, is a second login, a role granted no more than
+	// SELECT, that the connector uses instead of User for an agent whose
+	// policy permits it no write on this binding (see "Read-only login" in
+	// the package documentation): a backstop that holds even if a
+	// statement the parser misjudged were let through. Nil means every
+	// agent logs in as User.
+	ReadOnly *PostgresLogin
+}
+
+// PostgresLogin is a role and its password on the upstream of a
+// [Postgres] service; the database and TLS settings are the service's.
+type PostgresLogin struct {
+	User string // required
+	// Password is read at each login; zero means none.
+	Password Secret
 }
 
 // HTTP is what the connector adds to requests for kind http.
@@ -138,6 +153,17 @@ func (p *Postgres) validate() error {
 	}
 	if p.Password.sources() > 1 {
 		return errors.New("Postgres.Password sets more than one of Value, File and Env")
+	}
+	if r := p.ReadOnly; r != nil {
+		if r.User == "" {
+			return errors.New("Postgres.ReadOnly.User is required")
+		}
+		if r.User == p.User {
+			return errors.New("Postgres.ReadOnly.User is Postgres.User: the read-only login must be a role of its own, granted no write")
+		}
+		if r.Password.sources() > 1 {
+			return errors.New("Postgres.ReadOnly.Password sets more than one of Value, File and Env")
+		}
 	}
 	return nil
 }
