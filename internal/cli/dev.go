@@ -355,6 +355,12 @@ func (m *devMesh) printBanner(w io.Writer) {
 	for _, method := range []string{http.MethodGet, http.MethodPost} {
 		fmt.Fprintf(w, "  %-4s /orders  %s\n", method, m.decideRequest("coding-agent", "coding-agents", "staging-api", method, "/orders"))
 	}
+	if m.hasService("prod-status") {
+		fmt.Fprintf(w, "and the on-call agent through prod-status, which it may write to under /v1/incidents/:\n")
+		for _, path := range []string{"/v1/incidents/42", "/v1/config"} {
+			fmt.Fprintf(w, "  POST %-17s %s\n", path, m.decideRequest("oncall-agent", "oncall", "prod-status", http.MethodPost, path))
+		}
+	}
 	fmt.Fprintf(w, "  (a denied request is answered 403 with {\"error\":\"denied\",\"policies\":[...],\"message\":...}; TRACE and CONNECT with 405)\n")
 	if m.hasService("staging-db") {
 		fmt.Fprintf(w, "\nstatements  the connector decides each SQL statement; the coding agent through staging-db:\n")

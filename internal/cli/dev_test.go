@@ -48,7 +48,7 @@ func TestDev(t *testing.T) {
 	if env["POSTERN_RELAY"] != m.relay.Addr().String() || env["POSTERN_RELAY_PIN"] != m.pin || env["POSTERN_TOKEN_FILE"] != filepath.Join(dir, "coding-agent.token") {
 		t.Fatalf("banner exports %v:\n%s", env, banner.String())
 	}
-	for _, want := range []string{"staging-api", "deny (forbid-financial)", "GET  /orders  allow (coding-agents-read-staging)", "POST /orders  deny (no policy permits)", "allow (oncall-reads-prod, oncall-writes-prod-status)", "PostgreSQL: skipped"} {
+	for _, want := range []string{"staging-api", "deny (forbid-financial)", "GET  /orders  allow (coding-agents-read-staging)", "POST /orders  deny (no policy permits)", "allow (oncall-reads-prod, oncall-writes-prod-status)", "POST /v1/incidents/42  allow (oncall-writes-prod-status)", "POST /v1/config        deny (no policy permits)", "PostgreSQL: skipped"} {
 		if !strings.Contains(banner.String(), want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner.String())
 		}
@@ -129,6 +129,37 @@ func TestDev(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden || denial.Error != "denied" || !strings.Contains(denial.Message, "no policy permits http:POST (a write)") {
 		t.Errorf("POST /orders through the binding: %s, %+v", resp.Status, denial)
+	}
+
+	// The on-call agent may write to prod-status, under /v1/incidents/
+	// only: the condition reads the request's normalized path.
+	oncallTok, err := os.ReadFile(filepath.Join(dir, "oncall-agent.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, err := mesh.NewClient(mesh.Config{Relay: env["POSTERN_RELAY"], Pin: env["POSTERN_RELAY_PIN"], Token: strings.TrimSpace(string(oncallTok))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oc.Close()
+	ohc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+		return oc.Dial(ctx, "tcp", addr)
+	}}}
+	defer ohc.CloseIdleConnections()
+	for _, tt := range []struct {
+		path string
+		want int
+	}{{"/v1/incidents/42", http.StatusOK}, {"/v1/../v1/incidents/7", http.StatusOK}, {"/v1/config", http.StatusForbidden}, {"/v1/incidents/../config", http.StatusForbidden}} {
+		req, _ := http.NewRequestWithContext(ctx, "POST", "http://prod-status"+tt.path, strings.NewReader("{}"))
+		resp, err := ohc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("the on-call agent's POST %s: %s, want %d", tt.path, resp.Status, tt.want)
+		}
 	}
 
 	_, err = c.Dial(ctx, "tcp", "prod-finance")
