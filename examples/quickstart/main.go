@@ -67,7 +67,7 @@ func run(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	defer api.Close()
-	status, err := listenTCP(func(c net.Conn) { io.WriteString(c, "all systems operational\n") })
+	status, err := listen(http.HandlerFunc(statusAPI))
 	if err != nil {
 		return err
 	}
@@ -145,15 +145,15 @@ func run(ctx context.Context, w io.Writer) error {
 	// relay and serves the services its token grants. It never listens.
 	services := []connector.Service{
 		{Name: "staging-api", Kind: postern.KindHTTP, Upstream: api.Addr().String(), Environment: "staging"},
-		{Name: "prod-status", Kind: postern.KindTCP, Upstream: status.Addr().String(), Environment: "prod"},
+		{Name: "prod-status", Kind: postern.KindHTTP, Upstream: status.Addr().String(), Environment: "prod"},
 		{Name: "prod-ledger", Kind: postern.KindTCP, Upstream: ledger.Addr().String(), Environment: "prod", Labels: []string{"financial"}},
 	}
 	granted := []identity.Service{
 		{Name: "staging-api", Kind: postern.KindHTTP, Environment: "staging"},
-		{Name: "prod-status", Kind: postern.KindTCP, Environment: "prod"},
+		{Name: "prod-status", Kind: postern.KindHTTP, Environment: "prod"},
 		{Name: "prod-ledger", Kind: postern.KindTCP, Environment: "prod", Labels: []string{"financial"}},
 	}
-	served := "staging-api (http, staging), prod-status (tcp, prod), prod-ledger (tcp, prod, labels: financial)"
+	served := "staging-api (http, staging), prod-status (http, prod), prod-ledger (tcp, prod, labels: financial)"
 	if pg != nil {
 		services = append(services, connector.Service{Name: "staging-db", Kind: postern.KindPostgres, Upstream: pg.Addr, Environment: "staging",
 			Postgres: &connector.Postgres{User: "app", Database: "staging", Password: connector.Secret{Value: pgPassword}, SSLMode: "disable"}})
@@ -254,8 +254,29 @@ func agent(ctx context.Context, w io.Writer, relayAddr, pin, token, sub, group s
 			fmt.Fprintf(w, "  %-12s refused: POST /orders -> %s: %s\n", "staging-api", resp.Status, denial.Message)
 		}
 	}
-	// TCP bindings: a net.Conn to the private service.
-	for _, name := range []string{"prod-status", "prod-ledger"} {
+	// The production status API: on-call may read it, and may write to it
+	// under /v1/incidents/ only (oncall-writes-prod-status reads the
+	// request's path); the connector decides each request.
+	for _, r := range []struct{ method, path string }{
+		{http.MethodGet, "/v1/status"}, {http.MethodPost, "/v1/incidents/42"}, {http.MethodPost, "/v1/config"},
+	} {
+		req, _ := http.NewRequestWithContext(ctx, r.method, "http://prod-status"+r.path, strings.NewReader(`{}`))
+		resp, err := hc.Do(req)
+		if err != nil {
+			fmt.Fprintf(w, "  %-12s %s\n", "prod-status", refusal(err))
+			break // refused at the open: every request would be
+		}
+		var answer struct{ Status, Message string }
+		json.NewDecoder(resp.Body).Decode(&answer)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusForbidden {
+			fmt.Fprintf(w, "  %-12s refused: %s %s -> %s: %s\n", "prod-status", r.method, r.path, resp.Status, answer.Message)
+			continue
+		}
+		fmt.Fprintf(w, "  %-12s allowed: %s %s -> %s: %s\n", "prod-status", r.method, r.path, resp.Status, answer.Status)
+	}
+	// A TCP binding: a net.Conn to the private service.
+	for _, name := range []string{"prod-ledger"} {
 		conn, err := c.Dial(ctx, "tcp", name)
 		if err != nil {
 			fmt.Fprintf(w, "  %-12s %s\n", name, refusal(err))
@@ -435,6 +456,18 @@ func list(v any) string {
 func ordersAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	io.WriteString(w, `{"orders":[{"id":1,"item":"keyboard"},{"id":2,"item":"monitor"},{"id":3,"item":"cable"}]}`)
+}
+
+// statusAPI is the private production status API: a status to read, and
+// incidents to open.
+func statusAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if r.Method == http.MethodPost {
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"status":"recorded"}`)
+		return
+	}
+	io.WriteString(w, `{"status":"all systems operational"}`)
 }
 
 // server is a loopback listener serving until Close.

@@ -38,13 +38,17 @@ func TestQuickstart(t *testing.T) {
 		`http.request   coding-agent     -> staging-api  POST /orders: deny \(no policy permits it\), 403`,
 		`  prod-status  DENIED: no policy permits it \(default deny\)\n  prod-ledger  DENIED by forbid-financial\n`,
 		`oncall-agent \(group oncall\) may open: prod-status\n`,
-		`  prod-status  allowed: read "all systems operational"\n  prod-ledger  DENIED by forbid-financial\n`,
+		`  prod-status  allowed: GET /v1/status -> 200 OK: all systems operational\n`,
+		`  prod-status  allowed: POST /v1/incidents/42 -> 201 Created: recorded\n`,
+		`  prod-status  refused: POST /v1/config -> 403 Forbidden: postern: POST /v1/config on prod-status denied: no policy permits http:POST \(a write\)\n  prod-ledger  DENIED by forbid-financial\n`,
+		`http.request   oncall-agent     -> prod-status  POST /v1/incidents/42: allow by oncall-writes-prod-status, 201`,
+		`http.request   oncall-agent     -> prod-status  POST /v1/config: deny \(no policy permits it\), 403`,
 		`session.start  office-connector connector, serving staging-api,prod-status,prod-ledger`,
 		`open.allow     coding-agent     -> staging-api  allowed by coding-agents-read-staging, via office-connector`,
 		`open.deny      coding-agent     -> prod-ledger  denied by forbid-financial`,
 		`open.deny      oncall-agent     -> staging-api  denied: no policy permits it`,
 		`open.allow     oncall-agent     -> prod-status  allowed by oncall-reads-prod,oncall-writes-prod-status, via office-connector`,
-		`stream.close   oncall-agent     -> prod-status  closed: 0 bytes up, 24 bytes down`,
+		`stream.close   oncall-agent     -> prod-status  closed: \d+ bytes up, \d+ bytes down`,
 	}
 	// With PostgreSQL installed (always in CI), the connector decides each
 	// statement of the coding agent's: its SELECT runs, its DELETE does not.
