@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -38,39 +37,17 @@ const EventHTTPRequest = "http.request"
 
 // httpGate decides the requests of one stream.
 type httpGate struct {
-	pol       *relayPolicy
-	principal policy.Principal
-	resource  policy.Resource
-	source    netip.Addr
-	binding   string
-	audit     *slog.Logger // with subject, session and binding
-	ungated   bool         // for measurement: allow without deciding
+	streamPolicy
+	binding string
+	ungated bool // for measurement: allow without deciding
 }
 
 func newHTTPGate(c *Connector, svc *Service, dial *wire.Dial, pol *relayPolicy) (*httpGate, error) {
-	id := dial.GetIdentity()
-	var attrs map[string]any
-	if a := id.GetAttributes(); len(a) > 0 {
-		if err := json.Unmarshal(a, &attrs); err != nil {
-			return nil, fmt.Errorf("the identity's attributes are not a JSON object: %w", err)
-		}
-	}
-	p, err := policy.NewPrincipal(id.GetSubject(), id.GetGroups(), attrs)
+	sp, err := newStreamPolicy(c, svc, dial, pol)
 	if err != nil {
 		return nil, err
 	}
-	g := &httpGate{
-		pol:       pol,
-		principal: p,
-		resource:  policy.NewResource(svc.Name, svc.Kind, svc.Environment, svc.Labels...),
-		binding:   svc.Name,
-		ungated:   c.ungated,
-		audit:     c.audit.With(slog.String("subject", id.GetSubject()), slog.String("session", dial.Session), slog.String("binding", svc.Name)),
-	}
-	if ap, err := netip.ParseAddrPort(dial.Source); err == nil {
-		g.source = ap.Addr().Unmap()
-	}
-	return g, nil
+	return &httpGate{streamPolicy: sp, binding: svc.Name, ungated: c.ungated}, nil
 }
 
 // verdict is what the gate decided about one request, for its audit event.

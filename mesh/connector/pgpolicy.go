@@ -2,11 +2,7 @@ package connector
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"log/slog"
 	"net"
-	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -30,35 +26,15 @@ import (
 
 // pgGate decides the statements of one stream.
 type pgGate struct {
-	pol       *relayPolicy
-	principal policy.Principal
-	resource  policy.Resource
-	source    netip.Addr
-	audit     *slog.Logger // with subject, session and binding
+	streamPolicy
 }
 
 func newPGGate(c *Connector, svc *Service, dial *wire.Dial, pol *relayPolicy) (*pgGate, error) {
-	id := dial.GetIdentity()
-	var attrs map[string]any
-	if a := id.GetAttributes(); len(a) > 0 {
-		if err := json.Unmarshal(a, &attrs); err != nil {
-			return nil, fmt.Errorf("the identity's attributes are not a JSON object: %w", err)
-		}
-	}
-	p, err := policy.NewPrincipal(id.GetSubject(), id.GetGroups(), attrs)
+	sp, err := newStreamPolicy(c, svc, dial, pol)
 	if err != nil {
 		return nil, err
 	}
-	g := &pgGate{
-		pol:       pol,
-		principal: p,
-		resource:  policy.NewResource(svc.Name, svc.Kind, svc.Environment, svc.Labels...),
-		audit:     c.audit.With(slog.String("subject", id.GetSubject()), slog.String("session", dial.Session), slog.String("binding", svc.Name)),
-	}
-	if ap, err := netip.ParseAddrPort(dial.Source); err == nil {
-		g.source = ap.Addr().Unmap()
-	}
-	return g, nil
+	return &pgGate{sp}, nil
 }
 
 // decide is the stream's pgpolicy.Decide.

@@ -2,9 +2,11 @@ package connector
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -126,4 +128,42 @@ func (p *relayPolicy) current(ctx context.Context) (*policy.Engine, string) {
 		return nil, p.snapshot().Err
 	}
 	return &p.engine, ""
+}
+
+// streamPolicy is what a stream's requests or statements are decided
+// with: the relay's policy set for the session, and the agent and binding
+// as policy sees them, built once per stream. The agent is the identity
+// the relay attested in the Dial; the binding is the service as its
+// authority describes it (the relay refuses a connector that advertises
+// it otherwise).
+type streamPolicy struct {
+	pol       *relayPolicy
+	principal policy.Principal
+	resource  policy.Resource
+	source    netip.Addr
+	audit     *slog.Logger // with subject, session and binding
+}
+
+func newStreamPolicy(c *Connector, svc *Service, dial *wire.Dial, pol *relayPolicy) (streamPolicy, error) {
+	id := dial.GetIdentity()
+	var attrs map[string]any
+	if a := id.GetAttributes(); len(a) > 0 {
+		if err := json.Unmarshal(a, &attrs); err != nil {
+			return streamPolicy{}, fmt.Errorf("the identity's attributes are not a JSON object: %w", err)
+		}
+	}
+	p, err := policy.NewPrincipal(id.GetSubject(), id.GetGroups(), attrs)
+	if err != nil {
+		return streamPolicy{}, err
+	}
+	sp := streamPolicy{
+		pol:       pol,
+		principal: p,
+		resource:  policy.NewResource(svc.Name, svc.Kind, svc.Environment, svc.Labels...),
+		audit:     c.audit.With(slog.String("subject", id.GetSubject()), slog.String("session", dial.Session), slog.String("binding", svc.Name)),
+	}
+	if ap, err := netip.ParseAddrPort(dial.Source); err == nil {
+		sp.source = ap.Addr().Unmap()
+	}
+	return sp, nil
 }
