@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/postern/postern/internal/pgtest"
 )
 
 // forwardProc is a running postern forward and the local address of each
@@ -209,41 +207,8 @@ func runPG(t *testing.T, program string, args ...string) (int, string) {
 // refused the financial database prints the policy that denied it.
 func TestBinaryForwardPostgres(t *testing.T) {
 	psql, pgbench := pgClient(t, "psql"), pgClient(t, "pgbench")
-	pg := pgtest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	const password = "correct horse battery staple"
-	if err := pg.CreateRole(ctx, "app", password); err != nil {
-		t.Fatal(err)
-	}
-	for _, db := range []struct{ name, sql string }{
-		{"staging", "CREATE TABLE orders (id int PRIMARY KEY, item text, status text); INSERT INTO orders VALUES (1, 'keyboard', 'shipped'), (2, 'monitor', 'processing'); ALTER TABLE orders OWNER TO app;"},
-		{"finance", "CREATE TABLE ledger (account text, balance bigint); ALTER TABLE ledger OWNER TO app;"},
-	} {
-		if err := pg.CreateDatabase(ctx, db.name, "app"); err != nil {
-			t.Fatal(err)
-		}
-		if err := pg.Exec(ctx, db.name, db.sql); err != nil {
-			t.Fatal(err)
-		}
-	}
-	svc := func(name, env, labels, database string) string {
-		return fmt.Sprintf(`  - name: %s
-    kind: postgres
-    upstream: %s
-    environment: %s
-    labels: [%s]
-    postgres:
-      user: app
-      database: %s
-      password_file: pg.password
-      sslmode: disable
-`, name, pg.Addr, env, labels, database)
-	}
-	d := deployWith(t, "5s", "1h", []service{
-		{"staging-db:postgres:staging", svc("staging-db", "staging", "", "staging"), map[string]string{"pg.password": password + "\n"}},
-		{"prod-finance:postgres:prod:financial", svc("prod-finance", "prod", "financial", "finance"), nil},
-	})
+	d, pg := deployPostgres(t)
+
 	f := d.forward(t, "staging-db=127.0.0.1:0", "prod-finance=127.0.0.1:0")
 	hostPort := func(name string) (string, string) {
 		h, p, _ := net.SplitHostPort(f.addr[name])
@@ -276,7 +241,7 @@ func TestBinaryForwardPostgres(t *testing.T) {
 	// against the server, as app, and only the benchmark goes through.
 	ictx, icancel := context.WithTimeout(context.Background(), 60*time.Second)
 	init := exec.CommandContext(ictx, pgbench, "-i", "-s", "1", "-q", "-h", pg.Host, "-p", strconv.Itoa(pg.Port), "-U", "app", "staging")
-	init.Env = append(os.Environ(), "PGPASSWORD="+password, "PGSSLMODE=disable")
+	init.Env = append(os.Environ(), "PGPASSWORD="+pgPassword, "PGSSLMODE=disable")
 	iout, err := init.CombinedOutput()
 	icancel()
 	if err != nil {
@@ -298,7 +263,7 @@ func TestBinaryForwardPostgres(t *testing.T) {
 	}
 	f.waitLine(&f.stderr, `msg="forward: open refused" binding=prod-finance kind=unknown .*outcome=refused .*policies=\[forbid-financial\]`)
 
-	if strings.Contains(f.stderr.String(), password) {
+	if strings.Contains(f.stderr.String(), pgPassword) {
 		t.Error("forward's log shows the database password")
 	}
 	if code := f.stop(syscall.SIGTERM); code != 0 {

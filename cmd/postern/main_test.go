@@ -490,42 +490,7 @@ func TestBinaryMesh(t *testing.T) {
 // password (the connector logs in with the one in its password file) and
 // is refused the production financial records by forbid-financial.
 func TestBinaryCodingAgent(t *testing.T) {
-	pg := pgtest.Start(t) // skips without PostgreSQL, fails under CI
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	const password = "correct horse battery staple"
-	if err := pg.CreateRole(ctx, "app", password); err != nil {
-		t.Fatal(err)
-	}
-	for _, db := range []struct{ name, sql string }{
-		{"staging", "CREATE TABLE orders (id int PRIMARY KEY, item text, status text); INSERT INTO orders VALUES (1, 'keyboard', 'shipped'), (2, 'monitor', 'processing'); ALTER TABLE orders OWNER TO app;"},
-		{"finance", "CREATE TABLE ledger (account text, balance bigint); ALTER TABLE ledger OWNER TO app;"},
-	} {
-		if err := pg.CreateDatabase(ctx, db.name, "app"); err != nil {
-			t.Fatal(err)
-		}
-		if err := pg.Exec(ctx, db.name, db.sql); err != nil {
-			t.Fatal(err)
-		}
-	}
-	svc := func(name, env, labels, database string) string {
-		return fmt.Sprintf(`  - name: %s
-    kind: postgres
-    upstream: %s
-    environment: %s
-    labels: [%s]
-    postgres:
-      user: app
-      database: %s
-      password_file: pg.password
-      sslmode: disable
-`, name, pg.Addr, env, labels, database)
-	}
-	files := map[string]string{"pg.password": password + "\n"}
-	d := deployWith(t, "5s", "1h", []service{
-		{"staging-db:postgres:staging", svc("staging-db", "staging", "", "staging"), files},
-		{"prod-finance:postgres:prod:financial", svc("prod-finance", "prod", "financial", "finance"), nil},
-	})
+	d, _ := deployPostgres(t)
 	out := d.run(t, bin.example["coding-agent"])
 	for _, want := range []string{
 		"staging-db orders:\n  1  keyboard   shipped\n  2  monitor    processing\n",
@@ -544,7 +509,7 @@ func TestBinaryCodingAgent(t *testing.T) {
 		t.Errorf("open.deny for prod-finance: %v", ev)
 	}
 	for name, o := range map[string]string{"agent": out, "audit": audit, "relay": d.relay.stderr.String(), "connector": d.connector.stderr.String()} {
-		if strings.Contains(o, password) {
+		if strings.Contains(o, pgPassword) {
 			t.Errorf("%s shows the database password", name)
 		}
 	}
@@ -856,4 +821,52 @@ func TestBinaryVersionAndHelp(t *testing.T) {
 	if code, _, _ := runPostern(t, "", "frobnicate"); code != 2 {
 		t.Errorf("unknown command: exit %d", code)
 	}
+}
+
+// pgPassword is the password of the role app in deployPostgres's server,
+// which only the connector holds.
+const pgPassword = "correct horse battery staple"
+
+// deployPostgres starts a real PostgreSQL (it skips without one, and fails
+// under CI) with a staging database holding two orders and a finance
+// database, both owned by the role app, and a mesh of processes whose
+// connector serves them as staging-db and prod-finance (labelled
+// financial), logging in as app with the password in its password file.
+func deployPostgres(t *testing.T) (*deployment, *pgtest.Server) {
+	t.Helper()
+	pg := pgtest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := pg.CreateRole(ctx, "app", pgPassword); err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []struct{ name, sql string }{
+		{"staging", "CREATE TABLE orders (id int PRIMARY KEY, item text, status text); INSERT INTO orders VALUES (1, 'keyboard', 'shipped'), (2, 'monitor', 'processing'); ALTER TABLE orders OWNER TO app;"},
+		{"finance", "CREATE TABLE ledger (account text, balance bigint); ALTER TABLE ledger OWNER TO app;"},
+	} {
+		if err := pg.CreateDatabase(ctx, db.name, "app"); err != nil {
+			t.Fatal(err)
+		}
+		if err := pg.Exec(ctx, db.name, db.sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc := func(name, env, labels, database string) string {
+		return fmt.Sprintf(`  - name: %s
+    kind: postgres
+    upstream: %s
+    environment: %s
+    labels: [%s]
+    postgres:
+      user: app
+      database: %s
+      password_file: pg.password
+      sslmode: disable
+`, name, pg.Addr, env, labels, database)
+	}
+	d := deployWith(t, "5s", "1h", []service{
+		{"staging-db:postgres:staging", svc("staging-db", "staging", "", "staging"), map[string]string{"pg.password": pgPassword + "\n"}},
+		{"prod-finance:postgres:prod:financial", svc("prod-finance", "prod", "financial", "finance"), nil},
+	})
+	return d, pg
 }
