@@ -16,6 +16,7 @@ import (
 	"github.com/postern/postern/binding"
 	"github.com/postern/postern/internal/measure"
 	"github.com/postern/postern/internal/meshtest"
+	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/policy"
 )
@@ -49,15 +50,7 @@ func newPGEnforceWorld(t *testing.T, policies string, opts *policy.ValidateOptio
 	c, _ := m.StartConnector(connector.Config{Token: m.ConnectorToken("office-1", meshtest.Describe(svc)...), Services: []connector.Service{svc},
 		Audit: slog.New(slog.NewJSONHandler(audit, nil))})
 	meshtest.WaitFor(t, "the connector's policy frame", func() bool { return c.Policy()[m.Addr()].Version > 0 })
-	b, err := binding.OpenWith(m.Client(m.AgentToken("coding-agent", "coding-agents")), "staging-db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	db, err := b.SQL()
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openSQL(t, m.Client(m.AgentToken("coding-agent", "coding-agents")), "staging-db")
 	conn, err := db.Conn(testCtx(t))
 	if err != nil {
 		t.Fatal(err)
@@ -216,15 +209,7 @@ permit (principal in Group::"oncall", action in [Action::"connect", Action::"wri
 	_, err := w.conn.ExecContext(ctx, update)
 	denied(t, "the coding agent's UPDATE", err, "no policy permits sql:update")
 
-	b, err := binding.OpenWith(w.m.Client(w.m.AgentToken("oncall-agent", "oncall")), "staging-db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	db, err := b.SQL()
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openSQL(t, w.m.Client(w.m.AgentToken("oncall-agent", "oncall")), "staging-db")
 	if res, err := db.ExecContext(ctx, update); err != nil {
 		t.Fatalf("the on-call agent's UPDATE: %v", err)
 	} else if n, _ := res.RowsAffected(); n != 1 {
@@ -264,15 +249,7 @@ permit (principal in Group::"oncall", action in [Action::"read", Action::"write"
 
 	currentUser := func(t *testing.T, subject, group string) string {
 		t.Helper()
-		b, err := binding.OpenWith(m.Client(m.AgentToken(subject, group)), "staging-db")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
-		db, err := b.SQL()
-		if err != nil {
-			t.Fatal(err)
-		}
+		db := openSQL(t, m.Client(m.AgentToken(subject, group)), "staging-db")
 		var user, item string
 		if err := db.QueryRowContext(ctx, "SELECT current_user").Scan(&user); err != nil {
 			t.Fatalf("%s: SELECT current_user: %v", subject, err)
@@ -329,15 +306,7 @@ func TestUngatedForMeasurement(t *testing.T) {
 	meshtest.WaitFor(t, "the connector's policy frame", func() bool { return c.Policy()[m.Addr()].Version > 0 })
 	agent := m.Client(m.AgentToken("coding-agent", "coding-agents"))
 
-	b, err := binding.OpenWith(agent, "staging-db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	db, err := b.SQL()
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openSQL(t, agent, "staging-db")
 	if res, err := db.ExecContext(ctx, "DELETE FROM orders WHERE id = 1"); err != nil {
 		t.Fatalf("DELETE, ungated: %v", err)
 	} else if n, _ := res.RowsAffected(); n != 1 {
@@ -361,4 +330,20 @@ func TestUngatedForMeasurement(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("POST, ungated: %s", resp.Status)
 	}
+}
+
+// openSQL opens the postgres binding name through c as a *sql.DB, closed
+// when the test ends.
+func openSQL(t *testing.T, c *mesh.Client, name string) *sql.DB {
+	t.Helper()
+	b, err := binding.OpenWith(c, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	db, err := b.SQL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
