@@ -331,12 +331,24 @@ func TestExpiredSessionThenDial(t *testing.T) {
 // does is refused, and the old one stays in force until it expires.
 func TestConnectorRefreshMustGrantItsServices(t *testing.T) {
 	m := meshtest.New(t, meshtest.Options{})
+	stagingDB := identity.Service{Name: "staging-db", Kind: postern.KindTCP, Environment: "staging"}
+	err := refreshConnector(t, m, m.ConnectorToken("office-1", stagingDB), m.ConnectorToken("office-1", identity.Service{Name: "other-db", Kind: postern.KindTCP}))
+	var rej *sess.RejectError
+	if !errors.As(err, &rej) || rej.Code != wire.CodeDenied || rej.Reason != "service_not_granted" {
+		t.Fatalf("refresh with a token that no longer grants staging-db: %v, want a service_not_granted refusal", err)
+	}
+}
+
+// refreshConnector opens a connector session advertising staging-db (tcp,
+// staging) with token first, presents next on it, and returns what the
+// relay answered the refresh.
+func refreshConnector(t *testing.T, m *meshtest.Mesh, first, next string) error {
+	t.Helper()
 	tlsConf, err := transport.Trust{Pin: m.Pin}.ClientTLS("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	stagingDB := identity.Service{Name: "staging-db", Kind: postern.KindTCP, Environment: "staging"}
-	tokens := []string{m.ConnectorToken("office-1", stagingDB), m.ConnectorToken("office-1", identity.Service{Name: "other-db", Kind: postern.KindTCP})}
+	tokens := []string{first, next}
 	s, err := sess.Dial(ctx(t), sess.Config{
 		Addr: m.Addr(), TLS: tlsConf, Role: wire.RoleConnector,
 		Services: []*wire.Binding{{Name: "staging-db", Kind: postern.KindTCP, Environment: "staging"}},
@@ -349,10 +361,6 @@ func TestConnectorRefreshMustGrantItsServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	err = s.RefreshNow()
-	var rej *sess.RejectError
-	if !errors.As(err, &rej) || rej.Code != wire.CodeDenied || rej.Reason != "service_not_granted" {
-		t.Fatalf("refresh with a token that no longer grants staging-db: %v, want a service_not_granted refusal", err)
-	}
+	t.Cleanup(func() { s.Close() })
+	return s.RefreshNow()
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/mesh/identity"
-	"github.com/postern/postern/transport"
 )
 
 // Who may say what: what policy reads of a binding (kind, environment,
@@ -236,28 +235,10 @@ func TestDeclaredBindingIsAuthoritative(t *testing.T) {
 // keeps serving under the description it started with.
 func TestConnectorRefreshMustKeepDescription(t *testing.T) {
 	m := meshtest.New(t, meshtest.Options{})
-	tlsConf, err := transport.Trust{Pin: m.Pin}.ClientTLS("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
 	grant := identity.Service{Name: "staging-db", Kind: postern.KindTCP, Environment: "staging"}
 	relabelled := grant
 	relabelled.Environment = "prod"
-	tokens := []string{m.ConnectorToken("office-1", grant), m.ConnectorToken("office-1", relabelled)}
-	s, err := sess.Dial(ctx(t), sess.Config{
-		Addr: m.Addr(), TLS: tlsConf, Role: wire.RoleConnector,
-		Services: []*wire.Binding{{Name: "staging-db", Kind: postern.KindTCP, Environment: "staging"}},
-		Token: func(context.Context) (string, error) {
-			tok := tokens[0]
-			tokens = tokens[1:]
-			return tok, nil
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	err = s.RefreshNow()
+	err := refreshConnector(t, m, m.ConnectorToken("office-1", grant), m.ConnectorToken("office-1", relabelled))
 	var rej *sess.RejectError
 	if !errors.As(err, &rej) || rej.Code != wire.CodeDenied || rej.Reason != "service_mismatch" || !strings.Contains(rej.Message, "environment") {
 		t.Fatalf("refresh with a token that relabels staging-db: %v, want a service_mismatch refusal naming the environment", err)
