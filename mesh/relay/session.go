@@ -62,7 +62,9 @@ func (s *session) goaway(code wire.Code, reason, msg string) {
 }
 
 // armExpiry ends the session when the token expires, unless a refresh
-// comes first.
+// comes first. The token expires when the verifier starts refusing it,
+// at exp plus its leeway: a token the verifier welcomed inside its
+// leeway must not be sent a goaway at once.
 func (s *session) armExpiry(exp time.Time) {
 	s.expiryMu.Lock()
 	defer s.expiryMu.Unlock()
@@ -72,7 +74,7 @@ func (s *session) armExpiry(exp time.Time) {
 	if exp.IsZero() {
 		return
 	}
-	s.expiry = time.AfterFunc(time.Until(exp), func() {
+	s.expiry = time.AfterFunc(time.Until(exp.Add(s.r.cfg.Verifier.Leeway())), func() {
 		s.goaway(wire.CodeUnauthenticated, identity.Reason(identity.ErrExpired), "the session's token expired and was not refreshed")
 	})
 }
@@ -164,6 +166,10 @@ type agentSession struct {
 
 	catMu   sync.Mutex
 	catalog []*wire.Binding // as last sent
+
+	wantsRevoke bool    // its Hello lists wire.FeatureRevoke
+	live        liveSet // streams a connector serves now, for revocation
+	push        pusher  // catalog and Revoke frames, sent on their own
 }
 
 // setClaims derives what opens need from verified claims: the Cedar
@@ -195,6 +201,7 @@ func (r *Relay) serveAgent(a *agentSession) {
 		return
 	}
 	a.audit = r.audit.With(slog.String("session", a.id), slog.String("subject", claims.Subject))
+	a.push = newPusher()
 	r.mu.Lock()
 	r.agents[a] = struct{}{}
 	r.mu.Unlock()
@@ -203,6 +210,13 @@ func (r *Relay) serveAgent(a *agentSession) {
 		delete(r.agents, a)
 		r.mu.Unlock()
 	}()
+	// Checked again now that the session is registered: a list change
+	// since the Hello was checked, that the watcher's look at the
+	// sessions missed, is caught here.
+	if rej := r.revokedReject(claims); rej != nil {
+		a.refuse(wire.RoleAgent, rej)
+		return
+	}
 
 	a.catMu.Lock()
 	a.catalog = r.catalogFor(a.principal.Load(), a.remoteIP)
@@ -225,7 +239,11 @@ func (r *Relay) serveAgent(a *agentSession) {
 	defer a.end(wire.RoleAgent)
 
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		a.runPusher()
+	}()
 	go func() {
 		defer wg.Done()
 		a.readControl(identity.RoleAgent, func(c *identity.Claims) *wire.Reject {
@@ -234,6 +252,9 @@ func (r *Relay) serveAgent(a *agentSession) {
 					Message: "the token's attributes cannot be used by policy: " + err.Error()}
 			}
 			a.pushCatalog()
+			// The new token may grant less (fewer groups, other
+			// attributes): its live streams are decided again.
+			r.redecideAgent(a, triggerRefresh)
 			return nil
 		})
 		// The control stream is the session: when it ends, so does the
@@ -256,22 +277,9 @@ func (r *Relay) serveAgent(a *agentSession) {
 	wg.Wait()
 }
 
-// pushCatalog recomputes the agent's catalog and sends it when it changed.
-func (a *agentSession) pushCatalog() {
-	if !a.alive() {
-		return
-	}
-	a.catMu.Lock()
-	defer a.catMu.Unlock()
-	cat := a.r.catalogFor(a.principal.Load(), a.remoteIP)
-	if slices.EqualFunc(cat, a.catalog, sameBinding) {
-		return
-	}
-	a.catalog = cat
-	if err := a.write(&wire.Catalog{Bindings: cat}); err != nil {
-		a.r.log.Debug("relay: catalog push failed", "session", a.id, "err", err)
-	}
-}
+// pushCatalog has the agent's pusher recompute its catalog and send it
+// when it changed. It does not wait.
+func (a *agentSession) pushCatalog() { a.push.rescope() }
 
 func sameBinding(a, b *wire.Binding) bool {
 	return a.Name == b.Name && a.Kind == b.Kind && a.Environment == b.Environment &&
@@ -310,7 +318,11 @@ func (r *Relay) serveConnector(c *connectorSession, services []*wire.Binding) {
 		c.refuse(wire.RoleConnector, rej)
 		return
 	}
-	defer r.unregister(c)
+	defer r.unregisterAndRescope(c)
+	if rej := r.revokedReject(claims); rej != nil { // as for agents
+		c.refuse(wire.RoleConnector, rej)
+		return
+	}
 
 	welcome := &wire.Welcome{
 		Session:       c.id,
@@ -493,8 +505,12 @@ func (r *Relay) register(c *connectorSession) *wire.Reject {
 			rt = newRoute(b, false)
 			r.routes[b.Name] = rt
 			r.catalogGen++
-		case !rt.declared && len(*rt.conns.Load()) == 0 && !sameDescription(rt.meta.Load().binding, b):
-			rt.meta.Store(newMeta(b))
+		case !rt.declared && len(*rt.conns.Load()) == 0:
+			// Back in the catalogs (catalogFor leaves out an undeclared
+			// binding nobody serves), perhaps with a new description.
+			if !sameDescription(rt.meta.Load().binding, b) {
+				rt.meta.Store(newMeta(b))
+			}
 			r.catalogGen++
 		}
 		rt.add(c)
@@ -516,9 +532,21 @@ func (r *Relay) unregister(c *connectorSession) {
 	for _, name := range c.services {
 		if rt := r.routes[name]; rt != nil {
 			rt.remove(c)
+			if !rt.declared && len(*rt.conns.Load()) == 0 {
+				r.catalogGen++ // it leaves the catalogs
+			}
 		}
 	}
 	delete(r.connectors, c)
+}
+
+// unregisterAndRescope unregisters c and pushes the catalogs that lose
+// the bindings only c served.
+func (r *Relay) unregisterAndRescope(c *connectorSession) {
+	r.unregister(c)
+	if !r.closed.Load() {
+		r.rescopeIfNew()
+	}
 }
 
 // rescopeIfNew pushes catalogs when connectors brought bindings the relay
