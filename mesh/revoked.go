@@ -12,64 +12,88 @@ import (
 
 // revocations holds the relay's Revoke frames of one session until the
 // streams they name fail: a stream reset with STREAM_ERROR_REVOKED and its
-// Revoke frame travel apart, so either may arrive first.
+// Revoke frame travel apart, so either may arrive first. Each stream
+// waits on its own entry: a reload that cuts thousands of streams at
+// once must not wake every waiter for every frame.
 type revocations struct {
-	mu      sync.Mutex
-	byID    map[uint64]*wire.Revoke
-	arrived chan struct{} // closed and replaced at each frame
+	mu   sync.Mutex
+	byID map[uint64]*revocation
+	held int // entries holding a frame nobody waits for
 }
 
-// maxHeldRevocations bounds what a session holds: a Revoke whose stream the
-// application never reads again is never collected, and the relay must not
-// be able to grow an agent's memory without end.
+type revocation struct {
+	m       *wire.Revoke
+	arrived chan struct{} // closed when m is set; nil for an entry made by add
+}
+
+// maxHeldRevocations bounds the frames a session holds for streams not
+// waiting yet: a Revoke whose stream the application never reads again is
+// never collected, and the relay must not be able to grow an agent's
+// memory without end.
 const maxHeldRevocations = 4096
 
 // revokeWait is how long a stream reset as revoked waits for the Revoke
 // frame that says why, before it reports the revocation without the
-// deciding policies. The relay writes the frame as it resets, so it
+// deciding policies. The relay queues the frame as it resets, so it
 // normally comes within a round trip.
 const revokeWait = 500 * time.Millisecond
 
 func (r *revocations) add(m *wire.Revoke) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.byID == nil || len(r.byID) >= maxHeldRevocations {
-		r.byID = make(map[uint64]*wire.Revoke)
+	if r.byID == nil {
+		r.byID = make(map[uint64]*revocation)
 	}
-	r.byID[m.Stream] = m
-	if r.arrived != nil {
-		close(r.arrived)
-		r.arrived = nil
+	if e, ok := r.byID[m.Stream]; ok && e.arrived != nil && e.m == nil {
+		e.m = m
+		close(e.arrived)
+		return
 	}
+	if r.held >= maxHeldRevocations {
+		for id, e := range r.byID {
+			if e.arrived == nil {
+				delete(r.byID, id)
+			}
+		}
+		r.held = 0
+	}
+	r.byID[m.Stream] = &revocation{m: m}
+	r.held++
 }
 
 // take returns and forgets the Revoke of stream id, waiting until deadline
 // for it; nil when none came.
 func (r *revocations) take(id uint64, deadline time.Time) *wire.Revoke {
-	for {
-		r.mu.Lock()
-		if m, ok := r.byID[id]; ok {
-			delete(r.byID, id)
-			r.mu.Unlock()
-			return m
-		}
-		if r.arrived == nil {
-			r.arrived = make(chan struct{})
-		}
-		wait := r.arrived
-		r.mu.Unlock()
-		d := time.Until(deadline)
-		if d <= 0 {
-			return nil
-		}
-		t := time.NewTimer(d)
-		select {
-		case <-wait:
-			t.Stop()
-		case <-t.C:
-			return nil
-		}
+	r.mu.Lock()
+	if r.byID == nil {
+		r.byID = make(map[uint64]*revocation)
 	}
+	e, ok := r.byID[id]
+	if ok && e.m != nil {
+		delete(r.byID, id)
+		if e.arrived == nil {
+			r.held--
+		}
+		r.mu.Unlock()
+		return e.m
+	}
+	if !ok {
+		e = &revocation{arrived: make(chan struct{})}
+		r.byID[id] = e
+	}
+	r.mu.Unlock()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-e.arrived:
+	case <-t.C:
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byID[id] == e {
+		delete(r.byID, id)
+	}
+	return e.m
 }
 
 // revokedErr turns err into an *postern.Error matching postern.ErrRevoked

@@ -122,15 +122,21 @@ func (r *Relay) track(ls *liveStream, set *policy.Set, p *policy.Principal) {
 // redecide decides ls's open again and cuts the stream when it is now
 // denied. It reports whether it cut.
 func (r *Relay) redecide(ls *liveStream, trigger string) bool {
-	a := ls.a
-	dec := decideOpen(r.policy, policy.Request{
-		Principal: *a.principal.Load(),
+	return r.cutIfDenied(ls, r.decideAgain(ls, *ls.a.principal.Load(), time.Now()), trigger)
+}
+
+func (r *Relay) decideAgain(ls *liveStream, p policy.Principal, now time.Time) policy.Decision {
+	return decideOpen(r.policy, policy.Request{
+		Principal: p,
 		Action:    ls.action,
 		Resource:  ls.rt.meta.Load().resource,
-		Time:      time.Now(),
-		SourceIP:  a.remoteIP,
+		Time:      now,
+		SourceIP:  ls.a.remoteIP,
 		Details:   ls.details,
 	})
+}
+
+func (r *Relay) cutIfDenied(ls *liveStream, dec policy.Decision, trigger string) bool {
 	if dec.Allowed {
 		return false
 	}
@@ -169,9 +175,13 @@ func (ls *liveStream) cut(trigger, reason, msg string, policies []string) bool {
 // revokeLegs resets an agent's stream and its connector leg with
 // STREAM_ERROR_REVOKED: the agent's Read and Write fail with it, and the
 // connector closes the upstream connection.
+//
+// The agent's send side first: its Read reports the RESET_STREAM's code,
+// and the splice, which aborts both legs with STREAM_ERROR_ABORTED as soon
+// as either fails, must find that code already set.
 func revokeLegs(down *quic.Stream, up *quicnet.Conn) {
-	down.CancelRead(quicnet.StreamRevoked)
 	down.CancelWrite(quicnet.StreamRevoked)
+	down.CancelRead(quicnet.StreamRevoked)
 	up.Abort(quicnet.StreamRevoked)
 }
 
@@ -184,10 +194,31 @@ func truncate(s string, n int) string {
 
 // redecideAgent decides every live stream of a again; it returns how many
 // it cut.
+//
+// The streams of one session share its principal, source and, for one
+// pass, the time: streams to the same binding with the same action and no
+// details get the same decision, which is made once.
 func (r *Relay) redecideAgent(a *agentSession, trigger string) int {
+	type key struct {
+		rt     *route
+		action string
+	}
+	p, now := *a.principal.Load(), time.Now()
+	decided := make(map[key]policy.Decision)
 	n := 0
 	for _, ls := range a.live.snapshot() {
-		if r.redecide(ls, trigger) {
+		var dec policy.Decision
+		if len(ls.details) > 0 {
+			dec = r.decideAgain(ls, p, now)
+		} else {
+			k := key{ls.rt, ls.action}
+			var ok bool
+			if dec, ok = decided[k]; !ok {
+				dec = r.decideAgain(ls, p, now)
+				decided[k] = dec
+			}
+		}
+		if r.cutIfDenied(ls, dec, trigger) {
 			n++
 		}
 	}
