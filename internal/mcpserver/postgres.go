@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -70,17 +71,18 @@ type SchemaOutput struct {
 
 func (s *Server) addPostgres(sv *served) []string {
 	q, sc := ToolName(sv.b.Name, "query"), ToolName(sv.b.Name, "schema")
-	// readOnlyHint is left false: whether the agent may only read this
-	// database is for statement-level policy to say, and the relay does
-	// not decide statements yet. destructiveHint is left unset (true),
-	// as MCP assumes. The world is closed: one database.
+	// readOnlyHint says what the relay's catalog says: that this agent's
+	// policy permits it no write through the binding (the connector
+	// refuses every statement that is not a read). Otherwise
+	// destructiveHint is left unset (true), as MCP assumes. The world is
+	// closed: one database.
 	mcp.AddTool(s.mcp, &mcp.Tool{
 		Name: q,
 		Description: fmt.Sprintf("Run one SQL statement on the PostgreSQL database of %s "+
 			"Returns the rows with column names and types, at most %d rows and %d bytes (max_rows and max_bytes lower these), within %s. "+
 			"The connection is logged in by Postern's connector; policy decides whether this agent may open it.",
 			about(sv.b), s.cfg.MaxRows, s.cfg.MaxBytes, s.cfg.Timeout),
-		Annotations: &mcp.ToolAnnotations{Title: "Query " + sv.b.Name, OpenWorldHint: ptr(false)},
+		Annotations: &mcp.ToolAnnotations{Title: "Query " + sv.b.Name, ReadOnlyHint: sv.b.ReadOnly, OpenWorldHint: ptr(false)},
 	}, func(ctx context.Context, _ *mcp.CallToolRequest, in QueryInput) (*mcp.CallToolResult, QueryOutput, error) {
 		start := time.Now()
 		out, err := s.query(ctx, sv, in)
@@ -103,22 +105,30 @@ func (s *Server) addPostgres(sv *served) []string {
 	return []string{q, sc}
 }
 
-// pool returns the binding's pool, made at first use and closed when
-// the binding leaves the catalog (see served.close). Its connections
-// are retired after poolIdle idle and poolLifetime in all, so that the
-// relay decides every connection anew regularly.
-func (s *Server) pool(ctx context.Context, sv *served) (*pgxpool.Pool, error) {
+// pool returns the binding's pool for tool, made at first use and closed
+// when the binding leaves the catalog (see served.close). Each tool has a
+// pool of its own, whose streams carry the tool's name (the mcp_tool
+// detail) in their Open, so that the relay's and the connector's audit
+// events name the tool of every connection and statement, and policy may
+// read it as context.details.mcp_tool. Its connections are retired after
+// poolIdle idle and poolLifetime in all, so that the relay decides every
+// connection anew regularly.
+func (s *Server) pool(ctx context.Context, sv *served, tool string) (*pgxpool.Pool, error) {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
 	if sv.closed {
 		return nil, fmt.Errorf("binding %s left the catalog", sv.b.Name)
 	}
-	if sv.pool != nil {
-		return sv.pool, nil
+	if p := sv.pools[tool]; p != nil {
+		return p, nil
 	}
 	cc, err := sv.h.PgxConfig()
 	if err != nil {
 		return nil, err
+	}
+	dial := cc.DialFunc
+	cc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return dial(withTool(ctx, tool), network, addr)
 	}
 	pc, err := pgxpool.ParseConfig("")
 	if err != nil {
@@ -132,7 +142,10 @@ func (s *Server) pool(ctx context.Context, sv *served) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	sv.pool = p
+	if sv.pools == nil {
+		sv.pools = map[string]*pgxpool.Pool{}
+	}
+	sv.pools[tool] = p
 	return p, nil
 }
 
@@ -149,8 +162,8 @@ const (
 // returned to the pool (see keepsSession). RESET ALL is not an option:
 // the connector decides every statement, and RESET ALL, which resets
 // search_path and default_transaction_read_only, is sql:set_privileged.
-func (s *Server) conn(ctx context.Context, sv *served) (*pgxpool.Conn, error) {
-	p, err := s.pool(ctx, sv)
+func (s *Server) conn(ctx context.Context, sv *served, tool string) (*pgxpool.Conn, error) {
+	p, err := s.pool(ctx, sv, tool)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +204,7 @@ func (s *Server) query(ctx context.Context, sv *served, in QueryInput) (QueryOut
 	maxRows, maxBytes := limit(in.MaxRows, s.cfg.MaxRows), limit(in.MaxBytes, s.cfg.MaxBytes)
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	c, err := s.conn(ctx, sv)
+	c, err := s.conn(ctx, sv, ToolName(sv.b.Name, "query"))
 	if err != nil {
 		return out, err
 	}
@@ -318,7 +331,7 @@ func (s *Server) schema(ctx context.Context, sv *served, in SchemaInput) (Schema
 	out := SchemaOutput{Tables: []Table{}}
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	c, err := s.conn(ctx, sv)
+	c, err := s.conn(ctx, sv, ToolName(sv.b.Name, "schema"))
 	if err != nil {
 		return out, err
 	}
