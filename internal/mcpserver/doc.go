@@ -21,7 +21,9 @@
 //
 //   - postgres: NAME_query runs one SQL statement and returns its rows
 //     with column names and types, bounded in rows, bytes and time;
-//     NAME_schema lists tables and columns from pg_catalog.
+//     NAME_schema lists tables and columns from pg_catalog, leaving out
+//     the tables the connector would not let the agent read (each is
+//     probed with a prepared, never run, SELECT, in one pipeline).
 //   - http: NAME_request sends one HTTP request and returns the status,
 //     headers and body (text, or base64 when the body is not UTF-8),
 //     bounded in bytes.

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -94,7 +96,7 @@ func (s *Server) addPostgres(sv *served) []string {
 	mcp.AddTool(s.mcp, &mcp.Tool{
 		Name: sc,
 		Description: fmt.Sprintf("List the tables, views and foreign tables of the PostgreSQL database of %s "+
-			"with their columns and types; give table to see one.", about(sv.b)),
+			"with their columns and types, leaving out those this agent's policy does not let it read; give table to see one.", about(sv.b)),
 		Annotations: &mcp.ToolAnnotations{Title: "Schema of " + sv.b.Name, ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
 	}, func(ctx context.Context, _ *mcp.CallToolRequest, in SchemaInput) (*mcp.CallToolResult, SchemaOutput, error) {
 		start := time.Now()
@@ -367,10 +369,90 @@ func (s *Server) schema(ctx context.Context, sv *served, in SchemaInput) (Schema
 	if err := rows.Err(); err != nil {
 		return out, err
 	}
+	var path []string
+	if err := tx.QueryRow(ctx, "SELECT current_schemas(false)", pgx.QueryExecModeExec).Scan(&path); err != nil {
+		return out, err
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		return out, err
+	}
+	if out.Tables, err = readable(ctx, c.Conn().PgConn(), out.Tables, path); err != nil {
+		return out, err
+	}
 	if in.Table != "" && len(out.Tables) == 0 {
-		return out, fmt.Errorf("no table, view or foreign table %q", in.Table)
+		return out, fmt.Errorf("no table, view or foreign table %q that this agent may read", in.Table)
 	}
 	return out, nil
+}
+
+// readable keeps the tables that policy lets the agent read. The agent
+// cannot evaluate policy; the connector can, for each statement. So each
+// table is probed with a statement that reads it, SELECT * FROM it,
+// sent as a Parse (prepared, never run) under its own Sync, all in one
+// pipeline: one round trip. A table is left out when the connector
+// denies the probe under its qualified name or, for a schema on the
+// search path (path), its bare name, since policy sees tables as written
+// (context.sql.tables_read) and an agent may write either. Errors other
+// than a denial (a bare name that resolves elsewhere) say nothing of
+// policy and hide nothing. Outside a transaction, so that a denial,
+// which aborts a transaction, does not affect the next probe.
+func readable(ctx context.Context, pc *pgconn.PgConn, tables []Table, path []string) ([]Table, error) {
+	if len(tables) == 0 {
+		return tables, nil
+	}
+	type probe struct{ table int }
+	var probes []probe
+	p := pc.StartPipeline(ctx)
+	for i, t := range tables {
+		names := []string{pgx.Identifier{t.Schema, t.Name}.Sanitize()}
+		if slices.Contains(path, t.Schema) {
+			names = append(names, pgx.Identifier{t.Name}.Sanitize())
+		}
+		for _, n := range names {
+			p.SendPrepare("", "SELECT * FROM "+n, nil)
+			p.SendPipelineSync()
+			probes = append(probes, probe{i})
+		}
+	}
+	if err := p.Flush(); err != nil {
+		p.Close()
+		return nil, err
+	}
+	denied := make([]bool, len(tables))
+	for _, pr := range probes {
+		_, err := p.GetResults() // the Parse's description, or its error
+		var pgErr *pgconn.PgError
+		switch {
+		case err == nil:
+		case errors.As(err, &pgErr):
+			if isDenial(pgErr) {
+				denied[pr.table] = true
+			}
+		default:
+			p.Close()
+			return nil, err
+		}
+		if _, err := p.GetResults(); err != nil { // its Sync
+			p.Close()
+			return nil, err
+		}
+	}
+	if err := p.Close(); err != nil {
+		return nil, err
+	}
+	kept := tables[:0]
+	for i, t := range tables {
+		if !denied[i] {
+			kept = append(kept, t)
+		}
+	}
+	return kept, nil
+}
+
+// isDenial reports whether err is the connector's refusal of a statement
+// (SQLSTATE 42501 with a "postern:" message), not PostgreSQL's own error.
+func isDenial(err *pgconn.PgError) bool {
+	return err.Code == "42501" && strings.HasPrefix(err.Message, "postern:")
 }
 
 // sessionNeutral are the statement kinds that leave a session as they

@@ -2,6 +2,7 @@ package mcpserver
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -148,6 +149,35 @@ func TestSchemaTool(t *testing.T) {
 	}
 	if e := w.call(t, "staging-db_schema", map[string]any{"table": "missing"}, &out); !strings.Contains(e, `no table, view or foreign table "missing"`) {
 		t.Errorf("an unknown table: %q", e)
+	}
+
+	// A table policy forbids reading is not in the schema, whichever
+	// name the forbid uses: the bare one here, or the qualified one.
+	for _, name := range []string{"items", "public.cheap"} {
+		set, err := policy.Parse("test.cedar", []byte(meshtest.Policies+fmt.Sprintf(`
+@id("hide-%s") forbid (principal, action, resource) when { context has sql && context.sql.tables_read.contains(%q) };`, name, name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Policy.Swap(set) // reaches the connector in a moment
+		hidden := name[strings.LastIndexByte(name, '.')+1:]
+		var tables []string
+		meshtest.WaitFor(t, "the schema without "+name, func() bool {
+			if e := w.call(t, "staging-db_schema", nil, &out); e != "" {
+				t.Fatal(e)
+			}
+			tables = nil
+			for _, tb := range out.Tables {
+				tables = append(tables, tb.Name)
+			}
+			return !slices.Contains(tables, hidden)
+		})
+		if len(tables) != 1 {
+			t.Errorf("forbidding %s: tables %v, want only the other", name, tables)
+		}
+		if e := w.call(t, "staging-db_schema", map[string]any{"table": hidden}, &out); !strings.Contains(e, "that this agent may read") {
+			t.Errorf("the schema of %s, forbidden: %q", hidden, e)
+		}
 	}
 }
 
