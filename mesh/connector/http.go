@@ -20,8 +20,6 @@ import (
 	"github.com/postern/postern/internal/httpreq"
 	"github.com/postern/postern/internal/quicnet"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/postern/postern/internal/wire"
 )
 
@@ -47,7 +45,7 @@ const (
 )
 
 // serveHTTP serves one stream of an http service.
-func (c *Connector) serveHTTP(st *quic.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
+func (c *Connector) serveHTTP(st quicnet.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
 	tr, target, err := httpUpstream(svc)
 	if err != nil {
 		log.Error("connector: http upstream configuration", "err", err)

@@ -10,15 +10,13 @@ import (
 
 	"github.com/postern/postern/internal/quicnet"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/policy"
 )
 
 // serveStream serves one binding stream of an agent: read the Open,
 // authorize, route to a connector, splice.
-func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
+func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 	start := time.Now()
 	n := a.streams.Add(1)
 	defer a.streams.Add(-1)
