@@ -5,8 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/postern/postern/internal/quicnet"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh/identity"
@@ -179,7 +177,7 @@ func (ls *liveStream) cut(trigger, reason, msg string, policies []string) bool {
 // The agent's send side first: its Read reports the RESET_STREAM's code,
 // and the splice, which aborts both legs with STREAM_ERROR_ABORTED as soon
 // as either fails, must find that code already set.
-func revokeLegs(down *quic.Stream, up *quicnet.Conn) {
+func revokeLegs(down quicnet.Stream, up *quicnet.Conn) {
 	down.CancelWrite(quicnet.StreamRevoked)
 	down.CancelRead(quicnet.StreamRevoked)
 	up.Abort(quicnet.StreamRevoked)
