@@ -224,6 +224,9 @@ func TestRevocationList(t *testing.T) {
 			if len(revs) != 1 || revs[0]["trigger"] != "revocation_list" || revs[0]["reason"] != tt.reason {
 				t.Errorf("stream.revoked = %v", revs)
 			}
+			// The relay audits a refused handshake after giving the client
+			// a moment to read the Reject.
+			meshtest.WaitFor(t, "the session.reject event", func() bool { return len(m.Audit.Events(relay.EventSessionReject)) > 0 })
 			rejects := m.Audit.Events(relay.EventSessionReject)
 			if len(rejects) == 0 || rejects[len(rejects)-1]["code"] != "revoked" {
 				t.Errorf("the reconnect was not audited as a revoked session.reject: %v", rejects)
@@ -259,6 +262,7 @@ func TestRevokedConnector(t *testing.T) {
 	if st := m.Relay().Stats(); st.Connectors != 0 {
 		t.Fatalf("the revoked connector is back: %+v", st)
 	}
+	meshtest.WaitFor(t, "the session.reject event", func() bool { return len(m.Audit.Events(relay.EventSessionReject)) > 0 })
 	if rej := m.Audit.Events(relay.EventSessionReject); len(rej) == 0 || rej[0]["reason"] != "subject_revoked" {
 		t.Errorf("session.reject = %v", rej)
 	}
