@@ -150,6 +150,7 @@ type revokeOptions struct {
 	perConn int
 	keep    bool
 	profile string
+	verbose bool
 }
 
 // RevokeMain runs "postern-bench revoke".
@@ -173,6 +174,7 @@ Flags:
 	fs.IntVar(&o.streams, "streams", 10000, "live streams decided again in the scale measurement")
 	fs.IntVar(&o.perConn, "per-agent", 1000, "live streams per agent session in the scale measurement")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (child logs)")
+	fs.BoolVar(&o.verbose, "v", false, "print each open made during the mass cut")
 	fs.StringVar(&o.profile, "cpuprofile", "", "write the relay's CPU profile during the mass cut to this `file`")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -505,15 +507,20 @@ func (b *revokeBench) scale() (*scaleResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	var lastDial time.Duration // of the last open, for -v
 	openOnce := func() (time.Duration, error) {
 		start := time.Now()
-		conn, err := liveEcho(b.ctx, opener, revokeB)
+		conn, err := opener.Dial(b.ctx, "tcp", revokeB)
 		if err != nil {
 			return 0, err
 		}
-		d := time.Since(start)
-		conn.Close()
-		return d, nil
+		lastDial = time.Since(start)
+		mc := conn.(*mesh.Conn)
+		defer mc.Close()
+		if err := echoRound(mc, 1024); err != nil {
+			return 0, err
+		}
+		return time.Since(start), nil
 	}
 	res := &scaleResult{}
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
@@ -584,6 +591,7 @@ func (b *revokeBench) scale() (*scaleResult, error) {
 	time.Sleep(100 * time.Millisecond) // every reader is in Read
 	allFailed := make(chan struct{})
 	go func() { fwg.Wait(); close(allFailed) }()
+	cutStart := time.Now()
 	openDone := make(chan error, 1)
 	go func() {
 		for {
@@ -597,6 +605,9 @@ func (b *revokeBench) scale() (*scaleResult, error) {
 			if err != nil {
 				openDone <- err
 				return
+			}
+			if b.o.verbose {
+				fmt.Fprintf(b.log, "revoke: open during the cut: %v (dial %v), at +%v\n", d, lastDial, time.Since(cutStart))
 			}
 			res.during = append(res.during, d)
 		}
