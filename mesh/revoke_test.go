@@ -14,6 +14,7 @@ import (
 	"github.com/postern/postern"
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/internal/quicnet"
+	sess "github.com/postern/postern/internal/session"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
@@ -482,5 +483,40 @@ func TestRedecideManyStreamsKeepsOpening(t *testing.T) {
 	}
 	if n := len(m.Audit.Events(relay.EventStreamRevoked)); n != agents*perAgent/2 {
 		t.Errorf("%d stream.revoked events, want %d", n, agents*perAgent/2)
+	}
+}
+
+// TestRefreshWithRevokedToken: a Refresh that presents a revoked token is
+// refused with CODE_REVOKED, and the session goes on with the token it
+// has.
+func TestRefreshWithRevokedToken(t *testing.T) {
+	list := relay.NewRevocationList()
+	m := revokeWorld(t, meshtest.Options{Revocations: list})
+	first := m.AgentToken("refresher", "coding-agents")
+	next := m.AgentToken("refresher", "coding-agents")
+	nc, _ := identity.ParseUnverified(next)
+	list.Replace(relay.Revoked{Tokens: []string{nc.ID}})
+	tlsConf, err := transport.Trust{Pin: m.Pin}.ClientTLS("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := []string{first, next}
+	s, err := sess.Dial(ctx(t), sess.Config{Addr: m.Addr(), TLS: tlsConf, Role: wire.RoleAgent,
+		Token: func(context.Context) (string, error) {
+			tok := tokens[0]
+			tokens = tokens[1:]
+			return tok, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.RefreshNow()
+	var rej *sess.RejectError
+	if !errors.As(err, &rej) || rej.Code != wire.CodeRevoked || rej.Reason != "token_revoked" {
+		t.Fatalf("refresh with a revoked token = %v, want CODE_REVOKED, token_revoked", err)
+	}
+	if !s.Alive() {
+		t.Fatal("the refused refresh ended the session")
 	}
 }
