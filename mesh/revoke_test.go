@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -366,8 +367,8 @@ func TestStalledAgentDoesNotDelayCatalogs(t *testing.T) {
 		swap(t, m.Policy, meshtest.Policies+fmt.Sprintf(`@id("hide") forbid (principal, action, resource == Binding::%q);`, forbid))
 		select {
 		case <-changed:
-		case <-time.After(4 * time.Second):
-			t.Fatalf("reload %d: no catalog within 4s (the stalled agents' pushes hold it)", i)
+		case <-time.After(4500 * time.Millisecond): // a stalled push holds its writer for 5s
+			t.Fatalf("reload %d: no catalog within 4.5s (the stalled agents' pushes hold it)", i)
 		}
 		took := time.Since(reload)
 		t.Logf("reload %d: catalog after %v", i, took)
@@ -375,6 +376,21 @@ func TestStalledAgentDoesNotDelayCatalogs(t *testing.T) {
 		if err != nil || slices.ContainsFunc(cat, func(b postern.Binding) bool { return b.Name == forbid }) || len(cat) != 301 {
 			t.Fatalf("reload %d: catalog of %d bindings (%v), want 301 without %s", i, len(cat), err, forbid)
 		}
+	}
+	// A push that missed its write deadline may have left half a frame:
+	// the stalled sessions end, the reader's stays.
+	meshtest.WaitFor(t, "the stalled sessions to end", func() bool { return m.Relay().Stats().Agents == 1 })
+	ends := 0
+	for _, ev := range m.Audit.Events(relay.EventSessionEnd) {
+		if strings.HasPrefix(fmt.Sprint(ev["subject"]), "stalled-") && ev["reason"] == "control_stream_stalled" {
+			ends++
+		}
+	}
+	if ends != 3 {
+		t.Errorf("%d stalled sessions ended with control_stream_stalled, want 3", ends)
+	}
+	if _, err := agent.Catalog(ctx(t)); err != nil {
+		t.Errorf("the reader's session: %v", err)
 	}
 }
 
@@ -408,10 +424,11 @@ func TestUnservedBindingLeavesCatalog(t *testing.T) {
 	meshtest.WaitFor(t, "staging-temp back in the catalog", func() bool { return slices.Contains(names(), "staging-temp") })
 }
 
-// TestRedecideManyStreamsKeepsOpening: while a policy reload decides
-// thousands of live streams again, and cuts half of them, new opens
-// still succeed quickly. postern-bench revoke measures the same with
-// 10,000 streams across processes.
+// TestRedecideManyStreamsKeepsOpening: while policy reloads decide
+// thousands of live streams again, new opens still succeed quickly; a
+// reload that then cuts half of them cuts exactly those, and opens go on
+// failing none. postern-bench revoke measures the same with 10,000
+// streams across processes.
 func TestRedecideManyStreamsKeepsOpening(t *testing.T) {
 	const agents, perAgent = 4, 500
 	m := revokeWorld(t, meshtest.Options{})
@@ -442,47 +459,104 @@ func TestRedecideManyStreamsKeepsOpening(t *testing.T) {
 	if err := opener.Connect(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	type result struct {
+	// keepOpening opens and closes streams until stop is closed, and
+	// reports the slowest open and the first error.
+	keepOpening := func(stop <-chan struct{}) <-chan struct {
 		worst time.Duration
 		n     int
 		err   error
+	} {
+		res := make(chan struct {
+			worst time.Duration
+			n     int
+			err   error
+		}, 1)
+		go func() {
+			var r struct {
+				worst time.Duration
+				n     int
+				err   error
+			}
+			defer func() { res <- r }()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				c, err := opener.Dial(ctx(t), "tcp", "staging-cache")
+				if err != nil {
+					r.err = err
+					return
+				}
+				_, err = c.Write([]byte("x"))
+				if err == nil {
+					c.SetReadDeadline(time.Now().Add(30 * time.Second))
+					_, err = io.ReadFull(c, make([]byte, 1))
+				}
+				c.Close()
+				if err != nil {
+					r.err = err
+					return
+				}
+				r.worst = max(r.worst, time.Since(start))
+				r.n++
+			}
+		}()
+		return res
 	}
-	res := make(chan result, 1)
-	go func() {
-		var r result
-		for {
-			select {
-			case <-done:
-				res <- r
-				return
-			default:
-			}
-			start := time.Now()
-			c, err := opener.Dial(ctx(t), "tcp", "staging-cache")
-			if err != nil {
-				r.err = err
-				res <- r
-				return
-			}
-			c.Close()
-			r.worst = max(r.worst, time.Since(start))
-			r.n++
+
+	// Reloads that change nothing for these streams: each decides all of
+	// them again.
+	stop := make(chan struct{})
+	res := keepOpening(stop)
+	for i := range 6 {
+		extra := ""
+		if i%2 == 0 {
+			extra = `@id("unrelated") forbid (principal in Group::"contractors", action, resource in Environment::"prod");`
 		}
-	}()
+		swap(t, m.Policy, meshtest.Policies+extra)
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(stop)
+	r := <-res
+	t.Logf("%d opens during 6 reloads deciding %d streams again; slowest %v", r.n, agents*perAgent, r.worst)
+	if r.err != nil {
+		t.Fatalf("an open during the reloads failed: %v", r.err)
+	}
+	if r.worst > 2*time.Second {
+		t.Errorf("an open took %v while streams were decided again", r.worst)
+	}
+	if n := m.Relay().Stats().Streams; n < agents*perAgent {
+		t.Fatalf("reloads that deny nothing cut streams: %d live", n)
+	}
+
+	// A reload that cuts every staging-db stream, half of them.
+	stop = make(chan struct{})
+	res = keepOpening(stop)
 	swap(t, m.Policy, meshtest.Policies+`@id("db-frozen") forbid (principal, action, resource == Binding::"staging-db");`)
 	meshtest.WaitFor(t, "half the streams to be cut", func() bool { return m.Relay().Stats().Streams <= agents*perAgent/2+1 })
-	close(done)
-	r := <-res
-	t.Logf("%d opens while %d streams were decided again; slowest %v", r.n, agents*perAgent, r.worst)
+	close(stop)
+	r = <-res
+	t.Logf("%d opens while %d streams were cut; slowest %v", r.n, agents*perAgent/2, r.worst)
 	if r.err != nil {
-		t.Fatalf("an open during the re-decision failed: %v", r.err)
+		t.Fatalf("an open during the cut failed: %v", r.err)
 	}
-	if r.worst > 3*time.Second {
-		t.Errorf("an open took %v during the re-decision", r.worst)
+	// Cutting a thousand streams at once resets two thousand stream legs
+	// on the relay's one connection to the connector, and the connector
+	// closes a thousand upstream connections: an open meanwhile waits
+	// (postern-bench revoke measures it); it must not fail or hang.
+	if r.worst > 15*time.Second {
+		t.Errorf("an open took %v during the cut", r.worst)
 	}
 	if n := len(m.Audit.Events(relay.EventStreamRevoked)); n != agents*perAgent/2 {
 		t.Errorf("%d stream.revoked events, want %d", n, agents*perAgent/2)
+	}
+	for i, c := range conns {
+		if i%2 == 1 {
+			echoOnce(t, c, "kept") // staging-cache: still allowed
+		}
 	}
 }
 

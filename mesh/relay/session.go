@@ -3,9 +3,11 @@ package relay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -49,6 +51,14 @@ func (s *session) write(m wire.Message) error {
 	s.ctrl.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	err := wire.WriteFrame(s.ctrl, m)
 	s.ctrl.SetWriteDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// Part of the frame may be out: the control stream can carry no
+		// further frame, and a client that has not read it for the write
+		// deadline has stopped reading it. The session ends.
+		reason := "control_stream_stalled"
+		s.endReason.CompareAndSwap(nil, &reason)
+		closeConn(s.conn, wire.CodeTimeout, reason, "the client did not read its control stream")
+	}
 	return err
 }
 
