@@ -58,7 +58,12 @@
 // Agents never hold an upstream's credentials: the connector does. For a
 // postgres service, [Postgres] is the login the connector completes
 // upstream before it hands the session to the agent; for an http service,
-// [HTTP] holds the headers it sets on every request. Each credential is a
+// [HTTP] holds the headers it sets on every request, replacing the
+// agent's (and any look-alike name: X_Api_Key for X-Api-Key), in headers
+// and in trailers alike. The agent's own request trailers reach the
+// upstream with their values. Forwarding headers (Forwarded,
+// X-Forwarded-*, X-Real-IP) from the agent are dropped, and the connector
+// adds none. Each credential is a
 // [Secret], read from a file or an environment variable when it is
 // needed, so rotating it needs no restart, and never printed or logged.
 //
