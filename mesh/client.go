@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -46,6 +47,15 @@ type Config struct {
 	// ServerName is the name checked in the relay's certificate with
 	// RootCAs. Empty means the host part of Relay.
 	ServerName string
+
+	// Key is the agent's private key (Ed25519 or ECDSA P-256; see
+	// transport.GenerateClientKey and transport.ParseClientKey). The
+	// client proves it in every handshake with a self-signed certificate,
+	// which a token bound to the key (`postern token issue --bind-key`)
+	// needs: the relay refuses a bound token without this proof
+	// (postern.ErrKeyNotProven), so a stolen token is useless without the
+	// key. Nil proves no key: bearer tokens only.
+	Key crypto.Signer
 
 	// Logger receives the client's operational log (connects, reconnects,
 	// refreshes). Nil means silent. Tokens are never logged.
@@ -98,7 +108,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.Token != "" && cfg.TokenSource != nil {
 		return nil, errors.New("mesh: config: set Token or TokenSource, not both")
 	}
-	tlsConf, err := transport.Trust{RootCAs: cfg.RootCAs, Pin: cfg.Pin, ServerName: cfg.ServerName}.ClientTLS(host)
+	tlsConf, err := transport.Trust{RootCAs: cfg.RootCAs, Pin: cfg.Pin, ServerName: cfg.ServerName, Key: cfg.Key}.ClientTLS(host)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: config: %w", err)
 	}

@@ -16,6 +16,17 @@
 // A connector opens no other stream: the relay resets any it opens with
 // STREAM_ERROR_REFUSED.
 //
+// The relay requests, and never requires, a client certificate in the
+// TLS handshake. A client whose token is bound to a key (the token's
+// "cnf" claim holds "jkt", the RFC 7638 SHA-256 thumbprint of a public
+// key, as in RFC 9449) presents a certificate for that key, self-signed
+// or not: the relay checks neither its issuer nor its dates, only that
+// TLS proved possession of its private key (CertificateVerify) and that
+// its public key has the token's thumbprint. A bound token on a
+// connection without that proof is refused with CODE_KEY_NOT_PROVEN, in
+// the Hello's Reject and in a Refresh's; so is a bearer (unbound) agent
+// token when the relay requires bound tokens.
+//
 // # Protocol flow
 //
 //   agent/connector                        relay
@@ -141,6 +152,12 @@
 //      relay that does not know the field ignores it and sends no
 //      Policy; a connector that asked and got none holds no policy set
 //      and refuses every statement and request).
+//   1 + sender-constrained tokens: a client certificate in the TLS
+//      handshake (see Connections) and CODE_KEY_NOT_PROVEN (12). Added
+//      without a version bump: a client that sends no certificate and a
+//      bearer token is served as before, and an older client only meets
+//      the new code when its token is bound, which it could not prove
+//      anyway.
 //
 // How a later version changes the protocol:
 //
@@ -308,6 +325,14 @@ const (
 	Code_CODE_SHUTDOWN Code = 10
 	// The version, role or binding kind is not supported.
 	Code_CODE_UNSUPPORTED Code = 11
+	// The token is bound to a key (its cnf claim) and the connection did
+	// not prove possession of it: no client certificate ("key_not_proven"),
+	// or one for another key ("key_mismatch"); or the relay requires bound
+	// tokens and this agent token is a bearer one ("token_not_bound"); or
+	// a Refresh would drop or change the session's binding
+	// ("binding_changed"). Retrying with the same token on a connection
+	// without the key will not help.
+	Code_CODE_KEY_NOT_PROVEN Code = 12
 )
 
 // Enum value maps for Code.
@@ -325,6 +350,7 @@ var (
 		9:  "CODE_INTERNAL",
 		10: "CODE_SHUTDOWN",
 		11: "CODE_UNSUPPORTED",
+		12: "CODE_KEY_NOT_PROVEN",
 	}
 	Code_value = map[string]int32{
 		"CODE_OK":              0,
@@ -339,6 +365,7 @@ var (
 		"CODE_INTERNAL":        9,
 		"CODE_SHUTDOWN":        10,
 		"CODE_UNSUPPORTED":     11,
+		"CODE_KEY_NOT_PROVEN":  12,
 	}
 )
 
@@ -1724,7 +1751,7 @@ const file_wire_proto_rawDesc = "" +
 	"\x11FRAME_TYPE_POLICY\x10\b\x12\x13\n" +
 	"\x0fFRAME_TYPE_OPEN\x10\x10\x12\x13\n" +
 	"\x0fFRAME_TYPE_DIAL\x10\x11\x12\x15\n" +
-	"\x11FRAME_TYPE_RESULT\x10\x12*\xf3\x01\n" +
+	"\x11FRAME_TYPE_RESULT\x10\x12*\x8c\x02\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x18\n" +
 	"\x14CODE_UNAUTHENTICATED\x10\x01\x12\x0f\n" +
@@ -1739,7 +1766,8 @@ const file_wire_proto_rawDesc = "" +
 	"\rCODE_INTERNAL\x10\t\x12\x11\n" +
 	"\rCODE_SHUTDOWN\x10\n" +
 	"\x12\x14\n" +
-	"\x10CODE_UNSUPPORTED\x10\v*{\n" +
+	"\x10CODE_UNSUPPORTED\x10\v\x12\x17\n" +
+	"\x13CODE_KEY_NOT_PROVEN\x10\f*{\n" +
 	"\vStreamError\x12\x1c\n" +
 	"\x18STREAM_ERROR_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x13STREAM_ERROR_CLOSED\x10\x80\x02\x12\x19\n" +
