@@ -23,6 +23,7 @@ import (
 type ConnectorFile struct {
 	Relays    []string      `yaml:"relays"`
 	TokenFile string        `yaml:"token_file"`
+	KeyFile   string        `yaml:"key_file"`
 	Trust     TrustFile     `yaml:"trust"`
 	Services  []ServiceFile `yaml:"services"`
 	Backoff   BackoffFile   `yaml:"backoff"`
@@ -145,6 +146,16 @@ func LoadConnector(path string) (*Connector, error) {
 			claims = nil
 		}
 		cfg.TokenSource = TokenFileSource(c.TokenFile)
+	}
+	if f.KeyFile != "" {
+		b, err := os.ReadFile(d.path(f.KeyFile))
+		if err != nil {
+			d.fail("key_file", err, "cannot read %s: %s", f.KeyFile, errText(err))
+		} else if cfg.Key, err = transport.ParseClientKey(b); err != nil {
+			d.fail("key_file", err, "%s: %v", f.KeyFile, err)
+		}
+	} else if claims != nil && claims.BoundKey != "" {
+		d.errorf("key_file", "required: the token in %s is bound to a key (postern token issue --bind-key), and the connector must prove it", f.TokenFile)
 	}
 
 	t := f.Trust
