@@ -440,6 +440,11 @@ func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, 
 	}
 	conn.pending.Store(true)
 	if early {
+		conn.earlyFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Early: true})
+		if err != nil {
+			conn.qc.Abort(quicnet.StreamClosed)
+			return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}
+		}
 		return conn, nil
 	}
 	if _, err := conn.flushOpen(nil); err != nil {
@@ -468,6 +473,9 @@ type Conn struct {
 	pending   atomic.Bool
 	frameMu   sync.Mutex // guards openFrame, held while it is written
 	openFrame []byte
+	// earlyFrame is the Open saying early, sent instead of openFrame
+	// when the first write carries data (DialEarly only).
+	earlyFrame []byte
 	resMu     sync.Mutex // guards resultErr and connector
 	resultErr error
 	connector string
@@ -571,13 +579,13 @@ func (c *Conn) flushOpen(p []byte) (sent bool, err error) {
 	// ahead of the Open frame.
 	c.frameMu.Lock()
 	defer c.frameMu.Unlock()
-	frame := c.openFrame
-	c.openFrame = nil
+	frame, early := c.openFrame, c.earlyFrame
+	c.openFrame, c.earlyFrame = nil, nil
 	if frame == nil {
 		return false, nil
 	}
-	if len(p) > 0 && len(p) <= 64<<10 {
-		_, err = c.qc.Write(append(frame, p...))
+	if len(p) > 0 && len(p) <= 64<<10 && early != nil {
+		_, err = c.qc.Write(append(early, p...))
 		return true, err
 	}
 	_, err = c.qc.Write(frame)

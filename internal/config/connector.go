@@ -65,6 +65,7 @@ type PostgresFile struct {
 	PasswordFile string `yaml:"password_file"`
 	PasswordEnv  string `yaml:"password_env"`
 	SSLMode      string `yaml:"sslmode"`
+	InsecureAuth bool   `yaml:"insecure_auth"`
 	RootCAFile   string `yaml:"root_ca_file"`
 	// ReadOnly is the login for agents whose policy permits no write on
 	// the service: a role granted only SELECT.
@@ -245,7 +246,7 @@ func (d *doc) service(field string, s ServiceFile, seen map[string]bool) connect
 		default:
 			d.errorf(field+".postgres.sslmode", "want disable, prefer, require, verify-ca or verify-full, got %q", p.SSLMode)
 		}
-		svc.Postgres = &connector.Postgres{User: p.User, Database: p.Database, SSLMode: p.SSLMode, RootCAFile: d.path(p.RootCAFile)}
+		svc.Postgres = &connector.Postgres{User: p.User, Database: p.Database, SSLMode: p.SSLMode, RootCAFile: d.path(p.RootCAFile), InsecureAuth: p.InsecureAuth}
 		svc.Postgres.Password = d.secret(field+".postgres.password", SecretRef{File: p.PasswordFile, Env: p.PasswordEnv}, false)
 		if r := p.ReadOnly; r != nil {
 			switch r.User {

@@ -73,9 +73,13 @@
 //     binding's protocol in both directions; anything else is followed by
 //     nothing, and the stream is closed.
 //  4. An agent may send raw bytes right after its Open, without waiting
-//     for the Result (a pipelined first request). The relay forwards them
-//     only once the open is allowed; the connector reads them only once
-//     its upstream dial succeeded. When the open is refused, they are
+//     for the Result (a pipelined first request), and then says so in
+//     Open.early. The relay forwards them only once the open is allowed;
+//     the connector reads them only once its upstream dial succeeded,
+//     except that a postgres connector reads the first startup-phase
+//     message of an early stream before it logs in upstream (a cancel
+//     needs no login, and nothing logs in for a stream that sends
+//     nothing). When the open is refused, they are
 //     discarded: the refusing side stops reading with
 //     STREAM_ERROR_REFUSED, writes the Result and closes.
 //  5. Half-close is carried end to end: a FIN from one side reaches the
@@ -152,6 +156,11 @@
 //      relay that does not know the field ignores it and sends no
 //      Policy; a connector that asked and got none holds no policy set
 //      and refuses every statement and request).
+//   1 + Open.early (field 4) and Dial.early (field 7): an agent says that
+//      its first bytes follow its Open. Added without a version bump: a
+//      peer that does not know the field reads false, and a connector
+//      that reads false answers before it reads, which is right for
+//      every agent.
 //   1 + sender-constrained tokens: a client certificate in the TLS
 //      handshake (see Connections) and CODE_KEY_NOT_PROVEN (12). Added
 //      without a version bump: a client that sends no certificate and a
@@ -1148,7 +1157,12 @@ type Open struct {
 	// this field.
 	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
 	// Request details handed to policy as context. At most 64.
-	Details       []*Detail `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
+	Details []*Detail `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
+	// The agent's first bytes follow this Open at once, in the same write
+	// (mesh.Client.DialEarly): it reads the Result with the first reply
+	// instead of waiting for it before it sends. A connector may then read
+	// those bytes before it answers (see Dial.early).
+	Early         bool `protobuf:"varint,4,opt,name=early,proto3" json:"early,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1204,6 +1218,13 @@ func (x *Open) GetDetails() []*Detail {
 	return nil
 }
 
+func (x *Open) GetEarly() bool {
+	if x != nil {
+		return x.Early
+	}
+	return false
+}
+
 // Dial starts a binding stream: FRAME_TYPE_DIAL, relay to connector, after
 // the relay allowed an Open.
 type Dial struct {
@@ -1220,7 +1241,14 @@ type Dial struct {
 	Details []*Detail `protobuf:"bytes,5,rep,name=details,proto3" json:"details,omitempty"`
 	// The agent's address as the relay saw it, "ip:port". At most 256
 	// bytes.
-	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	// The Open's early: the agent's first bytes follow this Dial without
+	// waiting for a Result. A postgres connector then reads the agent's
+	// first startup-phase message before it logs in upstream and answers,
+	// so that a login it refuses is a Result; without early it answers
+	// CODE_OK first (the agent sends nothing before), and a login that
+	// fails afterwards is a PostgreSQL FATAL error on the stream.
+	Early         bool `protobuf:"varint,7,opt,name=early,proto3" json:"early,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1295,6 +1323,13 @@ func (x *Dial) GetSource() string {
 		return x.Source
 	}
 	return ""
+}
+
+func (x *Dial) GetEarly() bool {
+	if x != nil {
+		return x.Early
+	}
+	return false
 }
 
 // Result answers an Open (relay to agent) or a Dial (connector to relay):
@@ -1701,18 +1736,20 @@ const file_wire_proto_rawDesc = "" +
 	"\aactions\x18\x03 \x03(\tR\aactions\x1aF\n" +
 	"\x18PrincipalAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"k\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
 	"\x04Open\x12\x18\n" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x121\n" +
-	"\adetails\x18\x03 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\"\xd4\x01\n" +
+	"\adetails\x18\x03 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x12\x14\n" +
+	"\x05early\x18\x04 \x01(\bR\x05early\"\xea\x01\n" +
 	"\x04Dial\x12\x18\n" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x125\n" +
 	"\bidentity\x18\x03 \x01(\v2\x19.postern.wire.v1.IdentityR\bidentity\x12\x16\n" +
 	"\x06action\x18\x04 \x01(\tR\x06action\x121\n" +
 	"\adetails\x18\x05 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x12\x16\n" +
-	"\x06source\x18\x06 \x01(\tR\x06source\"\x9f\x01\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\x12\x14\n" +
+	"\x05early\x18\a \x01(\bR\x05early\"\x9f\x01\n" +
 	"\x06Result\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.postern.wire.v1.CodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +

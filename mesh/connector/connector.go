@@ -110,7 +110,8 @@ type Connector struct {
 	services map[string]*Service
 	hello    []*wire.Binding
 	tc       transport.Config
-	ungated  bool // Config.Measure.Ungated: decide no statement or request
+	ungated  bool      // Config.Measure.Ungated: decide no statement or request
+	pgKeys   pgKeyring // cancel keys handed to agents (postgres)
 
 	mu     sync.Mutex
 	status map[string]bool         // relay -> session established

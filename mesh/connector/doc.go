@@ -57,7 +57,12 @@
 //
 // Agents never hold an upstream's credentials: the connector does. For a
 // postgres service, [Postgres] is the login the connector completes
-// upstream before it hands the session to the agent; for an http service,
+// upstream before it hands the session to the agent, by SCRAM-SHA-256
+// only (channel-bound over TLS) unless the server is verified
+// (verify-full) or [Postgres.InsecureAuth] says otherwise, so that nobody
+// on the path collects the password; the agent gets a backend PID and
+// cancel key the connector minted, and a cancel is forwarded only for a
+// session of the same agent; for an http service,
 // [HTTP] holds the headers it sets on every request, replacing the
 // agent's (and any look-alike name: X_Api_Key for X-Api-Key), in headers
 // and in trailers alike. The agent's own request trailers reach the
