@@ -476,9 +476,9 @@ type Conn struct {
 	// earlyFrame is the Open saying early, sent instead of openFrame
 	// when the first write carries data (DialEarly only).
 	earlyFrame []byte
-	resMu     sync.Mutex // guards resultErr and connector
-	resultErr error
-	connector string
+	resMu      sync.Mutex // guards resultErr and connector
+	resultErr  error
+	connector  string
 }
 
 // Binding returns the name of the binding the stream reaches.
