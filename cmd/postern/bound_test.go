@@ -73,9 +73,9 @@ backoff: {min: 50ms, max: 1s}
 		t.Fatalf("bound token with its key: %v\n%s", err, out)
 	}
 	for _, tt := range []struct {
-		token  string
-		key    bool
-		says   string
+		token string
+		key   bool
+		says  string
 	}{
 		{token: "agent.token", key: false, says: "is bound to a key and the connection presented no client certificate for it"},
 		{token: "bearer.token", key: true, says: "accepts only agent tokens bound to a key"},
