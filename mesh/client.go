@@ -444,7 +444,7 @@ func (s *session) open(ctx context.Context, name string, details []*wire.Detail,
 	}
 	conn.pending.Store(true)
 	if early {
-		conn.earlyFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Early: true})
+		conn.earlyFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Details: details, Early: true})
 		if err != nil {
 			conn.qc.Abort(quicnet.StreamClosed)
 			return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}
