@@ -93,16 +93,17 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 	}
 
 	r, err := relay.Listen(relay.Config{
-		Addr:          cfg.Listen,
-		Certificate:   cfg.Certificate,
-		Verifier:      verifier,
-		Policy:        engine,
-		PolicyOptions: &cfg.PolicyOptions,
-		Bindings:      cfg.Bindings,
-		Limits:        cfg.Limits,
-		Revocations:   revocations,
-		Logger:        log,
-		Audit:         audit,
+		Addr:               cfg.Listen,
+		Certificate:        cfg.Certificate,
+		Verifier:           verifier,
+		RequireBoundTokens: cfg.RequireBound,
+		Policy:             engine,
+		PolicyOptions:      &cfg.PolicyOptions,
+		Bindings:           cfg.Bindings,
+		Limits:             cfg.Limits,
+		Revocations:        revocations,
+		Logger:             log,
+		Audit:              audit,
 	})
 	if err != nil {
 		return failf(env, ExitFailure, "%v", err) // "relay: ..." already

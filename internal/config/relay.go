@@ -63,6 +63,8 @@ type TokensFile struct {
 	// RevocationFile lists revoked token IDs and subjects
 	// (relay.ParseRevocations); reloaded like the policies.
 	RevocationFile string `yaml:"revocation_file"`
+	// RequireBound refuses agent tokens not bound to a key (relay.Config.RequireBoundTokens).
+	RequireBound bool `yaml:"require_bound"`
 }
 
 // PolicyFile is where the relay's Cedar policies live and what the
@@ -119,6 +121,8 @@ type Relay struct {
 	// empty when none is set; Revoked is what it held at load.
 	RevocationFile string
 	Revoked        relay.Revoked
+	// RequireBound is tokens.require_bound (default false).
+	RequireBound bool
 
 	PolicyDir     string
 	PolicyOptions policy.ValidateOptions
@@ -180,6 +184,7 @@ func LoadRelay(path string) (*Relay, error) {
 		d.errorf("tokens.audience", "required: the audience every token must name (postern token issue --audience)")
 	}
 	r.Verifier = identity.VerifierConfig{Audience: t.Audience, Issuer: t.Issuer, RefreshInterval: t.Refresh, Leeway: t.Leeway}
+	r.RequireBound = t.RequireBound
 	switch {
 	case t.JWKSFile != "" && t.JWKSURL != "":
 		d.errorf("tokens.jwks_url", "set either jwks_file or jwks_url, not both")

@@ -80,6 +80,7 @@ const (
 	CodeInternal        = Code_CODE_INTERNAL        // the peer failed
 	CodeShutdown        = Code_CODE_SHUTDOWN        // the peer is going away
 	CodeUnsupported     = Code_CODE_UNSUPPORTED     // version, role or binding kind not supported
+	CodeKeyNotProven    = Code_CODE_KEY_NOT_PROVEN  // a bound token without proof of its key
 	CodeRevoked         = Code_CODE_REVOKED         // token or subject revoked; a live stream no longer allowed
 )
 
@@ -115,6 +116,8 @@ func (c Code) Text() string {
 		return "shutting down"
 	case CodeUnsupported:
 		return "unsupported"
+	case CodeKeyNotProven:
+		return "key not proven"
 	case CodeRevoked:
 		return "revoked"
 	}
