@@ -92,3 +92,4 @@ func FuzzDecodeOpen(f *testing.F)      { fuzzDecode(f, FrameOpen) }
 func FuzzDecodeDial(f *testing.F)      { fuzzDecode(f, FrameDial) }
 func FuzzDecodeResult(f *testing.F)    { fuzzDecode(f, FrameResult) }
 func FuzzDecodePolicy(f *testing.F)    { fuzzDecode(f, FramePolicy) }
+func FuzzDecodeDialAck(f *testing.F)   { fuzzDecode(f, FrameDialAck) }

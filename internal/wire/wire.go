@@ -29,6 +29,7 @@ const (
 	FrameOpen      = FrameType_FRAME_TYPE_OPEN
 	FrameDial      = FrameType_FRAME_TYPE_DIAL
 	FrameResult    = FrameType_FRAME_TYPE_RESULT
+	FrameDialAck   = FrameType_FRAME_TYPE_DIAL_ACK
 )
 
 // Name is the frame type's name in messages and logs: "hello", "open", ...
@@ -57,6 +58,8 @@ func (t FrameType) Name() string {
 		return "dial"
 	case FrameResult:
 		return "result"
+	case FrameDialAck:
+		return "dial_ack"
 	}
 	return "unknown"
 }
@@ -126,11 +129,21 @@ const (
 	// StreamRefused: the open was refused (denied, limit, unknown
 	// binding); the data sent with it was discarded.
 	StreamRefused = StreamError_STREAM_ERROR_REFUSED
+	// StreamStalled: the relay cut the stream because a reader stopped
+	// taking its bytes (its stall timeout, or the agent's share of
+	// stalled streams).
+	StreamStalled = StreamError_STREAM_ERROR_STALLED
 )
 
 // FeaturePolicy, in Hello.features, asks the relay for Policy frames: the
 // connector decides statements and requests with the relay's policy set.
 const FeaturePolicy = "policy"
+
+// FeatureDialAck, in Hello.features, says that the connector answers a
+// Dial whose ack field is set with a DialAck before it dials the
+// upstream, so that the relay can tell a dead connector from a slow
+// upstream within a second.
+const FeatureDialAck = "dial_ack"
 
 // maxFeatures caps Hello.features.
 const maxFeatures = 64
@@ -201,6 +214,7 @@ func (*Policy) FrameType() FrameType    { return FramePolicy }
 func (*Open) FrameType() FrameType      { return FrameOpen }
 func (*Dial) FrameType() FrameType      { return FrameDial }
 func (*Result) FrameType() FrameType    { return FrameResult }
+func (*DialAck) FrameType() FrameType   { return FrameDialAck }
 
 // newMessage returns a new message of frame type typ; nil for a type this
 // version does not know.
@@ -228,6 +242,8 @@ func newMessage(typ FrameType) Message {
 		return new(Dial)
 	case FrameResult:
 		return new(Result)
+	case FrameDialAck:
+		return new(DialAck)
 	}
 	return nil
 }

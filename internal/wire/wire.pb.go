@@ -36,7 +36,10 @@
 //     Open{binding, action, details} [raw bytes may follow at once] ->
 //                                         relay authorizes, picks a connector,
 //                                         opens a stream to it:
-//                                           Dial{binding, session, identity} [agent's early bytes] -> connector
+//                                           Dial{binding, session, identity, ack} [agent's early bytes] -> connector
+//                                           <- DialAck from connector (Dial.ack set: at once, before
+//                                              dialing upstream; none within the relay's ack bound
+//                                              and the relay tries the next connector)
 //                                           <- Result{code} from connector (after dialing upstream)
 //                                           <- Result{code, policies} to the agent
 //     raw bytes both ways until either side closes (half-close is carried).
@@ -58,9 +61,10 @@
 //     ends, the session ends.
 //  3. A binding stream starts with exactly one Open (agent to relay) or
 //     one Dial (relay to connector), and its first frame back is exactly
-//     one Result. A Result of CODE_OK is followed by raw bytes of the
-//     binding's protocol in both directions; anything else is followed by
-//     nothing, and the stream is closed.
+//     one Result; on a Dial with ack set, exactly one DialAck comes first
+//     and the Result follows it. A Result of CODE_OK is followed by raw
+//     bytes of the binding's protocol in both directions; anything else
+//     is followed by nothing, and the stream is closed.
 //  4. An agent may send raw bytes right after its Open, without waiting
 //     for the Result (a pipelined first request). The relay forwards them
 //     only once the open is allowed; the connector reads them only once
@@ -70,6 +74,19 @@
 //  5. Half-close is carried end to end: a FIN from one side reaches the
 //     upstream as a TCP half-close, and the other direction goes on.
 //     RESET_STREAM and STOP_SENDING carry a StreamError.
+//  6. A connector that lists "dial_ack" in Hello.features answers every
+//     Dial whose ack field is set with a DialAck as soon as it has read
+//     the Dial, before it dials the upstream: the ack says "this
+//     connector is alive and took the stream", the Result says how the
+//     upstream answered. A relay sets Dial.ack only for connectors that
+//     listed the feature, so a connector that does not know it is never
+//     asked, and a connector never sends a DialAck unasked. A relay that
+//     gets no DialAck within its ack bound (relay.Limits.AckTimeout,
+//     default 1 s) resets the stream with STREAM_ERROR_ABORTED and sends
+//     the Dial, and the agent's bytes it kept, to the next connector
+//     serving the binding. Until a Result of CODE_OK it keeps every byte
+//     the agent sent, so it may also try the next connector after a
+//     Result of CODE_UPSTREAM: no byte reached the upstream.
 //
 // # Frames
 //
@@ -114,7 +131,8 @@
 //    UTF-8, as proto3 requires.
 //  - Setup reads have deadlines: a relay waits at most 10 s (default) for
 //    the control stream and its Hello, 15 s (default) for an Open and
-//    again for the connector's Result; a connector waits 10 s for a Dial.
+//    again for the connector's Result (1 s, by default, for the DialAck
+//    of a connector that sends one); a connector waits 10 s for a Dial.
 //    The relay answers a missed deadline with CODE_TIMEOUT, in a Reject
 //    or a Result.
 //
@@ -141,6 +159,17 @@
 //      relay that does not know the field ignores it and sends no
 //      Policy; a connector that asked and got none holds no policy set
 //      and refuses every statement and request).
+//   1 + feature "dial_ack": Dial.ack (field 7), FRAME_TYPE_DIAL_ACK (0x13)
+//      and STREAM_ERROR_STALLED (0x103). Added without a version bump,
+//      as "policy" was: a connector lists "dial_ack" in Hello.features,
+//      the relay then sets Dial.ack, and only a Dial with ack set is
+//      answered with a DialAck. A relay that does not know the feature
+//      never sets the field (the connector then sends no DialAck), and a
+//      relay that knows it waits for no DialAck from a connector that did
+//      not list it: it waits for the Result alone, for the open timeout,
+//      and cannot tell a dead connector from a slow upstream (the
+//      behaviour before the feature). STREAM_ERROR_STALLED is only a new
+//      reset code, which older peers show as unknown.
 //
 // How a later version changes the protocol:
 //
@@ -216,6 +245,10 @@ const (
 	// Result, relay to agent (answering an Open) or connector to relay
 	// (answering a Dial).
 	FrameType_FRAME_TYPE_RESULT FrameType = 18
+	// DialAck, connector to relay: the Dial was read, the upstream dial
+	// starts. Sent only to answer a Dial whose ack field is set, before
+	// its Result.
+	FrameType_FRAME_TYPE_DIAL_ACK FrameType = 19
 )
 
 // Enum value maps for FrameType.
@@ -233,6 +266,7 @@ var (
 		16: "FRAME_TYPE_OPEN",
 		17: "FRAME_TYPE_DIAL",
 		18: "FRAME_TYPE_RESULT",
+		19: "FRAME_TYPE_DIAL_ACK",
 	}
 	FrameType_value = map[string]int32{
 		"FRAME_TYPE_UNSPECIFIED": 0,
@@ -247,6 +281,7 @@ var (
 		"FRAME_TYPE_OPEN":        16,
 		"FRAME_TYPE_DIAL":        17,
 		"FRAME_TYPE_RESULT":      18,
+		"FRAME_TYPE_DIAL_ACK":    19,
 	}
 )
 
@@ -385,6 +420,12 @@ const (
 	// with it was discarded. A Result saying why is written before the
 	// stream closes.
 	StreamError_STREAM_ERROR_REFUSED StreamError = 258
+	// The relay reset the stream because a reader stopped taking its
+	// bytes: nothing was read of what it had for the agent (or the
+	// connector) for the relay's stall timeout, or the agent had more
+	// stalled streams than the relay lets one agent hold. Sent to both
+	// ends.
+	StreamError_STREAM_ERROR_STALLED StreamError = 259
 )
 
 // Enum value maps for StreamError.
@@ -394,12 +435,14 @@ var (
 		256: "STREAM_ERROR_CLOSED",
 		257: "STREAM_ERROR_ABORTED",
 		258: "STREAM_ERROR_REFUSED",
+		259: "STREAM_ERROR_STALLED",
 	}
 	StreamError_value = map[string]int32{
 		"STREAM_ERROR_UNSPECIFIED": 0,
 		"STREAM_ERROR_CLOSED":      256,
 		"STREAM_ERROR_ABORTED":     257,
 		"STREAM_ERROR_REFUSED":     258,
+		"STREAM_ERROR_STALLED":     259,
 	}
 )
 
@@ -450,8 +493,9 @@ type Hello struct {
 	// Optional parts of the protocol the client knows, so that the relay
 	// sends it frames that version 1 does not have only when it asked:
 	// "policy" (a connector that decides statements and requests itself
-	// and wants Policy frames). Unknown features are ignored. At most 64,
-	// each a valid name.
+	// and wants Policy frames), "dial_ack" (a connector that answers a
+	// Dial with ack set with a DialAck). Unknown features are ignored. At
+	// most 64, each a valid name.
 	Features      []string `protobuf:"bytes,6,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1193,7 +1237,11 @@ type Dial struct {
 	Details []*Detail `protobuf:"bytes,5,rep,name=details,proto3" json:"details,omitempty"`
 	// The agent's address as the relay saw it, "ip:port". At most 256
 	// bytes.
-	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	// The relay waits for a DialAck before the Result: answer one as soon
+	// as this Dial is read. Set only for connectors whose Hello.features
+	// lists "dial_ack".
+	Ack           bool `protobuf:"varint,7,opt,name=ack,proto3" json:"ack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1270,6 +1318,55 @@ func (x *Dial) GetSource() string {
 	return ""
 }
 
+func (x *Dial) GetAck() bool {
+	if x != nil {
+		return x.Ack
+	}
+	return false
+}
+
+// DialAck says that a connector read a Dial and is dialing the upstream:
+// FRAME_TYPE_DIAL_ACK, connector to relay, the first frame back on a
+// binding stream whose Dial had ack set, before the Result. It carries
+// nothing: its arrival is the message. The relay tells a live connector
+// from a dead one by it within its ack bound, without waiting for the
+// upstream.
+type DialAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialAck) Reset() {
+	*x = DialAck{}
+	mi := &file_wire_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialAck) ProtoMessage() {}
+
+func (x *DialAck) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialAck.ProtoReflect.Descriptor instead.
+func (*DialAck) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{12}
+}
+
 // Result answers an Open (relay to agent) or a Dial (connector to relay):
 // FRAME_TYPE_RESULT. CODE_OK is followed by raw bytes.
 type Result struct {
@@ -1293,7 +1390,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1402,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1415,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{12}
+	return file_wire_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Result) GetCode() Code {
@@ -1375,7 +1472,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1484,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1497,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{13}
+	return file_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Identity) GetSubject() string {
@@ -1452,7 +1549,7 @@ type Binding struct {
 
 func (x *Binding) Reset() {
 	*x = Binding{}
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1561,7 @@ func (x *Binding) String() string {
 func (*Binding) ProtoMessage() {}
 
 func (x *Binding) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1574,7 @@ func (x *Binding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Binding.ProtoReflect.Descriptor instead.
 func (*Binding) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{14}
+	return file_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Binding) GetName() string {
@@ -1528,7 +1625,7 @@ type Detail struct {
 
 func (x *Detail) Reset() {
 	*x = Detail{}
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1637,7 @@ func (x *Detail) String() string {
 func (*Detail) ProtoMessage() {}
 
 func (x *Detail) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1650,7 @@ func (x *Detail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Detail.ProtoReflect.Descriptor instead.
 func (*Detail) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{15}
+	return file_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Detail) GetKey() string {
@@ -1583,7 +1680,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1692,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1705,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{16}
+	return file_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Limits) GetMaxStreams() uint64 {
@@ -1678,14 +1775,16 @@ const file_wire_proto_rawDesc = "" +
 	"\x04Open\x12\x18\n" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x121\n" +
-	"\adetails\x18\x03 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\"\xd4\x01\n" +
+	"\adetails\x18\x03 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\"\xe6\x01\n" +
 	"\x04Dial\x12\x18\n" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x125\n" +
 	"\bidentity\x18\x03 \x01(\v2\x19.postern.wire.v1.IdentityR\bidentity\x12\x16\n" +
 	"\x06action\x18\x04 \x01(\tR\x06action\x121\n" +
 	"\adetails\x18\x05 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x12\x16\n" +
-	"\x06source\x18\x06 \x01(\tR\x06source\"\x9f\x01\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\x12\x10\n" +
+	"\x03ack\x18\a \x01(\bR\x03ack\"\t\n" +
+	"\aDialAck\"\x9f\x01\n" +
 	"\x06Result\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.postern.wire.v1.CodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
@@ -1711,7 +1810,7 @@ const file_wire_proto_rawDesc = "" +
 	"\x06Limits\x12\x1f\n" +
 	"\vmax_streams\x18\x01 \x01(\x04R\n" +
 	"maxStreams\x12$\n" +
-	"\x0emax_frame_size\x18\x02 \x01(\x04R\fmaxFrameSize*\xa5\x02\n" +
+	"\x0emax_frame_size\x18\x02 \x01(\x04R\fmaxFrameSize*\xbe\x02\n" +
 	"\tFrameType\x12\x1a\n" +
 	"\x16FRAME_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10FRAME_TYPE_HELLO\x10\x01\x12\x16\n" +
@@ -1724,7 +1823,8 @@ const file_wire_proto_rawDesc = "" +
 	"\x11FRAME_TYPE_POLICY\x10\b\x12\x13\n" +
 	"\x0fFRAME_TYPE_OPEN\x10\x10\x12\x13\n" +
 	"\x0fFRAME_TYPE_DIAL\x10\x11\x12\x15\n" +
-	"\x11FRAME_TYPE_RESULT\x10\x12*\xf3\x01\n" +
+	"\x11FRAME_TYPE_RESULT\x10\x12\x12\x17\n" +
+	"\x13FRAME_TYPE_DIAL_ACK\x10\x13*\xf3\x01\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x18\n" +
 	"\x14CODE_UNAUTHENTICATED\x10\x01\x12\x0f\n" +
@@ -1739,12 +1839,13 @@ const file_wire_proto_rawDesc = "" +
 	"\rCODE_INTERNAL\x10\t\x12\x11\n" +
 	"\rCODE_SHUTDOWN\x10\n" +
 	"\x12\x14\n" +
-	"\x10CODE_UNSUPPORTED\x10\v*{\n" +
+	"\x10CODE_UNSUPPORTED\x10\v*\x96\x01\n" +
 	"\vStreamError\x12\x1c\n" +
 	"\x18STREAM_ERROR_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x13STREAM_ERROR_CLOSED\x10\x80\x02\x12\x19\n" +
 	"\x14STREAM_ERROR_ABORTED\x10\x81\x02\x12\x19\n" +
-	"\x14STREAM_ERROR_REFUSED\x10\x82\x02B/Z-github.com/postern/postern/internal/wire;wireb\x06proto3"
+	"\x14STREAM_ERROR_REFUSED\x10\x82\x02\x12\x19\n" +
+	"\x14STREAM_ERROR_STALLED\x10\x83\x02B/Z-github.com/postern/postern/internal/wire;wireb\x06proto3"
 
 var (
 	file_wire_proto_rawDescOnce sync.Once
@@ -1759,7 +1860,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_wire_proto_goTypes = []any{
 	(FrameType)(0),             // 0: postern.wire.v1.FrameType
 	(Code)(0),                  // 1: postern.wire.v1.Code
@@ -1776,27 +1877,28 @@ var file_wire_proto_goTypes = []any{
 	(*PolicyDeclarations)(nil), // 12: postern.wire.v1.PolicyDeclarations
 	(*Open)(nil),               // 13: postern.wire.v1.Open
 	(*Dial)(nil),               // 14: postern.wire.v1.Dial
-	(*Result)(nil),             // 15: postern.wire.v1.Result
-	(*Identity)(nil),           // 16: postern.wire.v1.Identity
-	(*Binding)(nil),            // 17: postern.wire.v1.Binding
-	(*Detail)(nil),             // 18: postern.wire.v1.Detail
-	(*Limits)(nil),             // 19: postern.wire.v1.Limits
-	nil,                        // 20: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	(*DialAck)(nil),            // 15: postern.wire.v1.DialAck
+	(*Result)(nil),             // 16: postern.wire.v1.Result
+	(*Identity)(nil),           // 17: postern.wire.v1.Identity
+	(*Binding)(nil),            // 18: postern.wire.v1.Binding
+	(*Detail)(nil),             // 19: postern.wire.v1.Detail
+	(*Limits)(nil),             // 20: postern.wire.v1.Limits
+	nil,                        // 21: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
 }
 var file_wire_proto_depIdxs = []int32{
-	17, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
-	16, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
-	17, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
-	19, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
+	18, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
+	17, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
+	18, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
+	20, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
 	1,  // 4: postern.wire.v1.Reject.code:type_name -> postern.wire.v1.Code
-	17, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
+	18, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
 	1,  // 6: postern.wire.v1.Goaway.code:type_name -> postern.wire.v1.Code
 	11, // 7: postern.wire.v1.Policy.sources:type_name -> postern.wire.v1.PolicySource
 	12, // 8: postern.wire.v1.Policy.declarations:type_name -> postern.wire.v1.PolicyDeclarations
-	20, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
-	18, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
-	16, // 11: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
-	18, // 12: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
+	21, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	19, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
+	17, // 11: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
+	19, // 12: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
 	1,  // 13: postern.wire.v1.Result.code:type_name -> postern.wire.v1.Code
 	14, // [14:14] is the sub-list for method output_type
 	14, // [14:14] is the sub-list for method input_type
@@ -1816,7 +1918,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
