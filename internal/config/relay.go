@@ -76,6 +76,9 @@ type LimitsFile struct {
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 	MaxTokenSize     int           `yaml:"max_token_size"`
 	OpenTimeout      time.Duration `yaml:"open_timeout"`
+	AckTimeout       time.Duration `yaml:"ack_timeout"`
+	StallTimeout     time.Duration `yaml:"stall_timeout"`
+	StalledStreams   int           `yaml:"stalled_streams_per_agent"`
 }
 
 // BindingFile declares a binding ahead of any connector.
@@ -199,7 +202,8 @@ func LoadRelay(path string) (*Relay, error) {
 	for _, c := range []struct {
 		field string
 		v     int
-	}{{"limits.streams_per_agent", l.StreamsPerAgent}, {"limits.max_frame_size", l.MaxFrameSize}, {"limits.max_token_size", l.MaxTokenSize}} {
+	}{{"limits.streams_per_agent", l.StreamsPerAgent}, {"limits.max_frame_size", l.MaxFrameSize}, {"limits.max_token_size", l.MaxTokenSize},
+		{"limits.stalled_streams_per_agent", l.StalledStreams}} {
 		if c.v < 0 {
 			d.errorf(c.field, "must not be negative")
 		}
@@ -210,6 +214,10 @@ func LoadRelay(path string) (*Relay, error) {
 		HandshakeTimeout: l.HandshakeTimeout,
 		MaxTokenSize:     l.MaxTokenSize,
 		OpenTimeout:      l.OpenTimeout,
+		AckTimeout:       l.AckTimeout,
+		StallTimeout:     l.StallTimeout,
+
+		StalledStreamsPerAgent: l.StalledStreams,
 	}
 	r.Verifier.MaxTokenSize = l.MaxTokenSize
 

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"sync"
+
+	"github.com/quic-go/quic-go"
 )
 
 // HalfConn is a connection whose send direction can be closed on its own:
@@ -140,7 +142,7 @@ func CopyHalf(dst, src HalfConn) (int64, error) {
 // stream reset for a *Conn, a TCP RST for a *net.TCPConn.
 func Abort(c HalfConn) {
 	switch c := c.(type) {
-	case *Conn:
+	case Aborter:
 		c.Abort(StreamAborted)
 	case *net.TCPConn:
 		c.SetLinger(0) // RST instead of FIN
@@ -154,12 +156,18 @@ func Abort(c HalfConn) {
 // that what c's peer still sends can be read; anything else is aborted
 // whole.
 func abortWrite(c HalfConn) {
-	if c, ok := c.(*Conn); ok {
-		c.wclosed.Store(true)
-		c.s.CancelWrite(StreamAborted)
+	if c, ok := c.(Aborter); ok {
+		c.AbortWrite(StreamAborted)
 		return
 	}
 	Abort(c)
+}
+
+// An Aborter is a HalfConn that can be reset rather than closed, whole or
+// its send direction alone: a *Conn, or a wrapper of one.
+type Aborter interface {
+	Abort(code quic.StreamErrorCode)
+	AbortWrite(code quic.StreamErrorCode)
 }
 
 // IsClosed reports whether err is the ordinary end of a connection that a

@@ -44,7 +44,8 @@ func newRoute(b postern.Binding, declared bool) *route {
 }
 
 // pick returns the next connector in round-robin order, skipping those in
-// tried; nil when none is left.
+// tried and those whose connection is gone; nil when none is left. A
+// connector that missed a DialAck is picked only when no other is left.
 func (rt *route) pick(tried []*connectorSession) *connectorSession {
 	conns := *rt.conns.Load()
 	n := len(conns)
@@ -52,13 +53,20 @@ func (rt *route) pick(tried []*connectorSession) *connectorSession {
 		return nil
 	}
 	start := int(rt.next.Add(1) - 1)
+	var suspect *connectorSession
 	for i := 0; i < n; i++ {
 		c := conns[(start+i)%n]
-		if !slices.Contains(tried, c) && c.alive() {
+		if slices.Contains(tried, c) || !c.alive() {
+			continue
+		}
+		if !c.suspect.Load() {
 			return c
 		}
+		if suspect == nil {
+			suspect = c
+		}
 	}
-	return nil
+	return suspect
 }
 
 func (rt *route) add(c *connectorSession) {

@@ -162,6 +162,9 @@ type agentSession struct {
 	ident     atomic.Pointer[wire.Identity] // as sent to connectors
 	streams   atomic.Int64                  // binding streams open now
 
+	liveMu sync.Mutex
+	live   map[*liveStream]struct{} // streams past their Result, for the stall watch
+
 	catMu   sync.Mutex
 	catalog []*wire.Binding // as last sent
 }
@@ -287,7 +290,9 @@ type connectorSession struct {
 	// reads, as its authority gave it when the session began.
 	described []postern.Binding
 
-	wantsPolicy bool       // its Hello lists wire.FeaturePolicy
+	acks        bool        // its Hello lists wire.FeatureDialAck
+	suspect     atomic.Bool // it missed a DialAck and has not acknowledged one since
+	wantsPolicy bool        // its Hello lists wire.FeaturePolicy
 	policyMu    sync.Mutex // serializes policy pushes
 	policySent  uint64     // the version last sent
 	welcomed    bool       // the Welcome is out: Policy frames may follow
