@@ -293,9 +293,9 @@ type connectorSession struct {
 	acks        bool        // its Hello lists wire.FeatureDialAck
 	suspect     atomic.Bool // it missed a DialAck and has not acknowledged one since
 	wantsPolicy bool        // its Hello lists wire.FeaturePolicy
-	policyMu    sync.Mutex // serializes policy pushes
-	policySent  uint64     // the version last sent
-	welcomed    bool       // the Welcome is out: Policy frames may follow
+	policyMu    sync.Mutex  // serializes policy pushes
+	policySent  uint64      // the version last sent
+	welcomed    bool        // the Welcome is out: Policy frames may follow
 }
 
 func (c *connectorSession) name() string { return c.claims.Load().Subject }
