@@ -79,6 +79,7 @@ type LimitsFile struct {
 	AckTimeout       time.Duration `yaml:"ack_timeout"`
 	StallTimeout     time.Duration `yaml:"stall_timeout"`
 	StalledStreams   int           `yaml:"stalled_streams_per_agent"`
+	ConnectorSilence time.Duration `yaml:"connector_silence"`
 }
 
 // BindingFile declares a binding ahead of any connector.
@@ -218,6 +219,7 @@ func LoadRelay(path string) (*Relay, error) {
 		StallTimeout:     l.StallTimeout,
 
 		StalledStreamsPerAgent: l.StalledStreams,
+		ConnectorSilence:       l.ConnectorSilence,
 	}
 	r.Verifier.MaxTokenSize = l.MaxTokenSize
 

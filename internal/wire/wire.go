@@ -145,6 +145,11 @@ const FeaturePolicy = "policy"
 // upstream within a second.
 const FeatureDialAck = "dial_ack"
 
+// FeatureKeepAlive, in Hello.features, promises a QUIC packet from the
+// client at least once a second, so that a relay may end the session
+// after a short silence (ordering rule 7 of wire.proto).
+const FeatureKeepAlive = "keepalive"
+
 // maxFeatures caps Hello.features.
 const maxFeatures = 64
 

@@ -87,6 +87,15 @@
 //     serving the binding. Until a Result of CODE_OK it keeps every byte
 //     the agent sent, so it may also try the next connector after a
 //     Result of CODE_UPSTREAM: no byte reached the upstream.
+//  7. A client that lists "keepalive" in Hello.features sends a QUIC
+//     packet at least once a second for the session's life (QUIC
+//     keep-alives when it has nothing else to send). A relay may then
+//     end the session, with CONNECTION_CLOSE CODE_TIMEOUT
+//     "connector_silent", when it has received nothing from it for its
+//     silence bound (relay.Limits.ConnectorSilence, default 2 s): that
+//     is how it notices a dead connector within seconds, where QUIC's
+//     idle timeout (at least 5 s in quic-go, 60 s by default) would take
+//     longer, without pinging every session itself.
 //
 // # Frames
 //
@@ -170,6 +179,10 @@
 //      and cannot tell a dead connector from a slow upstream (the
 //      behaviour before the feature). STREAM_ERROR_STALLED is only a new
 //      reset code, which older peers show as unknown.
+//   1 + feature "keepalive": no new field or frame, a promise (rule 7).
+//      A relay that does not know it holds the session for QUIC's idle
+//      timeout, as before; a client that does not list it is never
+//      ended for silence.
 //
 // How a later version changes the protocol:
 //
@@ -494,8 +507,9 @@ type Hello struct {
 	// sends it frames that version 1 does not have only when it asked:
 	// "policy" (a connector that decides statements and requests itself
 	// and wants Policy frames), "dial_ack" (a connector that answers a
-	// Dial with ack set with a DialAck). Unknown features are ignored. At
-	// most 64, each a valid name.
+	// Dial with ack set with a DialAck), "keepalive" (a client that sends
+	// a packet at least once a second; see rule 7). Unknown features are
+	// ignored. At most 64, each a valid name.
 	Features      []string `protobuf:"bytes,6,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -91,7 +91,7 @@ type Config struct {
 	// Transport tunes QUIC. Nil, or a zero field, means transport's
 	// defaults, except for what a relay needs to see this connector die
 	// within seconds (see [RelaySessionTransport]): room for many streams
-	// from each relay, a keep-alive every 500ms and a 2.5s idle timeout,
+	// from each relay, a keep-alive every 500ms and a 5s idle timeout,
 	// and per-stream receive windows well below the connection's.
 	Transport *transport.Config
 	// Measure switches parts of the connector off for this module's
@@ -192,7 +192,7 @@ func New(cfg Config) (*Connector, error) {
 // transport's; see RelaySessionTransport.
 const (
 	DefaultKeepAlive   = 500 * time.Millisecond
-	DefaultIdleTimeout = 2500 * time.Millisecond
+	DefaultIdleTimeout = 5 * time.Second
 )
 
 // RelaySessionTransport fills the zero fields of tc that a connector's
@@ -200,14 +200,15 @@ const (
 //
 //   - MaxIncomingStreams 16384: every agent's open through a relay is a
 //     stream to the connector.
-//   - KeepAlive 500ms and IdleTimeout 2.5s. QUIC's idle timeout is the
-//     smaller of the two ends', so these are the relay's as well: a relay
-//     that hears nothing from this connector for 2.5s closes the session,
-//     stops routing to it and fails the streams it carried, which is what
-//     lets an agent's stream through a connector killed with kill -9 end
-//     in an error within 3s. Keep-alives every 500ms cost two small
-//     packets a second per relay, and a session survives four lost in a
-//     row.
+//   - KeepAlive 500ms and IdleTimeout 5s (the least quic-go accepts
+//     from a peer). With a keep-alive of at most a second the connector
+//     lists wire.FeatureKeepAlive in its Hello, and the relay may then
+//     end the session after a short silence (relay.Limits.ConnectorSilence,
+//     2s by default): it stops routing to a connector killed with kill -9
+//     and fails the streams it carried within that, where QUIC's idle
+//     timeout would take 5s. Keep-alives every 500ms cost two small
+//     packets a second per relay, and a session survives three lost in
+//     a row.
 //   - StreamWindow 512 KiB and MaxStreamWindow 2 MiB, with a connection
 //     window of 64 MiB from the start (ConnWindow = MaxConnWindow): bytes
 //     a stream's reader leaves unread hold the connection's credit, and a
@@ -377,7 +378,7 @@ func (c *Connector) session(ctx context.Context, addr string) (up bool, err erro
 		Token:     c.token,
 		Refresh:   c.cfg.TokenSource != nil,
 		Log:       c.log,
-		Features:  []string{wire.FeaturePolicy, wire.FeatureDialAck},
+		Features:  c.features(),
 		OnPolicy:  func(m *wire.Policy) { pol.apply(m, c.log) },
 	})
 	cancel()
@@ -409,6 +410,15 @@ func (c *Connector) session(ctx context.Context, addr string) (up bool, err erro
 			c.serveStream(s.Conn, st, pol)
 		}()
 	}
+}
+
+// features are what the connector's Hello lists.
+func (c *Connector) features() []string {
+	f := []string{wire.FeaturePolicy, wire.FeatureDialAck}
+	if c.tc.KeepAlive > 0 && c.tc.KeepAlive <= time.Second {
+		f = append(f, wire.FeatureKeepAlive)
+	}
+	return f
 }
 
 // fatal reports whether a session error is a refusal that retrying will

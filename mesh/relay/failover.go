@@ -20,6 +20,22 @@ import (
 // beyond it the relay stops reading the agent until a connector answers.
 const keptLimit = 64 << 10
 
+// suspectFor is how many AckTimeouts a connector that missed a DialAck
+// is passed over while others serve the binding. A dead one is gone by
+// then (its idle timeout); a live one that was slow gets opens again, and
+// is cleared by its next DialAck.
+const suspectFor = 10
+
+// suspected reports whether c should get opens only when no other
+// connector is left: it missed a DialAck lately, or dials to it have
+// waited for a quarter of the ack bound.
+func (c *connectorSession) suspected() bool {
+	if until := c.suspect.Load(); until != 0 && time.Now().UnixNano() < until {
+		return true
+	}
+	return c.acks && c.ackWatch.silent(c.r.limits.AckTimeout/4)
+}
+
 // upstream is the relay's end of an open's stream to a connector while
 // the open may still move to another one. Until release it keeps every
 // byte the agent sent (the splice writes them here), so that a move hands
@@ -219,7 +235,7 @@ func (r *Relay) connect(rt *route, a *agentSession, down *quicnet.Conn, dial *wi
 		if err != nil {
 			r.log.Warn("relay: cannot send a dial to connector", "connector", cs.name(), "err", err)
 			if cs.acks {
-				cs.suspect.Store(true)
+				cs.suspect.Store(time.Now().Add(suspectFor * r.limits.AckTimeout).UnixNano())
 			}
 			last = &wire.Result{Code: wire.CodeTimeout, Reason: "connector_timeout", Message: "the connector did not take the stream in time"}
 			continue
@@ -238,12 +254,14 @@ func (r *Relay) connect(rt *route, a *agentSession, down *quicnet.Conn, dial *wi
 		}
 		if cs.acks {
 			st.SetReadDeadline(time.Now().Add(wait))
+			cs.ackWatch.sent()
 			err := wire.ReadExpected(st, r.limits.MaxFrameSize, new(wire.DialAck))
+			cs.ackWatch.done(err == nil)
 			if err != nil {
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					// Alive connectors answer within a round trip: stop
 					// sending it opens while another one answers.
-					cs.suspect.Store(true)
+					cs.suspect.Store(time.Now().Add(suspectFor * r.limits.AckTimeout).UnixNano())
 					r.log.Warn("relay: connector did not acknowledge a dial; trying the next", "connector", cs.name(), "binding", dial.Binding, "within", r.limits.AckTimeout)
 					last = &wire.Result{Code: wire.CodeTimeout, Reason: "connector_timeout", Message: fmt.Sprintf("the connector did not acknowledge the dial within %s", r.limits.AckTimeout)}
 				} else {
@@ -251,7 +269,7 @@ func (r *Relay) connect(rt *route, a *agentSession, down *quicnet.Conn, dial *wi
 				}
 				continue
 			}
-			cs.suspect.Store(false)
+			cs.suspect.Store(0)
 		}
 		st.SetReadDeadline(deadline)
 		res := new(wire.Result)

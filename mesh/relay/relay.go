@@ -117,6 +117,13 @@ type Limits struct {
 	// stream windows of a connector connection's credit, and other
 	// agents' opens and streams go on. Default 4.
 	StalledStreamsPerAgent int
+	// ConnectorSilence ends the session of a connector that promised
+	// keep-alives (wire.FeatureKeepAlive: a packet at least once a
+	// second) when nothing has come from it for this long: the relay
+	// stops routing to it and fails the streams it carried (the agents
+	// read an error, not an end). Connectors that did not promise are
+	// held for QUIC's idle timeout. Default 2s.
+	ConnectorSilence time.Duration
 }
 
 func (l *Limits) fill() {
@@ -143,6 +150,9 @@ func (l *Limits) fill() {
 	}
 	if l.StalledStreamsPerAgent <= 0 {
 		l.StalledStreamsPerAgent = 4
+	}
+	if l.ConnectorSilence <= 0 {
+		l.ConnectorSilence = 2 * time.Second
 	}
 }
 
@@ -245,7 +255,7 @@ func Listen(cfg Config) (*Relay, error) {
 	r.wg.Add(3)
 	go r.acceptLoop()
 	go r.watchPolicy()
-	go r.watchStalls()
+	go r.watch()
 	r.log.Info("relay: listening", "addr", ln.Addr().String(), "pin", transport.Pin(cfg.Certificate))
 	return r, nil
 }
@@ -438,6 +448,7 @@ func (r *Relay) serveConn(conn *quic.Conn) {
 		init(&c.session)
 		c.wantsPolicy = slices.Contains(hello.GetFeatures(), wire.FeaturePolicy)
 		c.acks = slices.Contains(hello.GetFeatures(), wire.FeatureDialAck)
+		c.keepsAlive = slices.Contains(hello.GetFeatures(), wire.FeatureKeepAlive)
 		r.serveConnector(c, hello.GetServices())
 	}
 }

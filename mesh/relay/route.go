@@ -59,7 +59,7 @@ func (rt *route) pick(tried []*connectorSession) *connectorSession {
 		if slices.Contains(tried, c) || !c.alive() {
 			continue
 		}
-		if !c.suspect.Load() {
+		if !c.suspected() {
 			return c
 		}
 		if suspect == nil {

@@ -1,11 +1,52 @@
 package relay
 
 import (
+	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/postern/postern/internal/quicnet"
+	"github.com/postern/postern/internal/wire"
 )
+
+// ackWatch counts a connector's dials awaiting a DialAck, so that the
+// relay stops choosing a connector that has stopped answering before the
+// first of those dials times out: with opens arriving every few
+// milliseconds, waiting for AckTimeout to pass over a dead connector
+// would send it an AckTimeout's worth of opens, each to move a second
+// later.
+type ackWatch struct {
+	mu      sync.Mutex
+	pending int
+	quiet   time.Time // since when no DialAck came while some were pending
+}
+
+func (w *ackWatch) sent() {
+	w.mu.Lock()
+	if w.pending == 0 {
+		w.quiet = time.Now()
+	}
+	w.pending++
+	w.mu.Unlock()
+}
+
+// done ends a wait: acked says whether the DialAck came.
+func (w *ackWatch) done(acked bool) {
+	w.mu.Lock()
+	w.pending--
+	if acked {
+		w.quiet = time.Now()
+	}
+	w.mu.Unlock()
+}
+
+// silent reports whether dials have waited for d with no DialAck.
+func (w *ackWatch) silent(d time.Duration) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pending > 0 && time.Since(w.quiet) > d
+}
 
 // Isolation between agents.
 //
@@ -83,27 +124,64 @@ func (a *agentSession) untrack(l *liveStream) {
 	a.liveMu.Unlock()
 }
 
-// watchStalls resets the streams that hold credit for longer, or in
-// greater number, than an agent may.
-func (r *Relay) watchStalls() {
+// watchInterval is how often the relay looks for stalled streams and
+// silent connectors.
+const watchInterval = 250 * time.Millisecond
+
+// watch resets the streams that hold credit for longer, or in greater
+// number, than an agent may, and ends the sessions of connectors that
+// promised keep-alives and went silent.
+func (r *Relay) watch() {
 	defer r.wg.Done()
-	t := time.NewTicker(stallGrace / 4)
+	t := time.NewTicker(watchInterval)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case now := <-t.C:
+			// A tick this late means this process did not run for a
+			// while: what it did not hear meanwhile may be waiting in
+			// its socket, so silence is not judged on this tick.
+			late := now.Sub(last) > 3*watchInterval
+			last = now
 			r.mu.RLock()
 			agents := make([]*agentSession, 0, len(r.agents))
 			for a := range r.agents {
 				agents = append(agents, a)
 			}
+			conns := make([]*connectorSession, 0, len(r.connectors))
+			for c := range r.connectors {
+				conns = append(conns, c)
+			}
 			r.mu.RUnlock()
 			for _, a := range agents {
 				r.checkStalls(a, now)
 			}
+			for _, c := range conns {
+				r.checkSilence(c, now, late)
+			}
 		case <-r.ctx.Done():
 			return
 		}
+	}
+}
+
+// checkSilence ends c's session when it promised keep-alives and nothing
+// came from it for ConnectorSilence.
+func (r *Relay) checkSilence(c *connectorSession, now time.Time, late bool) {
+	if !c.keepsAlive {
+		return
+	}
+	n := c.conn.ConnectionStats().PacketsReceived
+	if n != c.heardN || c.heardAt.IsZero() || late {
+		c.heardN, c.heardAt = n, now
+		return
+	}
+	if silent := now.Sub(c.heardAt); silent >= r.limits.ConnectorSilence {
+		r.log.Warn("relay: connector went silent; ending its session", "connector", c.name(), "session", c.id, "silent_for", silent.Round(time.Millisecond))
+		reason := "connector_silent"
+		c.endReason.CompareAndSwap(nil, &reason)
+		closeConn(c.conn, wire.CodeTimeout, reason, fmt.Sprintf("nothing from the connector for %s", silent.Round(time.Millisecond)))
 	}
 }
 
