@@ -29,6 +29,11 @@ import (
 // advertises svc with features and hands every stream the relay opens to
 // serve (nil: it takes none, a connector that hangs).
 func rawConnector(t *testing.T, m *meshtest.Mesh, name string, features []string, svc connector.Service, serve func(*quic.Stream)) *session.Session {
+	return rawConnectorWith(t, m, nil, name, features, svc, serve)
+}
+
+// rawConnectorWith is rawConnector with QUIC tuned by tc.
+func rawConnectorWith(t *testing.T, m *meshtest.Mesh, tc *transport.Config, name string, features []string, svc connector.Service, serve func(*quic.Stream)) *session.Session {
 	t.Helper()
 	tlsConf, err := transport.Trust{Pin: m.Pin}.ClientTLS("127.0.0.1")
 	if err != nil {
@@ -38,7 +43,7 @@ func rawConnector(t *testing.T, m *meshtest.Mesh, name string, features []string
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := session.Dial(ctx, session.Config{
-		Addr: m.Addr(), TLS: tlsConf, Role: wire.RoleConnector, Client: "raw-connector",
+		Addr: m.Addr(), TLS: tlsConf, Transport: tc, Role: wire.RoleConnector, Client: "raw-connector",
 		Services: []*wire.Binding{{Name: svc.Name, Kind: "tcp", Environment: svc.Environment}},
 		Token:    func(context.Context) (string, error) { return tok, nil },
 		Features: features,
@@ -256,5 +261,40 @@ func TestIsolationStalledAgents(t *testing.T) {
 	}
 	if n := len(m.Audit.Events(relay.EventStreamClose)); n < 20 {
 		t.Errorf("%d stream.close events, want the 20 round trips and the downloads", n)
+	}
+}
+
+// TestConnectorSilence: a connector that promised keep-alives
+// (wire.FeatureKeepAlive) and sends nothing is dropped after the relay's
+// silence bound, and its binding leaves the routes; one that promised
+// nothing is held (QUIC's idle timeout decides).
+func TestConnectorSilence(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{Limits: relay.Limits{ConnectorSilence: 500 * time.Millisecond}})
+	quiet := &transport.Config{KeepAlive: -1}
+	promised := rawConnectorWith(t, m, quiet, "promised-connector", []string{wire.FeatureDialAck, wire.FeatureKeepAlive},
+		connector.Service{Name: "staging-a", Environment: "staging"}, nil)
+	rawConnectorWith(t, m, quiet, "silent-connector", []string{wire.FeatureDialAck},
+		connector.Service{Name: "staging-b", Environment: "staging"}, nil)
+	select {
+	case <-promised.Conn.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a connector that promised keep-alives and sent none was still connected after 10s")
+	}
+	if err := context.Cause(promised.Conn.Context()); !strings.Contains(err.Error(), "connector_silent") {
+		t.Errorf("closed with %v, want connector_silent", err)
+	}
+	meshtest.WaitFor(t, "staging-a without connectors", func() bool { return m.Relay().Stats().Bindings["staging-a"] == 0 })
+	time.Sleep(time.Second)
+	if n := m.Relay().Stats().Bindings["staging-b"]; n != 1 {
+		t.Errorf("the connector that promised nothing: %d connectors serve its binding, want 1", n)
+	}
+	var found bool
+	for _, ev := range m.Audit.Events(relay.EventSessionEnd) {
+		if ev["subject"] == "promised-connector" && ev["reason"] == "connector_silent" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no session.end event with reason connector_silent")
 	}
 }
