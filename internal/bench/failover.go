@@ -533,6 +533,11 @@ func (f *failoverReport) print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| %d | %d | %d | %d | %d | %.0f ms | %.0f ms | %d | %s | %d / %d |\n", i+1, r.Opens, r.InFlight, r.Failed, r.FailedLate, r.FirstSuccessMs, r.SlowestAfterMs, r.MovedOpens, errs, r.StreamCleanEnd, r.StreamHung)
 	}
+	for i, r := range f.Rounds {
+		if r.Failed > 0 {
+			fmt.Fprintf(w, "\nRound %d: the failed opens had started %.0f to %.0f ms from the kill; the first said: %s\n", i+1, r.FirstFailureMs, r.LastFailureMs, r.FirstError)
+		}
+	}
 	if iso := f.Isolation; iso != nil && iso.Unloaded != nil && iso.Loaded != nil {
 		fmt.Fprintf(w, "\nIsolation: one agent's 1 KiB round trips on a warm stream and its opens (open + first byte back), through one relay and one connector, alone (before and after, pooled) and while %d other agents each leave a %d MiB download through the same connector unread.\n\n", iso.Downloads, iso.DownloadBytes>>20)
 		fmt.Fprintf(w, "| | RTT p50 | RTT p99 | open p50 | open p99 | opens failed |\n|---|---:|---:|---:|---:|---:|\n")

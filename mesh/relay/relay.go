@@ -245,7 +245,7 @@ func Listen(cfg Config) (*Relay, error) {
 		// QUIC stream credit.
 		tc.MaxIncomingStreams = int64(limits.StreamsPerAgent) + 64
 	}
-	tc = relayTransport(tc)
+	tc = WindowedTransport(tc)
 	ln, err := quicnet.Listen(cfg.Addr, &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}, &tc)
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
@@ -260,12 +260,12 @@ func Listen(cfg Config) (*Relay, error) {
 	return r, nil
 }
 
-// relayTransport fills the receive windows of tc that are zero with the
+// WindowedTransport fills the receive windows of tc that are zero with the
 // relay's: per-stream windows well below the connection's, so that the
 // bytes one stream's reader leaves unread hold a small share of a
 // connection that many agents' streams share, and a connection window at
 // its largest from the start, so that the share is of the whole.
-func relayTransport(tc transport.Config) transport.Config {
+func WindowedTransport(tc transport.Config) transport.Config {
 	if tc.StreamWindow == 0 {
 		tc.StreamWindow = 512 << 10
 	}

@@ -59,7 +59,7 @@ func (w *ackWatch) silent(d time.Duration) bool {
 // from doing that to the others:
 //
 //   - Windows: a stream's receive window grows to at most 2 MiB, and the
-//     connection's is 64 MiB from the start (relayTransport, and
+//     connection's is 64 MiB from the start (WindowedTransport, and
 //     connector.RelaySessionTransport on the other end), so that one
 //     stream holds a small share of it.
 //   - A share per agent: a stream is stalled when a write to its agent,
