@@ -21,19 +21,17 @@ import (
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/mesh/relay"
 	"github.com/postern/postern/transport"
-
-	"github.com/quic-go/quic-go"
 )
 
 // rawConnector is a connector session made by hand over real QUIC: it
 // advertises svc with features and hands every stream the relay opens to
 // serve (nil: it takes none, a connector that hangs).
-func rawConnector(t *testing.T, m *meshtest.Mesh, name string, features []string, svc connector.Service, serve func(*quic.Stream)) *session.Session {
+func rawConnector(t *testing.T, m *meshtest.Mesh, name string, features []string, svc connector.Service, serve func(quicnet.Stream)) *session.Session {
 	return rawConnectorWith(t, m, nil, name, features, svc, serve)
 }
 
 // rawConnectorWith is rawConnector with QUIC tuned by tc.
-func rawConnectorWith(t *testing.T, m *meshtest.Mesh, tc *transport.Config, name string, features []string, svc connector.Service, serve func(*quic.Stream)) *session.Session {
+func rawConnectorWith(t *testing.T, m *meshtest.Mesh, tc *transport.Config, name string, features []string, svc connector.Service, serve func(quicnet.Stream)) *session.Session {
 	t.Helper()
 	tlsConf, err := transport.Trust{Pin: m.Pin}.ClientTLS("127.0.0.1")
 	if err != nil {
@@ -157,7 +155,7 @@ func TestFailoverOldConnector(t *testing.T) {
 	m := meshtest.New(t, meshtest.Options{Limits: relay.Limits{AckTimeout: 100 * time.Millisecond}})
 	svc := connector.Service{Name: "staging-echo", Environment: "staging"}
 	acked := make(chan bool, 16)
-	rawConnector(t, m, "old-connector", nil, svc, func(st *quic.Stream) {
+	rawConnector(t, m, "old-connector", nil, svc, func(st quicnet.Stream) {
 		var d wire.Dial
 		if err := wire.ReadExpected(st, 1<<20, &d); err != nil {
 			st.CancelRead(quicnet.StreamAborted)

@@ -169,10 +169,11 @@ func (r *Relay) watch() {
 // checkSilence ends c's session when it promised keep-alives and nothing
 // came from it for ConnectorSilence.
 func (r *Relay) checkSilence(c *connectorSession, now time.Time, late bool) {
-	if !c.keepsAlive {
+	rc, ok := c.conn.(quicnet.Received)
+	if !c.keepsAlive || !ok {
 		return
 	}
-	n := c.conn.ConnectionStats().PacketsReceived
+	n := rc.Received()
 	if n != c.heardN || c.heardAt.IsZero() || late {
 		c.heardN, c.heardAt = n, now
 		return
