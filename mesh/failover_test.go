@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,6 +100,35 @@ func TestFailoverHungConnector(t *testing.T) {
 	c := m.Client(m.AgentToken("coding-agent", "coding-agents"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+
+	// The first open goes to the hung connector (registered first): 200
+	// KiB sent with it, more than the relay keeps before an answer, and
+	// the agent's FIN, all reach the upstream through the live one.
+	conn, err := c.DialEarly(ctx, "tcp", "staging-echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := bytes.Repeat([]byte("0123456789abcdef"), 200<<10/16)
+	werr := make(chan error, 1)
+	go func() {
+		_, err := conn.Write(sent)
+		if err == nil {
+			err = conn.(*mesh.Conn).CloseWrite()
+		}
+		werr <- err
+	}()
+	got, err := io.ReadAll(conn)
+	conn.Close()
+	if err := <-werr; err != nil {
+		t.Fatalf("writing 200 KiB with the open: %v", err)
+	}
+	if err != nil || !bytes.Equal(got, sent) {
+		t.Fatalf("200 KiB and a FIN through a moved open: %d bytes back, %v", len(got), err)
+	}
+	if got := conn.(*mesh.Conn).Connector(); got != "live-connector" {
+		t.Errorf("the moved open was served by %q", got)
+	}
+
 	start := time.Now()
 	for i := range 10 {
 		line := fmt.Sprintf("line %d", i)
@@ -112,10 +142,17 @@ func TestFailoverHungConnector(t *testing.T) {
 	if d := time.Since(start); d > 10*200*time.Millisecond {
 		t.Errorf("10 opens took %s: the hung connector kept getting opens", d)
 	}
+	moved := 0
 	for _, ev := range m.Audit.Events(relay.EventOpenAllow) {
 		if ev["connector"] != "live-connector" {
 			t.Errorf("an open was allowed through %v", ev["connector"])
 		}
+		if ev["connectors_tried"] == float64(2) {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Error("no open.allow event says the open moved (connectors_tried 2): the hung connector was never tried")
 	}
 }
 
@@ -203,7 +240,6 @@ func TestIsolationStalledAgents(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	began := time.Now()
 	var stalled []net.Conn
 	for i := range 3 {
 		c := m.Client(m.AgentToken(fmt.Sprintf("stalled-%d", i), "coding-agents"))
@@ -237,14 +273,24 @@ func TestIsolationStalledAgents(t *testing.T) {
 	}
 
 	// The greedy agent kept its share (2) and lost the rest at once; the
-	// others lose theirs at the stall timeout. Reading, once that passed,
-	// shows it.
-	time.Sleep(time.Until(began.Add(4*time.Second + 2*time.Second)))
+	// others lose theirs at the stall timeout. A reset stream's next Read
+	// fails at once, whatever it holds unread; a byte at a time, the
+	// others stay stalled (no window update for so little).
 	resetFor := func(conn net.Conn) bool {
-		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-		_, err := io.Copy(io.Discard, conn)
-		code, ok := quicnet.StreamErrorCode(err)
-		return ok && code == quicnet.StreamStalled
+		deadline := time.Now().Add(30 * time.Second)
+		var b [1]byte
+		for time.Now().Before(deadline) {
+			_, err := conn.Read(b[:])
+			if err != nil {
+				code, ok := quicnet.StreamErrorCode(err)
+				if !ok || code != quicnet.StreamStalled {
+					t.Logf("read: %v", err)
+				}
+				return ok && code == quicnet.StreamStalled
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		return false
 	}
 	var wg sync.WaitGroup
 	results := make([]bool, len(mine)+len(stalled))

@@ -131,8 +131,10 @@ func (c *Conn) Close() error {
 func (c *Conn) Abort(code quic.StreamErrorCode) {
 	c.closed.Store(true)
 	c.wclosed.Store(true)
-	c.s.CancelRead(code)
+	// The send side first: the peer reads this code, and a splice that
+	// the read side's cancel wakes must not reset it with its own first.
 	c.s.CancelWrite(code)
+	c.s.CancelRead(code)
 }
 
 // AbortWrite resets the send direction alone with code; what the peer

@@ -198,10 +198,10 @@ func (u *upstream) release() {
 // agent runs from the first Dial on, so that a pipelined first request
 // travels with it.
 //
-// It returns the connector's Result, and the upstream and splice when a
-// Dial was sent; on a Result other than CODE_OK the caller refuses the
-// open and cuts them.
-func (r *Relay) connect(rt *route, a *agentSession, down *quicnet.Conn, dial *wire.Dial) (*upstream, *quicnet.Splicer, *connectorSession, *wire.Result) {
+// It returns the connector's Result, the upstream and splice when a Dial
+// was sent, and how many connectors it tried; on a Result other than
+// CODE_OK the caller refuses the open and cuts them.
+func (r *Relay) connect(rt *route, a *agentSession, down *quicnet.Conn, dial *wire.Dial) (*upstream, *quicnet.Splicer, *connectorSession, *wire.Result, int) {
 	deadline := time.Now().Add(r.limits.OpenTimeout)
 	var (
 		tried []*connectorSession
@@ -217,13 +217,13 @@ func (r *Relay) connect(rt *route, a *agentSession, down *quicnet.Conn, dial *wi
 		if cs == nil || !time.Now().Before(deadline) {
 			switch {
 			case upRes != nil:
-				return up, sp, upC, upRes
+				return up, sp, upC, upRes, len(tried)
 			case last != nil:
-				return up, sp, lastC, last
+				return up, sp, lastC, last, len(tried)
 			case len(tried) == 0:
-				return nil, nil, nil, &wire.Result{Code: wire.CodeNoConnector, Reason: "no_connector", Message: "no connector serving this binding is connected to the relay"}
+				return nil, nil, nil, &wire.Result{Code: wire.CodeNoConnector, Reason: "no_connector", Message: "no connector serving this binding is connected to the relay"}, len(tried)
 			}
-			return up, sp, nil, &wire.Result{Code: wire.CodeNoConnector, Reason: "connectors_failed", Message: fmt.Sprintf("%d connectors serve this binding but none took the stream", len(tried))}
+			return up, sp, nil, &wire.Result{Code: wire.CodeNoConnector, Reason: "connectors_failed", Message: fmt.Sprintf("%d connectors serve this binding but none took the stream", len(tried))}, len(tried)
 		}
 		tried = append(tried, cs)
 		lastC = cs
@@ -247,7 +247,7 @@ func (r *Relay) connect(rt *route, a *agentSession, down *quicnet.Conn, dial *wi
 			st.Abort(quicnet.StreamAborted)
 			if errors.Is(err, net.ErrClosed) {
 				// The agent gave up: no connector will help.
-				return up, sp, cs, &wire.Result{Code: wire.CodeUpstream, Reason: "connector_failed", Message: "the open was abandoned while it moved to another connector"}
+				return up, sp, cs, &wire.Result{Code: wire.CodeUpstream, Reason: "connector_failed", Message: "the open was abandoned while it moved to another connector"}, len(tried)
 			}
 			last = &wire.Result{Code: wire.CodeTimeout, Reason: "connector_timeout", Message: "the connector did not take the stream in time"}
 			continue
@@ -283,9 +283,9 @@ func (r *Relay) connect(rt *route, a *agentSession, down *quicnet.Conn, dial *wi
 			upRes, upC = res, cs
 			continue
 		case err == nil:
-			return up, sp, cs, res
+			return up, sp, cs, res, len(tried)
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return up, sp, cs, &wire.Result{Code: wire.CodeTimeout, Reason: "connector_timeout", Message: fmt.Sprintf("the connector did not answer within %s", r.limits.OpenTimeout)}
+			return up, sp, cs, &wire.Result{Code: wire.CodeTimeout, Reason: "connector_timeout", Message: fmt.Sprintf("the connector did not answer within %s", r.limits.OpenTimeout)}, len(tried)
 		}
 		// The stream or the connector's connection failed before the
 		// Result: nothing reached the upstream, so the next one may try.
