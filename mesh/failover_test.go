@@ -342,3 +342,31 @@ func TestConnectorSilence(t *testing.T) {
 		t.Error("no session.end event with reason connector_silent")
 	}
 }
+
+// TestFailoverSlowOnlyConnector: the ack bound moves opens between
+// connectors; it does not fail them. A connector that acknowledges after
+// three times the bound, with no other serving the binding, still gets
+// the open, its early bytes and all.
+func TestFailoverSlowOnlyConnector(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{Limits: relay.Limits{AckTimeout: 100 * time.Millisecond}})
+	svc := connector.Service{Name: "staging-echo", Environment: "staging"}
+	rawConnector(t, m, "slow-connector", []string{wire.FeatureDialAck}, svc, func(st quicnet.Stream) {
+		var d wire.Dial
+		if err := wire.ReadExpected(st, 1<<20, &d); err != nil || !d.Ack {
+			st.CancelRead(quicnet.StreamAborted)
+			st.CancelWrite(quicnet.StreamAborted)
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+		wire.WriteFrame(st, &wire.DialAck{})
+		wire.WriteFrame(st, &wire.Result{Code: wire.CodeOK})
+		io.Copy(st, st)
+		st.Close()
+	})
+	c := m.Client(m.AgentToken("coding-agent", "coding-agents"))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if got, err := roundTrip(ctx, c, "staging-echo", "slow"); err != nil || got != "slow" {
+		t.Fatalf("through the only connector, slow to acknowledge: %q, %v", got, err)
+	}
+}

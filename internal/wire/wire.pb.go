@@ -84,7 +84,8 @@
 //     gets no DialAck within its ack bound (relay.Limits.AckTimeout,
 //     default 1 s) resets the stream with STREAM_ERROR_ABORTED and sends
 //     the Dial, and the agent's bytes it kept, to the next connector
-//     serving the binding. Until a Result of CODE_OK it keeps every byte
+//     serving the binding; with no other connector, it waits on for the
+//     open timeout. Until a Result of CODE_OK it keeps every byte
 //     the agent sent, so it may also try the next connector after a
 //     Result of CODE_UPSTREAM: no byte reached the upstream.
 //  7. A client that lists "keepalive" in Hello.features sends a QUIC

@@ -1,9 +1,12 @@
 package relay
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -227,8 +230,12 @@ func (r *Relay) connect(rt *route, a *agentSession, down *quicnet.Conn, dial *wi
 		}
 		tried = append(tried, cs)
 		lastC = cs
+		// The ack bound holds while another connector could take the
+		// open; the last one left gets the open's whole time, since a
+		// slow connector is better than none.
 		wait := time.Until(deadline)
-		if cs.acks {
+		others := func() bool { return rt.hasOther(append(tried[:len(tried):len(tried)], cs)) }
+		if cs.acks && others() {
 			wait = min(wait, r.limits.AckTimeout)
 		}
 		st, err := r.sendDial(cs, dial, wait)
@@ -253,9 +260,8 @@ func (r *Relay) connect(rt *route, a *agentSession, down *quicnet.Conn, dial *wi
 			continue
 		}
 		if cs.acks {
-			st.SetReadDeadline(time.Now().Add(wait))
 			cs.ackWatch.sent()
-			err := wire.ReadExpected(st, r.limits.MaxFrameSize, new(wire.DialAck))
+			err := readAck(st, r.limits.MaxFrameSize, time.Now().Add(wait), deadline, others)
 			cs.ackWatch.done(err == nil)
 			if err != nil {
 				if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -291,6 +297,50 @@ func (r *Relay) connect(rt *route, a *agentSession, down *quicnet.Conn, dial *wi
 		// Result: nothing reached the upstream, so the next one may try.
 		last = &wire.Result{Code: wire.CodeUpstream, Reason: "connector_failed", Message: "the connector did not answer the dial"}
 	}
+}
+
+// readAck reads a DialAck from st by first. When none has come by then
+// and others says no other connector could take the open, it waits on
+// until last: the frame is read by hand, so that a part of it that came
+// before the first deadline is kept.
+func readAck(st *quicnet.Conn, max int, first, last time.Time, others func() bool) error {
+	var hdr [wire.FrameHeaderLen]byte
+	st.SetReadDeadline(first)
+	defer st.SetReadDeadline(time.Time{})
+	extended := false
+	for n := 0; n < len(hdr); {
+		k, err := st.Read(hdr[n:])
+		n += k
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && !extended && last.After(first) && !others() {
+			extended = true
+			st.SetReadDeadline(last)
+			continue
+		}
+		if errors.Is(err, io.EOF) && n > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	if !extended {
+		st.SetReadDeadline(last)
+	}
+	// The rest of the frame; a DialAck of this version has no payload,
+	// a later one may.
+	frame := append(hdr[:], make([]byte, 0, 16)...)
+	if n := binary.BigEndian.Uint32(hdr[1:]); n > 0 {
+		if uint64(n) > uint64(max) {
+			return fmt.Errorf("%w: %d bytes, limit %d", wire.ErrFrameTooLarge, n, max)
+		}
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(st, payload); err != nil {
+			return err
+		}
+		frame = append(frame, payload...)
+	}
+	return wire.ReadExpected(bytes.NewReader(frame), max, new(wire.DialAck))
 }
 
 // sendDial opens a stream to cs and writes the Dial, within wait.

@@ -98,8 +98,10 @@ type Limits struct {
 	// acknowledge a dial (wire.DialAck, which it sends as soon as it has
 	// read the Dial, before it dials the upstream) before it sends the
 	// open to the next connector serving the binding, with every byte the
-	// agent sent with it. A connector that missed it gets no new opens
-	// while another one answers, until it acknowledges one again.
+	// agent sent with it. With no other connector left, it waits on, up to
+	// OpenTimeout: a slow connector is better than none. A connector that
+	// missed it gets no new opens while another one answers, for ten
+	// times this or until it acknowledges one again.
 	// Connectors that do not know the acknowledgement (an older version)
 	// are waited for OpenTimeout, as before. Default 1s.
 	AckTimeout time.Duration

@@ -74,6 +74,16 @@ func (rt *route) pick(tried []*connectorSession) *connectorSession {
 	return suspect
 }
 
+// hasOther reports whether a live connector outside tried serves rt.
+func (rt *route) hasOther(tried []*connectorSession) bool {
+	for _, c := range *rt.conns.Load() {
+		if !slices.Contains(tried, c) && c.alive() {
+			return true
+		}
+	}
+	return false
+}
+
 func (rt *route) add(c *connectorSession) {
 	conns := append(slices.Clone(*rt.conns.Load()), c)
 	rt.conns.Store(&conns)
