@@ -204,7 +204,7 @@ func (u *upstream) release() {
 // It returns the connector's Result, the upstream and splice when a Dial
 // was sent, and how many connectors it tried; on a Result other than
 // CODE_OK the caller refuses the open and cuts them.
-func (r *Relay) connect(rt *route, a *agentSession, down *quicnet.Conn, dial *wire.Dial) (*upstream, *quicnet.Splicer, *connectorSession, *wire.Result, int) {
+func (r *Relay) connect(rt *route, down *quicnet.Conn, dial *wire.Dial) (*upstream, *quicnet.Splicer, *connectorSession, *wire.Result, int) {
 	deadline := time.Now().Add(r.limits.OpenTimeout)
 	var (
 		tried []*connectorSession

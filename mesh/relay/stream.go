@@ -118,7 +118,7 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 	// with the Open (a pipelined first request) reaches the connector
 	// while it dials the upstream, and stays with the relay until a
 	// connector took the open, in case it moves to another one.
-	up, sp, cs, cres, tries := r.connect(rt, a, down, dial)
+	up, sp, cs, cres, tries := r.connect(rt, down, dial)
 	if tries > 1 {
 		attrs = append(attrs, slog.Int("connectors_tried", tries))
 	}
