@@ -370,3 +370,35 @@ func TestFailoverSlowOnlyConnector(t *testing.T) {
 		t.Fatalf("through the only connector, slow to acknowledge: %q, %v", got, err)
 	}
 }
+
+// TestIsolationStalledUpload: an upload to an upstream that stops reading
+// holds the connector's receive credit; the relay resets it after the
+// stall timeout, and the agent's next write says why.
+func TestIsolationStalledUpload(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{Limits: relay.Limits{StallTimeout: 2 * time.Second}})
+	hold := make(chan struct{})
+	sink := connector.Service{Name: "staging-sink", Environment: "staging",
+		Upstream: meshtest.Server(t, func(c net.Conn) { <-hold })} // accepts, never reads
+	t.Cleanup(func() { close(hold) }) // before the server's cleanup waits for its handlers
+	m.Connector("office", sink)
+	c := m.Client(m.AgentToken("coding-agent", "coding-agents"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := c.Dial(ctx, "tcp", "staging-sink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 64<<10)
+	start := time.Now()
+	for {
+		if _, err = conn.Write(buf); err != nil {
+			break
+		}
+	}
+	code, ok := quicnet.StreamErrorCode(err)
+	if !ok || code != quicnet.StreamStalled {
+		t.Fatalf("the stalled upload ended after %s with %v, want STREAM_ERROR_STALLED", time.Since(start).Round(time.Millisecond), err)
+	}
+}

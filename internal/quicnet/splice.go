@@ -1,6 +1,7 @@
 package quicnet
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -49,6 +50,8 @@ type Splicer struct {
 	mu        sync.Mutex
 	err       error
 	finishing bool
+
+	unwatch func() bool // stops watching a's stream for a reset
 }
 
 // StartSplice starts copying a to b in the background. Until Finish is
@@ -56,7 +59,19 @@ type Splicer struct {
 // a alone: the caller can still read b's answer (why its peer refused)
 // and answer on a.
 func StartSplice(a, b HalfConn) *Splicer {
-	s := &Splicer{a: a, b: b, done: make(chan struct{})}
+	s := &Splicer{a: a, b: b, done: make(chan struct{}), unwatch: func() bool { return false }}
+	if ctx, ok := sendContext(a); ok {
+		// A reset of a's stream (the peer's STOP_SENDING, its connection
+		// gone) must end the splice even when neither copy touches a: one
+		// blocked writing to b (a TCP upstream that stopped reading), the
+		// other reading b (an upstream with nothing to say) would wait
+		// forever, and hold b open.
+		s.unwatch = context.AfterFunc(ctx, func() {
+			if err := context.Cause(ctx); !errors.Is(err, quic.ErrStreamClosed) {
+				s.fail(err)
+			}
+		})
+	}
 	go func() {
 		defer close(s.done)
 		n, err := CopyHalf(b, a)
@@ -100,6 +115,7 @@ func (s *Splicer) Finish() (aToB, bToA int64, err error) {
 		bToA = n
 	}
 	<-s.done
+	s.unwatch()
 	s.a.Close()
 	s.b.Close()
 	s.mu.Lock()
@@ -110,7 +126,25 @@ func (s *Splicer) Finish() (aToB, bToA int64, err error) {
 
 // Wait waits for the a-to-b copy to end, without starting b to a. The
 // caller ends that copy first, by closing a's read side or aborting b.
-func (s *Splicer) Wait() { <-s.done }
+func (s *Splicer) Wait() {
+	<-s.done
+	s.unwatch()
+}
+
+// sendContext returns the context of c's QUIC send side, which ends
+// when it is finished (quic.ErrStreamClosed), reset, stopped by the peer
+// or its connection goes.
+func sendContext(c HalfConn) (context.Context, bool) {
+	qc, ok := c.(*Conn)
+	if !ok {
+		return nil, false
+	}
+	sc, ok := qc.s.(interface{ Context() context.Context })
+	if !ok {
+		return nil, false
+	}
+	return sc.Context(), true
+}
 
 // CopyHalf copies src to dst and, at a clean EOF, half-closes dst. It is
 // one direction of Splice, for callers that start the two directions at
