@@ -37,6 +37,7 @@ type Conn struct {
 	wmu     sync.Mutex // held by Write, CloseWrite and the FIN in Close
 	closed  atomic.Bool
 	wclosed atomic.Bool
+	aborted atomic.Bool // the first Abort's code is the one the peer reads
 	// writing is when the Write in flight began, in Unix nanoseconds; 0
 	// when none is. A Write returns once the peer's flow control took its
 	// bytes, so a Write that has lasted long is a reader that stopped.
@@ -129,10 +130,15 @@ func (c *Conn) Close() error {
 // Abort resets both directions with code: the peer sees an error rather
 // than a clean end.
 func (c *Conn) Abort(code quic.StreamErrorCode) {
+	if c.aborted.Swap(true) {
+		return
+	}
 	c.closed.Store(true)
 	c.wclosed.Store(true)
 	// The send side first: the peer reads this code, and a splice that
 	// the read side's cancel wakes must not reset it with its own first.
+	// Later Aborts (the splice's, with STREAM_ERROR_ABORTED) change
+	// nothing.
 	c.s.CancelWrite(code)
 	c.s.CancelRead(code)
 }

@@ -102,12 +102,11 @@ func (l *liveStream) stalledSince() (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// reset cuts both legs with STREAM_ERROR_STALLED. Both send sides go
-// first: each cancel wakes the splice, which aborts what is left with
-// STREAM_ERROR_ABORTED, and each end must read why.
+// reset cuts both legs with STREAM_ERROR_STALLED, the agent's first: a
+// cancel wakes the splice, which aborts what is left with
+// STREAM_ERROR_ABORTED, and the agent must read why (the first Abort of
+// a Conn decides its code).
 func (l *liveStream) reset() {
-	l.down.AbortWrite(quicnet.StreamStalled)
-	l.up.AbortWrite(quicnet.StreamStalled)
 	l.down.Abort(quicnet.StreamStalled)
 	l.up.Abort(quicnet.StreamStalled)
 }

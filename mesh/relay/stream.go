@@ -113,6 +113,7 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 		Action:   action,
 		Details:  open.Details,
 		Source:   a.remote,
+		Early:    open.Early,
 	}
 	// The splice from the agent starts with the first Dial: what it sent
 	// with the Open (a pipelined first request) reaches the connector
