@@ -84,6 +84,10 @@ type LimitsFile struct {
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 	MaxTokenSize     int           `yaml:"max_token_size"`
 	OpenTimeout      time.Duration `yaml:"open_timeout"`
+	AckTimeout       time.Duration `yaml:"ack_timeout"`
+	StallTimeout     time.Duration `yaml:"stall_timeout"`
+	StalledStreams   int           `yaml:"stalled_streams_per_agent"`
+	ConnectorSilence time.Duration `yaml:"connector_silence"`
 }
 
 // BindingFile declares a binding ahead of any connector.
@@ -227,7 +231,8 @@ func LoadRelay(path string) (*Relay, error) {
 	for _, c := range []struct {
 		field string
 		v     int
-	}{{"limits.streams_per_agent", l.StreamsPerAgent}, {"limits.max_frame_size", l.MaxFrameSize}, {"limits.max_token_size", l.MaxTokenSize}} {
+	}{{"limits.streams_per_agent", l.StreamsPerAgent}, {"limits.max_frame_size", l.MaxFrameSize}, {"limits.max_token_size", l.MaxTokenSize},
+		{"limits.stalled_streams_per_agent", l.StalledStreams}} {
 		if c.v < 0 {
 			d.errorf(c.field, "must not be negative")
 		}
@@ -238,6 +243,11 @@ func LoadRelay(path string) (*Relay, error) {
 		HandshakeTimeout: l.HandshakeTimeout,
 		MaxTokenSize:     l.MaxTokenSize,
 		OpenTimeout:      l.OpenTimeout,
+		AckTimeout:       l.AckTimeout,
+		StallTimeout:     l.StallTimeout,
+
+		StalledStreamsPerAgent: l.StalledStreams,
+		ConnectorSilence:       l.ConnectorSilence,
 	}
 	r.Verifier.MaxTokenSize = l.MaxTokenSize
 

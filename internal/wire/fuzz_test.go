@@ -93,3 +93,4 @@ func FuzzDecodeDial(f *testing.F)      { fuzzDecode(f, FrameDial) }
 func FuzzDecodeResult(f *testing.F)    { fuzzDecode(f, FrameResult) }
 func FuzzDecodePolicy(f *testing.F)    { fuzzDecode(f, FramePolicy) }
 func FuzzDecodeRevoke(f *testing.F)    { fuzzDecode(f, FrameRevoke) }
+func FuzzDecodeDialAck(f *testing.F)   { fuzzDecode(f, FrameDialAck) }

@@ -34,6 +34,29 @@
 // bearer agent token, is refused with CODE_KEY_NOT_PROVEN; a refresh is
 // checked alike and may not change the session's binding.
 //
+// # Failover and isolation
+//
+// A connector acknowledges each dial as soon as it has read it, before it
+// dials the upstream. An open whose connector has not acknowledged within
+// [Limits.AckTimeout] (1 s) moves to the next connector serving the
+// binding, with every byte the agent sent with it, and so does an open
+// whose connector could not reach the upstream (none of the agent's bytes
+// reached any upstream then). The relay stops choosing a connector that
+// missed an acknowledgement, or whose dials have waited a quarter of the
+// bound, while another one serves the binding. It ends the session of a
+// connector that promised keep-alives and has sent nothing for
+// [Limits.ConnectorSilence] (2 s), and the streams through it end in an
+// error for their agents.
+//
+// All agents' streams to a connector share one QUIC connection. A stream's
+// receive window is at most 2 MiB of the connection's 64 MiB; at most
+// [Limits.StalledStreamsPerAgent] (4) of one agent's streams may be
+// stalled (a write to the agent or the connector waiting a second or
+// more), the others are reset at once; and a stream stalled for
+// [Limits.StallTimeout] (60 s) is reset: an agent that stops reading, or
+// dies without closing, cannot hold the credit other agents' opens and
+// streams need.
+//
 // The messages (Hello, Welcome, Reject, Open and the rest) and their
 // fields are defined in one protobuf schema, internal/wire/wire.proto,
 // whose comments are the protocol's documentation.
