@@ -33,10 +33,10 @@
 //                                           <- Goaway{code, message} (session ends, e.g. token expired)
 //
 //   agent: a new stream per use of a binding
-//     Open{binding, action, details} [raw bytes may follow at once] ->
+//     Open{binding, action, details, trace} [raw bytes may follow at once] ->
 //                                         relay authorizes, picks a connector,
 //                                         opens a stream to it:
-//                                           Dial{binding, session, identity} [agent's early bytes] -> connector
+//                                           Dial{binding, session, identity, trace} [agent's early bytes] -> connector
 //                                           <- Result{code} from connector (after dialing upstream)
 //                                           <- Result{code, policies} to the agent
 //     raw bytes both ways until either side closes (half-close is carried).
@@ -141,6 +141,11 @@
 //      relay that does not know the field ignores it and sends no
 //      Policy; a connector that asked and got none holds no policy set
 //      and refuses every statement and request).
+//   1 + trace context: Open.trace (field 4), Dial.trace (field 7) and the
+//      TraceContext message, a W3C trace context from the agent through
+//      the relay to the connector. Added without a version bump: both are
+//      optional fields that version 1 peers ignore (proto3 skips unknown
+//      fields), and a peer that receives none traces nothing.
 //
 // How a later version changes the protocol:
 //
@@ -1121,7 +1126,10 @@ type Open struct {
 	// this field.
 	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
 	// Request details handed to policy as context. At most 64.
-	Details       []*Detail `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
+	Details []*Detail `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
+	// The W3C trace context of the agent's open (see TraceContext); unset
+	// when the agent's context carries no span.
+	Trace         *TraceContext `protobuf:"bytes,4,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1177,6 +1185,13 @@ func (x *Open) GetDetails() []*Detail {
 	return nil
 }
 
+func (x *Open) GetTrace() *TraceContext {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 // Dial starts a binding stream: FRAME_TYPE_DIAL, relay to connector, after
 // the relay allowed an Open.
 type Dial struct {
@@ -1193,7 +1208,11 @@ type Dial struct {
 	Details []*Detail `protobuf:"bytes,5,rep,name=details,proto3" json:"details,omitempty"`
 	// The agent's address as the relay saw it, "ip:port". At most 256
 	// bytes.
-	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	// The W3C trace context of the relay's routing of the open, a child of
+	// the Open's (see TraceContext); unset when the Open carried none and
+	// the relay does not trace.
+	Trace         *TraceContext `protobuf:"bytes,7,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1270,6 +1289,75 @@ func (x *Dial) GetSource() string {
 	return ""
 }
 
+func (x *Dial) GetTrace() *TraceContext {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
+// TraceContext carries a W3C Trace Context (https://www.w3.org/TR/trace-context/)
+// from one hop of an open to the next: agent to relay in Open.trace, relay
+// to connector in Dial.trace; the connector sends it on to an HTTP upstream
+// as the traceparent and tracestate headers. It is advisory: a peer that
+// cannot parse it ignores it (as the W3C specification asks of a malformed
+// traceparent header) and the open goes on; it never affects a decision.
+type TraceContext struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The traceparent header's value, "00-<32 hex trace-id>-<16 hex
+	// parent-id>-<2 hex flags>". At most 128 bytes, printable ASCII.
+	Traceparent string `protobuf:"bytes,1,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	// The tracestate header's value, vendor key=value pairs. At most 512
+	// bytes, printable ASCII.
+	Tracestate    string `protobuf:"bytes,2,opt,name=tracestate,proto3" json:"tracestate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceContext) Reset() {
+	*x = TraceContext{}
+	mi := &file_wire_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceContext) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceContext) ProtoMessage() {}
+
+func (x *TraceContext) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceContext.ProtoReflect.Descriptor instead.
+func (*TraceContext) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TraceContext) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
+}
+
+func (x *TraceContext) GetTracestate() string {
+	if x != nil {
+		return x.Tracestate
+	}
+	return ""
+}
+
 // Result answers an Open (relay to agent) or a Dial (connector to relay):
 // FRAME_TYPE_RESULT. CODE_OK is followed by raw bytes.
 type Result struct {
@@ -1293,7 +1381,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1393,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1406,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{12}
+	return file_wire_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Result) GetCode() Code {
@@ -1375,7 +1463,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1475,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1488,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{13}
+	return file_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Identity) GetSubject() string {
@@ -1452,7 +1540,7 @@ type Binding struct {
 
 func (x *Binding) Reset() {
 	*x = Binding{}
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1552,7 @@ func (x *Binding) String() string {
 func (*Binding) ProtoMessage() {}
 
 func (x *Binding) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1565,7 @@ func (x *Binding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Binding.ProtoReflect.Descriptor instead.
 func (*Binding) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{14}
+	return file_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Binding) GetName() string {
@@ -1528,7 +1616,7 @@ type Detail struct {
 
 func (x *Detail) Reset() {
 	*x = Detail{}
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1628,7 @@ func (x *Detail) String() string {
 func (*Detail) ProtoMessage() {}
 
 func (x *Detail) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1641,7 @@ func (x *Detail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Detail.ProtoReflect.Descriptor instead.
 func (*Detail) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{15}
+	return file_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Detail) GetKey() string {
@@ -1583,7 +1671,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1683,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1696,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{16}
+	return file_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Limits) GetMaxStreams() uint64 {
@@ -1674,18 +1762,25 @@ const file_wire_proto_rawDesc = "" +
 	"\aactions\x18\x03 \x03(\tR\aactions\x1aF\n" +
 	"\x18PrincipalAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"k\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa0\x01\n" +
 	"\x04Open\x12\x18\n" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x121\n" +
-	"\adetails\x18\x03 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\"\xd4\x01\n" +
+	"\adetails\x18\x03 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x123\n" +
+	"\x05trace\x18\x04 \x01(\v2\x1d.postern.wire.v1.TraceContextR\x05trace\"\x89\x02\n" +
 	"\x04Dial\x12\x18\n" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x125\n" +
 	"\bidentity\x18\x03 \x01(\v2\x19.postern.wire.v1.IdentityR\bidentity\x12\x16\n" +
 	"\x06action\x18\x04 \x01(\tR\x06action\x121\n" +
 	"\adetails\x18\x05 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x12\x16\n" +
-	"\x06source\x18\x06 \x01(\tR\x06source\"\x9f\x01\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\x123\n" +
+	"\x05trace\x18\a \x01(\v2\x1d.postern.wire.v1.TraceContextR\x05trace\"P\n" +
+	"\fTraceContext\x12 \n" +
+	"\vtraceparent\x18\x01 \x01(\tR\vtraceparent\x12\x1e\n" +
+	"\n" +
+	"tracestate\x18\x02 \x01(\tR\n" +
+	"tracestate\"\x9f\x01\n" +
 	"\x06Result\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.postern.wire.v1.CodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
@@ -1759,7 +1854,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_wire_proto_goTypes = []any{
 	(FrameType)(0),             // 0: postern.wire.v1.FrameType
 	(Code)(0),                  // 1: postern.wire.v1.Code
@@ -1776,33 +1871,36 @@ var file_wire_proto_goTypes = []any{
 	(*PolicyDeclarations)(nil), // 12: postern.wire.v1.PolicyDeclarations
 	(*Open)(nil),               // 13: postern.wire.v1.Open
 	(*Dial)(nil),               // 14: postern.wire.v1.Dial
-	(*Result)(nil),             // 15: postern.wire.v1.Result
-	(*Identity)(nil),           // 16: postern.wire.v1.Identity
-	(*Binding)(nil),            // 17: postern.wire.v1.Binding
-	(*Detail)(nil),             // 18: postern.wire.v1.Detail
-	(*Limits)(nil),             // 19: postern.wire.v1.Limits
-	nil,                        // 20: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	(*TraceContext)(nil),       // 15: postern.wire.v1.TraceContext
+	(*Result)(nil),             // 16: postern.wire.v1.Result
+	(*Identity)(nil),           // 17: postern.wire.v1.Identity
+	(*Binding)(nil),            // 18: postern.wire.v1.Binding
+	(*Detail)(nil),             // 19: postern.wire.v1.Detail
+	(*Limits)(nil),             // 20: postern.wire.v1.Limits
+	nil,                        // 21: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
 }
 var file_wire_proto_depIdxs = []int32{
-	17, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
-	16, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
-	17, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
-	19, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
+	18, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
+	17, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
+	18, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
+	20, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
 	1,  // 4: postern.wire.v1.Reject.code:type_name -> postern.wire.v1.Code
-	17, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
+	18, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
 	1,  // 6: postern.wire.v1.Goaway.code:type_name -> postern.wire.v1.Code
 	11, // 7: postern.wire.v1.Policy.sources:type_name -> postern.wire.v1.PolicySource
 	12, // 8: postern.wire.v1.Policy.declarations:type_name -> postern.wire.v1.PolicyDeclarations
-	20, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
-	18, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
-	16, // 11: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
-	18, // 12: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
-	1,  // 13: postern.wire.v1.Result.code:type_name -> postern.wire.v1.Code
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	21, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	19, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
+	15, // 11: postern.wire.v1.Open.trace:type_name -> postern.wire.v1.TraceContext
+	17, // 12: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
+	19, // 13: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
+	15, // 14: postern.wire.v1.Dial.trace:type_name -> postern.wire.v1.TraceContext
+	1,  // 15: postern.wire.v1.Result.code:type_name -> postern.wire.v1.Code
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -1816,7 +1914,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
