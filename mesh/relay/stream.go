@@ -11,6 +11,7 @@ import (
 	"github.com/postern/postern/internal/quicnet"
 
 	"github.com/quic-go/quic-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/policy"
@@ -52,8 +53,12 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		slog.String("binding", open.Binding),
 		slog.String("action", action),
 	)
+	ospan := r.startOpenSpan(&open, action)
+	var rt *route // nil until the binding is known: metrics label it "(unknown)"
 	// A refusal is audited before the agent hears of it.
 	deny := func(res *wire.Result, extra ...slog.Attr) {
+		r.m.opened(rt, res.Code)
+		ospan.end(res)
 		attrs = append(attrs, slog.String("decision", "deny"), slog.String("code", res.Code.Text()), slog.String("reason", res.Reason))
 		if res.Policies != nil {
 			attrs = append(attrs, slog.Any("policies", res.Policies))
@@ -72,7 +77,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		return
 	}
 	r.mu.RLock()
-	rt := r.routes[open.Binding]
+	rt = r.routes[open.Binding]
 	r.mu.RUnlock()
 	if rt == nil {
 		deny(&wire.Result{Code: wire.CodeUnknownBinding, Reason: "unknown_binding", Message: "no binding has this name"})
@@ -94,7 +99,10 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		SourceIP:  a.remoteIP,
 		Details:   details,
 	}
+	decStart := time.Now()
 	dec := decideOpen(r.policy, preq)
+	r.m.decided(dec.Allowed, dec.Cached, time.Since(decStart))
+	ospan.decided(trace.WithTimestamp(decStart), &dec)
 	if len(dec.Errors) > 0 {
 		r.log.Warn("relay: policy evaluation errors", "binding", open.Binding, "subject", a.principal.Load().ID, "errors", dec.Errors)
 	}
@@ -109,8 +117,12 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 	}
 	attrs = append(attrs, slog.Any("policies", dec.Policies))
 
+	routeStart := time.Now()
+	routeSpan, routeTrace := ospan.route()
+	open.Trace = routeTrace // the Dial's: the connector's spans are the route's children
 	up, cs, res := r.dialConnector(rt, a, &open, action)
 	if res != nil {
+		endRoute(routeSpan, res)
 		deny(res)
 		return
 	}
@@ -134,7 +146,11 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		}
 	}
 	cres.Connector = cs.name()
+	r.m.connectorAnswered(time.Since(routeStart))
+	endRoute(routeSpan, cres)
 	if cres.Code != wire.CodeOK {
+		r.m.opened(rt, cres.Code)
+		ospan.end(cres)
 		// Tell the agent, discard the rest of what it sent, and cut the
 		// connector's stream.
 		attrs = append(attrs, slog.String("decision", "allow"), slog.String("code", cres.Code.Text()), slog.String("reason", cres.Reason))
@@ -145,7 +161,11 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		return
 	}
 	emit(a.audit, slog.LevelInfo, EventOpenAllow, append(attrs, slog.String("decision", "allow"))...)
-	if err := wire.WriteFrame(down, cres); err != nil {
+	r.m.opened(rt, cres.Code)
+	err = wire.WriteFrame(down, cres)
+	r.m.firstByte(time.Since(start))
+	ospan.end(cres)
+	if err != nil {
 		down.CloseRead()
 		quicnet.Abort(down)
 		quicnet.Abort(up)
@@ -153,6 +173,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		return
 	}
 	upBytes, downBytes, err := sp.Finish()
+	r.m.streamClosed(rt, upBytes, downBytes)
 	closeAttrs := append(attrs[:len(attrs):len(attrs)],
 		slog.Int64("bytes_up", upBytes),
 		slog.Int64("bytes_down", downBytes),
@@ -174,6 +195,7 @@ func (r *Relay) dialConnector(rt *route, a *agentSession, open *wire.Open, actio
 		Action:   action,
 		Details:  open.Details,
 		Source:   a.remote,
+		Trace:    open.Trace,
 	}
 	var tried []*connectorSession
 	for {
