@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/postern/postern"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
@@ -66,6 +69,10 @@ type Options struct {
 	// PolicyOptions is the relay's Config.PolicyOptions: what connectors
 	// validate the policy set against. Nil: they only parse it.
 	PolicyOptions *policy.ValidateOptions
+	// Metrics and TracerProvider are the relay's Config.Metrics and
+	// Config.TracerProvider.
+	Metrics        prometheus.Registerer
+	TracerProvider trace.TracerProvider
 }
 
 // Mesh is a running relay and what is needed to join it.
@@ -123,14 +130,16 @@ func New(t testing.TB, opts Options) *Mesh {
 func (m *Mesh) StartRelay(addr string) {
 	m.t.Helper()
 	r, err := relay.Listen(relay.Config{
-		Addr:          addr,
-		Certificate:   m.Cert,
-		Verifier:      m.Verifier,
-		Policy:        m.Policy,
-		PolicyOptions: m.opts.PolicyOptions,
-		Bindings:      m.opts.Bindings,
-		Limits:        m.opts.Limits,
-		Audit:         slog.New(slog.NewJSONHandler(m.Audit, nil)),
+		Addr:           addr,
+		Certificate:    m.Cert,
+		Verifier:       m.Verifier,
+		Policy:         m.Policy,
+		PolicyOptions:  m.opts.PolicyOptions,
+		Bindings:       m.opts.Bindings,
+		Limits:         m.opts.Limits,
+		Audit:          slog.New(slog.NewJSONHandler(m.Audit, nil)),
+		Metrics:        m.opts.Metrics,
+		TracerProvider: m.opts.TracerProvider,
 	})
 	if err != nil {
 		m.t.Fatal(err)

@@ -440,7 +440,7 @@ func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream, pol *relayPoli
 		c.refuse(st, svc.Name, upstreamFailure(svc.Name, err))
 		return
 	}
-	c.m.answered(svc.Name, wire.CodeOK.Text())
+	c.m.answered(svc.Name, wire.CodeOK)
 	down := quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr())
 	if err := wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK}); err != nil {
 		up.Close()
@@ -466,7 +466,7 @@ func (c *Connector) track(relay string, conn any) {
 
 // refuse answers the relay's Dial with res and counts it.
 func (c *Connector) refuse(st *quic.Stream, binding string, res *wire.Result) {
-	c.m.answered(binding, res.Code.Text())
+	c.m.answered(binding, res.Code)
 	quicnet.Refuse(st, res)
 }
 

@@ -67,7 +67,7 @@ func (c *Connector) serveHTTP(sctx context.Context, st *quic.Stream, down *quicn
 			Message: "the connector cannot decide requests for this identity: " + err.Error()})
 		return
 	}
-	c.m.answered(svc.Name, wire.CodeOK.Text())
+	c.m.answered(svc.Name, wire.CodeOK)
 	if err := wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK}); err != nil {
 		down.Abort(quicnet.StreamAborted)
 		return

@@ -3,6 +3,7 @@ package connector
 import (
 	"context"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/postern/postern/internal/wire"
 )
 
 // Metrics. With Config.Metrics set, the connector registers the
@@ -109,9 +112,9 @@ func (m *metrics) streamEnded(binding string) {
 	}
 }
 
-func (m *metrics) answered(binding, code string) {
+func (m *metrics) answered(binding string, code wire.Code) {
 	if m != nil {
-		m.streamsTotal.WithLabelValues(binding, code).Inc()
+		m.streamsTotal.WithLabelValues(binding, strings.ReplaceAll(code.Text(), " ", "_")).Inc()
 	}
 }
 

@@ -87,7 +87,7 @@ func (c *Connector) servePostgres(sctx context.Context, st *quic.Stream, down *q
 		return
 	}
 	dialed("")
-	c.m.answered(svc.Name, wire.CodeOK.Text())
+	c.m.answered(svc.Name, wire.CodeOK)
 	up := hc.Conn
 	if err := wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK}); err != nil {
 		pgTerminate(up)

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,7 +25,7 @@ import (
 //	postern_relay_sessions_started_total{role}        counter
 //	postern_relay_handshake_failures_total{role,reason} counter: sessions refused (token, version, services, ...)
 //	postern_relay_token_failures_total{reason}        counter: token verifications that failed, at a Hello or a Refresh
-//	postern_relay_opens_total{binding,code}           counter: every open, by outcome (ok, denied, no_connector, upstream, ...)
+//	postern_relay_opens_total{binding,code}           counter: every open, by outcome (ok, denied, no_connector, upstream_failure, ...)
 //	postern_relay_open_duration_seconds{stage}        histogram: decision (policy), connector (Dial to the
 //	                                                  connector's Result, its upstream dial included),
 //	                                                  first_byte (Open read to the agent's Result, when data may flow)
@@ -186,7 +187,7 @@ func (m *metrics) opened(rt *route, code wire.Code) {
 	if m == nil {
 		return
 	}
-	m.opens.WithLabelValues(bindingLabel(rt), code.Text()).Inc()
+	m.opens.WithLabelValues(bindingLabel(rt), CodeLabel(code)).Inc()
 	if code == wire.CodeDenied {
 		m.denials.add(time.Now())
 	}
@@ -243,6 +244,10 @@ func (m *metrics) streamClosed(rt *route, up, down int64) {
 	m.bytes.WithLabelValues(b, "up").Add(float64(up))
 	m.bytes.WithLabelValues(b, "down").Add(float64(down))
 }
+
+// CodeLabel is a wire code as a metric label: its text in snake_case
+// ("ok", "denied", "unknown_binding", "no_connector", "upstream_failure").
+func CodeLabel(c wire.Code) string { return strings.ReplaceAll(c.Text(), " ", "_") }
 
 func bindingLabel(rt *route) string {
 	if rt == nil {
