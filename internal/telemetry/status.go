@@ -187,17 +187,19 @@ func quantile(q float64, after map[float64]uint64, afterN uint64, before map[flo
 func Summarize(w io.Writer, before, after *Snapshot) {
 	dt := after.At.Sub(before.At).Seconds()
 	fmt.Fprintf(w, "readiness: %s\n", after.Ready)
-	switch {
-	case after.IsRelay():
+	if after.IsRelay() {
 		summarizeRelay(w, before, after, dt)
-	case after.IsConnector():
+	}
+	if after.IsConnector() {
 		summarizeConnector(w, before, after, dt)
-	default:
+	}
+	if !after.IsRelay() && !after.IsConnector() {
 		fmt.Fprintln(w, "no postern_relay_* or postern_connector_* metrics on this page")
 	}
 }
 
 func summarizeRelay(w io.Writer, before, after *Snapshot, dt float64) {
+	fmt.Fprintln(w, "relay")
 	fmt.Fprintf(w, "sessions: %d agents, %d connectors\n",
 		int(after.sum("postern_relay_sessions", map[string]string{"role": "agent"})),
 		int(after.sum("postern_relay_sessions", map[string]string{"role": "connector"})))
@@ -235,6 +237,7 @@ func summarizeRelay(w io.Writer, before, after *Snapshot, dt float64) {
 }
 
 func summarizeConnector(w io.Writer, before, after *Snapshot, dt float64) {
+	fmt.Fprintln(w, "connector")
 	if f := after.families["postern_connector_relay_session"]; f != nil {
 		var lines []string
 		for _, m := range f.Metric {
