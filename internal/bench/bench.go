@@ -45,7 +45,11 @@ type options struct {
 	args       []string
 }
 
-var allPaths = []string{pathDirect, pathBare, pathPostern, pathUngated, pathSSH, pathWireGuard}
+var allPaths = []string{pathDirect, pathBare, pathPostern, pathObserved, pathUngated, pathSSH, pathWireGuard}
+
+// defaultPaths are those measured without -paths: all but postern-observed,
+// which is for its own comparison with postern.
+var defaultPaths = []string{pathDirect, pathBare, pathPostern, pathUngated, pathSSH, pathWireGuard}
 
 const (
 	phaseBulk = "bulk"
@@ -87,7 +91,7 @@ Flags:
 	fs.IntVar(&o.rttN, "rtt", 0, "1 KiB round trips per round (default 20000, quick 5000)")
 	fs.IntVar(&o.opensN, "opens", 0, "opens per round (default 2000, quick 500)")
 	fs.Float64Var(&o.loadSecs, "load-seconds", 0, "seconds of each rate test: PostgreSQL transactions, HTTP GETs (default 10, quick 2)")
-	pathList := fs.String("paths", strings.Join(allPaths, ","), "paths to measure")
+	pathList := fs.String("paths", strings.Join(defaultPaths, ","), "paths to measure (also "+pathObserved+": postern with metrics and 1% tracing on)")
 	phaseList := fs.String("phases", strings.Join(allPhases, ","), "tests to run (none for only -scale)")
 	fs.StringVar(&o.sshCipher, "ssh-cipher", "", "ssh -c cipher for the ssh path (default: ssh's own choice)")
 	fs.StringVar(&o.audit, "audit", "file", "Postern relay audit trail: file (JSON lines in the work directory) or discard (JSON handler to io.Discard)")
@@ -243,6 +247,9 @@ type runner struct {
 	scale    *scaleReport
 
 	selfProfile *os.File // the agent's CPU profile, while one is taken
+
+	otlp    *otlpSink       // the collector of the postern-observed path
+	tracing *switchProvider // the agent's tracer provider, on while postern-observed is measured
 }
 
 // onStop adds f to what cleanup does, first the last added.
@@ -382,6 +389,8 @@ func (r *runner) setup() error {
 			p, err = r.setupPostern(me)
 		case pathUngated:
 			p, err = r.setupUngated(me)
+		case pathObserved:
+			p, err = r.setupObserved(me)
 		case pathSSH:
 			if why := sshMissing(); why != "" {
 				r.skipped[pathSSH] = why
@@ -592,6 +601,10 @@ func (a *acc) round(i int) *acc {
 
 // measure runs f on p, accounting the CPU of p's processes to the test.
 func (r *runner) measure(phase string, p *path, f func(a *acc, m *meter) error) {
+	if p.name == pathObserved && r.tracing != nil {
+		r.tracing.on.Store(true)
+		defer r.tracing.on.Store(false)
+	}
 	r.measureOn(phase, p.name, p.procs, f)
 }
 

@@ -50,6 +50,9 @@ const (
 	// binding tests only: what deciding costs is its difference from
 	// postern.
 	pathUngated   = "postern-nogate"
+	// pathObserved is the postern path with metrics and tracing (1%)
+	// on (observe.go); not measured unless -paths names it.
+	pathObserved = "postern-observed"
 	pathSSH       = "ssh"
 	pathWireGuard = "wireguard"
 )
