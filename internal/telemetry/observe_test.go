@@ -3,12 +3,15 @@ package telemetry_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -295,10 +298,11 @@ func observedMesh(t *testing.T) *observed {
 	return o
 }
 
-// TestMetrics drives a relay and a connector through allowed, denied and
-// failed opens and requests, and reads what their registries say.
-func TestMetrics(t *testing.T) {
-	o := observedMesh(t)
+// drive sends an allowed GET and a denied POST, an open policy denies, one
+// of an unknown binding, one whose upstream is down, and a session with a
+// token of another issuer.
+func drive(t *testing.T, o *observed) {
+	t.Helper()
 	ctx := context.Background()
 	if code := get(t, ctx, o.agent, "staging-api", http.MethodGet, "/orders"); code != http.StatusOK {
 		t.Fatalf("GET: %d", code)
@@ -322,6 +326,14 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("forged token: %v", err)
 	}
 
+}
+
+// TestMetrics drives a relay and a connector through allowed, denied and
+// failed opens and requests, and reads what their registries say.
+func TestMetrics(t *testing.T) {
+	o := observedMesh(t)
+	drive(t, o)
+
 	subjects := []string{"coding-agent", "intern-bot", "office"}
 	var r map[string]float64
 	meshtest.WaitFor(t, "the last stream's bytes", func() bool {
@@ -337,6 +349,7 @@ func TestMetrics(t *testing.T) {
 		"postern_relay_sessions{role=connector}":                                  1,
 		"postern_relay_sessions_started_total{role=connector}":                    1,
 		"postern_relay_recent_denials{}":                                          1,
+		"postern_relay_denials_total{binding=staging-api,policy=(no permit)}":     1,
 		"postern_relay_binding_connectors{binding=staging-api}":                   1,
 		"postern_relay_policies{}":                                                1,
 		"postern_relay_open_duration_seconds{stage=first_byte}":                   2,
@@ -633,5 +646,59 @@ func TestAgentMetrics(t *testing.T) {
 	}
 	if opens["staging-api ok"] != 1 || opens["staging-api denied"] != 1 || durations != 2 {
 		t.Errorf("agent metrics: opens %v, %d durations", opens, durations)
+	}
+}
+
+// TestDashboard: every metric the Grafana dashboard queries is one a
+// relay or a connector exports, and its README lists every query.
+func TestDashboard(t *testing.T) {
+	b, err := os.ReadFile("../../examples/grafana/postern.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("postern.json: %v", err)
+	}
+	readme, err := os.ReadFile("../../examples/grafana/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := observedMesh(t)
+	drive(t, o)
+	exported := map[string]bool{}
+	for _, reg := range []*prometheus.Registry{o.relayReg, o.connReg} {
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fams {
+			exported[f.GetName()] = true
+		}
+	}
+	name := regexp.MustCompile(`postern_[a-z_]+`)
+	queries := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			queries++
+			if !strings.Contains(string(readme), strings.ReplaceAll(tg.Expr, "|", `\|`)) {
+				t.Errorf("panel %q: query %s is not in examples/grafana/README.md", p.Title, tg.Expr)
+			}
+			for _, m := range name.FindAllString(tg.Expr, -1) {
+				if base := strings.TrimSuffix(m, "_bucket"); !exported[base] {
+					t.Errorf("panel %q queries %s, which no relay or connector exports", p.Title, m)
+				}
+			}
+		}
+	}
+	if queries < 20 {
+		t.Errorf("only %d queries in the dashboard", queries)
 	}
 }

@@ -33,6 +33,8 @@ import (
 //	postern_relay_streams                             gauge: binding streams being served
 //	postern_relay_policy_decisions_total{decision,cached} counter: open decisions (allow, deny); cached: from the decision cache
 //	postern_relay_policy_decision_duration_seconds    histogram
+//	postern_relay_denials_total{binding,policy}       counter: opens denied by policy, by each deciding forbid's @id,
+//	                                                  or policy "(no permit)" for the default deny
 //	postern_relay_recent_denials                      gauge: opens denied by policy in the last 60 seconds
 //	postern_relay_policies                            gauge: policies in the set in force
 //	postern_relay_binding_connectors{binding}         gauge: connectors serving each known binding
@@ -71,6 +73,7 @@ type metrics struct {
 	auditEvents       *prometheus.CounterVec
 	auditErrors       prometheus.Counter
 	denials           minuteCount
+	denialsByPolicy   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, r *Relay) (*metrics, error) {
@@ -102,6 +105,8 @@ func newMetrics(reg prometheus.Registerer, r *Relay) (*metrics, error) {
 			Help: "Audit events written, by event."}, []string{"event"}),
 		auditErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "postern_relay_audit_errors_total",
 			Help: "Audit events the audit writer failed to take: lost."}),
+		denialsByPolicy: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_relay_denials_total",
+			Help: "Opens denied by policy, by binding and deciding policy (\"(no permit)\": the default deny)."}, []string{"binding", "policy"}),
 	}
 	m.stageDecision = m.stage.WithLabelValues("decision")
 	m.stageConnector = m.stage.WithLabelValues("connector")
@@ -111,7 +116,7 @@ func newMetrics(reg prometheus.Registerer, r *Relay) (*metrics, error) {
 		m.sessionsStarted.WithLabelValues(role)
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.sessionsStarted, m.handshakeFailures, m.tokenFailures,
-		m.opens, m.stage, m.bytes, m.streams, m.decisions, m.decisionSeconds, m.auditEvents, m.auditErrors, &sampler{r: r},
+		m.opens, m.stage, m.bytes, m.streams, m.decisions, m.decisionSeconds, m.auditEvents, m.auditErrors, m.denialsByPolicy, &sampler{r: r},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_relay_recent_denials",
 			Help: "Opens denied by policy in the last 60 seconds."}, func() float64 { return float64(m.denials.total(time.Now())) }),
 	} {
@@ -190,6 +195,25 @@ func (m *metrics) opened(rt *route, code wire.Code) {
 	m.opens.WithLabelValues(bindingLabel(rt), CodeLabel(code)).Inc()
 	if code == wire.CodeDenied {
 		m.denials.add(time.Now())
+	}
+}
+
+// NoPermit is the policy label of a denial no forbid decided: no permit
+// matched.
+const NoPermit = "(no permit)"
+
+// denied counts a policy denial by the policies that decided it. Policy
+// IDs are the operator's, bounded by the policy files.
+func (m *metrics) denied(rt *route, policies []string) {
+	if m == nil {
+		return
+	}
+	b := bindingLabel(rt)
+	if len(policies) == 0 {
+		m.denialsByPolicy.WithLabelValues(b, NoPermit).Inc()
+	}
+	for _, p := range policies {
+		m.denialsByPolicy.WithLabelValues(b, p).Inc()
 	}
 }
 

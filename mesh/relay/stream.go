@@ -107,6 +107,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		r.log.Warn("relay: policy evaluation errors", "binding", open.Binding, "subject", a.principal.Load().ID, "errors", dec.Errors)
 	}
 	if !dec.Allowed {
+		r.m.denied(rt, dec.Policies)
 		policies := dec.Policies
 		if policies == nil {
 			policies = []string{}
