@@ -23,30 +23,39 @@ import (
 // bench on a loaded machine blurs (internal/bench's postern-observed path
 // measures what a deployment sees).
 
-// agentTracing is the agent's global tracer provider in the benchmarks:
-// a 1%-sampling SDK while on, a no-op otherwise. The agent binds to the
-// first global provider installed, so it is installed once and switched.
+// switchTP is the agent's global tracer provider in this package's tests
+// and benchmarks: it delegates to the provider set with use, or to a
+// no-op. The agent binds to the first global provider installed, so it is
+// installed once (init) and switched.
 type switchTP struct {
 	embedded.TracerProvider
-	on  atomic.Bool
-	sdk trace.TracerProvider
+	to atomic.Pointer[trace.TracerProvider]
+}
+
+func (p *switchTP) use(tp trace.TracerProvider) {
+	if tp == nil {
+		p.to.Store(nil)
+		return
+	}
+	p.to.Store(&tp)
 }
 
 func (p *switchTP) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
-	return &switchTracer{p: p, on: p.sdk.Tracer(name, opts...), off: noop.NewTracerProvider().Tracer(name)}
+	return &switchTracer{p: p, name: name, opts: opts}
 }
 
 type switchTracer struct {
 	embedded.Tracer
-	p       *switchTP
-	on, off trace.Tracer
+	p    *switchTP
+	name string
+	opts []trace.TracerOption
 }
 
 func (t *switchTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
-	if t.p.on.Load() {
-		return t.on.Start(ctx, name, opts...)
+	if tp := t.p.to.Load(); tp != nil {
+		return (*tp).Tracer(t.name, t.opts...).Start(ctx, name, opts...)
 	}
-	return t.off.Start(ctx, name, opts...)
+	return noop.NewTracerProvider().Tracer(t.name).Start(ctx, name, opts...)
 }
 
 type discardExporter struct{}
@@ -59,7 +68,7 @@ func sampled() *sdktrace.TracerProvider {
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))))
 }
 
-var agentTP = &switchTP{sdk: sampled()}
+var agentTP = new(switchTP)
 
 func init() { otel.SetTracerProvider(agentTP) }
 
@@ -76,8 +85,8 @@ func BenchmarkOpenObserved(b *testing.B) {
 				reg := telemetry.NewRegistry()
 				opts = meshtest.Options{Metrics: reg, TracerProvider: sampled()}
 				ccfg.Metrics, ccfg.TracerProvider = prometheus.NewRegistry(), sampled()
-				agentTP.on.Store(true)
-				defer agentTP.on.Store(false)
+				agentTP.use(sampled())
+				defer agentTP.use(nil)
 			} else {
 				ccfg.TracerProvider = noop.NewTracerProvider()
 			}

@@ -37,17 +37,15 @@ import (
 )
 
 // The agent SDK reports through the global tracer provider, and binds to
-// the first one installed: every test of this package shares it, and
-// finds its own spans by the trace ID of a root span it starts.
+// the first one installed (agentTP, bench_test.go): every test of this
+// package that traces points it at provider, and finds its own spans by
+// the trace ID of a root span it starts.
 var (
-	spans     = tracetest.NewInMemoryExporter()
-	provider  = sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
-	setGlobal sync.Once
+	spans    = tracetest.NewInMemoryExporter()
+	provider = sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
 )
 
-func globalTracing() {
-	setGlobal.Do(func() { otel.SetTracerProvider(provider) })
-}
+func globalTracing() { agentTP.use(provider) }
 
 // readPolicies lets coding agents read staging (GET) and write nothing.
 const readPolicies = `

@@ -71,6 +71,7 @@ type metrics struct {
 	decisions         *prometheus.CounterVec
 	decisionSeconds   prometheus.Histogram
 	auditEvents       *prometheus.CounterVec
+	auditByEvent      map[string]prometheus.Counter // the events of audit.go, resolved once
 	auditErrors       prometheus.Counter
 	denials           minuteCount
 	denialsByPolicy   *prometheus.CounterVec
@@ -107,6 +108,10 @@ func newMetrics(reg prometheus.Registerer, r *Relay) (*metrics, error) {
 			Help: "Audit events the audit writer failed to take: lost."}),
 		denialsByPolicy: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_relay_denials_total",
 			Help: "Opens denied by policy, by binding and deciding policy (\"(no permit)\": the default deny)."}, []string{"binding", "policy"}),
+	}
+	m.auditByEvent = make(map[string]prometheus.Counter)
+	for _, ev := range []string{EventSessionStart, EventSessionReject, EventSessionEnd, EventOpenAllow, EventOpenDeny, EventOpenFail, EventStreamClose} {
+		m.auditByEvent[ev] = m.auditEvents.WithLabelValues(ev)
 	}
 	m.stageDecision = m.stage.WithLabelValues("decision")
 	m.stageConnector = m.stage.WithLabelValues("connector")
@@ -291,6 +296,8 @@ func (h auditHandler) Handle(ctx context.Context, rec slog.Record) error {
 	err := h.Handler.Handle(ctx, rec)
 	if err != nil {
 		h.m.auditErrors.Inc()
+	} else if c := h.m.auditByEvent[rec.Message]; c != nil {
+		c.Inc()
 	} else {
 		h.m.auditEvents.WithLabelValues(rec.Message).Inc()
 	}

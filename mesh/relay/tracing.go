@@ -34,9 +34,10 @@ func tracerOf(tp trace.TracerProvider) trace.Tracer {
 
 // openSpan is the trace of one open at the relay.
 type openSpan struct {
-	t    trace.Tracer
-	ctx  context.Context
-	span trace.Span
+	t     trace.Tracer
+	ctx   context.Context
+	span  trace.Span
+	agent *wire.TraceContext // the Open's
 }
 
 func (r *Relay) startOpenSpan(open *wire.Open, action string) *openSpan {
@@ -45,11 +46,14 @@ func (r *Relay) startOpenSpan(open *wire.Open, action string) *openSpan {
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("postern.binding", open.Binding), attribute.String("postern.action", action))
 	}
-	return &openSpan{t: r.tracer, ctx: ctx, span: span}
+	return &openSpan{t: r.tracer, ctx: ctx, span: span, agent: open.Trace}
 }
 
 // decided records the policy decision as a child span that ran from start.
 func (o *openSpan) decided(start trace.SpanStartEventOption, d *policy.Decision) {
+	if !o.span.IsRecording() {
+		return // a child of a span nobody records is not recorded either
+	}
 	_, span := o.t.Start(o.ctx, "postern.relay.decide", start)
 	if span.IsRecording() {
 		dec := "deny"
@@ -62,8 +66,13 @@ func (o *openSpan) decided(start trace.SpanStartEventOption, d *policy.Decision)
 }
 
 // route starts the routing span and returns the trace context to send in
-// the Dial.
+// the Dial. When the open is not recorded (not sampled, or no tracer), no
+// span of the relay's is either, and the Dial carries the Open's trace
+// context as it came, at no cost.
 func (o *openSpan) route() (trace.Span, *wire.TraceContext) {
+	if !o.span.IsRecording() {
+		return o.span, o.agent // ending o.span twice is a no-op
+	}
 	ctx, span := o.t.Start(o.ctx, "postern.relay.route", trace.WithSpanKind(trace.SpanKindClient))
 	return span, tracectx.Inject(ctx)
 }
