@@ -50,8 +50,10 @@ type openTrace struct {
 }
 
 func startOpen(ctx context.Context, binding string) (context.Context, openTrace) {
-	ctx, span := tracer.Start(ctx, "postern.open", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("postern.binding", binding)))
+	ctx, span := tracer.Start(ctx, "postern.open", trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("postern.binding", binding))
+	}
 	return ctx, openTrace{span: span, binding: binding, start: time.Now()}
 }
 

@@ -48,6 +48,15 @@ type metrics struct {
 	dialFailures    *prometheus.CounterVec
 	decisions       *prometheus.CounterVec
 	decisionSeconds *prometheus.HistogramVec
+	services        map[string]*serviceMetrics // by service, made in newMetrics, read-only after
+}
+
+// serviceMetrics are one service's metrics of the common case, resolved
+// once rather than looked up by label at every stream.
+type serviceMetrics struct {
+	streams prometheus.Gauge
+	ok      prometheus.Counter
+	dial    prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer, c *Connector) (*metrics, error) {
@@ -76,8 +85,13 @@ func newMetrics(reg prometheus.Registerer, c *Connector) (*metrics, error) {
 		m.relaySession.WithLabelValues(r)
 		m.relayStarted.WithLabelValues(r)
 	}
+	m.services = make(map[string]*serviceMetrics, len(c.services))
 	for name := range c.services {
-		m.streams.WithLabelValues(name)
+		m.services[name] = &serviceMetrics{
+			streams: m.streams.WithLabelValues(name),
+			ok:      m.streamsTotal.WithLabelValues(name, "ok"),
+			dial:    m.dialSeconds.WithLabelValues(name),
+		}
 	}
 	for _, col := range []prometheus.Collector{m.relaySession, m.relayStarted, m.streams, m.streamsTotal,
 		m.dialSeconds, m.dialFailures, m.decisions, m.decisionSeconds, &sampler{c: c}} {
@@ -102,20 +116,25 @@ func (m *metrics) relayUp(relay string, up bool) {
 
 func (m *metrics) streamStarted(binding string) {
 	if m != nil {
-		m.streams.WithLabelValues(binding).Inc()
+		m.services[binding].streams.Inc()
 	}
 }
 
 func (m *metrics) streamEnded(binding string) {
 	if m != nil {
-		m.streams.WithLabelValues(binding).Dec()
+		m.services[binding].streams.Dec()
 	}
 }
 
 func (m *metrics) answered(binding string, code wire.Code) {
-	if m != nil {
-		m.streamsTotal.WithLabelValues(binding, strings.ReplaceAll(code.Text(), " ", "_")).Inc()
+	if m == nil {
+		return
 	}
+	if code == wire.CodeOK {
+		m.services[binding].ok.Inc()
+		return
+	}
+	m.streamsTotal.WithLabelValues(binding, strings.ReplaceAll(code.Text(), " ", "_")).Inc()
 }
 
 // upstreamDialed counts an upstream dial; reason is "" when it succeeded.
@@ -123,7 +142,7 @@ func (m *metrics) upstreamDialed(binding string, d time.Duration, reason string)
 	if m == nil {
 		return
 	}
-	m.dialSeconds.WithLabelValues(binding).Observe(d.Seconds())
+	m.services[binding].dial.Observe(d.Seconds())
 	if reason != "" {
 		m.dialFailures.WithLabelValues(binding, reason).Inc()
 	}

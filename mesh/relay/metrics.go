@@ -75,6 +75,32 @@ type metrics struct {
 	auditErrors       prometheus.Counter
 	denials           minuteCount
 	denialsByPolicy   *prometheus.CounterVec
+	decisionCounters  [2][2]prometheus.Counter // [allowed][cached]
+}
+
+// bindingMetrics are one binding's counters of the common case, resolved
+// once per route rather than looked up by label at every open.
+type bindingMetrics struct {
+	ok, denied prometheus.Counter
+	up, down   prometheus.Counter
+}
+
+// forRoute returns rt's counters; nil for a name the relay does not know.
+func (m *metrics) forRoute(rt *route) *bindingMetrics {
+	if rt == nil {
+		return nil
+	}
+	if bm := rt.metrics.Load(); bm != nil {
+		return bm
+	}
+	bm := &bindingMetrics{
+		ok:     m.opens.WithLabelValues(rt.name, CodeLabel(wire.CodeOK)),
+		denied: m.opens.WithLabelValues(rt.name, CodeLabel(wire.CodeDenied)),
+		up:     m.bytes.WithLabelValues(rt.name, "up"),
+		down:   m.bytes.WithLabelValues(rt.name, "down"),
+	}
+	rt.metrics.CompareAndSwap(nil, bm)
+	return rt.metrics.Load()
 }
 
 func newMetrics(reg prometheus.Registerer, r *Relay) (*metrics, error) {
@@ -112,6 +138,11 @@ func newMetrics(reg prometheus.Registerer, r *Relay) (*metrics, error) {
 	m.auditByEvent = make(map[string]prometheus.Counter)
 	for _, ev := range []string{EventSessionStart, EventSessionReject, EventSessionEnd, EventOpenAllow, EventOpenDeny, EventOpenFail, EventStreamClose} {
 		m.auditByEvent[ev] = m.auditEvents.WithLabelValues(ev)
+	}
+	for i, dec := range []string{"deny", "allow"} {
+		for j, cached := range []string{"false", "true"} {
+			m.decisionCounters[i][j] = m.decisions.WithLabelValues(dec, cached)
+		}
 	}
 	m.stageDecision = m.stage.WithLabelValues("decision")
 	m.stageConnector = m.stage.WithLabelValues("connector")
@@ -180,14 +211,7 @@ func (m *metrics) decided(allowed, cached bool, d time.Duration) {
 	if m == nil {
 		return
 	}
-	dec, c := "deny", "false"
-	if allowed {
-		dec = "allow"
-	}
-	if cached {
-		c = "true"
-	}
-	m.decisions.WithLabelValues(dec, c).Inc()
+	m.decisionCounters[b2i(allowed)][b2i(cached)].Inc()
 	m.decisionSeconds.Observe(d.Seconds())
 	m.stageDecision.Observe(d.Seconds())
 }
@@ -197,10 +221,24 @@ func (m *metrics) opened(rt *route, code wire.Code) {
 	if m == nil {
 		return
 	}
-	m.opens.WithLabelValues(bindingLabel(rt), CodeLabel(code)).Inc()
+	switch bm := m.forRoute(rt); {
+	case bm != nil && code == wire.CodeOK:
+		bm.ok.Inc()
+	case bm != nil && code == wire.CodeDenied:
+		bm.denied.Inc()
+	default:
+		m.opens.WithLabelValues(bindingLabel(rt), CodeLabel(code)).Inc()
+	}
 	if code == wire.CodeDenied {
 		m.denials.add(time.Now())
 	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // NoPermit is the policy label of a denial no forbid decided: no permit
@@ -267,6 +305,11 @@ func (m *metrics) firstByte(d time.Duration) {
 
 func (m *metrics) streamClosed(rt *route, up, down int64) {
 	if m == nil {
+		return
+	}
+	if bm := m.forRoute(rt); bm != nil {
+		bm.up.Add(float64(up))
+		bm.down.Add(float64(down))
 		return
 	}
 	b := bindingLabel(rt)

@@ -18,6 +18,7 @@ type route struct {
 	meta     atomic.Pointer[routeMeta]
 	conns    atomic.Pointer[[]*connectorSession]
 	next     atomic.Uint32 // round-robin cursor
+	metrics  atomic.Pointer[bindingMetrics] // its counters, resolved at the first open (metrics.go)
 }
 
 // routeMeta is a binding's description in the forms the relay needs it.
