@@ -19,7 +19,6 @@ import (
 	"github.com/postern/postern/internal/quicnet"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/quic-go/quic-go"
 	"go.opentelemetry.io/otel/trace"
 
 	sess "github.com/postern/postern/internal/session"
@@ -403,7 +402,7 @@ func fatal(err error) bool {
 
 // serveStream serves one stream the relay opened: dial the advertised
 // upstream, answer, splice.
-func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream, pol *relayPolicy) {
+func (c *Connector) serveStream(conn quicnet.Session, st quicnet.Stream, pol *relayPolicy) {
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var dial wire.Dial
 	if err := wire.ReadExpected(st, 1<<20, &dial); err != nil {
@@ -465,7 +464,7 @@ func (c *Connector) track(relay string, conn any) {
 }
 
 // refuse answers the relay's Dial with res and counts it.
-func (c *Connector) refuse(st *quic.Stream, binding string, res *wire.Result) {
+func (c *Connector) refuse(st quicnet.Stream, binding string, res *wire.Result) {
 	c.m.answered(binding, res.Code)
 	quicnet.Refuse(st, res)
 }

@@ -61,6 +61,7 @@ func (g *pgGate) decide(ctx context.Context, st sqlclass.Statement) (v pgpolicy.
 		Resource:  g.resource,
 		Time:      time.Now(),
 		SourceIP:  g.source,
+		Details:   g.details,
 	}, &st)
 }
 
@@ -77,6 +78,7 @@ func (g *pgGate) mayWrite(ctx context.Context) bool {
 		Resource:  g.resource,
 		Time:      time.Now(),
 		SourceIP:  g.source,
+		Details:   g.details,
 	})
 }
 

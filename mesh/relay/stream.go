@@ -10,7 +10,6 @@ import (
 
 	"github.com/postern/postern/internal/quicnet"
 
-	"github.com/quic-go/quic-go"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postern/postern/internal/wire"
@@ -19,7 +18,7 @@ import (
 
 // serveStream serves one binding stream of an agent: read the Open,
 // authorize, route to a connector, splice.
-func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
+func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 	start := time.Now()
 	n := a.streams.Add(1)
 	defer a.streams.Add(-1)
@@ -53,6 +52,11 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		slog.String("binding", open.Binding),
 		slog.String("action", action),
 	)
+	if len(open.Details) > 0 {
+		// The agent's own words (postern mcp names the tool here): audited
+		// as claimed, beside what the relay verified.
+		attrs = append(attrs, slog.Any("details", detailMap(open.Details)))
+	}
 	ospan := r.startOpenSpan(&open, action)
 	var rt *route // nil until the binding is known: metrics label it "(unknown)"
 	// A refusal is audited before the agent hears of it.
@@ -84,13 +88,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		return
 	}
 	meta := rt.meta.Load()
-	var details map[string]string
-	if len(open.Details) > 0 {
-		details = make(map[string]string, len(open.Details))
-		for _, kv := range open.Details {
-			details[kv.Key] = kv.Value
-		}
-	}
+	details := detailMap(open.Details)
 	preq := policy.Request{
 		Principal: *a.principal.Load(),
 		Action:    action,
@@ -240,4 +238,17 @@ func decideOpen(e *policy.Engine, req policy.Request) policy.Decision {
 		return named
 	}
 	return d
+}
+
+// detailMap returns an Open's details as policy and the audit trail take
+// them; nil for none.
+func detailMap(ds []*wire.Detail) map[string]string {
+	if len(ds) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(ds))
+	for _, kv := range ds {
+		m[kv.Key] = kv.Value
+	}
+	return m
 }
