@@ -606,8 +606,8 @@ func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // TestAgentMetrics: with a global meter provider installed, the agent
 // counts its opens and their durations, by binding and outcome.
 func TestAgentMetrics(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	meterOnce.Do(func() { otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))) })
+	before := agentOpens(t)
 	m := meshtest.New(t, meshtest.Options{Policies: readPolicies})
 	up := newUpstream(t)
 	m.Connector("office", connector.Service{Name: "staging-api", Kind: postern.KindHTTP, Upstream: up.addr(), Environment: "staging"})
@@ -615,12 +615,34 @@ func TestAgentMetrics(t *testing.T) {
 	intern := m.Client(m.AgentToken("intern-bot", "interns"))
 	intern.Dial(context.Background(), "tcp", "staging-api")
 
+	after := agentOpens(t)
+	if d := after["staging-api ok"] - before["staging-api ok"]; d != 1 {
+		t.Errorf("ok opens counted: %d, want 1", d)
+	}
+	if d := after["staging-api denied"] - before["staging-api denied"]; d != 1 {
+		t.Errorf("denied opens counted: %d, want 1", d)
+	}
+	if d := after["durations"] - before["durations"]; d != 2 {
+		t.Errorf("open durations recorded: %d, want 2", d)
+	}
+}
+
+// The agent binds its instruments to the first global meter provider:
+// one, with reader, for every run of TestAgentMetrics.
+var (
+	reader    = sdkmetric.NewManualReader()
+	meterOnce sync.Once
+)
+
+// agentOpens reads the agent's cumulative postern.client.opens by
+// "binding outcome", and the count of open durations as "durations".
+func agentOpens(t *testing.T) map[string]int64 {
+	t.Helper()
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
 	}
-	opens := map[string]int64{}
-	var durations uint64
+	out := map[string]int64{}
 	for _, sm := range rm.ScopeMetrics {
 		for _, mt := range sm.Metrics {
 			switch d := mt.Data.(type) {
@@ -631,20 +653,18 @@ func TestAgentMetrics(t *testing.T) {
 				for _, p := range d.DataPoints {
 					b, _ := p.Attributes.Value("postern.binding")
 					o, _ := p.Attributes.Value("postern.outcome")
-					opens[b.AsString()+" "+o.AsString()] += p.Value
+					out[b.AsString()+" "+o.AsString()] += p.Value
 				}
 			case metricdata.Histogram[float64]:
 				if mt.Name == "postern.client.open.duration" {
 					for _, p := range d.DataPoints {
-						durations += p.Count
+						out["durations"] += int64(p.Count)
 					}
 				}
 			}
 		}
 	}
-	if opens["staging-api ok"] != 1 || opens["staging-api denied"] != 1 || durations != 2 {
-		t.Errorf("agent metrics: opens %v, %d durations", opens, durations)
-	}
+	return out
 }
 
 // TestDashboard: every metric the Grafana dashboard queries is one a

@@ -2,6 +2,7 @@ package telemetry_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -24,19 +25,20 @@ func TestStatementMetricsAndSpans(t *testing.T) {
 	pg := pgtest.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := pg.CreateRole(ctx, "telemetry_app", "telemetry-s3cret"); err != nil {
+	user, database := fmt.Sprintf("telemetry_app_%d", time.Now().UnixNano()), fmt.Sprintf("telemetry_db_%d", time.Now().UnixNano())
+	if err := pg.CreateRole(ctx, user, "telemetry-s3cret"); err != nil {
 		t.Fatal(err)
 	}
-	if err := pg.CreateDatabase(ctx, "telemetry_db", "telemetry_app"); err != nil {
+	if err := pg.CreateDatabase(ctx, database, user); err != nil {
 		t.Fatal(err)
 	}
-	if err := pg.Exec(ctx, "telemetry_db", "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1), (2); ALTER TABLE orders OWNER TO telemetry_app"); err != nil {
+	if err := pg.Exec(ctx, database, "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1), (2); ALTER TABLE orders OWNER TO "+user); err != nil {
 		t.Fatal(err)
 	}
 	globalTracing()
 	m := meshtest.New(t, meshtest.Options{Policies: readPolicies, TracerProvider: provider})
 	svc := connector.Service{Name: "staging-db", Kind: postern.KindPostgres, Upstream: pg.Addr, Environment: "staging",
-		Postgres: &connector.Postgres{User: "telemetry_app", Database: "telemetry_db", Password: connector.Secret{Value: "telemetry-s3cret"}, SSLMode: "disable"}}
+		Postgres: &connector.Postgres{User: user, Database: database, Password: connector.Secret{Value: "telemetry-s3cret"}, SSLMode: "disable"}}
 	reg := prometheus.NewRegistry()
 	c, _ := m.StartConnector(connector.Config{Token: m.ConnectorToken("office", meshtest.Describe(svc)...), Services: []connector.Service{svc},
 		Metrics: reg, TracerProvider: provider})
