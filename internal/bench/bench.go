@@ -43,6 +43,8 @@ type options struct {
 	doc        string
 	verbose    bool
 	args       []string
+
+	observeScrape time.Duration // the postern-observed path's scrape interval
 }
 
 var allPaths = []string{pathDirect, pathBare, pathPostern, pathObserved, pathUngated, pathSSH, pathWireGuard}
@@ -104,6 +106,7 @@ Flags:
 	fs.StringVar(&o.doc, "doc", "", "also write the tables into this Markdown `file`, between the lines "+docBegin+" and "+docEnd)
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, audit trail, ssh keys)")
 	fs.BoolVar(&o.verbose, "v", false, "print each measurement as it is taken")
+	fs.DurationVar(&o.observeScrape, "observe-scrape", 15*time.Second, "how often the "+pathObserved+" path's relay and connector are scraped (/metrics)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -157,6 +160,9 @@ Flags:
 			return nil, fmt.Errorf("-scale-rate: %q is not a rate", f)
 		}
 		o.scaleRates = append(o.scaleRates, v)
+	}
+	if o.observeScrape < 100*time.Millisecond {
+		return nil, errors.New("-observe-scrape: at least 100ms")
 	}
 	if o.audit != "file" && o.audit != "discard" {
 		return nil, errors.New("-audit: want file or discard")

@@ -24,8 +24,8 @@ import (
 // The postern-observed path is the postern path with everything an
 // operator turns on to see inside (issue "See inside"): the relay and the
 // connector count into Prometheus registries served on their metrics
-// listeners and scraped every second (more often than any deployment
-// would), and trace with OpenTelemetry at 1% (the agent's sampler decides,
+// listeners and scraped every -observe-scrape (default 15s, Prometheus's
+// usual interval), and trace with OpenTelemetry at 1% (the agent's sampler decides,
 // relay and connector follow it), exporting over OTLP/HTTP to a collector
 // in the driver that discards what it receives. The agent, which is the
 // driver, traces only while the observed path is measured: its global
@@ -38,10 +38,12 @@ const observeSampling = 0.01
 type observeConfig struct {
 	// OTLP is the collector's base URL ("http://host:port").
 	OTLP string `json:"otlp"`
+	// Scrape is the interval between scrapes of the child's /metrics.
+	Scrape time.Duration `json:"scrape"`
 }
 
 // startObserving gives a child its registry (with a scrape of its own
-// /metrics every second) and tracer provider; stop flushes and closes.
+// /metrics every cfg.Scrape) and tracer provider; stop flushes and closes.
 func startObserving(cfg *observeConfig, ready func() error) (prometheus.Registerer, trace.TracerProvider, func(), error) {
 	if cfg == nil {
 		return nil, nil, func() {}, nil
@@ -62,7 +64,7 @@ func startObserving(cfg *observeConfig, ready func() error) (prometheus.Register
 	scraped := make(chan struct{})
 	go func() {
 		defer close(scraped)
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(cfg.Scrape)
 		defer t.Stop()
 		for {
 			select {
@@ -179,7 +181,7 @@ func (r *runner) setupObserved(me *proc) (*path, error) {
 	r.onStop(sw.shutdown)
 	r.tracing = sw
 	otel.SetTracerProvider(sw)
-	obs := &observeConfig{OTLP: sink.url}
+	obs := &observeConfig{OTLP: sink.url, Scrape: r.o.observeScrape}
 	var info relayReady
 	cfg := relayConfig{JWKS: r.keys.jwks, Policies: policies(r.o.policies), Observe: obs}
 	if r.o.audit == "file" {
