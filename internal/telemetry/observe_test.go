@@ -720,3 +720,43 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("only %d queries in the dashboard", queries)
 	}
 }
+
+// failingWriter refuses every write, as a full disk would.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+// TestAuditLossAndPolicyLabels: audit events the writer refuses are
+// counted as lost, and a denial by a forbid is counted under its @id.
+func TestAuditLossAndPolicyLabels(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	reg := prometheus.NewRegistry()
+	r, err := relay.Listen(relay.Config{Addr: "127.0.0.1:0", Certificate: m.Cert, Verifier: m.Verifier, Policy: m.Policy,
+		Audit: slog.New(slog.NewJSONHandler(failingWriter{}, nil)), Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c, err := mesh.NewClient(mesh.Config{Relay: r.Addr().String(), Pin: m.Pin, Token: m.AgentToken("coding-agent", "coding-agents")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A connector serving a financial binding: forbid-financial denies it.
+	svc := connector.Service{Name: "ledger", Upstream: meshtest.EchoServer(t), Environment: "staging", Labels: []string{"financial"}}
+	cc := connector.Config{Relays: []string{r.Addr().String()}, Token: m.ConnectorToken("office", meshtest.Describe(svc)...), Services: []connector.Service{svc}}
+	m.ConnectorWith(cc)
+	if _, err := c.Dial(context.Background(), "tcp", "ledger"); !errors.Is(err, postern.ErrDenied) {
+		t.Fatalf("ledger: %v, want denied", err)
+	}
+	got := gather(t, reg)
+	if got["postern_relay_denials_total{binding=ledger,policy=forbid-financial}"] != 1 {
+		t.Errorf("denial by forbid-financial not counted under its id: %v", got)
+	}
+	if got["postern_relay_audit_errors_total{}"] < 3 { // the sessions' starts and the denial
+		t.Errorf("lost audit events: %v, want at least 3", got["postern_relay_audit_errors_total{}"])
+	}
+	if n := got["postern_relay_audit_events_total{event=open.deny}"]; n != 0 {
+		t.Errorf("a refused audit event counted as written: %v", n)
+	}
+}
