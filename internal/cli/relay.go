@@ -79,17 +79,18 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 	defer obs.close()
 
 	r, err := relay.Listen(relay.Config{
-		Addr:           cfg.Listen,
-		Certificate:    cfg.Certificate,
-		Verifier:       verifier,
-		Policy:         engine,
-		PolicyOptions:  &cfg.PolicyOptions,
-		Bindings:       cfg.Bindings,
-		Limits:         cfg.Limits,
-		Logger:         log,
-		Audit:          audit,
-		Metrics:        obs.registerer(),
-		TracerProvider: obs.tp,
+		Addr:               cfg.Listen,
+		Certificate:        cfg.Certificate,
+		Verifier:           verifier,
+		RequireBoundTokens: cfg.RequireBound,
+		Policy:             engine,
+		PolicyOptions:      &cfg.PolicyOptions,
+		Bindings:           cfg.Bindings,
+		Limits:             cfg.Limits,
+		Logger:             log,
+		Audit:              audit,
+		Metrics:            obs.registerer(),
+		TracerProvider:     obs.tp,
 	})
 	if err != nil {
 		return failf(env, ExitFailure, "%v", err) // "relay: ..." already

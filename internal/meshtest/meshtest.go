@@ -69,6 +69,8 @@ type Options struct {
 	// PolicyOptions is the relay's Config.PolicyOptions: what connectors
 	// validate the policy set against. Nil: they only parse it.
 	PolicyOptions *policy.ValidateOptions
+	// RequireBoundTokens is the relay's: bearer agent tokens are refused.
+	RequireBoundTokens bool
 	// Metrics and TracerProvider are the relay's Config.Metrics and
 	// Config.TracerProvider.
 	Metrics        prometheus.Registerer
@@ -130,16 +132,17 @@ func New(t testing.TB, opts Options) *Mesh {
 func (m *Mesh) StartRelay(addr string) {
 	m.t.Helper()
 	r, err := relay.Listen(relay.Config{
-		Addr:           addr,
-		Certificate:    m.Cert,
-		Verifier:       m.Verifier,
-		Policy:         m.Policy,
-		PolicyOptions:  m.opts.PolicyOptions,
-		Bindings:       m.opts.Bindings,
-		Limits:         m.opts.Limits,
-		Audit:          slog.New(slog.NewJSONHandler(m.Audit, nil)),
-		Metrics:        m.opts.Metrics,
-		TracerProvider: m.opts.TracerProvider,
+		Addr:               addr,
+		Certificate:        m.Cert,
+		Verifier:           m.Verifier,
+		Policy:             m.Policy,
+		PolicyOptions:      m.opts.PolicyOptions,
+		Bindings:           m.opts.Bindings,
+		Limits:             m.opts.Limits,
+		RequireBoundTokens: m.opts.RequireBoundTokens,
+		Audit:              slog.New(slog.NewJSONHandler(m.Audit, nil)),
+		Metrics:            m.opts.Metrics,
+		TracerProvider:     m.opts.TracerProvider,
 	})
 	if err != nil {
 		m.t.Fatal(err)

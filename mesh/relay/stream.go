@@ -194,6 +194,7 @@ func (r *Relay) dialConnector(rt *route, a *agentSession, open *wire.Open, actio
 		Action:   action,
 		Details:  open.Details,
 		Source:   a.remote,
+		Early:    open.Early,
 		Trace:    open.Trace,
 	}
 	var tried []*connectorSession
