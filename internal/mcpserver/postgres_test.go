@@ -214,7 +214,13 @@ permit (principal in Group::"coding-agents", action == Action::"connect", resour
 @id("coding-agents-read-staging")
 permit (principal in Group::"coding-agents", action in Action::"read", resource in Environment::"staging");
 `)
-	tools = w.tools(t)
+	// A tools/list_changed of before the swap may still be queued: wait
+	// for the read-only tools themselves.
+	meshtest.WaitFor(t, "the read-only tools", func() bool {
+		tools = w.tools(t)
+		q, r := tools["staging-db_query"], tools["staging-api_request"]
+		return q != nil && r != nil && q.Annotations.ReadOnlyHint && r.Annotations.ReadOnlyHint
+	})
 	for _, name := range []string{"staging-db_query", "staging-api_request"} {
 		tl := tools[name]
 		if tl == nil {
@@ -249,9 +255,10 @@ permit (principal in Group::"coding-agents", action in Action::"read", resource 
 @id("no-deletes-on-staging")
 forbid (principal, action == Action::"sql:delete", resource in Environment::"staging");
 `)
-	if tl := w.tools(t)["staging-db_query"]; tl == nil || tl.Annotations.ReadOnlyHint {
-		t.Fatalf("query tool after permitting writes: %+v", tl)
-	}
+	meshtest.WaitFor(t, "the query tool without readOnlyHint after permitting writes", func() bool {
+		tl := w.tools(t)["staging-db_query"]
+		return tl != nil && !tl.Annotations.ReadOnlyHint
+	})
 	e = w.call(t, "staging-db_query", map[string]any{"sql": "DELETE FROM items WHERE id = 1"}, &out)
 	if !strings.Contains(e, "42501") || !strings.Contains(e, "no-deletes-on-staging") {
 		t.Errorf("a DELETE under a forbid: %q, want a 42501 naming no-deletes-on-staging", e)
