@@ -18,11 +18,12 @@ import (
 
 // The environment variables the default client reads.
 const (
-	EnvRelay     = "POSTERN_RELAY"      // the relay's address, host:port (UDP)
+	EnvRelay     = "POSTERN_RELAY"      // the relay's address, host:port (UDP and TCP)
 	EnvToken     = "POSTERN_TOKEN"      // the agent's identity token (a JWT)
 	EnvTokenFile = "POSTERN_TOKEN_FILE" // a file holding it, read again at each refresh
 	EnvRelayCA   = "POSTERN_RELAY_CA"   // a PEM file of CAs that sign the relay's certificate
 	EnvRelayPin  = "POSTERN_RELAY_PIN"  // the relay certificate's pin, sha256:<hex>
+	EnvTransport = "POSTERN_TRANSPORT"  // auto (default), quic or tcp
 )
 
 // EnvError is a missing or malformed environment variable.
@@ -82,14 +83,20 @@ func CloseDefault() error {
 // ConfigFromEnv builds a mesh client configuration from the environment:
 //
 //   - POSTERN_RELAY (required): the relay's host:port.
+//
 //   - POSTERN_TOKEN or POSTERN_TOKEN_FILE (exactly one): the agent's
 //     token, or a file holding it. The file is read again each time the
 //     client needs a token (to connect, and before the one in use
 //     expires), so a token rotated on disk is picked up by the live
 //     session. Replace the file atomically (write, then rename over).
+//
 //   - POSTERN_RELAY_CA or POSTERN_RELAY_PIN (exactly one): how to trust
 //     the relay, a PEM file of CAs or the pin of its certificate
 //     ("sha256:<hex>", as the relay prints it).
+//
+//   - POSTERN_TRANSPORT (optional): "auto" (the default: QUIC, falling
+//     back to TLS over TCP when UDP does not get through), "quic" or
+//     "tcp" (for networks that drop UDP).
 //
 // Each missing or malformed variable gives its own *EnvError; all of them
 // are returned together (errors.Join). An empty variable counts as unset.
@@ -164,6 +171,14 @@ func configFromEnv(getenv func(string) string) (mesh.Config, error) {
 		cfg.Pin = p
 	default:
 		bad(EnvRelayPin, "not set, nor %s: say how to trust the relay's certificate", EnvRelayCA)
+	}
+
+	if n := getenv(EnvTransport); n != "" {
+		if err := transport.CheckNetwork(n); err != nil {
+			bad(EnvTransport, "%q: want auto, quic or tcp", n)
+		} else {
+			cfg.Transport = &transport.Config{Network: n}
+		}
 	}
 
 	if len(errs) > 0 {

@@ -80,6 +80,7 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 		PolicyOptions: &cfg.PolicyOptions,
 		Bindings:      cfg.Bindings,
 		Limits:        cfg.Limits,
+		Transport:     &transport.Config{Network: cfg.Transport},
 		Logger:        log,
 		Audit:         audit,
 	})

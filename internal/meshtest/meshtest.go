@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -66,7 +67,17 @@ type Options struct {
 	// PolicyOptions is the relay's Config.PolicyOptions: what connectors
 	// validate the policy set against. Nil: they only parse it.
 	PolicyOptions *policy.ValidateOptions
+	// Network is the transport of the relay, and of the clients and
+	// connectors the mesh starts (transport.Config.Network): "" means
+	// the environment variable POSTERN_TEST_NETWORK, and when that is
+	// unset too, auto (the relay on both, clients trying QUIC first).
+	// POSTERN_TEST_NETWORK=tcp runs a package's mesh tests over TLS/TCP.
+	Network string
 }
+
+// EnvNetwork names the transport of meshes whose Options.Network is
+// empty.
+const EnvNetwork = "POSTERN_TEST_NETWORK"
 
 // Mesh is a running relay and what is needed to join it.
 type Mesh struct {
@@ -112,6 +123,12 @@ func New(t testing.TB, opts Options) *Mesh {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if opts.Network == "" {
+		opts.Network = os.Getenv(EnvNetwork)
+	}
+	if err := transport.CheckNetwork(opts.Network); err != nil {
+		t.Fatal(err)
+	}
 	m := &Mesh{t: t, Key: key, Verifier: v, Policy: policy.NewEngine(set), Cert: cert, Pin: transport.Pin(cert), Audit: &Log{}, opts: opts}
 	m.StartRelay("127.0.0.1:0")
 	t.Cleanup(m.StopRelay)
@@ -130,6 +147,7 @@ func (m *Mesh) StartRelay(addr string) {
 		PolicyOptions: m.opts.PolicyOptions,
 		Bindings:      m.opts.Bindings,
 		Limits:        m.opts.Limits,
+		Transport:     &transport.Config{Network: m.opts.Network},
 		Audit:         slog.New(slog.NewJSONHandler(m.Audit, nil)),
 	})
 	if err != nil {
@@ -212,12 +230,26 @@ func Describe(services ...connector.Service) []identity.Service {
 // Client returns an agent client for tok, closed at cleanup.
 func (m *Mesh) Client(tok string) *mesh.Client {
 	m.t.Helper()
-	c, err := mesh.NewClient(mesh.Config{Relay: m.Addr(), Token: tok, Pin: m.Pin})
+	c, err := mesh.NewClient(mesh.Config{Relay: m.Addr(), Token: tok, Pin: m.Pin, Transport: m.ClientTransport()})
 	if err != nil {
 		m.t.Fatal(err)
 	}
 	m.t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// Network is the mesh's transport: "auto", "quic" or "tcp".
+func (m *Mesh) Network() string {
+	if m.opts.Network == "" {
+		return transport.NetworkAuto
+	}
+	return m.opts.Network
+}
+
+// ClientTransport is the transport configuration of the mesh's clients
+// and connectors.
+func (m *Mesh) ClientTransport() *transport.Config {
+	return &transport.Config{Network: m.opts.Network}
 }
 
 // Connector starts a connector named name serving services (its token
@@ -243,6 +275,9 @@ func (m *Mesh) StartConnector(cfg connector.Config) (c *connector.Connector, sto
 		cfg.Relays = []string{m.Addr()}
 	}
 	cfg.Pin = m.Pin
+	if cfg.Transport == nil {
+		cfg.Transport = m.ClientTransport()
+	}
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff = 20 * time.Millisecond
 		cfg.MaxBackoff = 200 * time.Millisecond

@@ -29,6 +29,8 @@ type Session interface {
 	Context() context.Context
 	LocalAddr() net.Addr
 	RemoteAddr() net.Addr
+	// Network is "quic" or "tcp" (TLS over TCP).
+	Network() string
 }
 
 // Stream is one bidirectional stream of a Session, with QUIC's
@@ -56,6 +58,9 @@ var (
 	_ Session = QUICSession{}
 	_ Stream  = (*quic.Stream)(nil)
 )
+
+// Network is "quic".
+func (s QUICSession) Network() string { return "quic" }
 
 func (s QUICSession) OpenStreamSync(ctx context.Context) (Stream, error) {
 	st, err := s.Conn.OpenStreamSync(ctx)

@@ -92,3 +92,9 @@ func FuzzDecodeOpen(f *testing.F)      { fuzzDecode(f, FrameOpen) }
 func FuzzDecodeDial(f *testing.F)      { fuzzDecode(f, FrameDial) }
 func FuzzDecodeResult(f *testing.F)    { fuzzDecode(f, FrameResult) }
 func FuzzDecodePolicy(f *testing.F)    { fuzzDecode(f, FramePolicy) }
+
+func FuzzDecodeMuxSettings(f *testing.F) { fuzzDecode(f, FrameMuxSettings) }
+func FuzzDecodeStreamReset(f *testing.F) { fuzzDecode(f, FrameStreamReset) }
+func FuzzDecodeStopSending(f *testing.F) { fuzzDecode(f, FrameStopSending) }
+func FuzzDecodeResetAck(f *testing.F)    { fuzzDecode(f, FrameResetAck) }
+func FuzzDecodeClose(f *testing.F)       { fuzzDecode(f, FrameClose) }

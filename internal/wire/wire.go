@@ -29,6 +29,14 @@ const (
 	FrameOpen      = FrameType_FRAME_TYPE_OPEN
 	FrameDial      = FrameType_FRAME_TYPE_DIAL
 	FrameResult    = FrameType_FRAME_TYPE_RESULT
+
+	// Transport frames, only on the mux control stream of a TLS-over-TCP
+	// connection.
+	FrameMuxSettings = FrameType_FRAME_TYPE_MUX_SETTINGS
+	FrameStreamReset = FrameType_FRAME_TYPE_STREAM_RESET
+	FrameStopSending = FrameType_FRAME_TYPE_STOP_SENDING
+	FrameResetAck    = FrameType_FRAME_TYPE_RESET_ACK
+	FrameClose       = FrameType_FRAME_TYPE_CLOSE
 )
 
 // Name is the frame type's name in messages and logs: "hello", "open", ...
@@ -57,6 +65,16 @@ func (t FrameType) Name() string {
 		return "dial"
 	case FrameResult:
 		return "result"
+	case FrameMuxSettings:
+		return "mux_settings"
+	case FrameStreamReset:
+		return "stream_reset"
+	case FrameStopSending:
+		return "stop_sending"
+	case FrameResetAck:
+		return "reset_ack"
+	case FrameClose:
+		return "close"
 	}
 	return "unknown"
 }
@@ -202,6 +220,12 @@ func (*Open) FrameType() FrameType      { return FrameOpen }
 func (*Dial) FrameType() FrameType      { return FrameDial }
 func (*Result) FrameType() FrameType    { return FrameResult }
 
+func (*MuxSettings) FrameType() FrameType { return FrameMuxSettings }
+func (*StreamReset) FrameType() FrameType { return FrameStreamReset }
+func (*StopSending) FrameType() FrameType { return FrameStopSending }
+func (*ResetAck) FrameType() FrameType    { return FrameResetAck }
+func (*Close) FrameType() FrameType       { return FrameClose }
+
 // newMessage returns a new message of frame type typ; nil for a type this
 // version does not know.
 func newMessage(typ FrameType) Message {
@@ -228,6 +252,16 @@ func newMessage(typ FrameType) Message {
 		return new(Dial)
 	case FrameResult:
 		return new(Result)
+	case FrameMuxSettings:
+		return new(MuxSettings)
+	case FrameStreamReset:
+		return new(StreamReset)
+	case FrameStopSending:
+		return new(StopSending)
+	case FrameResetAck:
+		return new(ResetAck)
+	case FrameClose:
+		return new(Close)
 	}
 	return nil
 }

@@ -86,8 +86,10 @@ type Config struct {
 	// relay. The wait doubles from MinBackoff up to MaxBackoff, with
 	// jitter. Zero means 250ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
-	// Transport tunes QUIC. Nil means transport's defaults, with room for
-	// many streams from each relay.
+	// Transport tunes QUIC and TLS over TCP. Nil means transport's
+	// defaults, with room for many streams from each relay. Its Network
+	// chooses how relays are reached: "" or "auto" (QUIC first, falling
+	// back to TLS over TCP; see mesh.Config.Transport), "quic" or "tcp".
 	Transport *transport.Config
 	// Measure switches parts of the connector off for this module's
 	// benchmark; its type is internal, so outside this module it can only
@@ -126,6 +128,11 @@ func New(cfg Config) (*Connector, error) {
 	}
 	if len(cfg.Services) == 0 {
 		return nil, errors.New("connector: config: no services to serve")
+	}
+	if cfg.Transport != nil {
+		if err := transport.CheckNetwork(cfg.Transport.Network); err != nil {
+			return nil, fmt.Errorf("connector: config: %w", err)
+		}
 	}
 	c := &Connector{cfg: cfg, log: cfg.Logger, services: make(map[string]*Service), status: make(map[string]bool), policy: make(map[string]*relayPolicy), ready: make(chan struct{})}
 	if c.log == nil {

@@ -58,8 +58,10 @@ type Config struct {
 	Bindings []postern.Binding
 	// Limits bound what one client may ask of the relay.
 	Limits Limits
-	// Transport tunes QUIC. Nil, or a zero field, means transport's
-	// default, except for two: the relay sends no keep-alives of its own
+	// Transport tunes QUIC and TLS over TCP. Its Network says what the
+	// relay listens on: "" or "auto" (default) both UDP (QUIC) and TCP
+	// (TLS 1.3), on Addr's port number; "quic" or "tcp" only one. Nil, or
+	// a zero field, means transport's default, except for two: the relay sends no keep-alives of its own
 	// unless KeepAlive is set (its clients send them), and the stream
 	// limit is raised to fit Limits.StreamsPerAgent.
 	Transport *transport.Config
@@ -218,8 +220,14 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 	return l
 }
 
-// Addr returns the UDP address the relay listens on.
+// Addr returns the address the relay listens on: the UDP address, or the
+// TCP one when it listens on TCP only (Transport.Network "tcp"). A relay
+// listening on both uses the same port number for each.
 func (r *Relay) Addr() net.Addr { return r.ln.Addr() }
+
+// TCPAddr returns the TCP address the relay listens on for TLS over TCP;
+// nil when it listens on UDP only (Transport.Network "quic").
+func (r *Relay) TCPAddr() net.Addr { return r.ln.TCPAddr() }
 
 // Close ends every session at once (clients are told the relay is shutting
 // down) and stops listening. It waits for the relay's goroutines.
@@ -364,8 +372,11 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 		s.remote = remote
 		s.started = time.Now()
 		s.claims.Store(claims)
-		if ua, ok := conn.RemoteAddr().(*net.UDPAddr); ok {
-			s.remoteIP = ua.AddrPort().Addr().Unmap()
+		switch ra := conn.RemoteAddr().(type) {
+		case *net.UDPAddr:
+			s.remoteIP = ra.AddrPort().Addr().Unmap()
+		case *net.TCPAddr:
+			s.remoteIP = ra.AddrPort().Addr().Unmap()
 		}
 	}
 	switch hello.Role {
