@@ -356,10 +356,19 @@ func (l *Log) Events(msg string) []map[string]any {
 // connection's bytes until EOF, then half-closes its side.
 func EchoServer(t testing.TB) string {
 	t.Helper()
-	return Server(t, func(c net.Conn) {
-		io.Copy(c, c)
-		c.(*net.TCPConn).CloseWrite()
-	})
+	return Server(t, echo)
+}
+
+// ServeEcho is EchoServer on a listener of the caller's (one made in
+// another network namespace, say).
+func ServeEcho(t testing.TB, ln net.Listener) string {
+	t.Helper()
+	return Serve(t, ln, echo)
+}
+
+func echo(c net.Conn) {
+	io.Copy(c, c)
+	c.(*net.TCPConn).CloseWrite()
 }
 
 // Server starts a TCP server on 127.0.0.1:0 running handle for each
@@ -371,6 +380,12 @@ func Server(t testing.TB, handle func(net.Conn)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return Serve(t, ln, handle)
+}
+
+// Serve is Server on a listener of the caller's.
+func Serve(t testing.TB, ln net.Listener, handle func(net.Conn)) string {
+	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	conns := map[net.Conn]bool{}
