@@ -100,6 +100,8 @@ type relayConfig struct {
 	// Audit is the file the audit trail is appended to; empty means a
 	// JSON handler writing to io.Discard (the events are still built).
 	Audit string `json:"audit"`
+	// Network is what the relay listens on (transport.Config.Network).
+	Network string `json:"network,omitempty"`
 }
 
 type relayReady struct {
@@ -140,6 +142,7 @@ func startRelay(b []byte) (any, func(), error) {
 		Certificate: cert,
 		Verifier:    v,
 		Policy:      policy.NewEngine(set),
+		Transport:   &transport.Config{Network: cfg.Network},
 		Audit:       slog.New(slog.NewJSONHandler(audit, nil)),
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -176,6 +179,8 @@ type connectorConfig struct {
 	Services []service `json:"services"`
 	// Ungated turns the connector's statement and request gate off.
 	Ungated bool `json:"ungated,omitempty"`
+	// Network is how the connector reaches the relay.
+	Network string `json:"network,omitempty"`
 }
 
 func startConnector(b []byte) (any, func(), error) {
@@ -195,12 +200,13 @@ func startConnector(b []byte) (any, func(), error) {
 		svcs = append(svcs, cs)
 	}
 	c, err := connector.New(connector.Config{
-		Relays:   []string{cfg.Relay},
-		Token:    cfg.Token,
-		Pin:      cfg.Pin,
-		Services: svcs,
-		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Measure:  &measure.Connector{Ungated: cfg.Ungated},
+		Relays:    []string{cfg.Relay},
+		Token:     cfg.Token,
+		Pin:       cfg.Pin,
+		Services:  svcs,
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Measure:   &measure.Connector{Ungated: cfg.Ungated},
+		Transport: &transport.Config{Network: cfg.Network},
 	})
 	if err != nil {
 		return nil, nil, err

@@ -464,6 +464,7 @@ func (r *runner) printTable(w io.Writer, rep *Report) {
 		{pathPostern, pathDirect, "postern ÷ direct"},
 		{pathPostern, pathBare, "postern ÷ bare"},
 		{pathPostern, pathUngated, "postern ÷ nogate"},
+		{pathPosternTCP, pathPostern, "tcp ÷ quic"},
 		{pathBare, pathDirect, "bare ÷ direct"},
 		{pathSSH, pathDirect, "ssh ÷ direct"},
 		{pathWireGuard, pathDirect, "wireguard ÷ direct"},

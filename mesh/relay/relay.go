@@ -209,7 +209,11 @@ func Listen(cfg Config) (*Relay, error) {
 	r.wg.Add(2)
 	go r.acceptLoop()
 	go r.watchPolicy()
-	r.log.Info("relay: listening", "addr", ln.Addr().String(), "pin", transport.Pin(cfg.Certificate))
+	tcpAddr := "none"
+	if a := ln.TCPAddr(); a != nil {
+		tcpAddr = a.String()
+	}
+	r.log.Info("relay: listening", "addr", ln.Addr().String(), "tcp", tcpAddr, "pin", transport.Pin(cfg.Certificate))
 	return r, nil
 }
 
@@ -348,7 +352,7 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 	defer cancel()
 	ctrl, err := conn.AcceptStream(ctx)
 	if err != nil {
-		r.log.Debug("relay: no control stream", "remote", remote, "err", err)
+		r.log.Debug("relay: no control stream", "remote", remote, "transport", conn.Network(), "err", err)
 		closeConn(conn, wire.CodeTimeout, "handshake_timeout", "no hello within the handshake time")
 		return
 	}
