@@ -89,6 +89,12 @@ type tcpSession struct {
 	accepted    chan *tcpStream
 	queue       chan wire.Message
 	wrote       chan struct{} // closed when the writer has written a Close, or given up
+	readDone    chan struct{} // closed when the control reader has stopped
+
+	// opening is held while a stream is opened and registered, so that a
+	// control frame about it (the peer may refuse it at once) never finds
+	// it missing.
+	opening sync.RWMutex
 
 	mu       sync.Mutex
 	streams  map[uint32]*tcpStream
@@ -175,6 +181,7 @@ func newTCPSession(ctx context.Context, tc *tls.Conn, client bool, cfg *transpor
 		accepted:    make(chan *tcpStream, min(2*maxIn, 4096)),
 		queue:       make(chan wire.Message, ctlQueue),
 		wrote:       make(chan struct{}),
+		readDone:    make(chan struct{}),
 		streams:     map[uint32]*tcpStream{},
 		pending:     map[uint32]pendingFrame{},
 	}
@@ -204,6 +211,13 @@ func (c *lingerConn) Close() error {
 func (s *tcpSession) watch() {
 	defer s.wg.Done()
 	<-s.mux.CloseChan()
+	// A Close frame may sit unread in the control stream: yamux ends the
+	// session at the peer's close_notify, which follows it. Let the reader
+	// get to it first.
+	select {
+	case <-s.readDone:
+	case <-time.After(closeLinger):
+	}
 	s.mu.Lock()
 	if s.closeErr == nil {
 		s.closeErr = fmt.Errorf("quicnet: tls/tcp connection to %s ended: %w", s.tc.RemoteAddr(), net.ErrClosed)
@@ -314,6 +328,7 @@ func (s *tcpSession) protocolError(msg string) {
 
 func (s *tcpSession) readControl() {
 	defer s.wg.Done()
+	defer close(s.readDone)
 	for {
 		m, err := wire.ReadFrame(s.ctl, wire.MaxMuxFrame)
 		if err != nil {
@@ -349,6 +364,10 @@ func (s *tcpSession) readControl() {
 // stream returns the registered stream id. A frame m for a stream the
 // peer opened and the accept loop has not registered yet is kept for it.
 func (s *tcpSession) stream(id uint32, m wire.Message) *tcpStream {
+	if s.ours(id) {
+		s.opening.RLock()
+		defer s.opening.RUnlock()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if st := s.streams[id]; st != nil {
@@ -390,6 +409,8 @@ func (s *tcpSession) OpenStreamSync(ctx context.Context) (Stream, error) {
 	case <-s.ctx.Done():
 		return nil, s.err()
 	}
+	s.opening.Lock()
+	defer s.opening.Unlock()
 	y, err := s.mux.OpenStream()
 	if err != nil {
 		<-s.slots

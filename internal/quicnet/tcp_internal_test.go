@@ -100,9 +100,9 @@ func TestTCPMuxFrameCap(t *testing.T) {
 	hdr := make([]byte, wire.FrameHeaderLen)
 	hdr[0] = byte(wire.FrameStreamReset)
 	binary.BigEndian.PutUint32(hdr[1:], wire.MaxMuxFrame+1)
-	if _, err := c.ctl.Write(hdr); err != nil {
-		t.Fatal(err)
-	}
+	// The peer may close before yamux reports the write done: its error
+	// says nothing.
+	c.ctl.Write(hdr)
 	select {
 	case <-c.Context().Done():
 	case <-time.After(10 * time.Second):
