@@ -1,5 +1,6 @@
 // Package mesh is what an agent imports to reach private services through
-// a Postern relay: a [Client] holding one QUIC session with the relay, the
+// a Postern relay: a [Client] holding one session with the relay (QUIC, or
+// TLS over TCP where UDP is blocked: see [Config].Transport), the
 // agent's catalog of bindings, and a Dial with net.Dialer's signature.
 //
 // # Overview
@@ -13,7 +14,7 @@
 // by itself. With a [Config].TokenSource, the client presents a fresh token
 // on the live session before the current one expires.
 //
-// [Client.Dial] opens one QUIC stream per use of a binding. The relay
+// [Client.Dial] opens one stream per use of a binding. The relay
 // authorizes the open with Cedar, routes it to a connector, and the
 // connector dials the private service; the returned net.Conn, a [*Conn],
 // then carries raw bytes. Close closes both directions, [Conn.CloseWrite]
