@@ -94,6 +94,10 @@ func (c *Connector) serveHTTP(st quicnet.Stream, down *quicnet.Conn, svc *Servic
 		// redirects built from Host name it: turn those into paths on the
 		// binding, which the agent can follow and which hide the address.
 		ModifyResponse: func(resp *http.Response) error {
+			// X-Postern-Error marks the connector's own answers (a
+			// denial, an unreachable upstream): an upstream may not
+			// pass for the connector.
+			resp.Header.Del("X-Postern-Error")
 			hosts := []string{target.Host}
 			if svc.HTTP != nil && svc.HTTP.Host != "" {
 				hosts = append(hosts, svc.HTTP.Host)

@@ -512,7 +512,9 @@ func (r *Relay) rescopeAll() {
 }
 
 // catalogFor returns the bindings that policy lets p connect to, sorted by
-// name.
+// name. An http or postgres binding on which p may only read (no permit
+// admits a write or unclassified action there: policy.Set.MayWrite) is
+// listed with read_only set, so that tools can say so.
 func (r *Relay) catalogFor(p *policy.Principal, source netip.Addr) []*wire.Binding {
 	r.mu.RLock()
 	routes := make([]*route, 0, len(r.routes))
@@ -524,8 +526,13 @@ func (r *Relay) catalogFor(p *policy.Principal, source netip.Addr) []*wire.Bindi
 	var out []*wire.Binding
 	for _, rt := range routes {
 		meta := rt.meta.Load()
-		d := r.policy.AuthorizeOpen(policy.Request{Principal: *p, Resource: meta.resource, Time: now, SourceIP: source})
-		if d.Allowed {
+		req := policy.Request{Principal: *p, Resource: meta.resource, Time: now, SourceIP: source}
+		if !r.policy.AuthorizeOpen(req).Allowed {
+			continue
+		}
+		if meta.readOnly != nil && !r.policy.MayWrite(req) {
+			out = append(out, meta.readOnly)
+		} else {
 			out = append(out, meta.wire)
 		}
 	}

@@ -273,7 +273,7 @@ func (a *agentSession) pushCatalog() {
 
 func sameBinding(a, b *wire.Binding) bool {
 	return a.Name == b.Name && a.Kind == b.Kind && a.Environment == b.Environment &&
-		a.Description == b.Description && slices.Equal(a.Labels, b.Labels)
+		a.Description == b.Description && a.ReadOnly == b.ReadOnly && slices.Equal(a.Labels, b.Labels)
 }
 
 // ---- connectors ----
