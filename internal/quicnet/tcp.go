@@ -42,6 +42,8 @@ const (
 	// closeLinger is how long a closing side waits for its peer to read
 	// the Close frame before it drops the connection.
 	closeLinger = time.Second
+	// maxDataFrame caps the data frames a stream sends.
+	maxDataFrame = 64 << 10
 	// maxPending bounds the stream frames kept for streams the accept
 	// loop has not registered yet.
 	maxPending = 1024
@@ -589,11 +591,28 @@ func (s *tcpStream) Write(p []byte) (int, error) {
 	if fin {
 		return 0, errWriteClosed
 	}
-	n, err := s.y.Write(p)
-	if err != nil {
-		err = s.writeFailed(err)
+	// In frames of at most maxDataFrame: yamux would send the whole window
+	// in one, which holds the connection for every other stream as long
+	// as it takes to send, and a CancelWrite waits for it.
+	var n int
+	for len(p) > 0 {
+		chunk := p[:min(len(p), maxDataFrame)]
+		m, err := s.y.Write(chunk)
+		n += m
+		if err != nil {
+			return n, s.writeFailed(err)
+		}
+		p = p[m:]
+		if len(p) > 0 {
+			s.mu.Lock()
+			err := s.writeErr
+			s.mu.Unlock()
+			if err != nil {
+				return n, err
+			}
+		}
 	}
-	return n, err
+	return n, nil
 }
 
 func (s *tcpStream) writeFailed(err error) error {
