@@ -3,6 +3,7 @@ package quicnet
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -124,7 +125,7 @@ func newTCPSession(ctx context.Context, tc *tls.Conn, client bool, cfg *transpor
 		cfg = &z
 	}
 	yc := yamuxConfig(cfg)
-	lc := &lingerConn{tc}
+	lc := &lingerConn{Conn: tc}
 	var (
 		mux *yamux.Session
 		err error
@@ -201,7 +202,37 @@ func newTCPSession(ctx context.Context, tc *tls.Conn, client bool, cfg *transpor
 // bounding the read side, lets the peer read a Close frame that a reset
 // connection would have thrown away. The watch goroutine closes it for
 // good.
-type lingerConn struct{ *tls.Conn }
+//
+// It also joins each data frame's header to its body: yamux writes them
+// apart, which would make two TLS records and two TCP segments of every
+// frame. Only yamux's send loop writes, so there is no concurrency here.
+type lingerConn struct {
+	*tls.Conn
+	hdr     [yamuxHeaderLen]byte
+	pending bool
+	buf     []byte
+}
+
+// yamuxHeaderLen is the size of a yamux frame header: version, type,
+// flags (2), stream ID (4), length (4). Type 0 is data, whose body
+// follows in the next write.
+const yamuxHeaderLen = 12
+
+func (c *lingerConn) Write(p []byte) (int, error) {
+	if c.pending {
+		c.pending = false
+		c.buf = append(append(c.buf[:0], c.hdr[:]...), p...)
+		// Bodies are at most maxDataFrame (tcpStream.Write), so buf is too.
+		n, err := c.Conn.Write(c.buf)
+		return max(n-yamuxHeaderLen, 0), err
+	}
+	if len(p) == yamuxHeaderLen && p[1] == 0 && binary.BigEndian.Uint32(p[8:]) > 0 {
+		copy(c.hdr[:], p)
+		c.pending = true
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
 
 func (c *lingerConn) Close() error {
 	c.SetWriteDeadline(time.Now().Add(closeLinger))
