@@ -333,6 +333,9 @@ func writeSeed(t *testing.T, fuzz, name string, data []byte) {
 }
 
 func fuzzName(t FrameType) string {
-	s := t.Name()
-	return strings.ToUpper(s[:1]) + s[1:]
+	var b strings.Builder
+	for w := range strings.SplitSeq(t.Name(), "_") { // mux_settings: MuxSettings
+		b.WriteString(strings.ToUpper(w[:1]) + w[1:])
+	}
+	return b.String()
 }
