@@ -43,6 +43,9 @@ const (
 	// closeLinger is how long a closing side waits for its peer to read
 	// the Close frame before it drops the connection.
 	closeLinger = time.Second
+	// closeRead is how long a session that yamux has ended waits for its
+	// control reader to parse a Close frame already received.
+	closeRead = 250 * time.Millisecond
 	// maxDataFrame caps the data frames a stream sends.
 	maxDataFrame = 64 << 10
 	// maxPending bounds the stream frames kept for streams the accept
@@ -246,10 +249,12 @@ func (s *tcpSession) watch() {
 	<-s.mux.CloseChan()
 	// A Close frame may sit unread in the control stream: yamux ends the
 	// session at the peer's close_notify, which follows it. Let the reader
-	// get to it first.
+	// get to it first; it reads buffered data at once, but its last read
+	// only ends when yamux has torn the streams down, which a dead peer
+	// delays by closeLinger: wait for less.
 	select {
 	case <-s.readDone:
-	case <-time.After(closeLinger):
+	case <-time.After(closeRead):
 	}
 	s.mu.Lock()
 	if s.closeErr == nil {

@@ -6,6 +6,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -219,4 +221,98 @@ func TestTCPNeedsALPN(t *testing.T) {
 		}
 		conn.Close()
 	}
+}
+
+// TestTCPIdleTimeout: a peer that goes silent without closing (a frozen
+// path, a machine gone) ends the session within IdleTimeout, as over
+// QUIC: keep-alive pings go unanswered.
+func TestTCPIdleTimeout(t *testing.T) {
+	const idle = time.Second
+	cfg := &transport.Config{KeepAlive: 200 * time.Millisecond, IdleTimeout: idle}
+	_, _, ln, tlsConf := sessions(t, transport.NetworkTCP, cfg)
+	// A proxy in between that can stop forwarding while keeping both
+	// connections open.
+	front, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer front.Close()
+	frozen, stop := make(chan struct{}), make(chan struct{})
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	defer wg.Wait()
+	defer func() {
+		close(stop)
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c, err := front.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			c.Close()
+			return
+		}
+		mu.Lock()
+		conns = append(conns, c, s)
+		mu.Unlock()
+		pipe := func(dst, src net.Conn) {
+			defer wg.Done()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := src.Read(buf)
+				select {
+				case <-frozen:
+					<-stop // hold the connection open, silent
+					return
+				default:
+				}
+				if err != nil {
+					return
+				}
+				dst.Write(buf[:n])
+			}
+		}
+		wg.Add(2)
+		go pipe(s, c)
+		go pipe(c, s)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := *cfg
+	c.Network = transport.NetworkTCP
+	sess, err := quicnet.Dial(ctx, front.Addr().String(), tlsConf, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.CloseWithError(0, "")
+	time.Sleep(3 * idle) // alive: pings are answered
+	if sess.Context().Err() != nil {
+		t.Fatalf("session ended while the path was up: %v", context.Cause(sess.Context()))
+	}
+	close(frozen)
+	start := time.Now()
+	select {
+	case <-sess.Context().Done():
+	case <-time.After(10 * idle):
+		t.Fatal("a silent peer kept the session up")
+	}
+	if d := time.Since(start); d < idle/2 {
+		t.Fatalf("ended %v after the freeze, before the idle timeout could pass", d)
+	}
+	if !quicnet.IsConnClosed(context.Cause(sess.Context())) {
+		t.Fatalf("cause %v is not a closed connection", context.Cause(sess.Context()))
+	}
+	t.Logf("a silent peer was noticed %v after the freeze (idle timeout %v)", time.Since(start), idle)
 }
