@@ -13,7 +13,8 @@ import (
 // only (no UDP socket at all) and every agent and connector on TLS over
 // TCP: streams, half-close, bulk, policy denial with the deciding policy,
 // refusal of pipelined bytes, limits, timeouts, failover between
-// connectors, a relay restart, token refresh and expiry. The whole suite
+// connectors, a relay restart, token refresh and expiry, tokens bound to
+// a key the client proves in the TLS handshake. The whole suite
 // runs so with POSTERN_TEST_NETWORK=tcp.
 func TestOverTCP(t *testing.T) {
 	t.Setenv(meshtest.EnvNetwork, transport.NetworkTCP)
@@ -44,6 +45,9 @@ func TestOverTCP(t *testing.T) {
 		{"TokenRefreshKeepsSession", TestTokenRefreshKeepsSession},
 		{"ExpiredSessionEnds", TestExpiredSessionEnds},
 		{"ConnectorCannotClaimUngrantedService", TestConnectorCannotClaimUngrantedService},
+		{"BoundTokens", TestBoundTokens},
+		{"BoundTokenRefresh", TestBoundTokenRefresh},
+		{"BoundTokenRefreshKeepsSession", TestBoundTokenRefreshKeepsSession},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			m := meshtest.New(t, meshtest.Options{})

@@ -67,6 +67,8 @@ type Options struct {
 	// PolicyOptions is the relay's Config.PolicyOptions: what connectors
 	// validate the policy set against. Nil: they only parse it.
 	PolicyOptions *policy.ValidateOptions
+	// RequireBoundTokens is the relay's: bearer agent tokens are refused.
+	RequireBoundTokens bool
 	// Network is the transport of the relay, and of the clients and
 	// connectors the mesh starts (transport.Config.Network): "" means
 	// the environment variable POSTERN_TEST_NETWORK, and when that is
@@ -140,15 +142,16 @@ func New(t testing.TB, opts Options) *Mesh {
 func (m *Mesh) StartRelay(addr string) {
 	m.t.Helper()
 	r, err := relay.Listen(relay.Config{
-		Addr:          addr,
-		Certificate:   m.Cert,
-		Verifier:      m.Verifier,
-		Policy:        m.Policy,
-		PolicyOptions: m.opts.PolicyOptions,
-		Bindings:      m.opts.Bindings,
-		Limits:        m.opts.Limits,
-		Transport:     &transport.Config{Network: m.opts.Network},
-		Audit:         slog.New(slog.NewJSONHandler(m.Audit, nil)),
+		Addr:               addr,
+		Certificate:        m.Cert,
+		Verifier:           m.Verifier,
+		Policy:             m.Policy,
+		PolicyOptions:      m.opts.PolicyOptions,
+		Bindings:           m.opts.Bindings,
+		Limits:             m.opts.Limits,
+		RequireBoundTokens: m.opts.RequireBoundTokens,
+		Transport:          &transport.Config{Network: m.opts.Network},
+		Audit:              slog.New(slog.NewJSONHandler(m.Audit, nil)),
 	})
 	if err != nil {
 		m.t.Fatal(err)

@@ -2,6 +2,7 @@ package quicnet
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"time"
@@ -31,6 +32,11 @@ type Session interface {
 	RemoteAddr() net.Addr
 	// Network is "quic" or "tcp" (TLS over TCP).
 	Network() string
+	// TLSState is the state of the session's TLS handshake; on a server,
+	// its PeerCertificates are the client certificate, whose key TLS
+	// proved (a sender-constrained token's proof). Every transport must
+	// report it: a relay that cannot see it refuses bound tokens.
+	TLSState() tls.ConnectionState
 }
 
 // Stream is one bidirectional stream of a Session, with QUIC's
@@ -61,6 +67,8 @@ var (
 
 // Network is "quic".
 func (s QUICSession) Network() string { return "quic" }
+
+func (s QUICSession) TLSState() tls.ConnectionState { return s.Conn.ConnectionState().TLS }
 
 func (s QUICSession) OpenStreamSync(ctx context.Context) (Stream, error) {
 	st, err := s.Conn.OpenStreamSync(ctx)

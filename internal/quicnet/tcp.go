@@ -825,3 +825,7 @@ func (s *tcpStream) SetWriteDeadline(t time.Time) error {
 	}
 	return s.y.SetWriteDeadline(t)
 }
+
+// TLSState is the TLS connection's state: the client certificate a
+// bound token's key is proven by, as over QUIC.
+func (s *tcpSession) TLSState() tls.ConnectionState { return s.tc.ConnectionState() }
