@@ -48,6 +48,10 @@ func TestOverTCP(t *testing.T) {
 		{"BoundTokens", TestBoundTokens},
 		{"BoundTokenRefresh", TestBoundTokenRefresh},
 		{"BoundTokenRefreshKeepsSession", TestBoundTokenRefreshKeepsSession},
+		{"PolicyReloadCutsLiveStream", TestPolicyReloadCutsLiveStream},
+		{"RevocationList", TestRevocationList},
+		{"RevokedConnector", TestRevokedConnector},
+		{"RedecideManyStreamsKeepsOpening", TestRedecideManyStreamsKeepsOpening},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			m := meshtest.New(t, meshtest.Options{})

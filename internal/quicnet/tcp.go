@@ -561,10 +561,22 @@ type tcpStream struct {
 
 var _ Stream = (*tcpStream)(nil)
 
-func (s *tcpStream) StreamID() quic.StreamID { return quic.StreamID(s.id) }
+// StreamID numbers the stream as QUIC would, so that a stream ID the
+// protocol carries (Revoke.stream) means the same on both transports: the
+// dialer's yamux streams 1, 3, 5, ... are QUIC's client-initiated
+// bidirectional streams 0, 4, 8, ..., the listener's 2, 4, ... its
+// server-initiated ones 1, 5, .... Mux control frames carry yamux IDs.
+func (s *tcpStream) StreamID() quic.StreamID { return quicStreamID(s.id) }
+
+func quicStreamID(id uint32) quic.StreamID {
+	if id%2 == 1 {
+		return quic.StreamID(id-1) / 2 * 4
+	}
+	return (quic.StreamID(id)/2-1)*4 + 1
+}
 
 func (s *tcpStream) streamError(code quic.StreamErrorCode, remote bool) error {
-	return &quic.StreamError{StreamID: quic.StreamID(s.id), ErrorCode: code, Remote: remote}
+	return &quic.StreamError{StreamID: s.StreamID(), ErrorCode: code, Remote: remote}
 }
 
 func (s *tcpStream) Read(p []byte) (int, error) {

@@ -26,6 +26,21 @@ func TestStreamCodes(t *testing.T) { forNetworks(t, testStreamCodes) }
 func testStreamCodes(t *testing.T, network string) {
 	c, s, _, _ := sessions(t, network, nil)
 
+	t.Run("stream IDs as QUIC numbers them", func(t *testing.T) {
+		for range 2 {
+			cs, ss := streamPair(t, c, s)
+			if cs.StreamID() != ss.StreamID() || cs.StreamID()%4 != 0 {
+				t.Fatalf("client stream %d, server %d: want the same client-initiated bidirectional ID", cs.StreamID(), ss.StreamID())
+			}
+			cs.CancelWrite(quicnet.StreamClosed)
+			ss.CancelWrite(quicnet.StreamClosed)
+		}
+		ss, cs := streamPair(t, s, c) // opened by the listener's side
+		if cs.StreamID() != ss.StreamID() || ss.StreamID()%4 != 1 {
+			t.Fatalf("server stream %d, client %d: want the same server-initiated bidirectional ID", ss.StreamID(), cs.StreamID())
+		}
+	})
+
 	t.Run("reset", func(t *testing.T) {
 		cs, ss := streamPair(t, c, s)
 		if _, err := cs.Write([]byte("partial")); err != nil {
