@@ -500,6 +500,11 @@ type Conn struct {
 	qc      *quicnet.Conn
 	binding string
 	revoked *revocations // the session's
+	// cut is the revocation this stream met, once a Read or Write has
+	// returned it: a revoked stream is cut both ways, so every later
+	// Read and Write returns it too, whichever of the relay's reset
+	// frames has arrived yet (over TLS/TCP they come one after another).
+	cut atomic.Pointer[postern.Error]
 
 	// Until the relay's result has been read (pending), the first Write
 	// carries the Open frame (openFrame, until sent) and the first Read
@@ -577,6 +582,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	if e := c.cut.Load(); e != nil {
+		return 0, withOp(e, "read")
+	}
 	n, err := c.qc.Read(p)
 	if err != nil && err != io.EOF {
 		err = c.revokedErr("read", err)
@@ -595,6 +603,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 			}
 			return len(p), nil
 		}
+	}
+	if e := c.cut.Load(); e != nil {
+		return 0, withOp(e, "write")
 	}
 	n, err := c.qc.Write(p)
 	if err != nil {

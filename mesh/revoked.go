@@ -107,10 +107,26 @@ func (c *Conn) revokedErr(op string, err error) error {
 		if m := c.revoked.take(uint64(c.qc.Stream().StreamID()), time.Now().Add(revokeWait)); m != nil {
 			e.Reason, e.Message, e.Policies = m.Reason, m.Message, m.Policies
 		}
-		return e
+		return c.remember(e)
 	}
 	if rej := sess.CloseReason(err); rej != nil && rej.Code == wire.CodeRevoked {
-		return &postern.Error{Op: op, Binding: c.binding, Err: postern.ErrRevoked, Reason: rej.Reason, Message: rej.Message}
+		return c.remember(&postern.Error{Op: op, Binding: c.binding, Err: postern.ErrRevoked, Reason: rej.Reason, Message: rej.Message})
 	}
 	return err
+}
+
+// remember keeps the first revocation the stream met, and returns what
+// it keeps: the first, with its deciding policies, wins.
+func (c *Conn) remember(e *postern.Error) error {
+	if c.cut.CompareAndSwap(nil, e) {
+		return e
+	}
+	return withOp(c.cut.Load(), e.Op)
+}
+
+// withOp is e as the operation op met it.
+func withOp(e *postern.Error, op string) *postern.Error {
+	c := *e
+	c.Op = op
+	return &c
 }
