@@ -63,6 +63,12 @@ type Listener struct {
 // certificate tells clients of its previous life at once that their
 // connections are gone, instead of leaving them to time out.
 func Listen(addr string, tlsConf *tls.Config, cfg *transport.Config) (*Listener, error) {
+	return ListenAdmit(addr, tlsConf, cfg, Admission{})
+}
+
+// ListenAdmit is Listen with hooks that decide, before any state is kept,
+// which new connections the listener takes (see Admission).
+func ListenAdmit(addr string, tlsConf *tls.Config, cfg *transport.Config, adm Admission) (*Listener, error) {
 	if tlsConf == nil || (len(tlsConf.Certificates) == 0 && tlsConf.GetCertificate == nil) {
 		return nil, errors.New("quicnet: listen: no TLS certificate")
 	}
@@ -74,7 +80,7 @@ func Listen(addr string, tlsConf *tls.Config, cfg *transport.Config) (*Listener,
 	if err != nil {
 		return nil, fmt.Errorf("quicnet: listen: %w", err)
 	}
-	tr := &quic.Transport{Conn: udp}
+	tr := &quic.Transport{Conn: udp, VerifySourceAddress: adm.VerifySourceAddress, ConnContext: adm.ConnContext}
 	if len(tlsConf.Certificates) > 0 {
 		if key, err := resetKey(tlsConf.Certificates[0]); err == nil {
 			tr.StatelessResetKey = key
