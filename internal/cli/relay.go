@@ -58,7 +58,7 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 	}
 	engine := policy.NewEngine(set)
 
-	audit, closeAudit, err := auditLogger(env, cfg.Audit)
+	audit, flushAudit, closeAudit, err := auditLogger(env, cfg.Audit)
 	if err != nil {
 		return failf(env, ExitUsage, "relay: %s: audit: %v", cfg.File, err)
 	}
@@ -82,6 +82,13 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 		Limits:        cfg.Limits,
 		Logger:        log,
 		Audit:         audit,
+		AuditQueue: relay.AuditQueue{
+			Size:  cfg.AuditQueue.Size,
+			Drop:  cfg.AuditQueue.Drop,
+			Flush: flushAudit,
+		},
+		RejectInterval: cfg.RejectInterval,
+		HideDenied:     cfg.HideDenied,
 	})
 	if err != nil {
 		return failf(env, ExitFailure, "%v", err) // "relay: ..." already

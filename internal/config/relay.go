@@ -27,15 +27,17 @@ import (
 // configuration reference; every field but tokens.audience, one of
 // tokens.jwks_file and tokens.jwks_url, and policy.dir may be left out.
 type RelayFile struct {
-	Listen       string        `yaml:"listen"`
-	TLS          *TLSFile      `yaml:"tls"`
-	Tokens       TokensFile    `yaml:"tokens"`
-	Policy       PolicyFile    `yaml:"policy"`
-	Limits       LimitsFile    `yaml:"limits"`
-	Bindings     []BindingFile `yaml:"bindings"`
-	Audit        string        `yaml:"audit"`
-	Log          LogFile       `yaml:"log"`
-	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	Listen       string         `yaml:"listen"`
+	TLS          *TLSFile       `yaml:"tls"`
+	Tokens       TokensFile     `yaml:"tokens"`
+	Policy       PolicyFile     `yaml:"policy"`
+	Limits       LimitsFile     `yaml:"limits"`
+	Bindings     []BindingFile  `yaml:"bindings"`
+	Audit        string         `yaml:"audit"`
+	AuditQueue   AuditQueueFile `yaml:"audit_queue"`
+	HideDenied   bool           `yaml:"hide_denied"`
+	Log          LogFile        `yaml:"log"`
+	DrainTimeout time.Duration  `yaml:"drain_timeout"`
 }
 
 // TLSFile is the relay's certificate. Without a tls section the relay
@@ -76,6 +78,22 @@ type LimitsFile struct {
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 	MaxTokenSize     int           `yaml:"max_token_size"`
 	OpenTimeout      time.Duration `yaml:"open_timeout"`
+
+	UnverifiedConnections int    `yaml:"unverified_connections"`
+	UnverifiedPerSource   int    `yaml:"unverified_per_source"`
+	RetryAbove            int    `yaml:"retry_above"`
+	InitialStreamWindow   uint64 `yaml:"initial_stream_window"`
+	InitialConnWindow     uint64 `yaml:"initial_conn_window"`
+	SessionsPerSubject    int    `yaml:"sessions_per_subject"`
+	StreamsPerSubject     int    `yaml:"streams_per_subject"`
+	RefreshesPerMinute    int    `yaml:"refreshes_per_minute"`
+}
+
+// AuditQueueFile is relay.AuditQueue as written.
+type AuditQueueFile struct {
+	Size           int           `yaml:"size"`
+	Full           string        `yaml:"full"`
+	RejectInterval time.Duration `yaml:"reject_interval"`
 }
 
 // BindingFile declares a binding ahead of any connector.
@@ -119,9 +137,14 @@ type Relay struct {
 
 	// Audit is "stdout", "stderr", "none" or the absolute path of a file
 	// that audit events are appended to. Default "stdout".
-	Audit        string
-	Log          Log
-	DrainTimeout time.Duration // default 10s
+	Audit string
+	// AuditQueue is audit_queue: Size and Drop (full: drop); the CLI
+	// sets Flush. RejectInterval is audit_queue.reject_interval.
+	AuditQueue     relay.AuditQueue
+	RejectInterval time.Duration
+	HideDenied     bool
+	Log            Log
+	DrainTimeout   time.Duration // default 10s
 }
 
 // Log is a checked LogFile.
@@ -199,7 +222,10 @@ func LoadRelay(path string) (*Relay, error) {
 	for _, c := range []struct {
 		field string
 		v     int
-	}{{"limits.streams_per_agent", l.StreamsPerAgent}, {"limits.max_frame_size", l.MaxFrameSize}, {"limits.max_token_size", l.MaxTokenSize}} {
+	}{{"limits.streams_per_agent", l.StreamsPerAgent}, {"limits.max_frame_size", l.MaxFrameSize}, {"limits.max_token_size", l.MaxTokenSize},
+		{"limits.unverified_connections", l.UnverifiedConnections}, {"limits.unverified_per_source", l.UnverifiedPerSource},
+		{"limits.sessions_per_subject", l.SessionsPerSubject}, {"limits.streams_per_subject", l.StreamsPerSubject},
+		{"limits.refreshes_per_minute", l.RefreshesPerMinute}} {
 		if c.v < 0 {
 			d.errorf(c.field, "must not be negative")
 		}
@@ -210,6 +236,32 @@ func LoadRelay(path string) (*Relay, error) {
 		HandshakeTimeout: l.HandshakeTimeout,
 		MaxTokenSize:     l.MaxTokenSize,
 		OpenTimeout:      l.OpenTimeout,
+
+		MaxUnverified:          l.UnverifiedConnections,
+		MaxUnverifiedPerSource: l.UnverifiedPerSource,
+		RetryAbove:             l.RetryAbove,
+		InitialStreamWindow:    l.InitialStreamWindow,
+		InitialConnWindow:      l.InitialConnWindow,
+		SessionsPerSubject:     l.SessionsPerSubject,
+		StreamsPerSubject:      l.StreamsPerSubject,
+		RefreshesPerMinute:     l.RefreshesPerMinute,
+	}
+	if lim := r.Limits; lim.MaxUnverified > 0 || lim.RetryAbove > 0 {
+		unv := lim.MaxUnverified
+		if unv == 0 {
+			unv = 1024
+		}
+		if lim.RetryAbove >= unv {
+			d.errorf("limits.retry_above", "must be below limits.unverified_connections (%d): past it, spoofed Initials could fill the relay before a Retry is asked", unv)
+		}
+	}
+	for _, c := range []struct {
+		field string
+		v     uint64
+	}{{"limits.initial_stream_window", l.InitialStreamWindow}, {"limits.initial_conn_window", l.InitialConnWindow}} {
+		if c.v != 0 && (c.v < 1<<10 || c.v > 16<<20) {
+			d.errorf(c.field, "want 1024 to 16777216 bytes, got %d", c.v)
+		}
 	}
 	r.Verifier.MaxTokenSize = l.MaxTokenSize
 
@@ -244,6 +296,23 @@ func LoadRelay(path string) (*Relay, error) {
 			fh.Close()
 		}
 	}
+	q := f.AuditQueue
+	if q.Size < 0 {
+		d.errorf("audit_queue.size", "must not be negative")
+	}
+	r.AuditQueue.Size = q.Size
+	switch q.Full {
+	case "", "block":
+	case "drop":
+		r.AuditQueue.Drop = true
+	default:
+		d.errorf("audit_queue.full", "want block or drop, got %q", q.Full)
+	}
+	if q.RejectInterval < 0 {
+		d.errorf("audit_queue.reject_interval", "must not be negative")
+	}
+	r.RejectInterval = q.RejectInterval
+	r.HideDenied = f.HideDenied
 	r.Log = d.log(f.Log)
 	r.DrainTimeout = f.DrainTimeout
 	if r.DrainTimeout == 0 {
