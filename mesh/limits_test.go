@@ -3,10 +3,12 @@ package mesh_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/internal/session"
 	"github.com/postern/postern/internal/wire"
+	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/mesh/relay"
 	"github.com/postern/postern/transport"
 )
@@ -212,4 +215,41 @@ func TestAuditStallDoesNotStallOpens(t *testing.T) {
 	if !strings.Contains(out, `"msg":"`+relay.EventAuditDropped+`"`) {
 		t.Fatalf("no %s event after the queue drained:\n%.2000s", relay.EventAuditDropped, out)
 	}
+}
+
+// TestConnectorCapsUpstreamConnections: a connector serves at most
+// Service.MaxConns streams of a service at once; the one over is refused
+// with its own reason before the upstream is dialed.
+func TestConnectorCapsUpstreamConnections(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	var dials atomic.Int32
+	up := meshtest.Server(t, func(c net.Conn) {
+		dials.Add(1)
+		io.Copy(c, c)
+	})
+	m.Connector("office-1", connector.Service{Name: "staging-db", Kind: postern.KindTCP, Upstream: up, Environment: "staging", MaxConns: 2})
+	agent := m.Client(m.AgentToken("coding-agent", "coding-agents"))
+	var open []net.Conn
+	for range 2 {
+		c, err := agent.Dial(ctx(t), "tcp", "staging-db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoOnce(t, c, "held")
+		open = append(open, c)
+	}
+	_, err := agent.Dial(ctx(t), "tcp", "staging-db")
+	limitReason(t, err, connector.ReasonUpstreamConnections)
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("%d upstream connections, want 2", n)
+	}
+	open[0].Close()
+	var c net.Conn
+	meshtest.WaitFor(t, "a place after one stream closed", func() bool {
+		c, err = agent.Dial(ctx(t), "tcp", "staging-db")
+		return err == nil
+	})
+	echoOnce(t, c, "again")
+	c.Close()
+	open[1].Close()
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +53,14 @@ type Service struct {
 	Description string
 	// DialTimeout bounds the dial to the upstream. Zero means 10s.
 	DialTimeout time.Duration
+	// MaxConns caps the streams this connector serves for the service at
+	// once, across relays, and so its connections to the upstream (each
+	// stream holds at most one; a postgres stream is one login, which is
+	// what exhausts a server's max_connections). A stream over it is
+	// refused with CODE_LIMIT, reason "upstream_connections", and the
+	// agent's open fails with postern.ErrLimitExceeded. Zero means 64 for
+	// kind postgres and 1024 for tcp and http; negative means no cap.
+	MaxConns int
 	// Postgres is the upstream login, for kind postgres.
 	Postgres *Postgres
 	// HTTP is what the connector adds to requests, for kind http.
@@ -104,6 +113,7 @@ type Connector struct {
 	log      *slog.Logger
 	audit    *slog.Logger
 	services map[string]*Service
+	serving  map[string]*atomic.Int64 // service -> streams served now
 	hello    []*wire.Binding
 	tc       transport.Config
 	ungated  bool // Config.Measure.Ungated: decide no statement or request
@@ -129,7 +139,7 @@ func New(cfg Config) (*Connector, error) {
 	if len(cfg.Services) == 0 {
 		return nil, errors.New("connector: config: no services to serve")
 	}
-	c := &Connector{cfg: cfg, log: cfg.Logger, services: make(map[string]*Service), status: make(map[string]bool), policy: make(map[string]*relayPolicy), ready: make(chan struct{})}
+	c := &Connector{cfg: cfg, log: cfg.Logger, services: make(map[string]*Service), serving: make(map[string]*atomic.Int64), status: make(map[string]bool), policy: make(map[string]*relayPolicy), ready: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -161,7 +171,14 @@ func New(cfg Config) (*Connector, error) {
 		if s.DialTimeout <= 0 {
 			s.DialTimeout = 10 * time.Second
 		}
+		if s.MaxConns == 0 {
+			s.MaxConns = 1024
+			if s.Kind == postern.KindPostgres {
+				s.MaxConns = 64
+			}
+		}
 		c.services[s.Name] = &s
+		c.serving[s.Name] = new(atomic.Int64)
 		c.hello = append(c.hello, &wire.Binding{Name: s.Name, Kind: s.Kind, Environment: s.Environment, Labels: s.Labels, Description: s.Description})
 	}
 	for _, addr := range cfg.Relays {
@@ -395,6 +412,15 @@ func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream, pol *relayPoli
 		return
 	}
 	log := c.log.With("binding", svc.Name, "subject", dial.Identity.Subject, "session", dial.Session)
+	n := c.serving[svc.Name]
+	if cur := n.Add(1); svc.MaxConns > 0 && cur > int64(svc.MaxConns) {
+		n.Add(-1)
+		log.Warn("connector: upstream connection limit reached", "limit", svc.MaxConns)
+		quicnet.Refuse(st, &wire.Result{Code: wire.CodeLimit, Reason: ReasonUpstreamConnections, Message: fmt.Sprintf(
+			"the connector serves %d streams of this binding already, its limit (max_conns)", svc.MaxConns)})
+		return
+	}
+	defer n.Add(-1)
 	switch svc.Kind {
 	case postern.KindPostgres:
 		c.servePostgres(st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, pol, log)
@@ -421,6 +447,10 @@ func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream, pol *relayPoli
 	in, out, err := quicnet.Splice(down, up.(*net.TCPConn))
 	log.Debug("connector: stream closed", "bytes_up", in, "bytes_down", out, "duration", time.Since(start), "err", err)
 }
+
+// ReasonUpstreamConnections is the reason of a stream refused at
+// Service.MaxConns (CODE_LIMIT).
+const ReasonUpstreamConnections = "upstream_connections"
 
 // upstreamFailure says why the upstream could not be reached without
 // naming its address: agents learn that it failed, not where it lives.
