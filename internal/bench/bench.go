@@ -36,6 +36,7 @@ type options struct {
 	policies   int
 	profileDir string
 	scale      []int
+	attack     []string // attack phases to run (-attack)
 	scaleRates []float64
 	scaleSecs  float64
 	scaleProcs int
@@ -57,6 +58,8 @@ const (
 	// direct (forward.go).
 	phaseForward = "forward"
 )
+
+var allAttacks = []string{"initials", "nohello", "badtokens"}
 
 var allPhases = []string{phaseBulk, phaseRTT, phaseOpen, phasePG, phaseHTTP, phaseForward}
 
@@ -93,6 +96,7 @@ Flags:
 	fs.StringVar(&o.audit, "audit", "file", "Postern relay audit trail: file (JSON lines in the work directory) or discard (JSON handler to io.Discard)")
 	fs.IntVar(&o.policies, "policies", 0, "extra Cedar policies loaded in the Postern relay (that decide nothing for the bench agent)")
 	fs.StringVar(&o.profileDir, "cpuprofile", "", "write CPU profiles to this `dir`: the relays, connectors, tunnel endpoints and agents during an extra, unmeasured round of the bulk and 1 KiB RTT tests, and the relay while the scale test idles and opens")
+	attackList := fs.String("attack", "", "comma-separated attack phases against a relay of its own with default limits, while an agent runs 1 KiB round trips: "+strings.Join(allAttacks, ",")+" (or all)")
 	scaleList := fs.String("scale", "", "comma-separated idle session counts (e.g. 1000,10000): run the scale test")
 	rateList := fs.String("scale-rate", "5000", "comma-separated opens per second offered in the scale test, each an open-loop run")
 	fs.Float64Var(&o.scaleSecs, "scale-seconds", 0, "seconds of each open-rate run in the scale test (default 10, quick 3)")
@@ -135,6 +139,14 @@ Flags:
 	if *phaseList != "none" {
 		if o.phases, err = list(*phaseList, allPhases); err != nil {
 			return nil, fmt.Errorf("-phases: %w", err)
+		}
+	}
+	if *attackList == "all" {
+		*attackList = strings.Join(allAttacks, ",")
+	}
+	if *attackList != "" {
+		if o.attack, err = list(*attackList, allAttacks); err != nil {
+			return nil, fmt.Errorf("-attack: %w", err)
 		}
 	}
 	if *scaleList != "" {
@@ -241,6 +253,7 @@ type runner struct {
 	errors   []string
 	profiles []string
 	scale    *scaleReport
+	attack   *attackReport
 
 	selfProfile *os.File // the agent's CPU profile, while one is taken
 }
@@ -340,9 +353,16 @@ func (r *runner) run() (err error) {
 			r.logf("scale: %v", err)
 		}
 	}
+	if len(r.o.attack) > 0 {
+		if err := r.runAttack(context.Background()); err != nil {
+			r.errors = append(r.errors, "attack: "+err.Error())
+			r.logf("attack: %v", err)
+		}
+	}
 	rep := r.report()
 	var table bytes.Buffer
 	r.printTable(io.MultiWriter(r.out, &table), rep)
+	printAttack(io.MultiWriter(r.out, &table), r.attack)
 	if r.o.doc != "" {
 		if err := updateDoc(r.o.doc, table.Bytes()); err != nil {
 			return err

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -135,12 +136,15 @@ func startRelay(b []byte) (any, func(), error) {
 		}
 		audit = auditFile
 	}
+	// As the postern binary writes it: one write per batch of events.
+	bw := bufio.NewWriterSize(audit, 1<<20)
 	r, err := relay.Listen(relay.Config{
 		Addr:        "127.0.0.1:0",
 		Certificate: cert,
 		Verifier:    v,
 		Policy:      policy.NewEngine(set),
-		Audit:       slog.New(slog.NewJSONHandler(audit, nil)),
+		Audit:       slog.New(slog.NewJSONHandler(bw, nil)),
+		AuditQueue:  relay.AuditQueue{Flush: bw.Flush},
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -148,6 +152,13 @@ func startRelay(b []byte) (any, func(), error) {
 		return nil, nil, err
 	}
 	statsHook = func() any { return r.Stats() }
+	commandHook = func(cmd, _ string) (any, bool) {
+		if cmd != cmdSyncAudit {
+			return nil, false
+		}
+		r.SyncAudit()
+		return reply{OK: true}, true
+	}
 	stop := func() {
 		r.Close()
 		v.Close()

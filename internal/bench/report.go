@@ -30,10 +30,11 @@ type Report struct {
 	// Metrics are the table's rows.
 	Metrics []*metric `json:"metrics"`
 	// Tests are the raw results of each test on each path.
-	Tests    []testResult `json:"tests"`
-	Profiles []string     `json:"profiles,omitempty"`
-	Scale    *scaleReport `json:"scale,omitempty"`
-	Errors   []string     `json:"errors,omitempty"`
+	Tests    []testResult  `json:"tests"`
+	Profiles []string      `json:"profiles,omitempty"`
+	Scale    *scaleReport  `json:"scale,omitempty"`
+	Attack   *attackReport `json:"attack,omitempty"`
+	Errors   []string      `json:"errors,omitempty"`
 	// LoadAvg is /proc/loadavg when the run started and when it ended:
 	// other work on the machine shows there, and in the numbers.
 	LoadAvg [2]string `json:"loadavg"`
@@ -147,6 +148,7 @@ func (r *runner) report() *Report {
 		Skipped:  r.skipped,
 		Profiles: r.profiles,
 		Scale:    r.scale,
+		Attack:   r.attack,
 		Errors:   r.errors,
 		LoadAvg:  [2]string{r.loadStart, loadavg()},
 	}

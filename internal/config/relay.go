@@ -87,6 +87,7 @@ type LimitsFile struct {
 	SessionsPerSubject    int    `yaml:"sessions_per_subject"`
 	StreamsPerSubject     int    `yaml:"streams_per_subject"`
 	RefreshesPerMinute    int    `yaml:"refreshes_per_minute"`
+	RejectsPerSource      int    `yaml:"rejects_per_source"`
 }
 
 // AuditQueueFile is relay.AuditQueue as written.
@@ -245,6 +246,7 @@ func LoadRelay(path string) (*Relay, error) {
 		SessionsPerSubject:     l.SessionsPerSubject,
 		StreamsPerSubject:      l.StreamsPerSubject,
 		RefreshesPerMinute:     l.RefreshesPerMinute,
+		RejectsPerSource:       l.RejectsPerSource,
 	}
 	if lim := r.Limits; lim.MaxUnverified > 0 || lim.RetryAbove > 0 {
 		unv := lim.MaxUnverified

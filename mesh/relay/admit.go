@@ -32,6 +32,7 @@ var errRefused = errors.New("relay: too many unverified connections")
 // gate counts the connections that have not yet had a Hello verified.
 type gate struct {
 	max, perSource, retryAbove int
+	penalized                  func(netip.Addr) bool // a source refused too often: refuse it at once
 
 	mu       sync.Mutex
 	pending  int
@@ -69,6 +70,12 @@ func (g *gate) verifySource(a net.Addr) bool {
 		return true
 	}
 	src := sourceOf(a)
+	if g.penalized != nil && g.penalized(src) {
+		// A source refused too often proves its address first, so that
+		// the refusal that follows is of a peer really there.
+		g.retried.Add(1)
+		return true
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	retry := g.pending >= g.retryAbove
@@ -96,6 +103,10 @@ type ticketKey struct{}
 // the caps, or refuses it before quic-go keeps any state for it.
 func (g *gate) connContext(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
 	src := sourceOf(info.RemoteAddr)
+	if info.AddrVerified && g.penalized != nil && g.penalized(src) {
+		g.refused.Add(1)
+		return nil, errRefused
+	}
 	g.mu.Lock()
 	sc := g.bySource[src]
 	if sc == nil {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/postern/postern"
+
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/internal/quicnet"
 	"github.com/postern/postern/internal/wire"
@@ -180,5 +182,37 @@ func TestStreamBeforeHello(t *testing.T) {
 	// The relay granted no more than its initial connection window.
 	if n > 128<<10 {
 		t.Fatalf("the relay took %d bytes on an unaccepted stream of an unverified peer, want at most 128 KiB", n)
+	}
+}
+
+// TestRejectsPerSource: a source whose Hellos are refused too often in an
+// interval has its new connections refused before the handshake; a
+// session it had verified goes on.
+func TestRejectsPerSource(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{Limits: relay.Limits{RejectsPerSource: 3}})
+	good := m.Client(m.AgentToken("coding-agent", "coding-agents"))
+	if err := good.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		bad := m.Client("not-a-jwt")
+		err := bad.Connect(context.Background())
+		if !errors.Is(err, postern.ErrUnauthenticated) {
+			t.Fatalf("bad token %d: %v, want postern.ErrUnauthenticated", i, err)
+		}
+	}
+	if _, err := rawDial(t, m); !isRefused(err) {
+		t.Fatalf("a new connection from a source refused 3 times: %v, want CONNECTION_REFUSED", err)
+	}
+	if _, err := good.Catalog(context.Background()); err != nil {
+		t.Fatalf("the verified session of that source: %v", err)
+	}
+	if st := m.Relay().Stats(); st.Agents != 1 {
+		t.Fatalf("stats %+v, want the verified agent still connected", st)
+	}
+	// A new interval forgives.
+	m.Relay().SyncAudit()
+	if _, err := rawDial(t, m); err != nil {
+		t.Fatalf("after the interval: %v", err)
 	}
 }

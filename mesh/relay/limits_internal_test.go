@@ -325,7 +325,7 @@ func (h stallFirst) Handle(ctx context.Context, r slog.Record) error {
 func TestRejectLog(t *testing.T) {
 	var buf strings.Builder
 	var mu sync.Mutex
-	l := newRejectLog(slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, nil)), time.Hour)
+	l := newRejectLog(slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, nil)), time.Hour, 0)
 	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	for range 500 {
 		l.reject(a, "agent", "bad_signature", []slog.Attr{slog.String("remote", "10.0.0.1:1234")})

@@ -29,14 +29,30 @@ type rejectCount struct {
 type rejectLog struct {
 	audit    *slog.Logger
 	interval time.Duration
+	penalty  int // refusals in an interval after which a source is refused at once
 
 	mu      sync.Mutex
 	sources map[string]*rejectCount // refusals counted but not yet written
 	seen    map[string]bool         // sources that had one written in full this interval
 }
 
-func newRejectLog(audit *slog.Logger, interval time.Duration) *rejectLog {
-	return &rejectLog{audit: audit, interval: interval, sources: make(map[string]*rejectCount), seen: make(map[string]bool)}
+func newRejectLog(audit *slog.Logger, interval time.Duration, penalty int) *rejectLog {
+	return &rejectLog{audit: audit, interval: interval, penalty: penalty, sources: make(map[string]*rejectCount), seen: make(map[string]bool)}
+}
+
+// penalized reports whether src has had Limits.RejectsPerSource Hellos
+// refused in the current interval: its new connections are then refused
+// before their handshake, which is most of what a refused Hello costs.
+// Only a peer that completed handshakes from src can get it there, so
+// spoofed Initials cannot shut a victim out.
+func (l *rejectLog) penalized(src netip.Addr) bool {
+	if l.penalty <= 0 {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.sources[src.String()]
+	return c != nil && c.count+1 >= l.penalty
 }
 
 // reject records one refused handshake. attrs are the full event's.

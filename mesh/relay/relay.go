@@ -162,6 +162,13 @@ type Limits struct {
 	// its sessions (a refresh costs a signature check and a catalog
 	// recomputation). Default 60.
 	RefreshesPerMinute int
+	// RejectsPerSource is how many refused Hellos a source IP address
+	// may have in one Config.RejectInterval; past it the relay refuses
+	// its new connections (after a Retry proves the address, so that
+	// spoofed packets cannot shut a victim out) until the interval ends.
+	// Sessions already verified are not touched. Default 16; negative
+	// means no such refusal.
+	RejectsPerSource int
 }
 
 func (l *Limits) fill() {
@@ -203,6 +210,9 @@ func (l *Limits) fill() {
 	}
 	if l.RefreshesPerMinute <= 0 {
 		l.RefreshesPerMinute = 60
+	}
+	if l.RejectsPerSource == 0 {
+		l.RejectsPerSource = 16
 	}
 }
 
@@ -295,17 +305,22 @@ func Listen(cfg Config) (*Relay, error) {
 		r.routes[b.Name] = newRoute(b, true)
 	}
 	tc := relayTransport(cfg.Transport, limits)
-	ln, err := quicnet.ListenAdmit(cfg.Addr, &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}, &tc,
-		quicnet.Admission{VerifySourceAddress: r.gate.verifySource, ConnContext: r.gate.connContext})
-	if err != nil {
-		return nil, fmt.Errorf("relay: %w", err)
-	}
-	r.ln = ln
 	if cfg.Audit != nil {
 		r.auditQ = newAuditQueue(cfg.Audit.Handler(), cfg.AuditQueue)
 		r.audit = r.auditQ.logger()
 	}
-	r.rejects = newRejectLog(r.audit, cfg.RejectInterval)
+	// The gate consults the reject log from the first packet on.
+	r.rejects = newRejectLog(r.audit, cfg.RejectInterval, limits.RejectsPerSource)
+	r.gate.penalized = r.rejects.penalized
+	ln, err := quicnet.ListenAdmit(cfg.Addr, &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}, &tc,
+		quicnet.Admission{VerifySourceAddress: r.gate.verifySource, ConnContext: r.gate.connContext})
+	if err != nil {
+		if r.auditQ != nil {
+			r.auditQ.close()
+		}
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	r.ln = ln
 	r.stopAux, r.auxDone = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(r.auxDone)
@@ -517,10 +532,12 @@ func (r *Relay) serveConn(conn *quic.Conn) {
 	hello, claims, rej := r.handshake(ctrl)
 	if rej != nil {
 		stopWatch()
-		r.reject(conn, ctrl, rej)
+		// Counted before the peer hears of it: its next connection
+		// already meets Limits.RejectsPerSource.
 		r.rejects.reject(sourceOf(conn.RemoteAddr()), hello.Role, rej.Reason, []slog.Attr{
 			slog.String("remote", remote), slog.String("role", hello.Role), slog.String("subject", subjectOf(claims)),
 			slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message)})
+		r.reject(conn, ctrl, rej)
 		return
 	}
 	verified.Store(true)
@@ -535,10 +552,10 @@ func (r *Relay) serveConn(conn *quic.Conn) {
 			early.CancelRead(quicnet.StreamRefused)
 			early.CancelWrite(quicnet.StreamRefused)
 		}
-		r.reject(conn, ctrl, rej)
 		r.rejects.reject(sourceOf(conn.RemoteAddr()), hello.Role, rej.Reason, []slog.Attr{
 			slog.String("remote", remote), slog.String("role", hello.Role), slog.String("subject", claims.Subject),
 			slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message)})
+		r.reject(conn, ctrl, rej)
 		return
 	}
 	defer r.subjects.endSession(claims.Subject)

@@ -138,9 +138,9 @@ func (s *session) auditAttrs(role string) []slog.Attr {
 // refuse answers the handshake with rej, closes the connection and audits
 // the refusal.
 func (s *session) refuse(role string, rej *wire.Reject) {
-	s.r.reject(s.conn, s.ctrl, rej)
 	s.r.rejects.reject(s.remoteIP, role, rej.Reason, append(s.auditAttrs(role),
 		slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message)))
+	s.r.reject(s.conn, s.ctrl, rej)
 }
 
 func (s *session) end(role string) {
