@@ -382,21 +382,21 @@ func (a *attacker) badTokens(rate int, d time.Duration) attackResult {
 
 // attackPhase is one phase's figures, as the report shows them.
 type attackPhase struct {
-	Name        string        `json:"name"`
-	Attacker    attackResult  `json:"attacker"`
-	IdleRSS     int64         `json:"relay_idle_rss_bytes"`
-	PeakRSS     int64         `json:"relay_peak_rss_bytes"`
-	Agent       *summary      `json:"agent_rtt"`
-	AgentErrors int           `json:"agent_errors"`
-	RelayStats  relay.Stats   `json:"relay_stats"`
-	Rejects     int           `json:"audit_reject_events,omitempty"`
-	RejectCount int           `json:"audit_reject_count,omitempty"`
-	Verdict     []string      `json:"verdict"`
+	Name        string       `json:"name"`
+	Attacker    attackResult `json:"attacker"`
+	IdleRSS     int64        `json:"relay_idle_rss_bytes"`
+	PeakRSS     int64        `json:"relay_peak_rss_bytes"`
+	Agent       *summary     `json:"agent_rtt"`
+	AgentErrors int          `json:"agent_errors"`
+	RelayStats  relay.Stats  `json:"relay_stats"`
+	Rejects     int          `json:"audit_reject_events,omitempty"`
+	RejectCount int          `json:"audit_reject_count,omitempty"`
+	Verdict     []string     `json:"verdict"`
 	// RelayCPU and AttackerCPU are the processes' CPU over the phase, in
 	// percent of one core: on one machine the attacker's handshakes
 	// compete with the agent for the same cores as the relay's do.
-	RelayCPU    float64 `json:"relay_cpu_percent"`
-	AttackerCPU float64 `json:"attacker_cpu_percent"`
+	RelayCPU    float64       `json:"relay_cpu_percent"`
+	AttackerCPU float64       `json:"attacker_cpu_percent"`
 	Duration    time.Duration `json:"-"`
 }
 
