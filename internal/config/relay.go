@@ -79,15 +79,15 @@ type LimitsFile struct {
 	MaxTokenSize     int           `yaml:"max_token_size"`
 	OpenTimeout      time.Duration `yaml:"open_timeout"`
 
-	UnverifiedConnections int    `yaml:"unverified_connections"`
-	UnverifiedPerSource   int    `yaml:"unverified_per_source"`
-	RetryAbove            int    `yaml:"retry_above"`
-	InitialStreamWindow   uint64 `yaml:"initial_stream_window"`
-	InitialConnWindow     uint64 `yaml:"initial_conn_window"`
-	SessionsPerSubject    int    `yaml:"sessions_per_subject"`
-	StreamsPerSubject     int    `yaml:"streams_per_subject"`
-	RefreshesPerMinute    int    `yaml:"refreshes_per_minute"`
-	RejectsPerSource      int    `yaml:"rejects_per_source"`
+	UnverifiedConnections int `yaml:"unverified_connections"`
+	UnverifiedPerSource   int `yaml:"unverified_per_source"`
+	RetryAbove            int `yaml:"retry_above"`
+	InitialStreamWindow   int `yaml:"initial_stream_window"`
+	InitialConnWindow     int `yaml:"initial_conn_window"`
+	SessionsPerSubject    int `yaml:"sessions_per_subject"`
+	StreamsPerSubject     int `yaml:"streams_per_subject"`
+	RefreshesPerMinute    int `yaml:"refreshes_per_minute"`
+	RejectsPerSource      int `yaml:"rejects_per_source"`
 }
 
 // AuditQueueFile is relay.AuditQueue as written.
@@ -241,8 +241,8 @@ func LoadRelay(path string) (*Relay, error) {
 		MaxUnverified:          l.UnverifiedConnections,
 		MaxUnverifiedPerSource: l.UnverifiedPerSource,
 		RetryAbove:             l.RetryAbove,
-		InitialStreamWindow:    l.InitialStreamWindow,
-		InitialConnWindow:      l.InitialConnWindow,
+		InitialStreamWindow:    uint64(max(0, l.InitialStreamWindow)),
+		InitialConnWindow:      uint64(max(0, l.InitialConnWindow)),
 		SessionsPerSubject:     l.SessionsPerSubject,
 		StreamsPerSubject:      l.StreamsPerSubject,
 		RefreshesPerMinute:     l.RefreshesPerMinute,
@@ -259,7 +259,7 @@ func LoadRelay(path string) (*Relay, error) {
 	}
 	for _, c := range []struct {
 		field string
-		v     uint64
+		v     int
 	}{{"limits.initial_stream_window", l.InitialStreamWindow}, {"limits.initial_conn_window", l.InitialConnWindow}} {
 		if c.v != 0 && (c.v < 1<<10 || c.v > 16<<20) {
 			d.errorf(c.field, "want 1024 to 16777216 bytes, got %d", c.v)
