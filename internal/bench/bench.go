@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/postern/postern/mesh/relay"
 )
 
 // options are the command's flags.
@@ -525,8 +527,12 @@ func (r *runner) streamPaths() []*path {
 }
 
 func (r *runner) startRelay(name string) (*proc, relayReady, error) {
+	return r.startRelayWith(name, relay.Limits{})
+}
+
+func (r *runner) startRelayWith(name string, limits relay.Limits) (*proc, relayReady, error) {
 	var info relayReady
-	cfg := relayConfig{JWKS: r.keys.jwks, Policies: policies(r.o.policies)}
+	cfg := relayConfig{JWKS: r.keys.jwks, Policies: policies(r.o.policies), Limits: limits}
 	if r.o.audit == "file" {
 		cfg.Audit = filepath.Join(r.dir, name+"-audit.jsonl")
 	}

@@ -101,6 +101,8 @@ type relayConfig struct {
 	// Audit is the file the audit trail is appended to; empty means a
 	// JSON handler writing to io.Discard (the events are still built).
 	Audit string `json:"audit"`
+	// Limits are the relay's; zero fields keep its defaults.
+	Limits relay.Limits `json:"limits"`
 }
 
 type relayReady struct {
@@ -143,6 +145,7 @@ func startRelay(b []byte) (any, func(), error) {
 		Certificate: cert,
 		Verifier:    v,
 		Policy:      policy.NewEngine(set),
+		Limits:      cfg.Limits,
 		Audit:       slog.New(slog.NewJSONHandler(bw, nil)),
 		AuditQueue:  relay.AuditQueue{Flush: bw.Flush},
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -359,4 +361,39 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.w.Write(p)
+}
+
+// BenchmarkAuditEmit is what one open.allow event costs the goroutine that
+// emits it, written straight to a file (as before the queue: one write
+// per event, on the open's path) and through the queue with a buffered
+// writer flushed per batch (the relay's path; Close at the end, so that
+// every event is written within the measured time).
+func BenchmarkAuditEmit(b *testing.B) {
+	attrs := []slog.Attr{slog.String("binding", "staging-db"), slog.String("action", "connect"), slog.String("decision", "allow"),
+		slog.Any("policies", []string{"coding-agents-read-staging"}), slog.String("connector", "office-1")}
+	open := func(b *testing.B) *os.File {
+		f, err := os.Create(filepath.Join(b.TempDir(), "audit.jsonl"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { f.Close() })
+		return f
+	}
+	b.Run("direct-file", func(b *testing.B) {
+		l := slog.New(slog.NewJSONHandler(open(b), nil)).With("session", "0123456789abcdef01234567", "subject", "coding-agent")
+		b.ReportAllocs()
+		for b.Loop() {
+			emit(l, slog.LevelInfo, EventOpenAllow, attrs...)
+		}
+	})
+	b.Run("queued-bufio", func(b *testing.B) {
+		bw := bufio.NewWriterSize(open(b), 1<<20)
+		q := newAuditQueue(slog.NewJSONHandler(bw, nil), AuditQueue{Flush: bw.Flush})
+		l := q.logger().With("session", "0123456789abcdef01234567", "subject", "coding-agent")
+		b.ReportAllocs()
+		for b.Loop() {
+			emit(l, slog.LevelInfo, EventOpenAllow, attrs...)
+		}
+		q.close()
+	})
 }
