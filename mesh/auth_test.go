@@ -29,7 +29,10 @@ import (
 // matches postern.ErrUnauthenticated, and that nothing of the token leaks into the
 // error or the audit log.
 func TestBadTokensRefused(t *testing.T) {
-	m := meshtest.New(t, meshtest.Options{})
+	// Two dozen refusals from one address: past the default
+	// RejectsPerSource, which would refuse the later ones before their
+	// Hello (TestRejectsPerSource covers that).
+	m := meshtest.New(t, meshtest.Options{Limits: relay.Limits{RejectsPerSource: -1}})
 	other, err := identity.GenerateSigningKey(identity.EdDSA)
 	if err != nil {
 		t.Fatal(err)

@@ -59,9 +59,11 @@ type Config struct {
 	// Limits bound what one client may ask of the relay.
 	Limits Limits
 	// Transport tunes QUIC. Nil, or a zero field, means transport's
-	// default, except for two: the relay sends no keep-alives of its own
-	// unless KeepAlive is set (its clients send them), and the stream
-	// limit is raised to fit Limits.StreamsPerAgent.
+	// default, except for these: the relay sends no keep-alives of its
+	// own unless KeepAlive is set (its clients send them), the stream
+	// limit is raised to fit Limits.StreamsPerAgent, the initial windows
+	// are Limits.InitialStreamWindow and InitialConnWindow, and the
+	// handshake timeout is Limits.HandshakeTimeout.
 	Transport *transport.Config
 	// Logger receives operational messages. Nil means silent.
 	Logger *slog.Logger
