@@ -225,12 +225,16 @@ func (c *Client) dial(ctx context.Context, network, name string, early bool) (ne
 	if err != nil {
 		return nil, &postern.Error{Op: "open", Binding: addr, Err: postern.ErrUnknownBinding, Message: "not a valid binding name (1 to 128 of A-Z a-z 0-9 . _ / -, optionally followed by :PORT)"}
 	}
+	details, err := openDetails(ctx)
+	if err != nil {
+		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}
+	}
 	for attempt := 0; ; attempt++ {
 		s, err := c.session(ctx)
 		if err != nil {
 			return nil, err
 		}
-		conn, err := s.open(ctx, name, early)
+		conn, err := s.open(ctx, name, details, early)
 		if err != nil && attempt == 0 && s.lost(err) {
 			// The relay went away since the session was made (restart,
 			// network change): nothing was delivered, so open again on a
@@ -408,7 +412,7 @@ func (s *session) lost(err error) bool {
 
 // open opens a binding stream. Unless early, it sends the Open and waits
 // for the relay's result; early, it leaves both to the first I/O.
-func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, error) {
+func (s *session) open(ctx context.Context, name string, details []*wire.Detail, early bool) (net.Conn, error) {
 	st, err := s.Conn.OpenStreamSync(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -417,7 +421,7 @@ func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, 
 		return nil, err
 	}
 	conn := &Conn{qc: quicnet.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name}
-	conn.openFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name})
+	conn.openFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Details: details})
 	if err != nil {
 		conn.qc.Abort(quicnet.StreamClosed)
 		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}

@@ -73,11 +73,11 @@ var ErrTokenSource = errors.New("token source")
 // Session is a live session. Its goroutines stop when the connection ends
 // or Close is called.
 type Session struct {
-	Conn    *quic.Conn
+	Conn    quicnet.Session
 	Welcome *wire.Welcome
 
 	cfg       Config
-	ctrl      *quic.Stream
+	ctrl      quicnet.Stream
 	ctrlMu    sync.Mutex
 	refreshed chan wire.Message
 	expires   atomic.Int64 // unix ms of the token in use; 0 unknown

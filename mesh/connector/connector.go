@@ -19,8 +19,6 @@ import (
 	"github.com/postern/postern/internal/measure"
 	"github.com/postern/postern/internal/quicnet"
 
-	"github.com/quic-go/quic-go"
-
 	sess "github.com/postern/postern/internal/session"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/transport"
@@ -395,7 +393,7 @@ func fatal(err error) bool {
 
 // serveStream serves one stream the relay opened: dial the advertised
 // upstream, answer, splice.
-func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream, pol *relayPolicy) {
+func (c *Connector) serveStream(conn quicnet.Session, st quicnet.Stream, pol *relayPolicy) {
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var dial wire.Dial
 	if err := wire.ReadExpected(st, 1<<20, &dial); err != nil {

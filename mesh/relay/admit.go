@@ -14,6 +14,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/postern/postern/internal/quicnet"
 	"github.com/postern/postern/internal/wire"
 )
 
@@ -151,7 +152,7 @@ func (t *ticket) release() {
 }
 
 // admitted gives back conn's place in the gate: its Hello is verified.
-func admitted(conn *quic.Conn) {
+func admitted(conn quicnet.Session) {
 	if t, ok := conn.Context().Value(ticketKey{}).(*ticket); ok {
 		t.release()
 	}
@@ -201,9 +202,9 @@ func readHello(r io.Reader, max int) (*wire.Hello, error) {
 // is closed rather than buffered. A stream that arrives after the Hello
 // was verified (a client that raced its Welcome) is handed back by the
 // returned function.
-func watchEarlyStreams(ctx context.Context, conn *quic.Conn, verified *atomic.Bool) (stop func() *quic.Stream) {
+func watchEarlyStreams(ctx context.Context, conn quicnet.Session, verified *atomic.Bool) (stop func() quicnet.Stream) {
 	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan *quic.Stream, 1)
+	done := make(chan quicnet.Stream, 1)
 	go func() {
 		st, err := conn.AcceptStream(wctx)
 		if err != nil {
@@ -218,7 +219,7 @@ func watchEarlyStreams(ctx context.Context, conn *quic.Conn, verified *atomic.Bo
 		}
 		done <- st
 	}()
-	return func() *quic.Stream {
+	return func() quicnet.Stream {
 		cancel()
 		return <-done
 	}

@@ -20,7 +20,7 @@ import (
 )
 
 // rawDial completes a QUIC handshake with the relay and sends nothing.
-func rawDial(t *testing.T, m *meshtest.Mesh) (*quic.Conn, error) {
+func rawDial(t *testing.T, m *meshtest.Mesh) (quicnet.Session, error) {
 	t.Helper()
 	tlsConf, err := transport.Trust{Pin: m.Pin}.ClientTLS("127.0.0.1")
 	if err != nil {
@@ -46,7 +46,7 @@ func isRefused(err error) bool {
 // verified.
 func TestUnverifiedConnectionsCapped(t *testing.T) {
 	m := meshtest.New(t, meshtest.Options{Limits: relay.Limits{MaxUnverified: 4, MaxUnverifiedPerSource: 100, RetryAbove: 2}})
-	var conns []*quic.Conn
+	var conns []quicnet.Session
 	for i := range 4 {
 		c, err := rawDial(t, m)
 		if err != nil {
@@ -120,7 +120,7 @@ func TestHelloDeadline(t *testing.T) {
 			}
 			start := time.Now()
 			if tc.send != nil {
-				st, err := conn.OpenStream()
+				st, err := conn.OpenStreamSync(context.Background())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -158,12 +158,12 @@ func TestStreamBeforeHello(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctrl, err := conn.OpenStream()
+	ctrl, err := conn.OpenStreamSync(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctrl.Write(helloHeader(60 << 10))
-	other, err := conn.OpenStream()
+	other, err := conn.OpenStreamSync(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
