@@ -68,6 +68,8 @@ type Options struct {
 	PolicyOptions *policy.ValidateOptions
 	// Configure, when set, adjusts the relay's configuration last.
 	Configure func(*relay.Config)
+	// RequireBoundTokens is the relay's: bearer agent tokens are refused.
+	RequireBoundTokens bool
 }
 
 // Mesh is a running relay and what is needed to join it.
@@ -130,14 +132,15 @@ func New(t testing.TB, opts Options) *Mesh {
 func (m *Mesh) StartRelay(addr string) {
 	m.t.Helper()
 	cfg := relay.Config{
-		Addr:          addr,
-		Certificate:   m.Cert,
-		Verifier:      m.Verifier,
-		Policy:        m.Policy,
-		PolicyOptions: m.opts.PolicyOptions,
-		Bindings:      m.opts.Bindings,
-		Limits:        m.opts.Limits,
-		Audit:         slog.New(slog.NewJSONHandler(m.Audit, nil)),
+		Addr:               addr,
+		Certificate:        m.Cert,
+		Verifier:           m.Verifier,
+		Policy:             m.Policy,
+		PolicyOptions:      m.opts.PolicyOptions,
+		Bindings:           m.opts.Bindings,
+		Limits:             m.opts.Limits,
+		RequireBoundTokens: m.opts.RequireBoundTokens,
+		Audit:              slog.New(slog.NewJSONHandler(m.Audit, nil)),
 	}
 	if m.opts.Configure != nil {
 		m.opts.Configure(&cfg)
