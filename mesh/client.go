@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -364,6 +365,8 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 			c.log.Info("mesh: catalog updated", "bindings", len(ws))
 			c.catalogChanged()
 		},
+		Features: []string{wire.FeatureRevoke},
+		OnRevoke: s.revoked.add,
 	})
 	if err != nil {
 		return nil, sessionErr(ctx, "connect", "", err)
@@ -403,6 +406,7 @@ type session struct {
 	c        *Client
 	identity postern.Identity
 	catalog  atomic.Pointer[[]postern.Binding]
+	revoked  revocations // why the relay cut streams, by stream ID
 }
 
 func (s *session) setCatalog(ws []*wire.Binding) {
@@ -430,7 +434,7 @@ func (s *session) open(ctx context.Context, name string, details []*wire.Detail,
 		}
 		return nil, err
 	}
-	conn := &Conn{qc: quicnet.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name}
+	conn := &Conn{qc: quicnet.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name, revoked: &s.revoked}
 	conn.openFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Details: details})
 	if err != nil {
 		conn.qc.Abort(quicnet.StreamClosed)
@@ -464,6 +468,7 @@ func (s *session) open(ctx context.Context, name string, details []*wire.Detail,
 type Conn struct {
 	qc      *quicnet.Conn
 	binding string
+	revoked *revocations // the session's
 
 	// Until the relay's result has been read (pending), the first Write
 	// carries the Open frame (openFrame, until sent) and the first Read
@@ -526,7 +531,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return c.qc.Read(p)
+	n, err := c.qc.Read(p)
+	if err != nil && err != io.EOF {
+		err = c.revokedErr("read", err)
+	}
+	return n, err
 }
 
 // Write sends the Open frame with the first bytes. A write refused because
@@ -543,7 +552,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	n, err := c.qc.Write(p)
 	if err != nil {
-		err = c.refusal(err)
+		err = c.revokedErr("write", c.refusal(err))
 	}
 	return n, err
 }

@@ -198,6 +198,9 @@ func list(s string, known []string) ([]string, error) {
 // exit code: 0, 1 when a measurement failed (an integrity check above
 // all), 2 for bad flags.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "revoke" {
+		return RevokeMain(args[1:], stdout, stderr)
+	}
 	// --help prints the usage to stdout, as every postern command does; a
 	// bad flag prints it to stderr.
 	var usage bytes.Buffer

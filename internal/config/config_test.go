@@ -193,6 +193,26 @@ func TestLoadRelayDefaults(t *testing.T) {
 	if r.Listen != DefaultListen || r.Audit != "stdout" || r.DrainTimeout != DefaultDrainTimeout || r.PolicyPoll != DefaultPolicyPoll || r.Log.JSON {
 		t.Errorf("defaults: %+v", r)
 	}
+	if r.Verifier.MaxLifetime != 24*time.Hour || r.RevocationFile != "" {
+		t.Errorf("token defaults: max lifetime %v, revocation file %q", r.Verifier.MaxLifetime, r.RevocationFile)
+	}
+}
+
+// TestLoadRelayRevocation: tokens.max_ttl and tokens.revocation_file
+// resolve, the file is read at load, relative to the configuration.
+func TestLoadRelayRevocation(t *testing.T) {
+	f := newFixture(t)
+	f.write(t, "lists/revoked.txt", "# revoked\ntoken abc\nsubject ci-runner\n")
+	r, err := LoadRelay(f.write(t, "relay.yaml", "tokens: {audience: postern, jwks_file: jwks.json, max_ttl: 8h, revocation_file: lists/revoked.txt}\npolicy: {dir: policies}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Verifier.MaxLifetime != 8*time.Hour {
+		t.Errorf("max lifetime %v", r.Verifier.MaxLifetime)
+	}
+	if r.RevocationFile != filepath.Join(f.dir, "lists", "revoked.txt") || len(r.Revoked.Tokens) != 1 || len(r.Revoked.Subjects) != 1 {
+		t.Errorf("revocation file %q: %+v", r.RevocationFile, r.Revoked)
+	}
 }
 
 // TestRelaySelfSigned: with tls.self_signed the certificate is made once
@@ -265,6 +285,9 @@ func TestRelayErrors(t *testing.T) {
 		{"policy dir is a file", "tokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: jwks.json}\n", []string{"policy.dir: jwks.json is not a directory"}},
 		{"not yaml", "tokens: [\n", []string{"relay.yaml:", "not valid YAML"}},
 		{"empty", "", []string{"relay.yaml: the file is empty"}},
+		{"negative max_ttl", "tokens: {audience: postern, jwks_file: jwks.json, max_ttl: -1h}\npolicy: {dir: policies}\n", []string{"relay.yaml:1:", "tokens.max_ttl: want a duration"}},
+		{"missing revocation file", "tokens: {audience: postern, jwks_file: jwks.json, revocation_file: revoked.txt}\npolicy: {dir: policies}\n", []string{"relay.yaml:1:", "tokens.revocation_file: cannot read revoked.txt", "create it empty"}},
+		{"bad revocation file", "tokens: {audience: postern, jwks_file: jwks.json, revocation_file: signing.jwk}\npolicy: {dir: policies}\n", []string{"tokens.revocation_file: signing.jwk: revocation file: line 1: want \"token ID\" or \"subject NAME\""}},
 		{"two problems at once", "listen: 1\ntokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: policies}\nlog: {format: xml}\n", []string{"listen: want host:port", "log.format: want text or json"}},
 	}
 	for _, tt := range tests {

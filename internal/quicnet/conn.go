@@ -19,6 +19,7 @@ const (
 	StreamClosed  = quic.StreamErrorCode(wire.StreamClosed)
 	StreamAborted = quic.StreamErrorCode(wire.StreamAborted)
 	StreamRefused = quic.StreamErrorCode(wire.StreamRefused)
+	StreamRevoked = quic.StreamErrorCode(wire.StreamRevoked)
 )
 
 // Conn adapts a QUIC stream to net.Conn.

@@ -48,6 +48,9 @@ type Config struct {
 	// OnPolicy is called with each Policy frame the relay sends, in order,
 	// from the goroutine that reads the control stream.
 	OnPolicy func(*wire.Policy)
+	// OnRevoke is called with each Revoke frame the relay sends (agents
+	// that list wire.FeatureRevoke), from the same goroutine.
+	OnRevoke func(*wire.Revoke)
 }
 
 // RejectError is a refusal from the relay: a Reject answering the Hello,
@@ -263,6 +266,10 @@ func (s *Session) readControl() {
 		case *wire.Policy:
 			if s.cfg.OnPolicy != nil {
 				s.cfg.OnPolicy(m)
+			}
+		case *wire.Revoke:
+			if s.cfg.OnRevoke != nil {
+				s.cfg.OnRevoke(m)
 			}
 		case *wire.Refreshed, *wire.Reject:
 			select {

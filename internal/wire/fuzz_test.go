@@ -94,6 +94,7 @@ func FuzzDecodeOpen(f *testing.F)      { fuzzDecode(f, FrameOpen) }
 func FuzzDecodeDial(f *testing.F)      { fuzzDecode(f, FrameDial) }
 func FuzzDecodeResult(f *testing.F)    { fuzzDecode(f, FrameResult) }
 func FuzzDecodePolicy(f *testing.F)    { fuzzDecode(f, FramePolicy) }
+func FuzzDecodeRevoke(f *testing.F)    { fuzzDecode(f, FrameRevoke) }
 
 // FuzzDialName: a name DialName accepts is a valid name, and addr is that
 // name alone or followed by ":" and a port number: nothing is dropped.

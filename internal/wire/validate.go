@@ -324,6 +324,18 @@ func (m *Dial) validate() error {
 	)
 }
 
+func (m *Revoke) validate() error {
+	if m.Stream%4 != 0 {
+		return malformed("revoke: stream %d is not a client-initiated bidirectional stream", m.Stream)
+	}
+	return errs(
+		checkName("binding name", m.Binding),
+		checkLen("reason", m.Reason, MaxNameLen),
+		checkLen("message", m.Message, maxTextLen),
+		checkStrings("policies", m.Policies, maxPolicyLen),
+	)
+}
+
 func (m *Result) validate() error {
 	return errs(
 		checkCode(m.Code),

@@ -26,6 +26,7 @@ const (
 	FrameRefreshed = FrameType_FRAME_TYPE_REFRESHED
 	FrameGoaway    = FrameType_FRAME_TYPE_GOAWAY
 	FramePolicy    = FrameType_FRAME_TYPE_POLICY
+	FrameRevoke    = FrameType_FRAME_TYPE_REVOKE
 	FrameOpen      = FrameType_FRAME_TYPE_OPEN
 	FrameDial      = FrameType_FRAME_TYPE_DIAL
 	FrameResult    = FrameType_FRAME_TYPE_RESULT
@@ -51,6 +52,8 @@ func (t FrameType) Name() string {
 		return "goaway"
 	case FramePolicy:
 		return "policy"
+	case FrameRevoke:
+		return "revoke"
 	case FrameOpen:
 		return "open"
 	case FrameDial:
@@ -78,6 +81,7 @@ const (
 	CodeShutdown        = Code_CODE_SHUTDOWN        // the peer is going away
 	CodeUnsupported     = Code_CODE_UNSUPPORTED     // version, role or binding kind not supported
 	CodeKeyNotProven    = Code_CODE_KEY_NOT_PROVEN  // a bound token without proof of its key
+	CodeRevoked         = Code_CODE_REVOKED         // token or subject revoked; a live stream no longer allowed
 )
 
 // maxCode is the largest value a Code may have on the wire: codes fit in a
@@ -114,6 +118,8 @@ func (c Code) Text() string {
 		return "unsupported"
 	case CodeKeyNotProven:
 		return "key not proven"
+	case CodeRevoked:
+		return "revoked"
 	}
 	return "unknown code"
 }
@@ -129,11 +135,18 @@ const (
 	// StreamRefused: the open was refused (denied, limit, unknown
 	// binding); the data sent with it was discarded.
 	StreamRefused = StreamError_STREAM_ERROR_REFUSED
+	// StreamRevoked: the relay cut a live stream that is no longer
+	// allowed (policy now denies it, or its token was revoked).
+	StreamRevoked = StreamError_STREAM_ERROR_REVOKED
 )
 
 // FeaturePolicy, in Hello.features, asks the relay for Policy frames: the
 // connector decides statements and requests with the relay's policy set.
 const FeaturePolicy = "policy"
+
+// FeatureRevoke, in an agent's Hello.features, asks the relay for Revoke
+// frames: why a live binding stream was cut.
+const FeatureRevoke = "revoke"
 
 // maxFeatures caps Hello.features.
 const maxFeatures = 64
@@ -202,6 +215,7 @@ func (*Refresh) FrameType() FrameType   { return FrameRefresh }
 func (*Refreshed) FrameType() FrameType { return FrameRefreshed }
 func (*Goaway) FrameType() FrameType    { return FrameGoaway }
 func (*Policy) FrameType() FrameType    { return FramePolicy }
+func (*Revoke) FrameType() FrameType    { return FrameRevoke }
 func (*Open) FrameType() FrameType      { return FrameOpen }
 func (*Dial) FrameType() FrameType      { return FrameDial }
 func (*Result) FrameType() FrameType    { return FrameResult }
@@ -226,6 +240,8 @@ func newMessage(typ FrameType) Message {
 		return new(Goaway)
 	case FramePolicy:
 		return new(Policy)
+	case FrameRevoke:
+		return new(Revoke)
 	case FrameOpen:
 		return new(Open)
 	case FrameDial:

@@ -41,6 +41,9 @@
 //                                           <- Policy{version, hash, sources, declarations}
 //                                              (connectors that list "policy" in Hello.features:
 //                                               after the Welcome and on every reload)
+//                                           <- Revoke{stream, binding, reason, policies}
+//                                              (agents that list "revoke" in Hello.features: a live
+//                                               binding stream is cut, see Revoke)
 //                                           <- Goaway{code, message} (session ends, e.g. token expired)
 //
 //   agent: a new stream per use of a binding
@@ -62,7 +65,8 @@
 //     life. The client may send Refresh (answered by Refreshed or Reject,
 //     in order) and Goaway. The relay may send Catalog (agents only),
 //     Policy (connectors that list "policy" in Hello.features
-//     only; the first right after the Welcome) and Goaway at any time,
+//     only; the first right after the Welcome), Revoke (agents that list
+//     "revoke" only) and Goaway at any time,
 //     Refreshed or Reject only to answer a Refresh.
 //     A relay that reads any other frame on the control stream ends the
 //     session with a Goaway of CODE_PROTOCOL. When the control stream
@@ -201,6 +205,14 @@
 //      bearer token is served as before, and an older client only meets
 //      the new code when its token is bound, which it could not prove
 //      anyway.
+//   1 + feature "revoke": FRAME_TYPE_REVOKE (0x09), CODE_REVOKED (13) and
+//      STREAM_ERROR_REVOKED (0x103). A relay cuts a live binding stream
+//      that policy no longer allows (after a policy reload or a token
+//      refresh) with STREAM_ERROR_REVOKED, and a session whose token or
+//      subject it has revoked with CODE_REVOKED. It tells an agent why,
+//      in a Revoke frame, only when the agent's Hello.features lists
+//      "revoke"; an agent of plain version 1 sees the reset or the
+//      CONNECTION_CLOSE alone (an unknown code, which it keeps).
 //
 // How a later version changes the protocol:
 //
@@ -269,6 +281,10 @@ const (
 	// Policy, relay to connector: replaces the connector's policy set.
 	// Sent only to a connector whose Hello.features lists "policy".
 	FrameType_FRAME_TYPE_POLICY FrameType = 8
+	// Revoke, relay to agent: a live binding stream is being cut because
+	// it is no longer allowed. Sent only to an agent whose Hello.features
+	// lists "revoke".
+	FrameType_FRAME_TYPE_REVOKE FrameType = 9
 	// Open, agent to relay: starts a binding stream.
 	FrameType_FRAME_TYPE_OPEN FrameType = 16
 	// Dial, relay to connector: starts a binding stream.
@@ -290,6 +306,7 @@ var (
 		6:  "FRAME_TYPE_REFRESHED",
 		7:  "FRAME_TYPE_GOAWAY",
 		8:  "FRAME_TYPE_POLICY",
+		9:  "FRAME_TYPE_REVOKE",
 		16: "FRAME_TYPE_OPEN",
 		17: "FRAME_TYPE_DIAL",
 		18: "FRAME_TYPE_RESULT",
@@ -304,6 +321,7 @@ var (
 		"FRAME_TYPE_REFRESHED":   6,
 		"FRAME_TYPE_GOAWAY":      7,
 		"FRAME_TYPE_POLICY":      8,
+		"FRAME_TYPE_REVOKE":      9,
 		"FRAME_TYPE_OPEN":        16,
 		"FRAME_TYPE_DIAL":        17,
 		"FRAME_TYPE_RESULT":      18,
@@ -376,6 +394,10 @@ const (
 	// ("binding_changed"). Retrying with the same token on a connection
 	// without the key will not help.
 	Code_CODE_KEY_NOT_PROVEN Code = 12
+	// Access was taken away from something already allowed: the token or
+	// its subject is on the relay's revocation list (Reject, Goaway,
+	// CONNECTION_CLOSE), or policy no longer allows a live stream (Revoke).
+	Code_CODE_REVOKED Code = 13
 )
 
 // Enum value maps for Code.
@@ -394,6 +416,7 @@ var (
 		10: "CODE_SHUTDOWN",
 		11: "CODE_UNSUPPORTED",
 		12: "CODE_KEY_NOT_PROVEN",
+		13: "CODE_REVOKED",
 	}
 	Code_value = map[string]int32{
 		"CODE_OK":              0,
@@ -409,6 +432,7 @@ var (
 		"CODE_SHUTDOWN":        10,
 		"CODE_UNSUPPORTED":     11,
 		"CODE_KEY_NOT_PROVEN":  12,
+		"CODE_REVOKED":         13,
 	}
 )
 
@@ -455,6 +479,11 @@ const (
 	// with it was discarded. A Result saying why is written before the
 	// stream closes.
 	StreamError_STREAM_ERROR_REFUSED StreamError = 258
+	// The relay cut a live stream that is no longer allowed: policy now
+	// denies its open, or its session's token was revoked. A relay that
+	// knows the agent asked for it ("revoke" in Hello.features) has sent a
+	// Revoke frame naming the stream first.
+	StreamError_STREAM_ERROR_REVOKED StreamError = 259
 )
 
 // Enum value maps for StreamError.
@@ -464,12 +493,14 @@ var (
 		256: "STREAM_ERROR_CLOSED",
 		257: "STREAM_ERROR_ABORTED",
 		258: "STREAM_ERROR_REFUSED",
+		259: "STREAM_ERROR_REVOKED",
 	}
 	StreamError_value = map[string]int32{
 		"STREAM_ERROR_UNSPECIFIED": 0,
 		"STREAM_ERROR_CLOSED":      256,
 		"STREAM_ERROR_ABORTED":     257,
 		"STREAM_ERROR_REFUSED":     258,
+		"STREAM_ERROR_REVOKED":     259,
 	}
 )
 
@@ -1366,6 +1397,99 @@ func (x *Dial) GetEarly() bool {
 	return false
 }
 
+// Revoke says why the relay is cutting one of an agent's live binding
+// streams: FRAME_TYPE_REVOKE, relay to agent, on the control stream, just
+// before the relay resets the stream (both directions, and the
+// connector's side) with STREAM_ERROR_REVOKED. The relay re-decides every
+// live stream's open whenever its policies change and whenever the
+// session's token is refreshed; a stream whose open is now denied is cut.
+// Sent only to an agent whose Hello.features lists "revoke". The reset
+// and this frame travel on different streams, so either may arrive
+// first; an agent matches them by stream.
+type Revoke struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The QUIC stream ID of the binding stream being cut. Required (a
+	// client-initiated bidirectional stream: ID mod 4 is 0).
+	Stream uint64 `protobuf:"varint,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The binding the stream reaches. Required, a valid name.
+	Binding string `protobuf:"bytes,2,opt,name=binding,proto3" json:"binding,omitempty"`
+	// A stable snake_case reason: "policy" (policy now denies the open).
+	// At most 128 bytes.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// For people. At most 4096 bytes.
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// The IDs of the policies that decided the denial. At most 4096, each
+	// at most 1024 bytes.
+	Policies      []string `protobuf:"bytes,5,rep,name=policies,proto3" json:"policies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Revoke) Reset() {
+	*x = Revoke{}
+	mi := &file_wire_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revoke) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revoke) ProtoMessage() {}
+
+func (x *Revoke) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revoke.ProtoReflect.Descriptor instead.
+func (*Revoke) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Revoke) GetStream() uint64 {
+	if x != nil {
+		return x.Stream
+	}
+	return 0
+}
+
+func (x *Revoke) GetBinding() string {
+	if x != nil {
+		return x.Binding
+	}
+	return ""
+}
+
+func (x *Revoke) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Revoke) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Revoke) GetPolicies() []string {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
 // Result answers an Open (relay to agent) or a Dial (connector to relay):
 // FRAME_TYPE_RESULT. CODE_OK is followed by raw bytes.
 type Result struct {
@@ -1389,7 +1513,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1525,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1538,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{12}
+	return file_wire_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Result) GetCode() Code {
@@ -1471,7 +1595,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1607,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1620,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{13}
+	return file_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Identity) GetSubject() string {
@@ -1556,7 +1680,7 @@ type Binding struct {
 
 func (x *Binding) Reset() {
 	*x = Binding{}
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1692,7 @@ func (x *Binding) String() string {
 func (*Binding) ProtoMessage() {}
 
 func (x *Binding) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1705,7 @@ func (x *Binding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Binding.ProtoReflect.Descriptor instead.
 func (*Binding) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{14}
+	return file_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Binding) GetName() string {
@@ -1639,7 +1763,7 @@ type Detail struct {
 
 func (x *Detail) Reset() {
 	*x = Detail{}
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1775,7 @@ func (x *Detail) String() string {
 func (*Detail) ProtoMessage() {}
 
 func (x *Detail) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +1788,7 @@ func (x *Detail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Detail.ProtoReflect.Descriptor instead.
 func (*Detail) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{15}
+	return file_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Detail) GetKey() string {
@@ -1694,7 +1818,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +1830,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +1843,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{16}
+	return file_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Limits) GetMaxStreams() uint64 {
@@ -1798,7 +1922,13 @@ const file_wire_proto_rawDesc = "" +
 	"\x06action\x18\x04 \x01(\tR\x06action\x121\n" +
 	"\adetails\x18\x05 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x12\x16\n" +
 	"\x06source\x18\x06 \x01(\tR\x06source\x12\x14\n" +
-	"\x05early\x18\a \x01(\bR\x05early\"\x9f\x01\n" +
+	"\x05early\x18\a \x01(\bR\x05early\"\x88\x01\n" +
+	"\x06Revoke\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\x04R\x06stream\x12\x18\n" +
+	"\abinding\x18\x02 \x01(\tR\abinding\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x1a\n" +
+	"\bpolicies\x18\x05 \x03(\tR\bpolicies\"\x9f\x01\n" +
 	"\x06Result\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.postern.wire.v1.CodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
@@ -1825,7 +1955,7 @@ const file_wire_proto_rawDesc = "" +
 	"\x06Limits\x12\x1f\n" +
 	"\vmax_streams\x18\x01 \x01(\x04R\n" +
 	"maxStreams\x12$\n" +
-	"\x0emax_frame_size\x18\x02 \x01(\x04R\fmaxFrameSize*\xa5\x02\n" +
+	"\x0emax_frame_size\x18\x02 \x01(\x04R\fmaxFrameSize*\xbc\x02\n" +
 	"\tFrameType\x12\x1a\n" +
 	"\x16FRAME_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10FRAME_TYPE_HELLO\x10\x01\x12\x16\n" +
@@ -1835,10 +1965,11 @@ const file_wire_proto_rawDesc = "" +
 	"\x12FRAME_TYPE_REFRESH\x10\x05\x12\x18\n" +
 	"\x14FRAME_TYPE_REFRESHED\x10\x06\x12\x15\n" +
 	"\x11FRAME_TYPE_GOAWAY\x10\a\x12\x15\n" +
-	"\x11FRAME_TYPE_POLICY\x10\b\x12\x13\n" +
+	"\x11FRAME_TYPE_POLICY\x10\b\x12\x15\n" +
+	"\x11FRAME_TYPE_REVOKE\x10\t\x12\x13\n" +
 	"\x0fFRAME_TYPE_OPEN\x10\x10\x12\x13\n" +
 	"\x0fFRAME_TYPE_DIAL\x10\x11\x12\x15\n" +
-	"\x11FRAME_TYPE_RESULT\x10\x12*\x8c\x02\n" +
+	"\x11FRAME_TYPE_RESULT\x10\x12*\x9e\x02\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x18\n" +
 	"\x14CODE_UNAUTHENTICATED\x10\x01\x12\x0f\n" +
@@ -1854,12 +1985,14 @@ const file_wire_proto_rawDesc = "" +
 	"\rCODE_SHUTDOWN\x10\n" +
 	"\x12\x14\n" +
 	"\x10CODE_UNSUPPORTED\x10\v\x12\x17\n" +
-	"\x13CODE_KEY_NOT_PROVEN\x10\f*{\n" +
+	"\x13CODE_KEY_NOT_PROVEN\x10\f\x12\x10\n" +
+	"\fCODE_REVOKED\x10\r*\x96\x01\n" +
 	"\vStreamError\x12\x1c\n" +
 	"\x18STREAM_ERROR_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x13STREAM_ERROR_CLOSED\x10\x80\x02\x12\x19\n" +
 	"\x14STREAM_ERROR_ABORTED\x10\x81\x02\x12\x19\n" +
-	"\x14STREAM_ERROR_REFUSED\x10\x82\x02B/Z-github.com/postern/postern/internal/wire;wireb\x06proto3"
+	"\x14STREAM_ERROR_REFUSED\x10\x82\x02\x12\x19\n" +
+	"\x14STREAM_ERROR_REVOKED\x10\x83\x02B/Z-github.com/postern/postern/internal/wire;wireb\x06proto3"
 
 var (
 	file_wire_proto_rawDescOnce sync.Once
@@ -1874,7 +2007,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_wire_proto_goTypes = []any{
 	(FrameType)(0),             // 0: postern.wire.v1.FrameType
 	(Code)(0),                  // 1: postern.wire.v1.Code
@@ -1891,27 +2024,28 @@ var file_wire_proto_goTypes = []any{
 	(*PolicyDeclarations)(nil), // 12: postern.wire.v1.PolicyDeclarations
 	(*Open)(nil),               // 13: postern.wire.v1.Open
 	(*Dial)(nil),               // 14: postern.wire.v1.Dial
-	(*Result)(nil),             // 15: postern.wire.v1.Result
-	(*Identity)(nil),           // 16: postern.wire.v1.Identity
-	(*Binding)(nil),            // 17: postern.wire.v1.Binding
-	(*Detail)(nil),             // 18: postern.wire.v1.Detail
-	(*Limits)(nil),             // 19: postern.wire.v1.Limits
-	nil,                        // 20: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	(*Revoke)(nil),             // 15: postern.wire.v1.Revoke
+	(*Result)(nil),             // 16: postern.wire.v1.Result
+	(*Identity)(nil),           // 17: postern.wire.v1.Identity
+	(*Binding)(nil),            // 18: postern.wire.v1.Binding
+	(*Detail)(nil),             // 19: postern.wire.v1.Detail
+	(*Limits)(nil),             // 20: postern.wire.v1.Limits
+	nil,                        // 21: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
 }
 var file_wire_proto_depIdxs = []int32{
-	17, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
-	16, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
-	17, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
-	19, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
+	18, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
+	17, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
+	18, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
+	20, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
 	1,  // 4: postern.wire.v1.Reject.code:type_name -> postern.wire.v1.Code
-	17, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
+	18, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
 	1,  // 6: postern.wire.v1.Goaway.code:type_name -> postern.wire.v1.Code
 	11, // 7: postern.wire.v1.Policy.sources:type_name -> postern.wire.v1.PolicySource
 	12, // 8: postern.wire.v1.Policy.declarations:type_name -> postern.wire.v1.PolicyDeclarations
-	20, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
-	18, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
-	16, // 11: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
-	18, // 12: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
+	21, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	19, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
+	17, // 11: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
+	19, // 12: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
 	1,  // 13: postern.wire.v1.Result.code:type_name -> postern.wire.v1.Code
 	14, // [14:14] is the sub-list for method output_type
 	14, // [14:14] is the sub-list for method input_type
@@ -1931,7 +2065,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -43,6 +43,13 @@ const (
 	// plus bytes_up (agent to upstream), bytes_down, duration_ms, and
 	// error when it did not end cleanly.
 	EventStreamClose = "stream.close"
+	// EventStreamRevoked: the relay cut a live stream. Attributes: as
+	// open.allow, plus trigger (policy_reload, token_refresh or
+	// revocation_list), code "revoked", reason ("policy", or
+	// token_revoked / subject_revoked), policies (the ones that now deny
+	// it; empty for the default deny and for the revocation list) and
+	// duration_ms. The stream's stream.close follows, with its error.
+	EventStreamRevoked = "stream.revoked"
 )
 
 // emit writes one audit event. It skips what slog.Logger.LogAttrs would do

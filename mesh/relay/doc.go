@@ -121,12 +121,43 @@
 // configuration. A refreshed connector token must describe every served
 // service as the session began, or the refresh is refused.
 //
+// # Revocation
+//
+// Access taken away is taken from live streams too, not only from the
+// next open. Whenever [Config.Policy]'s set is swapped, and whenever an
+// agent refreshes its token, the relay decides every live stream's open
+// again (its binding, action and details, with the current principal,
+// set and time); a stream now denied is reset on both legs with
+// STREAM_ERROR_REVOKED, within milliseconds, and audited as
+// [EventStreamRevoked]. The agent's Read and Write return a
+// *postern.Error matching postern.ErrRevoked whose Policies name the
+// policies that now deny it. Deciding again takes no relay-wide lock and
+// decides once per session, binding and action: opens go on while
+// thousands of streams are decided.
+//
+// [Config.Revocations] lists token IDs (jti) and subjects the relay
+// refuses whatever their signature and expiry say: at the Hello and at a
+// Refresh (CODE_REVOKED, reason token_revoked or subject_revoked), and,
+// when the list changes, every live session it names ends at once, its
+// streams cut. [Revocations] is a two-method interface, the seam for a
+// store shared by a cluster of relays; [RevocationList] is the one in
+// memory, and [ParseRevocations] reads the file format postern relay
+// loads from tokens.revocation_file. A token's lifetime is capped by the
+// verifier (identity.VerifierConfig.MaxLifetime, tokens.max_ttl), and a
+// session ends when the verifier would start refusing its token: at exp
+// plus the verifier's leeway.
+//
+// Catalog pushes are sent by each agent session's own goroutine, latest
+// wins: an agent that stops reading its control stream delays no one
+// else's catalog. A binding that no configuration declares and no
+// connector serves leaves the catalogs.
+//
 // # Audit
 //
 // With [Config.Audit] set, every decision is one slog record: the constants
 // [EventSessionStart], [EventSessionReject], [EventSessionEnd],
-// [EventOpenAllow], [EventOpenDeny], [EventOpenFail] and [EventStreamClose]
-// document their attributes. A denial names the policies that decided it. No token or
+// [EventOpenAllow], [EventOpenDeny], [EventOpenFail], [EventStreamClose]
+// and [EventStreamRevoked] document their attributes. A denial names the policies that decided it. No token or
 // secret is ever logged.
 //
 // Events never are written on the path of an open: they go through a

@@ -47,7 +47,9 @@ type Config struct {
 	RequireBoundTokens bool
 	// Policy decides every open and scopes every catalog. Nil, or an
 	// Engine holding no policies, denies everything: the relay fails
-	// closed. Swapping the Engine's Set re-scopes every live catalog.
+	// closed. Swapping the Engine's Set re-scopes every live catalog and
+	// decides every live stream's open again: a stream now denied is cut
+	// (the agent's Read and Write return postern.ErrRevoked).
 	Policy *policy.Engine
 	// PolicyOptions are the declarations Policy's sets were validated
 	// against (policy.ValidateOptions). Connectors receive every set with
@@ -63,6 +65,12 @@ type Config struct {
 	// of the connector that serves it (identity.Service), and is refused
 	// when that token grants the name alone. Nil declares nothing.
 	Bindings []postern.Binding
+	// Revocations lists the tokens (by ID) and subjects the relay refuses
+	// whatever their signature and expiry say. A listed token or subject
+	// is refused at the Hello and at a Refresh (CODE_REVOKED), and when
+	// the list changes, every live session it names ends at once, its
+	// streams cut. Nil revokes nothing. See [RevocationList].
+	Revocations Revocations
 	// Limits bound what one client may ask of the relay.
 	Limits Limits
 	// Transport tunes QUIC. Nil, or a zero field, means transport's
@@ -341,6 +349,10 @@ func Listen(cfg Config) (*Relay, error) {
 	r.wg.Add(2)
 	go r.acceptLoop()
 	go r.watchPolicy()
+	if cfg.Revocations != nil {
+		r.wg.Add(1)
+		go r.watchRevocations()
+	}
 	r.log.Info("relay: listening", "addr", ln.Addr().String(), "pin", transport.Pin(cfg.Certificate))
 	return r, nil
 }
@@ -589,6 +601,7 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 		a := new(agentSession)
 		init(&a.session)
 		a.early = early
+		a.wantsRevoke = slices.Contains(hello.GetFeatures(), wire.FeatureRevoke)
 		r.serveAgent(a)
 	case wire.RoleConnector:
 		if early != nil {
@@ -692,6 +705,9 @@ func (r *Relay) verify(token string, role identity.Role) (*identity.Claims, *wir
 	if err != nil {
 		return nil, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: identity.Reason(err), Message: err.Error()}
 	}
+	if rej := r.revokedReject(claims); rej != nil {
+		return nil, rej
+	}
 	return claims, nil
 }
 
@@ -724,10 +740,11 @@ func (r *Relay) watchPolicy() {
 		_, changed := r.policy.Current()
 		select {
 		case <-changed:
-			r.log.Info("relay: policy changed; re-scoping catalogs and sending the set to connectors")
+			r.log.Info("relay: policy changed; re-scoping catalogs, deciding live streams again and sending the set to connectors")
 			var wg sync.WaitGroup
 			wg.Go(r.pushPolicyAll)
 			r.rescopeAll()
+			r.redecideAll(triggerPolicy)
 			wg.Wait()
 		case <-r.ctx.Done():
 			return
@@ -735,29 +752,27 @@ func (r *Relay) watchPolicy() {
 	}
 }
 
-// rescopeAll recomputes every agent's catalog and pushes the ones that
-// changed.
+// rescopeAll has every agent's catalog recomputed, and pushed where it
+// changed, each by the agent's own pusher: it does not wait for any.
 func (r *Relay) rescopeAll() {
-	r.mu.RLock()
-	agents := make([]*agentSession, 0, len(r.agents))
-	for a := range r.agents {
-		agents = append(agents, a)
-	}
-	r.mu.RUnlock()
-	for _, a := range agents {
+	for _, a := range r.agentList() {
 		a.pushCatalog()
 	}
 }
 
 // catalogFor returns the bindings that policy lets p connect to, sorted by
-// name. An http or postgres binding on which p may only read (no permit
-// admits a write or unclassified action there: policy.Set.MayWrite) is
-// listed with read_only set, so that tools can say so.
+// name. A binding that no configuration declares and no connector serves
+// now is left out: nothing could open it, and nothing vouches for it. An
+// http or postgres binding on which p may only read (no permit admits a
+// write or unclassified action there: policy.Set.MayWrite) is listed with
+// read_only set, so that tools can say so.
 func (r *Relay) catalogFor(p *policy.Principal, source netip.Addr) []*wire.Binding {
 	r.mu.RLock()
 	routes := make([]*route, 0, len(r.routes))
 	for _, rt := range r.routes {
-		routes = append(routes, rt)
+		if rt.declared || len(*rt.conns.Load()) > 0 {
+			routes = append(routes, rt)
+		}
 	}
 	r.mu.RUnlock()
 	now := time.Now()

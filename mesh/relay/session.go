@@ -3,9 +3,11 @@ package relay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -52,6 +54,14 @@ func (s *session) write(m wire.Message) error {
 	s.ctrl.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	err := wire.WriteFrame(s.ctrl, m)
 	s.ctrl.SetWriteDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// Part of the frame may be out: the control stream can carry no
+		// further frame, and a client that has not read it for the write
+		// deadline has stopped reading it. The session ends.
+		reason := "control_stream_stalled"
+		s.endReason.CompareAndSwap(nil, &reason)
+		closeConn(s.conn, wire.CodeTimeout, reason, "the client did not read its control stream")
+	}
 	return err
 }
 
@@ -63,7 +73,9 @@ func (s *session) goaway(code wire.Code, reason, msg string) {
 }
 
 // armExpiry ends the session when the token expires, unless a refresh
-// comes first.
+// comes first. The token expires when the verifier starts refusing it,
+// at exp plus its leeway: a token the verifier welcomed inside its
+// leeway must not be sent a goaway at once.
 func (s *session) armExpiry(exp time.Time) {
 	s.expiryMu.Lock()
 	defer s.expiryMu.Unlock()
@@ -73,7 +85,7 @@ func (s *session) armExpiry(exp time.Time) {
 	if exp.IsZero() {
 		return
 	}
-	s.expiry = time.AfterFunc(time.Until(exp), func() {
+	s.expiry = time.AfterFunc(time.Until(exp.Add(s.r.cfg.Verifier.Leeway())), func() {
 		s.goaway(wire.CodeUnauthenticated, identity.Reason(identity.ErrExpired), "the session's token expired and was not refreshed")
 	})
 }
@@ -181,6 +193,10 @@ type agentSession struct {
 
 	catMu   sync.Mutex
 	catalog []*wire.Binding // as last sent
+
+	wantsRevoke bool    // its Hello lists wire.FeatureRevoke
+	live        liveSet // streams a connector serves now, for revocation
+	push        pusher  // catalog and Revoke frames, sent on their own
 }
 
 // setClaims derives what opens need from verified claims: the Cedar
@@ -212,6 +228,7 @@ func (r *Relay) serveAgent(a *agentSession) {
 		return
 	}
 	a.audit = r.audit.With(slog.String("session", a.id), slog.String("subject", claims.Subject))
+	a.push = newPusher()
 	r.mu.Lock()
 	r.agents[a] = struct{}{}
 	r.mu.Unlock()
@@ -220,6 +237,13 @@ func (r *Relay) serveAgent(a *agentSession) {
 		delete(r.agents, a)
 		r.mu.Unlock()
 	}()
+	// Checked again now that the session is registered: a list change
+	// since the Hello was checked, that the watcher's look at the
+	// sessions missed, is caught here.
+	if rej := r.revokedReject(claims); rej != nil {
+		a.refuse(wire.RoleAgent, rej)
+		return
+	}
 
 	a.catMu.Lock()
 	a.catalog = r.catalogFor(a.principal.Load(), a.remoteIP)
@@ -242,7 +266,11 @@ func (r *Relay) serveAgent(a *agentSession) {
 	defer a.end(wire.RoleAgent)
 
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		a.runPusher()
+	}()
 	go func() {
 		defer wg.Done()
 		a.readControl(identity.RoleAgent, func(c *identity.Claims) *wire.Reject {
@@ -251,6 +279,9 @@ func (r *Relay) serveAgent(a *agentSession) {
 					Message: "the token's attributes cannot be used by policy: " + err.Error()}
 			}
 			a.pushCatalog()
+			// The new token may grant less (fewer groups, other
+			// attributes): its live streams are decided again.
+			r.redecideAgent(a, triggerRefresh)
 			return nil
 		})
 		// The control stream is the session: when it ends, so does the
@@ -277,22 +308,9 @@ func (r *Relay) serveAgent(a *agentSession) {
 	wg.Wait()
 }
 
-// pushCatalog recomputes the agent's catalog and sends it when it changed.
-func (a *agentSession) pushCatalog() {
-	if !a.alive() {
-		return
-	}
-	a.catMu.Lock()
-	defer a.catMu.Unlock()
-	cat := a.r.catalogFor(a.principal.Load(), a.remoteIP)
-	if slices.EqualFunc(cat, a.catalog, sameBinding) {
-		return
-	}
-	a.catalog = cat
-	if err := a.write(&wire.Catalog{Bindings: cat}); err != nil {
-		a.r.log.Debug("relay: catalog push failed", "session", a.id, "err", err)
-	}
-}
+// pushCatalog has the agent's pusher recompute its catalog and send it
+// when it changed. It does not wait.
+func (a *agentSession) pushCatalog() { a.push.rescope() }
 
 func sameBinding(a, b *wire.Binding) bool {
 	return a.Name == b.Name && a.Kind == b.Kind && a.Environment == b.Environment &&
@@ -331,7 +349,11 @@ func (r *Relay) serveConnector(c *connectorSession, services []*wire.Binding) {
 		c.refuse(wire.RoleConnector, rej)
 		return
 	}
-	defer r.unregister(c)
+	defer r.unregisterAndRescope(c)
+	if rej := r.revokedReject(claims); rej != nil { // as for agents
+		c.refuse(wire.RoleConnector, rej)
+		return
+	}
 
 	welcome := &wire.Welcome{
 		Session:       c.id,
@@ -514,8 +536,12 @@ func (r *Relay) register(c *connectorSession) *wire.Reject {
 			rt = newRoute(b, false)
 			r.routes[b.Name] = rt
 			r.catalogGen++
-		case !rt.declared && len(*rt.conns.Load()) == 0 && !sameDescription(rt.meta.Load().binding, b):
-			rt.meta.Store(newMeta(b))
+		case !rt.declared && len(*rt.conns.Load()) == 0:
+			// Back in the catalogs (catalogFor leaves out an undeclared
+			// binding nobody serves), perhaps with a new description.
+			if !sameDescription(rt.meta.Load().binding, b) {
+				rt.meta.Store(newMeta(b))
+			}
 			r.catalogGen++
 		}
 		rt.add(c)
@@ -537,9 +563,21 @@ func (r *Relay) unregister(c *connectorSession) {
 	for _, name := range c.services {
 		if rt := r.routes[name]; rt != nil {
 			rt.remove(c)
+			if !rt.declared && len(*rt.conns.Load()) == 0 {
+				r.catalogGen++ // it leaves the catalogs
+			}
 		}
 	}
 	delete(r.connectors, c)
+}
+
+// unregisterAndRescope unregisters c and pushes the catalogs that lose
+// the bindings only c served.
+func (r *Relay) unregisterAndRescope(c *connectorSession) {
+	r.unregister(c)
+	if !r.closed.Load() {
+		r.rescopeIfNew()
+	}
 }
 
 // rescopeIfNew pushes catalogs when connectors brought bindings the relay

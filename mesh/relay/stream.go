@@ -92,8 +92,11 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 	}
 	meta := rt.meta.Load()
 	details := detailMap(open.Details)
+	// The set and principal the decision is made with, so that track can
+	// tell whether either changed before the stream was registered.
+	set, principal := r.policy.Set(), a.principal.Load()
 	preq := policy.Request{
-		Principal: *a.principal.Load(),
+		Principal: *principal,
 		Action:    action,
 		Resource:  meta.resource,
 		Time:      start,
@@ -128,6 +131,13 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 	}
 	attrs = append(attrs, slog.String("connector", cs.name()))
 	down := quicnet.NewConn(st, a.conn.LocalAddr(), a.conn.RemoteAddr())
+
+	// From here on the stream is live: a policy swap or a token refresh
+	// decides it again, and cuts it when it is now denied.
+	ls := &liveStream{a: a, id: uint64(st.StreamID()), rt: rt, action: action, details: details, attrs: attrs, start: start,
+		reset: func() { revokeLegs(st, up) }}
+	r.track(ls, set, principal)
+	defer a.live.remove(ls)
 
 	// Forward the agent's bytes at once: what it sent with the Open (a
 	// pipelined first request) reaches the connector while it dials the
