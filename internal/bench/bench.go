@@ -43,6 +43,7 @@ type options struct {
 	scaleSecs  float64
 	scaleProcs int
 	keep       bool
+	failover   bool
 	doc        string
 	verbose    bool
 	args       []string
@@ -104,6 +105,7 @@ Flags:
 	fs.Float64Var(&o.scaleSecs, "scale-seconds", 0, "seconds of each open-rate run in the scale test (default 10, quick 3)")
 	fs.IntVar(&o.scaleProcs, "scale-per-proc", 2500, "idle sessions per client process in the scale test")
 	fs.StringVar(&o.doc, "doc", "", "also write the tables into this Markdown `file`, between the lines "+docBegin+" and "+docEnd)
+	fs.BoolVar(&o.failover, "failover", false, "run the failover test (a connector killed with SIGKILL during opens and live streams) and the isolation test (round trips beside three unread 256 MiB downloads); see failover.go")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, audit trail, ssh keys)")
 	fs.BoolVar(&o.verbose, "v", false, "print each measurement as it is taken")
 	if err := fs.Parse(args); err != nil {
@@ -259,6 +261,7 @@ type runner struct {
 	profiles []string
 	scale    *scaleReport
 	attack   *attackReport
+	failover *failoverReport
 
 	selfProfile *os.File // the agent's CPU profile, while one is taken
 }
@@ -362,6 +365,12 @@ func (r *runner) run() (err error) {
 		if err := r.runAttack(context.Background()); err != nil {
 			r.errors = append(r.errors, "attack: "+err.Error())
 			r.logf("attack: %v", err)
+		}
+	}
+	if r.o.failover {
+		if err := r.runFailover(context.Background()); err != nil {
+			r.errors = append(r.errors, "failover: "+err.Error())
+			r.logf("failover: %v", err)
 		}
 	}
 	rep := r.report()

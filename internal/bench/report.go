@@ -30,11 +30,12 @@ type Report struct {
 	// Metrics are the table's rows.
 	Metrics []*metric `json:"metrics"`
 	// Tests are the raw results of each test on each path.
-	Tests    []testResult  `json:"tests"`
-	Profiles []string      `json:"profiles,omitempty"`
-	Scale    *scaleReport  `json:"scale,omitempty"`
-	Attack   *attackReport `json:"attack,omitempty"`
-	Errors   []string      `json:"errors,omitempty"`
+	Tests    []testResult    `json:"tests"`
+	Profiles []string        `json:"profiles,omitempty"`
+	Scale    *scaleReport    `json:"scale,omitempty"`
+	Attack   *attackReport   `json:"attack,omitempty"`
+	Failover *failoverReport `json:"failover,omitempty"`
+	Errors   []string        `json:"errors,omitempty"`
 	// LoadAvg is /proc/loadavg when the run started and when it ended:
 	// other work on the machine shows there, and in the numbers.
 	LoadAvg [2]string `json:"loadavg"`
@@ -149,6 +150,7 @@ func (r *runner) report() *Report {
 		Profiles: r.profiles,
 		Scale:    r.scale,
 		Attack:   r.attack,
+		Failover: r.failover,
 		Errors:   r.errors,
 		LoadAvg:  [2]string{r.loadStart, loadavg()},
 	}
@@ -522,6 +524,9 @@ func (r *runner) printTable(w io.Writer, rep *Report) {
 	}
 	if rep.Scale != nil {
 		rep.Scale.print(w)
+	}
+	if rep.Failover != nil {
+		rep.Failover.print(w)
 	}
 	for _, e := range rep.Errors {
 		fmt.Fprintf(w, "\nFAILED: %s\n", e)

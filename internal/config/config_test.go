@@ -94,6 +94,10 @@ limits:
   streams_per_agent: 64
   handshake_timeout: 5s
   open_timeout: 1m30s
+  ack_timeout: 500ms
+  stall_timeout: 2m
+  stalled_streams_per_agent: 8
+  connector_silence: 3s
 bindings:
   - name: db
     kind: postgres
@@ -130,6 +134,9 @@ func TestLoadRelay(t *testing.T) {
 	}
 	if r.Limits.StreamsPerAgent != 64 || r.Limits.HandshakeTimeout != 5*time.Second || r.Limits.OpenTimeout != 90*time.Second {
 		t.Errorf("limits %+v", r.Limits)
+	}
+	if r.Limits.AckTimeout != 500*time.Millisecond || r.Limits.StallTimeout != 2*time.Minute || r.Limits.StalledStreamsPerAgent != 8 || r.Limits.ConnectorSilence != 3*time.Second {
+		t.Errorf("failover and isolation limits %+v", r.Limits)
 	}
 	want := postern.Binding{Name: "db", Kind: "postgres", Environment: "staging", Labels: []string{"pii"}}
 	if len(r.Bindings) != 1 || r.Bindings[0].Name != want.Name || r.Bindings[0].Kind != want.Kind || !r.Bindings[0].HasLabel("pii") {
@@ -265,6 +272,8 @@ func TestRelayErrors(t *testing.T) {
 		{"wrong type int", base + "limits:\n  streams_per_agent: many\n", []string{"relay.yaml:4:22: limits.streams_per_agent: want a whole number, got \"many\""}},
 		{"wrong type duration", base + "drain_timeout: 10\n", []string{"relay.yaml:3:16: drain_timeout: want a duration such as 10s or 1m30s, got the number 10"}},
 		{"bad duration", base + "limits: {open_timeout: soon}\n", []string{"relay.yaml:3:", "limits.open_timeout: want a duration"}},
+		{"negative stalled streams", base + "limits: {stalled_streams_per_agent: -1}\n", []string{"limits.stalled_streams_per_agent: must not be negative"}},
+		{"negative ack timeout", base + "limits: {ack_timeout: -1s}\n", []string{"limits.ack_timeout: want a duration"}},
 		{"wrong type list", base + "bindings: db\n", []string{"relay.yaml:3:11: bindings: want a list"}},
 		{"wrong type mapping", "tokens: postern\npolicy: {dir: policies}\n", []string{"relay.yaml:1:9: tokens: want a mapping"}},
 		{"set twice", base + "audit: stdout\naudit: stderr\n", []string{"relay.yaml:4:1: audit: set twice"}},

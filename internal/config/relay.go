@@ -86,6 +86,10 @@ type LimitsFile struct {
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 	MaxTokenSize     int           `yaml:"max_token_size"`
 	OpenTimeout      time.Duration `yaml:"open_timeout"`
+	AckTimeout       time.Duration `yaml:"ack_timeout"`
+	StallTimeout     time.Duration `yaml:"stall_timeout"`
+	StalledStreams   int           `yaml:"stalled_streams_per_agent"`
+	ConnectorSilence time.Duration `yaml:"connector_silence"`
 
 	UnverifiedConnections int `yaml:"unverified_connections"`
 	UnverifiedPerSource   int `yaml:"unverified_per_source"`
@@ -254,7 +258,8 @@ func LoadRelay(path string) (*Relay, error) {
 	}{{"limits.streams_per_agent", l.StreamsPerAgent}, {"limits.max_frame_size", l.MaxFrameSize}, {"limits.max_token_size", l.MaxTokenSize},
 		{"limits.unverified_connections", l.UnverifiedConnections}, {"limits.unverified_per_source", l.UnverifiedPerSource},
 		{"limits.sessions_per_subject", l.SessionsPerSubject}, {"limits.streams_per_subject", l.StreamsPerSubject},
-		{"limits.refreshes_per_minute", l.RefreshesPerMinute}} {
+		{"limits.refreshes_per_minute", l.RefreshesPerMinute},
+		{"limits.stalled_streams_per_agent", l.StalledStreams}} {
 		if c.v < 0 {
 			d.errorf(c.field, "must not be negative")
 		}
@@ -265,6 +270,11 @@ func LoadRelay(path string) (*Relay, error) {
 		HandshakeTimeout: l.HandshakeTimeout,
 		MaxTokenSize:     l.MaxTokenSize,
 		OpenTimeout:      l.OpenTimeout,
+		AckTimeout:       l.AckTimeout,
+		StallTimeout:     l.StallTimeout,
+
+		StalledStreamsPerAgent: l.StalledStreams,
+		ConnectorSilence:       l.ConnectorSilence,
 
 		MaxUnverified:          l.UnverifiedConnections,
 		MaxUnverifiedPerSource: l.UnverifiedPerSource,

@@ -95,6 +95,7 @@ func FuzzDecodeDial(f *testing.F)      { fuzzDecode(f, FrameDial) }
 func FuzzDecodeResult(f *testing.F)    { fuzzDecode(f, FrameResult) }
 func FuzzDecodePolicy(f *testing.F)    { fuzzDecode(f, FramePolicy) }
 func FuzzDecodeRevoke(f *testing.F)    { fuzzDecode(f, FrameRevoke) }
+func FuzzDecodeDialAck(f *testing.F)   { fuzzDecode(f, FrameDialAck) }
 
 // FuzzDialName: a name DialName accepts is a valid name, and addr is that
 // name alone or followed by ":" and a port number: nothing is dropped.

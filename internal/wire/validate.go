@@ -310,6 +310,9 @@ func (m *Open) validate() error {
 	return checkDetails(m.Details)
 }
 
+// A DialAck has no fields: any that a later version adds are dropped.
+func (m *DialAck) validate() error { return nil }
+
 func (m *Dial) validate() error {
 	if m.Identity == nil {
 		return malformed("dial without identity")

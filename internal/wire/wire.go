@@ -30,6 +30,7 @@ const (
 	FrameOpen      = FrameType_FRAME_TYPE_OPEN
 	FrameDial      = FrameType_FRAME_TYPE_DIAL
 	FrameResult    = FrameType_FRAME_TYPE_RESULT
+	FrameDialAck   = FrameType_FRAME_TYPE_DIAL_ACK
 )
 
 // Name is the frame type's name in messages and logs: "hello", "open", ...
@@ -60,6 +61,8 @@ func (t FrameType) Name() string {
 		return "dial"
 	case FrameResult:
 		return "result"
+	case FrameDialAck:
+		return "dial_ack"
 	}
 	return "unknown"
 }
@@ -138,6 +141,10 @@ const (
 	// StreamRevoked: the relay cut a live stream that is no longer
 	// allowed (policy now denies it, or its token was revoked).
 	StreamRevoked = StreamError_STREAM_ERROR_REVOKED
+	// StreamStalled: the relay cut the stream because a reader stopped
+	// taking its bytes (its stall timeout, or the agent's share of
+	// stalled streams).
+	StreamStalled = StreamError_STREAM_ERROR_STALLED
 )
 
 // FeaturePolicy, in Hello.features, asks the relay for Policy frames: the
@@ -147,6 +154,17 @@ const FeaturePolicy = "policy"
 // FeatureRevoke, in an agent's Hello.features, asks the relay for Revoke
 // frames: why a live binding stream was cut.
 const FeatureRevoke = "revoke"
+
+// FeatureDialAck, in Hello.features, says that the connector answers a
+// Dial whose ack field is set with a DialAck before it dials the
+// upstream, so that the relay can tell a dead connector from a slow
+// upstream within a second.
+const FeatureDialAck = "dial_ack"
+
+// FeatureKeepAlive, in Hello.features, promises a QUIC packet from the
+// client at least once a second, so that a relay may end the session
+// after a short silence (ordering rule 7 of wire.proto).
+const FeatureKeepAlive = "keepalive"
 
 // maxFeatures caps Hello.features.
 const maxFeatures = 64
@@ -219,6 +237,7 @@ func (*Revoke) FrameType() FrameType    { return FrameRevoke }
 func (*Open) FrameType() FrameType      { return FrameOpen }
 func (*Dial) FrameType() FrameType      { return FrameDial }
 func (*Result) FrameType() FrameType    { return FrameResult }
+func (*DialAck) FrameType() FrameType   { return FrameDialAck }
 
 // newMessage returns a new message of frame type typ; nil for a type this
 // version does not know.
@@ -248,6 +267,8 @@ func newMessage(typ FrameType) Message {
 		return new(Dial)
 	case FrameResult:
 		return new(Result)
+	case FrameDialAck:
+		return new(DialAck)
 	}
 	return nil
 }

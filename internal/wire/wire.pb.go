@@ -50,7 +50,10 @@
 //     Open{binding, action, details} [raw bytes may follow at once] ->
 //                                         relay authorizes, picks a connector,
 //                                         opens a stream to it:
-//                                           Dial{binding, session, identity} [agent's early bytes] -> connector
+//                                           Dial{binding, session, identity, ack} [agent's early bytes] -> connector
+//                                           <- DialAck from connector (Dial.ack set: at once, before
+//                                              dialing upstream; none within the relay's ack bound
+//                                              and the relay tries the next connector)
 //                                           <- Result{code} from connector (after dialing upstream)
 //                                           <- Result{code, policies} to the agent
 //     raw bytes both ways until either side closes (half-close is carried).
@@ -73,9 +76,10 @@
 //     ends, the session ends.
 //  3. A binding stream starts with exactly one Open (agent to relay) or
 //     one Dial (relay to connector), and its first frame back is exactly
-//     one Result. A Result of CODE_OK is followed by raw bytes of the
-//     binding's protocol in both directions; anything else is followed by
-//     nothing, and the stream is closed.
+//     one Result; on a Dial with ack set, exactly one DialAck comes first
+//     and the Result follows it. A Result of CODE_OK is followed by raw
+//     bytes of the binding's protocol in both directions; anything else
+//     is followed by nothing, and the stream is closed.
 //  4. An agent may send raw bytes right after its Open, without waiting
 //     for the Result (a pipelined first request), and then says so in
 //     Open.early. The relay forwards them only once the open is allowed;
@@ -89,6 +93,29 @@
 //  5. Half-close is carried end to end: a FIN from one side reaches the
 //     upstream as a TCP half-close, and the other direction goes on.
 //     RESET_STREAM and STOP_SENDING carry a StreamError.
+//  6. A connector that lists "dial_ack" in Hello.features answers every
+//     Dial whose ack field is set with a DialAck as soon as it has read
+//     the Dial, before it dials the upstream: the ack says "this
+//     connector is alive and took the stream", the Result says how the
+//     upstream answered. A relay sets Dial.ack only for connectors that
+//     listed the feature, so a connector that does not know it is never
+//     asked, and a connector never sends a DialAck unasked. A relay that
+//     gets no DialAck within its ack bound (relay.Limits.AckTimeout,
+//     default 1 s) resets the stream with STREAM_ERROR_ABORTED and sends
+//     the Dial, and the agent's bytes it kept, to the next connector
+//     serving the binding; with no other connector, it waits on for the
+//     open timeout. Until a Result of CODE_OK it keeps every byte
+//     the agent sent, so it may also try the next connector after a
+//     Result of CODE_UPSTREAM: no byte reached the upstream.
+//  7. A client that lists "keepalive" in Hello.features sends a QUIC
+//     packet at least once a second for the session's life (QUIC
+//     keep-alives when it has nothing else to send). A relay may then
+//     end the session, with CONNECTION_CLOSE CODE_TIMEOUT
+//     "connector_silent", when it has received nothing from it for its
+//     silence bound (relay.Limits.ConnectorSilence, default 2 s): that
+//     is how it notices a dead connector within seconds, where QUIC's
+//     idle timeout (at least 5 s in quic-go, 60 s by default) would take
+//     longer, without pinging every session itself.
 //
 // # Frames
 //
@@ -133,7 +160,8 @@
 //    UTF-8, as proto3 requires.
 //  - Setup reads have deadlines: a relay waits at most 5 s (default) for
 //    the control stream and its Hello, 15 s (default) for an Open and
-//    again for the connector's Result; a connector waits 10 s for a Dial.
+//    again for the connector's Result (1 s, by default, for the DialAck
+//    of a connector that sends one); a connector waits 10 s for a Dial.
 //    The relay answers a missed deadline with CODE_TIMEOUT, in a Reject
 //    or a Result.
 //
@@ -213,6 +241,21 @@
 //      in a Revoke frame, only when the agent's Hello.features lists
 //      "revoke"; an agent of plain version 1 sees the reset or the
 //      CONNECTION_CLOSE alone (an unknown code, which it keeps).
+//   1 + feature "dial_ack": Dial.ack (field 8), FRAME_TYPE_DIAL_ACK (0x13)
+//      and STREAM_ERROR_STALLED (0x104). Added without a version bump,
+//      as "policy" was: a connector lists "dial_ack" in Hello.features,
+//      the relay then sets Dial.ack, and only a Dial with ack set is
+//      answered with a DialAck. A relay that does not know the feature
+//      never sets the field (the connector then sends no DialAck), and a
+//      relay that knows it waits for no DialAck from a connector that did
+//      not list it: it waits for the Result alone, for the open timeout,
+//      and cannot tell a dead connector from a slow upstream (the
+//      behaviour before the feature). STREAM_ERROR_STALLED is only a new
+//      reset code, which older peers show as unknown.
+//   1 + feature "keepalive": no new field or frame, a promise (rule 7).
+//      A relay that does not know it holds the session for QUIC's idle
+//      timeout, as before; a client that does not list it is never
+//      ended for silence.
 //
 // How a later version changes the protocol:
 //
@@ -292,6 +335,10 @@ const (
 	// Result, relay to agent (answering an Open) or connector to relay
 	// (answering a Dial).
 	FrameType_FRAME_TYPE_RESULT FrameType = 18
+	// DialAck, connector to relay: the Dial was read, the upstream dial
+	// starts. Sent only to answer a Dial whose ack field is set, before
+	// its Result.
+	FrameType_FRAME_TYPE_DIAL_ACK FrameType = 19
 )
 
 // Enum value maps for FrameType.
@@ -310,6 +357,7 @@ var (
 		16: "FRAME_TYPE_OPEN",
 		17: "FRAME_TYPE_DIAL",
 		18: "FRAME_TYPE_RESULT",
+		19: "FRAME_TYPE_DIAL_ACK",
 	}
 	FrameType_value = map[string]int32{
 		"FRAME_TYPE_UNSPECIFIED": 0,
@@ -325,6 +373,7 @@ var (
 		"FRAME_TYPE_OPEN":        16,
 		"FRAME_TYPE_DIAL":        17,
 		"FRAME_TYPE_RESULT":      18,
+		"FRAME_TYPE_DIAL_ACK":    19,
 	}
 )
 
@@ -484,6 +533,12 @@ const (
 	// knows the agent asked for it ("revoke" in Hello.features) has sent a
 	// Revoke frame naming the stream first.
 	StreamError_STREAM_ERROR_REVOKED StreamError = 259
+	// The relay reset the stream because a reader stopped taking its
+	// bytes: nothing was read of what it had for the agent (or the
+	// connector) for the relay's stall timeout, or the agent had more
+	// stalled streams than the relay lets one agent hold. Sent to both
+	// ends.
+	StreamError_STREAM_ERROR_STALLED StreamError = 260
 )
 
 // Enum value maps for StreamError.
@@ -494,6 +549,7 @@ var (
 		257: "STREAM_ERROR_ABORTED",
 		258: "STREAM_ERROR_REFUSED",
 		259: "STREAM_ERROR_REVOKED",
+		260: "STREAM_ERROR_STALLED",
 	}
 	StreamError_value = map[string]int32{
 		"STREAM_ERROR_UNSPECIFIED": 0,
@@ -501,6 +557,7 @@ var (
 		"STREAM_ERROR_ABORTED":     257,
 		"STREAM_ERROR_REFUSED":     258,
 		"STREAM_ERROR_REVOKED":     259,
+		"STREAM_ERROR_STALLED":     260,
 	}
 )
 
@@ -551,8 +608,10 @@ type Hello struct {
 	// Optional parts of the protocol the client knows, so that the relay
 	// sends it frames that version 1 does not have only when it asked:
 	// "policy" (a connector that decides statements and requests itself
-	// and wants Policy frames). Unknown features are ignored. At most 64,
-	// each a valid name.
+	// and wants Policy frames), "dial_ack" (a connector that answers a
+	// Dial with ack set with a DialAck), "keepalive" (a client that sends
+	// a packet at least once a second; see rule 7). Unknown features are
+	// ignored. At most 64, each a valid name.
 	Features      []string `protobuf:"bytes,6,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1313,7 +1372,11 @@ type Dial struct {
 	// so that a login it refuses is a Result; without early it answers
 	// CODE_OK first (the agent sends nothing before), and a login that
 	// fails afterwards is a PostgreSQL FATAL error on the stream.
-	Early         bool `protobuf:"varint,7,opt,name=early,proto3" json:"early,omitempty"`
+	Early bool `protobuf:"varint,7,opt,name=early,proto3" json:"early,omitempty"`
+	// The relay waits for a DialAck before the Result: answer one as soon
+	// as this Dial is read. Set only for connectors whose Hello.features
+	// lists "dial_ack".
+	Ack           bool `protobuf:"varint,8,opt,name=ack,proto3" json:"ack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1393,6 +1456,13 @@ func (x *Dial) GetSource() string {
 func (x *Dial) GetEarly() bool {
 	if x != nil {
 		return x.Early
+	}
+	return false
+}
+
+func (x *Dial) GetAck() bool {
+	if x != nil {
+		return x.Ack
 	}
 	return false
 }
@@ -1490,6 +1560,48 @@ func (x *Revoke) GetPolicies() []string {
 	return nil
 }
 
+// DialAck says that a connector read a Dial and is dialing the upstream:
+// FRAME_TYPE_DIAL_ACK, connector to relay, the first frame back on a
+// binding stream whose Dial had ack set, before the Result. It carries
+// nothing: its arrival is the message. The relay tells a live connector
+// from a dead one by it within its ack bound, without waiting for the
+// upstream.
+type DialAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialAck) Reset() {
+	*x = DialAck{}
+	mi := &file_wire_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialAck) ProtoMessage() {}
+
+func (x *DialAck) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialAck.ProtoReflect.Descriptor instead.
+func (*DialAck) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{13}
+}
+
 // Result answers an Open (relay to agent) or a Dial (connector to relay):
 // FRAME_TYPE_RESULT. CODE_OK is followed by raw bytes.
 type Result struct {
@@ -1513,7 +1625,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1637,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1650,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{13}
+	return file_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Result) GetCode() Code {
@@ -1595,7 +1707,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1719,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1732,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{14}
+	return file_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Identity) GetSubject() string {
@@ -1680,7 +1792,7 @@ type Binding struct {
 
 func (x *Binding) Reset() {
 	*x = Binding{}
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1692,7 +1804,7 @@ func (x *Binding) String() string {
 func (*Binding) ProtoMessage() {}
 
 func (x *Binding) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1705,7 +1817,7 @@ func (x *Binding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Binding.ProtoReflect.Descriptor instead.
 func (*Binding) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{15}
+	return file_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Binding) GetName() string {
@@ -1763,7 +1875,7 @@ type Detail struct {
 
 func (x *Detail) Reset() {
 	*x = Detail{}
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +1887,7 @@ func (x *Detail) String() string {
 func (*Detail) ProtoMessage() {}
 
 func (x *Detail) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +1900,7 @@ func (x *Detail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Detail.ProtoReflect.Descriptor instead.
 func (*Detail) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{16}
+	return file_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Detail) GetKey() string {
@@ -1818,7 +1930,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_wire_proto_msgTypes[17]
+	mi := &file_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +1942,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[17]
+	mi := &file_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +1955,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{17}
+	return file_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Limits) GetMaxStreams() uint64 {
@@ -1914,7 +2026,7 @@ const file_wire_proto_rawDesc = "" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x121\n" +
 	"\adetails\x18\x03 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x12\x14\n" +
-	"\x05early\x18\x04 \x01(\bR\x05early\"\xea\x01\n" +
+	"\x05early\x18\x04 \x01(\bR\x05early\"\xfc\x01\n" +
 	"\x04Dial\x12\x18\n" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x125\n" +
@@ -1922,13 +2034,15 @@ const file_wire_proto_rawDesc = "" +
 	"\x06action\x18\x04 \x01(\tR\x06action\x121\n" +
 	"\adetails\x18\x05 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x12\x16\n" +
 	"\x06source\x18\x06 \x01(\tR\x06source\x12\x14\n" +
-	"\x05early\x18\a \x01(\bR\x05early\"\x88\x01\n" +
+	"\x05early\x18\a \x01(\bR\x05early\x12\x10\n" +
+	"\x03ack\x18\b \x01(\bR\x03ack\"\x88\x01\n" +
 	"\x06Revoke\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\x04R\x06stream\x12\x18\n" +
 	"\abinding\x18\x02 \x01(\tR\abinding\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x1a\n" +
-	"\bpolicies\x18\x05 \x03(\tR\bpolicies\"\x9f\x01\n" +
+	"\bpolicies\x18\x05 \x03(\tR\bpolicies\"\t\n" +
+	"\aDialAck\"\x9f\x01\n" +
 	"\x06Result\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.postern.wire.v1.CodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
@@ -1955,7 +2069,7 @@ const file_wire_proto_rawDesc = "" +
 	"\x06Limits\x12\x1f\n" +
 	"\vmax_streams\x18\x01 \x01(\x04R\n" +
 	"maxStreams\x12$\n" +
-	"\x0emax_frame_size\x18\x02 \x01(\x04R\fmaxFrameSize*\xbc\x02\n" +
+	"\x0emax_frame_size\x18\x02 \x01(\x04R\fmaxFrameSize*\xd5\x02\n" +
 	"\tFrameType\x12\x1a\n" +
 	"\x16FRAME_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10FRAME_TYPE_HELLO\x10\x01\x12\x16\n" +
@@ -1969,7 +2083,8 @@ const file_wire_proto_rawDesc = "" +
 	"\x11FRAME_TYPE_REVOKE\x10\t\x12\x13\n" +
 	"\x0fFRAME_TYPE_OPEN\x10\x10\x12\x13\n" +
 	"\x0fFRAME_TYPE_DIAL\x10\x11\x12\x15\n" +
-	"\x11FRAME_TYPE_RESULT\x10\x12*\x9e\x02\n" +
+	"\x11FRAME_TYPE_RESULT\x10\x12\x12\x17\n" +
+	"\x13FRAME_TYPE_DIAL_ACK\x10\x13*\x9e\x02\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x18\n" +
 	"\x14CODE_UNAUTHENTICATED\x10\x01\x12\x0f\n" +
@@ -1986,13 +2101,14 @@ const file_wire_proto_rawDesc = "" +
 	"\x12\x14\n" +
 	"\x10CODE_UNSUPPORTED\x10\v\x12\x17\n" +
 	"\x13CODE_KEY_NOT_PROVEN\x10\f\x12\x10\n" +
-	"\fCODE_REVOKED\x10\r*\x96\x01\n" +
+	"\fCODE_REVOKED\x10\r*\xb1\x01\n" +
 	"\vStreamError\x12\x1c\n" +
 	"\x18STREAM_ERROR_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x13STREAM_ERROR_CLOSED\x10\x80\x02\x12\x19\n" +
 	"\x14STREAM_ERROR_ABORTED\x10\x81\x02\x12\x19\n" +
 	"\x14STREAM_ERROR_REFUSED\x10\x82\x02\x12\x19\n" +
-	"\x14STREAM_ERROR_REVOKED\x10\x83\x02B/Z-github.com/postern/postern/internal/wire;wireb\x06proto3"
+	"\x14STREAM_ERROR_REVOKED\x10\x83\x02\x12\x19\n" +
+	"\x14STREAM_ERROR_STALLED\x10\x84\x02B/Z-github.com/postern/postern/internal/wire;wireb\x06proto3"
 
 var (
 	file_wire_proto_rawDescOnce sync.Once
@@ -2007,7 +2123,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_wire_proto_goTypes = []any{
 	(FrameType)(0),             // 0: postern.wire.v1.FrameType
 	(Code)(0),                  // 1: postern.wire.v1.Code
@@ -2025,27 +2141,28 @@ var file_wire_proto_goTypes = []any{
 	(*Open)(nil),               // 13: postern.wire.v1.Open
 	(*Dial)(nil),               // 14: postern.wire.v1.Dial
 	(*Revoke)(nil),             // 15: postern.wire.v1.Revoke
-	(*Result)(nil),             // 16: postern.wire.v1.Result
-	(*Identity)(nil),           // 17: postern.wire.v1.Identity
-	(*Binding)(nil),            // 18: postern.wire.v1.Binding
-	(*Detail)(nil),             // 19: postern.wire.v1.Detail
-	(*Limits)(nil),             // 20: postern.wire.v1.Limits
-	nil,                        // 21: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	(*DialAck)(nil),            // 16: postern.wire.v1.DialAck
+	(*Result)(nil),             // 17: postern.wire.v1.Result
+	(*Identity)(nil),           // 18: postern.wire.v1.Identity
+	(*Binding)(nil),            // 19: postern.wire.v1.Binding
+	(*Detail)(nil),             // 20: postern.wire.v1.Detail
+	(*Limits)(nil),             // 21: postern.wire.v1.Limits
+	nil,                        // 22: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
 }
 var file_wire_proto_depIdxs = []int32{
-	18, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
-	17, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
-	18, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
-	20, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
+	19, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
+	18, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
+	19, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
+	21, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
 	1,  // 4: postern.wire.v1.Reject.code:type_name -> postern.wire.v1.Code
-	18, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
+	19, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
 	1,  // 6: postern.wire.v1.Goaway.code:type_name -> postern.wire.v1.Code
 	11, // 7: postern.wire.v1.Policy.sources:type_name -> postern.wire.v1.PolicySource
 	12, // 8: postern.wire.v1.Policy.declarations:type_name -> postern.wire.v1.PolicyDeclarations
-	21, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
-	19, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
-	17, // 11: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
-	19, // 12: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
+	22, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	20, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
+	18, // 11: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
+	20, // 12: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
 	1,  // 13: postern.wire.v1.Result.code:type_name -> postern.wire.v1.Code
 	14, // [14:14] is the sub-list for method output_type
 	14, // [14:14] is the sub-list for method input_type
@@ -2065,7 +2182,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

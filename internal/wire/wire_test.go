@@ -40,6 +40,9 @@ func samples() []Message {
 		&Dial{Binding: "staging-db", Session: "s-1", Identity: id(), Action: "connect", Details: []*Detail{{Key: "k", Value: "v"}}, Source: "127.0.0.1:5555"},
 		&Result{Code: CodeDenied, Reason: "policy", Message: "denied", Policies: []string{"forbid-financial", "other"}, Connector: "office-1"},
 		&Result{},
+		&DialAck{},
+		&Dial{Binding: "staging-db", Session: "s-2", Identity: id(), Source: "127.0.0.1:5556", Ack: true},
+		&Hello{Version: Version, Role: RoleConnector, Token: "t", Services: []*Binding{{Name: "staging-db", Kind: "postgres"}}, Features: []string{FeaturePolicy, FeatureDialAck}},
 		&Hello{Version: Version, Role: RoleConnector, Token: "t", Services: []*Binding{{Name: "staging-api", Kind: "http"}}, Features: []string{FeaturePolicy}},
 		&Policy{Version: 3, Hash: strings.Repeat("ab", 32), Sources: []*PolicySource{
 			{Filename: "staging.cedar", Text: `@id("read-staging") permit (principal, action in Action::"read", resource);`},

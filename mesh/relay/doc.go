@@ -34,6 +34,29 @@
 // bearer agent token, is refused with CODE_KEY_NOT_PROVEN; a refresh is
 // checked alike and may not change the session's binding.
 //
+// # Failover and isolation
+//
+// A connector acknowledges each dial as soon as it has read it, before it
+// dials the upstream. An open whose connector has not acknowledged within
+// [Limits.AckTimeout] (1 s) moves to the next connector serving the
+// binding, with every byte the agent sent with it, and so does an open
+// whose connector could not reach the upstream (none of the agent's bytes
+// reached any upstream then). The relay stops choosing a connector that
+// missed an acknowledgement, or whose dials have waited a quarter of the
+// bound, while another one serves the binding. It ends the session of a
+// connector that promised keep-alives and has sent nothing for
+// [Limits.ConnectorSilence] (2 s), and the streams through it end in an
+// error for their agents.
+//
+// All agents' streams to a connector share one QUIC connection. A stream's
+// receive window is at most 2 MiB of the connection's 64 MiB; at most
+// [Limits.StalledStreamsPerAgent] (4) of one agent's streams may be
+// stalled (a write to the agent or the connector waiting a second or
+// more), the others are reset at once; and a stream stalled for
+// [Limits.StallTimeout] (60 s) is reset: an agent that stops reading, or
+// dies without closing, cannot hold the credit other agents' opens and
+// streams need.
+//
 // # Hostile peers
 //
 // The relay is on the internet, and an agent is code an LLM steers: what a
@@ -54,10 +77,12 @@
 //     another stream first is closed (CODE_PROTOCOL, stream_before_hello),
 //     and the Hello is read into a buffer that grows with what arrives,
 //     not with what its header announces.
-//   - Flow-control windows start small, InitialStreamWindow (32 KiB) and
-//     InitialConnWindow (128 KiB), so that an unverified peer can make
-//     the relay buffer little; quic-go grows them, up to 16 MiB and
-//     64 MiB, for verified flows that use them.
+//   - InitialStreamWindow and InitialConnWindow set the flow-control
+//     windows granted at the handshake (default WindowedTransport's, 512
+//     KiB per stream and 64 MiB per connection, which the shared
+//     relay-connector connection needs; set 32 KiB and 128 KiB on a relay
+//     that must give unverified peers less); quic-go grows them for
+//     verified flows that use them.
 //   - A source whose Hellos were refused RejectsPerSource times (16) in a
 //     [Config.RejectInterval] has its new connections refused, after a
 //     Retry, until the interval ends; its verified sessions go on.

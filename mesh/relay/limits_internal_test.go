@@ -29,19 +29,20 @@ import (
 func TestRelayWindows(t *testing.T) {
 	var l Limits
 	l.fill()
-	q := quicnet.QUICConfig(ptr(relayTransport(nil, l)))
-	if q.InitialStreamReceiveWindow != 32<<10 || q.InitialConnectionReceiveWindow != 128<<10 {
-		t.Errorf("initial windows %d/%d, want 32 KiB/128 KiB", q.InitialStreamReceiveWindow, q.InitialConnectionReceiveWindow)
-	}
-	if q.MaxStreamReceiveWindow < 16<<20 || q.MaxConnectionReceiveWindow < 64<<20 {
-		t.Errorf("maximum windows %d/%d, want at least 16 MiB/64 MiB", q.MaxStreamReceiveWindow, q.MaxConnectionReceiveWindow)
+	q := quicnet.QUICConfig(ptr(WindowedTransport(relayTransport(nil, l))))
+	if q.InitialStreamReceiveWindow != 512<<10 || q.InitialConnectionReceiveWindow != 64<<20 {
+		t.Errorf("default initial windows %d/%d, want WindowedTransport's 512 KiB/64 MiB", q.InitialStreamReceiveWindow, q.InitialConnectionReceiveWindow)
 	}
 	if q.HandshakeIdleTimeout > 5*time.Second {
 		t.Errorf("handshake idle timeout %s, want at most the 5s Hello deadline", q.HandshakeIdleTimeout)
 	}
-	l.InitialStreamWindow, l.InitialConnWindow = 8<<10, 16<<10
-	if q := quicnet.QUICConfig(ptr(relayTransport(nil, l))); q.InitialStreamReceiveWindow != 8<<10 || q.InitialConnectionReceiveWindow != 16<<10 {
-		t.Errorf("configured windows %d/%d, want 8 KiB/16 KiB", q.InitialStreamReceiveWindow, q.InitialConnectionReceiveWindow)
+	l.InitialStreamWindow, l.InitialConnWindow = 32<<10, 128<<10
+	q = quicnet.QUICConfig(ptr(WindowedTransport(relayTransport(nil, l))))
+	if q.InitialStreamReceiveWindow != 32<<10 || q.InitialConnectionReceiveWindow != 128<<10 {
+		t.Errorf("configured windows %d/%d, want 32 KiB/128 KiB", q.InitialStreamReceiveWindow, q.InitialConnectionReceiveWindow)
+	}
+	if q.MaxStreamReceiveWindow < 2<<20 || q.MaxConnectionReceiveWindow < 64<<20 {
+		t.Errorf("maximum windows %d/%d, want at least 2 MiB/64 MiB for auto-tuning to grow into", q.MaxStreamReceiveWindow, q.MaxConnectionReceiveWindow)
 	}
 	if q := quicnet.QUICConfig(ptr(relayTransport(&transport.Config{StreamWindow: 1 << 20}, l))); q.InitialStreamReceiveWindow != 1<<20 {
 		t.Errorf("Transport.StreamWindow %d, want it kept", q.InitialStreamReceiveWindow)

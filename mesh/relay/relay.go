@@ -75,10 +75,13 @@ type Config struct {
 	Limits Limits
 	// Transport tunes QUIC. Nil, or a zero field, means transport's
 	// default, except for these: the relay sends no keep-alives of its
-	// own unless KeepAlive is set (its clients send them), the stream
-	// limit is raised to fit Limits.StreamsPerAgent, the initial windows
-	// are Limits.InitialStreamWindow and InitialConnWindow, and the
-	// handshake timeout is Limits.HandshakeTimeout.
+	// own unless KeepAlive is set (its clients send them; a connector's
+	// every 500ms, so that a dead one is noticed within 2.5s), the stream
+	// limit is raised to fit Limits.StreamsPerAgent, and the receive
+	// windows are a stream's 512 KiB growing to 2 MiB, a connection's 64
+	// MiB from the start: one stream can hold only a small share of a
+	// connection shared by many agents (see Limits.StalledStreamsPerAgent).
+	// A single stream's throughput is then at most 2 MiB per round trip.
 	Transport *transport.Config
 	// Logger receives operational messages. Nil means silent.
 	Logger *slog.Logger
@@ -140,8 +143,8 @@ type Limits struct {
 	// MaxTokenSize caps the token in a Hello or a Refresh. Default 8 KiB.
 	MaxTokenSize int
 	// OpenTimeout bounds reading an Open frame, and the wait for the
-	// connector's answer to a dial (which includes its dial to the
-	// upstream). Default 15s.
+	// connectors' answer to a dial (which includes their dial to the
+	// upstream, and the moves to other connectors). Default 15s.
 	OpenTimeout time.Duration
 
 	// MaxUnverified caps the connections that have finished, or begun,
@@ -163,10 +166,16 @@ type Limits struct {
 	// InitialStreamWindow and InitialConnWindow are the flow-control
 	// windows, in bytes, the relay grants each stream and each
 	// connection at the handshake: what a peer that has not been
-	// verified can make the relay buffer. quic-go grows them, up to
-	// transport's maximums (16 MiB and 64 MiB), for flows that use them.
-	// Defaults 32 KiB and 128 KiB. Config.Transport's StreamWindow and
-	// ConnWindow, when set, take precedence.
+	// verified can make the relay buffer on a stream it opens. quic-go
+	// grows them, up to the maximums (2 MiB and 64 MiB), for flows that
+	// use them. Zero means WindowedTransport's: 512 KiB per stream and
+	// the whole 64 MiB per connection from the start, which the
+	// relay-connector connection shared by many agents needs (see
+	// StalledStreamsPerAgent); a relay that serves agents only may set
+	// them small (32 KiB and 128 KiB). An unverified peer's extra
+	// streams are not read and close its connection either way.
+	// Config.Transport's StreamWindow and ConnWindow, when set, take
+	// precedence.
 	InitialStreamWindow, InitialConnWindow uint64
 
 	// SessionsPerSubject caps the sessions one subject (a token's sub)
@@ -186,6 +195,39 @@ type Limits struct {
 	// Sessions already verified are not touched. Default 16; negative
 	// means no such refusal.
 	RejectsPerSource int
+
+	// AckTimeout is how long the relay waits for a connector to
+	// acknowledge a dial (wire.DialAck, which it sends as soon as it has
+	// read the Dial, before it dials the upstream) before it sends the
+	// open to the next connector serving the binding, with every byte the
+	// agent sent with it. With no other connector left, it waits on, up to
+	// OpenTimeout: a slow connector is better than none. A connector that
+	// missed it gets no new opens while another one answers, for ten
+	// times this or until it acknowledges one again.
+	// Connectors that do not know the acknowledgement (an older version)
+	// are waited for OpenTimeout, as before. Default 1s.
+	AckTimeout time.Duration
+	// StallTimeout resets a binding stream (STREAM_ERROR_STALLED, to
+	// both ends) when the relay has had bytes for one of its readers, the
+	// agent or the connector, that it took none of for this long: what
+	// the stream held of the shared relay-connector connection goes back.
+	// Default 60s.
+	StallTimeout time.Duration
+	// StalledStreamsPerAgent is how many of one agent's streams may be
+	// stalled at once: with a write to the agent or to the connector
+	// waiting for a second or more. The relay resets the streams that
+	// stall beyond it at once, most recent first, so that one agent that
+	// stops reading (or dies without closing) holds only this many
+	// stream windows of a connector connection's credit, and other
+	// agents' opens and streams go on. Default 4.
+	StalledStreamsPerAgent int
+	// ConnectorSilence ends the session of a connector that promised
+	// keep-alives (wire.FeatureKeepAlive: a packet at least once a
+	// second) when nothing has come from it for this long: the relay
+	// stops routing to it and fails the streams it carried (the agents
+	// read an error, not an end). Connectors that did not promise are
+	// held for QUIC's idle timeout. Default 2s.
+	ConnectorSilence time.Duration
 }
 
 func (l *Limits) fill() {
@@ -213,12 +255,6 @@ func (l *Limits) fill() {
 	if l.RetryAbove == 0 {
 		l.RetryAbove = min(128, l.MaxUnverified/2)
 	}
-	if l.InitialStreamWindow == 0 {
-		l.InitialStreamWindow = 32 << 10
-	}
-	if l.InitialConnWindow == 0 {
-		l.InitialConnWindow = 128 << 10
-	}
 	if l.SessionsPerSubject <= 0 {
 		l.SessionsPerSubject = 64
 	}
@@ -230,6 +266,18 @@ func (l *Limits) fill() {
 	}
 	if l.RejectsPerSource == 0 {
 		l.RejectsPerSource = 16
+	}
+	if l.AckTimeout <= 0 {
+		l.AckTimeout = time.Second
+	}
+	if l.StallTimeout <= 0 {
+		l.StallTimeout = 60 * time.Second
+	}
+	if l.StalledStreamsPerAgent <= 0 {
+		l.StalledStreamsPerAgent = 4
+	}
+	if l.ConnectorSilence <= 0 {
+		l.ConnectorSilence = 2 * time.Second
 	}
 }
 
@@ -329,6 +377,7 @@ func Listen(cfg Config) (*Relay, error) {
 	// The gate consults the reject log from the first packet on.
 	r.rejects = newRejectLog(r.audit, cfg.RejectInterval, limits.RejectsPerSource)
 	r.gate.penalized = r.rejects.penalized
+	tc = WindowedTransport(tc)
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}
 	transport.ServerRequestsClientKeys(serverTLS) // the proof of a bound token's key
 	ln, err := quicnet.ListenAdmit(cfg.Addr, serverTLS, &tc,
@@ -346,9 +395,10 @@ func Listen(cfg Config) (*Relay, error) {
 		r.rejects.run(r.stopAux)
 	}()
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	r.wg.Add(2)
+	r.wg.Add(3)
 	go r.acceptLoop()
 	go r.watchPolicy()
+	go r.watch()
 	if cfg.Revocations != nil {
 		r.wg.Add(1)
 		go r.watchRevocations()
@@ -370,8 +420,9 @@ func relayTransport(c *transport.Config, limits Limits) transport.Config {
 		// the idle packets of thousands of sessions for nothing.
 		tc.KeepAlive = -1
 	}
-	// What a peer gets before it has shown a token: small windows, grown
-	// by quic-go's auto-tuning once a verified flow uses them.
+	// What a peer gets before it has shown a token, when configured
+	// smaller than WindowedTransport's; quic-go's auto-tuning grows them
+	// for verified flows that use them.
 	if tc.StreamWindow == 0 {
 		tc.StreamWindow = limits.InitialStreamWindow
 	}
@@ -386,6 +437,27 @@ func relayTransport(c *transport.Config, limits Limits) transport.Config {
 		// a clear "limit exceeded" from the relay instead of waiting for
 		// QUIC stream credit.
 		tc.MaxIncomingStreams = int64(limits.StreamsPerAgent) + 64
+	}
+	return tc
+}
+
+// WindowedTransport fills the receive windows of tc that are zero with the
+// relay's: per-stream windows well below the connection's, so that the
+// bytes one stream's reader leaves unread hold a small share of a
+// connection that many agents' streams share, and a connection window at
+// its largest from the start, so that the share is of the whole.
+func WindowedTransport(tc transport.Config) transport.Config {
+	if tc.StreamWindow == 0 {
+		tc.StreamWindow = 512 << 10
+	}
+	if tc.MaxStreamWindow == 0 {
+		tc.MaxStreamWindow = 2 << 20
+	}
+	if tc.MaxConnWindow == 0 {
+		tc.MaxConnWindow = 64 << 20
+	}
+	if tc.ConnWindow == 0 {
+		tc.ConnWindow = tc.MaxConnWindow
 	}
 	return tc
 }
@@ -611,6 +683,8 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 		c := new(connectorSession)
 		init(&c.session)
 		c.wantsPolicy = slices.Contains(hello.GetFeatures(), wire.FeaturePolicy)
+		c.acks = slices.Contains(hello.GetFeatures(), wire.FeatureDialAck)
+		c.keepsAlive = slices.Contains(hello.GetFeatures(), wire.FeatureKeepAlive)
 		r.serveConnector(c, hello.GetServices())
 	}
 }

@@ -191,6 +191,9 @@ type agentSession struct {
 	streams   atomic.Int64                  // binding streams open now
 	early     quicnet.Stream                // a stream accepted during the handshake, served first
 
+	stallMu  sync.Mutex
+	stalling map[*stallStream]struct{} // streams past their Result, for the stall watch
+
 	catMu   sync.Mutex
 	catalog []*wire.Binding // as last sent
 
@@ -326,10 +329,16 @@ type connectorSession struct {
 	// reads, as its authority gave it when the session began.
 	described []postern.Binding
 
-	wantsPolicy bool       // its Hello lists wire.FeaturePolicy
-	policyMu    sync.Mutex // serializes policy pushes
-	policySent  uint64     // the version last sent
-	welcomed    bool       // the Welcome is out: Policy frames may follow
+	acks        bool      // its Hello lists wire.FeatureDialAck
+	keepsAlive  bool      // its Hello lists wire.FeatureKeepAlive
+	heardN      uint64    // packets received at the watch's last look (watch goroutine only)
+	heardAt     time.Time // when that count last changed (watch goroutine only)
+	ackWatch    ackWatch
+	suspect     atomic.Int64 // until when (Unix ns) it gets opens only when no other connector is left: it missed a DialAck
+	wantsPolicy bool         // its Hello lists wire.FeaturePolicy
+	policyMu    sync.Mutex   // serializes policy pushes
+	policySent  uint64       // the version last sent
+	welcomed    bool         // the Welcome is out: Policy frames may follow
 }
 
 func (c *connectorSession) name() string { return c.claims.Load().Subject }
