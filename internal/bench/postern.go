@@ -103,6 +103,8 @@ type relayConfig struct {
 	Audit string `json:"audit"`
 	// Limits are the relay's; zero fields keep its defaults.
 	Limits relay.Limits `json:"limits"`
+	// Observe turns metrics and tracing on (observe.go).
+	Observe *observeConfig `json:"observe,omitempty"`
 }
 
 type relayReady struct {
@@ -140,17 +142,26 @@ func startRelay(b []byte) (any, func(), error) {
 	}
 	// As the postern binary writes it: one write per batch of events.
 	bw := bufio.NewWriterSize(audit, 1<<20)
-	r, err := relay.Listen(relay.Config{
-		Addr:        "127.0.0.1:0",
-		Certificate: cert,
-		Verifier:    v,
-		Policy:      policy.NewEngine(set),
-		Limits:      cfg.Limits,
-		Audit:       slog.New(slog.NewJSONHandler(bw, nil)),
-		AuditQueue:  relay.AuditQueue{Flush: bw.Flush},
-		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	var r *relay.Relay
+	reg, tp, stopObserving, err := startObserving(cfg.Observe, func() error { return r.CheckReady() })
+	if err != nil {
+		v.Close()
+		return nil, nil, err
+	}
+	r, err = relay.Listen(relay.Config{
+		Addr:           "127.0.0.1:0",
+		Certificate:    cert,
+		Verifier:       v,
+		Policy:         policy.NewEngine(set),
+		Limits:         cfg.Limits,
+		Audit:          slog.New(slog.NewJSONHandler(bw, nil)),
+		AuditQueue:     relay.AuditQueue{Flush: bw.Flush},
+		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Metrics:        reg,
+		TracerProvider: tp,
 	})
 	if err != nil {
+		stopObserving()
 		v.Close()
 		return nil, nil, err
 	}
@@ -164,6 +175,7 @@ func startRelay(b []byte) (any, func(), error) {
 	}
 	stop := func() {
 		r.Close()
+		stopObserving()
 		v.Close()
 		if auditFile != nil {
 			auditFile.Close()
@@ -190,6 +202,8 @@ type connectorConfig struct {
 	Services []service `json:"services"`
 	// Ungated turns the connector's statement and request gate off.
 	Ungated bool `json:"ungated,omitempty"`
+	// Observe turns metrics and tracing on (observe.go).
+	Observe *observeConfig `json:"observe,omitempty"`
 }
 
 func startConnector(b []byte) (any, func(), error) {
@@ -208,15 +222,23 @@ func startConnector(b []byte) (any, func(), error) {
 		}
 		svcs = append(svcs, cs)
 	}
-	c, err := connector.New(connector.Config{
-		Relays:   []string{cfg.Relay},
-		Token:    cfg.Token,
-		Pin:      cfg.Pin,
-		Services: svcs,
-		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Measure:  &measure.Connector{Ungated: cfg.Ungated},
+	var c *connector.Connector
+	reg, tp, stopObserving, err := startObserving(cfg.Observe, func() error { return c.CheckReady() })
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err = connector.New(connector.Config{
+		Relays:         []string{cfg.Relay},
+		Token:          cfg.Token,
+		Pin:            cfg.Pin,
+		Services:       svcs,
+		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Measure:        &measure.Connector{Ungated: cfg.Ungated},
+		Metrics:        reg,
+		TracerProvider: tp,
 	})
 	if err != nil {
+		stopObserving()
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -226,10 +248,12 @@ func startConnector(b []byte) (any, func(), error) {
 	case <-c.Ready():
 	case err := <-done:
 		cancel()
+		stopObserving()
 		return nil, nil, fmt.Errorf("connector stopped: %w", err)
 	case <-time.After(30 * time.Second):
 		cancel()
 		<-done
+		stopObserving()
 		return nil, nil, fmt.Errorf("connector not connected after 30s")
 	}
 	stop := func() {
@@ -238,6 +262,7 @@ func startConnector(b []byte) (any, func(), error) {
 		case <-done:
 		case <-time.After(5 * time.Second):
 		}
+		stopObserving()
 	}
 	return struct{}{}, stop, nil
 }

@@ -39,6 +39,13 @@ type RelayFile struct {
 	HideDenied   bool           `yaml:"hide_denied"`
 	Log          LogFile        `yaml:"log"`
 	DrainTimeout time.Duration  `yaml:"drain_timeout"`
+	Metrics      MetricsFile    `yaml:"metrics"`
+}
+
+// MetricsFile configures the listener that serves /metrics, /healthz and
+// /readyz; off unless listen is set.
+type MetricsFile struct {
+	Listen string `yaml:"listen"`
 }
 
 // TLSFile is the relay's certificate. Without a tls section the relay
@@ -164,6 +171,9 @@ type Relay struct {
 	HideDenied     bool
 	Log            Log
 	DrainTimeout   time.Duration // default 10s
+	// MetricsListen is metrics.listen: the host:port that serves /metrics,
+	// /healthz and /readyz over HTTP. Empty (the default) serves none.
+	MetricsListen string
 }
 
 // Log is a checked LogFile.
@@ -354,6 +364,7 @@ func LoadRelay(path string) (*Relay, error) {
 	r.RejectInterval = q.RejectInterval
 	r.HideDenied = f.HideDenied
 	r.Log = d.log(f.Log)
+	r.MetricsListen = d.metrics(f.Metrics)
 	r.DrainTimeout = f.DrainTimeout
 	if r.DrainTimeout == 0 {
 		r.DrainTimeout = DefaultDrainTimeout
@@ -571,4 +582,19 @@ func LoadRevocations(path string) (relay.Revoked, error) {
 		return relay.Revoked{}, fmt.Errorf("%s: %s", filepath.Base(path), strings.TrimPrefix(err.Error(), "relay: "))
 	}
 	return rev, nil
+}
+
+// metrics checks metrics.listen: empty (off) or host:port.
+func (d *doc) metrics(m MetricsFile) string {
+	if m.Listen == "" {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(m.Listen)
+	if err == nil {
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err != nil {
+		d.errorf("metrics.listen", "want host:port (such as 127.0.0.1:9464), got %q", m.Listen)
+	}
+	return m.Listen
 }

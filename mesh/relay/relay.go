@@ -20,7 +20,9 @@ import (
 	"github.com/postern/postern"
 	"github.com/postern/postern/internal/quicnet"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh/identity"
@@ -105,6 +107,13 @@ type Config struct {
 	// records the denial and its policies. False means a denial says it
 	// is one and names the policies that decided it.
 	HideDenied bool
+	// Metrics, when set, receives the relay's Prometheus collectors
+	// (postern_relay_*; see "Metrics" in the package documentation). Nil
+	// means no metrics, and no cost.
+	Metrics prometheus.Registerer
+	// TracerProvider makes the relay's spans. Nil means OpenTelemetry's
+	// global provider, which is a no-op unless the program installs one.
+	TracerProvider trace.TracerProvider
 }
 
 // Reasons of the relay's CODE_LIMIT refusals (Reject.reason and
@@ -300,6 +309,9 @@ type Relay struct {
 
 	policyFrames policyFrames // the Policy frame sent to connectors
 
+	m      *metrics // nil without Config.Metrics
+	tracer trace.Tracer
+
 	ctx    context.Context // the relay's lifetime
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the relay starts
@@ -342,6 +354,7 @@ func Listen(cfg Config) (*Relay, error) {
 		cfg.RejectInterval = 10 * time.Second
 	}
 	r := &Relay{
+		tracer:     tracerOf(cfg.TracerProvider),
 		cfg:        cfg,
 		limits:     limits,
 		log:        orDiscard(cfg.Logger),
@@ -357,6 +370,14 @@ func Listen(cfg Config) (*Relay, error) {
 	if r.policy == nil {
 		r.policy = new(policy.Engine)
 	}
+	m, err := newMetrics(cfg.Metrics, r)
+	if err != nil {
+		return nil, fmt.Errorf("relay: config: metrics: %w", err)
+	}
+	r.m = m
+	if m != nil && cfg.Audit != nil {
+		r.audit = slog.New(auditHandler{cfg.Audit.Handler(), m})
+	}
 	for _, b := range cfg.Bindings {
 		if err := wire.ValidName(b.Name); err != nil {
 			return nil, fmt.Errorf("relay: config: binding %q: %w", b.Name, err)
@@ -371,7 +392,8 @@ func Listen(cfg Config) (*Relay, error) {
 	}
 	tc := relayTransport(cfg.Transport, limits)
 	if cfg.Audit != nil {
-		r.auditQ = newAuditQueue(cfg.Audit.Handler(), cfg.AuditQueue)
+		// Over the metrics' counting handler, when there is one.
+		r.auditQ = newAuditQueue(r.audit.Handler(), cfg.AuditQueue)
 		r.audit = r.auditQ.logger()
 	}
 	// The gate consults the reject log from the first packet on.
@@ -573,9 +595,13 @@ func (r *Relay) Stats() Stats {
 }
 
 // streamStarted and streamEnded count the binding streams being served.
-func (r *Relay) streamStarted() { r.openN.Add(1) }
+func (r *Relay) streamStarted() {
+	r.openN.Add(1)
+	r.m.streamStarted()
+}
 
 func (r *Relay) streamEnded() {
+	r.m.streamEnded()
 	if r.openN.Add(-1) == 0 {
 		select {
 		case r.openIdle <- struct{}{}:
@@ -628,6 +654,7 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 	hello, claims, rej := r.handshake(ctrl, proven)
 	if rej != nil {
 		stopWatch()
+		r.m.handshakeFailed(hello.Role, rej.Reason)
 		// Counted before the peer hears of it: its next connection
 		// already meets Limits.RejectsPerSource.
 		r.rejects.reject(sourceOf(conn.RemoteAddr()), hello.Role, rej.Reason, []slog.Attr{
@@ -772,11 +799,13 @@ func (r *Relay) checkKey(c *identity.Claims, proven string) *wire.Reject {
 // failed and nothing of the token itself.
 func (r *Relay) verify(token string, role identity.Role) (*identity.Claims, *wire.Reject) {
 	if len(token) > r.limits.MaxTokenSize {
+		r.m.tokenFailed(identity.Reason(identity.ErrTooLarge))
 		return nil, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: identity.Reason(identity.ErrTooLarge),
 			Message: fmt.Sprintf("token is %d bytes, limit %d", len(token), r.limits.MaxTokenSize)}
 	}
 	claims, err := r.cfg.Verifier.Verify(token, role)
 	if err != nil {
+		r.m.tokenFailed(identity.Reason(err))
 		return nil, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: identity.Reason(err), Message: err.Error()}
 	}
 	if rej := r.revokedReject(claims); rej != nil {
