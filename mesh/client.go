@@ -72,7 +72,11 @@ type Config struct {
 	// caller's context has no earlier deadline. Zero means 30s.
 	OpenTimeout time.Duration
 
-	// Transport tunes QUIC. Nil means transport's defaults.
+	// Transport tunes QUIC and TLS over TCP. Nil means transport's
+	// defaults. Its Network chooses the transport: "" or "auto" (QUIC
+	// first, TLS over TCP after a 300ms head start or as soon as QUIC
+	// fails, the winner remembered per relay for 10 minutes), "quic" or
+	// "tcp". binding.ConfigFromEnv reads it from POSTERN_TRANSPORT.
 	Transport *transport.Config
 }
 
@@ -112,6 +116,11 @@ func NewClient(cfg Config) (*Client, error) {
 	tlsConf, err := transport.Trust{RootCAs: cfg.RootCAs, Pin: cfg.Pin, ServerName: cfg.ServerName, Key: cfg.Key}.ClientTLS(host)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: config: %w", err)
+	}
+	if cfg.Transport != nil {
+		if err := transport.CheckNetwork(cfg.Transport.Network); err != nil {
+			return nil, fmt.Errorf("mesh: config: %w", err)
+		}
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -81,7 +81,7 @@ func (r *runner) runScale(ctx context.Context) error {
 	// Every idle session holds the one agent token of the bench: the
 	// per-subject caps, which a deployment keeps for one identity, would
 	// stop the test at their default.
-	relay, info, err := r.startRelayWith("scale-relay", relay.Limits{SessionsPerSubject: 1 << 30, StreamsPerSubject: 1 << 30})
+	relay, info, err := r.startRelayWith("scale-relay", "", relay.Limits{SessionsPerSubject: 1 << 30, StreamsPerSubject: 1 << 30})
 	if err != nil {
 		return err
 	}

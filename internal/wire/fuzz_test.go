@@ -97,6 +97,12 @@ func FuzzDecodePolicy(f *testing.F)    { fuzzDecode(f, FramePolicy) }
 func FuzzDecodeRevoke(f *testing.F)    { fuzzDecode(f, FrameRevoke) }
 func FuzzDecodeDialAck(f *testing.F)   { fuzzDecode(f, FrameDialAck) }
 
+func FuzzDecodeMuxSettings(f *testing.F) { fuzzDecode(f, FrameMuxSettings) }
+func FuzzDecodeStreamReset(f *testing.F) { fuzzDecode(f, FrameStreamReset) }
+func FuzzDecodeStopSending(f *testing.F) { fuzzDecode(f, FrameStopSending) }
+func FuzzDecodeResetAck(f *testing.F)    { fuzzDecode(f, FrameResetAck) }
+func FuzzDecodeClose(f *testing.F)       { fuzzDecode(f, FrameClose) }
+
 // FuzzDialName: a name DialName accepts is a valid name, and addr is that
 // name alone or followed by ":" and a port number: nothing is dropped.
 func FuzzDialName(f *testing.F) {
