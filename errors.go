@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 )
 
@@ -70,7 +71,8 @@ func (e *Error) Error() string {
 	b.WriteString("postern: ")
 	b.WriteString(e.Op)
 	if e.Binding != "" {
-		fmt.Fprintf(&b, " %q", e.Binding)
+		b.WriteString(" ")
+		b.WriteString(quoteBounded(e.Binding))
 	}
 	b.WriteString(": ")
 	b.WriteString(e.Err.Error())
@@ -79,9 +81,28 @@ func (e *Error) Error() string {
 	}
 	if e.Message != "" {
 		b.WriteString(": ")
-		b.WriteString(e.Message)
+		if len(e.Message) > maxQuoted*32 {
+			// A relay caps its messages at 4096 bytes; this bounds
+			// what any other source puts here.
+			b.WriteString(e.Message[:maxQuoted*32])
+			b.WriteString("...")
+		} else {
+			b.WriteString(e.Message)
+		}
 	}
 	return b.String()
+}
+
+// maxQuoted is how many bytes of a name an error quotes: a valid name is at
+// most 128, and a 10 KB one passed by a caller must not make a 10 KB error.
+const maxQuoted = 128
+
+// quoteBounded quotes s, or its first maxQuoted bytes and its length.
+func quoteBounded(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%q... (%d bytes)", s[:maxQuoted], len(s))
 }
 
 func (e *Error) Unwrap() error { return e.Err }

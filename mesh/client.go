@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -210,8 +209,10 @@ func (c *Client) Identity(ctx context.Context) (postern.Identity, error) {
 // relay has authorized the open and the connector has reached the
 // upstream; the returned net.Conn then carries raw bytes to and from the
 // private service. network must be "tcp", "tcp4", "tcp6", "postern" or
-// empty; name may carry a ":port" suffix, which is ignored, so that Dial
-// can serve as http.Transport.DialContext.
+// empty; name may carry a ":port" suffix (decimal digits), which is
+// ignored, so that Dial can serve as http.Transport.DialContext. Names
+// follow one rule everywhere (binding.OpenWith's): anything else after
+// the last ':' is refused, not dropped.
 //
 // A refused open returns an *postern.Error matching postern.ErrDenied, postern.ErrUnknownBinding,
 // postern.ErrNoConnector, postern.ErrUpstream, postern.ErrLimitExceeded, ... with errors.Is. When
@@ -238,11 +239,12 @@ func (c *Client) dial(ctx context.Context, network, name string, early bool) (ne
 	switch network {
 	case "", "tcp", "tcp4", "tcp6", "postern":
 	default:
-		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: fmt.Sprintf("network %q is not a stream network", network)}
+		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: fmt.Sprintf("network %.32q is not a stream network", network)}
 	}
-	name = bindingName(name)
-	if err := wire.ValidName(name); err != nil {
-		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrUnknownBinding, Message: "not a valid binding name"}
+	addr := name
+	name, err := wire.DialName(addr)
+	if err != nil {
+		return nil, &postern.Error{Op: "open", Binding: addr, Err: postern.ErrUnknownBinding, Message: "not a valid binding name (1 to 128 of A-Z a-z 0-9 . _ / -, optionally followed by :PORT)"}
 	}
 	details, err := openDetails(ctx)
 	if err != nil {
@@ -285,14 +287,6 @@ func (c *Client) dialSession(ctx context.Context, name string, details []*wire.D
 		}
 		return conn, nil
 	}
-}
-
-// bindingName strips a ":port" suffix.
-func bindingName(addr string) string {
-	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
-		return addr[:i]
-	}
-	return addr
 }
 
 // Close ends the session and makes every later call fail with postern.ErrClosed.

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/postern/postern/mesh/relay"
 	"github.com/postern/postern/transport"
 )
 
@@ -38,6 +39,7 @@ type options struct {
 	policies   int
 	profileDir string
 	scale      []int
+	attack     []string // attack phases to run (-attack)
 	scaleRates []float64
 	scaleSecs  float64
 	scaleProcs int
@@ -66,6 +68,8 @@ const (
 	// direct (forward.go).
 	phaseForward = "forward"
 )
+
+var allAttacks = []string{"initials", "nohello", "badtokens"}
 
 var allPhases = []string{phaseBulk, phaseRTT, phaseOpen, phasePG, phaseHTTP, phaseForward}
 
@@ -102,6 +106,7 @@ Flags:
 	fs.StringVar(&o.audit, "audit", "file", "Postern relay audit trail: file (JSON lines in the work directory) or discard (JSON handler to io.Discard)")
 	fs.IntVar(&o.policies, "policies", 0, "extra Cedar policies loaded in the Postern relay (that decide nothing for the bench agent)")
 	fs.StringVar(&o.profileDir, "cpuprofile", "", "write CPU profiles to this `dir`: the relays, connectors, tunnel endpoints and agents during an extra, unmeasured round of the bulk and 1 KiB RTT tests, and the relay while the scale test idles and opens")
+	attackList := fs.String("attack", "", "comma-separated attack phases against a relay of its own with default limits, while an agent runs 1 KiB round trips: "+strings.Join(allAttacks, ",")+" (or all)")
 	scaleList := fs.String("scale", "", "comma-separated idle session counts (e.g. 1000,10000): run the scale test")
 	rateList := fs.String("scale-rate", "5000", "comma-separated opens per second offered in the scale test, each an open-loop run")
 	fs.Float64Var(&o.scaleSecs, "scale-seconds", 0, "seconds of each open-rate run in the scale test (default 10, quick 3)")
@@ -146,6 +151,14 @@ Flags:
 	if *phaseList != "none" {
 		if o.phases, err = list(*phaseList, allPhases); err != nil {
 			return nil, fmt.Errorf("-phases: %w", err)
+		}
+	}
+	if *attackList == "all" {
+		*attackList = strings.Join(allAttacks, ",")
+	}
+	if *attackList != "" {
+		if o.attack, err = list(*attackList, allAttacks); err != nil {
+			return nil, fmt.Errorf("-attack: %w", err)
 		}
 	}
 	if *scaleList != "" {
@@ -258,6 +271,7 @@ type runner struct {
 	errors   []string
 	profiles []string
 	scale    *scaleReport
+	attack   *attackReport
 	failover *failoverReport
 
 	selfProfile *os.File // the agent's CPU profile, while one is taken
@@ -361,6 +375,12 @@ func (r *runner) run() (err error) {
 			r.logf("scale: %v", err)
 		}
 	}
+	if len(r.o.attack) > 0 {
+		if err := r.runAttack(context.Background()); err != nil {
+			r.errors = append(r.errors, "attack: "+err.Error())
+			r.logf("attack: %v", err)
+		}
+	}
 	if r.o.failover {
 		if err := r.runFailover(context.Background()); err != nil {
 			r.errors = append(r.errors, "failover: "+err.Error())
@@ -370,6 +390,7 @@ func (r *runner) run() (err error) {
 	rep := r.report()
 	var table bytes.Buffer
 	r.printTable(io.MultiWriter(r.out, &table), rep)
+	printAttack(io.MultiWriter(r.out, &table), r.attack)
 	if r.o.doc != "" {
 		if err := updateDoc(r.o.doc, table.Bytes()); err != nil {
 			return err
@@ -567,8 +588,13 @@ func (r *runner) startRelay(name string) (*proc, relayReady, error) {
 // startRelayOn starts a relay listening as network says
 // (transport.Config.Network).
 func (r *runner) startRelayOn(name, network string) (*proc, relayReady, error) {
+	return r.startRelayWith(name, network, relay.Limits{})
+}
+
+// startRelayWith starts a relay with limits (zero fields: its defaults).
+func (r *runner) startRelayWith(name, network string, limits relay.Limits) (*proc, relayReady, error) {
 	var info relayReady
-	cfg := relayConfig{JWKS: r.keys.jwks, Policies: policies(r.o.policies), Network: network}
+	cfg := relayConfig{JWKS: r.keys.jwks, Policies: policies(r.o.policies), Network: network, Limits: limits}
 	if r.o.audit == "file" {
 		cfg.Audit = filepath.Join(r.dir, name+"-audit.jsonl")
 	}

@@ -49,6 +49,7 @@ var roles = map[string]role{
 	"forward":        startForward,
 	"measure-agent":  startAgent,
 	"wireguard":      startWireGuard,
+	"attacker":       startAttacker,
 }
 
 // Commands a child obeys, one per stdin line after the configuration.
@@ -57,6 +58,7 @@ const (
 	cmdProfile     = "profile"     // profile <path>: start a CPU profile
 	cmdStopProfile = "stopprofile" // stop it and write the file
 	cmdStats       = "stats"       // answer with childStats
+	cmdSyncAudit   = "syncaudit"   // relay: write the audit trail out (relay.Relay.SyncAudit)
 )
 
 // childStats is a child's answer to cmdStats.

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -100,6 +101,8 @@ type relayConfig struct {
 	// Audit is the file the audit trail is appended to; empty means a
 	// JSON handler writing to io.Discard (the events are still built).
 	Audit string `json:"audit"`
+	// Limits are the relay's; zero fields keep its defaults.
+	Limits relay.Limits `json:"limits"`
 	// Observe turns metrics and tracing on (observe.go).
 	Observe *observeConfig `json:"observe,omitempty"`
 	// Network is what the relay listens on (transport.Config.Network).
@@ -139,6 +142,8 @@ func startRelay(b []byte) (any, func(), error) {
 		}
 		audit = auditFile
 	}
+	// As the postern binary writes it: one write per batch of events.
+	bw := bufio.NewWriterSize(audit, 1<<20)
 	var r *relay.Relay
 	reg, tp, stopObserving, err := startObserving(cfg.Observe, func() error { return r.CheckReady() })
 	if err != nil {
@@ -151,7 +156,9 @@ func startRelay(b []byte) (any, func(), error) {
 		Verifier:       v,
 		Transport:      &transport.Config{Network: cfg.Network},
 		Policy:         policy.NewEngine(set),
-		Audit:          slog.New(slog.NewJSONHandler(audit, nil)),
+		Limits:         cfg.Limits,
+		Audit:          slog.New(slog.NewJSONHandler(bw, nil)),
+		AuditQueue:     relay.AuditQueue{Flush: bw.Flush},
 		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Metrics:        reg,
 		TracerProvider: tp,
@@ -162,6 +169,13 @@ func startRelay(b []byte) (any, func(), error) {
 		return nil, nil, err
 	}
 	statsHook = func() any { return r.Stats() }
+	commandHook = func(cmd, _ string) (any, bool) {
+		if cmd != cmdSyncAudit {
+			return nil, false
+		}
+		r.SyncAudit()
+		return reply{OK: true}, true
+	}
 	stop := func() {
 		r.Close()
 		stopObserving()

@@ -33,6 +33,7 @@ type Report struct {
 	Tests    []testResult    `json:"tests"`
 	Profiles []string        `json:"profiles,omitempty"`
 	Scale    *scaleReport    `json:"scale,omitempty"`
+	Attack   *attackReport   `json:"attack,omitempty"`
 	Failover *failoverReport `json:"failover,omitempty"`
 	Errors   []string        `json:"errors,omitempty"`
 	// LoadAvg is /proc/loadavg when the run started and when it ended:
@@ -148,6 +149,7 @@ func (r *runner) report() *Report {
 		Skipped:  r.skipped,
 		Profiles: r.profiles,
 		Scale:    r.scale,
+		Attack:   r.attack,
 		Failover: r.failover,
 		Errors:   r.errors,
 		LoadAvg:  [2]string{r.loadStart, loadavg()},

@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -190,19 +191,25 @@ func newLogger(w io.Writer, l config.Log) *slog.Logger {
 
 // auditLogger opens where the relay's audit events go: "stdout", "stderr",
 // "none" or a file appended to. close releases the file.
-func auditLogger(env Env, dest string) (l *slog.Logger, close func() error, err error) {
+func auditLogger(env Env, dest string) (l *slog.Logger, flush func() error, close func() error, err error) {
 	noop := func() error { return nil }
+	var w io.Writer
 	switch dest {
 	case "none":
-		return nil, noop, nil
+		return nil, nil, noop, nil
 	case "", "stdout":
-		return slog.New(slog.NewJSONHandler(env.Stdout, nil)), noop, nil
+		w, close = env.Stdout, noop
 	case "stderr":
-		return slog.New(slog.NewJSONHandler(env.Stderr, nil)), noop, nil
+		w, close = env.Stderr, noop
+	default:
+		f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		w, close = f, f.Close
 	}
-	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return nil, nil, err
-	}
-	return slog.New(slog.NewJSONHandler(f, nil)), f.Close, nil
+	// The relay hands events over in batches from one goroutine and calls
+	// flush after each: one write per batch, whatever the destination.
+	bw := bufio.NewWriterSize(w, 1<<20)
+	return slog.New(slog.NewJSONHandler(bw, nil)), bw.Flush, close, nil
 }

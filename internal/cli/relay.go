@@ -62,7 +62,7 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 	}
 	engine := policy.NewEngine(set)
 
-	audit, closeAudit, err := auditLogger(env, cfg.Audit)
+	audit, flushAudit, closeAudit, err := auditLogger(env, cfg.Audit)
 	if err != nil {
 		return failf(env, ExitUsage, "relay: %s: audit: %v", cfg.File, err)
 	}
@@ -110,8 +110,15 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 		Transport:          &transport.Config{Network: cfg.Transport},
 		Logger:             log,
 		Audit:              audit,
-		Metrics:            obs.registerer(),
-		TracerProvider:     obs.tp,
+		AuditQueue: relay.AuditQueue{
+			Size:  cfg.AuditQueue.Size,
+			Drop:  cfg.AuditQueue.Drop,
+			Flush: flushAudit,
+		},
+		RejectInterval: cfg.RejectInterval,
+		HideDenied:     cfg.HideDenied,
+		Metrics:        obs.registerer(),
+		TracerProvider: obs.tp,
 	})
 	if err != nil {
 		return failf(env, ExitFailure, "%v", err) // "relay: ..." already

@@ -163,6 +163,38 @@ func set(t *testing.T, r *Relay) (int, error) {
 	return s.Len(), nil
 }
 
+// TestRelayAttackKnobs: the limits on unverified and authenticated peers,
+// the audit queue and hide_denied reach the relay's configuration.
+func TestRelayAttackKnobs(t *testing.T) {
+	f := newFixture(t)
+	r, err := LoadRelay(f.write(t, "relay.yaml", `tokens: {audience: postern, jwks_file: jwks.json}
+policy: {dir: policies}
+limits:
+  unverified_connections: 500
+  unverified_per_source: 8
+  retry_above: -1
+  initial_stream_window: 16384
+  initial_conn_window: 65536
+  sessions_per_subject: 4
+  streams_per_subject: 100
+  refreshes_per_minute: 6
+  rejects_per_source: 3
+audit_queue: {size: 100, full: drop, reject_interval: 30s}
+hide_denied: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := r.Limits
+	if l.MaxUnverified != 500 || l.MaxUnverifiedPerSource != 8 || l.RetryAbove != -1 || l.InitialStreamWindow != 16384 || l.InitialConnWindow != 65536 ||
+		l.SessionsPerSubject != 4 || l.StreamsPerSubject != 100 || l.RefreshesPerMinute != 6 || l.RejectsPerSource != 3 {
+		t.Errorf("limits %+v", l)
+	}
+	if r.AuditQueue.Size != 100 || !r.AuditQueue.Drop || r.RejectInterval != 30*time.Second || !r.HideDenied {
+		t.Errorf("audit queue %+v, reject interval %s, hide denied %v", r.AuditQueue, r.RejectInterval, r.HideDenied)
+	}
+}
+
 func TestLoadRelayDefaults(t *testing.T) {
 	f := newFixture(t)
 	r, err := LoadRelay(f.write(t, "relay.yaml", "tokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: policies}\n"))
@@ -260,6 +292,12 @@ func TestRelayErrors(t *testing.T) {
 		{"both key sources", "tokens: {audience: postern, jwks_file: jwks.json, jwks_url: 'https://x/jwks'}\npolicy: {dir: policies}\n", []string{"tokens.jwks_url: set either jwks_file or jwks_url"}},
 		{"bad binding kind", base + "bindings:\n  - name: db\n    kind: mysql\n", []string{"relay.yaml:5:5: bindings[0].kind: want tcp, http or postgres, got \"mysql\""}},
 		{"bad listen", base + "listen: 7443\n", []string{"relay.yaml:3:1: listen: want host:port"}},
+		{"retry above the cap", base + "limits: {unverified_connections: 100, retry_above: 100}\n", []string{"limits.retry_above: must be below limits.unverified_connections (100)"}},
+		{"retry above the default cap", base + "limits: {retry_above: 2000}\n", []string{"limits.retry_above: must be below limits.unverified_connections (1024)"}},
+		{"negative per-subject cap", base + "limits: {sessions_per_subject: -1}\n", []string{"limits.sessions_per_subject: must not be negative"}},
+		{"tiny window", base + "limits: {initial_stream_window: 10}\n", []string{"limits.initial_stream_window: want 1024 to 16777216 bytes, got 10"}},
+		{"bad audit policy", base + "audit_queue: {full: wait}\n", []string{"audit_queue.full: want block or drop, got \"wait\""}},
+		{"negative audit queue", base + "audit_queue: {size: -1}\n", []string{"audit_queue.size: must not be negative"}},
 		{"bad log level", base + "log: {level: loud}\n", []string{"relay.yaml:3:7: log.level: want debug, info, warn or error"}},
 		{"policy dir is a file", "tokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: jwks.json}\n", []string{"policy.dir: jwks.json is not a directory"}},
 		{"not yaml", "tokens: [\n", []string{"relay.yaml:", "not valid YAML"}},

@@ -55,6 +55,7 @@ type ServiceFile struct {
 	Labels      []string      `yaml:"labels"`
 	Description string        `yaml:"description"`
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	MaxConns    int           `yaml:"max_conns"`
 	Postgres    *PostgresFile `yaml:"postgres"`
 	HTTP        *HTTPFile     `yaml:"http"`
 }
@@ -224,7 +225,7 @@ func LoadConnector(path string) (*Connector, error) {
 func (d *doc) service(field string, s ServiceFile, seen map[string]bool) connector.Service {
 	svc := connector.Service{
 		Name: s.Name, Kind: s.Kind, Upstream: s.Upstream, Environment: s.Environment,
-		Labels: s.Labels, Description: s.Description, DialTimeout: s.DialTimeout,
+		Labels: s.Labels, Description: s.Description, DialTimeout: s.DialTimeout, MaxConns: s.MaxConns,
 	}
 	switch {
 	case s.Name == "":

@@ -28,17 +28,19 @@ import (
 // configuration reference; every field but tokens.audience, one of
 // tokens.jwks_file and tokens.jwks_url, and policy.dir may be left out.
 type RelayFile struct {
-	Listen       string        `yaml:"listen"`
-	Transport    string        `yaml:"transport"`
-	TLS          *TLSFile      `yaml:"tls"`
-	Tokens       TokensFile    `yaml:"tokens"`
-	Policy       PolicyFile    `yaml:"policy"`
-	Limits       LimitsFile    `yaml:"limits"`
-	Bindings     []BindingFile `yaml:"bindings"`
-	Audit        string        `yaml:"audit"`
-	Log          LogFile       `yaml:"log"`
-	DrainTimeout time.Duration `yaml:"drain_timeout"`
-	Metrics      MetricsFile   `yaml:"metrics"`
+	Listen       string         `yaml:"listen"`
+	Transport    string         `yaml:"transport"`
+	TLS          *TLSFile       `yaml:"tls"`
+	Tokens       TokensFile     `yaml:"tokens"`
+	Policy       PolicyFile     `yaml:"policy"`
+	Limits       LimitsFile     `yaml:"limits"`
+	Bindings     []BindingFile  `yaml:"bindings"`
+	Audit        string         `yaml:"audit"`
+	AuditQueue   AuditQueueFile `yaml:"audit_queue"`
+	HideDenied   bool           `yaml:"hide_denied"`
+	Log          LogFile        `yaml:"log"`
+	DrainTimeout time.Duration  `yaml:"drain_timeout"`
+	Metrics      MetricsFile    `yaml:"metrics"`
 }
 
 // MetricsFile configures the listener that serves /metrics, /healthz and
@@ -96,6 +98,23 @@ type LimitsFile struct {
 	StallTimeout     time.Duration `yaml:"stall_timeout"`
 	StalledStreams   int           `yaml:"stalled_streams_per_agent"`
 	ConnectorSilence time.Duration `yaml:"connector_silence"`
+
+	UnverifiedConnections int `yaml:"unverified_connections"`
+	UnverifiedPerSource   int `yaml:"unverified_per_source"`
+	RetryAbove            int `yaml:"retry_above"`
+	InitialStreamWindow   int `yaml:"initial_stream_window"`
+	InitialConnWindow     int `yaml:"initial_conn_window"`
+	SessionsPerSubject    int `yaml:"sessions_per_subject"`
+	StreamsPerSubject     int `yaml:"streams_per_subject"`
+	RefreshesPerMinute    int `yaml:"refreshes_per_minute"`
+	RejectsPerSource      int `yaml:"rejects_per_source"`
+}
+
+// AuditQueueFile is relay.AuditQueue as written.
+type AuditQueueFile struct {
+	Size           int           `yaml:"size"`
+	Full           string        `yaml:"full"`
+	RejectInterval time.Duration `yaml:"reject_interval"`
 }
 
 // BindingFile declares a binding ahead of any connector.
@@ -149,9 +168,14 @@ type Relay struct {
 
 	// Audit is "stdout", "stderr", "none" or the absolute path of a file
 	// that audit events are appended to. Default "stdout".
-	Audit        string
-	Log          Log
-	DrainTimeout time.Duration // default 10s
+	Audit string
+	// AuditQueue is audit_queue: Size and Drop (full: drop); the CLI
+	// sets Flush. RejectInterval is audit_queue.reject_interval.
+	AuditQueue     relay.AuditQueue
+	RejectInterval time.Duration
+	HideDenied     bool
+	Log            Log
+	DrainTimeout   time.Duration // default 10s
 	// MetricsListen is metrics.listen: the host:port that serves /metrics,
 	// /healthz and /readyz over HTTP. Empty (the default) serves none.
 	MetricsListen string
@@ -255,6 +279,9 @@ func LoadRelay(path string) (*Relay, error) {
 		field string
 		v     int
 	}{{"limits.streams_per_agent", l.StreamsPerAgent}, {"limits.max_frame_size", l.MaxFrameSize}, {"limits.max_token_size", l.MaxTokenSize},
+		{"limits.unverified_connections", l.UnverifiedConnections}, {"limits.unverified_per_source", l.UnverifiedPerSource},
+		{"limits.sessions_per_subject", l.SessionsPerSubject}, {"limits.streams_per_subject", l.StreamsPerSubject},
+		{"limits.refreshes_per_minute", l.RefreshesPerMinute},
 		{"limits.stalled_streams_per_agent", l.StalledStreams}} {
 		if c.v < 0 {
 			d.errorf(c.field, "must not be negative")
@@ -271,6 +298,33 @@ func LoadRelay(path string) (*Relay, error) {
 
 		StalledStreamsPerAgent: l.StalledStreams,
 		ConnectorSilence:       l.ConnectorSilence,
+
+		MaxUnverified:          l.UnverifiedConnections,
+		MaxUnverifiedPerSource: l.UnverifiedPerSource,
+		RetryAbove:             l.RetryAbove,
+		InitialStreamWindow:    uint64(max(0, l.InitialStreamWindow)),
+		InitialConnWindow:      uint64(max(0, l.InitialConnWindow)),
+		SessionsPerSubject:     l.SessionsPerSubject,
+		StreamsPerSubject:      l.StreamsPerSubject,
+		RefreshesPerMinute:     l.RefreshesPerMinute,
+		RejectsPerSource:       l.RejectsPerSource,
+	}
+	if lim := r.Limits; lim.MaxUnverified > 0 || lim.RetryAbove > 0 {
+		unv := lim.MaxUnverified
+		if unv == 0 {
+			unv = 1024
+		}
+		if lim.RetryAbove >= unv {
+			d.errorf("limits.retry_above", "must be below limits.unverified_connections (%d): past it, spoofed Initials could fill the relay before a Retry is asked", unv)
+		}
+	}
+	for _, c := range []struct {
+		field string
+		v     int
+	}{{"limits.initial_stream_window", l.InitialStreamWindow}, {"limits.initial_conn_window", l.InitialConnWindow}} {
+		if c.v != 0 && (c.v < 1<<10 || c.v > 16<<20) {
+			d.errorf(c.field, "want 1024 to 16777216 bytes, got %d", c.v)
+		}
 	}
 	r.Verifier.MaxTokenSize = l.MaxTokenSize
 
@@ -305,6 +359,23 @@ func LoadRelay(path string) (*Relay, error) {
 			fh.Close()
 		}
 	}
+	q := f.AuditQueue
+	if q.Size < 0 {
+		d.errorf("audit_queue.size", "must not be negative")
+	}
+	r.AuditQueue.Size = q.Size
+	switch q.Full {
+	case "", "block":
+	case "drop":
+		r.AuditQueue.Drop = true
+	default:
+		d.errorf("audit_queue.full", "want block or drop, got %q", q.Full)
+	}
+	if q.RejectInterval < 0 {
+		d.errorf("audit_queue.reject_interval", "must not be negative")
+	}
+	r.RejectInterval = q.RejectInterval
+	r.HideDenied = f.HideDenied
 	r.Log = d.log(f.Log)
 	r.MetricsListen = d.metrics(f.Metrics)
 	r.DrainTimeout = f.DrainTimeout

@@ -74,6 +74,8 @@ type Options struct {
 	// PolicyOptions is the relay's Config.PolicyOptions: what connectors
 	// validate the policy set against. Nil: they only parse it.
 	PolicyOptions *policy.ValidateOptions
+	// Configure, when set, adjusts the relay's configuration last.
+	Configure func(*relay.Config)
 	// RequireBoundTokens is the relay's: bearer agent tokens are refused.
 	RequireBoundTokens bool
 	// Metrics and TracerProvider are the relay's Config.Metrics and
@@ -143,6 +145,11 @@ func New(t testing.TB, opts Options) *Mesh {
 		t.Fatal(err)
 	}
 	m := &Mesh{t: t, Key: key, Verifier: v, Policy: policy.NewEngine(set), Cert: cert, Pin: transport.Pin(cert), Audit: &Log{}, opts: opts}
+	m.Audit.sync = func() {
+		if r := m.Relay(); r != nil {
+			r.SyncAudit()
+		}
+	}
 	m.StartRelay("127.0.0.1:0")
 	t.Cleanup(m.StopRelay)
 	return m
@@ -152,7 +159,7 @@ func New(t testing.TB, opts Options) *Mesh {
 // was).
 func (m *Mesh) StartRelay(addr string) {
 	m.t.Helper()
-	r, err := relay.Listen(relay.Config{
+	cfg := relay.Config{
 		Addr:               addr,
 		Certificate:        m.Cert,
 		Verifier:           m.Verifier,
@@ -166,7 +173,11 @@ func (m *Mesh) StartRelay(addr string) {
 		Audit:              slog.New(slog.NewJSONHandler(m.Audit, nil)),
 		Metrics:            m.opts.Metrics,
 		TracerProvider:     m.opts.TracerProvider,
-	})
+	}
+	if m.opts.Configure != nil {
+		m.opts.Configure(&cfg)
+	}
+	r, err := relay.Listen(cfg)
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -340,6 +351,9 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 type Log struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
+	// sync, when set, is called before the log is read: the relay's audit
+	// trail is written from a queue, and a test reads what it caused.
+	sync func()
 }
 
 func (l *Log) Write(p []byte) (int, error) {
@@ -350,6 +364,9 @@ func (l *Log) Write(p []byte) (int, error) {
 
 // String returns everything logged.
 func (l *Log) String() string {
+	if l.sync != nil {
+		l.sync()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()

@@ -55,6 +55,7 @@ func or[T comparable](v, def T) T {
 // UDP socket and TLS-over-TCP connections on the TCP port of the same
 // number, as transport.Config.Network says.
 type Listener struct {
+	adm Admission // the QUIC listener's admission hooks
 	udp *net.UDPConn
 	tr  *quic.Transport
 	ln  *quic.Listener // nil without QUIC
@@ -85,6 +86,13 @@ const maxTCPHandshakes = 1024
 // with the same certificate tells clients of its previous life at once
 // that their connections are gone, instead of leaving them to time out.
 func Listen(addr string, tlsConf *tls.Config, cfg *transport.Config) (*Listener, error) {
+	return ListenAdmit(addr, tlsConf, cfg, Admission{})
+}
+
+// ListenAdmit is Listen with hooks that decide, before any state is kept,
+// which new QUIC connections the listener takes (see Admission). TLS over
+// TCP sessions are bounded by the listener's own handshake cap.
+func ListenAdmit(addr string, tlsConf *tls.Config, cfg *transport.Config, adm Admission) (*Listener, error) {
 	if tlsConf == nil || (len(tlsConf.Certificates) == 0 && tlsConf.GetCertificate == nil) {
 		return nil, errors.New("quicnet: listen: no TLS certificate")
 	}
@@ -95,7 +103,7 @@ func Listen(addr string, tlsConf *tls.Config, cfg *transport.Config) (*Listener,
 	if err := transport.CheckNetwork(network); err != nil {
 		return nil, fmt.Errorf("quicnet: listen: %w", err)
 	}
-	l := &Listener{tlsConf: serverTLS(tlsConf), cfg: cfg, hs: make(chan struct{}, maxTCPHandshakes),
+	l := &Listener{adm: adm, tlsConf: serverTLS(tlsConf), cfg: cfg, hs: make(chan struct{}, maxTCPHandshakes),
 		sessions: make(chan Session), done: make(chan struct{}), live: map[*tcpSession]struct{}{}}
 	if network == transport.NetworkTCP {
 		tl, err := net.Listen("tcp", addr)
@@ -145,7 +153,7 @@ func (l *Listener) listenUDP(addr string, withTCP bool) error {
 			}
 			l.tcp = tl
 		}
-		tr := &quic.Transport{Conn: udp}
+		tr := &quic.Transport{Conn: udp, VerifySourceAddress: l.adm.VerifySourceAddress, ConnContext: l.adm.ConnContext}
 		if len(l.tlsConf.Certificates) > 0 {
 			if key, err := resetKey(l.tlsConf.Certificates[0]); err == nil {
 				tr.StatelessResetKey = key

@@ -2,6 +2,8 @@ package wire
 
 import (
 	"bytes"
+	"strconv"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -100,3 +102,31 @@ func FuzzDecodeStreamReset(f *testing.F) { fuzzDecode(f, FrameStreamReset) }
 func FuzzDecodeStopSending(f *testing.F) { fuzzDecode(f, FrameStopSending) }
 func FuzzDecodeResetAck(f *testing.F)    { fuzzDecode(f, FrameResetAck) }
 func FuzzDecodeClose(f *testing.F)       { fuzzDecode(f, FrameClose) }
+
+// FuzzDialName: a name DialName accepts is a valid name, and addr is that
+// name alone or followed by ":" and a port number: nothing is dropped.
+func FuzzDialName(f *testing.F) {
+	for _, s := range []string{"staging-db", "staging-db:5432", "staging-echo:../finance-echo", "a:", ":80", "a:65536", "x/y.z_w-1:0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		name, err := DialName(addr)
+		if err != nil {
+			if len(err.Error()) > 400 {
+				t.Fatalf("a %d-byte error for a %d-byte name", len(err.Error()), len(addr))
+			}
+			return
+		}
+		if ValidName(name) != nil {
+			t.Fatalf("DialName(%q) = %q, not a valid name", addr, name)
+		}
+		if addr == name {
+			return
+		}
+		port, ok := strings.CutPrefix(addr, name+":")
+		n, perr := strconv.Atoi(port)
+		if !ok || perr != nil || n < 0 || n > 65535 || strings.TrimLeft(port, "0123456789") != "" {
+			t.Fatalf("DialName(%q) = %q: the rest is not a port", addr, name)
+		}
+	})
+}

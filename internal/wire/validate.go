@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -40,10 +41,51 @@ func ValidName(s string) error {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		case c == '-' || c == '_' || c == '.' || c == '/':
 		default:
-			return fmt.Errorf("wire: name %q: use only letters, digits and . _ / -", s)
+			return fmt.Errorf("wire: name %s: use only letters, digits and . _ / -", quoteName(s))
 		}
 	}
 	return nil
+}
+
+// DialName returns the binding name in addr, which is a name or
+// "name:port" (as net/http and database drivers dial): the port, when
+// there is one, must be a decimal port number, and the name must pass
+// ValidName. Anything else is refused rather than cut down to something
+// that happens to be valid: "staging-echo:../finance-echo" is not
+// "staging-echo".
+func DialName(addr string) (string, error) {
+	name := addr
+	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
+		name = addr[:i]
+		port := addr[i+1:]
+		if len(port) == 0 || len(port) > 5 {
+			return "", fmt.Errorf("wire: %s: a port is 1 to 5 decimal digits", quoteName(addr))
+		}
+		n := 0
+		for j := 0; j < len(port); j++ {
+			if port[j] < '0' || port[j] > '9' {
+				return "", fmt.Errorf("wire: %s: the part after ':' is not a port number", quoteName(addr))
+			}
+			n = n*10 + int(port[j]-'0')
+		}
+		if n > 65535 {
+			return "", fmt.Errorf("wire: %s: port %d is above 65535", quoteName(addr), n)
+		}
+	}
+	if err := ValidName(name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// quoteName quotes a name for an error, or its first 64 bytes: what an
+// error quotes is bounded, whatever it was given (escapes can make a byte
+// four).
+func quoteName(s string) string {
+	if len(s) <= 64 {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%q... (%d bytes)", s[:64], len(s))
 }
 
 // The checks below are what a protobuf decoder does not do: it accepts any

@@ -216,7 +216,7 @@
 //  - Every repeated field holds at most 4096 entries, details at most 64.
 //  - Every string has a cap, given with its field below; strings are
 //    UTF-8, as proto3 requires.
-//  - Setup reads have deadlines: a relay waits at most 10 s (default) for
+//  - Setup reads have deadlines: a relay waits at most 5 s (default) for
 //    the control stream and its Hello, 15 s (default) for an Open and
 //    again for the connector's Result (1 s, by default, for the DialAck
 //    of a connector that sends one); a connector waits 10 s for a Dial.
@@ -226,6 +226,35 @@
 // A frame that breaks a limit, misses a required field or cannot be
 // decoded is malformed: the relay answers it with CODE_PROTOCOL (or
 // CODE_LIMIT for a frame over the cap).
+//
+// A relay reads nothing but the control stream before the Hello is
+// verified: a client that opens another stream first is closed with
+// CODE_PROTOCOL, reason "stream_before_hello". A relay may refuse a new
+// connection before any stream, in the QUIC handshake
+// (CONNECTION_REFUSED), when too many connections wait for their Hello or
+// when the client's address has had too many Hellos refused; and it may
+// ask a client to prove its address with a QUIC Retry first.
+//
+// # Reasons of CODE_LIMIT
+//
+// Each limit has its own reason, so that a program can tell which it met:
+//
+//   frame_too_large        a frame over the reader's cap (Reject, Result)
+//   sessions_per_subject   the token's subject has as many sessions as the
+//                          relay allows (Reject of a Hello)
+//   refresh_rate           the subject refreshed its token more often than
+//                          the relay allows per minute (Reject of a
+//                          Refresh; the session goes on)
+//   streams_per_agent      the session has as many binding streams open as
+//                          the relay allows (Result)
+//   streams_per_subject    the subject has as many binding streams open,
+//                          across its sessions, as the relay allows (Result)
+//   upstream_connections   the connector serves as many streams of the
+//                          binding as it allows (Result, from the connector)
+//
+// A relay configured to hide denials answers an open that policy denied
+// exactly as one of a binding that does not exist: CODE_UNKNOWN_BINDING,
+// "unknown_binding", no policies.
 //
 // # Versions
 //

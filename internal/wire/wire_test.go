@@ -353,3 +353,30 @@ func fuzzName(t FrameType) string {
 	}
 	return b.String()
 }
+
+func TestDialName(t *testing.T) {
+	tests := []struct {
+		name, addr, want string
+	}{
+		{"bare", "staging-db", "staging-db"},
+		{"with a port", "staging-db:5432", "staging-db"},
+		{"path in the port", "staging-echo:../finance-echo", ""},
+		{"empty port", "staging-db:", ""},
+		{"port too large", "staging-db:65536", ""},
+		{"two ports", "staging-db:80:81", ""},
+		{"no name", ":80", ""},
+		{"bad name", "staging db:80", ""},
+		{"long", strings.Repeat("a", 10<<10) + ":80", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := DialName(tt.addr)
+			if got != tt.want || (err == nil) != (tt.want != "") {
+				t.Fatalf("DialName(%.40q) = %q, %v; want %q", tt.addr, got, err, tt.want)
+			}
+			if err != nil && len(err.Error()) > 400 {
+				t.Fatalf("a %d-byte error", len(err.Error()))
+			}
+		})
+	}
+}

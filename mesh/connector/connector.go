@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,6 +55,14 @@ type Service struct {
 	Description string
 	// DialTimeout bounds the dial to the upstream. Zero means 10s.
 	DialTimeout time.Duration
+	// MaxConns caps the streams this connector serves for the service at
+	// once, across relays, and so its connections to the upstream (each
+	// stream holds at most one; a postgres stream is one login, which is
+	// what exhausts a server's max_connections). A stream over it is
+	// refused with CODE_LIMIT, reason "upstream_connections", and the
+	// agent's open fails with postern.ErrLimitExceeded. Zero means 64 for
+	// kind postgres and 1024 for tcp and http; negative means no cap.
+	MaxConns int
 	// Postgres is the upstream login, for kind postgres.
 	Postgres *Postgres
 	// HTTP is what the connector adds to requests, for kind http.
@@ -123,6 +132,7 @@ type Connector struct {
 	log      *slog.Logger
 	audit    *slog.Logger
 	services map[string]*Service
+	serving  map[string]*atomic.Int64 // service -> streams served now
 	hello    []*wire.Binding
 	tc       transport.Config
 	ungated  bool      // Config.Measure.Ungated: decide no statement or request
@@ -157,7 +167,7 @@ func New(cfg Config) (*Connector, error) {
 			return nil, fmt.Errorf("connector: config: %w", err)
 		}
 	}
-	c := &Connector{cfg: cfg, log: cfg.Logger, services: make(map[string]*Service), status: make(map[string]bool), policy: make(map[string]*relayPolicy), ready: make(chan struct{})}
+	c := &Connector{cfg: cfg, log: cfg.Logger, services: make(map[string]*Service), serving: make(map[string]*atomic.Int64), status: make(map[string]bool), policy: make(map[string]*relayPolicy), ready: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -189,7 +199,14 @@ func New(cfg Config) (*Connector, error) {
 		if s.DialTimeout <= 0 {
 			s.DialTimeout = 10 * time.Second
 		}
+		if s.MaxConns == 0 {
+			s.MaxConns = 1024
+			if s.Kind == postern.KindPostgres {
+				s.MaxConns = 64
+			}
+		}
 		c.services[s.Name] = &s
+		c.serving[s.Name] = new(atomic.Int64)
 		c.hello = append(c.hello, &wire.Binding{Name: s.Name, Kind: s.Kind, Environment: s.Environment, Labels: s.Labels, Description: s.Description})
 	}
 	for _, addr := range cfg.Relays {
@@ -514,6 +531,15 @@ func (c *Connector) serveStream(conn quicnet.Session, st quicnet.Stream, pol *re
 	defer span.End()
 	c.m.streamStarted(svc.Name)
 	defer c.m.streamEnded(svc.Name)
+	n := c.serving[svc.Name]
+	if cur := n.Add(1); svc.MaxConns > 0 && cur > int64(svc.MaxConns) {
+		n.Add(-1)
+		log.Warn("connector: upstream connection limit reached", "limit", svc.MaxConns)
+		c.refuse(st, svc.Name, &wire.Result{Code: wire.CodeLimit, Reason: ReasonUpstreamConnections, Message: fmt.Sprintf(
+			"the connector serves %d streams of this binding already, its limit (max_conns)", svc.MaxConns)})
+		return
+	}
+	defer n.Add(-1)
 	switch svc.Kind {
 	case postern.KindPostgres:
 		c.servePostgres(sctx, st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, pol, log)
@@ -541,6 +567,10 @@ func (c *Connector) serveStream(conn quicnet.Session, st quicnet.Stream, pol *re
 	in, out, err := quicnet.Splice(down, up.(*net.TCPConn))
 	log.Debug("connector: stream closed", "bytes_up", in, "bytes_down", out, "duration", time.Since(start), "err", err)
 }
+
+// ReasonUpstreamConnections is the reason of a stream refused at
+// Service.MaxConns (CODE_LIMIT).
+const ReasonUpstreamConnections = "upstream_connections"
 
 // track keeps the connection of the live session with relay (nil: none)
 // for the QUIC sampler.

@@ -16,8 +16,14 @@ const (
 	// (whether the token is bound to the key the client proved); bindings (the
 	// agent's catalog size) or services (what the connector advertises).
 	EventSessionStart = "session.start"
-	// EventSessionReject: a handshake was refused. Attributes: remote,
-	// role, subject (when the token was valid), code, reason, message.
+	// EventSessionReject: handshakes were refused, summed per source
+	// address and Config.RejectInterval. The first refusal from a source
+	// in an interval is written at once, with count 1 and the attributes
+	// remote, role, subject (when the token was valid), code, reason,
+	// message. Further ones are counted, and when the interval ends one
+	// event gives remote (the source IP, or "other" past 4096 sources),
+	// role, count, reasons (reason -> count), first, last and
+	// interval_ms.
 	EventSessionReject = "session.reject"
 	// EventSessionEnd: a session ended. Attributes: as session.start,
 	// plus reason and duration_ms.

@@ -60,6 +60,44 @@
 // dies without closing, cannot hold the credit other agents' opens and
 // streams need.
 //
+// # Hostile peers
+//
+// The relay is on the internet, and an agent is code an LLM steers: what a
+// peer may cost it is bounded, before and after its token is verified.
+//
+// Before the Hello is verified ([Limits]):
+//
+//   - At most MaxUnverified connections (default 1024) wait for their
+//     Hello, and at most MaxUnverifiedPerSource (32) from one IP address;
+//     one more is refused (CONNECTION_REFUSED) before the relay keeps any
+//     state for it. Once RetryAbove (128) connections wait, or a source
+//     has its share waiting, a new client must first prove its address
+//     with a QUIC Retry: spoofed Initials then cost nothing but the Retry
+//     packet. A client a Retry validated is counted against validated
+//     connections only, so spoofed packets cannot lock it out.
+//   - The Hello must arrive within HandshakeTimeout (5s). Nothing but the
+//     control stream is read before it is verified: a peer that opens
+//     another stream first is closed (CODE_PROTOCOL, stream_before_hello),
+//     and the Hello is read into a buffer that grows with what arrives,
+//     not with what its header announces.
+//   - InitialStreamWindow and InitialConnWindow set the flow-control
+//     windows granted at the handshake (default WindowedTransport's, 512
+//     KiB per stream and 64 MiB per connection, which the shared
+//     relay-connector connection needs; set 32 KiB and 128 KiB on a relay
+//     that must give unverified peers less); quic-go grows them for
+//     verified flows that use them.
+//   - A source whose Hellos were refused RejectsPerSource times (16) in a
+//     [Config.RejectInterval] has its new connections refused, after a
+//     Retry, until the interval ends; its verified sessions go on.
+//
+// After it, per subject (the token's sub, across all its sessions):
+// SessionsPerSubject (64), StreamsPerSubject (4096) and
+// RefreshesPerMinute (60). Each refusal has code CODE_LIMIT and its own
+// reason: [ReasonSessionsPerSubject], [ReasonStreamsPerSubject],
+// [ReasonRefreshRate] (beside [ReasonStreamsPerAgent]); a refused refresh
+// leaves the session on its current token. With [Config.HideDenied] a
+// denied open is answered exactly as an unknown binding.
+//
 // The messages (Hello, Welcome, Reject, Open and the rest) and their
 // fields are defined in one protobuf schema, internal/wire/wire.proto,
 // whose comments are the protocol's documentation.
@@ -149,6 +187,17 @@
 // [EventOpenAllow], [EventOpenDeny], [EventOpenFail], [EventStreamClose]
 // and [EventStreamRevoked] document their attributes. A denial names the policies that decided it. No token or
 // secret is ever logged.
+//
+// Events never are written on the path of an open: they go through a
+// bounded queue ([Config.AuditQueue], 8192 events) that one goroutine
+// hands to the handler in batches. When the queue is full, the default
+// blocks the emitter (nothing is lost; a collector that stops reading
+// stalls opens once the queue is full); AuditQueue.Drop drops the event
+// instead, counts it, and reports the count in the trail
+// ([EventAuditDropped]) once the queue drains. [Relay.Close] writes every
+// event accepted before it returns. Refused handshakes are summed per
+// source address: one event per source and [Config.RejectInterval] (10s)
+// with a count, and the first of each interval at once.
 //
 // # Metrics, traces, readiness
 //

@@ -91,9 +91,25 @@ type Config struct {
 	// Logger receives operational messages. Nil means silent.
 	Logger *slog.Logger
 	// Audit receives one event per decision: session start and end, each
-	// open allowed or denied, each stream's close. Nil means no audit
-	// trail. Tokens and secrets never appear in it.
+	// open allowed or denied, each stream's close; refused handshakes
+	// are counted per source address (see RejectInterval). Nil means no
+	// audit trail. Tokens and secrets never appear in it. Events reach
+	// it through a queue (AuditQueue), never on the path of an open.
 	Audit *slog.Logger
+	// AuditQueue says how events are queued for Audit.
+	AuditQueue AuditQueue
+	// RejectInterval is how often refused handshakes are summed up in
+	// the audit trail: the first from a source address in an interval is
+	// written at once, the rest as one session.reject event with a count
+	// when the interval ends. Zero means 10s.
+	RejectInterval time.Duration
+	// HideDenied answers an open that policy denies exactly as an open of
+	// a binding that does not exist (CODE_UNKNOWN_BINDING,
+	// "unknown_binding", no policies named), for deployments that must
+	// not tell an agent which bindings exist. The audit trail still
+	// records the denial and its policies. False means a denial says it
+	// is one and names the policies that decided it.
+	HideDenied bool
 	// Metrics, when set, receives the relay's Prometheus collectors
 	// (postern_relay_*; see "Metrics" in the package documentation). Nil
 	// means no metrics, and no cost.
@@ -102,6 +118,27 @@ type Config struct {
 	// global provider, which is a no-op unless the program installs one.
 	TracerProvider trace.TracerProvider
 }
+
+// Reasons of the relay's CODE_LIMIT refusals (Reject.reason and
+// Result.reason; wire.proto lists them).
+const (
+	// ReasonUnverified: too many connections wait for their Hello (in
+	// CONNECTION_CLOSE only: the connection is refused before a stream).
+	ReasonUnverified = "unverified_connections"
+	// ReasonSessionsPerSubject: the subject has Limits.SessionsPerSubject
+	// sessions open (Reject of a Hello).
+	ReasonSessionsPerSubject = "sessions_per_subject"
+	// ReasonStreamsPerAgent: the session has Limits.StreamsPerAgent
+	// binding streams open (Result of an Open).
+	ReasonStreamsPerAgent = "streams_per_agent"
+	// ReasonStreamsPerSubject: the subject has Limits.StreamsPerSubject
+	// binding streams open across its sessions (Result of an Open).
+	ReasonStreamsPerSubject = "streams_per_subject"
+	// ReasonRefreshRate: the subject refreshed its token more than
+	// Limits.RefreshesPerMinute times in a minute (Reject of a Refresh;
+	// the session goes on).
+	ReasonRefreshRate = "refresh_rate"
+)
 
 // Limits bound what one client may ask of the relay. Zero values mean the
 // defaults given.
@@ -113,7 +150,7 @@ type Limits struct {
 	// MaxFrameSize caps every control frame a client sends. Default 64 KiB.
 	MaxFrameSize int
 	// HandshakeTimeout bounds the time from a client's QUIC handshake to
-	// its verified Hello. Default 10s.
+	// its verified Hello. Default 5s.
 	HandshakeTimeout time.Duration
 	// MaxTokenSize caps the token in a Hello or a Refresh. Default 8 KiB.
 	MaxTokenSize int
@@ -121,6 +158,56 @@ type Limits struct {
 	// connectors' answer to a dial (which includes their dial to the
 	// upstream, and the moves to other connectors). Default 15s.
 	OpenTimeout time.Duration
+
+	// MaxUnverified caps the connections that have finished, or begun,
+	// their QUIC handshake but had no Hello verified yet. A connection
+	// over it is refused (CONNECTION_REFUSED) before the relay keeps any
+	// state for it. Default 1024.
+	MaxUnverified int
+	// MaxUnverifiedPerSource caps them per source IP address. Default
+	// 32. A client whose address a Retry validated is counted against
+	// validated connections only, so that Initials spoofed from its
+	// address cannot lock it out.
+	MaxUnverifiedPerSource int
+	// RetryAbove is the number of unverified connections from which a new
+	// client must prove its address with a QUIC Retry (one more round
+	// trip, no state kept for a spoofed source); a source address that
+	// has MaxUnverifiedPerSource waiting is asked too. Default 128; it
+	// must be below MaxUnverified. Negative asks every client.
+	RetryAbove int
+	// InitialStreamWindow and InitialConnWindow are the flow-control
+	// windows, in bytes, the relay grants each stream and each
+	// connection at the handshake: what a peer that has not been
+	// verified can make the relay buffer on a stream it opens. quic-go
+	// grows them, up to the maximums (2 MiB and 64 MiB), for flows that
+	// use them. Zero means WindowedTransport's: 512 KiB per stream and
+	// the whole 64 MiB per connection from the start, which the
+	// relay-connector connection shared by many agents needs (see
+	// StalledStreamsPerAgent); a relay that serves agents only may set
+	// them small (32 KiB and 128 KiB). An unverified peer's extra
+	// streams are not read and close its connection either way.
+	// Config.Transport's StreamWindow and ConnWindow, when set, take
+	// precedence.
+	InitialStreamWindow, InitialConnWindow uint64
+
+	// SessionsPerSubject caps the sessions one subject (a token's sub)
+	// may have at once, agents and connectors alike. Default 64.
+	SessionsPerSubject int
+	// StreamsPerSubject caps the binding streams one agent subject may
+	// have open at once across all its sessions. Default 4096.
+	StreamsPerSubject int
+	// RefreshesPerMinute caps the token refreshes of one subject, across
+	// its sessions (a refresh costs a signature check and a catalog
+	// recomputation). Default 60.
+	RefreshesPerMinute int
+	// RejectsPerSource is how many refused Hellos a source IP address
+	// may have in one Config.RejectInterval; past it the relay refuses
+	// its new connections (after a Retry proves the address, so that
+	// spoofed packets cannot shut a victim out) until the interval ends.
+	// Sessions already verified are not touched. Default 16; negative
+	// means no such refusal.
+	RejectsPerSource int
+
 	// AckTimeout is how long the relay waits for a connector to
 	// acknowledge a dial (wire.DialAck, which it sends as soon as it has
 	// read the Dial, before it dials the upstream) before it sends the
@@ -163,13 +250,34 @@ func (l *Limits) fill() {
 		l.MaxFrameSize = wire.DefaultMaxFrameSize
 	}
 	if l.HandshakeTimeout <= 0 {
-		l.HandshakeTimeout = 10 * time.Second
+		l.HandshakeTimeout = 5 * time.Second
 	}
 	if l.MaxTokenSize <= 0 {
 		l.MaxTokenSize = 8 << 10
 	}
 	if l.OpenTimeout <= 0 {
 		l.OpenTimeout = 15 * time.Second
+	}
+	if l.MaxUnverified <= 0 {
+		l.MaxUnverified = 1024
+	}
+	if l.MaxUnverifiedPerSource <= 0 {
+		l.MaxUnverifiedPerSource = 32
+	}
+	if l.RetryAbove == 0 {
+		l.RetryAbove = min(128, l.MaxUnverified/2)
+	}
+	if l.SessionsPerSubject <= 0 {
+		l.SessionsPerSubject = 64
+	}
+	if l.StreamsPerSubject <= 0 {
+		l.StreamsPerSubject = 4096
+	}
+	if l.RefreshesPerMinute <= 0 {
+		l.RefreshesPerMinute = 60
+	}
+	if l.RejectsPerSource == 0 {
+		l.RejectsPerSource = 16
 	}
 	if l.AckTimeout <= 0 {
 		l.AckTimeout = time.Second
@@ -193,7 +301,14 @@ type Relay struct {
 	ln     *quicnet.Listener
 	log    *slog.Logger
 	audit  *slog.Logger
+	auditQ *auditQueue // nil without Config.Audit
 	policy *policy.Engine
+
+	gate     *gate
+	subjects *subjects
+	rejects  *rejectLog
+	stopAux  chan struct{} // ends the reject log's ticker
+	auxDone  chan struct{}
 
 	policyFrames policyFrames // the Policy frame sent to connectors
 
@@ -235,12 +350,20 @@ func Listen(cfg Config) (*Relay, error) {
 	}
 	limits := cfg.Limits
 	limits.fill()
+	if limits.RetryAbove >= limits.MaxUnverified {
+		return nil, fmt.Errorf("relay: config: limits: RetryAbove (%d) must be below MaxUnverified (%d), or spoofed Initials could fill the relay before any Retry is asked", limits.RetryAbove, limits.MaxUnverified)
+	}
+	if cfg.RejectInterval <= 0 {
+		cfg.RejectInterval = 10 * time.Second
+	}
 	r := &Relay{
 		tracer:     tracerOf(cfg.TracerProvider),
 		cfg:        cfg,
 		limits:     limits,
 		log:        orDiscard(cfg.Logger),
 		audit:      orDiscard(cfg.Audit),
+		gate:       newGate(limits),
+		subjects:   newSubjects(limits),
 		policy:     cfg.Policy,
 		routes:     make(map[string]*route),
 		agents:     make(map[*agentSession]struct{}),
@@ -270,30 +393,32 @@ func Listen(cfg Config) (*Relay, error) {
 		}
 		r.routes[b.Name] = newRoute(b, true)
 	}
-	tc := transport.Config{}
-	if cfg.Transport != nil {
-		tc = *cfg.Transport
+	tc := relayTransport(cfg.Transport, limits)
+	if cfg.Audit != nil {
+		// Over the metrics' counting handler, when there is one.
+		r.auditQ = newAuditQueue(r.audit.Handler(), cfg.AuditQueue)
+		r.audit = r.auditQ.logger()
 	}
-	if tc.KeepAlive == 0 {
-		// Clients keep their sessions alive (they are the ones behind
-		// NATs); a relay pinging every idle session as well would double
-		// the idle packets of thousands of sessions for nothing.
-		tc.KeepAlive = -1
-	}
-	if tc.MaxIncomingStreams == 0 {
-		// Room above the per-agent limit, so that an agent over it gets
-		// a clear "limit exceeded" from the relay instead of waiting for
-		// QUIC stream credit.
-		tc.MaxIncomingStreams = int64(limits.StreamsPerAgent) + 64
-	}
+	// The gate consults the reject log from the first packet on.
+	r.rejects = newRejectLog(r.audit, cfg.RejectInterval, limits.RejectsPerSource)
+	r.gate.penalized = r.rejects.penalized
 	tc = WindowedTransport(tc)
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}
 	transport.ServerRequestsClientKeys(serverTLS) // the proof of a bound token's key
-	ln, err := quicnet.Listen(cfg.Addr, serverTLS, &tc)
+	ln, err := quicnet.ListenAdmit(cfg.Addr, serverTLS, &tc,
+		quicnet.Admission{VerifySourceAddress: r.gate.verifySource, ConnContext: r.gate.connContext})
 	if err != nil {
+		if r.auditQ != nil {
+			r.auditQ.close()
+		}
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	r.ln = ln
+	r.stopAux, r.auxDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(r.auxDone)
+		r.rejects.run(r.stopAux)
+	}()
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.wg.Add(3)
 	go r.acceptLoop()
@@ -309,6 +434,40 @@ func Listen(cfg Config) (*Relay, error) {
 	}
 	r.log.Info("relay: listening", "addr", ln.Addr().String(), "tcp", tcpAddr, "pin", transport.Pin(cfg.Certificate))
 	return r, nil
+}
+
+// relayTransport is the QUIC configuration of a relay: c, with the zero
+// fields the relay sets itself filled in from limits.
+func relayTransport(c *transport.Config, limits Limits) transport.Config {
+	tc := transport.Config{}
+	if c != nil {
+		tc = *c
+	}
+	if tc.KeepAlive == 0 {
+		// Clients keep their sessions alive (they are the ones behind
+		// NATs); a relay pinging every idle session as well would double
+		// the idle packets of thousands of sessions for nothing.
+		tc.KeepAlive = -1
+	}
+	// What a peer gets before it has shown a token, when configured
+	// smaller than WindowedTransport's; quic-go's auto-tuning grows them
+	// for verified flows that use them.
+	if tc.StreamWindow == 0 {
+		tc.StreamWindow = limits.InitialStreamWindow
+	}
+	if tc.ConnWindow == 0 {
+		tc.ConnWindow = limits.InitialConnWindow
+	}
+	if tc.HandshakeTimeout == 0 {
+		tc.HandshakeTimeout = limits.HandshakeTimeout
+	}
+	if tc.MaxIncomingStreams == 0 {
+		// Room above the per-agent limit, so that an agent over it gets
+		// a clear "limit exceeded" from the relay instead of waiting for
+		// QUIC stream credit.
+		tc.MaxIncomingStreams = int64(limits.StreamsPerAgent) + 64
+	}
+	return tc
 }
 
 // WindowedTransport fills the receive windows of tc that are zero with the
@@ -378,6 +537,12 @@ func (r *Relay) Close() error {
 	wg.Wait()
 	err := r.ln.Close()
 	r.wg.Wait()
+	// Every event accepted is written before Close returns.
+	close(r.stopAux)
+	<-r.auxDone
+	if r.auditQ != nil {
+		r.auditQ.close()
+	}
 	return err
 }
 
@@ -402,19 +567,37 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// SyncAudit returns once every audit event emitted before the call has
+// been handed to Config.Audit (and AuditQueue.Flush called); refusals
+// counted for the current RejectInterval are written first. Tests, and
+// programs that read the trail they just caused, call it.
+func (r *Relay) SyncAudit() {
+	r.rejects.flush()
+	if r.auditQ != nil {
+		r.auditQ.wait()
+	}
+}
+
 // Stats is a snapshot of the relay's sessions.
 type Stats struct {
 	Agents     int
 	Connectors int
 	Streams    int64          // binding streams open now
 	Bindings   map[string]int // binding name -> connectors serving it now
+	// Unverified is how many connections wait for their Hello now.
+	Unverified int
+	// Refused counts the connections refused at Limits.MaxUnverified or
+	// MaxUnverifiedPerSource since the relay started; Retried, the new
+	// clients asked to prove their address with a Retry.
+	Refused, Retried uint64
 }
 
 // Stats returns a snapshot of the relay's sessions.
 func (r *Relay) Stats() Stats {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	st := Stats{Agents: len(r.agents), Connectors: len(r.connectors), Bindings: make(map[string]int, len(r.routes))}
+	st := Stats{Agents: len(r.agents), Connectors: len(r.connectors), Bindings: make(map[string]int, len(r.routes)),
+		Unverified: r.gate.unverified(), Refused: r.gate.refused.Load(), Retried: r.gate.retried.Load()}
 	for a := range r.agents {
 		st.Streams += a.streams.Load()
 	}
@@ -478,17 +661,40 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 	if d, ok := ctx.Deadline(); ok {
 		ctrl.SetDeadline(d)
 	}
+	var verified atomic.Bool
+	stopWatch := watchEarlyStreams(ctx, conn, &verified)
 	proven := provenKey(conn.TLSState())
 	hello, claims, rej := r.handshake(ctrl, proven)
 	if rej != nil {
+		stopWatch()
 		r.m.handshakeFailed(hello.Role, rej.Reason)
-		r.reject(conn, ctrl, rej)
-		emit(r.audit, slog.LevelWarn, EventSessionReject,
+		// Counted before the peer hears of it: its next connection
+		// already meets Limits.RejectsPerSource.
+		r.rejects.reject(sourceOf(conn.RemoteAddr()), hello.Role, rej.Reason, []slog.Attr{
 			slog.String("remote", remote), slog.String("role", hello.Role), slog.String("subject", subjectOf(claims)),
-			slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))
+			slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message)})
+		r.reject(conn, ctrl, rej)
 		return
 	}
+	verified.Store(true)
+	early := stopWatch()
+	if conn.Context().Err() != nil {
+		return // closed by the watcher: a stream came before the hello
+	}
+	admitted(conn)
 	ctrl.SetDeadline(time.Time{})
+	if rej := r.subjects.startSession(claims.Subject); rej != nil {
+		if early != nil {
+			early.CancelRead(quicnet.StreamRefused)
+			early.CancelWrite(quicnet.StreamRefused)
+		}
+		r.rejects.reject(sourceOf(conn.RemoteAddr()), hello.Role, rej.Reason, []slog.Attr{
+			slog.String("remote", remote), slog.String("role", hello.Role), slog.String("subject", claims.Subject),
+			slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message)})
+		r.reject(conn, ctrl, rej)
+		return
+	}
+	defer r.subjects.endSession(claims.Subject)
 	init := func(s *session) {
 		s.r = r
 		s.id = newSessionID()
@@ -509,9 +715,14 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 	case wire.RoleAgent:
 		a := new(agentSession)
 		init(&a.session)
+		a.early = early
 		a.wantsRevoke = slices.Contains(hello.GetFeatures(), wire.FeatureRevoke)
 		r.serveAgent(a)
 	case wire.RoleConnector:
+		if early != nil {
+			early.CancelRead(quicnet.StreamRefused)
+			early.CancelWrite(quicnet.StreamRefused)
+		}
 		c := new(connectorSession)
 		init(&c.session)
 		c.wantsPolicy = slices.Contains(hello.GetFeatures(), wire.FeaturePolicy)
@@ -531,8 +742,9 @@ func subjectOf(c *identity.Claims) string {
 // handshake reads and checks a Hello. On failure it returns the Reject to
 // send; hello is then what could be read of it.
 func (r *Relay) handshake(ctrl io.Reader, proven string) (*wire.Hello, *identity.Claims, *wire.Reject) {
-	hello := new(wire.Hello)
-	if err := wire.ReadExpected(ctrl, r.limits.MaxFrameSize, hello); err != nil {
+	hello, err := readHello(ctrl, r.limits.MaxFrameSize)
+	if err != nil {
+		hello = new(wire.Hello)
 		switch {
 		case errors.Is(err, wire.ErrFrameTooLarge):
 			return hello, nil, &wire.Reject{Code: wire.CodeLimit, Reason: "frame_too_large", Message: fmt.Sprintf("hello is larger than the relay's %d-byte frame limit", r.limits.MaxFrameSize)}

@@ -108,7 +108,11 @@ func (s *session) readControl(role identity.Role, onRefresh func(*identity.Claim
 		}
 		switch m := m.(type) {
 		case *wire.Refresh:
-			claims, rej := s.r.verify(m.Token, role)
+			var claims *identity.Claims
+			rej := s.r.subjects.refresh(s.claims.Load().Subject)
+			if rej == nil {
+				claims, rej = s.r.verify(m.Token, role)
+			}
 			if rej == nil && claims.Subject != s.claims.Load().Subject {
 				rej = &wire.Reject{Code: wire.CodeUnauthenticated, Reason: "subject_changed", Message: "a refreshed token must have the session's subject"}
 			}
@@ -159,9 +163,9 @@ func (s *session) auditAttrs(role string) []slog.Attr {
 // the refusal.
 func (s *session) refuse(role string, rej *wire.Reject) {
 	s.r.m.handshakeFailed(role, rej.Reason)
+	s.r.rejects.reject(s.remoteIP, role, rej.Reason, append(s.auditAttrs(role),
+		slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message)))
 	s.r.reject(s.conn, s.ctrl, rej)
-	emit(s.r.audit, slog.LevelWarn, EventSessionReject, append(s.auditAttrs(role),
-		slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))...)
 }
 
 func (s *session) end(role string) {
@@ -186,6 +190,7 @@ type agentSession struct {
 	principal atomic.Pointer[policy.Principal]
 	ident     atomic.Pointer[wire.Identity] // as sent to connectors
 	streams   atomic.Int64                  // binding streams open now
+	early     quicnet.Stream                // a stream accepted during the handshake, served first
 
 	stallMu  sync.Mutex
 	stalling map[*stallStream]struct{} // streams past their Result, for the stall watch
@@ -290,9 +295,13 @@ func (r *Relay) serveAgent(a *agentSession) {
 		closeConn(a.conn, wire.CodeOK, "closed", "control stream ended")
 	}()
 	for {
-		st, err := a.conn.AcceptStream(r.ctx)
-		if err != nil {
-			break
+		st := a.early
+		a.early = nil
+		if st == nil {
+			var err error
+			if st, err = a.conn.AcceptStream(r.ctx); err != nil {
+				break
+			}
 		}
 		r.streamStarted()
 		wg.Add(1)

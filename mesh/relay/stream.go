@@ -59,7 +59,9 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 	ospan := r.startOpenSpan(&open, action)
 	var rt *route // nil until the binding is known: metrics label it "(unknown)"
 	// A refusal is audited before the agent hears of it.
-	deny := func(res *wire.Result, extra ...slog.Attr) {
+	// With Config.HideDenied the agent may be sent something else than
+	// what is audited.
+	denyAs := func(res, sent *wire.Result, extra ...slog.Attr) {
 		r.m.opened(rt, res.Code)
 		ospan.end(res)
 		attrs = append(attrs, slog.String("decision", "deny"), slog.String("code", res.Code.Text()), slog.String("reason", res.Reason))
@@ -67,14 +69,21 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 			attrs = append(attrs, slog.Any("policies", res.Policies))
 		}
 		emit(a.audit, slog.LevelWarn, EventOpenDeny, append(attrs, extra...)...)
-		quicnet.Refuse(st, res)
+		quicnet.Refuse(st, sent)
 	}
+	deny := func(res *wire.Result, extra ...slog.Attr) { denyAs(res, res, extra...) }
 
 	if n > int64(r.limits.StreamsPerAgent) {
-		deny(&wire.Result{Code: wire.CodeLimit, Reason: "streams_per_agent",
+		deny(&wire.Result{Code: wire.CodeLimit, Reason: ReasonStreamsPerAgent,
 			Message: fmt.Sprintf("this agent has %d binding streams open, the limit is %d", n-1, r.limits.StreamsPerAgent)})
 		return
 	}
+	subject := a.claims.Load().Subject
+	if res := r.subjects.startStream(subject); res != nil {
+		deny(res)
+		return
+	}
+	defer r.subjects.endStream(subject)
 	if r.draining.Load() {
 		deny(&wire.Result{Code: wire.CodeShutdown, Reason: "relay_shutdown", Message: "the relay is shutting down"})
 		return
@@ -83,7 +92,7 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 	rt = r.routes[open.Binding]
 	r.mu.RUnlock()
 	if rt == nil {
-		deny(&wire.Result{Code: wire.CodeUnknownBinding, Reason: "unknown_binding", Message: "no binding has this name"})
+		deny(unknownBinding())
 		return
 	}
 	meta := rt.meta.Load()
@@ -112,8 +121,14 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 		if policies == nil {
 			policies = []string{}
 		}
-		deny(&wire.Result{Code: wire.CodeDenied, Reason: "policy", Message: dec.String(), Policies: policies},
-			slog.String("decision_detail", dec.String()))
+		res := &wire.Result{Code: wire.CodeDenied, Reason: "policy", Message: dec.String(), Policies: policies}
+		sent := res
+		if r.cfg.HideDenied {
+			// The agent hears what it would for a name that does not
+			// exist; the trail keeps the truth.
+			sent = unknownBinding()
+		}
+		denyAs(res, sent, slog.String("decision_detail", dec.String()), slog.Bool("hidden", r.cfg.HideDenied))
 		return
 	}
 	attrs = append(attrs, slog.Any("policies", dec.Policies))
@@ -212,6 +227,12 @@ func decideOpen(e *policy.Engine, req policy.Request) policy.Decision {
 		return named
 	}
 	return d
+}
+
+// unknownBinding is the answer to an open of a name no binding has, and,
+// with Config.HideDenied, to an open that policy denied: the same bytes.
+func unknownBinding() *wire.Result {
+	return &wire.Result{Code: wire.CodeUnknownBinding, Reason: "unknown_binding", Message: "no binding has this name"}
 }
 
 // detailMap returns an Open's details as policy and the audit trail take

@@ -1,0 +1,226 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/postern/postern/internal/quicnet"
+	"github.com/postern/postern/internal/wire"
+)
+
+// Before its Hello is verified a peer has shown nothing but that it can
+// finish a QUIC handshake, or, before that, send one UDP datagram from an
+// address it may not own. What the relay spends on such peers is bounded
+// here: how many connections may wait for their Hello at once, in all and
+// per source address, and from how many waiting connections on a new
+// client must first prove its address with a Retry, which costs the relay
+// no state (a spoofed source never receives it).
+
+// errRefused is what ConnContext returns to have quic-go refuse a
+// connection with CONNECTION_REFUSED.
+var errRefused = errors.New("relay: too many unverified connections")
+
+// gate counts the connections that have not yet had a Hello verified.
+type gate struct {
+	max, perSource, retryAbove int
+	penalized                  func(netip.Addr) bool // a source refused too often: refuse it at once
+
+	mu       sync.Mutex
+	pending  int
+	bySource map[netip.Addr]*sourceCount
+
+	refused atomic.Uint64 // connections refused at a cap
+	retried atomic.Uint64 // Initials answered with a Retry
+}
+
+// sourceCount is one source address's unverified connections: all of them,
+// and those whose address was validated (by a Retry). The per-source cap
+// counts validated ones for a validated client, so that Initials spoofed
+// from a victim's address can push the victim into a Retry, never out.
+type sourceCount struct{ all, validated int }
+
+func newGate(l Limits) *gate {
+	return &gate{max: l.MaxUnverified, perSource: l.MaxUnverifiedPerSource, retryAbove: l.RetryAbove, bySource: make(map[netip.Addr]*sourceCount)}
+}
+
+func sourceOf(a net.Addr) netip.Addr {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		return ua.AddrPort().Addr().Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// verifySource is quic.Transport.VerifySourceAddress: a Retry once the
+// relay is under load (RetryAbove connections wait for a Hello), or once
+// this source address has its share waiting.
+func (g *gate) verifySource(a net.Addr) bool {
+	if g.retryAbove < 0 {
+		return true
+	}
+	src := sourceOf(a)
+	if g.penalized != nil && g.penalized(src) {
+		// A source refused too often proves its address first, so that
+		// the refusal that follows is of a peer really there.
+		g.retried.Add(1)
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	retry := g.pending >= g.retryAbove
+	if sc := g.bySource[src]; sc != nil && sc.all >= g.perSource {
+		retry = true
+	}
+	if retry {
+		g.retried.Add(1)
+	}
+	return retry
+}
+
+// ticket is one admitted connection's place in the gate, given back once,
+// when its Hello is verified or the connection ends, whichever is first.
+type ticket struct {
+	g         *gate
+	src       netip.Addr
+	validated bool
+	once      sync.Once
+}
+
+type ticketKey struct{}
+
+// connContext is quic.Transport.ConnContext: it admits a connection within
+// the caps, or refuses it before quic-go keeps any state for it.
+func (g *gate) connContext(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
+	src := sourceOf(info.RemoteAddr)
+	if info.AddrVerified && g.penalized != nil && g.penalized(src) {
+		g.refused.Add(1)
+		return nil, errRefused
+	}
+	g.mu.Lock()
+	sc := g.bySource[src]
+	if sc == nil {
+		sc = new(sourceCount)
+	}
+	n := sc.all
+	if info.AddrVerified {
+		n = sc.validated
+	}
+	if g.pending >= g.max || n >= g.perSource {
+		g.mu.Unlock()
+		g.refused.Add(1)
+		return nil, errRefused
+	}
+	g.pending++
+	sc.all++
+	if info.AddrVerified {
+		sc.validated++
+	}
+	g.bySource[src] = sc
+	g.mu.Unlock()
+	t := &ticket{g: g, src: src, validated: info.AddrVerified}
+	context.AfterFunc(ctx, t.release)
+	return context.WithValue(ctx, ticketKey{}, t), nil
+}
+
+func (t *ticket) release() {
+	t.once.Do(func() {
+		g := t.g
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.pending--
+		sc := g.bySource[t.src]
+		sc.all--
+		if t.validated {
+			sc.validated--
+		}
+		if sc.all == 0 {
+			delete(g.bySource, t.src)
+		}
+	})
+}
+
+// admitted gives back conn's place in the gate: its Hello is verified.
+func admitted(conn quicnet.Session) {
+	if t, ok := conn.Context().Value(ticketKey{}).(*ticket); ok {
+		t.release()
+	}
+}
+
+// unverified returns how many connections wait for their Hello now.
+func (g *gate) unverified() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.pending
+}
+
+// readHello reads the Hello frame into a buffer that grows with what
+// arrives, rather than one of the size its header announces: a peer that
+// announces a large Hello and sends nothing holds no more than it sent,
+// which the stream's flow-control window bounds.
+func readHello(r io.Reader, max int) (*wire.Hello, error) {
+	var hdr [wire.FrameHeaderLen]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	typ := wire.FrameType(hdr[0])
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if uint64(n) > uint64(max) {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", wire.ErrFrameTooLarge, n, max)
+	}
+	if typ != wire.FrameHello {
+		return nil, fmt.Errorf("%w: got a %s frame where a hello frame was expected", wire.ErrMalformed, typ.Name())
+	}
+	var buf bytes.Buffer
+	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	m, err := wire.Decode(typ, buf.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	return m.(*wire.Hello), nil
+}
+
+// watchEarlyStreams refuses a connection that opens a stream besides the
+// control stream before its Hello is verified: nothing else is read before
+// then, and a peer that piles data on streams the relay has not accepted
+// is closed rather than buffered. A stream that arrives after the Hello
+// was verified (a client that raced its Welcome) is handed back by the
+// returned function.
+func watchEarlyStreams(ctx context.Context, conn quicnet.Session, verified *atomic.Bool) (stop func() quicnet.Stream) {
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan quicnet.Stream, 1)
+	go func() {
+		st, err := conn.AcceptStream(wctx)
+		if err != nil {
+			done <- nil
+			return
+		}
+		if !verified.Load() {
+			st.CancelRead(0)
+			closeConn(conn, wire.CodeProtocol, "stream_before_hello", "a stream was opened before the hello was verified")
+			done <- nil
+			return
+		}
+		done <- st
+	}()
+	return func() quicnet.Stream {
+		cancel()
+		return <-done
+	}
+}

@@ -1,0 +1,400 @@
+package relay
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/postern/postern/internal/quicnet"
+	"github.com/postern/postern/internal/wire"
+	"github.com/postern/postern/transport"
+)
+
+// TestRelayWindows: a relay grants small flow-control windows at the
+// handshake and keeps the large maximums that auto-tuning grows into;
+// what a configuration sets itself is kept.
+func TestRelayWindows(t *testing.T) {
+	var l Limits
+	l.fill()
+	q := quicnet.QUICConfig(ptr(WindowedTransport(relayTransport(nil, l))))
+	if q.InitialStreamReceiveWindow != 512<<10 || q.InitialConnectionReceiveWindow != 64<<20 {
+		t.Errorf("default initial windows %d/%d, want WindowedTransport's 512 KiB/64 MiB", q.InitialStreamReceiveWindow, q.InitialConnectionReceiveWindow)
+	}
+	if q.HandshakeIdleTimeout > 5*time.Second {
+		t.Errorf("handshake idle timeout %s, want at most the 5s Hello deadline", q.HandshakeIdleTimeout)
+	}
+	l.InitialStreamWindow, l.InitialConnWindow = 32<<10, 128<<10
+	q = quicnet.QUICConfig(ptr(WindowedTransport(relayTransport(nil, l))))
+	if q.InitialStreamReceiveWindow != 32<<10 || q.InitialConnectionReceiveWindow != 128<<10 {
+		t.Errorf("configured windows %d/%d, want 32 KiB/128 KiB", q.InitialStreamReceiveWindow, q.InitialConnectionReceiveWindow)
+	}
+	if q.MaxStreamReceiveWindow < 2<<20 || q.MaxConnectionReceiveWindow < 64<<20 {
+		t.Errorf("maximum windows %d/%d, want at least 2 MiB/64 MiB for auto-tuning to grow into", q.MaxStreamReceiveWindow, q.MaxConnectionReceiveWindow)
+	}
+	if q := quicnet.QUICConfig(ptr(relayTransport(&transport.Config{StreamWindow: 1 << 20}, l))); q.InitialStreamReceiveWindow != 1<<20 {
+		t.Errorf("Transport.StreamWindow %d, want it kept", q.InitialStreamReceiveWindow)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func udp(s string) net.Addr { return net.UDPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
+
+// TestGate: the caps on unverified connections, in all and per source,
+// the Retry threshold, and the separate budget of validated clients.
+func TestGate(t *testing.T) {
+	g := newGate(Limits{MaxUnverified: 6, MaxUnverifiedPerSource: 2, RetryAbove: 4})
+	var cancels []context.CancelFunc
+	admit := func(addr string, validated bool) error {
+		ctx, cancel := context.WithCancel(context.Background())
+		ctx, err := g.connContext(ctx, &quic.ClientInfo{RemoteAddr: udp(addr), AddrVerified: validated})
+		if err != nil {
+			cancel()
+			return err
+		}
+		if _, ok := ctx.Value(ticketKey{}).(*ticket); !ok {
+			t.Fatal("admitted connection's context carries no ticket")
+		}
+		cancels = append(cancels, cancel)
+		return nil
+	}
+	for _, a := range []string{"10.0.0.1:1", "10.0.0.1:2"} {
+		if g.verifySource(udp(a)) {
+			t.Fatalf("%s asked for a Retry below every threshold", a)
+		}
+		if err := admit(a, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !g.verifySource(udp("10.0.0.1:3")) {
+		t.Fatal("a source with its share waiting was not asked for a Retry")
+	}
+	if err := admit("10.0.0.1:3", false); !errors.Is(err, errRefused) {
+		t.Fatalf("third unvalidated connection from one source: %v, want refused", err)
+	}
+	// Spoofed Initials filled 10.0.0.1's share; the real client, validated
+	// by the Retry, has its own.
+	for _, p := range []string{"4", "5"} {
+		if err := admit("10.0.0.1:"+p, true); err != nil {
+			t.Fatalf("validated connection %s: %v", p, err)
+		}
+	}
+	if err := admit("10.0.0.1:6", true); !errors.Is(err, errRefused) {
+		t.Fatalf("third validated connection from one source: %v, want refused", err)
+	}
+	if !g.verifySource(udp("10.0.0.2:1")) {
+		t.Fatal("a new source was not asked for a Retry with RetryAbove connections waiting")
+	}
+	for _, a := range []string{"10.0.0.2:1", "10.0.0.3:1"} {
+		if err := admit(a, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := admit("10.0.0.4:1", true); !errors.Is(err, errRefused) {
+		t.Fatalf("connection over MaxUnverified: %v, want refused", err)
+	}
+	if n := g.unverified(); n != 6 {
+		t.Fatalf("unverified = %d, want 6", n)
+	}
+	if g.refused.Load() != 3 || g.retried.Load() != 2 {
+		t.Fatalf("refused %d, retried %d; want 3 and 2", g.refused.Load(), g.retried.Load())
+	}
+	// A connection's end gives its place back.
+	for _, c := range cancels {
+		c()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for g.unverified() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("unverified = %d after every connection ended, want 0", g.unverified())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if len(g.bySource) != 0 {
+		t.Fatalf("%d sources still tracked", len(g.bySource))
+	}
+	if g := newGate(Limits{MaxUnverified: 6, MaxUnverifiedPerSource: 2, RetryAbove: -1}); !g.verifySource(udp("10.0.0.9:1")) {
+		t.Fatal("RetryAbove < 0 does not ask every client")
+	}
+}
+
+// TestSubjectCaps: sessions and streams per subject, and the refresh
+// budget, each refused with its own reason and given back.
+func TestSubjectCaps(t *testing.T) {
+	s := newSubjects(Limits{SessionsPerSubject: 2, StreamsPerSubject: 3, RefreshesPerMinute: 2})
+	for range 2 {
+		if rej := s.startSession("alice"); rej != nil {
+			t.Fatal(rej)
+		}
+	}
+	rej := s.startSession("alice")
+	if rej == nil || rej.Code != wire.CodeLimit || rej.Reason != ReasonSessionsPerSubject {
+		t.Fatalf("third session: %v, want CODE_LIMIT %s", rej, ReasonSessionsPerSubject)
+	}
+	if rej := s.startSession("bob"); rej != nil {
+		t.Fatalf("another subject: %v", rej)
+	}
+	s.endSession("alice")
+	if rej := s.startSession("alice"); rej != nil {
+		t.Fatalf("after one ended: %v", rej)
+	}
+	for range 3 {
+		if res := s.startStream("alice"); res != nil {
+			t.Fatal(res)
+		}
+	}
+	if res := s.startStream("alice"); res == nil || res.Reason != ReasonStreamsPerSubject {
+		t.Fatalf("fourth stream: %v, want %s", res, ReasonStreamsPerSubject)
+	}
+	s.endStream("alice")
+	if res := s.startStream("alice"); res != nil {
+		t.Fatalf("after one ended: %v", res)
+	}
+	for range 2 {
+		if rej := s.refresh("alice"); rej != nil {
+			t.Fatal(rej)
+		}
+	}
+	if rej := s.refresh("alice"); rej == nil || rej.Reason != ReasonRefreshRate {
+		t.Fatalf("third refresh in a minute: %v, want %s", rej, ReasonRefreshRate)
+	}
+	if rej := s.refresh("bob"); rej != nil {
+		t.Fatalf("another subject's refresh: %v", rej)
+	}
+	// The budget refills: half a minute later, one more.
+	s.mu.Lock()
+	s.m["alice"].refreshAt = s.m["alice"].refreshAt.Add(-31 * time.Second)
+	s.mu.Unlock()
+	if rej := s.refresh("alice"); rej != nil {
+		t.Fatalf("refresh after 31s: %v", rej)
+	}
+	long := strings.Repeat("x", 10<<10)
+	s2 := newSubjects(Limits{SessionsPerSubject: 1})
+	s2.startSession(long)
+	if rej := s2.startSession(long); rej == nil || len(rej.Message) > 400 {
+		t.Fatalf("refusal of a 10 KB subject: %d-byte message, want it bounded", len(rej.Message))
+	}
+}
+
+// gatedWriter blocks every Write until open is closed, and counts writes.
+type gatedWriter struct {
+	open   chan struct{}
+	mu     sync.Mutex
+	buf    strings.Builder
+	writes int
+}
+
+func (w *gatedWriter) Write(p []byte) (int, error) {
+	<-w.open
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes++
+	return w.buf.Write(p)
+}
+
+func (w *gatedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func countEvents(s, msg string) int { return strings.Count(s, `"msg":"`+msg+`"`) }
+
+// TestAuditQueueDrop: with a stalled collector and the drop policy,
+// emitting never waits; the events dropped are counted and reported in
+// the trail once it drains.
+func TestAuditQueueDrop(t *testing.T) {
+	w := &gatedWriter{open: make(chan struct{})}
+	q := newAuditQueue(slog.NewJSONHandler(w, nil).WithAttrs(nil), AuditQueue{Size: 4, Drop: true})
+	l := q.logger()
+	done := make(chan struct{})
+	go func() {
+		for i := range 100 {
+			emit(l, slog.LevelInfo, EventOpenAllow, slog.Int("i", i))
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("emitting blocked on a stalled collector with the drop policy")
+	}
+	close(w.open)
+	q.close()
+	out := w.String()
+	written := countEvents(out, EventOpenAllow)
+	if written < 4 || written > 6 {
+		t.Fatalf("%d events written, want the queue's 4 (and at most the ones in flight)", written)
+	}
+	var dropped struct{ n, total int }
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, EventAuditDropped) {
+			fmt.Sscanf(line[strings.Index(line, `"count":`):], `"count":%d,"total":%d`, &dropped.n, &dropped.total)
+		}
+	}
+	if dropped.total != 100-written || dropped.n != dropped.total {
+		t.Fatalf("audit.dropped says %d (total %d), want %d:\n%s", dropped.n, dropped.total, 100-written, out)
+	}
+}
+
+// TestAuditQueueBlock: with the block policy nothing is lost, however
+// small the queue, and close writes everything accepted.
+func TestAuditQueueBlock(t *testing.T) {
+	w := &gatedWriter{open: make(chan struct{})}
+	q := newAuditQueue(slog.NewJSONHandler(w, nil), AuditQueue{Size: 2})
+	l := q.logger().With("session", "s1")
+	var wg sync.WaitGroup
+	var emitted atomic.Int32
+	for g := range 5 {
+		wg.Go(func() {
+			for i := range 20 {
+				emit(l, slog.LevelInfo, EventOpenAllow, slog.Int("g", g), slog.Int("i", i))
+				emitted.Add(1)
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := emitted.Load(); n > 5 {
+		t.Fatalf("%d events emitted past a stalled collector and a 2-event queue, want the emitters held", n)
+	}
+	close(w.open)
+	wg.Wait()
+	q.close()
+	if n := countEvents(w.String(), EventOpenAllow); n != 100 {
+		t.Fatalf("%d events written, want all 100", n)
+	}
+	if strings.Contains(w.String(), EventAuditDropped) || strings.Count(w.String(), `"session":"s1"`) != 100 {
+		t.Fatalf("trail:\n%s", w.String())
+	}
+	// After close, an event is written at once.
+	emit(l, slog.LevelInfo, EventSessionEnd)
+	if countEvents(w.String(), EventSessionEnd) != 1 {
+		t.Fatal("an event emitted after close was not written")
+	}
+}
+
+// TestAuditQueueBatches: with a buffering writer and Flush, a burst of
+// events reaches the destination in a few writes, not one per event.
+func TestAuditQueueBatches(t *testing.T) {
+	w := &gatedWriter{open: make(chan struct{})}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	first := make(chan struct{})
+	var once sync.Once
+	h := slog.NewJSONHandler(bw, nil)
+	q := newAuditQueue(stallFirst{Handler: h, first: first, once: &once}, AuditQueue{Size: 1024, Flush: bw.Flush})
+	l := q.logger()
+	for i := range 300 {
+		emit(l, slog.LevelInfo, EventOpenAllow, slog.Int("i", i))
+	}
+	close(first)
+	close(w.open)
+	q.close()
+	if n := countEvents(w.String(), EventOpenAllow); n != 300 {
+		t.Fatalf("%d events, want 300", n)
+	}
+	if w.writes > 3 {
+		t.Fatalf("%d writes for 300 events queued at once, want one per batch", w.writes)
+	}
+}
+
+// stallFirst holds its first Handle until first is closed, so that what
+// follows piles up in the queue.
+type stallFirst struct {
+	slog.Handler
+	first chan struct{}
+	once  *sync.Once
+}
+
+func (h stallFirst) Handle(ctx context.Context, r slog.Record) error {
+	h.once.Do(func() { <-h.first })
+	return h.Handler.Handle(ctx, r)
+}
+
+// TestRejectLog: the first refusal per source is written at once, the
+// rest as one event per source with a count when the interval ends.
+func TestRejectLog(t *testing.T) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	l := newRejectLog(slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, nil)), time.Hour, 0)
+	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	for range 500 {
+		l.reject(a, "agent", "bad_signature", []slog.Attr{slog.String("remote", "10.0.0.1:1234")})
+	}
+	l.reject(a, "agent", "token_expired", nil)
+	l.reject(b, "agent", "malformed_token", []slog.Attr{slog.String("remote", "10.0.0.2:1")})
+	mu.Lock()
+	if n := countEvents(buf.String(), EventSessionReject); n != 2 {
+		t.Fatalf("%d events before the interval ended, want 2 (one per source)", n)
+	}
+	mu.Unlock()
+	l.flush()
+	mu.Lock()
+	defer mu.Unlock()
+	out := buf.String()
+	if n := countEvents(out, EventSessionReject); n != 3 {
+		t.Fatalf("%d events after the interval, want 3:\n%s", n, out)
+	}
+	if !strings.Contains(out, `"remote":"10.0.0.1","role":"agent","count":500,"reasons":{`) ||
+		!strings.Contains(out, `"bad_signature":499`) || !strings.Contains(out, `"token_expired":1`) {
+		t.Fatalf("summary event:\n%s", out)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+// BenchmarkAuditEmit is what one open.allow event costs the goroutine that
+// emits it, written straight to a file (as before the queue: one write
+// per event, on the open's path) and through the queue with a buffered
+// writer flushed per batch (the relay's path; Close at the end, so that
+// every event is written within the measured time).
+func BenchmarkAuditEmit(b *testing.B) {
+	attrs := []slog.Attr{slog.String("binding", "staging-db"), slog.String("action", "connect"), slog.String("decision", "allow"),
+		slog.Any("policies", []string{"coding-agents-read-staging"}), slog.String("connector", "office-1")}
+	open := func(b *testing.B) *os.File {
+		f, err := os.Create(filepath.Join(b.TempDir(), "audit.jsonl"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { f.Close() })
+		return f
+	}
+	b.Run("direct-file", func(b *testing.B) {
+		l := slog.New(slog.NewJSONHandler(open(b), nil)).With("session", "0123456789abcdef01234567", "subject", "coding-agent")
+		b.ReportAllocs()
+		for b.Loop() {
+			emit(l, slog.LevelInfo, EventOpenAllow, attrs...)
+		}
+	})
+	b.Run("queued-bufio", func(b *testing.B) {
+		bw := bufio.NewWriterSize(open(b), 1<<20)
+		q := newAuditQueue(slog.NewJSONHandler(bw, nil), AuditQueue{Flush: bw.Flush})
+		l := q.logger().With("session", "0123456789abcdef01234567", "subject", "coding-agent")
+		b.ReportAllocs()
+		for b.Loop() {
+			emit(l, slog.LevelInfo, EventOpenAllow, attrs...)
+		}
+		q.close()
+	})
+}
