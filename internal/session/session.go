@@ -29,8 +29,11 @@ const MaxControlFrame = 4 << 20
 
 // Config says how to reach a relay and who to be.
 type Config struct {
-	Addr      string
-	TLS       *tls.Config
+	Addr string
+	TLS  *tls.Config
+	// TLSFor, for DialAny, gives the TLS configuration of each address
+	// (its own server name); nil means TLS for all.
+	TLSFor    func(addr string) *tls.Config
 	Transport *transport.Config
 	Role      string          // wire.RoleAgent or wire.RoleConnector
 	Services  []*wire.Binding // what a connector advertises
@@ -48,6 +51,11 @@ type Config struct {
 	// OnPolicy is called with each Policy frame the relay sends, in order,
 	// from the goroutine that reads the control stream.
 	OnPolicy func(*wire.Policy)
+	// SuspectAfter, when positive, closes Suspect once nothing at all has
+	// come from the relay for that long: with keep-alives well under it,
+	// a silent relay is gone or unreachable, long before the idle timeout
+	// says so. Zero turns the watch off.
+	SuspectAfter time.Duration
 }
 
 // RejectError is a refusal from the relay: a Reject answering the Hello,
@@ -82,6 +90,9 @@ type Session struct {
 	refreshed chan wire.Message
 	expires   atomic.Int64 // unix ms of the token in use; 0 unknown
 
+	suspect     chan struct{} // closed by watch, or when the session ends
+	suspectOnce sync.Once
+
 	wg      sync.WaitGroup
 	endOnce sync.Once
 	done    chan struct{}
@@ -97,11 +108,16 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 	if tok == "" {
 		return nil, fmt.Errorf("%w: empty token", ErrTokenSource)
 	}
+	return dial(ctx, cfg, tok)
+}
+
+// dial is Dial with the token in hand.
+func dial(ctx context.Context, cfg Config, tok string) (*Session, error) {
 	conn, err := quicnet.Dial(ctx, cfg.Addr, cfg.TLS, cfg.Transport)
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{Conn: conn, cfg: cfg, refreshed: make(chan wire.Message, 1), done: make(chan struct{})}
+	s := &Session{Conn: conn, cfg: cfg, refreshed: make(chan wire.Message, 1), done: make(chan struct{}), suspect: make(chan struct{})}
 	if s.cfg.Log == nil {
 		s.cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -115,6 +131,13 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		defer s.wg.Done()
 		s.readControl()
 	}()
+	if cfg.SuspectAfter > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.watch(cfg.SuspectAfter)
+		}()
+	}
 	if cfg.Refresh && s.Welcome.ExpiresUnixMs != 0 {
 		s.wg.Add(1)
 		go func() {
@@ -196,8 +219,43 @@ func DeadlineFromContext(ctx context.Context, st interface{ SetDeadline(time.Tim
 	}
 }
 
+// Addr is the relay's address, as dialed.
+func (s *Session) Addr() string { return s.cfg.Addr }
+
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Suspect is closed when the relay has been silent for
+// Config.SuspectAfter, or the session has ended: either way, new opens
+// belong elsewhere. Streams already open go on until the connection's
+// idle timeout ends them, or the relay is heard from again.
+func (s *Session) Suspect() <-chan struct{} { return s.suspect }
+
+// watch closes suspect once no packet has arrived for d. Keep-alives make
+// the relay answer at least every keep-alive period, so silence is not
+// idleness.
+func (s *Session) watch(d time.Duration) {
+	tick := time.NewTicker(max(d/10, 10*time.Millisecond))
+	defer tick.Stop()
+	last, heard := s.Conn.ConnectionStats().PacketsReceived, time.Now()
+	for {
+		select {
+		case <-s.done:
+			return
+		case now := <-tick.C:
+			st := s.Conn.ConnectionStats()
+			// A keep-alive's answer takes a round trip: on a long path,
+			// silence lasts that much longer before it means anything.
+			if n := st.PacketsReceived; n != last {
+				last, heard = n, now
+			} else if now.Sub(heard) >= d+2*st.SmoothedRTT {
+				s.cfg.Log.Warn("relay silent; new opens go elsewhere", "relay", s.cfg.Addr, "silent", now.Sub(heard).Round(time.Millisecond))
+				s.suspectOnce.Do(func() { close(s.suspect) })
+				return
+			}
+		}
+	}
+}
 
 // Alive reports whether the session is up.
 func (s *Session) Alive() bool {
@@ -241,6 +299,7 @@ func (s *Session) end(err error) {
 		}
 		s.err = err
 		close(s.done)
+		s.suspectOnce.Do(func() { close(s.suspect) })
 		s.Conn.CloseWithError(quic.ApplicationErrorCode(wire.CodeOK), "")
 	})
 }
