@@ -604,13 +604,7 @@ func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, 
 	// open is made again elsewhere.
 	wctx, wcancel := context.WithCancelCause(rctx)
 	defer wcancel(nil)
-	go func() {
-		select {
-		case <-s.Suspect():
-			wcancel(errSuspect)
-		case <-wctx.Done():
-		}
-	}()
+	defer s.AfterSuspect(func() { wcancel(errSuspect) })()
 	if err := conn.awaitResult(wctx); err != nil {
 		if rctx.Err() == nil && errors.Is(context.Cause(wctx), errSuspect) {
 			err = errSuspect

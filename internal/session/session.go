@@ -90,8 +90,8 @@ type Session struct {
 	refreshed chan wire.Message
 	expires   atomic.Int64 // unix ms of the token in use; 0 unknown
 
-	suspect     chan struct{} // closed by watch, or when the session ends
-	suspectOnce sync.Once
+	suspect       context.Context // done once watch finds the relay silent, or the session ends
+	suspectCancel context.CancelFunc
 
 	wg      sync.WaitGroup
 	endOnce sync.Once
@@ -117,11 +117,13 @@ func dial(ctx context.Context, cfg Config, tok string) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{Conn: conn, cfg: cfg, refreshed: make(chan wire.Message, 1), done: make(chan struct{}), suspect: make(chan struct{})}
+	s := &Session{Conn: conn, cfg: cfg, refreshed: make(chan wire.Message, 1), done: make(chan struct{})}
+	s.suspect, s.suspectCancel = context.WithCancel(context.Background())
 	if s.cfg.Log == nil {
 		s.cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if err := s.handshake(ctx, tok); err != nil {
+		s.suspectCancel()
 		conn.CloseWithError(quic.ApplicationErrorCode(wire.CodeOK), "")
 		return nil, err
 	}
@@ -229,7 +231,11 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // Config.SuspectAfter, or the session has ended: either way, new opens
 // belong elsewhere. Streams already open go on until the connection's
 // idle timeout ends them, or the relay is heard from again.
-func (s *Session) Suspect() <-chan struct{} { return s.suspect }
+func (s *Session) Suspect() <-chan struct{} { return s.suspect.Done() }
+
+// AfterSuspect calls f in its own goroutine once Suspect is closed, as
+// context.AfterFunc does; stop undoes it.
+func (s *Session) AfterSuspect(f func()) (stop func() bool) { return context.AfterFunc(s.suspect, f) }
 
 // watch closes suspect once no packet has arrived for d. Keep-alives make
 // the relay answer at least every keep-alive period, so silence is not
@@ -250,7 +256,7 @@ func (s *Session) watch(d time.Duration) {
 				last, heard = n, now
 			} else if now.Sub(heard) >= d+2*st.SmoothedRTT {
 				s.cfg.Log.Warn("relay silent; new opens go elsewhere", "relay", s.cfg.Addr, "silent", now.Sub(heard).Round(time.Millisecond))
-				s.suspectOnce.Do(func() { close(s.suspect) })
+				s.suspectCancel()
 				return
 			}
 		}
@@ -299,7 +305,7 @@ func (s *Session) end(err error) {
 		}
 		s.err = err
 		close(s.done)
-		s.suspectOnce.Do(func() { close(s.suspect) })
+		s.suspectCancel()
 		s.Conn.CloseWithError(quic.ApplicationErrorCode(wire.CodeOK), "")
 	})
 }
