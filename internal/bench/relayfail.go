@@ -173,6 +173,9 @@ type failRound struct {
 	ReadBytes     int64         `json:"read_bytes"`
 	Restart       time.Duration `json:"restart_open_ns"`
 	ConnectorBack time.Duration `json:"connector_back_ns"`
+	// GracefulRestart is Restart after a clean stop (the relay closes
+	// every connection, saying so) instead of SIGKILL.
+	GracefulRestart time.Duration `json:"graceful_restart_open_ns"`
 }
 
 func (r *runner) runRelayFail(ctx context.Context) error {
@@ -250,8 +253,8 @@ func (r *runner) runRelayFail(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("round %d: %w", round, err)
 		}
-		r.logf("relayfail round %d: failover %s (%d opens failed), read error %s after %d MiB, restart→open %s, connectors back %s",
-			round, ms(fr.Failover), fr.FailedOpens, ms(fr.ReadError), fr.ReadBytes>>20, ms(fr.Restart), ms(fr.ConnectorBack))
+		r.logf("relayfail round %d: failover %s (%d opens failed), read error %s after %d MiB, restart→open %s, connectors back %s, clean restart→open %s",
+			round, ms(fr.Failover), fr.FailedOpens, ms(fr.ReadError), fr.ReadBytes>>20, ms(fr.Restart), ms(fr.ConnectorBack), ms(fr.GracefulRestart))
 		rounds = append(rounds, fr)
 	}
 	r.relayFailRounds = rounds
@@ -474,6 +477,17 @@ func (m *failMesh) round(ctx context.Context, round int) (failRound, error) {
 	if err := m.restart(victim, loop, &fr); err != nil {
 		return fr, err
 	}
+
+	// The same after a clean stop.
+	sigkill := fr
+	m.relays[victim].stop()
+	m.relays[victim] = nil
+	time.Sleep(2 * time.Second)
+	if err := m.restart(victim, loop, &fr); err != nil {
+		return fr, fmt.Errorf("after a clean stop: %w", err)
+	}
+	fr.GracefulRestart = fr.Restart
+	fr.Restart, fr.ConnectorBack = sigkill.Restart, sigkill.ConnectorBack
 	return fr, nil
 }
 
@@ -644,4 +658,5 @@ func printRelayFail(w io.Writer, rounds []failRound) {
 	fmt.Fprintf(w, "| kill → Read error mid-transfer (ms) | %s |\n", stat(func(r failRound) float64 { return msOf(r.ReadError) }))
 	fmt.Fprintf(w, "| restarted relay ready → first open (ms) | %s |\n", stat(func(r failRound) float64 { return msOf(r.Restart) }))
 	fmt.Fprintf(w, "| restarted relay ready → connectors back (ms) | %s |\n", stat(func(r failRound) float64 { return msOf(r.ConnectorBack) }))
+	fmt.Fprintf(w, "| relay stopped cleanly, restarted: ready → first open (ms) | %s |\n", stat(func(r failRound) float64 { return msOf(r.GracefulRestart) }))
 }
