@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,11 +34,12 @@ import (
 // ready line:
 //
 //   - failover: an agent configured with both relays, four openers
-//     opening bench-echo back to back (an open and a 1 KiB round trip);
-//     the killed relay is the one it uses: the kill to the end of the
-//     first successful open through the other relay; and how many opens
-//     failed meanwhile (those whose round trip was under way: opens not
-//     yet answered are made again through the other relay);
+//     opening bench-echo back to back (two of them with a 1 KiB round
+//     trip on each stream); the killed relay is the one it uses: the kill
+//     to the first open (Dial returning) through the other relay; how
+//     many opens failed meanwhile (none should: an open not yet answered
+//     is made again through the other relay), and how many round trips
+//     under way on the killed relay did (they end at the idle timeout);
 //   - read error: a download through the relay that is killed: the kill
 //     to the agent's Read returning its error (checked: not io.EOF, every
 //     byte before it right);
@@ -169,6 +171,7 @@ type failMesh struct {
 type failRound struct {
 	Failover      time.Duration `json:"failover_ns"`
 	FailedOpens   int           `json:"failed_opens"`
+	CutTrips      int           `json:"cut_round_trips"`
 	ReadError     time.Duration `json:"read_error_ns"`
 	ReadBytes     int64         `json:"read_bytes"`
 	Restart       time.Duration `json:"restart_open_ns"`
@@ -253,8 +256,8 @@ func (r *runner) runRelayFail(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("round %d: %w", round, err)
 		}
-		r.logf("relayfail round %d: failover %s (%d opens failed), read error %s after %d MiB, restart→open %s, connectors back %s, clean restart→open %s",
-			round, ms(fr.Failover), fr.FailedOpens, ms(fr.ReadError), fr.ReadBytes>>20, ms(fr.Restart), ms(fr.ConnectorBack), ms(fr.GracefulRestart))
+		r.logf("relayfail round %d: failover %s (%d opens failed, %d round trips cut), read error %s after %d MiB, restart→open %s, connectors back %s, clean restart→open %s",
+			round, ms(fr.Failover), fr.FailedOpens, fr.CutTrips, ms(fr.ReadError), fr.ReadBytes>>20, ms(fr.Restart), ms(fr.ConnectorBack), ms(fr.GracefulRestart))
 		rounds = append(rounds, fr)
 	}
 	r.relayFailRounds = rounds
@@ -298,42 +301,45 @@ func (m *failMesh) client(relays ...string) (*mesh.Client, error) {
 	return mesh.NewClient(mesh.Config{Relays: relays, Pin: m.pin, Token: m.agent})
 }
 
-// connectorsOn waits until every connector has a session with addr and
-// returns when.
-func (m *failMesh) connectorsOn(addr string, within time.Duration) (time.Time, error) {
+// connectorsOn waits until relay i routes both services to every
+// connector and returns when. (A connector's own view would not do: it
+// takes a relay for up until it notices the silence.)
+func (m *failMesh) connectorsOn(i int, within time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(within)
 	for {
-		all := true
-		for _, c := range m.conns {
-			var up map[string]bool
-			if err := c.command(cmdConnected, &up); err != nil {
-				return time.Time{}, err
-			}
-			all = all && up[addr]
+		var st struct {
+			Extra relay.Stats `json:"extra"`
 		}
-		if all {
+		if err := m.relays[i].command(cmdStats, &st); err != nil {
+			return time.Time{}, err
+		}
+		if st.Extra.Bindings[bindEcho] == len(m.conns) && st.Extra.Bindings[bindBulk] == len(m.conns) {
 			return time.Now(), nil
 		}
 		if time.Now().After(deadline) {
-			return time.Time{}, fmt.Errorf("connectors not back on %s after %s", addr, within)
+			return time.Time{}, fmt.Errorf("connectors not back on relay %d after %s", i, within)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
-// openLoop opens bench-echo back to back, a 1 KiB round trip on each,
-// until stopped, and records when each open succeeded.
+// openLoop opens bench-echo back to back until stopped, and records when
+// each open succeeded.
 type openLoop struct {
 	mu     sync.Mutex
-	ok     []time.Time
-	failed atomic.Int64
+	ok     []time.Time  // when each open succeeded ...
+	local  []string     // ... and over which session (the agent's address on it)
+	failed atomic.Int64 // opens that failed
+	cut    atomic.Int64 // round trips on an open stream that failed
+	errs   []string     // the first few failures, for the log
 	stop   context.CancelFunc
 	done   chan struct{}
 }
 
-// startOpenLoop runs n openers: with more than one, an opener whose
-// round trip was cut by the kill (it fails at the idle timeout) does not
-// hide when the others got through.
+// startOpenLoop runs n openers. Every other one makes a 1 KiB round trip
+// on each stream it opens; the others only open and close, so that
+// openers whose round trip the kill cut (they wait for the idle timeout)
+// do not hide when opens got through again.
 func startOpenLoop(c *mesh.Client, n int) *openLoop {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &openLoop{stop: cancel, done: make(chan struct{})}
@@ -342,56 +348,70 @@ func startOpenLoop(c *mesh.Client, n int) *openLoop {
 		wg.Wait()
 		close(l.done)
 	}()
-	for range n {
+	for i := range n {
 		wg.Add(1)
-		go l.run(ctx, c, &wg)
+		go l.run(ctx, c, i%2 == 0, &wg)
 	}
 	return l
 }
 
-func (l *openLoop) run(ctx context.Context, c *mesh.Client, wg *sync.WaitGroup) {
+func (l *openLoop) run(ctx context.Context, c *mesh.Client, exchange bool, wg *sync.WaitGroup) {
 	defer wg.Done()
-	{
-		msg := make([]byte, 1024)
-		got := make([]byte, 1024)
-		for ctx.Err() == nil {
-			octx, ocancel := context.WithTimeout(ctx, 10*time.Second)
-			err := func() error {
-				conn, err := c.Dial(octx, "tcp", bindEcho)
-				if err != nil {
-					return err
-				}
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(10 * time.Second))
-				if _, err := conn.Write(msg); err != nil {
-					return err
-				}
-				_, err = io.ReadFull(conn, got)
-				return err
-			}()
-			ocancel()
-			if err == nil {
-				l.mu.Lock()
-				l.ok = append(l.ok, time.Now())
-				l.mu.Unlock()
-			} else if ctx.Err() == nil {
-				l.failed.Add(1)
+	msg := make([]byte, 1024)
+	got := make([]byte, 1024)
+	fail := func(counter *atomic.Int64, err error) {
+		counter.Add(1)
+		l.mu.Lock()
+		if len(l.errs) < 4 {
+			l.errs = append(l.errs, time.Now().Format("15:04:05.000")+" "+err.Error())
+		}
+		l.mu.Unlock()
+	}
+	for ctx.Err() == nil {
+		octx, ocancel := context.WithTimeout(ctx, 10*time.Second)
+		conn, err := c.Dial(octx, "tcp", bindEcho)
+		ocancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				fail(&l.failed, err)
 				time.Sleep(time.Millisecond) // no busy loop while nothing answers
 			}
+			continue
 		}
+		// The open is done when Dial returns: the relay authorized it
+		// and the connector reached the upstream.
+		l.mu.Lock()
+		l.ok = append(l.ok, time.Now())
+		l.local = append(l.local, conn.LocalAddr().String())
+		l.mu.Unlock()
+		if exchange {
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			_, err := conn.Write(msg)
+			if err == nil {
+				_, err = io.ReadFull(conn, got)
+			}
+			if err != nil && ctx.Err() == nil {
+				fail(&l.cut, err)
+			}
+		}
+		conn.Close()
 	}
 }
 
-// firstAfter waits up to within for an open that succeeded after t.
-func (l *openLoop) firstAfter(t time.Time, within time.Duration) (time.Duration, error) {
+// firstAfter waits up to within for an open that succeeded after t over
+// another session than the one with the agent's address not (any, if
+// empty).
+func (l *openLoop) firstAfter(t time.Time, not string, within time.Duration) (time.Duration, error) {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		l.mu.Lock()
 		i, _ := slices.BinarySearchFunc(l.ok, t, func(a, b time.Time) int { return a.Compare(b) })
-		if i < len(l.ok) {
-			d := l.ok[i].Sub(t)
-			l.mu.Unlock()
-			return d, nil
+		for ; i < len(l.ok); i++ {
+			if l.local[i] != not {
+				d := l.ok[i].Sub(t)
+				l.mu.Unlock()
+				return d, nil
+			}
 		}
 		l.mu.Unlock()
 		time.Sleep(time.Millisecond)
@@ -432,16 +452,25 @@ func (m *failMesh) round(ctx context.Context, round int) (failRound, error) {
 	}
 	loop := startOpenLoop(agent, 4)
 	time.Sleep(300 * time.Millisecond)
-	failedBefore := loop.failed.Load()
+	// The agent's address on its session with the victim: an open
+	// answered there just before the kill is not a failover.
+	loop.mu.Lock()
+	onVictim := loop.local[len(loop.local)-1]
+	loop.mu.Unlock()
+	failedBefore, cutBefore := loop.failed.Load(), loop.cut.Load()
 	killed, err := m.kill9(victim)
 	if err != nil {
 		loop.close()
 		return fr, err
 	}
-	fr.Failover, err = loop.firstAfter(killed, 30*time.Second)
+	fr.Failover, err = loop.firstAfter(killed, onVictim, 30*time.Second)
 	time.Sleep(500 * time.Millisecond)
 	loop.close()
 	fr.FailedOpens = int(loop.failed.Load() - failedBefore)
+	fr.CutTrips = int(loop.cut.Load() - cutBefore)
+	if fr.FailedOpens+fr.CutTrips > 0 && m.r.o.verbose {
+		m.r.logf("relayfail: killed at %s; failed: %s", killed.Format("15:04:05.000"), strings.Join(loop.errs, "; "))
+	}
 	if err != nil {
 		return fr, fmt.Errorf("failover: %w", err)
 	}
@@ -499,7 +528,7 @@ func (m *failMesh) restart(i int, loop *openLoop, fr *failRound) error {
 		return err
 	}
 	ready := time.Now()
-	back, err := m.connectorsOn(m.cfgs[i].Addr, 30*time.Second)
+	back, err := m.connectorsOn(i, 30*time.Second)
 	if err != nil {
 		return err
 	}
@@ -507,7 +536,7 @@ func (m *failMesh) restart(i int, loop *openLoop, fr *failRound) error {
 		return nil
 	}
 	fr.ConnectorBack = back.Sub(ready)
-	fr.Restart, err = loop.firstAfter(ready, 30*time.Second)
+	fr.Restart, err = loop.firstAfter(ready, "", 30*time.Second)
 	if err != nil {
 		return fmt.Errorf("restart: %w", err)
 	}
@@ -655,6 +684,7 @@ func printRelayFail(w io.Writer, rounds []failRound) {
 	fmt.Fprintln(w, "|---|---|---|---|")
 	fmt.Fprintf(w, "| kill → first open through the other relay (ms) | %s |\n", stat(func(r failRound) float64 { return msOf(r.Failover) }))
 	fmt.Fprintf(w, "| opens failed during the failover | %s |\n", stat(func(r failRound) float64 { return float64(r.FailedOpens) }))
+	fmt.Fprintf(w, "| round trips under way on the killed relay, failed (of 2 openers) | %s |\n", stat(func(r failRound) float64 { return float64(r.CutTrips) }))
 	fmt.Fprintf(w, "| kill → Read error mid-transfer (ms) | %s |\n", stat(func(r failRound) float64 { return msOf(r.ReadError) }))
 	fmt.Fprintf(w, "| restarted relay ready → first open (ms) | %s |\n", stat(func(r failRound) float64 { return msOf(r.Restart) }))
 	fmt.Fprintf(w, "| restarted relay ready → connectors back (ms) | %s |\n", stat(func(r failRound) float64 { return msOf(r.ConnectorBack) }))

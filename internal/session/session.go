@@ -251,10 +251,13 @@ func (s *Session) watch(d time.Duration) {
 		case now := <-tick.C:
 			st := s.Conn.ConnectionStats()
 			// A keep-alive's answer takes a round trip: on a long path,
-			// silence lasts that much longer before it means anything.
+			// silence lasts that much longer before it means anything
+			// (up to half as long again, so that a round-trip estimate
+			// inflated by a loaded machine cannot put it past the idle
+			// timeout).
 			if n := st.PacketsReceived; n != last {
 				last, heard = n, now
-			} else if now.Sub(heard) >= d+2*st.SmoothedRTT {
+			} else if now.Sub(heard) >= d+min(2*st.SmoothedRTT, d/2) {
 				s.cfg.Log.Warn("relay silent; new opens go elsewhere", "relay", s.cfg.Addr, "silent", now.Sub(heard).Round(time.Millisecond))
 				s.suspectCancel()
 				return
