@@ -26,6 +26,14 @@ type Binding struct {
 	Environment string // "staging", "prod", ...; may be empty
 	Labels      []string
 	Description string // for people, and for the tools that show them
+
+	// ReadOnly is set only in an agent's catalog, by the relay: this
+	// agent's policy permits it no write (and no unclassified statement
+	// or request) through the binding, so a tool may say it only reads.
+	// It is a hint, never a permission: the connector decides every
+	// statement and request from its own parse either way. Always false
+	// for tcp bindings.
+	ReadOnly bool
 }
 
 // HasLabel reports whether the binding carries label l.

@@ -202,7 +202,7 @@ func TestHandshakeDeadline(t *testing.T) {
 			}
 			defer conn.CloseWithError(0, "")
 			if tt.openStream {
-				st, err := conn.OpenStream()
+				st, err := conn.OpenStreamSync(ctx(t))
 				if err != nil {
 					t.Fatal(err)
 				}

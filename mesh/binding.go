@@ -6,7 +6,7 @@ import (
 )
 
 func bindingFromWire(w *wire.Binding) postern.Binding {
-	return postern.Binding{Name: w.Name, Kind: w.Kind, Environment: w.Environment, Labels: w.Labels, Description: w.Description}
+	return postern.Binding{Name: w.Name, Kind: w.Kind, Environment: w.Environment, Labels: w.Labels, Description: w.Description, ReadOnly: w.ReadOnly}
 }
 
 // Addr is the address of a binding stream: net.Conn.RemoteAddr of a

@@ -281,12 +281,16 @@ func (c *Client) dial(ctx context.Context, network, name string, early bool) (ne
 	if err := wire.ValidName(name); err != nil {
 		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrUnknownBinding, Message: "not a valid binding name"}
 	}
+	details, err := openDetails(ctx)
+	if err != nil {
+		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}
+	}
 	for attempt := 0; ; attempt++ {
 		s, err := c.session(ctx)
 		if err != nil {
 			return nil, err
 		}
-		conn, err := s.open(ctx, name, early)
+		conn, err := s.open(ctx, name, details, early)
 		if err != nil && attempt < len(c.relays) && s.lost(err) && ctx.Err() == nil {
 			// The relay went away (restart, crash, network change) or fell
 			// silent before answering: only the Open was sent, so open
@@ -570,7 +574,7 @@ func (s *session) lost(err error) bool {
 
 // open opens a binding stream. Unless early, it sends the Open and waits
 // for the relay's result; early, it leaves both to the first I/O.
-func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, error) {
+func (s *session) open(ctx context.Context, name string, details []*wire.Detail, early bool) (net.Conn, error) {
 	st, err := s.Conn.OpenStreamSync(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -579,7 +583,7 @@ func (s *session) open(ctx context.Context, name string, early bool) (net.Conn, 
 		return nil, err
 	}
 	conn := &Conn{qc: quicnet.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name}
-	conn.openFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name})
+	conn.openFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Details: details})
 	if err != nil {
 		conn.qc.Abort(quicnet.StreamClosed)
 		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}

@@ -23,6 +23,13 @@
 // [Client.DialEarly] returns at once and sends the open with the first
 // bytes written, saving a round trip for request/response protocols.
 //
+// [Client.Catalog] lists the bindings the agent may open; a
+// [postern.Binding] with ReadOnly set is one on which its policy permits
+// only reads (a hint for tools: the connector decides every statement and
+// request). [WithDetail] attaches key/value details to the opens made
+// with a context: policy reads them as context.details, and the relay's
+// and connector's audit events name them, as the agent's own claims.
+//
 // # Errors
 //
 // A refused session or open is a [*postern.Error] naming the binding. It

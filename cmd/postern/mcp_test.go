@@ -154,7 +154,10 @@ func TestBinaryMCP(t *testing.T) {
 
 // TestBinaryMCPPostgres: the query and schema tools of a real PostgreSQL
 // through the binary: rows with column names and types, the row limit
-// of --max-rows, the tables and columns.
+// of --max-rows, the tables and columns. Under the example policies the
+// coding agent may only read staging: the query tool says readOnlyHint,
+// and a DELETE is a tool error carrying the connector's 42501 and the
+// reason, while the row stays. The relay's audit names the tool.
 func TestBinaryMCPPostgres(t *testing.T) {
 	pg := pgtest.Start(t) // skips without PostgreSQL, fails under CI
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -183,6 +186,25 @@ func TestBinaryMCPPostgres(t *testing.T) {
 		fmt.Sprint(out["rows"]) != "[[1 keyboard] [2 monitor]]" || out["truncated"] != true || out["row_count"] != 2.0 {
 		t.Errorf("query: %v %s", out, e)
 	}
+	ctxl, cancell := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancell()
+	res, err := c.ListTools(ctxl, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tl := range res.Tools {
+		if ro := tl.Annotations != nil && tl.Annotations.ReadOnlyHint; !ro {
+			t.Errorf("%s: no readOnlyHint, though the coding agent may only read staging", tl.Name)
+		}
+	}
+	if _, e := callTool(t, c.ClientSession, "staging-db_query", map[string]any{"sql": "DELETE FROM orders WHERE id = 1"}); !strings.Contains(e, "42501") || !strings.Contains(e, "no policy permits sql:delete") {
+		t.Errorf("DELETE through the query tool: %q, want the connector's 42501 denial", e)
+	}
+	if out, e := callTool(t, c.ClientSession, "staging-db_query", map[string]any{"sql": "SELECT count(*) AS n FROM orders"}); e != "" || fmt.Sprint(out["rows"]) != "[[3]]" {
+		t.Errorf("after the denied DELETE: %v %s", out, e)
+	}
+	d.relay.waitLine(&d.relay.stdout, `"msg":"open.allow".*"binding":"staging-db".*"details":\{"mcp_tool":"staging-db_query"\}`)
+
 	out, e = callTool(t, c.ClientSession, "staging-db_schema", map[string]any{"table": "orders"})
 	if e != "" || !strings.Contains(fmt.Sprint(out["tables"]), "map[name:id nullable:false type:integer] map[name:item nullable:true type:text]") {
 		t.Errorf("schema: %v %s", out, e)

@@ -26,14 +26,14 @@ import (
 // relayMesh is relays and connectors of one mesh, each its own process,
 // sharing a signing key, a relay certificate (so one pin) and policies.
 type relayMesh struct {
-	t         *testing.T
-	dir       string
-	pin       string
-	addrs     []string // relay addresses, fixed so that a relay restarts where it was
-	relays    []*proc
-	echo      string // upstream of staging-echo
-	bulk      string // upstream of staging-bulk: pattern bytes until closed
-	agentTok  string
+	t        *testing.T
+	dir      string
+	pin      string
+	addrs    []string // relay addresses, fixed so that a relay restarts where it was
+	relays   []*proc
+	echo     string // upstream of staging-echo
+	bulk     string // upstream of staging-bulk: pattern bytes until closed
+	agentTok string
 }
 
 func testCtx(t *testing.T) context.Context {

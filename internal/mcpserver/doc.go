@@ -12,13 +12,18 @@
 // the relay pushes a new catalog (mesh.Client.CatalogChanged), and the
 // SDK then tells connected clients with notifications/tools/list_changed.
 // A binding the agent may not open is not in its catalog, so it has no
-// tool.
+// tool. A binding on which the agent's policy permits no write (the
+// catalog's ReadOnly, which the relay computes) gives tools annotated
+// readOnlyHint, and their descriptions say so; the connector refuses
+// every write either way.
 //
 // Each binding gives tools named after it (see [ToolName]):
 //
 //   - postgres: NAME_query runs one SQL statement and returns its rows
 //     with column names and types, bounded in rows, bytes and time;
-//     NAME_schema lists tables and columns from pg_catalog.
+//     NAME_schema lists tables and columns from pg_catalog, leaving out
+//     the tables the connector would not let the agent read (each is
+//     probed with a prepared, never run, SELECT, in one pipeline).
 //   - http: NAME_request sends one HTTP request and returns the status,
 //     headers and body (text, or base64 when the body is not UTF-8),
 //     bounded in bytes.
@@ -32,12 +37,17 @@
 //
 // # Pooling
 //
-// A postgres binding keeps one pgx pool, reused by every call: a stream
-// per call would cost a relay decision, a connector dial and a PostgreSQL
-// login (a backend process) each time. The price is that the relay's
-// audit trail records one open per pooled connection rather than per
-// call, so each call is also logged here (tool, binding, duration,
-// outcome). Pooled connections are retired after a few minutes idle and
+// A postgres binding keeps a pgx pool per tool, reused by every call of
+// that tool: a stream per call would cost a relay decision, a connector
+// dial and a PostgreSQL login (a backend process) each time. Every stream
+// a tool opens carries the tool's name in its Open (the detail
+// [DetailTool], "mcp_tool"), so the relay's open and close events and the
+// connector's event for every statement and request name the tool;
+// policy can read it too, as context.details.mcp_tool. Since a pooled
+// connection serves many calls, the relay records one open per pooled
+// connection rather than per call; each call is logged here (tool,
+// binding, duration, outcome), and the connector's trail has every
+// statement. Pooled connections are retired after a few minutes idle and
 // an hour in all, so every connection is decided anew regularly, and a
 // binding that leaves the catalog has its pool closed at once. A connection
 // is returned to the pool only after a call that surely left its session

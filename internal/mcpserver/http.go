@@ -3,6 +3,7 @@ package mcpserver
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,17 +67,19 @@ var droppedResponseHeaders = map[string]bool{
 
 func (s *Server) addHTTP(sv *served) []string {
 	name := ToolName(sv.b.Name, "request")
-	// readOnlyHint is left false: a request may be a POST, and whether
-	// the agent may only read is for policy to say, which it does not
-	// per request yet. An API can reach beyond itself (mail, payments,
-	// other services): an open world.
+	// readOnlyHint says what the relay's catalog says: that this agent's
+	// policy permits it no write through the binding (its connector
+	// refuses any request that is not a read). Otherwise the tool may
+	// change things, and MCP's default destructiveHint (true) stands. An
+	// API can reach beyond itself (mail, payments, other services): an
+	// open world.
 	mcp.AddTool(s.mcp, &mcp.Tool{
 		Name: name,
 		Description: fmt.Sprintf("Send one HTTP request to the API of %s "+
 			"Give a path (the binding is the host); returns the status, the headers and at most %d bytes of the body, within %s. "+
 			"Postern's connector adds the service's credentials; policy decides whether this agent may open it.",
 			about(sv.b), s.cfg.MaxBytes, s.cfg.Timeout),
-		Annotations: &mcp.ToolAnnotations{Title: "Request to " + sv.b.Name, OpenWorldHint: ptr(true)},
+		Annotations: &mcp.ToolAnnotations{Title: "Request to " + sv.b.Name, ReadOnlyHint: sv.b.ReadOnly, OpenWorldHint: ptr(true)},
 	}, func(ctx context.Context, _ *mcp.CallToolRequest, in RequestInput) (*mcp.CallToolResult, RequestOutput, error) {
 		start := time.Now()
 		out, err := s.request(ctx, sv, in)
@@ -110,7 +113,7 @@ func (s *Server) request(ctx context.Context, sv *served, in RequestInput) (Requ
 	if in.Body != "" {
 		body = strings.NewReader(in.Body)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(withTool(ctx, ToolName(sv.b.Name, "request")), s.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
@@ -141,6 +144,12 @@ func (s *Server) request(ctx context.Context, sv *served, in RequestInput) (Requ
 	}
 	if len(b) > max {
 		b, out.Truncated = b[:max], true
+	}
+	if reason := resp.Header.Get("X-Postern-Error"); reason != "" {
+		// The connector's own answer, not the API's (the connector strips
+		// the header from upstream responses): a denial naming its
+		// policies, or an upstream it could not reach.
+		return out, connectorError(resp.StatusCode, reason, b)
 	}
 	out.Status = resp.StatusCode
 	for k, vs := range resp.Header {
@@ -175,4 +184,21 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// connectorError turns the connector's own HTTP answer (X-Postern-Error)
+// into the tool error the model reads: its message, which names the
+// deciding policies of a denial.
+func connectorError(status int, reason string, body []byte) error {
+	var j struct {
+		Message string `json:"message"`
+	}
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &j) == nil && j.Message != "" {
+		msg = j.Message
+	}
+	if msg == "" {
+		msg = "postern: " + reason
+	}
+	return fmt.Errorf("%s (HTTP %d from Postern's connector, not from the API)", msg, status)
 }

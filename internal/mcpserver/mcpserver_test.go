@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -74,6 +75,9 @@ type world struct {
 	session  *mcp.ClientSession
 	changed  chan struct{} // a value for each tools/list_changed
 	upstream atomic.Value  // string: the last Authorization the API saw
+	// connAudit is the connector's audit trail (its statement and
+	// request events); the relay's is the Mesh's Audit.
+	connAudit meshtest.Log
 }
 
 func newWorld(t *testing.T, cfg Config, extra ...connector.Service) *world {
@@ -103,7 +107,11 @@ func newWorld(t *testing.T, cfg Config, extra ...connector.Service) *world {
 		{Name: "prod-api", Kind: postern.KindHTTP, Upstream: api.Listener.Addr().String(), Environment: "staging", Labels: []string{"financial"}},
 		{Name: "staging-echo", Kind: postern.KindTCP, Upstream: echo, Environment: "staging"},
 	}, extra...)
-	w.Connector("office", services...)
+	w.ConnectorWith(connector.Config{
+		Token:    w.ConnectorToken("office", meshtest.Describe(services...)...),
+		Services: services,
+		Audit:    slog.New(slog.NewJSONHandler(&w.connAudit, nil)),
+	})
 
 	cfg.Client = w.Client(w.AgentToken("coding-agent", "coding-agents"))
 	srv, err := New(cfg)

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -70,17 +73,18 @@ type SchemaOutput struct {
 
 func (s *Server) addPostgres(sv *served) []string {
 	q, sc := ToolName(sv.b.Name, "query"), ToolName(sv.b.Name, "schema")
-	// readOnlyHint is left false: whether the agent may only read this
-	// database is for statement-level policy to say, and the relay does
-	// not decide statements yet. destructiveHint is left unset (true),
-	// as MCP assumes. The world is closed: one database.
+	// readOnlyHint says what the relay's catalog says: that this agent's
+	// policy permits it no write through the binding (the connector
+	// refuses every statement that is not a read). Otherwise
+	// destructiveHint is left unset (true), as MCP assumes. The world is
+	// closed: one database.
 	mcp.AddTool(s.mcp, &mcp.Tool{
 		Name: q,
 		Description: fmt.Sprintf("Run one SQL statement on the PostgreSQL database of %s "+
 			"Returns the rows with column names and types, at most %d rows and %d bytes (max_rows and max_bytes lower these), within %s. "+
 			"The connection is logged in by Postern's connector; policy decides whether this agent may open it.",
 			about(sv.b), s.cfg.MaxRows, s.cfg.MaxBytes, s.cfg.Timeout),
-		Annotations: &mcp.ToolAnnotations{Title: "Query " + sv.b.Name, OpenWorldHint: ptr(false)},
+		Annotations: &mcp.ToolAnnotations{Title: "Query " + sv.b.Name, ReadOnlyHint: sv.b.ReadOnly, OpenWorldHint: ptr(false)},
 	}, func(ctx context.Context, _ *mcp.CallToolRequest, in QueryInput) (*mcp.CallToolResult, QueryOutput, error) {
 		start := time.Now()
 		out, err := s.query(ctx, sv, in)
@@ -92,7 +96,7 @@ func (s *Server) addPostgres(sv *served) []string {
 	mcp.AddTool(s.mcp, &mcp.Tool{
 		Name: sc,
 		Description: fmt.Sprintf("List the tables, views and foreign tables of the PostgreSQL database of %s "+
-			"with their columns and types; give table to see one.", about(sv.b)),
+			"with their columns and types, leaving out those this agent's policy does not let it read; give table to see one.", about(sv.b)),
 		Annotations: &mcp.ToolAnnotations{Title: "Schema of " + sv.b.Name, ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false)},
 	}, func(ctx context.Context, _ *mcp.CallToolRequest, in SchemaInput) (*mcp.CallToolResult, SchemaOutput, error) {
 		start := time.Now()
@@ -103,22 +107,30 @@ func (s *Server) addPostgres(sv *served) []string {
 	return []string{q, sc}
 }
 
-// pool returns the binding's pool, made at first use and closed when
-// the binding leaves the catalog (see served.close). Its connections
-// are retired after poolIdle idle and poolLifetime in all, so that the
-// relay decides every connection anew regularly.
-func (s *Server) pool(ctx context.Context, sv *served) (*pgxpool.Pool, error) {
+// pool returns the binding's pool for tool, made at first use and closed
+// when the binding leaves the catalog (see served.close). Each tool has a
+// pool of its own, whose streams carry the tool's name (the mcp_tool
+// detail) in their Open, so that the relay's and the connector's audit
+// events name the tool of every connection and statement, and policy may
+// read it as context.details.mcp_tool. Its connections are retired after
+// poolIdle idle and poolLifetime in all, so that the relay decides every
+// connection anew regularly.
+func (s *Server) pool(ctx context.Context, sv *served, tool string) (*pgxpool.Pool, error) {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
 	if sv.closed {
 		return nil, fmt.Errorf("binding %s left the catalog", sv.b.Name)
 	}
-	if sv.pool != nil {
-		return sv.pool, nil
+	if p := sv.pools[tool]; p != nil {
+		return p, nil
 	}
 	cc, err := sv.h.PgxConfig()
 	if err != nil {
 		return nil, err
+	}
+	dial := cc.DialFunc
+	cc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return dial(withTool(ctx, tool), network, addr)
 	}
 	pc, err := pgxpool.ParseConfig("")
 	if err != nil {
@@ -132,7 +144,10 @@ func (s *Server) pool(ctx context.Context, sv *served) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	sv.pool = p
+	if sv.pools == nil {
+		sv.pools = map[string]*pgxpool.Pool{}
+	}
+	sv.pools[tool] = p
 	return p, nil
 }
 
@@ -149,8 +164,8 @@ const (
 // returned to the pool (see keepsSession). RESET ALL is not an option:
 // the connector decides every statement, and RESET ALL, which resets
 // search_path and default_transaction_read_only, is sql:set_privileged.
-func (s *Server) conn(ctx context.Context, sv *served) (*pgxpool.Conn, error) {
-	p, err := s.pool(ctx, sv)
+func (s *Server) conn(ctx context.Context, sv *served, tool string) (*pgxpool.Conn, error) {
+	p, err := s.pool(ctx, sv, tool)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +206,7 @@ func (s *Server) query(ctx context.Context, sv *served, in QueryInput) (QueryOut
 	maxRows, maxBytes := limit(in.MaxRows, s.cfg.MaxRows), limit(in.MaxBytes, s.cfg.MaxBytes)
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	c, err := s.conn(ctx, sv)
+	c, err := s.conn(ctx, sv, ToolName(sv.b.Name, "query"))
 	if err != nil {
 		return out, err
 	}
@@ -318,7 +333,7 @@ func (s *Server) schema(ctx context.Context, sv *served, in SchemaInput) (Schema
 	out := SchemaOutput{Tables: []Table{}}
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	c, err := s.conn(ctx, sv)
+	c, err := s.conn(ctx, sv, ToolName(sv.b.Name, "schema"))
 	if err != nil {
 		return out, err
 	}
@@ -354,10 +369,90 @@ func (s *Server) schema(ctx context.Context, sv *served, in SchemaInput) (Schema
 	if err := rows.Err(); err != nil {
 		return out, err
 	}
+	var path []string
+	if err := tx.QueryRow(ctx, "SELECT current_schemas(false)", pgx.QueryExecModeExec).Scan(&path); err != nil {
+		return out, err
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		return out, err
+	}
+	if out.Tables, err = readable(ctx, c.Conn().PgConn(), out.Tables, path); err != nil {
+		return out, err
+	}
 	if in.Table != "" && len(out.Tables) == 0 {
-		return out, fmt.Errorf("no table, view or foreign table %q", in.Table)
+		return out, fmt.Errorf("no table, view or foreign table %q that this agent may read", in.Table)
 	}
 	return out, nil
+}
+
+// readable keeps the tables that policy lets the agent read. The agent
+// cannot evaluate policy; the connector can, for each statement. So each
+// table is probed with a statement that reads it, SELECT * FROM it,
+// sent as a Parse (prepared, never run) under its own Sync, all in one
+// pipeline: one round trip. A table is left out when the connector
+// denies the probe under its qualified name or, for a schema on the
+// search path (path), its bare name, since policy sees tables as written
+// (context.sql.tables_read) and an agent may write either. Errors other
+// than a denial (a bare name that resolves elsewhere) say nothing of
+// policy and hide nothing. Outside a transaction, so that a denial,
+// which aborts a transaction, does not affect the next probe.
+func readable(ctx context.Context, pc *pgconn.PgConn, tables []Table, path []string) ([]Table, error) {
+	if len(tables) == 0 {
+		return tables, nil
+	}
+	type probe struct{ table int }
+	var probes []probe
+	p := pc.StartPipeline(ctx)
+	for i, t := range tables {
+		names := []string{pgx.Identifier{t.Schema, t.Name}.Sanitize()}
+		if slices.Contains(path, t.Schema) {
+			names = append(names, pgx.Identifier{t.Name}.Sanitize())
+		}
+		for _, n := range names {
+			p.SendPrepare("", "SELECT * FROM "+n, nil)
+			p.SendPipelineSync()
+			probes = append(probes, probe{i})
+		}
+	}
+	if err := p.Flush(); err != nil {
+		p.Close()
+		return nil, err
+	}
+	denied := make([]bool, len(tables))
+	for _, pr := range probes {
+		_, err := p.GetResults() // the Parse's description, or its error
+		var pgErr *pgconn.PgError
+		switch {
+		case err == nil:
+		case errors.As(err, &pgErr):
+			if isDenial(pgErr) {
+				denied[pr.table] = true
+			}
+		default:
+			p.Close()
+			return nil, err
+		}
+		if _, err := p.GetResults(); err != nil { // its Sync
+			p.Close()
+			return nil, err
+		}
+	}
+	if err := p.Close(); err != nil {
+		return nil, err
+	}
+	kept := tables[:0]
+	for i, t := range tables {
+		if !denied[i] {
+			kept = append(kept, t)
+		}
+	}
+	return kept, nil
+}
+
+// isDenial reports whether err is the connector's refusal of a statement
+// (SQLSTATE 42501 with a "postern:" message), not PostgreSQL's own error.
+func isDenial(err *pgconn.PgError) bool {
+	return err.Code == "42501" && strings.HasPrefix(err.Message, "postern:")
 }
 
 // sessionNeutral are the statement kinds that leave a session as they

@@ -2,13 +2,16 @@ package mcpserver
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/internal/pgtest"
 	"github.com/postern/postern/mesh/connector"
+	"github.com/postern/postern/policy"
 )
 
 var dbSeq atomic.Int64
@@ -146,5 +149,152 @@ func TestSchemaTool(t *testing.T) {
 	}
 	if e := w.call(t, "staging-db_schema", map[string]any{"table": "missing"}, &out); !strings.Contains(e, `no table, view or foreign table "missing"`) {
 		t.Errorf("an unknown table: %q", e)
+	}
+
+	// A table policy forbids reading is not in the schema, whichever
+	// name the forbid uses: the bare one here, or the qualified one.
+	for _, name := range []string{"items", "public.cheap"} {
+		set, err := policy.Parse("test.cedar", []byte(meshtest.Policies+fmt.Sprintf(`
+@id("hide-%s") forbid (principal, action, resource) when { context has sql && context.sql.tables_read.contains(%q) };`, name, name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Policy.Swap(set) // reaches the connector in a moment
+		hidden := name[strings.LastIndexByte(name, '.')+1:]
+		var tables []string
+		meshtest.WaitFor(t, "the schema without "+name, func() bool {
+			if e := w.call(t, "staging-db_schema", nil, &out); e != "" {
+				t.Fatal(e)
+			}
+			tables = nil
+			for _, tb := range out.Tables {
+				tables = append(tables, tb.Name)
+			}
+			return !slices.Contains(tables, hidden)
+		})
+		if len(tables) != 1 {
+			t.Errorf("forbidding %s: tables %v, want only the other", name, tables)
+		}
+		if e := w.call(t, "staging-db_schema", map[string]any{"table": hidden}, &out); !strings.Contains(e, "that this agent may read") {
+			t.Errorf("the schema of %s, forbidden: %q", hidden, e)
+		}
+	}
+}
+
+// TestStatementPolicyThroughTools: the tools are decided as a Go agent's
+// statements and requests are. Under a policy that lets coding agents
+// only read staging, the relay marks the bindings read-only in the
+// catalog, so the query and request tools carry readOnlyHint and say so;
+// a SELECT goes through and a DELETE is a tool error with the
+// connector's 42501 and its reason. A forbid on deletes names itself in
+// the error. Every open, and every statement the connector decides,
+// names the tool it came from in the audit trails.
+func TestStatementPolicyThroughTools(t *testing.T) {
+	w := postgresWorld(t, Config{})
+	tools := w.tools(t)
+	if tools["staging-db_query"].Annotations.ReadOnlyHint || tools["staging-api_request"].Annotations.ReadOnlyHint {
+		t.Fatal("readOnlyHint under a policy that permits writes")
+	}
+	swap := func(src string) {
+		t.Helper()
+		set, err := policy.Parse("test.cedar", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Policy.Swap(set)
+		select {
+		case <-w.changed:
+		case <-testCtx(t).Done():
+			t.Fatal("no tools/list_changed after a policy reload")
+		}
+	}
+	swap(`
+@id("staging-for-coding-agents")
+permit (principal in Group::"coding-agents", action == Action::"connect", resource in Environment::"staging");
+@id("coding-agents-read-staging")
+permit (principal in Group::"coding-agents", action in Action::"read", resource in Environment::"staging");
+`)
+	tools = w.tools(t)
+	for _, name := range []string{"staging-db_query", "staging-api_request"} {
+		tl := tools[name]
+		if tl == nil {
+			t.Fatalf("no %s after the reload: %v", name, tools)
+		}
+		if !tl.Annotations.ReadOnlyHint || !strings.Contains(tl.Description, "only read") {
+			t.Errorf("%s under a read-only policy: readOnlyHint %v, description %q", name, tl.Annotations.ReadOnlyHint, tl.Description)
+		}
+	}
+
+	var out QueryOutput
+	if e := w.call(t, "staging-db_query", map[string]any{"sql": "SELECT count(*) AS n FROM items"}, &out); e != "" || fmt.Sprint(out.Rows) != "[[20]]" {
+		t.Fatalf("a SELECT under the read-only policy: %v, %s", out.Rows, e)
+	}
+	e := w.call(t, "staging-db_query", map[string]any{"sql": "DELETE FROM items WHERE id = 1"}, &out)
+	if !strings.Contains(e, "42501") || !strings.Contains(e, "sql:delete") {
+		t.Errorf("a DELETE under the read-only policy: %q, want a 42501 naming sql:delete", e)
+	}
+	if strings.Contains(e, "pw-") {
+		t.Errorf("the tool error holds the database password: %q", e)
+	}
+	if e := w.call(t, "staging-db_query", map[string]any{"sql": "SELECT count(*) AS n FROM items"}, &out); e != "" || fmt.Sprint(out.Rows) != "[[20]]" {
+		t.Errorf("the DELETE went through, or broke the pool: %v, %s", out.Rows, e)
+	}
+	var rout RequestOutput
+	if e := w.call(t, "staging-api_request", map[string]any{"method": "POST", "path": "/echo", "body": "x"}, &rout); !strings.Contains(e, "403") || !strings.Contains(e, "no policy permits http:POST") {
+		t.Errorf("a POST under the read-only policy: %q, %+v", e, rout)
+	}
+
+	// Writes permitted, deletes forbidden: the forbid names itself.
+	swap(meshtest.Policies + `
+@id("no-deletes-on-staging")
+forbid (principal, action == Action::"sql:delete", resource in Environment::"staging");
+`)
+	if tl := w.tools(t)["staging-db_query"]; tl == nil || tl.Annotations.ReadOnlyHint {
+		t.Fatalf("query tool after permitting writes: %+v", tl)
+	}
+	e = w.call(t, "staging-db_query", map[string]any{"sql": "DELETE FROM items WHERE id = 1"}, &out)
+	if !strings.Contains(e, "42501") || !strings.Contains(e, "no-deletes-on-staging") {
+		t.Errorf("a DELETE under a forbid: %q, want a 42501 naming no-deletes-on-staging", e)
+	}
+	if e := w.call(t, "staging-db_query", map[string]any{"sql": "UPDATE items SET name = 'x' WHERE id = 2"}, &out); e != "" || out.Command != "UPDATE 1" {
+		t.Errorf("an UPDATE with writes permitted: %+v, %s", out, e)
+	}
+
+	// The relay's open events and the connector's statement events name
+	// the tool.
+	tool := func(ev map[string]any) any {
+		d, _ := ev["details"].(map[string]any)
+		return d[DetailTool]
+	}
+	opens := map[any]int{}
+	for _, ev := range w.Audit.Events("open.allow") {
+		if ev["binding"] == "staging-db" {
+			opens[tool(ev)]++
+		}
+	}
+	if opens["staging-db_query"] == 0 || opens[nil] != 0 {
+		t.Errorf("the relay's open events of staging-db, by tool: %v", opens)
+	}
+	var deleteDenials int
+	for _, ev := range w.connAudit.Events("pgpolicy: statement") {
+		if tool(ev) != "staging-db_query" {
+			t.Errorf("a statement event without the tool: %v", ev)
+		}
+		if ev["decision"] == "deny" && strings.HasPrefix(fmt.Sprint(ev["statement"]), "DELETE") {
+			deleteDenials++
+		}
+	}
+	if deleteDenials != 2 {
+		t.Errorf("%d DELETE denials in the connector's trail, want 2", deleteDenials)
+	}
+	var requests int
+	for _, ev := range w.connAudit.Events("http.request") {
+		if tool(ev) != "staging-api_request" {
+			t.Errorf("a request event without the tool: %v", ev)
+		}
+		requests++
+	}
+	if requests == 0 {
+		t.Error("no http.request event in the connector's trail")
 	}
 }

@@ -78,17 +78,17 @@ type served struct {
 
 	mu     sync.Mutex
 	closed bool
-	pool   *pgxpool.Pool // postgres: made at first call
+	pools  map[string]*pgxpool.Pool // postgres: by tool, each made at its first call
 }
 
 // close closes the binding's pool and handles; calls in flight fail.
 func (sv *served) close() error {
 	sv.mu.Lock()
 	sv.closed = true
-	p := sv.pool
-	sv.pool = nil
+	pools := sv.pools
+	sv.pools = nil
 	sv.mu.Unlock()
-	if p != nil {
+	for _, p := range pools {
 		p.Close()
 	}
 	return sv.h.Close()
@@ -192,7 +192,7 @@ func (s *Server) Sync(ctx context.Context) error {
 
 func sameBinding(a, b postern.Binding) bool {
 	return a.Name == b.Name && a.Kind == b.Kind && a.Environment == b.Environment &&
-		a.Description == b.Description && slices.Equal(a.Labels, b.Labels)
+		a.Description == b.Description && a.ReadOnly == b.ReadOnly && slices.Equal(a.Labels, b.Labels)
 }
 
 // Watch keeps the tools in step with the catalog until ctx ends: it
@@ -310,12 +310,16 @@ func about(b postern.Binding) string {
 		fmt.Fprintf(&sb, ": %s", strings.TrimSuffix(d, "."))
 	}
 	sb.WriteString(".")
+	if b.ReadOnly {
+		sb.WriteString(" This agent's policy lets it only read here: a statement or request that writes is refused.")
+	}
 	return sb.String()
 }
 
 // logCall logs one tool call: which tool, which binding, how long,
-// and how it ended. The relay's audit names the binding's opens; since
-// pooled connections serve many calls, this line is what names the call.
+// and how it ended. The relay's and connector's audit events name the
+// tool of each connection and statement (DetailTool); since pooled
+// connections serve many calls, this line is what counts the calls.
 func (s *Server) logCall(tool, bindingName string, start time.Time, err error, attrs ...any) {
 	attrs = append([]any{"tool", tool, "binding", bindingName, "duration", time.Since(start).Round(time.Microsecond)}, attrs...)
 	if err != nil {
@@ -343,3 +347,15 @@ func toolError(err error) error {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// DetailTool is the open detail that names the tool a binding stream
+// serves: every stream a tool call opens carries it, so the relay's open
+// and close events, and the connector's statement and request events,
+// name the tool. Policy reads it as context.details.mcp_tool; it is this
+// server's word, which the agent's identity already vouches for, not a
+// verified fact.
+const DetailTool = "mcp_tool"
+
+func withTool(ctx context.Context, tool string) context.Context {
+	return mesh.WithDetail(ctx, DetailTool, tool)
+}

@@ -234,7 +234,10 @@ func (s *session) fromAgent(ctx context.Context) error {
 				s.auditRefusal("extended", nil, Verdict{Reason: "statement not prepared"})
 				out = s.refuseExtended(out, msg)
 			case p.message != "":
-				delete(s.portals, b.DestinationPortal)
+				// The portal stands for the denied statement, so that its
+				// Execute is refused as part of the same denial (audited
+				// once, at the Parse) rather than as a portal never bound.
+				s.portals[b.DestinationPortal] = p
 				out = s.refuseExtended(out, p.message)
 			default:
 				s.portals[b.DestinationPortal] = p

@@ -729,9 +729,14 @@ func TestAudit(t *testing.T) {
 	if _, err := c.Exec(ctx, "SELECT name FROM items WHERE id = $1", 1); err != nil {
 		t.Fatal(err)
 	}
+	// A denied statement in the extended protocol is one event: the
+	// Bind and Execute that follow its Parse are part of its refusal.
+	if _, err := c.Exec(ctx, "DELETE FROM items WHERE id = $1", pgx.QueryExecModeExec, 1); err == nil {
+		t.Fatal("an extended DELETE went through")
+	}
 	pc.Exec(ctx, "SELECT * FROM missing").ReadAll()
 	ev := log.events(t)
-	if len(ev) != 4 {
+	if len(ev) != 5 {
 		t.Fatalf("%d events: %v", len(ev), ev)
 	}
 	want := []map[string]any{
@@ -739,6 +744,7 @@ func TestAudit(t *testing.T) {
 			"command": "SELECT 2", "statement": "SELECT * FROM items WHERE id < $1", "class": "read"},
 		{"protocol": "simple", "decision": "deny", "outcome": "denied", "statement": "DELETE FROM items WHERE id = $1"},
 		{"protocol": "extended", "decision": "allow", "outcome": "ok", "rows": 1.0, "statement": "SELECT name FROM items WHERE id = $1"},
+		{"protocol": "extended", "decision": "deny", "outcome": "denied", "statement": "DELETE FROM items WHERE id = $1"},
 		{"protocol": "simple", "decision": "allow", "outcome": "error", "sqlstate": "42P01"},
 	}
 	for i, w := range want {

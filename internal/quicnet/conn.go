@@ -30,7 +30,7 @@ const (
 // stream instead of finishing it, which is what closing a connection
 // under a writer means anyway.
 type Conn struct {
-	s             *quic.Stream
+	s             Stream
 	local, remote net.Addr
 
 	wmu     sync.Mutex // held by Write, CloseWrite and the FIN in Close
@@ -40,12 +40,12 @@ type Conn struct {
 
 // NewConn wraps s. local and remote are what LocalAddr and RemoteAddr
 // return.
-func NewConn(s *quic.Stream, local, remote net.Addr) *Conn {
+func NewConn(s Stream, local, remote net.Addr) *Conn {
 	return &Conn{s: s, local: local, remote: remote}
 }
 
 // Stream returns the underlying stream.
-func (c *Conn) Stream() *quic.Stream { return c.s }
+func (c *Conn) Stream() Stream { return c.s }
 
 // Read reads from the stream. After Close it returns net.ErrClosed.
 func (c *Conn) Read(p []byte) (int, error) {

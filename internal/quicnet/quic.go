@@ -90,13 +90,19 @@ func Listen(addr string, tlsConf *tls.Config, cfg *transport.Config) (*Listener,
 }
 
 // Accept waits for the next connection whose handshake completed.
-func (l *Listener) Accept(ctx context.Context) (*quic.Conn, error) { return l.ln.Accept(ctx) }
+func (l *Listener) Accept(ctx context.Context) (Session, error) {
+	conn, err := l.ln.Accept(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return QUICSession{conn}, nil
+}
 
 // Addr is the UDP address the listener is bound to.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
 // Close stops accepting and closes the UDP socket. Connections already
-// accepted are closed by their owners first (see quic.Conn.CloseWithError);
+// accepted are closed by their owners first (see Session.CloseWithError);
 // those still open are torn down.
 func (l *Listener) Close() error {
 	err := l.ln.Close()
@@ -137,7 +143,7 @@ func serverTLS(c *tls.Config) *tls.Config {
 // Dial connects to a QUIC listener at addr. tlsConf says how to trust the
 // server (see ClientTLS); Dial copies it and sets TLS 1.3 and ALPN. ctx
 // bounds the handshake.
-func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg *transport.Config) (*quic.Conn, error) {
+func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg *transport.Config) (Session, error) {
 	if tlsConf == nil {
 		return nil, errors.New("quicnet: dial: no TLS configuration (trust a CA or pin the relay's certificate)")
 	}
@@ -148,7 +154,7 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg *transport.
 	if err != nil {
 		return nil, fmt.Errorf("quicnet: dial %s: %w", addr, err)
 	}
-	return conn, nil
+	return QUICSession{conn}, nil
 }
 
 // IsConnClosed reports whether err says the QUIC connection itself is gone

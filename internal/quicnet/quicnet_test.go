@@ -46,7 +46,7 @@ func pair(tb testing.TB) (client, server *quicnet.Conn) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { sc.CloseWithError(0, "") })
-	cs, err := cc.OpenStream()
+	cs, err := cc.OpenStreamSync(ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}

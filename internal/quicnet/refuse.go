@@ -3,8 +3,6 @@ package quicnet
 import (
 	"time"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/postern/postern/internal/wire"
 )
 
@@ -13,7 +11,7 @@ import (
 // frame: none of it goes further. The receive side is stopped with
 // StreamRefused, which a client maps to this answer when a write
 // fails; the result is written within 5 seconds, or the stream is reset.
-func Refuse(st *quic.Stream, res *wire.Result) {
+func Refuse(st Stream, res *wire.Result) {
 	st.CancelRead(StreamRefused)
 	st.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	if err := wire.WriteFrame(st, res); err != nil {

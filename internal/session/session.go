@@ -54,7 +54,8 @@ type Config struct {
 	// SuspectAfter, when positive, closes Suspect once nothing at all has
 	// come from the relay for that long: with keep-alives well under it,
 	// a silent relay is gone or unreachable, long before the idle timeout
-	// says so. Zero turns the watch off.
+	// says so. Zero turns the watch off; so does a transport session that
+	// is not a Hearing.
 	SuspectAfter time.Duration
 }
 
@@ -81,11 +82,11 @@ var ErrTokenSource = errors.New("token source")
 // Session is a live session. Its goroutines stop when the connection ends
 // or Close is called.
 type Session struct {
-	Conn    *quic.Conn
+	Conn    quicnet.Session
 	Welcome *wire.Welcome
 
 	cfg       Config
-	ctrl      *quic.Stream
+	ctrl      quicnet.Stream
 	ctrlMu    sync.Mutex
 	refreshed chan wire.Message
 	expires   atomic.Int64 // unix ms of the token in use; 0 unknown
@@ -133,11 +134,11 @@ func dial(ctx context.Context, cfg Config, tok string) (*Session, error) {
 		defer s.wg.Done()
 		s.readControl()
 	}()
-	if cfg.SuspectAfter > 0 {
+	if h := hearing(conn); cfg.SuspectAfter > 0 && h != nil {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.watch(cfg.SuspectAfter)
+			s.watch(h, cfg.SuspectAfter)
 		}()
 	}
 	if cfg.Refresh && s.Welcome.ExpiresUnixMs != 0 {
@@ -237,27 +238,58 @@ func (s *Session) Suspect() <-chan struct{} { return s.suspect.Done() }
 // context.AfterFunc does; stop undoes it.
 func (s *Session) AfterSuspect(f func()) (stop func() bool) { return context.AfterFunc(s.suspect, f) }
 
-// watch closes suspect once no packet has arrived for d. Keep-alives make
+// Hearing is what a transport's session tells of its peer, for the
+// silence watch (Config.SuspectAfter): a count that grows with every
+// packet or frame received, and the smoothed round-trip time. A QUIC
+// session has it through quic-go's ConnectionStats; a session of another
+// transport that lacks it is not watched, and relies on its own idle
+// timeout.
+type Hearing interface {
+	Heard() (received uint64, rtt time.Duration)
+}
+
+// hearing returns c's Hearing, or nil.
+func hearing(c quicnet.Session) Hearing {
+	switch c := c.(type) {
+	case Hearing:
+		return c
+	case interface{ ConnectionStats() quic.ConnectionStats }:
+		return quicStats{c}
+	}
+	return nil
+}
+
+type quicStats struct {
+	c interface{ ConnectionStats() quic.ConnectionStats }
+}
+
+func (q quicStats) Heard() (uint64, time.Duration) {
+	st := q.c.ConnectionStats()
+	return st.PacketsReceived, st.SmoothedRTT
+}
+
+// watch closes suspect once nothing has arrived for d. Keep-alives make
 // the relay answer at least every keep-alive period, so silence is not
 // idleness.
-func (s *Session) watch(d time.Duration) {
+func (s *Session) watch(h Hearing, d time.Duration) {
 	tick := time.NewTicker(max(d/10, 10*time.Millisecond))
 	defer tick.Stop()
-	last, heard := s.Conn.ConnectionStats().PacketsReceived, time.Now()
+	last, _ := h.Heard()
+	heard := time.Now()
 	for {
 		select {
 		case <-s.done:
 			return
 		case now := <-tick.C:
-			st := s.Conn.ConnectionStats()
+			n, rtt := h.Heard()
 			// A keep-alive's answer takes a round trip: on a long path,
 			// silence lasts that much longer before it means anything
 			// (up to half as long again, so that a round-trip estimate
 			// inflated by a loaded machine cannot put it past the idle
 			// timeout).
-			if n := st.PacketsReceived; n != last {
+			if n != last {
 				last, heard = n, now
-			} else if now.Sub(heard) >= d+min(2*st.SmoothedRTT, d/2) {
+			} else if now.Sub(heard) >= d+min(2*rtt, d/2) {
 				s.cfg.Log.Warn("relay silent; new opens go elsewhere", "relay", s.cfg.Addr, "silent", now.Sub(heard).Round(time.Millisecond))
 				s.suspectCancel()
 				return

@@ -145,14 +145,15 @@ const (
 // carrying thousands of tiny repeated fields. wire.proto gives each
 // field's.
 const (
-	MaxNameLen   = 128  // binding, service, group names, and most short strings
-	MaxRepeated  = 4096 // entries of any repeated field
-	MaxDetails   = 64   // details of an Open or a Dial
-	MaxStringLen = 1 << 20
-	maxTextLen   = 4096 // messages, descriptions, detail values
-	maxAddrLen   = 256  // Hello.client, Dial.source
-	maxPolicyLen = 1024 // one policy ID of Result.policies
-	maxUnixMs    = 1 << 53
+	MaxNameLen     = 128        // binding, service, group names, and most short strings
+	MaxRepeated    = 4096       // entries of any repeated field
+	MaxDetails     = 64         // details of an Open or a Dial
+	MaxDetailValue = maxTextLen // bytes of a detail's value
+	MaxStringLen   = 1 << 20
+	maxTextLen     = 4096 // messages, descriptions, detail values
+	maxAddrLen     = 256  // Hello.client, Dial.source
+	maxPolicyLen   = 1024 // one policy ID of Result.policies
+	maxUnixMs      = 1 << 53
 )
 
 // UnixMs is t as a protocol time (milliseconds since the Unix epoch); the

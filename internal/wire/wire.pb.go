@@ -141,6 +141,11 @@
 //      relay that does not know the field ignores it and sends no
 //      Policy; a connector that asked and got none holds no policy set
 //      and refuses every statement and request).
+//   1 + Binding.read_only (field 6): in an agent's catalog, the relay's
+//      word that the agent's policy lets it only read through the
+//      binding. Peers that do not know the field ignore it; it is a
+//      hint for tools, never a permission (the connector decides every
+//      statement and request either way).
 //
 // How a later version changes the protocol:
 //
@@ -1445,7 +1450,15 @@ type Binding struct {
 	// bytes.
 	Labels []string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty"`
 	// For people. At most 4096 bytes.
-	Description   string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	// Set only in an agent's catalog, by the relay: the agent's policy
+	// permits no action under write or unclassified on this binding, so
+	// every statement or request it sends that is not a read will be
+	// refused. Only for "http" and "postgres" bindings. A hint (an MCP
+	// tool's readOnlyHint), never a permission: the connector decides each
+	// statement and request from its own parse regardless. Connectors never
+	// set it, and a relay ignores it in a connector's Hello.
+	ReadOnly      bool `protobuf:"varint,6,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1513,6 +1526,13 @@ func (x *Binding) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *Binding) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
 }
 
 // Detail is one key/value detail of an open, handed to policy as context.
@@ -1698,13 +1718,14 @@ const file_wire_proto_rawDesc = "" +
 	"\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1e\n" +
 	"\n" +
 	"attributes\x18\x04 \x01(\fR\n" +
-	"attributes\"\x8d\x01\n" +
+	"attributes\"\xaa\x01\n" +
 	"\aBinding\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12 \n" +
 	"\venvironment\x18\x03 \x01(\tR\venvironment\x12\x16\n" +
 	"\x06labels\x18\x04 \x03(\tR\x06labels\x12 \n" +
-	"\vdescription\x18\x05 \x01(\tR\vdescription\"0\n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\x12\x1b\n" +
+	"\tread_only\x18\x06 \x01(\bR\breadOnly\"0\n" +
 	"\x06Detail\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"O\n" +

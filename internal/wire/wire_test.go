@@ -32,7 +32,7 @@ func samples() []Message {
 		}, Client: "postern-connector"},
 		&Welcome{Session: "s-1", Identity: id(), Catalog: []*Binding{{Name: "staging-db", Kind: "postgres", Environment: "staging"}}, Limits: &Limits{MaxStreams: 256, MaxFrameSize: 65536}, ExpiresUnixMs: exp},
 		&Reject{Code: CodeUnauthenticated, Reason: "token_expired", Message: "identity: token expired 3m ago"},
-		&Catalog{Bindings: []*Binding{{Name: "a", Kind: "tcp"}, {Name: "b", Kind: "http", Labels: []string{"x"}}}},
+		&Catalog{Bindings: []*Binding{{Name: "a", Kind: "tcp"}, {Name: "b", Kind: "http", Labels: []string{"x"}, ReadOnly: true}}},
 		&Refresh{Token: "eyJ.e30.sig"},
 		&Refreshed{ExpiresUnixMs: exp},
 		&Goaway{Code: CodeShutdown, Reason: "relay_shutdown", Message: "relay is shutting down"},

@@ -18,8 +18,6 @@ import (
 	"github.com/postern/postern/internal/measure"
 	"github.com/postern/postern/internal/quicnet"
 
-	"github.com/quic-go/quic-go"
-
 	sess "github.com/postern/postern/internal/session"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/transport"
@@ -286,11 +284,8 @@ var errRelaySilent = errors.New("connector: relay silent")
 // unanswered reports whether a dial failed for want of any answer from
 // the relay, as when it is down.
 func unanswered(err error) bool {
-	var (
-		idle *quic.IdleTimeoutError
-		hs   *quic.HandshakeTimeoutError
-	)
-	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &idle) || errors.As(err, &hs)
+	var ne net.Error // QUIC's handshake and idle timeouts are net.Errors that time out
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // runRelay keeps a session with one relay. It returns an error only for a
@@ -419,7 +414,7 @@ func fatal(err error) bool {
 
 // serveStream serves one stream the relay opened: dial the advertised
 // upstream, answer, splice.
-func (c *Connector) serveStream(conn *quic.Conn, st *quic.Stream, pol *relayPolicy) {
+func (c *Connector) serveStream(conn quicnet.Session, st quicnet.Stream, pol *relayPolicy) {
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var dial wire.Dial
 	if err := wire.ReadExpected(st, 1<<20, &dial); err != nil {

@@ -20,8 +20,6 @@ import (
 	"github.com/postern/postern/internal/httpreq"
 	"github.com/postern/postern/internal/quicnet"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/postern/postern/internal/wire"
 )
 
@@ -47,7 +45,7 @@ const (
 )
 
 // serveHTTP serves one stream of an http service.
-func (c *Connector) serveHTTP(st *quic.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
+func (c *Connector) serveHTTP(st quicnet.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
 	tr, target, err := httpUpstream(svc)
 	if err != nil {
 		log.Error("connector: http upstream configuration", "err", err)
@@ -96,6 +94,10 @@ func (c *Connector) serveHTTP(st *quic.Stream, down *quicnet.Conn, svc *Service,
 		// redirects built from Host name it: turn those into paths on the
 		// binding, which the agent can follow and which hide the address.
 		ModifyResponse: func(resp *http.Response) error {
+			// X-Postern-Error marks the connector's own answers (a
+			// denial, an unreachable upstream): an upstream may not
+			// pass for the connector.
+			resp.Header.Del("X-Postern-Error")
 			hosts := []string{target.Host}
 			if svc.HTTP != nil && svc.HTTP.Host != "" {
 				hosts = append(hosts, svc.HTTP.Host)

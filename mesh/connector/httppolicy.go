@@ -102,6 +102,7 @@ func (g *httpGate) decide(w http.ResponseWriter, r *http.Request, v *verdict) bo
 		Resource:  g.resource,
 		Time:      time.Now(),
 		SourceIP:  g.source,
+		Details:   g.details,
 		HTTP:      &policy.HTTP{Method: t.Method, Path: t.Path, Query: t.Query},
 	})
 	v.policies = d.Policies

@@ -48,6 +48,7 @@ func (g *pgGate) decide(ctx context.Context, st sqlclass.Statement) pgpolicy.Ver
 		Resource:  g.resource,
 		Time:      time.Now(),
 		SourceIP:  g.source,
+		Details:   g.details,
 	}, &st)
 }
 
@@ -64,6 +65,7 @@ func (g *pgGate) mayWrite(ctx context.Context) bool {
 		Resource:  g.resource,
 		Time:      time.Now(),
 		SourceIP:  g.source,
+		Details:   g.details,
 	})
 }
 

@@ -141,7 +141,8 @@ type streamPolicy struct {
 	principal policy.Principal
 	resource  policy.Resource
 	source    netip.Addr
-	audit     *slog.Logger // with subject, session and binding
+	details   map[string]string // the Dial's: the agent's claims, as the relay's open saw them
+	audit     *slog.Logger      // with subject, session and binding (and details)
 }
 
 func newStreamPolicy(c *Connector, svc *Service, dial *wire.Dial, pol *relayPolicy) (streamPolicy, error) {
@@ -164,6 +165,16 @@ func newStreamPolicy(c *Connector, svc *Service, dial *wire.Dial, pol *relayPoli
 	}
 	if ap, err := netip.ParseAddrPort(dial.Source); err == nil {
 		sp.source = ap.Addr().Unmap()
+	}
+	if ds := dial.GetDetails(); len(ds) > 0 {
+		// What the agent said of the stream (postern mcp: the tool), as
+		// claimed, on every statement's and request's event.
+		m := make(map[string]string, len(ds))
+		for _, d := range ds {
+			m[d.GetKey()] = d.GetValue()
+		}
+		sp.details = m
+		sp.audit = sp.audit.With(slog.Any("details", m))
 	}
 	return sp, nil
 }

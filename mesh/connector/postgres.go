@@ -18,7 +18,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern/internal/pgconnstr"
 	"github.com/postern/postern/internal/pgpolicy"
@@ -61,7 +60,7 @@ const (
 
 // servePostgres serves one stream of a postgres service.
 // pol is the relay's policy set, by which every statement is decided.
-func (c *Connector) servePostgres(st *quic.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
+func (c *Connector) servePostgres(st quicnet.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
 	gate, err := newPGGate(c, svc, dial, pol)
 	if err != nil {
 		log.Warn("connector: the dial's identity cannot be decided on", "err", err)

@@ -329,12 +329,12 @@ func (r *Relay) acceptLoop() {
 
 // Application error codes in CONNECTION_CLOSE are wire codes, so that a
 // client that missed the Reject or Goaway frame still learns why.
-func closeConn(conn *quic.Conn, code wire.Code, reason, msg string) {
+func closeConn(conn quicnet.Session, code wire.Code, reason, msg string) {
 	conn.CloseWithError(quic.ApplicationErrorCode(code), reason+": "+msg)
 }
 
 // serveConn runs one client connection from handshake to end.
-func (r *Relay) serveConn(conn *quic.Conn) {
+func (r *Relay) serveConn(conn quicnet.Session) {
 	remote := conn.RemoteAddr().String()
 	ctx, cancel := context.WithTimeout(r.ctx, r.limits.HandshakeTimeout)
 	defer cancel()
@@ -445,7 +445,7 @@ func (r *Relay) verify(token string, role identity.Role) (*identity.Claims, *wir
 // reject sends rej and closes the connection. It gives the client a moment
 // to read the Reject and close first; CONNECTION_CLOSE carries the code
 // and reason too, for a client that misses the frame.
-func (r *Relay) reject(conn *quic.Conn, ctrl *quic.Stream, rej *wire.Reject) {
+func (r *Relay) reject(conn quicnet.Session, ctrl quicnet.Stream, rej *wire.Reject) {
 	ctrl.SetWriteDeadline(time.Now().Add(time.Second))
 	if err := wire.WriteFrame(ctrl, rej); err == nil {
 		ctrl.Close()
@@ -497,7 +497,9 @@ func (r *Relay) rescopeAll() {
 }
 
 // catalogFor returns the bindings that policy lets p connect to, sorted by
-// name.
+// name. An http or postgres binding on which p may only read (no permit
+// admits a write or unclassified action there: policy.Set.MayWrite) is
+// listed with read_only set, so that tools can say so.
 func (r *Relay) catalogFor(p *policy.Principal, source netip.Addr) []*wire.Binding {
 	r.mu.RLock()
 	routes := make([]*route, 0, len(r.routes))
@@ -509,8 +511,13 @@ func (r *Relay) catalogFor(p *policy.Principal, source netip.Addr) []*wire.Bindi
 	var out []*wire.Binding
 	for _, rt := range routes {
 		meta := rt.meta.Load()
-		d := r.policy.AuthorizeOpen(policy.Request{Principal: *p, Resource: meta.resource, Time: now, SourceIP: source})
-		if d.Allowed {
+		req := policy.Request{Principal: *p, Resource: meta.resource, Time: now, SourceIP: source}
+		if !r.policy.AuthorizeOpen(req).Allowed {
+			continue
+		}
+		if meta.readOnly != nil && !r.policy.MayWrite(req) {
+			out = append(out, meta.readOnly)
+		} else {
 			out = append(out, meta.wire)
 		}
 	}

@@ -24,16 +24,21 @@ type route struct {
 type routeMeta struct {
 	binding  postern.Binding
 	wire     *wire.Binding // shared by every catalog that lists it: never changed
+	readOnly *wire.Binding // wire with read_only set; nil for a tcp binding
 	resource policy.Resource
 }
 
 func newMeta(b postern.Binding) *routeMeta {
 	labels := slices.Clone(b.Labels)
-	return &routeMeta{
+	m := &routeMeta{
 		binding:  b,
 		wire:     &wire.Binding{Name: b.Name, Kind: b.Kind, Environment: b.Environment, Labels: labels, Description: b.Description},
 		resource: policy.NewResource(b.Name, b.Kind, b.Environment, labels...),
 	}
+	if b.Kind != postern.KindTCP {
+		m.readOnly = &wire.Binding{Name: b.Name, Kind: b.Kind, Environment: b.Environment, Labels: labels, Description: b.Description, ReadOnly: true}
+	}
+	return m
 }
 
 func newRoute(b postern.Binding, declared bool) *route {

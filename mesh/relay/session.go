@@ -14,8 +14,6 @@ import (
 	"github.com/postern/postern"
 	"github.com/postern/postern/internal/quicnet"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/policy"
@@ -26,8 +24,8 @@ import (
 type session struct {
 	r        *Relay
 	id       string
-	conn     *quic.Conn
-	ctrl     *quic.Stream
+	conn     quicnet.Session
+	ctrl     quicnet.Stream
 	ctrlMu   sync.Mutex // serializes writes on ctrl
 	remote   string
 	remoteIP netip.Addr
@@ -275,7 +273,7 @@ func (a *agentSession) pushCatalog() {
 
 func sameBinding(a, b *wire.Binding) bool {
 	return a.Name == b.Name && a.Kind == b.Kind && a.Environment == b.Environment &&
-		a.Description == b.Description && slices.Equal(a.Labels, b.Labels)
+		a.Description == b.Description && a.ReadOnly == b.ReadOnly && slices.Equal(a.Labels, b.Labels)
 }
 
 // ---- connectors ----

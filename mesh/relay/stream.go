@@ -10,15 +10,13 @@ import (
 
 	"github.com/postern/postern/internal/quicnet"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/policy"
 )
 
 // serveStream serves one binding stream of an agent: read the Open,
 // authorize, route to a connector, splice.
-func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
+func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 	start := time.Now()
 	n := a.streams.Add(1)
 	defer a.streams.Add(-1)
@@ -52,6 +50,11 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		slog.String("binding", open.Binding),
 		slog.String("action", action),
 	)
+	if len(open.Details) > 0 {
+		// The agent's own words (postern mcp names the tool here): audited
+		// as claimed, beside what the relay verified.
+		attrs = append(attrs, slog.Any("details", detailMap(open.Details)))
+	}
 	// A refusal is audited before the agent hears of it.
 	deny := func(res *wire.Result, extra ...slog.Attr) {
 		attrs = append(attrs, slog.String("decision", "deny"), slog.String("code", res.Code.Text()), slog.String("reason", res.Reason))
@@ -79,13 +82,7 @@ func (r *Relay) serveStream(a *agentSession, st *quic.Stream) {
 		return
 	}
 	meta := rt.meta.Load()
-	var details map[string]string
-	if len(open.Details) > 0 {
-		details = make(map[string]string, len(open.Details))
-		for _, kv := range open.Details {
-			details[kv.Key] = kv.Value
-		}
-	}
+	details := detailMap(open.Details)
 	preq := policy.Request{
 		Principal: *a.principal.Load(),
 		Action:    action,
@@ -217,4 +214,17 @@ func decideOpen(e *policy.Engine, req policy.Request) policy.Decision {
 		return named
 	}
 	return d
+}
+
+// detailMap returns an Open's details as policy and the audit trail take
+// them; nil for none.
+func detailMap(ds []*wire.Detail) map[string]string {
+	if len(ds) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(ds))
+	for _, kv := range ds {
+		m[kv.Key] = kv.Value
+	}
+	return m
 }

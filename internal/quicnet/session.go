@@ -1,0 +1,74 @@
+package quicnet
+
+import (
+	"context"
+	"io"
+	"net"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Session is one connection between two Postern endpoints, carrying the
+// control stream and the binding streams. *quic.Conn is one, through
+// [QUICSession]; relay, connector and client code uses only this.
+//
+// Errors follow quic-go's types whatever the transport: a closed session
+// reports a *quic.ApplicationError with the closer's code and reason, a
+// reset stream a *quic.StreamError, so that [IsConnClosed],
+// [StreamErrorCode] and session.CloseReason read both the same way.
+type Session interface {
+	// OpenStreamSync opens a bidirectional stream, waiting while the peer's
+	// stream limit is reached, at most until ctx ends.
+	OpenStreamSync(ctx context.Context) (Stream, error)
+	// AcceptStream waits for the next stream the peer opens.
+	AcceptStream(ctx context.Context) (Stream, error)
+	// CloseWithError closes the session, telling the peer code and msg.
+	CloseWithError(code quic.ApplicationErrorCode, msg string) error
+	// Context ends when the session does; its cause says why.
+	Context() context.Context
+	LocalAddr() net.Addr
+	RemoteAddr() net.Addr
+}
+
+// Stream is one bidirectional stream of a Session, with QUIC's
+// semantics: Close finishes the send direction only (FIN), CancelWrite
+// resets it with a code, CancelRead asks the peer to stop sending.
+// *quic.Stream is one.
+type Stream interface {
+	io.Reader
+	io.Writer
+	// Close finishes the send direction: the peer reads EOF after
+	// everything written. It must not be called concurrently with Write.
+	Close() error
+	CancelRead(code quic.StreamErrorCode)
+	CancelWrite(code quic.StreamErrorCode)
+	SetDeadline(t time.Time) error
+	SetReadDeadline(t time.Time) error
+	SetWriteDeadline(t time.Time) error
+	StreamID() quic.StreamID
+}
+
+// QUICSession is a Session over a QUIC connection.
+type QUICSession struct{ *quic.Conn }
+
+var (
+	_ Session = QUICSession{}
+	_ Stream  = (*quic.Stream)(nil)
+)
+
+func (s QUICSession) OpenStreamSync(ctx context.Context) (Stream, error) {
+	st, err := s.Conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (s QUICSession) AcceptStream(ctx context.Context) (Stream, error) {
+	st, err := s.Conn.AcceptStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
