@@ -74,8 +74,9 @@ type Config struct {
 	// that an agent sets shorter so that a dead relay is noticed in
 	// seconds: a keep-alive every second (KeepAlive zero means 1s) and an
 	// idle timeout of 3s (IdleTimeout zero means 3s). A relay silent for
-	// 1.5s (plus two round trips) gets no new opens; its streams end at
-	// the idle timeout, with an error, unless it is heard from again.
+	// 1.25s (plus up to two round trips) gets no new opens; its streams
+	// end at the idle timeout, with an error, unless it is heard from
+	// again.
 	Transport *transport.Config
 }
 
@@ -83,7 +84,7 @@ type Config struct {
 const (
 	agentKeepAlive   = time.Second
 	agentIdleTimeout = 3 * time.Second
-	agentSuspect     = 1500 * time.Millisecond
+	agentSuspect     = 1250 * time.Millisecond
 	failMemory       = 30 * time.Second // how long a failed relay is tried last
 )
 

@@ -78,7 +78,7 @@
 // with each: a relay carries each agent once, and the catalog is the one
 // relay's in use. It connects to the first relay that answers (the first
 // in order at once, each next one 250 ms later), and stays with it while
-// it is healthy. A relay that falls silent for 1.5 s (the client sends a
+// it is healthy. A relay that falls silent for 1.25 s (the client sends a
 // keep-alive every second, which a live relay answers) gets no new opens:
 // the client moves to the next, with that relay's catalog
 // ([Client.CatalogChanged] fires), and an open that had not been answered
