@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
 
@@ -162,9 +163,13 @@ func DialAny(ctx context.Context, addrs []string, cfg Config, pace Pace) (*Sessi
 	}
 }
 
-// definitive reports whether err is a relay's own answer, which a new
-// attempt would only repeat.
+// definitive reports whether err is a relay's own answer, or a name that
+// does not exist, which a new attempt would only repeat.
 func definitive(err error) bool {
-	var rej *RejectError
-	return errors.As(err, &rej) || CloseReason(err) != nil || errors.Is(err, wire.ErrMalformed)
+	var (
+		rej *RejectError
+		dns *net.DNSError
+	)
+	return errors.As(err, &rej) || CloseReason(err) != nil || errors.Is(err, wire.ErrMalformed) ||
+		errors.As(err, &dns) && dns.IsNotFound
 }

@@ -122,3 +122,23 @@ func TestDialAnyTokenOnce(t *testing.T) {
 		t.Fatal("DialAny with no address: no error")
 	}
 }
+
+// TestDialAnyNoSuchHost: a relay name that does not exist is an answer:
+// DialAny gives up on it at once rather than at the deadline.
+func TestDialAnyNoSuchHost(t *testing.T) {
+	const host = "relay.nonexistent.invalid"
+	var dns *net.DNSError
+	if _, err := net.DefaultResolver.LookupHost(context.Background(), host); !errors.As(err, &dns) || !dns.IsNotFound {
+		t.Skipf("this machine's resolver does not say %s does not exist: %v", host, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := DialAny(ctx, []string{host + ":7443"}, testConfig(), Pace{})
+	if !errors.As(err, &dns) || !dns.IsNotFound {
+		t.Fatalf("err = %v, want no such host", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("DialAny took %s to give up on a name that does not exist", took)
+	}
+}
