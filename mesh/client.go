@@ -481,7 +481,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		SuspectAfter: agentSuspect,
 		OnCatalog: func(ws []*wire.Binding) {
 			s.setCatalog(ws)
-			if !c.current(s) {
+			if s.retired.Load() {
 				return // a retired session's catalog is no one's
 			}
 			c.log.Info("mesh: catalog updated", "bindings", len(ws))
@@ -518,13 +518,6 @@ func sessionErr(ctx context.Context, op, binding string, err error) error {
 		return &postern.Error{Op: op, Binding: binding, Err: fmt.Errorf("%w: %w", postern.ErrTimeout, err)}
 	}
 	return &postern.Error{Op: op, Binding: binding, Err: fmt.Errorf("%w: %w", postern.ErrUnavailable, err)}
-}
-
-// current reports whether s is the session new opens go to.
-func (c *Client) current(s *session) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.sess == s
 }
 
 // errSuspect ends the wait for an open's answer when the relay falls
