@@ -73,7 +73,7 @@ type Config struct {
 	// Transport tunes QUIC. Nil means transport's defaults, except two
 	// that an agent sets shorter so that a dead relay is noticed in
 	// seconds: a keep-alive every second (KeepAlive zero means 1s) and an
-	// idle timeout of 3s (IdleTimeout zero means 3s). A relay silent for
+	// idle timeout of 5s (IdleTimeout zero means 5s). A relay silent for
 	// 1.25s (plus up to two round trips) gets no new opens; its streams
 	// end at the idle timeout, with an error, unless it is heard from
 	// again.
@@ -83,7 +83,7 @@ type Config struct {
 // Agent defaults, shorter than a relay's (see Config.Transport).
 const (
 	agentKeepAlive   = time.Second
-	agentIdleTimeout = 3 * time.Second
+	agentIdleTimeout = 5 * time.Second
 	agentSuspect     = 1250 * time.Millisecond
 	failMemory       = 30 * time.Second // how long a failed relay is tried last
 )

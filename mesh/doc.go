@@ -85,7 +85,7 @@
 // is made again there by itself, which is safe because nothing but the
 // open had gone out (Dial's opens; not DialEarly's, whose first bytes
 // went with it). The streams already open on the silent relay end with an
-// error, never io.EOF, at the 3 s idle timeout, 3 to 4 s after the relay
+// error, never io.EOF, at the 5 s idle timeout, 5 to 6 s after the relay
 // died, unless it is heard from again. A relay that failed is tried after
 // the others for 30 s. While no relay answers, the client sends each a
 // fresh handshake every 500 ms (rather than waiting out QUIC's

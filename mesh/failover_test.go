@@ -167,7 +167,7 @@ func TestFailoverToOtherRelay(t *testing.T) {
 	}
 
 	// The download through the silent relay ends with an error once the
-	// agent's idle timeout (3s) has passed.
+	// agent's idle timeout (5s) has passed.
 	for err == nil {
 		err = read()
 		if time.Since(cut) > 30*time.Second {
