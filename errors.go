@@ -8,11 +8,19 @@ import (
 )
 
 // Sentinel errors. Every error the client returns for a refused session or
-// open is an *Error that matches exactly one of these with errors.Is.
+// open is an *Error that matches exactly one of these with errors.Is
+// (ErrKeyNotProven, which refines ErrUnauthenticated, matches both).
 var (
 	// ErrUnauthenticated: the relay refused the token (see Error.Reason for
 	// which check failed: "token_expired", "bad_signature", ...).
 	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrKeyNotProven: the token is bound to a key (sender-constrained)
+	// and the client did not prove it holds that key, or the relay
+	// requires bound tokens and this one is a bearer token (Error.Reason:
+	// "key_not_proven", "key_mismatch", "token_not_bound",
+	// "binding_changed"). It wraps ErrUnauthenticated, so a check for
+	// that matches it too.
+	ErrKeyNotProven = fmt.Errorf("token key not proven: %w", ErrUnauthenticated)
 	// ErrDenied: policy does not let this identity open the binding.
 	// Error.Policies names the policies that decided.
 	ErrDenied = errors.New("denied by policy")

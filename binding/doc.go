@@ -11,6 +11,7 @@
 //	POSTERN_RELAY=relay.example.com:7443   or several: relay-a.example.com:7443,relay-b.example.com:7443
 //	POSTERN_TOKEN=eyJ...              or POSTERN_TOKEN_FILE=/run/postern/token
 //	POSTERN_RELAY_PIN=sha256:4f1c...  or POSTERN_RELAY_CA=/etc/postern/relay-ca.pem
+//	POSTERN_KEY_FILE=/run/postern/agent.key   (optional: the key a bound token needs)
 //
 // A missing or malformed variable is an [*EnvError] that names it.
 // [OpenWith] takes a [mesh.Client] the program manages itself.

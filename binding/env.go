@@ -24,6 +24,7 @@ const (
 	EnvTokenFile = "POSTERN_TOKEN_FILE" // a file holding it, read again at each refresh
 	EnvRelayCA   = "POSTERN_RELAY_CA"   // a PEM file of CAs that sign the relay's certificate
 	EnvRelayPin  = "POSTERN_RELAY_PIN"  // the relay certificate's pin, sha256:<hex>
+	EnvKeyFile   = "POSTERN_KEY_FILE"   // the agent's private key (PEM), for tokens bound to it
 )
 
 // EnvError is a missing or malformed environment variable.
@@ -95,6 +96,11 @@ func CloseDefault() error {
 //   - POSTERN_RELAY_CA or POSTERN_RELAY_PIN (exactly one): how to trust
 //     the relay, a PEM file of CAs or the pin of its certificate
 //     ("sha256:<hex>", as the relay prints it).
+//   - POSTERN_KEY_FILE (optional): the agent's private key, a PEM
+//     "PRIVATE KEY" file (`postern agent-key` writes one), proved in
+//     every handshake so that a token bound to it is accepted
+//     (mesh.Config.Key). Keep it out of the reach of the code the agent
+//     runs: a token bound to it is useless without it.
 //
 // Each missing or malformed variable gives its own *EnvError; all of them
 // are returned together (errors.Join). An empty variable counts as unset.
@@ -165,6 +171,15 @@ func configFromEnv(getenv func(string) string) (mesh.Config, error) {
 		cfg.Pin = p
 	default:
 		bad(EnvRelayPin, "not set, nor %s: say how to trust the relay's certificate", EnvRelayCA)
+	}
+
+	if path := getenv(EnvKeyFile); path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			bad(EnvKeyFile, "%v", err)
+		} else if cfg.Key, err = transport.ParseClientKey(b); err != nil {
+			bad(EnvKeyFile, "%s: %v", path, err)
+		}
 	}
 
 	if len(errs) > 0 {

@@ -19,11 +19,12 @@ import (
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/mesh/relay"
+	"github.com/postern/postern/transport"
 )
 
-var envVars = []string{binding.EnvRelay, binding.EnvToken, binding.EnvTokenFile, binding.EnvRelayCA, binding.EnvRelayPin}
+var envVars = []string{binding.EnvRelay, binding.EnvToken, binding.EnvTokenFile, binding.EnvRelayCA, binding.EnvRelayPin, binding.EnvKeyFile}
 
-// setEnv sets the five variables to env (absent means unset) for the test.
+// setEnv sets the six variables to env (absent means unset) for the test.
 func setEnv(t *testing.T, env map[string]string) {
 	t.Helper()
 	for _, v := range envVars {
@@ -74,6 +75,15 @@ func TestConfigFromEnv(t *testing.T) {
 	caFile := writeFile(t, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: m.Cert.Certificate[0]})))
 	notPEM := writeFile(t, "ca.txt", "hello")
 	missing := filepath.Join(t.TempDir(), "missing")
+	agentKey, err := transport.GenerateClientKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentPEM, err := transport.MarshalClientKey(agentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := writeFile(t, "agent.key", string(agentPEM))
 	valid := map[string]string{binding.EnvRelay: "relay.example.com:7443", binding.EnvToken: tok, binding.EnvRelayPin: m.Pin}
 	with := func(changes map[string]string) map[string]string {
 		env := map[string]string{}
@@ -99,6 +109,9 @@ func TestConfigFromEnv(t *testing.T) {
 	}{
 		{name: "valid, token and pin", env: valid},
 		{name: "valid, token file and CA", env: with(map[string]string{binding.EnvToken: "-", binding.EnvTokenFile: tokFile, binding.EnvRelayPin: "-", binding.EnvRelayCA: caFile})},
+		{name: "valid, with a key file", env: with(map[string]string{binding.EnvKeyFile: keyFile})},
+		{name: "key file missing", env: with(map[string]string{binding.EnvKeyFile: missing}), want: []string{binding.EnvKeyFile}, text: "no such file"},
+		{name: "key file holds a certificate", env: with(map[string]string{binding.EnvKeyFile: caFile}), want: []string{binding.EnvKeyFile}, text: `want a PEM "PRIVATE KEY"`},
 		{name: "nothing set", env: map[string]string{}, want: []string{binding.EnvRelay, binding.EnvToken, binding.EnvRelayPin}},
 		{name: "relay missing", env: with(map[string]string{binding.EnvRelay: "-"}), want: []string{binding.EnvRelay}, text: "not set"},
 		{name: "relay without port", env: with(map[string]string{binding.EnvRelay: "relay.example.com"}), want: []string{binding.EnvRelay}, text: "host:port"},
@@ -291,5 +304,59 @@ func TestTokenFileVanishes(t *testing.T) {
 	var ee *binding.EnvError
 	if !errors.Is(err, postern.ErrUnauthenticated) || !errors.As(err, &ee) || ee.Var != binding.EnvTokenFile {
 		t.Fatalf("connect with the token file gone: %v", err)
+	}
+}
+
+// TestBoundTokenFromEnvironment: an agent configured by POSTERN_KEY_FILE
+// and a token bound to that key opens bindings on a relay that requires
+// bound tokens; the same token without the key file is refused with
+// postern.ErrKeyNotProven.
+func TestBoundTokenFromEnvironment(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{RequireBoundTokens: true})
+	m.Connector("office-1", connector.Service{Name: "staging-tcp", Upstream: meshtest.EchoServer(t), Environment: "staging"})
+	key, err := transport.GenerateClientKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jkt, err := identity.KeyThumbprint(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := transport.MarshalClientKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := m.Token(identity.Claims{Subject: "coding-agent", Role: identity.RoleAgent, Groups: []string{"coding-agents"}, BoundKey: jkt})
+	env := map[string]string{binding.EnvRelay: m.Addr(), binding.EnvRelayPin: m.Pin, binding.EnvToken: tok}
+	for _, withKey := range []bool{true, false} {
+		if withKey {
+			env[binding.EnvKeyFile] = writeFile(t, "agent.key", string(keyPEM))
+		} else {
+			delete(env, binding.EnvKeyFile)
+		}
+		setEnv(t, env)
+		cfg, err := binding.ConfigFromEnv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, err := mesh.NewClient(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := binding.OpenWith(client, "staging-tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := b.Dial(testCtx(t))
+		if withKey {
+			if err != nil {
+				t.Fatalf("with %s: %v", binding.EnvKeyFile, err)
+			}
+			conn.Close()
+		} else if !errors.Is(err, postern.ErrKeyNotProven) {
+			t.Fatalf("without %s: %v, want postern.ErrKeyNotProven", binding.EnvKeyFile, err)
+		}
+		b.Close()
+		client.Close()
 	}
 }

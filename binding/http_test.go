@@ -233,6 +233,45 @@ func TestHTTPInjectedHeadersCannotBeShadowed(t *testing.T) {
 	}
 }
 
+// TestHTTPTrailersReachTheUpstream: an agent's request trailers arrive at
+// the upstream with their values, while a trailer under an injected or a
+// forwarding header's name (or a look-alike of one) does not arrive at
+// all; nor does an X-Real-IP header, which upstreams trust as they trust
+// X-Forwarded-For.
+func TestHTTPTrailersReachTheUpstream(t *testing.T) {
+	_, _, hc, _ := httpWorld(t)
+	req, err := http.NewRequestWithContext(testCtx(t), "POST", "/headers", io.NopCloser(strings.NewReader("a chunked body")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = -1 // chunked, so that trailers can follow
+	req.Header.Set("X-Real-IP", "203.0.113.7")
+	req.Header["X_Real_Ip"] = []string{"203.0.113.8"}
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	req.Trailer = http.Header{
+		"X-Checksum":      {"sha256:5d41402abc4b2a76"},
+		"X-Row-Count":     {"42"},
+		"Authorization":   {"Bearer agent-trailer"},
+		"X_api_key":       {"agent-key-trailer"},
+		"X-Real-Ip":       {"203.0.113.10"},
+		"X-Forwarded-For": {"203.0.113.11"},
+	}
+	code, body := send(t, hc, req)
+	if code != http.StatusOK {
+		t.Fatalf("POST /headers = %d %q", code, body)
+	}
+	for _, want := range []string{"X-Checksum: sha256:5d41402abc4b2a76\n", "X-Row-Count: 42\n", "Authorization: Bearer upstream-secret\n"} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("the upstream did not receive %q:\n%s", want, body)
+		}
+	}
+	for _, leak := range []string{"agent", "203.0.113."} {
+		if strings.Contains(body, leak) {
+			t.Fatalf("the upstream received %q from the agent:\n%s", leak, body)
+		}
+	}
+}
+
 // TestHTTPRedirectHidesTheUpstream: an upstream's redirect to an absolute
 // URL on itself reaches the agent as a path on the binding: the agent does
 // not learn the upstream's address, and the redirect works.

@@ -2,12 +2,15 @@ package mesh_test
 
 import (
 	"context"
+	"crypto"
 	"io"
 	"testing"
 
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
+	"github.com/postern/postern/mesh/identity"
+	"github.com/postern/postern/transport"
 )
 
 // The whole mesh in one process: these measure the code path and its
@@ -92,4 +95,46 @@ func BenchmarkOpenParallel(b *testing.B) {
 			c.Close()
 		}
 	})
+}
+
+// BenchmarkConnect is a new session: QUIC and TLS handshakes, Hello,
+// token verification, Welcome. The bound variant adds the client
+// certificate (an Ed25519 signature each way) and the key's thumbprint:
+// the cost of a sender-constrained token.
+func BenchmarkConnect(b *testing.B) {
+	for _, bound := range []bool{false, true} {
+		name := "bearer"
+		if bound {
+			name = "bound"
+		}
+		b.Run(name, func(b *testing.B) {
+			m := meshtest.New(b, meshtest.Options{RequireBoundTokens: bound})
+			claims := identity.Claims{Subject: "coding-agent", Role: identity.RoleAgent, Groups: []string{"coding-agents"}}
+			var key crypto.Signer
+			if bound {
+				k, err := transport.GenerateClientKey()
+				if err != nil {
+					b.Fatal(err)
+				}
+				key = k
+				if claims.BoundKey, err = identity.KeyThumbprint(k.Public()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			tok := m.Token(claims)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				c, err := mesh.NewClient(mesh.Config{Relay: m.Addr(), Pin: m.Pin, Token: tok, Key: key})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := c.Connect(ctx); err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
+			}
+		})
+	}
 }

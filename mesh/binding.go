@@ -26,6 +26,8 @@ func codeErr(c wire.Code) error {
 	switch c {
 	case wire.CodeUnauthenticated:
 		return postern.ErrUnauthenticated
+	case wire.CodeKeyNotProven:
+		return postern.ErrKeyNotProven
 	case wire.CodeDenied:
 		return postern.ErrDenied
 	case wire.CodeUnknownBinding:

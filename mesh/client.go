@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -55,6 +56,15 @@ type Config struct {
 	// ServerName is the name checked in the relay's certificate with
 	// RootCAs. Empty means the host part of Relay.
 	ServerName string
+
+	// Key is the agent's private key (Ed25519 or ECDSA P-256; see
+	// transport.GenerateClientKey and transport.ParseClientKey). The
+	// client proves it in every handshake with a self-signed certificate,
+	// which a token bound to the key (`postern token issue --bind-key`)
+	// needs: the relay refuses a bound token without this proof
+	// (postern.ErrKeyNotProven), so a stolen token is useless without the
+	// key. Nil proves no key: bearer tokens only.
+	Key crypto.Signer
 
 	// Logger receives the client's operational log (connects, reconnects,
 	// refreshes). Nil means silent. Tokens are never logged.
@@ -131,7 +141,7 @@ func NewClient(cfg Config) (*Client, error) {
 		if _, dup := tlsConfs[addr]; dup {
 			return nil, fmt.Errorf("mesh: config: relay %q listed twice", addr)
 		}
-		t, err := transport.Trust{RootCAs: cfg.RootCAs, Pin: cfg.Pin, ServerName: cfg.ServerName}.ClientTLS(host)
+		t, err := transport.Trust{RootCAs: cfg.RootCAs, Pin: cfg.Pin, ServerName: cfg.ServerName, Key: cfg.Key}.ClientTLS(host)
 		if err != nil {
 			return nil, fmt.Errorf("mesh: config: %w", err)
 		}
@@ -586,6 +596,11 @@ func (s *session) open(ctx context.Context, name string, details []*wire.Detail,
 	s.active.Add(1)
 	conn.sess = s
 	if early {
+		conn.earlyFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Details: details, Early: true})
+		if err != nil {
+			conn.qc.Abort(quicnet.StreamClosed)
+			return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}
+		}
 		return conn, nil
 	}
 	fail := func(err error) (net.Conn, error) {
@@ -627,9 +642,12 @@ type Conn struct {
 	pending   atomic.Bool
 	frameMu   sync.Mutex // guards openFrame, held while it is written
 	openFrame []byte
-	resMu     sync.Mutex // guards resultErr and connector
-	resultErr error
-	connector string
+	// earlyFrame is the Open saying early, sent instead of openFrame
+	// when the first write carries data (DialEarly only).
+	earlyFrame []byte
+	resMu      sync.Mutex // guards resultErr and connector
+	resultErr  error
+	connector  string
 }
 
 // Binding returns the name of the binding the stream reaches.
@@ -734,13 +752,13 @@ func (c *Conn) flushOpen(p []byte) (sent bool, err error) {
 	// ahead of the Open frame.
 	c.frameMu.Lock()
 	defer c.frameMu.Unlock()
-	frame := c.openFrame
-	c.openFrame = nil
+	frame, early := c.openFrame, c.earlyFrame
+	c.openFrame, c.earlyFrame = nil, nil
 	if frame == nil {
 		return false, nil
 	}
-	if len(p) > 0 && len(p) <= 64<<10 {
-		_, err = c.qc.Write(append(frame, p...))
+	if len(p) > 0 && len(p) <= 64<<10 && early != nil {
+		_, err = c.qc.Write(append(early, p...))
 		return true, err
 	}
 	_, err = c.qc.Write(frame)

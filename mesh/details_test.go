@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -65,5 +66,36 @@ forbid (principal, action, resource) when { context.details has tool && context.
 		if n := len(w.Audit.Events("open.deny")) + len(w.Audit.Events("open.allow")); n != opens {
 			t.Errorf("%s: the relay saw an open", name)
 		}
+	}
+}
+
+// TestDialEarlyDetails: an open pipelined with its first bytes (DialEarly,
+// whose Open says early) carries the context's details as Dial's does:
+// policy decides on them and the audit names them.
+func TestDialEarlyDetails(t *testing.T) {
+	w := newWorld(t, meshtest.Options{Policies: meshtest.Policies + `
+@id("no-bad-tool")
+forbid (principal, action, resource) when { context.details has tool && context.details.tool == "bad" };
+`})
+	for _, tool := range []string{"bad", "good"} {
+		conn, err := w.agent.DialEarly(mesh.WithDetail(ctx(t), "tool", tool), "tcp", "staging-db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = conn.Write([]byte("ping"))
+		if err == nil {
+			buf := make([]byte, 4)
+			_, err = io.ReadFull(conn, buf)
+		}
+		conn.Close()
+		if tool == "bad" && (!errors.Is(err, postern.ErrDenied) || !strings.Contains(err.Error(), "no-bad-tool")) {
+			t.Fatalf("early open with tool=bad: %v, want a denial by no-bad-tool", err)
+		}
+		if tool == "good" && err != nil {
+			t.Fatalf("early open with tool=good: %v", err)
+		}
+	}
+	if ev := w.Audit.Events("open.allow"); len(ev) != 1 || fmt.Sprint(ev[0]["details"]) != "map[tool:good]" {
+		t.Fatalf("open.allow events %v, want one with tool=good", ev)
 	}
 }

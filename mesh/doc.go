@@ -12,8 +12,11 @@
 // [Client.CatalogChanged] tells a long-lived agent when. When the
 // relay goes away (a restart, a crash, a network change), the next Dial
 // reconnects by itself, to another relay when it has several (see
-// Several relays). With a [Config].TokenSource, the client presents a fresh token
-// on the live session before the current one expires.
+// Several relays). With a [Config].TokenSource, the client presents a
+// fresh token on the live session before the current one expires. With a
+// [Config].Key, the client proves that key in every handshake, which a
+// token bound to it needs: a copy of such a token is useless without the
+// key ([postern.ErrKeyNotProven]).
 //
 // [Client.Dial] opens one QUIC stream per use of a binding. The relay
 // authorizes the open with Cedar, routes it to a connector, and the
@@ -35,7 +38,8 @@
 // A refused session or open is a [*postern.Error] naming the binding. It
 // matches one of the sentinels of package postern with errors.Is:
 // [postern.ErrUnauthenticated] (Error.Reason says which token check
-// failed), [postern.ErrDenied] (Error.Policies names the deciding
+// failed; [postern.ErrKeyNotProven] refines it for a bound token without
+// its key), [postern.ErrDenied] (Error.Policies names the deciding
 // policies), [postern.ErrUnknownBinding], [postern.ErrNoConnector],
 // [postern.ErrUpstream], [postern.ErrTimeout], [postern.ErrLimitExceeded],
 // [postern.ErrProtocol], [postern.ErrUnavailable] and [postern.ErrClosed]

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -98,10 +99,30 @@ type Trust struct {
 	// ServerName overrides the name checked against the certificate when
 	// RootCAs is used.
 	ServerName string
+	// Key is the client's own key (see GenerateClientKey). When set, the
+	// client presents a self-signed certificate for it in every
+	// handshake, which proves possession for tokens bound to it. Nil
+	// presents none.
+	Key crypto.Signer
 }
 
-// ClientTLS builds the client TLS configuration for dialing host.
+// ClientTLS builds the client TLS configuration for dialing host: how
+// the relay is trusted and, with Key, the certificate the client
+// presents. QUIC and TLS-over-TCP dials both start from it.
 func (t Trust) ClientTLS(host string) (*tls.Config, error) {
+	c, err := t.trustTLS(host)
+	if err != nil || t.Key == nil {
+		return c, err
+	}
+	cert, err := ClientCertificate(t.Key)
+	if err != nil {
+		return nil, err
+	}
+	c.Certificates = []tls.Certificate{cert}
+	return c, nil
+}
+
+func (t Trust) trustTLS(host string) (*tls.Config, error) {
 	switch {
 	case t.RootCAs != nil && t.Pin != "":
 		return nil, errors.New("transport: set either a CA pool or a certificate pin, not both")

@@ -42,6 +42,7 @@ func commands() []command {
 		{"relay", "run a relay: the public QUIC endpoint that verifies, authorizes and splices", runRelay},
 		{"connector", "run a connector inside a private network: it dials out to relays", runConnector},
 		{"keygen", "make a signing key and its public JWK set", runKeygen},
+		{"agent-key", "make an agent's (or connector's) private key, for tokens bound to it", runAgentKey},
 		{"token", "issue identity tokens for agents and connectors", runToken},
 		{"policy", "validate Cedar policies and check what they decide", runPolicy},
 		{"pin", "print the pin of a relay certificate, for trust.pin and POSTERN_RELAY_PIN", runPin},

@@ -16,6 +16,7 @@ import (
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh/identity"
+	"github.com/postern/postern/transport"
 )
 
 const keygenAbout = `
@@ -85,6 +86,63 @@ func runKeygen(_ context.Context, env Env, args []string) int {
 	return ExitOK
 }
 
+const agentKeyAbout = `
+Make the private key an agent (or a connector) proves in its handshakes,
+and write two files: the private key (PEM PKCS #8, mode 0600: give it to
+the agent as POSTERN_KEY_FILE, or to a connector as key_file, and to
+nothing else) and its public key (PEM), which is what the token issuer
+needs:
+
+  postern agent-key --key agent.key --pub agent.pub
+  postern token issue --sub coding-agent --group coding-agents --bind-key agent.pub
+
+A token issued with --bind-key works only from a client holding the key:
+a copy of the token alone is refused (key_not_proven). Existing files
+are never overwritten.`
+
+func runAgentKey(_ context.Context, env Env, args []string) int {
+	fs := flagSet(env, "agent-key", "agent-key [--key agent.key] [--pub agent.pub]", agentKeyAbout)
+	keyPath := fs.String("key", "agent.key", "write the private key to `file` (PEM, mode 0600)")
+	pubPath := fs.String("pub", "agent.pub", "write the public key to `file` (PEM), for token issue --bind-key")
+	pos, code, done := parse(fs, env, args)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return failf(env, ExitUsage, "agent-key: unexpected argument %q", pos[0])
+	}
+	for _, p := range []string{*keyPath, *pubPath} {
+		if _, err := os.Stat(p); err == nil {
+			return failf(env, ExitFailure, "agent-key: %s exists; not overwriting it (remove it first, or choose another file)", p)
+		}
+	}
+	key, err := transport.GenerateClientKey()
+	if err != nil {
+		return failf(env, ExitFailure, "agent-key: %v", err)
+	}
+	private, err := transport.MarshalClientKey(key)
+	if err != nil {
+		return failf(env, ExitFailure, "agent-key: %v", err)
+	}
+	public, err := transport.MarshalPublicKey(key.Public())
+	if err != nil {
+		return failf(env, ExitFailure, "agent-key: %v", err)
+	}
+	jkt, err := identity.KeyThumbprint(key.Public())
+	if err != nil {
+		return failf(env, ExitFailure, "agent-key: %v", err)
+	}
+	if err := config.WriteSecretFile(*keyPath, private); err != nil {
+		return failf(env, ExitFailure, "agent-key: %v", err)
+	}
+	if err := writeFileAtomic(*pubPath, public, 0o644); err != nil {
+		return failf(env, ExitFailure, "agent-key: %v", err)
+	}
+	fmt.Fprintf(env.Stdout, "wrote private key %s (Ed25519): keep it secret; the agent reads it from POSTERN_KEY_FILE\n", *keyPath)
+	fmt.Fprintf(env.Stdout, "wrote public key %s (thumbprint %s): bind tokens to it with postern token issue --bind-key %s\n", *pubPath, jkt, *pubPath)
+	return ExitOK
+}
+
 func indentJSON(b []byte) []byte {
 	var v any
 	if json.Unmarshal(b, &v) != nil {
@@ -134,6 +192,11 @@ re-reading it never sees half a token). An agent token names the agent
 token names the services it may advertise (--service), so that a stolen
 connector token cannot claim anything else.
 
+--bind-key FILE binds the token to a public key (postern agent-key writes
+one): the relay then accepts it only from a client that proves the key in
+its handshake (POSTERN_KEY_FILE, mesh.Config.Key, connector.yaml's
+key_file), so a copy of the token alone is useless.
+
 A connector token also says what each service is, because policy decides
 on it and the relay trusts only the token (or the bindings declared in
 relay.yaml), never the connector's word:
@@ -170,6 +233,7 @@ func runTokenIssue(_ context.Context, env Env, args []string) int {
 	aud := fs.String("audience", "postern", "the `audience`: the relay's tokens.audience")
 	iss := fs.String("issuer", "", "the `issuer`: the relay's tokens.issuer, when it sets one")
 	out := fs.String("out", "", "write the token to `file` (mode 0600) instead of printing it")
+	bindKey := fs.String("bind-key", "", "bind the token to the public key in `file` (PEM, from postern agent-key): only a client proving that key may use it")
 	pos, code, done := parse(fs, env, args)
 	if done {
 		return code
@@ -204,6 +268,20 @@ func runTokenIssue(_ context.Context, env Env, args []string) int {
 	if err != nil {
 		return failf(env, ExitUsage, "token issue: %v", err)
 	}
+	var bound string
+	if *bindKey != "" {
+		pem, err := os.ReadFile(*bindKey)
+		if err != nil {
+			return failf(env, ExitFailure, "token issue: --bind-key: %v", err)
+		}
+		pub, err := transport.ParsePublicKey(pem)
+		if err != nil {
+			return failf(env, ExitFailure, "token issue: --bind-key %s: %v", *bindKey, err)
+		}
+		if bound, err = identity.KeyThumbprint(pub); err != nil {
+			return failf(env, ExitFailure, "token issue: --bind-key %s: %v", *bindKey, err)
+		}
+	}
 	b, err := os.ReadFile(*keyPath)
 	if err != nil {
 		return failf(env, ExitFailure, "token issue: --key: cannot read the signing key: %v (make one with postern keygen)", err)
@@ -221,6 +299,7 @@ func runTokenIssue(_ context.Context, env Env, args []string) int {
 		Groups:     groups,
 		Attributes: attributes,
 		Services:   granted,
+		BoundKey:   bound,
 	}
 	tok, err := key.Issue(c)
 	if err != nil {
@@ -239,6 +318,9 @@ func runTokenIssue(_ context.Context, env Env, args []string) int {
 		if n := undescribed(granted); n > 0 {
 			what += fmt.Sprintf("; %d by name alone, which relay.yaml must declare", n)
 		}
+	}
+	if bound != "" {
+		what += "; bound to key " + bound
 	}
 	fmt.Fprintf(env.Stdout, "wrote %s token for %s (%s; expires %s) to %s\n", r, *sub, what, c.ExpiresAt.UTC().Format(time.RFC3339), *out)
 	return ExitOK
@@ -411,6 +493,9 @@ func runTokenInspect(_ context.Context, env Env, args []string) int {
 			v, _ := json.Marshal(c.Attributes[k])
 			fmt.Fprintf(env.Stdout, "attribute %s = %s\n", k, v)
 		}
+	}
+	if c.BoundKey != "" {
+		fmt.Fprintf(env.Stdout, "bound to  key %s (cnf.jkt)\n", c.BoundKey)
 	}
 	iss := c.Issuer
 	if iss == "" {

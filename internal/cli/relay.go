@@ -73,15 +73,16 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 	defer verifier.Close()
 
 	r, err := relay.Listen(relay.Config{
-		Addr:          cfg.Listen,
-		Certificate:   cfg.Certificate,
-		Verifier:      verifier,
-		Policy:        engine,
-		PolicyOptions: &cfg.PolicyOptions,
-		Bindings:      cfg.Bindings,
-		Limits:        cfg.Limits,
-		Logger:        log,
-		Audit:         audit,
+		Addr:               cfg.Listen,
+		Certificate:        cfg.Certificate,
+		Verifier:           verifier,
+		RequireBoundTokens: cfg.RequireBound,
+		Policy:             engine,
+		PolicyOptions:      &cfg.PolicyOptions,
+		Bindings:           cfg.Bindings,
+		Limits:             cfg.Limits,
+		Logger:             log,
+		Audit:              audit,
 	})
 	if err != nil {
 		return failf(env, ExitFailure, "%v", err) // "relay: ..." already

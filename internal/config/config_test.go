@@ -84,6 +84,7 @@ tokens:
   issuer: https://issuer.example
   jwks_file: jwks.json
   leeway: 10s
+  require_bound: true
 policy:
   dir: policies
   poll: 500ms
@@ -114,6 +115,12 @@ func TestLoadRelay(t *testing.T) {
 	}
 	if r.Verifier.Audience != "postern" || r.Verifier.Issuer != "https://issuer.example" || len(r.Verifier.KeySet) == 0 || r.Verifier.Leeway != 10*time.Second {
 		t.Errorf("verifier config %+v", r.Verifier)
+	}
+	if !r.RequireBound {
+		t.Error("tokens.require_bound: true was not read")
+	}
+	if r, err := LoadRelay(f.write(t, "default.yaml", "tokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: policies}\n")); err != nil || r.RequireBound {
+		t.Errorf("tokens.require_bound defaults to %v (%v), want false", r != nil && r.RequireBound, err)
 	}
 	if r.PolicyDir != filepath.Join(f.dir, "policies") || r.PolicyPoll != 500*time.Millisecond {
 		t.Errorf("policy dir %q poll %s", r.PolicyDir, r.PolicyPoll)
@@ -386,6 +393,9 @@ func TestConnectorErrors(t *testing.T) {
 		{"read-only login with an inline password", head + "services:\n  - name: db\n    kind: postgres\n    upstream: 127.0.0.1:5432\n    postgres:\n      user: app\n      read_only: {user: reader, password: hunter2}\n",
 			[]string{"services[0].postgres.read_only.password: unknown field"}},
 		{"missing postgres user", head + "services:\n  - name: db\n    kind: postgres\n    upstream: 127.0.0.1:5432\n    postgres: {database: app}\n", []string{"services[0].postgres.user: required"}},
+		{"bound token without key_file", "relays: [127.0.0.1:7443]\ntoken_file: bound.token\ntrust: {pin: " + pin + "}\n" + svc, []string{"key_file: required: the token in bound.token is bound to a key"}},
+		{"key_file not a key", head + "key_file: connector.token\n" + svc, []string{"connector.yaml:4:1: key_file: connector.token:", `want a PEM "PRIVATE KEY"`}},
+		{"key_file missing", head + "key_file: gone.key\n" + svc, []string{"connector.yaml:4:1: key_file: cannot read gone.key"}},
 		{"duplicate service", head + svc + "  - name: db\n    upstream: 127.0.0.1:5433\n", []string{"connector.yaml:7:5: services[1].name: service \"db\" is listed twice"}},
 	}
 	for _, tt := range tests {
@@ -393,6 +403,7 @@ func TestConnectorErrors(t *testing.T) {
 			f := newFixture(t)
 			f.write(t, "agent.token", f.issue(t, identity.Claims{Subject: "a", Role: identity.RoleAgent}))
 			f.write(t, "huge.token", strings.Repeat(f.token, 1000))
+			f.write(t, "bound.token", f.issue(t, identity.Claims{Subject: "c1", Role: identity.RoleConnector, Services: identity.ServiceNames("db"), BoundKey: strings.Repeat("A", 43)}))
 			path := f.write(t, "connector.yaml", tt.yaml)
 			_, err := LoadConnector(path)
 			if err == nil {

@@ -23,6 +23,7 @@ import (
 type ConnectorFile struct {
 	Relays    []string      `yaml:"relays"`
 	TokenFile string        `yaml:"token_file"`
+	KeyFile   string        `yaml:"key_file"`
 	Trust     TrustFile     `yaml:"trust"`
 	Services  []ServiceFile `yaml:"services"`
 	Backoff   BackoffFile   `yaml:"backoff"`
@@ -64,6 +65,7 @@ type PostgresFile struct {
 	PasswordFile string `yaml:"password_file"`
 	PasswordEnv  string `yaml:"password_env"`
 	SSLMode      string `yaml:"sslmode"`
+	InsecureAuth bool   `yaml:"insecure_auth"`
 	RootCAFile   string `yaml:"root_ca_file"`
 	// ReadOnly is the login for agents whose policy permits no write on
 	// the service: a role granted only SELECT.
@@ -145,6 +147,16 @@ func LoadConnector(path string) (*Connector, error) {
 			claims = nil
 		}
 		cfg.TokenSource = TokenFileSource(c.TokenFile)
+	}
+	if f.KeyFile != "" {
+		b, err := os.ReadFile(d.path(f.KeyFile))
+		if err != nil {
+			d.fail("key_file", err, "cannot read %s: %s", f.KeyFile, errText(err))
+		} else if cfg.Key, err = transport.ParseClientKey(b); err != nil {
+			d.fail("key_file", err, "%s: %v", f.KeyFile, err)
+		}
+	} else if claims != nil && claims.BoundKey != "" {
+		d.errorf("key_file", "required: the token in %s is bound to a key (postern token issue --bind-key), and the connector must prove it", f.TokenFile)
 	}
 
 	t := f.Trust
@@ -234,7 +246,7 @@ func (d *doc) service(field string, s ServiceFile, seen map[string]bool) connect
 		default:
 			d.errorf(field+".postgres.sslmode", "want disable, prefer, require, verify-ca or verify-full, got %q", p.SSLMode)
 		}
-		svc.Postgres = &connector.Postgres{User: p.User, Database: p.Database, SSLMode: p.SSLMode, RootCAFile: d.path(p.RootCAFile)}
+		svc.Postgres = &connector.Postgres{User: p.User, Database: p.Database, SSLMode: p.SSLMode, RootCAFile: d.path(p.RootCAFile), InsecureAuth: p.InsecureAuth}
 		svc.Postgres.Password = d.secret(field+".postgres.password", SecretRef{File: p.PasswordFile, Env: p.PasswordEnv}, false)
 		if r := p.ReadOnly; r != nil {
 			switch r.User {

@@ -57,6 +57,8 @@ type TokensFile struct {
 	JWKSURL  string        `yaml:"jwks_url"`
 	Refresh  time.Duration `yaml:"refresh"`
 	Leeway   time.Duration `yaml:"leeway"`
+	// RequireBound refuses agent tokens not bound to a key (relay.Config.RequireBoundTokens).
+	RequireBound bool `yaml:"require_bound"`
 }
 
 // PolicyFile is where the relay's Cedar policies live and what the
@@ -109,6 +111,8 @@ type Relay struct {
 	// JWKSFile is the resolved path of tokens.jwks_file, read again on
 	// SIGHUP; empty with tokens.jwks_url.
 	JWKSFile string
+	// RequireBound is tokens.require_bound (default false).
+	RequireBound bool
 
 	PolicyDir     string
 	PolicyOptions policy.ValidateOptions
@@ -169,6 +173,7 @@ func LoadRelay(path string) (*Relay, error) {
 		d.errorf("tokens.audience", "required: the audience every token must name (postern token issue --audience)")
 	}
 	r.Verifier = identity.VerifierConfig{Audience: t.Audience, Issuer: t.Issuer, RefreshInterval: t.Refresh, Leeway: t.Leeway}
+	r.RequireBound = t.RequireBound
 	switch {
 	case t.JWKSFile != "" && t.JWKSURL != "":
 		d.errorf("tokens.jwks_url", "set either jwks_file or jwks_url, not both")

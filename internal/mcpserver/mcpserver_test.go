@@ -18,7 +18,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/postern/postern"
-	"github.com/postern/postern/binding"
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/internal/pgtest"
 	"github.com/postern/postern/mesh/connector"
@@ -133,7 +132,10 @@ func newWorld(t *testing.T, cfg Config, extra ...connector.Service) *world {
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "v0"}, &mcp.ClientOptions{
 		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
-			w.changed <- struct{}{}
+			select {
+			case w.changed <- struct{}{}:
+			default: // the tests wait for one at a time
+			}
 		},
 	})
 	w.session, err = client.Connect(testCtx(t), ct, nil)
@@ -259,25 +261,28 @@ func TestHTTPTool(t *testing.T) {
 	}
 }
 
-// TestDeniedOpenIsToolError: a tool whose binding the relay refuses
-// answers with a tool error naming the deciding policy, not a protocol
-// error. (The catalog never offers such a tool; between a policy reload
-// and the catalog that follows, one can still be called.)
+// TestDeniedOpenIsToolError: a tool whose open the relay refuses answers
+// with a tool error naming the deciding policy, not a protocol error. The
+// catalog offers the tool (it is decided without the open's details),
+// and the forbid matches the mcp_tool detail that every tool call's open
+// carries.
 func TestDeniedOpenIsToolError(t *testing.T) {
 	w := newWorld(t, Config{})
-	h, err := binding.OpenWith(w.srv.cfg.Client, "prod-api")
+	set, err := policy.Parse("test.cedar", []byte(`
+@id("staging-for-coding-agents")
+permit (principal in Group::"coding-agents", action == Action::"connect", resource in Environment::"staging");
+@id("no-tools-on-prod-api")
+forbid (principal, action, resource == Binding::"prod-api") when { context has details && context.details has mcp_tool };
+`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.srv.mu.Lock()
-	sv := &served{b: postern.Binding{Name: "prod-api", Kind: postern.KindHTTP}, h: h}
-	sv.tools = w.srv.addHTTP(sv)
-	w.srv.served["prod-api"] = sv
-	w.srv.mu.Unlock()
+	w.Policy.Swap(set)
+	meshtest.WaitFor(t, "prod-api_request in the tools", func() bool { return w.tools(t)["prod-api_request"] != nil })
 	var out RequestOutput
 	e := w.call(t, "prod-api_request", map[string]any{"path": "/orders"}, &out)
-	if !strings.Contains(e, "denied by policy") || !strings.Contains(e, "forbid-financial") {
-		t.Errorf("a denied open: %q, want a tool error naming forbid-financial", e)
+	if !strings.Contains(e, "denied") || !strings.Contains(e, "no-tools-on-prod-api") {
+		t.Errorf("a denied open: %q, want a tool error naming no-tools-on-prod-api", e)
 	}
 }
 

@@ -133,9 +133,12 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) MCP() *mcp.Server { return s.mcp }
 
 // Sync reads the agent's catalog and makes the tools match it: a new
-// postgres or http binding gets its tools, a binding gone (or changed)
-// loses them and its pooled connections. The SDK notifies connected
-// clients of the change.
+// postgres or http binding gets its tools, a binding gone loses them and
+// its pooled connections, and a binding changed (its description, or
+// whether the agent may only read it) has its tools replaced in place,
+// so that a client listing tools meanwhile sees the old or the new
+// version and never a gap. The SDK notifies connected clients of the
+// change.
 func (s *Server) Sync(ctx context.Context) error {
 	cat, err := s.cfg.Client.Catalog(ctx)
 	if err != nil {
@@ -153,18 +156,22 @@ func (s *Server) Sync(ctx context.Context) error {
 		return fmt.Errorf("mcpserver: closed")
 	}
 	var removed, added []string
+	retire := func(sv *served) {
+		// Closing a pool waits for the calls using it: not under s.mu.
+		s.closing.Go(func() { sv.close() })
+	}
 	for name, sv := range s.served {
-		if b, ok := want[name]; ok && sameBinding(b, sv.b) {
+		if _, ok := want[name]; ok {
 			continue
 		}
 		s.mcp.RemoveTools(sv.tools...)
-		// Closing a pool waits for the calls using it: not under s.mu.
-		s.closing.Go(func() { sv.close() })
+		retire(sv)
 		delete(s.served, name)
 		removed = append(removed, sv.tools...)
 	}
 	for name, b := range want {
-		if _, ok := s.served[name]; ok {
+		old := s.served[name]
+		if old != nil && sameBinding(b, old.b) {
 			continue
 		}
 		h, err := binding.OpenWith(s.cfg.Client, name)
@@ -173,6 +180,7 @@ func (s *Server) Sync(ctx context.Context) error {
 			continue
 		}
 		sv := &served{b: b, h: h}
+		// Adding a tool under a name in use replaces it.
 		switch b.Kind {
 		case postern.KindPostgres:
 			sv.tools = s.addPostgres(sv)
@@ -181,6 +189,17 @@ func (s *Server) Sync(ctx context.Context) error {
 		}
 		s.served[name] = sv
 		added = append(added, sv.tools...)
+		if old != nil {
+			var gone []string
+			for _, tl := range old.tools {
+				if !slices.Contains(sv.tools, tl) {
+					gone = append(gone, tl)
+				}
+			}
+			s.mcp.RemoveTools(gone...)
+			removed = append(removed, gone...)
+			retire(old)
+		}
 	}
 	if len(removed)+len(added) > 0 {
 		slices.Sort(added)

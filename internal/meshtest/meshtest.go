@@ -66,6 +66,8 @@ type Options struct {
 	// PolicyOptions is the relay's Config.PolicyOptions: what connectors
 	// validate the policy set against. Nil: they only parse it.
 	PolicyOptions *policy.ValidateOptions
+	// RequireBoundTokens is the relay's: bearer agent tokens are refused.
+	RequireBoundTokens bool
 }
 
 // Mesh is a running relay and what is needed to join it.
@@ -123,14 +125,15 @@ func New(t testing.TB, opts Options) *Mesh {
 func (m *Mesh) StartRelay(addr string) {
 	m.t.Helper()
 	r, err := relay.Listen(relay.Config{
-		Addr:          addr,
-		Certificate:   m.Cert,
-		Verifier:      m.Verifier,
-		Policy:        m.Policy,
-		PolicyOptions: m.opts.PolicyOptions,
-		Bindings:      m.opts.Bindings,
-		Limits:        m.opts.Limits,
-		Audit:         slog.New(slog.NewJSONHandler(m.Audit, nil)),
+		Addr:               addr,
+		Certificate:        m.Cert,
+		Verifier:           m.Verifier,
+		Policy:             m.Policy,
+		PolicyOptions:      m.opts.PolicyOptions,
+		Bindings:           m.opts.Bindings,
+		Limits:             m.opts.Limits,
+		RequireBoundTokens: m.opts.RequireBoundTokens,
+		Audit:              slog.New(slog.NewJSONHandler(m.Audit, nil)),
 	})
 	if err != nil {
 		m.t.Fatal(err)

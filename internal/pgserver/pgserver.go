@@ -248,6 +248,25 @@ func (s *Server) CreateRole(ctx context.Context, name, password string) error {
 	return s.Exec(ctx, "postgres", fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD %s", quoteIdent(name), quoteLiteral(password)))
 }
 
+// PrependHBA puts lines at the top of the server's pg_hba.conf, where
+// they take precedence over the scram-sha-256 rule every TCP login
+// otherwise gets, and reloads the configuration: a test can make the
+// server ask one role for a cleartext password ("host all clear_user
+// 127.0.0.1/32 password") or an MD5 digest. The reload is asynchronous;
+// the caller waits for the new rule to apply (a login that sees it).
+func (s *Server) PrependHBA(ctx context.Context, lines ...string) error {
+	path := filepath.Join(s.Dir, "data", "pg_hba.conf")
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("pgserver: %w", err)
+	}
+	// WriteFile keeps the file's owner (the server's user) and mode.
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"+string(old)), 0o600); err != nil {
+		return fmt.Errorf("pgserver: %w", err)
+	}
+	return s.Exec(ctx, "postgres", "SELECT pg_reload_conf()")
+}
+
 // CreateDatabase creates a database owned by owner.
 func (s *Server) CreateDatabase(ctx context.Context, name, owner string) error {
 	return s.Exec(ctx, "postgres", fmt.Sprintf("CREATE DATABASE %s OWNER %s", quoteIdent(name), quoteIdent(owner)))

@@ -2,6 +2,7 @@ package quicnet
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"time"
@@ -29,6 +30,11 @@ type Session interface {
 	Context() context.Context
 	LocalAddr() net.Addr
 	RemoteAddr() net.Addr
+	// TLSState is the state of the session's TLS handshake; on a server,
+	// its PeerCertificates are the client certificate, whose key TLS
+	// proved (a sender-constrained token's proof). Every transport must
+	// report it: a relay that cannot see it refuses bound tokens.
+	TLSState() tls.ConnectionState
 }
 
 // Stream is one bidirectional stream of a Session, with QUIC's
@@ -56,6 +62,8 @@ var (
 	_ Session = QUICSession{}
 	_ Stream  = (*quic.Stream)(nil)
 )
+
+func (s QUICSession) TLSState() tls.ConnectionState { return s.Conn.ConnectionState().TLS }
 
 func (s QUICSession) OpenStreamSync(ctx context.Context) (Stream, error) {
 	st, err := s.Conn.OpenStreamSync(ctx)

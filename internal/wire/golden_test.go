@@ -34,9 +34,9 @@ func golden() []Message {
 		&Refresh{Token: "eyJhbGciOiJFZERTQSJ9.e30.bmV3"},
 		&Refreshed{ExpiresUnixMs: 1_900_000_900_456},
 		&Goaway{Code: CodeShutdown, Reason: "relay_shutdown", Message: "the relay is shutting down"},
-		&Open{Binding: "staging-db", Action: "connect", Details: []*Detail{{Key: "method", Value: "GET"}, {Key: "path", Value: "/v1/invoices"}}},
+		&Open{Binding: "staging-db", Action: "connect", Details: []*Detail{{Key: "method", Value: "GET"}, {Key: "path", Value: "/v1/invoices"}}, Early: true},
 		&Dial{Binding: "staging-db", Session: "4f2a9c0d1e2b3a4c5d6e7f80", Identity: id, Action: "connect",
-			Details: []*Detail{{Key: "method", Value: "GET"}}, Source: "192.0.2.7:51234"},
+			Details: []*Detail{{Key: "method", Value: "GET"}}, Source: "192.0.2.7:51234", Early: true},
 		&Result{Code: CodeDenied, Reason: "policy", Message: "denied by forbid-financial", Policies: []string{"forbid-financial"}, Connector: "office-1"},
 		&Policy{Version: 7, Hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Sources: []*PolicySource{
 			{Filename: "staging.cedar", Text: "@id(\"coding-agents-read-staging\")\npermit (principal in Group::\"coding-agents\", action in Action::\"read\",\n        resource in Environment::\"staging\");\n"},

@@ -77,6 +77,7 @@ const (
 	CodeInternal        = Code_CODE_INTERNAL        // the peer failed
 	CodeShutdown        = Code_CODE_SHUTDOWN        // the peer is going away
 	CodeUnsupported     = Code_CODE_UNSUPPORTED     // version, role or binding kind not supported
+	CodeKeyNotProven    = Code_CODE_KEY_NOT_PROVEN  // a bound token without proof of its key
 )
 
 // maxCode is the largest value a Code may have on the wire: codes fit in a
@@ -111,6 +112,8 @@ func (c Code) Text() string {
 		return "shutting down"
 	case CodeUnsupported:
 		return "unsupported"
+	case CodeKeyNotProven:
+		return "key not proven"
 	}
 	return "unknown code"
 }

@@ -16,6 +16,17 @@
 // A connector opens no other stream: the relay resets any it opens with
 // STREAM_ERROR_REFUSED.
 //
+// The relay requests, and never requires, a client certificate in the
+// TLS handshake. A client whose token is bound to a key (the token's
+// "cnf" claim holds "jkt", the RFC 7638 SHA-256 thumbprint of a public
+// key, as in RFC 9449) presents a certificate for that key, self-signed
+// or not: the relay checks neither its issuer nor its dates, only that
+// TLS proved possession of its private key (CertificateVerify) and that
+// its public key has the token's thumbprint. A bound token on a
+// connection without that proof is refused with CODE_KEY_NOT_PROVEN, in
+// the Hello's Reject and in a Refresh's; so is a bearer (unbound) agent
+// token when the relay requires bound tokens.
+//
 // # Protocol flow
 //
 //   agent/connector                        relay
@@ -62,9 +73,13 @@
 //     binding's protocol in both directions; anything else is followed by
 //     nothing, and the stream is closed.
 //  4. An agent may send raw bytes right after its Open, without waiting
-//     for the Result (a pipelined first request). The relay forwards them
-//     only once the open is allowed; the connector reads them only once
-//     its upstream dial succeeded. When the open is refused, they are
+//     for the Result (a pipelined first request), and then says so in
+//     Open.early. The relay forwards them only once the open is allowed;
+//     the connector reads them only once its upstream dial succeeded,
+//     except that a postgres connector reads the first startup-phase
+//     message of an early stream before it logs in upstream (a cancel
+//     needs no login, and nothing logs in for a stream that sends
+//     nothing). When the open is refused, they are
 //     discarded: the refusing side stops reading with
 //     STREAM_ERROR_REFUSED, writes the Result and closes.
 //  5. Half-close is carried end to end: a FIN from one side reaches the
@@ -146,6 +161,17 @@
 //      binding. Peers that do not know the field ignore it; it is a
 //      hint for tools, never a permission (the connector decides every
 //      statement and request either way).
+//   1 + Open.early (field 4) and Dial.early (field 7): an agent says that
+//      its first bytes follow its Open. Added without a version bump: a
+//      peer that does not know the field reads false, and a connector
+//      that reads false answers before it reads, which is right for
+//      every agent.
+//   1 + sender-constrained tokens: a client certificate in the TLS
+//      handshake (see Connections) and CODE_KEY_NOT_PROVEN (12). Added
+//      without a version bump: a client that sends no certificate and a
+//      bearer token is served as before, and an older client only meets
+//      the new code when its token is bound, which it could not prove
+//      anyway.
 //
 // How a later version changes the protocol:
 //
@@ -313,6 +339,14 @@ const (
 	Code_CODE_SHUTDOWN Code = 10
 	// The version, role or binding kind is not supported.
 	Code_CODE_UNSUPPORTED Code = 11
+	// The token is bound to a key (its cnf claim) and the connection did
+	// not prove possession of it: no client certificate ("key_not_proven"),
+	// or one for another key ("key_mismatch"); or the relay requires bound
+	// tokens and this agent token is a bearer one ("token_not_bound"); or
+	// a Refresh would drop or change the session's binding
+	// ("binding_changed"). Retrying with the same token on a connection
+	// without the key will not help.
+	Code_CODE_KEY_NOT_PROVEN Code = 12
 )
 
 // Enum value maps for Code.
@@ -330,6 +364,7 @@ var (
 		9:  "CODE_INTERNAL",
 		10: "CODE_SHUTDOWN",
 		11: "CODE_UNSUPPORTED",
+		12: "CODE_KEY_NOT_PROVEN",
 	}
 	Code_value = map[string]int32{
 		"CODE_OK":              0,
@@ -344,6 +379,7 @@ var (
 		"CODE_INTERNAL":        9,
 		"CODE_SHUTDOWN":        10,
 		"CODE_UNSUPPORTED":     11,
+		"CODE_KEY_NOT_PROVEN":  12,
 	}
 )
 
@@ -1126,7 +1162,12 @@ type Open struct {
 	// this field.
 	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
 	// Request details handed to policy as context. At most 64.
-	Details       []*Detail `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
+	Details []*Detail `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
+	// The agent's first bytes follow this Open at once, in the same write
+	// (mesh.Client.DialEarly): it reads the Result with the first reply
+	// instead of waiting for it before it sends. A connector may then read
+	// those bytes before it answers (see Dial.early).
+	Early         bool `protobuf:"varint,4,opt,name=early,proto3" json:"early,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1182,6 +1223,13 @@ func (x *Open) GetDetails() []*Detail {
 	return nil
 }
 
+func (x *Open) GetEarly() bool {
+	if x != nil {
+		return x.Early
+	}
+	return false
+}
+
 // Dial starts a binding stream: FRAME_TYPE_DIAL, relay to connector, after
 // the relay allowed an Open.
 type Dial struct {
@@ -1198,7 +1246,14 @@ type Dial struct {
 	Details []*Detail `protobuf:"bytes,5,rep,name=details,proto3" json:"details,omitempty"`
 	// The agent's address as the relay saw it, "ip:port". At most 256
 	// bytes.
-	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	// The Open's early: the agent's first bytes follow this Dial without
+	// waiting for a Result. A postgres connector then reads the agent's
+	// first startup-phase message before it logs in upstream and answers,
+	// so that a login it refuses is a Result; without early it answers
+	// CODE_OK first (the agent sends nothing before), and a login that
+	// fails afterwards is a PostgreSQL FATAL error on the stream.
+	Early         bool `protobuf:"varint,7,opt,name=early,proto3" json:"early,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1273,6 +1328,13 @@ func (x *Dial) GetSource() string {
 		return x.Source
 	}
 	return ""
+}
+
+func (x *Dial) GetEarly() bool {
+	if x != nil {
+		return x.Early
+	}
+	return false
 }
 
 // Result answers an Open (relay to agent) or a Dial (connector to relay):
@@ -1694,18 +1756,20 @@ const file_wire_proto_rawDesc = "" +
 	"\aactions\x18\x03 \x03(\tR\aactions\x1aF\n" +
 	"\x18PrincipalAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"k\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
 	"\x04Open\x12\x18\n" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x121\n" +
-	"\adetails\x18\x03 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\"\xd4\x01\n" +
+	"\adetails\x18\x03 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x12\x14\n" +
+	"\x05early\x18\x04 \x01(\bR\x05early\"\xea\x01\n" +
 	"\x04Dial\x12\x18\n" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x125\n" +
 	"\bidentity\x18\x03 \x01(\v2\x19.postern.wire.v1.IdentityR\bidentity\x12\x16\n" +
 	"\x06action\x18\x04 \x01(\tR\x06action\x121\n" +
 	"\adetails\x18\x05 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x12\x16\n" +
-	"\x06source\x18\x06 \x01(\tR\x06source\"\x9f\x01\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\x12\x14\n" +
+	"\x05early\x18\a \x01(\bR\x05early\"\x9f\x01\n" +
 	"\x06Result\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.postern.wire.v1.CodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
@@ -1745,7 +1809,7 @@ const file_wire_proto_rawDesc = "" +
 	"\x11FRAME_TYPE_POLICY\x10\b\x12\x13\n" +
 	"\x0fFRAME_TYPE_OPEN\x10\x10\x12\x13\n" +
 	"\x0fFRAME_TYPE_DIAL\x10\x11\x12\x15\n" +
-	"\x11FRAME_TYPE_RESULT\x10\x12*\xf3\x01\n" +
+	"\x11FRAME_TYPE_RESULT\x10\x12*\x8c\x02\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x18\n" +
 	"\x14CODE_UNAUTHENTICATED\x10\x01\x12\x0f\n" +
@@ -1760,7 +1824,8 @@ const file_wire_proto_rawDesc = "" +
 	"\rCODE_INTERNAL\x10\t\x12\x11\n" +
 	"\rCODE_SHUTDOWN\x10\n" +
 	"\x12\x14\n" +
-	"\x10CODE_UNSUPPORTED\x10\v*{\n" +
+	"\x10CODE_UNSUPPORTED\x10\v\x12\x17\n" +
+	"\x13CODE_KEY_NOT_PROVEN\x10\f*{\n" +
 	"\vStreamError\x12\x1c\n" +
 	"\x18STREAM_ERROR_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x13STREAM_ERROR_CLOSED\x10\x80\x02\x12\x19\n" +

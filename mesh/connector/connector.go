@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -74,6 +75,9 @@ type Config struct {
 	RootCAs    *x509.CertPool
 	Pin        string
 	ServerName string
+	// Key is the connector's private key, proved in every handshake, for
+	// a token bound to it (as mesh.Config.Key). Nil proves no key.
+	Key crypto.Signer
 	// Services are what the connector serves.
 	Services []Service
 	// Logger receives the connector's operational log. Nil means silent.
@@ -113,7 +117,8 @@ type Connector struct {
 	services map[string]*Service
 	hello    []*wire.Binding
 	tc       transport.Config
-	ungated  bool // Config.Measure.Ungated: decide no statement or request
+	ungated  bool      // Config.Measure.Ungated: decide no statement or request
+	pgKeys   pgKeyring // cancel keys handed to agents (postgres)
 
 	mu     sync.Mutex
 	status map[string]bool         // relay -> session established
@@ -200,7 +205,7 @@ func New(cfg Config) (*Connector, error) {
 
 func (c *Connector) tlsFor(addr string) (*tls.Config, error) {
 	host, _, _ := net.SplitHostPort(addr)
-	t, err := transport.Trust{RootCAs: c.cfg.RootCAs, Pin: c.cfg.Pin, ServerName: c.cfg.ServerName}.ClientTLS(host)
+	t, err := transport.Trust{RootCAs: c.cfg.RootCAs, Pin: c.cfg.Pin, ServerName: c.cfg.ServerName, Key: c.cfg.Key}.ClientTLS(host)
 	if err != nil {
 		return nil, fmt.Errorf("connector: config: %w", err)
 	}

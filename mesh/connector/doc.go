@@ -61,8 +61,18 @@
 //
 // Agents never hold an upstream's credentials: the connector does. For a
 // postgres service, [Postgres] is the login the connector completes
-// upstream before it hands the session to the agent; for an http service,
-// [HTTP] holds the headers it sets on every request. Each credential is a
+// upstream before it hands the session to the agent, by SCRAM-SHA-256
+// only (channel-bound over TLS) unless the server is verified
+// (verify-full) or [Postgres.InsecureAuth] says otherwise, so that nobody
+// on the path collects the password; the agent gets a backend PID and
+// cancel key the connector minted, and a cancel is forwarded only for a
+// session of the same agent; for an http service,
+// [HTTP] holds the headers it sets on every request, replacing the
+// agent's (and any look-alike name: X_Api_Key for X-Api-Key), in headers
+// and in trailers alike. The agent's own request trailers reach the
+// upstream with their values. Forwarding headers (Forwarded,
+// X-Forwarded-*, X-Real-IP) from the agent are dropped, and the connector
+// adds none. Each credential is a
 // [Secret], read from a file or an environment variable when it is
 // needed, so rotating it needs no restart, and never printed or logged.
 //

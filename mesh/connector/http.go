@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -85,10 +86,11 @@ func (c *Connector) serveHTTP(st quicnet.Stream, down *quicnet.Conn, svc *Servic
 			// replace the agent's values with the connector's.
 			inject, _ := pr.In.Context().Value(injectKey{}).(http.Header)
 			dropLookalikes(pr.Out.Header, inject)
-			dropLookalikes(pr.Out.Trailer, inject)
+			dropLookalikes(pr.Out.Header, forwardingHeaders)
 			for k, v := range inject {
 				pr.Out.Header[k] = v
 			}
+			passTrailers(pr, inject)
 		},
 		// The upstream is sent its own address as Host (or HTTP.Host), so
 		// redirects built from Host name it: turn those into paths on the
@@ -218,6 +220,59 @@ func httpHeaders(h *HTTP) (http.Header, error) {
 		out.Set(name, v)
 	}
 	return out, nil
+}
+
+// forwardingHeaders are the fields that say who a request came through.
+// ReverseProxy drops the agent's Forwarded and X-Forwarded-* (with Rewrite)
+// before Rewrite runs; X-Real-IP, which nginx-style upstreams trust alike,
+// and the look-alikes of all of them go too. The connector adds none: the
+// upstream is not told the agent's address.
+var forwardingHeaders = http.Header{
+	"Forwarded": nil, "X-Forwarded-For": nil, "X-Forwarded-Host": nil,
+	"X-Forwarded-Proto": nil, "X-Real-Ip": nil,
+}
+
+// passTrailers sends the agent's request trailers on to the upstream with
+// their values. ReverseProxy copies the trailer map when the request
+// starts, before the body (and so the trailers) has been read, and the
+// upstream would get the names with empty values; the values are copied
+// in when the agent's body ends, which is before the transport writes
+// the trailers (it does so after the body, in the same goroutine). A
+// trailer under an injected or forwarding name, or a look-alike of one,
+// never reaches the upstream: trailers are merged into headers by many
+// servers.
+func passTrailers(pr *httputil.ProxyRequest, inject http.Header) {
+	if len(pr.Out.Trailer) == 0 {
+		return
+	}
+	dropLookalikes(pr.Out.Trailer, inject)
+	dropLookalikes(pr.Out.Trailer, forwardingHeaders)
+	if len(pr.Out.Trailer) == 0 || pr.Out.Body == nil || pr.Out.Body == http.NoBody {
+		pr.Out.Trailer = nil
+		return
+	}
+	pr.Out.Body = &trailerBody{ReadCloser: pr.Out.Body, in: pr.In.Trailer, out: pr.Out.Trailer}
+}
+
+// trailerBody fills out (the map the transport writes after the body)
+// from in (the map the server fills when the agent's body ends) once the
+// body is read to its end. Only the names declared at the start are
+// copied, as a server would read no other.
+type trailerBody struct {
+	io.ReadCloser
+	in, out http.Header
+	done    bool
+}
+
+func (b *trailerBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		for k := range b.out {
+			b.out[k] = b.in[k]
+		}
+	}
+	return n, err
 }
 
 // dropLookalikes deletes from h every field whose name is an injected

@@ -29,26 +29,35 @@ import (
 //
 //	agent                       connector                          upstream
 //	  | Open ----(relay)----> Dial |                                   |
+//	  | [SSLRequest] ------------> | 'N': the mesh already encrypts    |
+//	  | StartupMessage ----------> | read first: a cancel, or nothing, |
+//	  |                            | costs no login                    |
 //	  |                            | pgconn login: SCRAM with the      |
 //	  |                            | stored password ----------------->|
 //	  |                            |<------ ParameterStatus..., key, RFQ
 //	  |<------------- Result OK ---| (or Result upstream_auth_failed)  |
-//	  | [SSLRequest] ------------> | 'N': the mesh already encrypts    |
-//	  | StartupMessage ----------> | user, database, password ignored  |
 //	  |<-- AuthenticationOk, the upstream's ParameterStatus...,        |
-//	  |    BackendKeyData (the upstream's pid and key), ReadyForQuery  |
+//	  |    BackendKeyData (a key the connector minted), ReadyForQuery  |
 //	  |<==== messages; each statement decided (internal/pgpolicy) ===>|
 //
-// The login comes first so that a refused login fails the agent's open
-// with postern.ErrUpstream rather than a half-made session. An agent that
-// pipelines its startup message with the open (mesh.Client.DialEarly)
-// finds it read only after the login. A stream whose first message is a
-// CancelRequest (pgx dials the binding again to cancel a query) is
-// forwarded to the upstream, on a connection of its own, unchanged: the
-// key in it is the upstream's.
+// The agent's first startup-phase message is read before anything logs
+// in upstream, so that a stream that sends nothing holds no backend and a
+// CancelRequest (pgx dials the binding again to cancel a query) needs no
+// login. An agent that pipelines its startup message with the open
+// (Open.early: mesh.Client.DialEarly, which package binding uses) gets
+// the Result after the login, so that a refused login fails its open with
+// postern.ErrUpstream; an agent that waits for the Result before it sends
+// (Dial) gets CODE_OK first, and a refused login as a PostgreSQL FATAL
+// error.
+//
+// The agent never sees the upstream's backend PID and cancel key: it gets
+// a PID and key the connector mints for the session (as pgbouncer does),
+// and a CancelRequest is forwarded, with the real ones, only when it
+// names a live session this connector opened for the same agent on the
+// same binding. Anything else is dropped, as PostgreSQL drops a cancel it
+// cannot match.
 
-// pgStartupTimeout bounds the wait for the agent's startup message once
-// the open has been answered.
+// pgStartupTimeout bounds the wait for the agent's startup message.
 const pgStartupTimeout = 15 * time.Second
 
 // Startup-phase request codes (the first four bytes after the length).
@@ -68,6 +77,56 @@ func (c *Connector) servePostgres(st quicnet.Stream, down *quicnet.Conn, svc *Se
 			Message: "the connector cannot decide statements for this identity: " + err.Error()})
 		return
 	}
+	// answered is set once the Result went out: before the first byte of
+	// PostgreSQL, and before the first read of an agent that is not early.
+	answered := false
+	answer := func() error {
+		if answered {
+			return nil
+		}
+		answered = true
+		return wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK})
+	}
+	if !dial.Early {
+		if err := answer(); err != nil {
+			down.Abort(quicnet.StreamAborted)
+			return
+		}
+	}
+
+	down.SetReadDeadline(time.Now().Add(pgStartupTimeout))
+	msg, err := pgAcceptStartup(down, answer)
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			// The agent went away before its startup message (its connect
+			// was cancelled): nothing went wrong here.
+			log.Debug("connector: agent left before its PostgreSQL startup", "err", err)
+		} else {
+			log.Warn("connector: agent's PostgreSQL startup refused", "err", err)
+		}
+		if answer() == nil {
+			pgFatal(down, "08P01", "postern: "+err.Error())
+		}
+		return
+	}
+	down.SetReadDeadline(time.Time{})
+
+	if cr, ok := msg.(*pgproto3.CancelRequest); ok {
+		// PostgreSQL answers a cancel with nothing but the close.
+		answer()
+		c.pgCancel(svc, dial, cr, log)
+		down.Close()
+		return
+	}
+	sm := msg.(*pgproto3.StartupMessage)
+	if mode, ok := sm.Parameters["replication"]; ok && pgReplication(mode) {
+		log.Info("connector: replication connection refused", "mode", mode)
+		if answer() == nil {
+			pgFatal(down, "0A000", fmt.Sprintf("postern: replication connections (replication=%s) are not served through the mesh: only sessions of SQL statements are", pgQuoteParam(mode)))
+		}
+		return
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), svc.DialTimeout)
 	login := pgMainLogin(svc.Postgres)
 	if svc.Postgres.ReadOnly != nil && !c.ungated && !gate.mayWrite(ctx) {
@@ -80,49 +139,22 @@ func (c *Connector) servePostgres(st quicnet.Stream, down *quicnet.Conn, svc *Se
 		// The error names the upstream, user and database, never the
 		// password: pgconn does not print it, and Secret redacts itself.
 		log.Warn("connector: upstream login failed", "upstream", svc.Upstream, "reason", res.Reason, "err", err)
-		quicnet.Refuse(st, res)
+		if !answered {
+			quicnet.Refuse(st, res)
+			return
+		}
+		pgFatal(down, pgLoginSQLState(err), fmt.Sprintf("postern: %s (%s)", res.Message, res.Reason))
 		return
 	}
 	up := hc.Conn
-	if err := wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK}); err != nil {
+	if err := answer(); err != nil {
 		pgTerminate(up)
 		down.Abort(quicnet.StreamAborted)
 		return
 	}
-
-	down.SetReadDeadline(time.Now().Add(pgStartupTimeout))
-	msg, err := pgAcceptStartup(down)
-	if err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-			// The agent went away before its startup message (its connect
-			// was cancelled): nothing went wrong here.
-			log.Debug("connector: agent left before its PostgreSQL startup", "err", err)
-		} else {
-			log.Warn("connector: agent's PostgreSQL startup refused", "err", err)
-		}
-		pgTerminate(up)
-		pgFatal(down, "08P01", "postern: "+err.Error())
-		return
-	}
-	down.SetReadDeadline(time.Time{})
-
-	if cr, ok := msg.(*pgproto3.CancelRequest); ok {
-		// The login made for this stream is not needed: a cancel goes on a
-		// connection of its own.
-		pgTerminate(up)
-		ctx, cancel := context.WithTimeout(context.Background(), svc.DialTimeout)
-		err := pgForwardCancel(ctx, svc.Upstream, hc.TLSConfig, cr)
-		cancel()
-		if err != nil {
-			log.Warn("connector: forwarding a cancel request failed", "upstream", svc.Upstream, "err", err)
-		} else {
-			log.Debug("connector: cancel request forwarded", "pid", cr.ProcessID)
-		}
-		down.Close()
-		return
-	}
-
-	if _, err := down.Write(pgWelcome(msg.(*pgproto3.StartupMessage), hc)); err != nil {
+	key := c.pgKeys.add(pgSession{subject: dial.Identity.Subject, binding: svc.Name, pid: hc.PID, secret: hc.SecretKey, tls: hc.TLSConfig})
+	defer c.pgKeys.remove(key)
+	if _, err := down.Write(pgWelcome(sm, hc, key)); err != nil {
 		pgTerminate(up)
 		down.Abort(quicnet.StreamAborted)
 		return
@@ -135,6 +167,52 @@ func (c *Connector) servePostgres(st quicnet.Stream, down *quicnet.Conn, svc *Se
 		err = pgpolicy.Serve(context.Background(), down, cup, gate.config())
 	}
 	log.Debug("connector: postgres session closed", "pid", hc.PID, "bytes_up", cup.out.Load(), "bytes_down", cup.in.Load(), "duration", time.Since(start), "err", err)
+}
+
+// pgCancel forwards a cancel request, with the upstream's real PID and
+// key, when it names a live session this connector opened for the same
+// agent on the same binding; otherwise it drops it.
+func (c *Connector) pgCancel(svc *Service, dial *wire.Dial, cr *pgproto3.CancelRequest, log *slog.Logger) {
+	sess, ok := c.pgKeys.match(pgKey{pid: cr.ProcessID, secret: cr.SecretKey}, dial.Identity.Subject, svc.Name)
+	if !ok {
+		// Never said to the agent: PostgreSQL does not say either, and
+		// whether a PID is live is not the agent's to learn.
+		log.Warn("connector: cancel request dropped: it names no session of this agent's on this binding", "pid", cr.ProcessID)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), svc.DialTimeout)
+	defer cancel()
+	err := pgForwardCancel(ctx, svc.Upstream, sess.tls, &pgproto3.CancelRequest{ProcessID: sess.pid, SecretKey: sess.secret})
+	if err != nil {
+		log.Warn("connector: forwarding a cancel request failed", "upstream", svc.Upstream, "err", err)
+		return
+	}
+	log.Debug("connector: cancel request forwarded", "pid", cr.ProcessID, "upstream_pid", sess.pid)
+}
+
+// pgReplication reports whether a startup's replication parameter asks
+// for a replication connection ("database", or a true boolean as the
+// server spells them).
+func pgReplication(v string) bool {
+	switch strings.ToLower(v) {
+	case "", "false", "off", "no", "0":
+		return false
+	}
+	return true
+}
+
+// pgQuoteParam bounds and sanitizes an agent's parameter value for a
+// message.
+func pgQuoteParam(v string) string {
+	if len(v) > 32 {
+		v = v[:32] + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return '?'
+		}
+		return r
+	}, v)
 }
 
 // pgSplice relays a session without deciding its statements, for
@@ -162,19 +240,47 @@ func pgMainLogin(p *Postgres) PostgresLogin {
 }
 
 // pgLogin logs in to the upstream of svc as login and returns the raw
-// connection, idle, after the server's ReadyForQuery.
+// connection, idle, after the server's ReadyForQuery. With sslmode prefer
+// (or allow) it tries TLS first, channel binding required, and plain TCP
+// only when the server says it has no TLS.
 func pgLogin(ctx context.Context, svc *Service, login PostgresLogin, subject string) (*pgconn.HijackedConn, error) {
-	cfg, err := pgUpstreamConfig(svc, login.User)
-	if err != nil {
-		return nil, err
-	}
+	var password string
 	if !login.Password.IsZero() {
 		pw, err := login.Password.Read()
 		if err != nil {
 			return nil, &secretError{err}
 		}
-		cfg.Password = pw
+		password = pw
 	}
+	modes := []string{svc.Postgres.SSLMode}
+	switch modes[0] {
+	case "", "prefer", "allow":
+		modes = []string{"require", "disable"}
+	}
+	var err error
+	for i, mode := range modes {
+		var hc *pgconn.HijackedConn
+		hc, err = pgLoginMode(ctx, svc, login.User, password, mode, subject)
+		if err == nil {
+			return hc, nil
+		}
+		if i+1 < len(modes) && !pgRefusedTLS(err) {
+			break
+		}
+	}
+	return nil, err
+}
+
+// pgRefusedTLS reports whether a login failed because the server answered
+// the SSLRequest with 'N' (it has no TLS).
+func pgRefusedTLS(err error) bool { return strings.Contains(err.Error(), "server refused TLS") }
+
+func pgLoginMode(ctx context.Context, svc *Service, user, password, mode, subject string) (*pgconn.HijackedConn, error) {
+	cfg, err := pgUpstreamConfig(svc, user, mode, password != "")
+	if err != nil {
+		return nil, err
+	}
+	cfg.Password = password
 	if name := applicationName(subject); name != "" {
 		// The upstream's DBA sees which agent a session serves in
 		// pg_stat_activity.
@@ -202,9 +308,25 @@ func pgLogin(ctx context.Context, svc *Service, login PostgresLogin, subject str
 	return hc, nil
 }
 
+// pgAuth is the require_auth and channel_binding of a login in sslmode
+// mode: a password goes out only by SCRAM-SHA-256, bound to the TLS
+// session whenever there is one, unless the server is verified
+// (verify-full) or the service opted out (InsecureAuth). A login without a
+// password has nothing to reveal and is not restricted.
+func pgAuth(p *Postgres, mode string, hasPassword bool) (requireAuth, channelBinding string) {
+	if !hasPassword || mode == "verify-full" || p.InsecureAuth {
+		return "", "prefer"
+	}
+	if mode == "disable" {
+		return "scram-sha-256", "disable"
+	}
+	return "scram-sha-256", "require"
+}
+
 // pgUpstreamConfig is the pgconn configuration of the upstream login,
-// as user, without the password. It dials svc.Upstream and nothing else.
-func pgUpstreamConfig(svc *Service, user string) (*pgconn.Config, error) {
+// as user in sslmode mode, without the password. It dials svc.Upstream
+// and nothing else.
+func pgUpstreamConfig(svc *Service, user, mode string, hasPassword bool) (*pgconn.Config, error) {
 	p := svc.Postgres
 	host, port, err := net.SplitHostPort(svc.Upstream)
 	if err != nil {
@@ -214,12 +336,12 @@ func pgUpstreamConfig(svc *Service, user string) (*pgconn.Config, error) {
 	if db == "" {
 		db = p.User // the main login's, whichever logs in
 	}
-	mode := p.SSLMode
-	if mode == "" {
-		mode = "prefer"
-	}
+	requireAuth, channelBinding := pgAuth(p, mode, hasPassword)
 	var b strings.Builder
-	fmt.Fprintf(&b, "host=%s port=%s user=%s dbname=%s sslmode=%s", pgconnstr.Quote(host), pgconnstr.Quote(port), pgconnstr.Quote(user), pgconnstr.Quote(db), pgconnstr.Quote(mode))
+	fmt.Fprintf(&b, "host=%s port=%s user=%s dbname=%s sslmode=%s channel_binding=%s", pgconnstr.Quote(host), pgconnstr.Quote(port), pgconnstr.Quote(user), pgconnstr.Quote(db), pgconnstr.Quote(mode), channelBinding)
+	if requireAuth != "" {
+		fmt.Fprintf(&b, " require_auth=%s", requireAuth)
+	}
 	if p.RootCAFile != "" {
 		fmt.Fprintf(&b, " sslrootcert=%s", pgconnstr.Quote(p.RootCAFile))
 	}
@@ -255,6 +377,12 @@ func pgLoginFailure(name string, err error) *wire.Result {
 	case errors.As(err, &secErr):
 		return &wire.Result{Code: wire.CodeUpstream, Reason: "connector_secret_unavailable",
 			Message: "the connector could not read its credentials for " + name}
+	case strings.Contains(err.Error(), "require_auth check failed"):
+		return &wire.Result{Code: wire.CodeUpstream, Reason: "upstream_auth_insecure",
+			Message: fmt.Sprintf("the upstream of %s asked for %s; the connector sends its password only by SCRAM-SHA-256 unless sslmode is verify-full or postgres.insecure_auth is set", name, pgAskedFor(err))}
+	case strings.Contains(err.Error(), "channel binding"):
+		return &wire.Result{Code: wire.CodeUpstream, Reason: "upstream_channel_binding",
+			Message: fmt.Sprintf("the upstream of %s did not authenticate by SCRAM-SHA-256 with channel binding over TLS (it asked for another method, or has no SCRAM-SHA-256-PLUS); the connector requires it over TLS unless sslmode is verify-full or postgres.insecure_auth is set", name)}
 	case errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "28"):
 		// Class 28: invalid authorization specification, invalid password.
 		return &wire.Result{Code: wire.CodeUpstream, Reason: "upstream_auth_failed",
@@ -269,10 +397,44 @@ func pgLoginFailure(name string, err error) *wire.Result {
 	return upstreamFailure(name, err)
 }
 
+// pgAskedFor names the method a require_auth refusal is about, from
+// pgconn's "server requested md5 authentication".
+func pgAskedFor(err error) string {
+	msg := err.Error()
+	if _, rest, ok := strings.Cut(msg, "server requested "); ok {
+		if method, _, ok := strings.Cut(rest, " authentication"); ok {
+			switch method {
+			case "password":
+				return "a cleartext password"
+			case "md5":
+				return "an MD5 password digest"
+			}
+			return pgQuoteParam(method) + " authentication"
+		}
+	}
+	return "no authentication the connector accepts"
+}
+
+// pgLoginSQLState is the SQLSTATE of a FATAL telling the agent that the
+// login failed: the server's own for its refusals, 28000
+// (invalid_authorization_specification) for the connector's, 08006
+// (connection_failure) otherwise.
+func pgLoginSQLState(err error) string {
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr):
+		return pgErr.Code
+	case strings.Contains(err.Error(), "require_auth check failed"), strings.Contains(err.Error(), "channel binding"):
+		return "28000"
+	}
+	return "08006"
+}
+
 // pgAcceptStartup reads the agent's startup-phase messages: it declines
 // SSL and GSS encryption (the mesh encrypts) and returns the
-// StartupMessage or CancelRequest that follows.
-func pgAcceptStartup(conn io.ReadWriter) (pgproto3.FrontendMessage, error) {
+// StartupMessage or CancelRequest that follows. before is called before
+// its first write (the stream's Result goes first).
+func pgAcceptStartup(conn io.ReadWriter, before func() error) (pgproto3.FrontendMessage, error) {
 	for range 3 { // at most an SSLRequest and a GSSEncRequest first
 		buf, err := pgReadStartup(conn)
 		if err != nil {
@@ -280,6 +442,9 @@ func pgAcceptStartup(conn io.ReadWriter) (pgproto3.FrontendMessage, error) {
 		}
 		switch binary.BigEndian.Uint32(buf) {
 		case pgSSLRequest, pgGSSEncRequest:
+			if err := before(); err != nil {
+				return nil, err
+			}
 			if _, err := conn.Write([]byte{'N'}); err != nil {
 				return nil, err
 			}
@@ -323,7 +488,7 @@ func pgReadStartup(r io.Reader) ([]byte, error) {
 // pgWelcome is what the agent receives instead of an authentication
 // exchange: the upstream session's state, as if the agent had logged in
 // itself.
-func pgWelcome(sm *pgproto3.StartupMessage, hc *pgconn.HijackedConn) []byte {
+func pgWelcome(sm *pgproto3.StartupMessage, hc *pgconn.HijackedConn, key pgKey) []byte {
 	var msgs []pgproto3.BackendMessage
 	// The upstream session speaks 3.0. An agent asking for more, or for
 	// protocol options, is told so, as a 3.0 server would.
@@ -342,7 +507,7 @@ func pgWelcome(sm *pgproto3.StartupMessage, hc *pgconn.HijackedConn) []byte {
 		msgs = append(msgs, &pgproto3.ParameterStatus{Name: k, Value: hc.ParameterStatuses[k]})
 	}
 	msgs = append(msgs,
-		&pgproto3.BackendKeyData{ProcessID: hc.PID, SecretKey: hc.SecretKey},
+		&pgproto3.BackendKeyData{ProcessID: key.pid, SecretKey: key.secret},
 		&pgproto3.ReadyForQuery{TxStatus: hc.TxStatus})
 	var buf []byte
 	for _, m := range msgs {

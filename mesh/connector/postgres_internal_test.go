@@ -70,7 +70,11 @@ func TestPgAcceptStartup(t *testing.T) {
 				pipelined = encode(t, query)
 			}
 			conn := &rw{Reader: bytes.NewReader(append(append([]byte(nil), tt.in...), pipelined...))}
-			got, err := pgAcceptStartup(conn)
+			befores := 0
+			got, err := pgAcceptStartup(conn, func() error { befores++; return nil })
+			if n := strings.Count(tt.answered, "N"); befores != n {
+				t.Fatalf("before called %d times, want once per answer (%d)", befores, n)
+			}
 			if conn.out.String() != tt.answered {
 				t.Fatalf("answered %q, want %q", conn.out.String(), tt.answered)
 			}
@@ -94,11 +98,12 @@ func TestPgAcceptStartup(t *testing.T) {
 }
 
 // TestPgWelcome: the agent is told the upstream session's state in the
-// order a server sends it, and a 3.2 request is answered as a 3.0 server
-// would.
+// order a server sends it, with the key the connector minted and never
+// the upstream's, and a 3.2 request is answered as a 3.0 server would.
 func TestPgWelcome(t *testing.T) {
 	hc := &pgconn.HijackedConn{PID: 7, SecretKey: []byte{9, 9, 9, 9}, TxStatus: 'I',
 		ParameterStatuses: map[string]string{"server_version": "15.0", "client_encoding": "UTF8", "TimeZone": "UTC"}}
+	minted := pgKey{pid: 4242, secret: []byte{1, 2, 3, 4}}
 	tests := []struct {
 		name   string
 		sm     *pgproto3.StartupMessage
@@ -112,7 +117,7 @@ func TestPgWelcome(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fe := pgproto3.NewFrontend(bytes.NewReader(pgWelcome(tt.sm, hc)), io.Discard)
+			fe := pgproto3.NewFrontend(bytes.NewReader(pgWelcome(tt.sm, hc, minted)), io.Discard)
 			next := func() pgproto3.BackendMessage {
 				t.Helper()
 				m, err := fe.Receive()
@@ -143,8 +148,8 @@ func TestPgWelcome(t *testing.T) {
 			if !maps.Equal(got, hc.ParameterStatuses) || !slices.IsSorted(names) {
 				t.Fatalf("parameters %v (in order %v), want %v sorted", got, names, hc.ParameterStatuses)
 			}
-			if k, ok := m.(*pgproto3.BackendKeyData); !ok || k.ProcessID != 7 || !bytes.Equal(k.SecretKey, hc.SecretKey) {
-				t.Fatalf("got %#v, want the upstream's BackendKeyData", m)
+			if k, ok := m.(*pgproto3.BackendKeyData); !ok || k.ProcessID != minted.pid || !bytes.Equal(k.SecretKey, minted.secret) {
+				t.Fatalf("got %#v, want the minted BackendKeyData", m)
 			}
 			if r, ok := next().(*pgproto3.ReadyForQuery); !ok || r.TxStatus != 'I' {
 				t.Fatalf("no ReadyForQuery idle")
@@ -167,7 +172,7 @@ func FuzzPgAcceptStartup(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		conn := &rw{Reader: bytes.NewReader(in)}
-		msg, err := pgAcceptStartup(conn)
+		msg, err := pgAcceptStartup(conn, func() error { return nil })
 		if conn.out.Len() > 3 || strings.Trim(conn.out.String(), "N") != "" {
 			t.Fatalf("answered %q", conn.out.String())
 		}
@@ -190,5 +195,91 @@ func TestApplicationName(t *testing.T) {
 				t.Fatalf("applicationName(%q) = %q, want %q", tt.subject, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestPgKeyring: a minted key matches only its own session's agent and
+// binding, with its exact secret, while the session lives; keys are
+// unique and never the upstream's.
+func TestPgKeyring(t *testing.T) {
+	var k pgKeyring
+	real := pgSession{subject: "coding-agent", binding: "staging-db", pid: 7, secret: []byte{9, 9, 9, 9}}
+	key := k.add(real)
+	if key.pid == 0 || key.pid > 0x7fffffff || len(key.secret) != 4 || key.pid == real.pid {
+		t.Fatalf("minted %+v", key)
+	}
+	wrongSecret := pgKey{pid: key.pid, secret: []byte{key.secret[0] ^ 1, key.secret[1], key.secret[2], key.secret[3]}}
+	tests := []struct {
+		name             string
+		key              pgKey
+		subject, binding string
+		ok               bool
+	}{
+		{name: "its session", key: key, subject: "coding-agent", binding: "staging-db", ok: true},
+		{name: "another agent", key: key, subject: "other-agent", binding: "staging-db"},
+		{name: "another binding", key: key, subject: "coding-agent", binding: "prod-db"},
+		{name: "wrong secret", key: wrongSecret, subject: "coding-agent", binding: "staging-db"},
+		{name: "short secret", key: pgKey{pid: key.pid, secret: key.secret[:3]}, subject: "coding-agent", binding: "staging-db"},
+		{name: "the upstream's own key", key: pgKey{pid: real.pid, secret: real.secret}, subject: "coding-agent", binding: "staging-db"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, ok := k.match(tt.key, tt.subject, tt.binding)
+			if ok != tt.ok {
+				t.Fatalf("match = %v, want %v", ok, tt.ok)
+			}
+			if ok && (s.pid != real.pid || !bytes.Equal(s.secret, real.secret)) {
+				t.Fatalf("matched %+v, want the upstream's key", s)
+			}
+		})
+	}
+	seen := map[uint32]bool{key.pid: true}
+	for range 1000 {
+		kk := k.add(real)
+		if seen[kk.pid] {
+			t.Fatalf("PID %d minted twice", kk.pid)
+		}
+		seen[kk.pid] = true
+	}
+	k.remove(key)
+	if _, ok := k.match(key, "coding-agent", "staging-db"); ok {
+		t.Fatal("a removed key still matches")
+	}
+	if k.len() != 1000 {
+		t.Fatalf("%d keys live, want 1000", k.len())
+	}
+}
+
+// TestPgAuth: the password goes out only by SCRAM-SHA-256, channel-bound
+// over TLS, unless the server is verified or the service opted out; a
+// login without a password is not restricted.
+func TestPgAuth(t *testing.T) {
+	tests := []struct {
+		mode          string
+		insecure, pw  bool
+		auth, binding string
+	}{
+		{mode: "disable", pw: true, auth: "scram-sha-256", binding: "disable"},
+		{mode: "require", pw: true, auth: "scram-sha-256", binding: "require"},
+		{mode: "verify-ca", pw: true, auth: "scram-sha-256", binding: "require"},
+		{mode: "verify-full", pw: true, auth: "", binding: "prefer"},
+		{mode: "require", pw: true, insecure: true, auth: "", binding: "prefer"},
+		{mode: "disable", pw: true, insecure: true, auth: "", binding: "prefer"},
+		{mode: "require", pw: false, auth: "", binding: "prefer"},
+	}
+	for _, tt := range tests {
+		auth, binding := pgAuth(&Postgres{InsecureAuth: tt.insecure}, tt.mode, tt.pw)
+		if auth != tt.auth || binding != tt.binding {
+			t.Errorf("%s insecure=%v password=%v: require_auth=%q channel_binding=%q, want %q %q", tt.mode, tt.insecure, tt.pw, auth, binding, tt.auth, tt.binding)
+		}
+	}
+}
+
+func TestPgReplication(t *testing.T) {
+	for v, want := range map[string]bool{"database": true, "true": true, "on": true, "yes": true, "1": true, "TRUE": true,
+		"false": false, "off": false, "no": false, "0": false, "": false} {
+		if got := pgReplication(v); got != want {
+			t.Errorf("pgReplication(%q) = %v, want %v", v, got, want)
+		}
 	}
 }

@@ -60,8 +60,21 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil
 
 // Postgres is how the connector logs in to a PostgreSQL upstream for kind
 // postgres. The agent never holds any of it: the connector completes the
-// upstream's authentication (SCRAM-SHA-256, MD5 or cleartext, as the
-// server asks) itself and then relays the session.
+// upstream's authentication itself and then relays the session.
+//
+// The password never leaves the connector in a form that logs in: unless
+// SSLMode is "verify-full" (the server's certificate and name are
+// verified) or InsecureAuth is set, the connector authenticates only by
+// SCRAM-SHA-256 (libpq's require_auth=scram-sha-256), which proves the
+// password without sending it and makes the server prove it knows the
+// password's verifier; and whenever TLS is on it requires channel binding
+// (SCRAM-SHA-256-PLUS, channel_binding=require), which ties the login to
+// the TLS session so that a machine in the middle with its own
+// certificate cannot relay it. An upstream that asks for a cleartext
+// password or an MD5 digest instead is refused before anything is sent
+// (reason "upstream_auth_insecure", or "upstream_channel_binding" over
+// TLS). A login without a password is not restricted: there is nothing
+// to reveal.
 type Postgres struct {
 	User     string // required
 	Database string // empty means User
@@ -70,8 +83,22 @@ type Postgres struct {
 	// one.
 	Password Secret
 	// SSLMode is the TLS mode toward the upstream, as in libpq: "disable",
-	// "prefer" (the default), "require", "verify-ca" or "verify-full".
+	// "prefer" (the default), "require", "verify-ca" or "verify-full"
+	// ("allow" is taken as "prefer"). "prefer" tries TLS, with channel
+	// binding required, and falls back to plain TCP only when the server
+	// says it has no TLS; such a fallback can be forced by anyone on the
+	// path, so production upstreams should say "verify-full" (or at least
+	// "require").
 	SSLMode string
+	// InsecureAuth lets the connector answer an upstream that asks for a
+	// cleartext password or an MD5 digest, and drops the channel-binding
+	// requirement, when SSLMode is not "verify-full". Whoever sits on the
+	// path to an unverified server can then collect the password (or an
+	// MD5 digest, which logs in as well as the password does). For legacy
+	// servers only; false (the default) refuses them. With "verify-full"
+	// every method is allowed whatever this says: the password goes only
+	// to the verified server.
+	InsecureAuth bool
 	// RootCAFile verifies the upstream's certificate for verify-ca and
 	// verify-full.
 	RootCAFile string

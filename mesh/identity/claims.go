@@ -48,6 +48,11 @@ type Claims struct {
 	// exact name (no patterns) and, when the issuer describes it, with
 	// what policy reads of it. Only connector tokens carry it.
 	Services []Service
+	// BoundKey is the thumbprint ([KeyThumbprint]) of the key the holder
+	// must prove in its TLS handshake for the token to be accepted: the
+	// claim cnf {"jkt": ...}. Empty: a bearer token, which works for
+	// whoever holds it.
+	BoundKey string
 }
 
 // Service is one service a connector token grants. A token either grants
@@ -134,6 +139,12 @@ type wireClaims struct {
 	Groups     []string       `json:"groups,omitempty"`
 	Attributes map[string]any `json:"attributes,omitempty"`
 	Services   []any          `json:"services,omitempty"` // a string per name-only grant, a wireService per described one
+	Cnf        *wireCnf       `json:"cnf,omitempty"`
+}
+
+// wireCnf is the confirmation claim of a bound token (RFC 7800, jkt).
+type wireCnf struct {
+	JKT string `json:"jkt"`
 }
 
 // wireService is a described service in the services claim:
@@ -427,6 +438,9 @@ func decodePrivateClaims(m claimMap, c *Claims) error {
 		return err
 	}
 	if c.Services, err = m.services(); err != nil {
+		return err
+	}
+	if c.BoundKey, err = m.cnf(); err != nil {
 		return err
 	}
 	if len(c.Services) > 0 && c.Role != RoleConnector {

@@ -42,6 +42,15 @@
 //	            {"name": "prod-finance", "kind": "postgres",
 //	             "environment": "prod", "labels": ["financial"]}
 //
+// and one registered confirmation claim (RFC 7800):
+//
+//	cnf         {"jkt": "<RFC 7638 SHA-256 thumbprint>"}: the token is
+//	            bound to that key (Claims.BoundKey, KeyThumbprint) and
+//	            works only for a client that proves it (Claims.CheckKey)
+//
+// A cnf with any other member (x5t#S256, jwk) refuses the token rather
+// than leaving it a bearer token.
+//
 // A description's members are exactly these four: name and kind are
 // required (kind tcp, http or postgres), environment and labels optional;
 // names, environments and labels are 1 to 128 letters, digits and . _ / -.
@@ -49,8 +58,8 @@
 // [MaxServiceLabels] labels, none twice. Anything else refuses the token
 // (ErrInvalidClaim).
 //
-// Keep lifetimes short (minutes to hours): a token is a bearer credential
-// and there is no revocation list; an agent refreshes its token on its open
+// Keep lifetimes short (minutes to hours): an unbound token is a bearer
+// credential and there is no revocation list; an agent refreshes its token on its open
 // session. Leeway for clock skew is 30 seconds by default, a minute at most.
 //
 // [ParseUnverified] reads the claims of a token without checking anything.

@@ -64,6 +64,14 @@ var (
 	// ErrServiceNotGranted: returned by [Claims.MayAdvertise], never by
 	// Verify. Reason "service_not_granted".
 	ErrServiceNotGranted error = &sentinel{reason: "service_not_granted", text: "service not granted", index: -1}
+	// ErrKeyNotProven: returned by [Claims.CheckKey], never by Verify: the
+	// token is bound to a key and the connection proved none.
+	// Reason "key_not_proven".
+	ErrKeyNotProven error = &sentinel{reason: "key_not_proven", text: "token key not proven", index: -1}
+	// ErrKeyMismatch: returned by [Claims.CheckKey]: the token is bound to
+	// a key other than the one the connection proved. Reason
+	// "key_mismatch".
+	ErrKeyMismatch error = &sentinel{reason: "key_mismatch", text: "token bound to another key", index: -1}
 )
 
 // countedReasons lists, in a fixed order, the reasons Verify can return.

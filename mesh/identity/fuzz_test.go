@@ -28,6 +28,9 @@ func FuzzVerify(f *testing.F) {
 	expired := goodClaims(RoleAgent)
 	expired.ExpiresAt = testNow.Add(-time.Hour)
 	add(issue(f, ed, expired))
+	bound := goodClaims(RoleAgent)
+	bound.BoundKey = strings.Repeat("A", 43)
+	add(issue(f, ed, bound))
 
 	p := payloadOf(f, RoleAgent)
 	for _, bad := range []string{

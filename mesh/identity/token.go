@@ -205,6 +205,12 @@ func (k *SigningKey) Issue(c Claims) (string, error) {
 		Issuer: c.Issuer, Subject: c.Subject, ID: c.ID, Role: c.Role,
 		Groups: c.Groups, Attributes: c.Attributes, Services: services,
 	}
+	if c.BoundKey != "" {
+		if len(c.BoundKey) != jktLen || !canonicalBase64URL(c.BoundKey) {
+			return "", errors.New("identity: BoundKey must be a key thumbprint from KeyThumbprint")
+		}
+		w.Cnf = &wireCnf{JKT: c.BoundKey}
+	}
 	switch len(c.Audience) {
 	case 0:
 	case 1:

@@ -351,7 +351,7 @@ const base64URLAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 
 func TestReasonsAreDistinct(t *testing.T) {
 	all := []error{ErrTooLarge, ErrMalformed, ErrAlgorithm, ErrSignature, ErrIssuer, ErrAudience, ErrExpired,
-		ErrNoExpiry, ErrNotYetValid, ErrNoSubject, ErrRole, ErrInvalidClaim, ErrServiceNotGranted}
+		ErrNoExpiry, ErrNotYetValid, ErrNoSubject, ErrRole, ErrInvalidClaim, ErrServiceNotGranted, ErrKeyNotProven, ErrKeyMismatch}
 	snake := regexp.MustCompile(`^[a-z]+(_[a-z]+)*$`)
 	seen := map[string]error{"ok": nil, "invalid_token": nil}
 	for _, err := range all {

@@ -12,7 +12,8 @@ import (
 // connector served the stream. No event carries a token or a secret.
 const (
 	// EventSessionStart: an agent or connector was authenticated.
-	// Attributes: session, role, subject, groups, remote; bindings (the
+	// Attributes: session, role, subject, groups, remote, key_bound
+	// (whether the token is bound to the key the client proved); bindings (the
 	// agent's catalog size) or services (what the connector advertises).
 	EventSessionStart = "session.start"
 	// EventSessionReject: a handshake was refused. Attributes: remote,

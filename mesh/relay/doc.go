@@ -26,6 +26,14 @@
 //     Bytes the agent sent with its Open go to the connector at once; a
 //     denied open discards them.
 //
+// A token bound to a key (identity.Claims.BoundKey, the cnf claim) is
+// accepted only on a connection whose TLS handshake proved that key: the
+// relay asks every client for a certificate, never requires one, and
+// compares the thumbprint of the certificate's key with the token's. A
+// bound token without that proof, and with [Config.RequireBoundTokens] a
+// bearer agent token, is refused with CODE_KEY_NOT_PROVEN; a refresh is
+// checked alike and may not change the session's binding.
+//
 // The messages (Hello, Welcome, Reject, Open and the rest) and their
 // fields are defined in one protobuf schema, internal/wire/wire.proto,
 // whose comments are the protocol's documentation.

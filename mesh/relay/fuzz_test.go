@@ -32,12 +32,14 @@ func FuzzHello(f *testing.F) {
 	exp := time.Now().Add(24 * time.Hour)
 	agentTok, _ := key.Issue(identity.Claims{Subject: "a", Role: identity.RoleAgent, Audience: []string{"fuzz"}, ExpiresAt: exp})
 	connTok, _ := key.Issue(identity.Claims{Subject: "c", Role: identity.RoleConnector, Audience: []string{"fuzz"}, ExpiresAt: exp, Services: []identity.Service{{Name: "db", Kind: "tcp"}}})
-	minted := map[string]bool{agentTok: true, connTok: true}
+	boundTok, _ := key.Issue(identity.Claims{Subject: "b", Role: identity.RoleAgent, Audience: []string{"fuzz"}, ExpiresAt: exp, BoundKey: "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"})
+	minted := map[string]bool{agentTok: true, connTok: true, boundTok: true}
 
 	for _, m := range []wire.Message{
 		&wire.Hello{Version: wire.Version, Role: wire.RoleAgent, Token: agentTok},
 		&wire.Hello{Version: wire.Version, Role: wire.RoleConnector, Token: connTok, Services: []*wire.Binding{{Name: "db", Kind: "tcp"}}},
 		&wire.Hello{Version: 2, Role: wire.RoleAgent, Token: agentTok},
+		&wire.Hello{Version: wire.Version, Role: wire.RoleAgent, Token: boundTok},
 		&wire.Open{Binding: "db"},
 	} {
 		frame, err := wire.AppendFrame(nil, m)
@@ -50,10 +52,14 @@ func FuzzHello(f *testing.F) {
 	r := &Relay{cfg: Config{Verifier: v}}
 	r.limits.fill()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		hello, claims, rej := r.handshake(bytes.NewReader(data))
+		// No key is proven here: a bound token must never be accepted.
+		hello, claims, rej := r.handshake(bytes.NewReader(data), "")
 		if rej == nil {
 			if claims == nil {
 				t.Fatal("accepted without claims")
+			}
+			if claims.BoundKey != "" {
+				t.Fatal("accepted a bound token without proof of its key")
 			}
 			if !minted[hello.Token] {
 				t.Fatalf("accepted a token the key never signed: %q", hello.Token)

@@ -38,6 +38,13 @@ type Config struct {
 	Certificate tls.Certificate
 	// Verifier checks agent and connector tokens.
 	Verifier *identity.Verifier
+	// RequireBoundTokens refuses agent tokens that are not bound to a key
+	// (identity.Claims.BoundKey), with CODE_KEY_NOT_PROVEN and reason
+	// "token_not_bound": a bearer token stolen from an agent's
+	// environment then works nowhere else. False (the default) accepts
+	// bearer tokens. A bound token, agent's or connector's, is always
+	// refused without proof of its key, whatever this says.
+	RequireBoundTokens bool
 	// Policy decides every open and scopes every catalog. Nil, or an
 	// Engine holding no policies, denies everything: the relay fails
 	// closed. Swapping the Engine's Set re-scopes every live catalog.
@@ -198,7 +205,9 @@ func Listen(cfg Config) (*Relay, error) {
 		// QUIC stream credit.
 		tc.MaxIncomingStreams = int64(limits.StreamsPerAgent) + 64
 	}
-	ln, err := quicnet.Listen(cfg.Addr, &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}, &tc)
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}
+	transport.ServerRequestsClientKeys(serverTLS) // the proof of a bound token's key
+	ln, err := quicnet.Listen(cfg.Addr, serverTLS, &tc)
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
@@ -347,7 +356,8 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 	if d, ok := ctx.Deadline(); ok {
 		ctrl.SetDeadline(d)
 	}
-	hello, claims, rej := r.handshake(ctrl)
+	proven := provenKey(conn.TLSState())
+	hello, claims, rej := r.handshake(ctrl, proven)
 	if rej != nil {
 		r.reject(conn, ctrl, rej)
 		emit(r.audit, slog.LevelWarn, EventSessionReject,
@@ -364,6 +374,7 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 		s.remote = remote
 		s.started = time.Now()
 		s.claims.Store(claims)
+		s.provenKey = proven
 		if ua, ok := conn.RemoteAddr().(*net.UDPAddr); ok {
 			s.remoteIP = ua.AddrPort().Addr().Unmap()
 		}
@@ -390,7 +401,7 @@ func subjectOf(c *identity.Claims) string {
 
 // handshake reads and checks a Hello. On failure it returns the Reject to
 // send; hello is then what could be read of it.
-func (r *Relay) handshake(ctrl io.Reader) (*wire.Hello, *identity.Claims, *wire.Reject) {
+func (r *Relay) handshake(ctrl io.Reader, proven string) (*wire.Hello, *identity.Claims, *wire.Reject) {
 	hello := new(wire.Hello)
 	if err := wire.ReadExpected(ctrl, r.limits.MaxFrameSize, hello); err != nil {
 		switch {
@@ -425,7 +436,38 @@ func (r *Relay) handshake(ctrl io.Reader) (*wire.Hello, *identity.Claims, *wire.
 	if rej != nil {
 		return hello, nil, rej
 	}
+	if rej := r.checkKey(claims, proven); rej != nil {
+		return hello, claims, rej
+	}
 	return hello, claims, nil
+}
+
+// provenKey is the thumbprint of the key a client proved in its TLS
+// handshake (its certificate's; TLS checked the signature), or "" when
+// it presented none or one of a type no token binds to.
+func provenKey(cs tls.ConnectionState) string {
+	pub := transport.PeerKey(cs)
+	if pub == nil {
+		return ""
+	}
+	jkt, err := identity.KeyThumbprint(pub)
+	if err != nil {
+		return ""
+	}
+	return jkt
+}
+
+// checkKey refuses a bound token on a connection that did not prove its
+// key, and a bearer agent token where bound tokens are required.
+func (r *Relay) checkKey(c *identity.Claims, proven string) *wire.Reject {
+	if err := c.CheckKey(proven); err != nil {
+		return &wire.Reject{Code: wire.CodeKeyNotProven, Reason: identity.Reason(err), Message: err.Error()}
+	}
+	if r.cfg.RequireBoundTokens && c.Role == identity.RoleAgent && c.BoundKey == "" {
+		return &wire.Reject{Code: wire.CodeKeyNotProven, Reason: "token_not_bound",
+			Message: "this relay accepts only agent tokens bound to a key (postern token issue --bind-key)"}
+	}
+	return nil
 }
 
 // verify checks a token for role, answering a Reject that says which check

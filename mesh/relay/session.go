@@ -31,6 +31,9 @@ type session struct {
 	remoteIP netip.Addr
 	started  time.Time
 	claims   atomic.Pointer[identity.Claims]
+	// provenKey is the thumbprint of the key the client proved in its
+	// handshake; "" when none.
+	provenKey string
 
 	// expiry fires when the current token expires; a refresh moves it.
 	expiryMu sync.Mutex
@@ -97,6 +100,16 @@ func (s *session) readControl(role identity.Role, onRefresh func(*identity.Claim
 			if rej == nil && claims.Subject != s.claims.Load().Subject {
 				rej = &wire.Reject{Code: wire.CodeUnauthenticated, Reason: "subject_changed", Message: "a refreshed token must have the session's subject"}
 			}
+			if rej == nil {
+				rej = s.r.checkKey(claims, s.provenKey)
+			}
+			if rej == nil && claims.BoundKey != s.claims.Load().BoundKey {
+				// The proof above holds for a token bound to the
+				// connection's key, and there is no other; what is left is
+				// a bound session refreshed with a bearer token.
+				rej = &wire.Reject{Code: wire.CodeKeyNotProven, Reason: "binding_changed",
+					Message: "a session that started with a token bound to a key is refreshed only with tokens bound to it"}
+			}
 			if rej == nil && onRefresh != nil {
 				rej = onRefresh(claims)
 			}
@@ -126,6 +139,7 @@ func (s *session) auditAttrs(role string) []slog.Attr {
 		slog.String("subject", c.Subject),
 		slog.Any("groups", c.Groups),
 		slog.String("remote", s.remote),
+		slog.Bool("key_bound", c.BoundKey != ""),
 	}
 }
 

@@ -171,6 +171,7 @@ func (r *Relay) dialConnector(rt *route, a *agentSession, open *wire.Open, actio
 		Action:   action,
 		Details:  open.Details,
 		Source:   a.remote,
+		Early:    open.Early,
 	}
 	var tried []*connectorSession
 	for {
