@@ -47,7 +47,9 @@
 // kind, environment and labels), the binding kinds [KindTCP], [KindHTTP]
 // and [KindPostgres], a verified [Identity], and the errors an agent
 // branches on. A refused session or open is an [*Error] that names the
-// binding and matches one sentinel with errors.Is:
+// binding and matches one sentinel with errors.Is (a live stream that the
+// relay cut because access was taken away returns one matching
+// [ErrRevoked]):
 //
 //	if errors.Is(err, postern.ErrDenied) {
 //		var e *postern.Error

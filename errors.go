@@ -44,12 +44,20 @@ var (
 	ErrClosed = fmt.Errorf("closed: %w", net.ErrClosed)
 	// ErrUnavailable: the relay is shutting down or failed internally.
 	ErrUnavailable = errors.New("relay unavailable")
+	// ErrRevoked: access that was granted has been taken away. A live
+	// stream's Read or Write returns it when the relay cut the stream
+	// because policy no longer allows it (after a policy reload or a
+	// token refresh; Error.Policies names the deciding policies), and
+	// every call returns it once the token or its subject is on the
+	// relay's revocation list (Error.Reason "token_revoked" or
+	// "subject_revoked"). Reconnecting with the same token does not help.
+	ErrRevoked = errors.New("access revoked")
 )
 
 // Error is the error of a refused session or open. It names the binding
 // (empty for a session) and carries what the relay said.
 type Error struct {
-	Op       string   // "connect", "open", "refresh"
+	Op       string   // "connect", "open", "refresh", "read", "write"
 	Binding  string   // the binding being opened, if any
 	Reason   string   // stable snake_case detail, e.g. "token_expired"
 	Message  string   // what the relay or connector said, for people

@@ -290,9 +290,9 @@ func TestTokenRefreshKeepsSession(t *testing.T) {
 }
 
 // TestExpiredSessionEnds: a session whose token expires without a refresh
-// is ended by the relay.
+// is ended by the relay (with no leeway, at exp; see TestLeewayExpiry).
 func TestExpiredSessionEnds(t *testing.T) {
-	w := newWorld(t, meshtest.Options{})
+	w := newWorld(t, meshtest.Options{Leeway: -1})
 	tok := w.Token(identity.Claims{Subject: "static", Role: identity.RoleAgent, Groups: []string{"coding-agents"}, ExpiresAt: time.Now().Add(2 * time.Second)})
 	agent := w.Client(tok)
 	if err := agent.Connect(ctx(t)); err != nil {

@@ -42,6 +42,8 @@ func codeErr(c wire.Code) error {
 		return postern.ErrLimitExceeded
 	case wire.CodeShutdown, wire.CodeInternal:
 		return postern.ErrUnavailable
+	case wire.CodeRevoked:
+		return postern.ErrRevoked
 	}
 	return postern.ErrProtocol
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -497,6 +498,8 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 			c.log.Info("mesh: catalog updated", "bindings", len(ws))
 			c.catalogChanged()
 		},
+		Features: []string{wire.FeatureRevoke},
+		OnRevoke: s.revoked.add,
 	}, sess.Pace{})
 	if err != nil {
 		return nil, sessionErr(ctx, "connect", "", err)
@@ -540,6 +543,7 @@ type session struct {
 	c        *Client
 	identity postern.Identity
 	catalog  atomic.Pointer[[]postern.Binding]
+	revoked  revocations  // why the relay cut streams, by stream ID
 	active   atomic.Int64 // streams opened and not yet closed by the caller
 	retired  atomic.Bool  // no longer given new opens (Client.retire)
 }
@@ -586,7 +590,7 @@ func (s *session) open(ctx context.Context, name string, details []*wire.Detail,
 		}
 		return nil, err
 	}
-	conn := &Conn{qc: quicnet.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name}
+	conn := &Conn{qc: quicnet.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name, revoked: &s.revoked}
 	conn.openFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Details: details})
 	if err != nil {
 		conn.qc.Abort(quicnet.StreamClosed)
@@ -633,6 +637,7 @@ func (s *session) open(ctx context.Context, name string, details []*wire.Detail,
 type Conn struct {
 	qc          *quicnet.Conn
 	binding     string
+	revoked     *revocations // the session's
 	sess        *session
 	releaseOnce sync.Once
 
@@ -701,7 +706,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return c.qc.Read(p)
+	n, err := c.qc.Read(p)
+	if err != nil && err != io.EOF {
+		err = c.revokedErr("read", err)
+	}
+	return n, err
 }
 
 // Write sends the Open frame with the first bytes. A write refused because
@@ -718,7 +727,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	n, err := c.qc.Write(p)
 	if err != nil {
-		err = c.refusal(err)
+		err = c.revokedErr("write", c.refusal(err))
 	}
 	return n, err
 }

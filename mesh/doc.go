@@ -42,8 +42,16 @@
 // its key), [postern.ErrDenied] (Error.Policies names the deciding
 // policies), [postern.ErrUnknownBinding], [postern.ErrNoConnector],
 // [postern.ErrUpstream], [postern.ErrTimeout], [postern.ErrLimitExceeded],
-// [postern.ErrProtocol], [postern.ErrUnavailable] and [postern.ErrClosed]
-// (which wraps net.ErrClosed).
+// [postern.ErrProtocol], [postern.ErrUnavailable], [postern.ErrRevoked] and
+// [postern.ErrClosed] (which wraps net.ErrClosed).
+//
+// A stream already open can be taken away: when a policy reload or a
+// token refresh means its open would now be denied, the relay cuts it,
+// and its Read and Write return a [*postern.Error] matching
+// [postern.ErrRevoked] whose Policies name the policies that deny it now;
+// when the relay's revocation list names the token or its subject, every
+// stream and the next connect fail with [postern.ErrRevoked] (Reason
+// "token_revoked" or "subject_revoked"), and reconnecting does not help.
 //
 // # Usage
 //

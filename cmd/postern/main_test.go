@@ -259,12 +259,26 @@ type service struct {
 	files       map[string]string
 }
 
+// relayExtra adds to the relay's configuration: lines under tokens:
+// (indented), and files written before the relay starts.
+type relayExtra struct {
+	tokens string
+	files  map[string]string
+}
+
 // deployWith deploys with a connector token valid for connectorTTL,
 // serving staging-echo and prod-ledger (TCP, financial) and extra.
-func deployWith(t *testing.T, drain, connectorTTL string, extra []service) *deployment {
+func deployWith(t *testing.T, drain, connectorTTL string, extra []service, relay ...relayExtra) *deployment {
 	t.Helper()
 	dir := t.TempDir()
 	d := &deployment{dir: dir}
+	var tokensExtra string
+	for _, r := range relay {
+		tokensExtra += r.tokens
+		for name, content := range r.files {
+			writeFile(t, filepath.Join(dir, name), content)
+		}
+	}
 	mustPostern(t, dir, "keygen")
 	mustPostern(t, dir, "token", "issue", "--sub", "coding-agent", "--group", "coding-agents", "--ttl", "1h", "--out", "agent.token")
 	d.agentToken = filepath.Join(dir, "agent.token")
@@ -279,7 +293,7 @@ tls:
 tokens:
   audience: postern
   jwks_file: jwks.json
-policy:
+`+tokensExtra+`policy:
   dir: policies
   poll: 100ms
 drain_timeout: `+drain+`
@@ -832,7 +846,7 @@ const pgPassword = "correct horse battery staple"
 // database, both owned by the role app, and a mesh of processes whose
 // connector serves them as staging-db and prod-finance (labelled
 // financial), logging in as app with the password in its password file.
-func deployPostgres(t *testing.T) (*deployment, *pgtest.Server) {
+func deployPostgres(t *testing.T, relay ...relayExtra) (*deployment, *pgtest.Server) {
 	t.Helper()
 	pg := pgtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -867,6 +881,6 @@ func deployPostgres(t *testing.T) (*deployment, *pgtest.Server) {
 	d := deployWith(t, "5s", "1h", []service{
 		{"staging-db:postgres:staging", svc("staging-db", "staging", "", "staging"), map[string]string{"pg.password": pgPassword + "\n"}},
 		{"prod-finance:postgres:prod:financial", svc("prod-finance", "prod", "financial", "finance"), nil},
-	})
+	}, relay...)
 	return d, pg
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern/internal/quicnet"
+	"github.com/postern/postern/mesh/connector"
+	"github.com/postern/postern/mesh/relay"
 	"github.com/postern/postern/transport"
 )
 
@@ -31,13 +33,16 @@ const (
 
 // The transport.Config each Postern endpoint derives from a nil
 // Transport in its own Config: mesh/relay turns its keep-alives off
-// (clients keep sessions alive) and allows the per-agent stream limit and
-// some room; mesh/connector allows 16384 incoming streams (every agent's
-// open is one); mesh.Client takes transport's defaults. quicnet.QUICConfig
-// turns each into the quic.Config Postern's endpoint runs.
+// (clients keep sessions alive), allows the per-agent stream limit and
+// some room, and caps stream windows well below the connection's
+// (relay.WindowedTransport); mesh/connector allows 16384 incoming streams
+// (every agent's open is one), keeps sessions alive every 500ms and
+// windows them alike (connector.RelaySessionTransport); mesh.Client takes
+// transport's defaults. quicnet.QUICConfig turns each into the
+// quic.Config Postern's endpoint runs.
 var (
-	relayTransport     = transport.Config{KeepAlive: -1, MaxIncomingStreams: 1024 + 64}
-	connectorTransport = transport.Config{MaxIncomingStreams: 16384}
+	relayTransport     = relay.WindowedTransport(transport.Config{KeepAlive: -1, MaxIncomingStreams: 1024 + 64})
+	connectorTransport = connector.RelaySessionTransport(transport.Config{})
 	agentTransport     = transport.Config{}
 )
 

@@ -41,6 +41,7 @@ type options struct {
 	scaleProcs int
 	relayFail  int
 	keep       bool
+	failover   bool
 	doc        string
 	verbose    bool
 	args       []string
@@ -100,6 +101,7 @@ Flags:
 	fs.IntVar(&o.scaleProcs, "scale-per-proc", 2500, "idle sessions per client process in the scale test")
 	fs.IntVar(&o.relayFail, "relayfail", 0, "rounds of the relay-failure test (relayfail.go): SIGKILL of a relay, timed to the first open through the other relay, to a download's Read error, and from its restart to the first open (0 skips it)")
 	fs.StringVar(&o.doc, "doc", "", "also write the tables into this Markdown `file`, between the lines "+docBegin+" and "+docEnd)
+	fs.BoolVar(&o.failover, "failover", false, "run the failover test (a connector killed with SIGKILL during opens and live streams) and the isolation test (round trips beside three unread 256 MiB downloads); see failover.go")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, audit trail, ssh keys)")
 	fs.BoolVar(&o.verbose, "v", false, "print each measurement as it is taken")
 	if err := fs.Parse(args); err != nil {
@@ -186,6 +188,9 @@ func list(s string, known []string) ([]string, error) {
 // exit code: 0, 1 when a measurement failed (an integrity check above
 // all), 2 for bad flags.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "revoke" {
+		return RevokeMain(args[1:], stdout, stderr)
+	}
 	// --help prints the usage to stdout, as every postern command does; a
 	// bad flag prints it to stderr.
 	var usage bytes.Buffer
@@ -243,6 +248,7 @@ type runner struct {
 	errors   []string
 	profiles []string
 	scale    *scaleReport
+	failover *failoverReport
 
 	relayFailRounds []failRound
 
@@ -348,6 +354,12 @@ func (r *runner) run() (err error) {
 		if err := r.runRelayFail(context.Background()); err != nil {
 			r.errors = append(r.errors, "relayfail: "+err.Error())
 			r.logf("relayfail: %v", err)
+		}
+	}
+	if r.o.failover {
+		if err := r.runFailover(context.Background()); err != nil {
+			r.errors = append(r.errors, "failover: "+err.Error())
+			r.logf("failover: %v", err)
 		}
 	}
 	rep := r.report()

@@ -257,7 +257,7 @@ func (r *runner) runRelayFail(ctx context.Context) error {
 			return fmt.Errorf("round %d: %w", round, err)
 		}
 		r.logf("relayfail round %d: failover %s (%d opens failed, %d round trips cut), read error %s after %d MiB, restart→open %s, connectors back %s, clean restart→open %s",
-			round, ms(fr.Failover), fr.FailedOpens, fr.CutTrips, ms(fr.ReadError), fr.ReadBytes>>20, ms(fr.Restart), ms(fr.ConnectorBack), ms(fr.GracefulRestart))
+			round, msText(fr.Failover), fr.FailedOpens, fr.CutTrips, msText(fr.ReadError), fr.ReadBytes>>20, msText(fr.Restart), msText(fr.ConnectorBack), msText(fr.GracefulRestart))
 		rounds = append(rounds, fr)
 	}
 	r.relayFailRounds = rounds
@@ -662,7 +662,7 @@ func freeUDPAddr() (string, error) {
 	return pc.LocalAddr().String(), nil
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+func msText(d time.Duration) string { return fmt.Sprintf("%.0f ms", ms(d)) }
 
 // printRelayFail prints the relay-failure figures: median, min and max of
 // each over the rounds.

@@ -30,10 +30,11 @@ type Report struct {
 	// Metrics are the table's rows.
 	Metrics []*metric `json:"metrics"`
 	// Tests are the raw results of each test on each path.
-	Tests    []testResult `json:"tests"`
-	Profiles []string     `json:"profiles,omitempty"`
-	Scale    *scaleReport `json:"scale,omitempty"`
-	Errors   []string     `json:"errors,omitempty"`
+	Tests    []testResult    `json:"tests"`
+	Profiles []string        `json:"profiles,omitempty"`
+	Scale    *scaleReport    `json:"scale,omitempty"`
+	Failover *failoverReport `json:"failover,omitempty"`
+	Errors   []string        `json:"errors,omitempty"`
 	// LoadAvg is /proc/loadavg when the run started and when it ended:
 	// other work on the machine shows there, and in the numbers.
 	LoadAvg [2]string `json:"loadavg"`
@@ -147,6 +148,7 @@ func (r *runner) report() *Report {
 		Skipped:  r.skipped,
 		Profiles: r.profiles,
 		Scale:    r.scale,
+		Failover: r.failover,
 		Errors:   r.errors,
 		LoadAvg:  [2]string{r.loadStart, loadavg()},
 	}
@@ -520,6 +522,9 @@ func (r *runner) printTable(w io.Writer, rep *Report) {
 	}
 	if rep.Scale != nil {
 		rep.Scale.print(w)
+	}
+	if rep.Failover != nil {
+		rep.Failover.print(w)
 	}
 	for _, e := range rep.Errors {
 		fmt.Fprintf(w, "\nFAILED: %s\n", e)

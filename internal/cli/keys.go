@@ -182,7 +182,7 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 const tokenAbout = `
 Issue and inspect identity tokens.
 
-  postern token issue --sub ID [--role agent|connector] [--group G]... [--service S]... [--ttl 1h] [--out FILE]
+  postern token issue --sub ID [--role agent|connector] [--group G]... [--service S]... [--ttl 1h] [--max-ttl 24h] [--out FILE]
   postern token inspect FILE
 
 "issue" signs a token with the key from keygen and prints it (or writes it
@@ -212,6 +212,12 @@ exactly so (connector.yaml's kind, environment and labels), or the relay
 refuses it. --service NAME alone grants the name without a description:
 the relay then serves it only if relay.yaml declares the binding.
 
+A relay refuses a token whose lifetime (exp - iat) exceeds its
+tokens.max_ttl, 24h by default, so "issue" refuses a --ttl above --max-ttl
+(24h unless given): pass --max-ttl with the relay's tokens.max_ttl to
+issue longer ones. Every token has an ID (jti), printed with --out, that
+the relay's tokens.revocation_file can revoke before it expires.
+
 "inspect" prints a token's claims WITHOUT verifying it, to see what a file
 holds; only a relay's verification means anything.`
 
@@ -230,6 +236,7 @@ func runTokenIssue(_ context.Context, env Env, args []string) int {
 	fs.Var(&services, "service", "a `service` the connector may advertise, as NAME:KIND:ENVIRONMENT[:LABEL,...] (or NAME alone when relay.yaml declares it; repeatable; connector tokens only)")
 	fs.Var(&attrs, "attr", "a free attribute `name=value` that policies read as principal.name; the value is JSON (3, true, [\"a\"]) or else a string (repeatable)")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
+	maxTTL := fs.Duration("max-ttl", config.DefaultMaxTTL, "the relay's tokens.max_ttl: a longer --ttl is refused, since the relay would refuse the token")
 	aud := fs.String("audience", "postern", "the `audience`: the relay's tokens.audience")
 	iss := fs.String("issuer", "", "the `issuer`: the relay's tokens.issuer, when it sets one")
 	out := fs.String("out", "", "write the token to `file` (mode 0600) instead of printing it")
@@ -256,6 +263,9 @@ func runTokenIssue(_ context.Context, env Env, args []string) int {
 	}
 	if *ttl <= 0 {
 		return failf(env, ExitUsage, "token issue: --ttl must be positive")
+	}
+	if *ttl > *maxTTL {
+		return failf(env, ExitUsage, "token issue: --ttl %s is more than %s, the longest lifetime the relay accepts (tokens.max_ttl; a relay refuses such a token with token_lifetime_exceeded): issue a shorter-lived token, or pass --max-ttl with the relay's tokens.max_ttl", *ttl, *maxTTL)
 	}
 	if *aud == "" {
 		return failf(env, ExitUsage, "token issue: --audience must not be empty")
@@ -322,7 +332,11 @@ func runTokenIssue(_ context.Context, env Env, args []string) int {
 	if bound != "" {
 		what += "; bound to key " + bound
 	}
-	fmt.Fprintf(env.Stdout, "wrote %s token for %s (%s; expires %s) to %s\n", r, *sub, what, c.ExpiresAt.UTC().Format(time.RFC3339), *out)
+	id := ""
+	if parsed, err := identity.ParseUnverified(tok); err == nil {
+		id = parsed.ID
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s token for %s (%s; expires %s; id %s) to %s\n", r, *sub, what, c.ExpiresAt.UTC().Format(time.RFC3339), id, *out)
 	return ExitOK
 }
 

@@ -25,6 +25,10 @@ per decision.
 The policies are reloaded when a file in policy.dir changes and on SIGHUP;
 a reload that fails keeps the policies in force and logs why. SIGHUP also
 reads tokens.jwks_file again, for key rotation (postern keygen --merge).
+Every reload decides the live streams again: a stream that the new
+policies deny is cut. tokens.revocation_file is reloaded the same way
+(polled every policy.poll, and on SIGHUP); a token or subject listed in it
+loses its sessions and streams at once and cannot reconnect.
 SIGTERM or SIGINT stops taking new opens, waits up to drain_timeout for
 open streams to end, and exits 0. A second SIGTERM or SIGINT stops at once.
 
@@ -72,6 +76,22 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 	}
 	defer verifier.Close()
 
+	var revocations relay.Revocations
+	var revList *relay.RevocationList
+	revLoaded := ""
+	if cfg.RevocationFile != "" {
+		revLoaded = fileState(cfg.RevocationFile)
+		revList = relay.NewRevocationList()
+		// Read again after taking its state, so that an edit since
+		// LoadRelay is not missed.
+		rev, err := config.LoadRevocations(cfg.RevocationFile)
+		if err != nil {
+			return failf(env, ExitUsage, "relay: %s: tokens.revocation_file: %v", cfg.File, err)
+		}
+		revList.Replace(rev)
+		revocations = revList
+	}
+
 	r, err := relay.Listen(relay.Config{
 		Addr:               cfg.Listen,
 		Certificate:        cfg.Certificate,
@@ -81,6 +101,7 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 		PolicyOptions:      &cfg.PolicyOptions,
 		Bindings:           cfg.Bindings,
 		Limits:             cfg.Limits,
+		Revocations:        revocations,
 		Logger:             log,
 		Audit:              audit,
 	})
@@ -107,9 +128,17 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 
 	w := startPolicyWatcher(cfg.PolicyDir, loaded, cfg.PolicyOptions, engine, cfg.PolicyPoll, log)
 	defer w.stop()
+	var rw *revocationWatcher
+	if revList != nil {
+		rw = startRevocationWatcher(cfg.RevocationFile, revLoaded, revList, cfg.PolicyPoll, log)
+		defer rw.stop()
+	}
 
 	why := waitStop(ctx, sigs, func() {
 		w.reload("SIGHUP")
+		if rw != nil {
+			rw.reload("SIGHUP")
+		}
 		reloadKeys(verifier, cfg.JWKSFile, log)
 	})
 	log.Info("relay: draining", "signal", why, "timeout", cfg.DrainTimeout)

@@ -140,3 +140,43 @@ func TestAgentKeyAndBoundToken(t *testing.T) {
 		t.Fatalf("--bind-key with a JWK set: exit %d %s", code, errOut)
 	}
 }
+
+// TestTokenMaxTTL: issue refuses a --ttl longer than the relay accepts
+// (24h unless --max-ttl says the relay's tokens.max_ttl is longer), and
+// prints the token's ID, which a revocation file names.
+func TestTokenMaxTTL(t *testing.T) {
+	dir := t.TempDir()
+	key, jwks := filepath.Join(dir, "signing-key.jwk"), filepath.Join(dir, "jwks.json")
+	if code, _, errOut := run(t, "keygen", "--key", key, "--jwks", jwks); code != ExitOK {
+		t.Fatalf("keygen: exit %d %s", code, errOut)
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"a year", []string{"--ttl", "8760h"}, ExitUsage, "--ttl 8760h0m0s is more than 24h0m0s, the longest lifetime the relay accepts (tokens.max_ttl"},
+		{"a day and a second", []string{"--ttl", "24h0m1s"}, ExitUsage, "pass --max-ttl with the relay's tokens.max_ttl"},
+		{"a day", []string{"--ttl", "24h"}, ExitOK, "; id "},
+		{"a week, for a relay that allows it", []string{"--ttl", "168h", "--max-ttl", "168h"}, ExitOK, "; id "},
+		{"a week, max 48h", []string{"--ttl", "168h", "--max-ttl", "48h"}, ExitUsage, "is more than 48h0m0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := filepath.Join(dir, "t.token")
+			code, stdout, stderr := run(t, append([]string{"token", "issue", "--key", key, "--sub", "a", "--out", out}, tt.args...)...)
+			if code != tt.code || !strings.Contains(stdout+stderr, tt.want) {
+				t.Fatalf("exit %d, want %d; output lacks %q:\n%s%s", code, tt.code, tt.want, stdout, stderr)
+			}
+			if code != ExitOK {
+				return
+			}
+			b, _ := os.ReadFile(out)
+			c, err := identity.ParseUnverified(strings.TrimSpace(string(b)))
+			if err != nil || c.ID == "" || !strings.Contains(stdout, "; id "+c.ID+")") {
+				t.Errorf("printed %q; token ID %q (%v)", stdout, c.ID, err)
+			}
+		})
+	}
+}

@@ -94,6 +94,10 @@ limits:
   streams_per_agent: 64
   handshake_timeout: 5s
   open_timeout: 1m30s
+  ack_timeout: 500ms
+  stall_timeout: 2m
+  stalled_streams_per_agent: 8
+  connector_silence: 3s
 bindings:
   - name: db
     kind: postgres
@@ -131,6 +135,9 @@ func TestLoadRelay(t *testing.T) {
 	if r.Limits.StreamsPerAgent != 64 || r.Limits.HandshakeTimeout != 5*time.Second || r.Limits.OpenTimeout != 90*time.Second {
 		t.Errorf("limits %+v", r.Limits)
 	}
+	if r.Limits.AckTimeout != 500*time.Millisecond || r.Limits.StallTimeout != 2*time.Minute || r.Limits.StalledStreamsPerAgent != 8 || r.Limits.ConnectorSilence != 3*time.Second {
+		t.Errorf("failover and isolation limits %+v", r.Limits)
+	}
 	want := postern.Binding{Name: "db", Kind: "postgres", Environment: "staging", Labels: []string{"pii"}}
 	if len(r.Bindings) != 1 || r.Bindings[0].Name != want.Name || r.Bindings[0].Kind != want.Kind || !r.Bindings[0].HasLabel("pii") {
 		t.Errorf("bindings %+v", r.Bindings)
@@ -160,6 +167,26 @@ func TestLoadRelayDefaults(t *testing.T) {
 	}
 	if r.Listen != DefaultListen || r.Audit != "stdout" || r.DrainTimeout != DefaultDrainTimeout || r.PolicyPoll != DefaultPolicyPoll || r.Log.JSON {
 		t.Errorf("defaults: %+v", r)
+	}
+	if r.Verifier.MaxLifetime != 24*time.Hour || r.RevocationFile != "" {
+		t.Errorf("token defaults: max lifetime %v, revocation file %q", r.Verifier.MaxLifetime, r.RevocationFile)
+	}
+}
+
+// TestLoadRelayRevocation: tokens.max_ttl and tokens.revocation_file
+// resolve, the file is read at load, relative to the configuration.
+func TestLoadRelayRevocation(t *testing.T) {
+	f := newFixture(t)
+	f.write(t, "lists/revoked.txt", "# revoked\ntoken abc\nsubject ci-runner\n")
+	r, err := LoadRelay(f.write(t, "relay.yaml", "tokens: {audience: postern, jwks_file: jwks.json, max_ttl: 8h, revocation_file: lists/revoked.txt}\npolicy: {dir: policies}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Verifier.MaxLifetime != 8*time.Hour {
+		t.Errorf("max lifetime %v", r.Verifier.MaxLifetime)
+	}
+	if r.RevocationFile != filepath.Join(f.dir, "lists", "revoked.txt") || len(r.Revoked.Tokens) != 1 || len(r.Revoked.Subjects) != 1 {
+		t.Errorf("revocation file %q: %+v", r.RevocationFile, r.Revoked)
 	}
 }
 
@@ -213,6 +240,8 @@ func TestRelayErrors(t *testing.T) {
 		{"wrong type int", base + "limits:\n  streams_per_agent: many\n", []string{"relay.yaml:4:22: limits.streams_per_agent: want a whole number, got \"many\""}},
 		{"wrong type duration", base + "drain_timeout: 10\n", []string{"relay.yaml:3:16: drain_timeout: want a duration such as 10s or 1m30s, got the number 10"}},
 		{"bad duration", base + "limits: {open_timeout: soon}\n", []string{"relay.yaml:3:", "limits.open_timeout: want a duration"}},
+		{"negative stalled streams", base + "limits: {stalled_streams_per_agent: -1}\n", []string{"limits.stalled_streams_per_agent: must not be negative"}},
+		{"negative ack timeout", base + "limits: {ack_timeout: -1s}\n", []string{"limits.ack_timeout: want a duration"}},
 		{"wrong type list", base + "bindings: db\n", []string{"relay.yaml:3:11: bindings: want a list"}},
 		{"wrong type mapping", "tokens: postern\npolicy: {dir: policies}\n", []string{"relay.yaml:1:9: tokens: want a mapping"}},
 		{"set twice", base + "audit: stdout\naudit: stderr\n", []string{"relay.yaml:4:1: audit: set twice"}},
@@ -227,6 +256,9 @@ func TestRelayErrors(t *testing.T) {
 		{"policy dir is a file", "tokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: jwks.json}\n", []string{"policy.dir: jwks.json is not a directory"}},
 		{"not yaml", "tokens: [\n", []string{"relay.yaml:", "not valid YAML"}},
 		{"empty", "", []string{"relay.yaml: the file is empty"}},
+		{"negative max_ttl", "tokens: {audience: postern, jwks_file: jwks.json, max_ttl: -1h}\npolicy: {dir: policies}\n", []string{"relay.yaml:1:", "tokens.max_ttl: want a duration"}},
+		{"missing revocation file", "tokens: {audience: postern, jwks_file: jwks.json, revocation_file: revoked.txt}\npolicy: {dir: policies}\n", []string{"relay.yaml:1:", "tokens.revocation_file: cannot read revoked.txt", "create it empty"}},
+		{"bad revocation file", "tokens: {audience: postern, jwks_file: jwks.json, revocation_file: signing.jwk}\npolicy: {dir: policies}\n", []string{"tokens.revocation_file: signing.jwk: revocation file: line 1: want \"token ID\" or \"subject NAME\""}},
 		{"two problems at once", "listen: 1\ntokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: policies}\nlog: {format: xml}\n", []string{"listen: want host:port", "log.format: want text or json"}},
 	}
 	for _, tt := range tests {

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -57,6 +58,11 @@ type TokensFile struct {
 	JWKSURL  string        `yaml:"jwks_url"`
 	Refresh  time.Duration `yaml:"refresh"`
 	Leeway   time.Duration `yaml:"leeway"`
+	// MaxTTL caps a token's lifetime (exp - iat). Default 24h.
+	MaxTTL time.Duration `yaml:"max_ttl"`
+	// RevocationFile lists revoked token IDs and subjects
+	// (relay.ParseRevocations); reloaded like the policies.
+	RevocationFile string `yaml:"revocation_file"`
 	// RequireBound refuses agent tokens not bound to a key (relay.Config.RequireBoundTokens).
 	RequireBound bool `yaml:"require_bound"`
 }
@@ -78,6 +84,10 @@ type LimitsFile struct {
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 	MaxTokenSize     int           `yaml:"max_token_size"`
 	OpenTimeout      time.Duration `yaml:"open_timeout"`
+	AckTimeout       time.Duration `yaml:"ack_timeout"`
+	StallTimeout     time.Duration `yaml:"stall_timeout"`
+	StalledStreams   int           `yaml:"stalled_streams_per_agent"`
+	ConnectorSilence time.Duration `yaml:"connector_silence"`
 }
 
 // BindingFile declares a binding ahead of any connector.
@@ -111,6 +121,10 @@ type Relay struct {
 	// JWKSFile is the resolved path of tokens.jwks_file, read again on
 	// SIGHUP; empty with tokens.jwks_url.
 	JWKSFile string
+	// RevocationFile is the resolved path of tokens.revocation_file,
+	// empty when none is set; Revoked is what it held at load.
+	RevocationFile string
+	Revoked        relay.Revoked
 	// RequireBound is tokens.require_bound (default false).
 	RequireBound bool
 
@@ -137,6 +151,7 @@ type Log struct {
 // Defaults of the relay configuration.
 const (
 	DefaultListen       = ":7443"
+	DefaultMaxTTL       = 24 * time.Hour
 	DefaultPolicyPoll   = 2 * time.Second
 	DefaultDrainTimeout = 10 * time.Second
 )
@@ -197,6 +212,18 @@ func LoadRelay(path string) (*Relay, error) {
 	if t.Leeway > identity.MaxLeeway {
 		d.errorf("tokens.leeway", "at most %s", identity.MaxLeeway)
 	}
+	// The decoder refuses a negative duration; zero is the default.
+	r.Verifier.MaxLifetime = t.MaxTTL
+	if r.Verifier.MaxLifetime == 0 {
+		r.Verifier.MaxLifetime = DefaultMaxTTL
+	}
+	if t.RevocationFile != "" {
+		r.RevocationFile = d.path(t.RevocationFile)
+		var err error
+		if r.Revoked, err = LoadRevocations(r.RevocationFile); err != nil {
+			d.fail("tokens.revocation_file", err, "%s (create it empty to revoke nothing yet)", err)
+		}
+	}
 
 	d.relayPolicy(r, f.Policy)
 
@@ -204,7 +231,8 @@ func LoadRelay(path string) (*Relay, error) {
 	for _, c := range []struct {
 		field string
 		v     int
-	}{{"limits.streams_per_agent", l.StreamsPerAgent}, {"limits.max_frame_size", l.MaxFrameSize}, {"limits.max_token_size", l.MaxTokenSize}} {
+	}{{"limits.streams_per_agent", l.StreamsPerAgent}, {"limits.max_frame_size", l.MaxFrameSize}, {"limits.max_token_size", l.MaxTokenSize},
+		{"limits.stalled_streams_per_agent", l.StalledStreams}} {
 		if c.v < 0 {
 			d.errorf(c.field, "must not be negative")
 		}
@@ -215,6 +243,11 @@ func LoadRelay(path string) (*Relay, error) {
 		HandshakeTimeout: l.HandshakeTimeout,
 		MaxTokenSize:     l.MaxTokenSize,
 		OpenTimeout:      l.OpenTimeout,
+		AckTimeout:       l.AckTimeout,
+		StallTimeout:     l.StallTimeout,
+
+		StalledStreamsPerAgent: l.StalledStreams,
+		ConnectorSilence:       l.ConnectorSilence,
 	}
 	r.Verifier.MaxTokenSize = l.MaxTokenSize
 
@@ -448,4 +481,23 @@ func dirOf(path string) string {
 		return filepath.Dir(path)
 	}
 	return filepath.Dir(abs)
+}
+
+// LoadRevocations reads and parses a revocation file
+// (relay.ParseRevocations), reading no more than the format allows.
+func LoadRevocations(path string) (relay.Revoked, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return relay.Revoked{}, fmt.Errorf("cannot read %s: %s", filepath.Base(path), errText(err))
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, relay.MaxRevocationFile+1))
+	if err != nil {
+		return relay.Revoked{}, fmt.Errorf("cannot read %s: %s", filepath.Base(path), errText(err))
+	}
+	rev, err := relay.ParseRevocations(b)
+	if err != nil {
+		return relay.Revoked{}, fmt.Errorf("%s: %s", filepath.Base(path), strings.TrimPrefix(err.Error(), "relay: "))
+	}
+	return rev, nil
 }

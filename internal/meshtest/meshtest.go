@@ -63,6 +63,10 @@ type Options struct {
 	Limits   relay.Limits      // relay limits
 	Bindings []postern.Binding // declared bindings
 	Leeway   time.Duration     // the verifier's clock-skew leeway (negative: none)
+	// MaxLifetime is the verifier's cap on exp - iat; zero: none.
+	MaxLifetime time.Duration
+	// Revocations is the relay's Config.Revocations; nil: none.
+	Revocations relay.Revocations
 	// PolicyOptions is the relay's Config.PolicyOptions: what connectors
 	// validate the policy set against. Nil: they only parse it.
 	PolicyOptions *policy.ValidateOptions
@@ -97,7 +101,7 @@ func New(t testing.TB, opts Options) *Mesh {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := identity.NewVerifier(context.Background(), identity.VerifierConfig{Audience: Audience, Issuer: Issuer, KeySet: jwks, Leeway: opts.Leeway})
+	v, err := identity.NewVerifier(context.Background(), identity.VerifierConfig{Audience: Audience, Issuer: Issuer, KeySet: jwks, Leeway: opts.Leeway, MaxLifetime: opts.MaxLifetime})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +137,7 @@ func (m *Mesh) StartRelay(addr string) {
 		Bindings:           m.opts.Bindings,
 		Limits:             m.opts.Limits,
 		RequireBoundTokens: m.opts.RequireBoundTokens,
+		Revocations:        m.opts.Revocations,
 		Audit:              slog.New(slog.NewJSONHandler(m.Audit, nil)),
 	})
 	if err != nil {

@@ -19,6 +19,8 @@ const (
 	StreamClosed  = quic.StreamErrorCode(wire.StreamClosed)
 	StreamAborted = quic.StreamErrorCode(wire.StreamAborted)
 	StreamRefused = quic.StreamErrorCode(wire.StreamRefused)
+	StreamRevoked = quic.StreamErrorCode(wire.StreamRevoked)
+	StreamStalled = quic.StreamErrorCode(wire.StreamStalled)
 )
 
 // Conn adapts a QUIC stream to net.Conn.
@@ -36,6 +38,11 @@ type Conn struct {
 	wmu     sync.Mutex // held by Write, CloseWrite and the FIN in Close
 	closed  atomic.Bool
 	wclosed atomic.Bool
+	aborted atomic.Bool // the first Abort's code is the one the peer reads
+	// writing is when the Write in flight began, in Unix nanoseconds; 0
+	// when none is. A Write returns once the peer's flow control took its
+	// bytes, so a Write that has lasted long is a reader that stopped.
+	writing atomic.Int64
 }
 
 // NewConn wraps s. local and remote are what LocalAddr and RemoteAddr
@@ -64,11 +71,23 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if c.wclosed.Load() {
 		return 0, &net.OpError{Op: "write", Net: "postern", Source: c.local, Addr: c.remote, Err: net.ErrClosed}
 	}
+	c.writing.Store(time.Now().UnixNano())
 	n, err := c.s.Write(p)
+	c.writing.Store(0)
 	if err != nil {
 		err = c.mapErr("write", err)
 	}
 	return n, err
+}
+
+// WriteBlockedSince returns when the Write in flight began, and false
+// when no Write is in flight.
+func (c *Conn) WriteBlockedSince() (time.Time, bool) {
+	ns := c.writing.Load()
+	if ns == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, ns), true
 }
 
 // CloseWrite finishes the send direction (QUIC FIN): the peer reads EOF
@@ -112,9 +131,23 @@ func (c *Conn) Close() error {
 // Abort resets both directions with code: the peer sees an error rather
 // than a clean end.
 func (c *Conn) Abort(code quic.StreamErrorCode) {
+	if c.aborted.Swap(true) {
+		return
+	}
 	c.closed.Store(true)
 	c.wclosed.Store(true)
+	// The send side first: the peer reads this code, and a splice that
+	// the read side's cancel wakes must not reset it with its own first.
+	// Later Aborts (the splice's, with STREAM_ERROR_ABORTED) change
+	// nothing.
+	c.s.CancelWrite(code)
 	c.s.CancelRead(code)
+}
+
+// AbortWrite resets the send direction alone with code; what the peer
+// still sends can be read.
+func (c *Conn) AbortWrite(code quic.StreamErrorCode) {
+	c.wclosed.Store(true)
 	c.s.CancelWrite(code)
 }
 

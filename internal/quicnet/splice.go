@@ -1,10 +1,13 @@
 package quicnet
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
 	"sync"
+
+	"github.com/quic-go/quic-go"
 )
 
 // HalfConn is a connection whose send direction can be closed on its own:
@@ -47,6 +50,8 @@ type Splicer struct {
 	mu        sync.Mutex
 	err       error
 	finishing bool
+
+	unwatch func() bool // stops watching a's stream for a reset
 }
 
 // StartSplice starts copying a to b in the background. Until Finish is
@@ -54,7 +59,19 @@ type Splicer struct {
 // a alone: the caller can still read b's answer (why its peer refused)
 // and answer on a.
 func StartSplice(a, b HalfConn) *Splicer {
-	s := &Splicer{a: a, b: b, done: make(chan struct{})}
+	s := &Splicer{a: a, b: b, done: make(chan struct{}), unwatch: func() bool { return false }}
+	if ctx, ok := sendContext(a); ok {
+		// A reset of a's stream (the peer's STOP_SENDING, its connection
+		// gone) must end the splice even when neither copy touches a: one
+		// blocked writing to b (a TCP upstream that stopped reading), the
+		// other reading b (an upstream with nothing to say) would wait
+		// forever, and hold b open.
+		s.unwatch = context.AfterFunc(ctx, func() {
+			if err := context.Cause(ctx); !errors.Is(err, quic.ErrStreamClosed) {
+				s.fail(err)
+			}
+		})
+	}
 	go func() {
 		defer close(s.done)
 		n, err := CopyHalf(b, a)
@@ -98,6 +115,7 @@ func (s *Splicer) Finish() (aToB, bToA int64, err error) {
 		bToA = n
 	}
 	<-s.done
+	s.unwatch()
 	s.a.Close()
 	s.b.Close()
 	s.mu.Lock()
@@ -108,7 +126,25 @@ func (s *Splicer) Finish() (aToB, bToA int64, err error) {
 
 // Wait waits for the a-to-b copy to end, without starting b to a. The
 // caller ends that copy first, by closing a's read side or aborting b.
-func (s *Splicer) Wait() { <-s.done }
+func (s *Splicer) Wait() {
+	<-s.done
+	s.unwatch()
+}
+
+// sendContext returns the context of c's QUIC send side, which ends
+// when it is finished (quic.ErrStreamClosed), reset, stopped by the peer
+// or its connection goes.
+func sendContext(c HalfConn) (context.Context, bool) {
+	qc, ok := c.(*Conn)
+	if !ok {
+		return nil, false
+	}
+	sc, ok := qc.s.(interface{ Context() context.Context })
+	if !ok {
+		return nil, false
+	}
+	return sc.Context(), true
+}
 
 // CopyHalf copies src to dst and, at a clean EOF, half-closes dst. It is
 // one direction of Splice, for callers that start the two directions at
@@ -140,7 +176,7 @@ func CopyHalf(dst, src HalfConn) (int64, error) {
 // stream reset for a *Conn, a TCP RST for a *net.TCPConn.
 func Abort(c HalfConn) {
 	switch c := c.(type) {
-	case *Conn:
+	case Aborter:
 		c.Abort(StreamAborted)
 	case *net.TCPConn:
 		c.SetLinger(0) // RST instead of FIN
@@ -154,12 +190,18 @@ func Abort(c HalfConn) {
 // that what c's peer still sends can be read; anything else is aborted
 // whole.
 func abortWrite(c HalfConn) {
-	if c, ok := c.(*Conn); ok {
-		c.wclosed.Store(true)
-		c.s.CancelWrite(StreamAborted)
+	if c, ok := c.(Aborter); ok {
+		c.AbortWrite(StreamAborted)
 		return
 	}
 	Abort(c)
+}
+
+// An Aborter is a HalfConn that can be reset rather than closed, whole or
+// its send direction alone: a *Conn, or a wrapper of one.
+type Aborter interface {
+	Abort(code quic.StreamErrorCode)
+	AbortWrite(code quic.StreamErrorCode)
 }
 
 // IsClosed reports whether err is the ordinary end of a connection that a

@@ -57,6 +57,9 @@ type Config struct {
 	// says so. Zero turns the watch off; so does a transport session that
 	// is not a Hearing.
 	SuspectAfter time.Duration
+	// OnRevoke is called with each Revoke frame the relay sends (agents
+	// that list wire.FeatureRevoke), from the same goroutine.
+	OnRevoke func(*wire.Revoke)
 }
 
 // RejectError is a refusal from the relay: a Reject answering the Hello,
@@ -363,6 +366,10 @@ func (s *Session) readControl() {
 		case *wire.Policy:
 			if s.cfg.OnPolicy != nil {
 				s.cfg.OnPolicy(m)
+			}
+		case *wire.Revoke:
+			if s.cfg.OnRevoke != nil {
+				s.cfg.OnRevoke(m)
 			}
 		case *wire.Refreshed, *wire.Reject:
 			select {

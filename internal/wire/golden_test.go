@@ -37,7 +37,9 @@ func golden() []Message {
 		&Open{Binding: "staging-db", Action: "connect", Details: []*Detail{{Key: "method", Value: "GET"}, {Key: "path", Value: "/v1/invoices"}}, Early: true},
 		&Dial{Binding: "staging-db", Session: "4f2a9c0d1e2b3a4c5d6e7f80", Identity: id, Action: "connect",
 			Details: []*Detail{{Key: "method", Value: "GET"}}, Source: "192.0.2.7:51234", Early: true},
+		&Revoke{Stream: 8, Binding: "staging-db", Reason: "policy", Message: "denied by staging-frozen", Policies: []string{"staging-frozen"}},
 		&Result{Code: CodeDenied, Reason: "policy", Message: "denied by forbid-financial", Policies: []string{"forbid-financial"}, Connector: "office-1"},
+		&DialAck{},
 		&Policy{Version: 7, Hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Sources: []*PolicySource{
 			{Filename: "staging.cedar", Text: "@id(\"coding-agents-read-staging\")\npermit (principal in Group::\"coding-agents\", action in Action::\"read\",\n        resource in Environment::\"staging\");\n"},
 			{Filename: "forbid.cedar", Text: "@id(\"no-ddl-anywhere\")\nforbid (principal, action in Action::\"ddl\", resource);\n"},

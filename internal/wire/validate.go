@@ -268,6 +268,9 @@ func (m *Open) validate() error {
 	return checkDetails(m.Details)
 }
 
+// A DialAck has no fields: any that a later version adds are dropped.
+func (m *DialAck) validate() error { return nil }
+
 func (m *Dial) validate() error {
 	if m.Identity == nil {
 		return malformed("dial without identity")
@@ -279,6 +282,18 @@ func (m *Dial) validate() error {
 		checkLen("action", m.Action, MaxNameLen),
 		checkDetails(m.Details),
 		checkLen("source", m.Source, maxAddrLen),
+	)
+}
+
+func (m *Revoke) validate() error {
+	if m.Stream%4 != 0 {
+		return malformed("revoke: stream %d is not a client-initiated bidirectional stream", m.Stream)
+	}
+	return errs(
+		checkName("binding name", m.Binding),
+		checkLen("reason", m.Reason, MaxNameLen),
+		checkLen("message", m.Message, maxTextLen),
+		checkStrings("policies", m.Policies, maxPolicyLen),
 	)
 }
 

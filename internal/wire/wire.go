@@ -26,9 +26,11 @@ const (
 	FrameRefreshed = FrameType_FRAME_TYPE_REFRESHED
 	FrameGoaway    = FrameType_FRAME_TYPE_GOAWAY
 	FramePolicy    = FrameType_FRAME_TYPE_POLICY
+	FrameRevoke    = FrameType_FRAME_TYPE_REVOKE
 	FrameOpen      = FrameType_FRAME_TYPE_OPEN
 	FrameDial      = FrameType_FRAME_TYPE_DIAL
 	FrameResult    = FrameType_FRAME_TYPE_RESULT
+	FrameDialAck   = FrameType_FRAME_TYPE_DIAL_ACK
 )
 
 // Name is the frame type's name in messages and logs: "hello", "open", ...
@@ -51,12 +53,16 @@ func (t FrameType) Name() string {
 		return "goaway"
 	case FramePolicy:
 		return "policy"
+	case FrameRevoke:
+		return "revoke"
 	case FrameOpen:
 		return "open"
 	case FrameDial:
 		return "dial"
 	case FrameResult:
 		return "result"
+	case FrameDialAck:
+		return "dial_ack"
 	}
 	return "unknown"
 }
@@ -78,6 +84,7 @@ const (
 	CodeShutdown        = Code_CODE_SHUTDOWN        // the peer is going away
 	CodeUnsupported     = Code_CODE_UNSUPPORTED     // version, role or binding kind not supported
 	CodeKeyNotProven    = Code_CODE_KEY_NOT_PROVEN  // a bound token without proof of its key
+	CodeRevoked         = Code_CODE_REVOKED         // token or subject revoked; a live stream no longer allowed
 )
 
 // maxCode is the largest value a Code may have on the wire: codes fit in a
@@ -114,6 +121,8 @@ func (c Code) Text() string {
 		return "unsupported"
 	case CodeKeyNotProven:
 		return "key not proven"
+	case CodeRevoked:
+		return "revoked"
 	}
 	return "unknown code"
 }
@@ -129,11 +138,33 @@ const (
 	// StreamRefused: the open was refused (denied, limit, unknown
 	// binding); the data sent with it was discarded.
 	StreamRefused = StreamError_STREAM_ERROR_REFUSED
+	// StreamRevoked: the relay cut a live stream that is no longer
+	// allowed (policy now denies it, or its token was revoked).
+	StreamRevoked = StreamError_STREAM_ERROR_REVOKED
+	// StreamStalled: the relay cut the stream because a reader stopped
+	// taking its bytes (its stall timeout, or the agent's share of
+	// stalled streams).
+	StreamStalled = StreamError_STREAM_ERROR_STALLED
 )
 
 // FeaturePolicy, in Hello.features, asks the relay for Policy frames: the
 // connector decides statements and requests with the relay's policy set.
 const FeaturePolicy = "policy"
+
+// FeatureRevoke, in an agent's Hello.features, asks the relay for Revoke
+// frames: why a live binding stream was cut.
+const FeatureRevoke = "revoke"
+
+// FeatureDialAck, in Hello.features, says that the connector answers a
+// Dial whose ack field is set with a DialAck before it dials the
+// upstream, so that the relay can tell a dead connector from a slow
+// upstream within a second.
+const FeatureDialAck = "dial_ack"
+
+// FeatureKeepAlive, in Hello.features, promises a QUIC packet from the
+// client at least once a second, so that a relay may end the session
+// after a short silence (ordering rule 7 of wire.proto).
+const FeatureKeepAlive = "keepalive"
 
 // maxFeatures caps Hello.features.
 const maxFeatures = 64
@@ -202,9 +233,11 @@ func (*Refresh) FrameType() FrameType   { return FrameRefresh }
 func (*Refreshed) FrameType() FrameType { return FrameRefreshed }
 func (*Goaway) FrameType() FrameType    { return FrameGoaway }
 func (*Policy) FrameType() FrameType    { return FramePolicy }
+func (*Revoke) FrameType() FrameType    { return FrameRevoke }
 func (*Open) FrameType() FrameType      { return FrameOpen }
 func (*Dial) FrameType() FrameType      { return FrameDial }
 func (*Result) FrameType() FrameType    { return FrameResult }
+func (*DialAck) FrameType() FrameType   { return FrameDialAck }
 
 // newMessage returns a new message of frame type typ; nil for a type this
 // version does not know.
@@ -226,12 +259,16 @@ func newMessage(typ FrameType) Message {
 		return new(Goaway)
 	case FramePolicy:
 		return new(Policy)
+	case FrameRevoke:
+		return new(Revoke)
 	case FrameOpen:
 		return new(Open)
 	case FrameDial:
 		return new(Dial)
 	case FrameResult:
 		return new(Result)
+	case FrameDialAck:
+		return new(DialAck)
 	}
 	return nil
 }

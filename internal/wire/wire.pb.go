@@ -41,13 +41,19 @@
 //                                           <- Policy{version, hash, sources, declarations}
 //                                              (connectors that list "policy" in Hello.features:
 //                                               after the Welcome and on every reload)
+//                                           <- Revoke{stream, binding, reason, policies}
+//                                              (agents that list "revoke" in Hello.features: a live
+//                                               binding stream is cut, see Revoke)
 //                                           <- Goaway{code, message} (session ends, e.g. token expired)
 //
 //   agent: a new stream per use of a binding
 //     Open{binding, action, details} [raw bytes may follow at once] ->
 //                                         relay authorizes, picks a connector,
 //                                         opens a stream to it:
-//                                           Dial{binding, session, identity} [agent's early bytes] -> connector
+//                                           Dial{binding, session, identity, ack} [agent's early bytes] -> connector
+//                                           <- DialAck from connector (Dial.ack set: at once, before
+//                                              dialing upstream; none within the relay's ack bound
+//                                              and the relay tries the next connector)
 //                                           <- Result{code} from connector (after dialing upstream)
 //                                           <- Result{code, policies} to the agent
 //     raw bytes both ways until either side closes (half-close is carried).
@@ -62,16 +68,18 @@
 //     life. The client may send Refresh (answered by Refreshed or Reject,
 //     in order) and Goaway. The relay may send Catalog (agents only),
 //     Policy (connectors that list "policy" in Hello.features
-//     only; the first right after the Welcome) and Goaway at any time,
+//     only; the first right after the Welcome), Revoke (agents that list
+//     "revoke" only) and Goaway at any time,
 //     Refreshed or Reject only to answer a Refresh.
 //     A relay that reads any other frame on the control stream ends the
 //     session with a Goaway of CODE_PROTOCOL. When the control stream
 //     ends, the session ends.
 //  3. A binding stream starts with exactly one Open (agent to relay) or
 //     one Dial (relay to connector), and its first frame back is exactly
-//     one Result. A Result of CODE_OK is followed by raw bytes of the
-//     binding's protocol in both directions; anything else is followed by
-//     nothing, and the stream is closed.
+//     one Result; on a Dial with ack set, exactly one DialAck comes first
+//     and the Result follows it. A Result of CODE_OK is followed by raw
+//     bytes of the binding's protocol in both directions; anything else
+//     is followed by nothing, and the stream is closed.
 //  4. An agent may send raw bytes right after its Open, without waiting
 //     for the Result (a pipelined first request), and then says so in
 //     Open.early. The relay forwards them only once the open is allowed;
@@ -85,6 +93,29 @@
 //  5. Half-close is carried end to end: a FIN from one side reaches the
 //     upstream as a TCP half-close, and the other direction goes on.
 //     RESET_STREAM and STOP_SENDING carry a StreamError.
+//  6. A connector that lists "dial_ack" in Hello.features answers every
+//     Dial whose ack field is set with a DialAck as soon as it has read
+//     the Dial, before it dials the upstream: the ack says "this
+//     connector is alive and took the stream", the Result says how the
+//     upstream answered. A relay sets Dial.ack only for connectors that
+//     listed the feature, so a connector that does not know it is never
+//     asked, and a connector never sends a DialAck unasked. A relay that
+//     gets no DialAck within its ack bound (relay.Limits.AckTimeout,
+//     default 1 s) resets the stream with STREAM_ERROR_ABORTED and sends
+//     the Dial, and the agent's bytes it kept, to the next connector
+//     serving the binding; with no other connector, it waits on for the
+//     open timeout. Until a Result of CODE_OK it keeps every byte
+//     the agent sent, so it may also try the next connector after a
+//     Result of CODE_UPSTREAM: no byte reached the upstream.
+//  7. A client that lists "keepalive" in Hello.features sends a QUIC
+//     packet at least once a second for the session's life (QUIC
+//     keep-alives when it has nothing else to send). A relay may then
+//     end the session, with CONNECTION_CLOSE CODE_TIMEOUT
+//     "connector_silent", when it has received nothing from it for its
+//     silence bound (relay.Limits.ConnectorSilence, default 2 s): that
+//     is how it notices a dead connector within seconds, where QUIC's
+//     idle timeout (at least 5 s in quic-go, 60 s by default) would take
+//     longer, without pinging every session itself.
 //
 // # Frames
 //
@@ -129,7 +160,8 @@
 //    UTF-8, as proto3 requires.
 //  - Setup reads have deadlines: a relay waits at most 10 s (default) for
 //    the control stream and its Hello, 15 s (default) for an Open and
-//    again for the connector's Result; a connector waits 10 s for a Dial.
+//    again for the connector's Result (1 s, by default, for the DialAck
+//    of a connector that sends one); a connector waits 10 s for a Dial.
 //    The relay answers a missed deadline with CODE_TIMEOUT, in a Reject
 //    or a Result.
 //
@@ -172,6 +204,29 @@
 //      bearer token is served as before, and an older client only meets
 //      the new code when its token is bound, which it could not prove
 //      anyway.
+//   1 + feature "revoke": FRAME_TYPE_REVOKE (0x09), CODE_REVOKED (13) and
+//      STREAM_ERROR_REVOKED (0x103). A relay cuts a live binding stream
+//      that policy no longer allows (after a policy reload or a token
+//      refresh) with STREAM_ERROR_REVOKED, and a session whose token or
+//      subject it has revoked with CODE_REVOKED. It tells an agent why,
+//      in a Revoke frame, only when the agent's Hello.features lists
+//      "revoke"; an agent of plain version 1 sees the reset or the
+//      CONNECTION_CLOSE alone (an unknown code, which it keeps).
+//   1 + feature "dial_ack": Dial.ack (field 8), FRAME_TYPE_DIAL_ACK (0x13)
+//      and STREAM_ERROR_STALLED (0x104). Added without a version bump,
+//      as "policy" was: a connector lists "dial_ack" in Hello.features,
+//      the relay then sets Dial.ack, and only a Dial with ack set is
+//      answered with a DialAck. A relay that does not know the feature
+//      never sets the field (the connector then sends no DialAck), and a
+//      relay that knows it waits for no DialAck from a connector that did
+//      not list it: it waits for the Result alone, for the open timeout,
+//      and cannot tell a dead connector from a slow upstream (the
+//      behaviour before the feature). STREAM_ERROR_STALLED is only a new
+//      reset code, which older peers show as unknown.
+//   1 + feature "keepalive": no new field or frame, a promise (rule 7).
+//      A relay that does not know it holds the session for QUIC's idle
+//      timeout, as before; a client that does not list it is never
+//      ended for silence.
 //
 // How a later version changes the protocol:
 //
@@ -240,6 +295,10 @@ const (
 	// Policy, relay to connector: replaces the connector's policy set.
 	// Sent only to a connector whose Hello.features lists "policy".
 	FrameType_FRAME_TYPE_POLICY FrameType = 8
+	// Revoke, relay to agent: a live binding stream is being cut because
+	// it is no longer allowed. Sent only to an agent whose Hello.features
+	// lists "revoke".
+	FrameType_FRAME_TYPE_REVOKE FrameType = 9
 	// Open, agent to relay: starts a binding stream.
 	FrameType_FRAME_TYPE_OPEN FrameType = 16
 	// Dial, relay to connector: starts a binding stream.
@@ -247,6 +306,10 @@ const (
 	// Result, relay to agent (answering an Open) or connector to relay
 	// (answering a Dial).
 	FrameType_FRAME_TYPE_RESULT FrameType = 18
+	// DialAck, connector to relay: the Dial was read, the upstream dial
+	// starts. Sent only to answer a Dial whose ack field is set, before
+	// its Result.
+	FrameType_FRAME_TYPE_DIAL_ACK FrameType = 19
 )
 
 // Enum value maps for FrameType.
@@ -261,9 +324,11 @@ var (
 		6:  "FRAME_TYPE_REFRESHED",
 		7:  "FRAME_TYPE_GOAWAY",
 		8:  "FRAME_TYPE_POLICY",
+		9:  "FRAME_TYPE_REVOKE",
 		16: "FRAME_TYPE_OPEN",
 		17: "FRAME_TYPE_DIAL",
 		18: "FRAME_TYPE_RESULT",
+		19: "FRAME_TYPE_DIAL_ACK",
 	}
 	FrameType_value = map[string]int32{
 		"FRAME_TYPE_UNSPECIFIED": 0,
@@ -275,9 +340,11 @@ var (
 		"FRAME_TYPE_REFRESHED":   6,
 		"FRAME_TYPE_GOAWAY":      7,
 		"FRAME_TYPE_POLICY":      8,
+		"FRAME_TYPE_REVOKE":      9,
 		"FRAME_TYPE_OPEN":        16,
 		"FRAME_TYPE_DIAL":        17,
 		"FRAME_TYPE_RESULT":      18,
+		"FRAME_TYPE_DIAL_ACK":    19,
 	}
 )
 
@@ -347,6 +414,10 @@ const (
 	// ("binding_changed"). Retrying with the same token on a connection
 	// without the key will not help.
 	Code_CODE_KEY_NOT_PROVEN Code = 12
+	// Access was taken away from something already allowed: the token or
+	// its subject is on the relay's revocation list (Reject, Goaway,
+	// CONNECTION_CLOSE), or policy no longer allows a live stream (Revoke).
+	Code_CODE_REVOKED Code = 13
 )
 
 // Enum value maps for Code.
@@ -365,6 +436,7 @@ var (
 		10: "CODE_SHUTDOWN",
 		11: "CODE_UNSUPPORTED",
 		12: "CODE_KEY_NOT_PROVEN",
+		13: "CODE_REVOKED",
 	}
 	Code_value = map[string]int32{
 		"CODE_OK":              0,
@@ -380,6 +452,7 @@ var (
 		"CODE_SHUTDOWN":        10,
 		"CODE_UNSUPPORTED":     11,
 		"CODE_KEY_NOT_PROVEN":  12,
+		"CODE_REVOKED":         13,
 	}
 )
 
@@ -426,6 +499,17 @@ const (
 	// with it was discarded. A Result saying why is written before the
 	// stream closes.
 	StreamError_STREAM_ERROR_REFUSED StreamError = 258
+	// The relay cut a live stream that is no longer allowed: policy now
+	// denies its open, or its session's token was revoked. A relay that
+	// knows the agent asked for it ("revoke" in Hello.features) has sent a
+	// Revoke frame naming the stream first.
+	StreamError_STREAM_ERROR_REVOKED StreamError = 259
+	// The relay reset the stream because a reader stopped taking its
+	// bytes: nothing was read of what it had for the agent (or the
+	// connector) for the relay's stall timeout, or the agent had more
+	// stalled streams than the relay lets one agent hold. Sent to both
+	// ends.
+	StreamError_STREAM_ERROR_STALLED StreamError = 260
 )
 
 // Enum value maps for StreamError.
@@ -435,12 +519,16 @@ var (
 		256: "STREAM_ERROR_CLOSED",
 		257: "STREAM_ERROR_ABORTED",
 		258: "STREAM_ERROR_REFUSED",
+		259: "STREAM_ERROR_REVOKED",
+		260: "STREAM_ERROR_STALLED",
 	}
 	StreamError_value = map[string]int32{
 		"STREAM_ERROR_UNSPECIFIED": 0,
 		"STREAM_ERROR_CLOSED":      256,
 		"STREAM_ERROR_ABORTED":     257,
 		"STREAM_ERROR_REFUSED":     258,
+		"STREAM_ERROR_REVOKED":     259,
+		"STREAM_ERROR_STALLED":     260,
 	}
 )
 
@@ -491,8 +579,10 @@ type Hello struct {
 	// Optional parts of the protocol the client knows, so that the relay
 	// sends it frames that version 1 does not have only when it asked:
 	// "policy" (a connector that decides statements and requests itself
-	// and wants Policy frames). Unknown features are ignored. At most 64,
-	// each a valid name.
+	// and wants Policy frames), "dial_ack" (a connector that answers a
+	// Dial with ack set with a DialAck), "keepalive" (a client that sends
+	// a packet at least once a second; see rule 7). Unknown features are
+	// ignored. At most 64, each a valid name.
 	Features      []string `protobuf:"bytes,6,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1253,7 +1343,11 @@ type Dial struct {
 	// so that a login it refuses is a Result; without early it answers
 	// CODE_OK first (the agent sends nothing before), and a login that
 	// fails afterwards is a PostgreSQL FATAL error on the stream.
-	Early         bool `protobuf:"varint,7,opt,name=early,proto3" json:"early,omitempty"`
+	Early bool `protobuf:"varint,7,opt,name=early,proto3" json:"early,omitempty"`
+	// The relay waits for a DialAck before the Result: answer one as soon
+	// as this Dial is read. Set only for connectors whose Hello.features
+	// lists "dial_ack".
+	Ack           bool `protobuf:"varint,8,opt,name=ack,proto3" json:"ack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1337,6 +1431,148 @@ func (x *Dial) GetEarly() bool {
 	return false
 }
 
+func (x *Dial) GetAck() bool {
+	if x != nil {
+		return x.Ack
+	}
+	return false
+}
+
+// Revoke says why the relay is cutting one of an agent's live binding
+// streams: FRAME_TYPE_REVOKE, relay to agent, on the control stream, just
+// before the relay resets the stream (both directions, and the
+// connector's side) with STREAM_ERROR_REVOKED. The relay re-decides every
+// live stream's open whenever its policies change and whenever the
+// session's token is refreshed; a stream whose open is now denied is cut.
+// Sent only to an agent whose Hello.features lists "revoke". The reset
+// and this frame travel on different streams, so either may arrive
+// first; an agent matches them by stream.
+type Revoke struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The QUIC stream ID of the binding stream being cut. Required (a
+	// client-initiated bidirectional stream: ID mod 4 is 0).
+	Stream uint64 `protobuf:"varint,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The binding the stream reaches. Required, a valid name.
+	Binding string `protobuf:"bytes,2,opt,name=binding,proto3" json:"binding,omitempty"`
+	// A stable snake_case reason: "policy" (policy now denies the open).
+	// At most 128 bytes.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// For people. At most 4096 bytes.
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// The IDs of the policies that decided the denial. At most 4096, each
+	// at most 1024 bytes.
+	Policies      []string `protobuf:"bytes,5,rep,name=policies,proto3" json:"policies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Revoke) Reset() {
+	*x = Revoke{}
+	mi := &file_wire_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revoke) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revoke) ProtoMessage() {}
+
+func (x *Revoke) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revoke.ProtoReflect.Descriptor instead.
+func (*Revoke) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Revoke) GetStream() uint64 {
+	if x != nil {
+		return x.Stream
+	}
+	return 0
+}
+
+func (x *Revoke) GetBinding() string {
+	if x != nil {
+		return x.Binding
+	}
+	return ""
+}
+
+func (x *Revoke) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Revoke) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Revoke) GetPolicies() []string {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+// DialAck says that a connector read a Dial and is dialing the upstream:
+// FRAME_TYPE_DIAL_ACK, connector to relay, the first frame back on a
+// binding stream whose Dial had ack set, before the Result. It carries
+// nothing: its arrival is the message. The relay tells a live connector
+// from a dead one by it within its ack bound, without waiting for the
+// upstream.
+type DialAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialAck) Reset() {
+	*x = DialAck{}
+	mi := &file_wire_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialAck) ProtoMessage() {}
+
+func (x *DialAck) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialAck.ProtoReflect.Descriptor instead.
+func (*DialAck) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{13}
+}
+
 // Result answers an Open (relay to agent) or a Dial (connector to relay):
 // FRAME_TYPE_RESULT. CODE_OK is followed by raw bytes.
 type Result struct {
@@ -1360,7 +1596,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1608,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1621,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{12}
+	return file_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Result) GetCode() Code {
@@ -1442,7 +1678,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1690,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1703,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{13}
+	return file_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Identity) GetSubject() string {
@@ -1527,7 +1763,7 @@ type Binding struct {
 
 func (x *Binding) Reset() {
 	*x = Binding{}
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1775,7 @@ func (x *Binding) String() string {
 func (*Binding) ProtoMessage() {}
 
 func (x *Binding) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1788,7 @@ func (x *Binding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Binding.ProtoReflect.Descriptor instead.
 func (*Binding) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{14}
+	return file_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Binding) GetName() string {
@@ -1610,7 +1846,7 @@ type Detail struct {
 
 func (x *Detail) Reset() {
 	*x = Detail{}
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1858,7 @@ func (x *Detail) String() string {
 func (*Detail) ProtoMessage() {}
 
 func (x *Detail) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1871,7 @@ func (x *Detail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Detail.ProtoReflect.Descriptor instead.
 func (*Detail) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{15}
+	return file_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Detail) GetKey() string {
@@ -1665,7 +1901,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +1913,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +1926,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{16}
+	return file_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Limits) GetMaxStreams() uint64 {
@@ -1761,7 +1997,7 @@ const file_wire_proto_rawDesc = "" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x121\n" +
 	"\adetails\x18\x03 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x12\x14\n" +
-	"\x05early\x18\x04 \x01(\bR\x05early\"\xea\x01\n" +
+	"\x05early\x18\x04 \x01(\bR\x05early\"\xfc\x01\n" +
 	"\x04Dial\x12\x18\n" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x125\n" +
@@ -1769,7 +2005,15 @@ const file_wire_proto_rawDesc = "" +
 	"\x06action\x18\x04 \x01(\tR\x06action\x121\n" +
 	"\adetails\x18\x05 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x12\x16\n" +
 	"\x06source\x18\x06 \x01(\tR\x06source\x12\x14\n" +
-	"\x05early\x18\a \x01(\bR\x05early\"\x9f\x01\n" +
+	"\x05early\x18\a \x01(\bR\x05early\x12\x10\n" +
+	"\x03ack\x18\b \x01(\bR\x03ack\"\x88\x01\n" +
+	"\x06Revoke\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\x04R\x06stream\x12\x18\n" +
+	"\abinding\x18\x02 \x01(\tR\abinding\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x1a\n" +
+	"\bpolicies\x18\x05 \x03(\tR\bpolicies\"\t\n" +
+	"\aDialAck\"\x9f\x01\n" +
 	"\x06Result\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.postern.wire.v1.CodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
@@ -1796,7 +2040,7 @@ const file_wire_proto_rawDesc = "" +
 	"\x06Limits\x12\x1f\n" +
 	"\vmax_streams\x18\x01 \x01(\x04R\n" +
 	"maxStreams\x12$\n" +
-	"\x0emax_frame_size\x18\x02 \x01(\x04R\fmaxFrameSize*\xa5\x02\n" +
+	"\x0emax_frame_size\x18\x02 \x01(\x04R\fmaxFrameSize*\xd5\x02\n" +
 	"\tFrameType\x12\x1a\n" +
 	"\x16FRAME_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10FRAME_TYPE_HELLO\x10\x01\x12\x16\n" +
@@ -1806,10 +2050,12 @@ const file_wire_proto_rawDesc = "" +
 	"\x12FRAME_TYPE_REFRESH\x10\x05\x12\x18\n" +
 	"\x14FRAME_TYPE_REFRESHED\x10\x06\x12\x15\n" +
 	"\x11FRAME_TYPE_GOAWAY\x10\a\x12\x15\n" +
-	"\x11FRAME_TYPE_POLICY\x10\b\x12\x13\n" +
+	"\x11FRAME_TYPE_POLICY\x10\b\x12\x15\n" +
+	"\x11FRAME_TYPE_REVOKE\x10\t\x12\x13\n" +
 	"\x0fFRAME_TYPE_OPEN\x10\x10\x12\x13\n" +
 	"\x0fFRAME_TYPE_DIAL\x10\x11\x12\x15\n" +
-	"\x11FRAME_TYPE_RESULT\x10\x12*\x8c\x02\n" +
+	"\x11FRAME_TYPE_RESULT\x10\x12\x12\x17\n" +
+	"\x13FRAME_TYPE_DIAL_ACK\x10\x13*\x9e\x02\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x18\n" +
 	"\x14CODE_UNAUTHENTICATED\x10\x01\x12\x0f\n" +
@@ -1825,12 +2071,15 @@ const file_wire_proto_rawDesc = "" +
 	"\rCODE_SHUTDOWN\x10\n" +
 	"\x12\x14\n" +
 	"\x10CODE_UNSUPPORTED\x10\v\x12\x17\n" +
-	"\x13CODE_KEY_NOT_PROVEN\x10\f*{\n" +
+	"\x13CODE_KEY_NOT_PROVEN\x10\f\x12\x10\n" +
+	"\fCODE_REVOKED\x10\r*\xb1\x01\n" +
 	"\vStreamError\x12\x1c\n" +
 	"\x18STREAM_ERROR_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x13STREAM_ERROR_CLOSED\x10\x80\x02\x12\x19\n" +
 	"\x14STREAM_ERROR_ABORTED\x10\x81\x02\x12\x19\n" +
-	"\x14STREAM_ERROR_REFUSED\x10\x82\x02B/Z-github.com/postern/postern/internal/wire;wireb\x06proto3"
+	"\x14STREAM_ERROR_REFUSED\x10\x82\x02\x12\x19\n" +
+	"\x14STREAM_ERROR_REVOKED\x10\x83\x02\x12\x19\n" +
+	"\x14STREAM_ERROR_STALLED\x10\x84\x02B/Z-github.com/postern/postern/internal/wire;wireb\x06proto3"
 
 var (
 	file_wire_proto_rawDescOnce sync.Once
@@ -1845,7 +2094,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_wire_proto_goTypes = []any{
 	(FrameType)(0),             // 0: postern.wire.v1.FrameType
 	(Code)(0),                  // 1: postern.wire.v1.Code
@@ -1862,27 +2111,29 @@ var file_wire_proto_goTypes = []any{
 	(*PolicyDeclarations)(nil), // 12: postern.wire.v1.PolicyDeclarations
 	(*Open)(nil),               // 13: postern.wire.v1.Open
 	(*Dial)(nil),               // 14: postern.wire.v1.Dial
-	(*Result)(nil),             // 15: postern.wire.v1.Result
-	(*Identity)(nil),           // 16: postern.wire.v1.Identity
-	(*Binding)(nil),            // 17: postern.wire.v1.Binding
-	(*Detail)(nil),             // 18: postern.wire.v1.Detail
-	(*Limits)(nil),             // 19: postern.wire.v1.Limits
-	nil,                        // 20: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	(*Revoke)(nil),             // 15: postern.wire.v1.Revoke
+	(*DialAck)(nil),            // 16: postern.wire.v1.DialAck
+	(*Result)(nil),             // 17: postern.wire.v1.Result
+	(*Identity)(nil),           // 18: postern.wire.v1.Identity
+	(*Binding)(nil),            // 19: postern.wire.v1.Binding
+	(*Detail)(nil),             // 20: postern.wire.v1.Detail
+	(*Limits)(nil),             // 21: postern.wire.v1.Limits
+	nil,                        // 22: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
 }
 var file_wire_proto_depIdxs = []int32{
-	17, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
-	16, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
-	17, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
-	19, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
+	19, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
+	18, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
+	19, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
+	21, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
 	1,  // 4: postern.wire.v1.Reject.code:type_name -> postern.wire.v1.Code
-	17, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
+	19, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
 	1,  // 6: postern.wire.v1.Goaway.code:type_name -> postern.wire.v1.Code
 	11, // 7: postern.wire.v1.Policy.sources:type_name -> postern.wire.v1.PolicySource
 	12, // 8: postern.wire.v1.Policy.declarations:type_name -> postern.wire.v1.PolicyDeclarations
-	20, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
-	18, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
-	16, // 11: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
-	18, // 12: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
+	22, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	20, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
+	18, // 11: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
+	20, // 12: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
 	1,  // 13: postern.wire.v1.Result.code:type_name -> postern.wire.v1.Code
 	14, // [14:14] is the sub-list for method output_type
 	14, // [14:14] is the sub-list for method input_type
@@ -1902,7 +2153,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

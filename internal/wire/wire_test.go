@@ -40,12 +40,17 @@ func samples() []Message {
 		&Dial{Binding: "staging-db", Session: "s-1", Identity: id(), Action: "connect", Details: []*Detail{{Key: "k", Value: "v"}}, Source: "127.0.0.1:5555"},
 		&Result{Code: CodeDenied, Reason: "policy", Message: "denied", Policies: []string{"forbid-financial", "other"}, Connector: "office-1"},
 		&Result{},
+		&DialAck{},
+		&Dial{Binding: "staging-db", Session: "s-2", Identity: id(), Source: "127.0.0.1:5556", Ack: true},
+		&Hello{Version: Version, Role: RoleConnector, Token: "t", Services: []*Binding{{Name: "staging-db", Kind: "postgres"}}, Features: []string{FeaturePolicy, FeatureDialAck}},
 		&Hello{Version: Version, Role: RoleConnector, Token: "t", Services: []*Binding{{Name: "staging-api", Kind: "http"}}, Features: []string{FeaturePolicy}},
 		&Policy{Version: 3, Hash: strings.Repeat("ab", 32), Sources: []*PolicySource{
 			{Filename: "staging.cedar", Text: `@id("read-staging") permit (principal, action in Action::"read", resource);`},
 			{Filename: "empty.cedar"},
 		}, Declarations: &PolicyDeclarations{PrincipalAttributes: map[string]string{"team": "String"}, DetailKeys: []string{"database"}, Actions: []string{"read"}}},
 		&Policy{Version: 4, Hash: strings.Repeat("0", 64), Withheld: "the policy set is larger than a frame"},
+		&Revoke{Stream: 12, Binding: "staging-db", Reason: "policy", Message: "denied by staging-frozen", Policies: []string{"staging-frozen"}},
+		&Revoke{Stream: 0, Binding: "a"},
 	}
 }
 
@@ -169,6 +174,9 @@ func TestMalformed(t *testing.T) {
 		{name: "dial without identity", frame: rawFrame(FrameDial, pbString(nil, 1, "db")), want: ErrMalformed, text: "dial without identity"},
 		{name: "catalog with too many labels", frame: valid(&Catalog{Bindings: []*Binding{{Name: "a", Labels: make([]string, MaxRepeated+1)}}}), want: ErrMalformed, text: "more than 4096 binding labels"},
 		{name: "result message too long", frame: valid(&Result{Code: CodeDenied, Message: strings.Repeat("m", 4097)}), want: ErrMalformed, text: "message is 4097 bytes, limit 4096"},
+		{name: "revoke without binding", frame: valid(&Revoke{Stream: 4}), want: ErrMalformed, text: "binding name missing"},
+		{name: "revoke of a server stream", frame: valid(&Revoke{Stream: 5, Binding: "db"}), want: ErrMalformed, text: "not a client-initiated bidirectional stream"},
+		{name: "revoke policy too long", frame: valid(&Revoke{Binding: "db", Policies: []string{strings.Repeat("p", 1025)}}), want: ErrMalformed, text: "limit 1024"},
 		{name: "field past the end", frame: rawFrame(FrameOpen, []byte{0x0a, 10, 'a'}), want: ErrMalformed},
 		{name: "bad varint", frame: rawFrame(FrameOpen, bytes.Repeat([]byte{0xff}, 11)), want: ErrMalformed},
 		{name: "not utf-8", frame: rawFrame(FrameOpen, pbBytes(nil, 1, []byte{0xff, 0xfe})), want: ErrMalformed, text: "UTF-8"},

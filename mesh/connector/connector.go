@@ -95,12 +95,14 @@ type Config struct {
 	// 500ms for 15s, so that it is served again within half a second of
 	// coming back.
 	MinBackoff, MaxBackoff time.Duration
-	// Transport tunes QUIC. Nil means transport's defaults, with room for
-	// many streams from each relay (MaxIncomingStreams zero means 16384)
-	// and a keep-alive every second (KeepAlive zero means 1s): a relay
-	// silent for 1.5s (plus two round trips) is taken for gone, its
-	// session ended and a new one dialed, so that a relay restarted on
-	// its address is served again at once.
+	// Transport tunes QUIC. Nil, or a zero field, means transport's
+	// defaults, except for what a relay needs to see this connector die
+	// within seconds (see [RelaySessionTransport]): room for many streams
+	// from each relay, a keep-alive every 500ms and a 5s idle timeout,
+	// and per-stream receive windows well below the connection's.
+	// A relay silent for 1.5s (plus up to two round trips) is taken for
+	// gone: its session is ended and a new one dialed, so that a relay
+	// restarted on its address is served again at once.
 	Transport *transport.Config
 	// Measure switches parts of the connector off for this module's
 	// benchmark; its type is internal, so outside this module it can only
@@ -193,14 +195,61 @@ func New(cfg Config) (*Connector, error) {
 	if cfg.Transport != nil {
 		c.tc = *cfg.Transport
 	}
-	if c.tc.MaxIncomingStreams == 0 {
-		// Every agent's open through a relay is a stream to us.
-		c.tc.MaxIncomingStreams = 16384
-	}
-	if c.tc.KeepAlive == 0 {
-		c.tc.KeepAlive = time.Second
-	}
+	c.tc = RelaySessionTransport(c.tc)
 	return c, nil
+}
+
+// Defaults of a connector's sessions with relays, where they differ from
+// transport's; see RelaySessionTransport.
+const (
+	DefaultKeepAlive   = 500 * time.Millisecond
+	DefaultIdleTimeout = 5 * time.Second
+)
+
+// RelaySessionTransport fills the zero fields of tc that a connector's
+// relay sessions want otherwise than transport's defaults:
+//
+//   - MaxIncomingStreams 16384: every agent's open through a relay is a
+//     stream to the connector.
+//   - KeepAlive 500ms and IdleTimeout 5s (the least quic-go accepts
+//     from a peer). With a keep-alive of at most a second the connector
+//     lists wire.FeatureKeepAlive in its Hello, and the relay may then
+//     end the session after a short silence (relay.Limits.ConnectorSilence,
+//     2s by default): it stops routing to a connector killed with kill -9
+//     and fails the streams it carried within that, where QUIC's idle
+//     timeout would take 5s. Keep-alives every 500ms cost two small
+//     packets a second per relay, and a session survives three lost in
+//     a row.
+//   - StreamWindow 512 KiB and MaxStreamWindow 2 MiB, with a connection
+//     window of 64 MiB from the start (ConnWindow = MaxConnWindow): bytes
+//     a stream's reader leaves unread hold the connection's credit, and a
+//     window this much smaller than the connection's keeps one upload to
+//     a stalled upstream from holding the credit the relay's next Dials
+//     need. (The relay bounds how many of one agent's streams may stall;
+//     see relay.Limits.)
+func RelaySessionTransport(tc transport.Config) transport.Config {
+	if tc.MaxIncomingStreams == 0 {
+		tc.MaxIncomingStreams = 16384
+	}
+	if tc.KeepAlive == 0 {
+		tc.KeepAlive = DefaultKeepAlive
+	}
+	if tc.IdleTimeout == 0 {
+		tc.IdleTimeout = DefaultIdleTimeout
+	}
+	if tc.StreamWindow == 0 {
+		tc.StreamWindow = 512 << 10
+	}
+	if tc.MaxStreamWindow == 0 {
+		tc.MaxStreamWindow = 2 << 20
+	}
+	if tc.MaxConnWindow == 0 {
+		tc.MaxConnWindow = 64 << 20
+	}
+	if tc.ConnWindow == 0 {
+		tc.ConnWindow = tc.MaxConnWindow
+	}
+	return tc
 }
 
 func (c *Connector) tlsFor(addr string) (*tls.Config, error) {
@@ -355,7 +404,7 @@ func (c *Connector) session(ctx context.Context, addr string) (up bool, err erro
 		Token:        c.token,
 		Refresh:      c.cfg.TokenSource != nil,
 		Log:          c.log,
-		Features:     []string{wire.FeaturePolicy},
+		Features:     c.features(),
 		OnPolicy:     func(m *wire.Policy) { pol.apply(m, c.log) },
 		SuspectAfter: relaySilence,
 	}, sess.Pace{})
@@ -400,6 +449,15 @@ func (c *Connector) session(ctx context.Context, addr string) (up bool, err erro
 	}
 }
 
+// features are what the connector's Hello lists.
+func (c *Connector) features() []string {
+	f := []string{wire.FeaturePolicy, wire.FeatureDialAck}
+	if c.tc.KeepAlive > 0 && c.tc.KeepAlive <= time.Second {
+		f = append(f, wire.FeatureKeepAlive)
+	}
+	return f
+}
+
 // fatal reports whether a session error is a refusal that retrying will
 // not fix: the relay refused a service, or the token for a reason other
 // than its age (an expired token may be replaced on disk meanwhile).
@@ -428,6 +486,18 @@ func (c *Connector) serveStream(conn quicnet.Session, st quicnet.Stream, pol *re
 		return
 	}
 	st.SetReadDeadline(time.Time{})
+	if dial.Ack {
+		// Before anything that may take time (the upstream dial, a
+		// login): the relay tells a live connector by it.
+		st.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		err := wire.WriteFrame(st, &wire.DialAck{})
+		st.SetWriteDeadline(time.Time{})
+		if err != nil {
+			st.CancelRead(quicnet.StreamAborted)
+			st.CancelWrite(quicnet.StreamAborted)
+			return
+		}
+	}
 	svc := c.services[dial.Binding]
 	if svc == nil {
 		// Never dial what was not advertised, whatever the relay says.

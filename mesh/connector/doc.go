@@ -9,7 +9,7 @@
 // reachable from the internet. It keeps a session with every relay in
 // [Config.Relays] and, when one goes away, reconnects by itself,
 // serving again as soon as the relay is back: a relay silent for 1.5 s
-// (the connector sends a keep-alive every second) has its session ended,
+// (the connector sends a keep-alive every 500 ms) has its session ended,
 // and while it does not answer the connector sends it a fresh handshake
 // every 500 ms, so that a relay restarted on its address is served again
 // within half a second of being ready. A relay that answers and fails the

@@ -59,8 +59,15 @@
 // (ErrInvalidClaim).
 //
 // Keep lifetimes short (minutes to hours): an unbound token is a bearer
-// credential and there is no revocation list; an agent refreshes its token on its open
-// session. Leeway for clock skew is 30 seconds by default, a minute at most.
+// credential; an agent refreshes its token on its open session.
+// [VerifierConfig.MaxLifetime] enforces it: a token whose exp is further
+// than that from its iat is refused with [ErrLifetime], however valid its
+// signature (postern relay sets it from tokens.max_ttl, 24h by default). A
+// relay can also refuse a token by its ID (jti) or its subject before it
+// expires, with its revocation list (package relay, Revocations). Leeway
+// for clock skew is 30 seconds by default, a minute at most; a session
+// holding a token lasts until exp plus the leeway ([Verifier.Leeway]),
+// when Verify would start refusing it.
 //
 // [ParseUnverified] reads the claims of a token without checking anything.
 // It is for a client that wants its own token's exp; never authorize with it.

@@ -51,6 +51,9 @@ var (
 	// ErrNotYetValid: nbf, or iat, is in the future by more than the leeway.
 	// Reason "token_not_yet_valid".
 	ErrNotYetValid error = newSentinel("token_not_yet_valid", "token not yet valid")
+	// ErrLifetime: exp - iat (exp - now for a token without iat) is more
+	// than VerifierConfig.MaxLifetime. Reason "token_lifetime_exceeded".
+	ErrLifetime error = newSentinel("token_lifetime_exceeded", "token lifetime exceeds the maximum")
 	// ErrNoSubject: sub is missing or empty. Reason "missing_subject".
 	ErrNoSubject error = newSentinel("missing_subject", "token has no subject")
 	// ErrRole: the role claim is not the role the caller asked for.

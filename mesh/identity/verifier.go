@@ -71,6 +71,13 @@ type VerifierConfig struct {
 	// 30s; a negative value means none; more than a minute is an error.
 	Leeway time.Duration
 
+	// MaxLifetime, when positive, caps a token's lifetime: a token whose
+	// exp is more than MaxLifetime after its iat (or, without iat, after
+	// now) is refused with ErrLifetime, so that a token issued for a year
+	// cannot be used even though it is validly signed. Zero or negative:
+	// no cap. The relay's tokens.max_ttl sets it (default 24h).
+	MaxLifetime time.Duration
+
 	// MaxTokenSize is the largest token, in bytes, that Verify reads; it is
 	// checked before any parsing. Zero means 8 KiB; negative is an error.
 	MaxTokenSize int
@@ -90,6 +97,7 @@ type Verifier struct {
 	audience string
 	issuer   string
 	leeway   time.Duration
+	maxLife  time.Duration
 	maxSize  int
 	now      func() time.Time
 	log      *slog.Logger
@@ -122,6 +130,7 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 		audience: cfg.Audience,
 		issuer:   cfg.Issuer,
 		leeway:   cfg.Leeway,
+		maxLife:  cfg.MaxLifetime,
 		maxSize:  cfg.MaxTokenSize,
 		now:      cfg.Now,
 		log:      cfg.Logger,
@@ -214,9 +223,11 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 //     (ErrExpired);
 //  8. nbf, when present, not ahead by more than the leeway (ErrNotYetValid);
 //  9. iat, when present, not ahead by more than the leeway (ErrNotYetValid);
-//  10. sub not empty (ErrNoSubject);
-//  11. role equal to want (ErrRole);
-//  12. types of jti, groups, attributes, services; services only on a
+//  10. with MaxLifetime, exp - iat (exp - now without iat) at most
+//     MaxLifetime (ErrLifetime);
+//  11. sub not empty (ErrNoSubject);
+//  12. role equal to want (ErrRole);
+//  13. types of jti, groups, attributes, services; services only on a
 //     connector token (ErrInvalidClaim).
 //
 // A claim of the wrong JSON type fails its step with ErrInvalidClaim.
@@ -327,6 +338,16 @@ func (v *Verifier) verify(token string, want Role) (*Claims, error) {
 		return nil, reject(ErrNotYetValid, "token was issued %s in the future (iat %s); check the issuer's clock",
 			human(c.IssuedAt.Sub(now)), c.IssuedAt.Format(time.RFC3339))
 	}
+	if v.maxLife > 0 {
+		from, what := c.IssuedAt, "issued"
+		if !present {
+			from, what = now, "no iat; expiring"
+		}
+		if life := c.ExpiresAt.Sub(from); life > v.maxLife {
+			return nil, reject(ErrLifetime, "token lives %s (%s %s, exp %s), more than the %s this verifier accepts; issue a shorter-lived token",
+				human(life), what, from.Format(time.RFC3339), c.ExpiresAt.Format(time.RFC3339), human(v.maxLife))
+		}
+	}
 
 	if c.Subject, err = m.str("sub"); err != nil {
 		return nil, err
@@ -367,6 +388,11 @@ func human(d time.Duration) string {
 	}
 	return s
 }
+
+// Leeway is the clock skew the Verifier tolerates on exp, nbf and iat. A
+// session that holds a token must end when Verify would start refusing
+// it, exp + Leeway, not at exp.
+func (v *Verifier) Leeway() time.Duration { return v.leeway }
 
 // SetKeySet replaces the static key set of a Verifier made with
 // VerifierConfig.KeySet, for key rotation without a restart: tokens

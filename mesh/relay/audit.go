@@ -24,19 +24,30 @@ const (
 	EventSessionEnd = "session.end"
 	// EventOpenAllow: policy allowed an open and a connector reached the
 	// upstream. Attributes: session, subject, binding, action, decision,
-	// policies (the permits that allowed it), connector.
+	// policies (the permits that allowed it), connector, and
+	// connectors_tried when the open moved from a connector that did not
+	// acknowledge it, or could not reach the upstream, to another.
 	EventOpenAllow = "open.allow"
 	// EventOpenDeny: an open was refused before reaching a connector:
 	// by policy (code "denied", with the deciding policies), or for an
 	// unknown binding, no connector, a limit, a shutdown.
 	EventOpenDeny = "open.deny"
-	// EventOpenFail: policy allowed an open but the connector could not
-	// reach the upstream. Attributes: as open.allow, plus code and reason.
+	// EventOpenFail: policy allowed an open but no connector reached the
+	// upstream: each one tried did not answer in time or could not reach
+	// it. Attributes: as open.allow, plus code and reason (of the last
+	// connector's failure; "connector_timeout" when none acknowledged).
 	EventOpenFail = "open.fail"
 	// EventStreamClose: an allowed stream ended. Attributes: as open.allow,
 	// plus bytes_up (agent to upstream), bytes_down, duration_ms, and
 	// error when it did not end cleanly.
 	EventStreamClose = "stream.close"
+	// EventStreamRevoked: the relay cut a live stream. Attributes: as
+	// open.allow, plus trigger (policy_reload, token_refresh or
+	// revocation_list), code "revoked", reason ("policy", or
+	// token_revoked / subject_revoked), policies (the ones that now deny
+	// it; empty for the default deny and for the revocation list) and
+	// duration_ms. The stream's stream.close follows, with its error.
+	EventStreamRevoked = "stream.revoked"
 )
 
 // emit writes one audit event. It skips what slog.Logger.LogAttrs would do

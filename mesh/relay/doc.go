@@ -34,6 +34,29 @@
 // bearer agent token, is refused with CODE_KEY_NOT_PROVEN; a refresh is
 // checked alike and may not change the session's binding.
 //
+// # Failover and isolation
+//
+// A connector acknowledges each dial as soon as it has read it, before it
+// dials the upstream. An open whose connector has not acknowledged within
+// [Limits.AckTimeout] (1 s) moves to the next connector serving the
+// binding, with every byte the agent sent with it, and so does an open
+// whose connector could not reach the upstream (none of the agent's bytes
+// reached any upstream then). The relay stops choosing a connector that
+// missed an acknowledgement, or whose dials have waited a quarter of the
+// bound, while another one serves the binding. It ends the session of a
+// connector that promised keep-alives and has sent nothing for
+// [Limits.ConnectorSilence] (2 s), and the streams through it end in an
+// error for their agents.
+//
+// All agents' streams to a connector share one QUIC connection. A stream's
+// receive window is at most 2 MiB of the connection's 64 MiB; at most
+// [Limits.StalledStreamsPerAgent] (4) of one agent's streams may be
+// stalled (a write to the agent or the connector waiting a second or
+// more), the others are reset at once; and a stream stalled for
+// [Limits.StallTimeout] (60 s) is reset: an agent that stops reading, or
+// dies without closing, cannot hold the credit other agents' opens and
+// streams need.
+//
 // The messages (Hello, Welcome, Reject, Open and the rest) and their
 // fields are defined in one protobuf schema, internal/wire/wire.proto,
 // whose comments are the protocol's documentation.
@@ -85,12 +108,43 @@
 // configuration. A refreshed connector token must describe every served
 // service as the session began, or the refresh is refused.
 //
+// # Revocation
+//
+// Access taken away is taken from live streams too, not only from the
+// next open. Whenever [Config.Policy]'s set is swapped, and whenever an
+// agent refreshes its token, the relay decides every live stream's open
+// again (its binding, action and details, with the current principal,
+// set and time); a stream now denied is reset on both legs with
+// STREAM_ERROR_REVOKED, within milliseconds, and audited as
+// [EventStreamRevoked]. The agent's Read and Write return a
+// *postern.Error matching postern.ErrRevoked whose Policies name the
+// policies that now deny it. Deciding again takes no relay-wide lock and
+// decides once per session, binding and action: opens go on while
+// thousands of streams are decided.
+//
+// [Config.Revocations] lists token IDs (jti) and subjects the relay
+// refuses whatever their signature and expiry say: at the Hello and at a
+// Refresh (CODE_REVOKED, reason token_revoked or subject_revoked), and,
+// when the list changes, every live session it names ends at once, its
+// streams cut. [Revocations] is a two-method interface, the seam for a
+// store shared by a cluster of relays; [RevocationList] is the one in
+// memory, and [ParseRevocations] reads the file format postern relay
+// loads from tokens.revocation_file. A token's lifetime is capped by the
+// verifier (identity.VerifierConfig.MaxLifetime, tokens.max_ttl), and a
+// session ends when the verifier would start refusing its token: at exp
+// plus the verifier's leeway.
+//
+// Catalog pushes are sent by each agent session's own goroutine, latest
+// wins: an agent that stops reading its control stream delays no one
+// else's catalog. A binding that no configuration declares and no
+// connector serves leaves the catalogs.
+//
 // # Audit
 //
 // With [Config.Audit] set, every decision is one slog record: the constants
 // [EventSessionStart], [EventSessionReject], [EventSessionEnd],
-// [EventOpenAllow], [EventOpenDeny], [EventOpenFail] and [EventStreamClose]
-// document their attributes. A denial names the policies that decided it. No token or
+// [EventOpenAllow], [EventOpenDeny], [EventOpenFail], [EventStreamClose]
+// and [EventStreamRevoked] document their attributes. A denial names the policies that decided it. No token or
 // secret is ever logged.
 //
 // # Usage

@@ -47,7 +47,9 @@ type Config struct {
 	RequireBoundTokens bool
 	// Policy decides every open and scopes every catalog. Nil, or an
 	// Engine holding no policies, denies everything: the relay fails
-	// closed. Swapping the Engine's Set re-scopes every live catalog.
+	// closed. Swapping the Engine's Set re-scopes every live catalog and
+	// decides every live stream's open again: a stream now denied is cut
+	// (the agent's Read and Write return postern.ErrRevoked).
 	Policy *policy.Engine
 	// PolicyOptions are the declarations Policy's sets were validated
 	// against (policy.ValidateOptions). Connectors receive every set with
@@ -63,12 +65,23 @@ type Config struct {
 	// of the connector that serves it (identity.Service), and is refused
 	// when that token grants the name alone. Nil declares nothing.
 	Bindings []postern.Binding
+	// Revocations lists the tokens (by ID) and subjects the relay refuses
+	// whatever their signature and expiry say. A listed token or subject
+	// is refused at the Hello and at a Refresh (CODE_REVOKED), and when
+	// the list changes, every live session it names ends at once, its
+	// streams cut. Nil revokes nothing. See [RevocationList].
+	Revocations Revocations
 	// Limits bound what one client may ask of the relay.
 	Limits Limits
 	// Transport tunes QUIC. Nil, or a zero field, means transport's
-	// default, except for two: the relay sends no keep-alives of its own
-	// unless KeepAlive is set (its clients send them), and the stream
-	// limit is raised to fit Limits.StreamsPerAgent.
+	// default, except for these: the relay sends no keep-alives of its
+	// own unless KeepAlive is set (its clients send them; a connector's
+	// every 500ms, so that a dead one is noticed within 2.5s), the stream
+	// limit is raised to fit Limits.StreamsPerAgent, and the receive
+	// windows are a stream's 512 KiB growing to 2 MiB, a connection's 64
+	// MiB from the start: one stream can hold only a small share of a
+	// connection shared by many agents (see Limits.StalledStreamsPerAgent).
+	// A single stream's throughput is then at most 2 MiB per round trip.
 	Transport *transport.Config
 	// Logger receives operational messages. Nil means silent.
 	Logger *slog.Logger
@@ -93,9 +106,41 @@ type Limits struct {
 	// MaxTokenSize caps the token in a Hello or a Refresh. Default 8 KiB.
 	MaxTokenSize int
 	// OpenTimeout bounds reading an Open frame, and the wait for the
-	// connector's answer to a dial (which includes its dial to the
-	// upstream). Default 15s.
+	// connectors' answer to a dial (which includes their dial to the
+	// upstream, and the moves to other connectors). Default 15s.
 	OpenTimeout time.Duration
+	// AckTimeout is how long the relay waits for a connector to
+	// acknowledge a dial (wire.DialAck, which it sends as soon as it has
+	// read the Dial, before it dials the upstream) before it sends the
+	// open to the next connector serving the binding, with every byte the
+	// agent sent with it. With no other connector left, it waits on, up to
+	// OpenTimeout: a slow connector is better than none. A connector that
+	// missed it gets no new opens while another one answers, for ten
+	// times this or until it acknowledges one again.
+	// Connectors that do not know the acknowledgement (an older version)
+	// are waited for OpenTimeout, as before. Default 1s.
+	AckTimeout time.Duration
+	// StallTimeout resets a binding stream (STREAM_ERROR_STALLED, to
+	// both ends) when the relay has had bytes for one of its readers, the
+	// agent or the connector, that it took none of for this long: what
+	// the stream held of the shared relay-connector connection goes back.
+	// Default 60s.
+	StallTimeout time.Duration
+	// StalledStreamsPerAgent is how many of one agent's streams may be
+	// stalled at once: with a write to the agent or to the connector
+	// waiting for a second or more. The relay resets the streams that
+	// stall beyond it at once, most recent first, so that one agent that
+	// stops reading (or dies without closing) holds only this many
+	// stream windows of a connector connection's credit, and other
+	// agents' opens and streams go on. Default 4.
+	StalledStreamsPerAgent int
+	// ConnectorSilence ends the session of a connector that promised
+	// keep-alives (wire.FeatureKeepAlive: a packet at least once a
+	// second) when nothing has come from it for this long: the relay
+	// stops routing to it and fails the streams it carried (the agents
+	// read an error, not an end). Connectors that did not promise are
+	// held for QUIC's idle timeout. Default 2s.
+	ConnectorSilence time.Duration
 }
 
 func (l *Limits) fill() {
@@ -113,6 +158,18 @@ func (l *Limits) fill() {
 	}
 	if l.OpenTimeout <= 0 {
 		l.OpenTimeout = 15 * time.Second
+	}
+	if l.AckTimeout <= 0 {
+		l.AckTimeout = time.Second
+	}
+	if l.StallTimeout <= 0 {
+		l.StallTimeout = 60 * time.Second
+	}
+	if l.StalledStreamsPerAgent <= 0 {
+		l.StalledStreamsPerAgent = 4
+	}
+	if l.ConnectorSilence <= 0 {
+		l.ConnectorSilence = 2 * time.Second
 	}
 }
 
@@ -205,6 +262,7 @@ func Listen(cfg Config) (*Relay, error) {
 		// QUIC stream credit.
 		tc.MaxIncomingStreams = int64(limits.StreamsPerAgent) + 64
 	}
+	tc = WindowedTransport(tc)
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}
 	transport.ServerRequestsClientKeys(serverTLS) // the proof of a bound token's key
 	ln, err := quicnet.Listen(cfg.Addr, serverTLS, &tc)
@@ -213,11 +271,37 @@ func Listen(cfg Config) (*Relay, error) {
 	}
 	r.ln = ln
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	r.wg.Add(2)
+	r.wg.Add(3)
 	go r.acceptLoop()
 	go r.watchPolicy()
+	go r.watch()
+	if cfg.Revocations != nil {
+		r.wg.Add(1)
+		go r.watchRevocations()
+	}
 	r.log.Info("relay: listening", "addr", ln.Addr().String(), "pin", transport.Pin(cfg.Certificate))
 	return r, nil
+}
+
+// WindowedTransport fills the receive windows of tc that are zero with the
+// relay's: per-stream windows well below the connection's, so that the
+// bytes one stream's reader leaves unread hold a small share of a
+// connection that many agents' streams share, and a connection window at
+// its largest from the start, so that the share is of the whole.
+func WindowedTransport(tc transport.Config) transport.Config {
+	if tc.StreamWindow == 0 {
+		tc.StreamWindow = 512 << 10
+	}
+	if tc.MaxStreamWindow == 0 {
+		tc.MaxStreamWindow = 2 << 20
+	}
+	if tc.MaxConnWindow == 0 {
+		tc.MaxConnWindow = 64 << 20
+	}
+	if tc.ConnWindow == 0 {
+		tc.ConnWindow = tc.MaxConnWindow
+	}
+	return tc
 }
 
 func orDiscard(l *slog.Logger) *slog.Logger {
@@ -383,11 +467,14 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 	case wire.RoleAgent:
 		a := new(agentSession)
 		init(&a.session)
+		a.wantsRevoke = slices.Contains(hello.GetFeatures(), wire.FeatureRevoke)
 		r.serveAgent(a)
 	case wire.RoleConnector:
 		c := new(connectorSession)
 		init(&c.session)
 		c.wantsPolicy = slices.Contains(hello.GetFeatures(), wire.FeaturePolicy)
+		c.acks = slices.Contains(hello.GetFeatures(), wire.FeatureDialAck)
+		c.keepsAlive = slices.Contains(hello.GetFeatures(), wire.FeatureKeepAlive)
 		r.serveConnector(c, hello.GetServices())
 	}
 }
@@ -481,6 +568,9 @@ func (r *Relay) verify(token string, role identity.Role) (*identity.Claims, *wir
 	if err != nil {
 		return nil, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: identity.Reason(err), Message: err.Error()}
 	}
+	if rej := r.revokedReject(claims); rej != nil {
+		return nil, rej
+	}
 	return claims, nil
 }
 
@@ -513,10 +603,11 @@ func (r *Relay) watchPolicy() {
 		_, changed := r.policy.Current()
 		select {
 		case <-changed:
-			r.log.Info("relay: policy changed; re-scoping catalogs and sending the set to connectors")
+			r.log.Info("relay: policy changed; re-scoping catalogs, deciding live streams again and sending the set to connectors")
 			var wg sync.WaitGroup
 			wg.Go(r.pushPolicyAll)
 			r.rescopeAll()
+			r.redecideAll(triggerPolicy)
 			wg.Wait()
 		case <-r.ctx.Done():
 			return
@@ -524,29 +615,27 @@ func (r *Relay) watchPolicy() {
 	}
 }
 
-// rescopeAll recomputes every agent's catalog and pushes the ones that
-// changed.
+// rescopeAll has every agent's catalog recomputed, and pushed where it
+// changed, each by the agent's own pusher: it does not wait for any.
 func (r *Relay) rescopeAll() {
-	r.mu.RLock()
-	agents := make([]*agentSession, 0, len(r.agents))
-	for a := range r.agents {
-		agents = append(agents, a)
-	}
-	r.mu.RUnlock()
-	for _, a := range agents {
+	for _, a := range r.agentList() {
 		a.pushCatalog()
 	}
 }
 
 // catalogFor returns the bindings that policy lets p connect to, sorted by
-// name. An http or postgres binding on which p may only read (no permit
-// admits a write or unclassified action there: policy.Set.MayWrite) is
-// listed with read_only set, so that tools can say so.
+// name. A binding that no configuration declares and no connector serves
+// now is left out: nothing could open it, and nothing vouches for it. An
+// http or postgres binding on which p may only read (no permit admits a
+// write or unclassified action there: policy.Set.MayWrite) is listed with
+// read_only set, so that tools can say so.
 func (r *Relay) catalogFor(p *policy.Principal, source netip.Addr) []*wire.Binding {
 	r.mu.RLock()
 	routes := make([]*route, 0, len(r.routes))
 	for _, rt := range r.routes {
-		routes = append(routes, rt)
+		if rt.declared || len(*rt.conns.Load()) > 0 {
+			routes = append(routes, rt)
+		}
 	}
 	r.mu.RUnlock()
 	now := time.Now()

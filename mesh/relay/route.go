@@ -49,7 +49,8 @@ func newRoute(b postern.Binding, declared bool) *route {
 }
 
 // pick returns the next connector in round-robin order, skipping those in
-// tried; nil when none is left.
+// tried and those whose connection is gone; nil when none is left. A
+// connector that missed a DialAck is picked only when no other is left.
 func (rt *route) pick(tried []*connectorSession) *connectorSession {
 	conns := *rt.conns.Load()
 	n := len(conns)
@@ -57,13 +58,30 @@ func (rt *route) pick(tried []*connectorSession) *connectorSession {
 		return nil
 	}
 	start := int(rt.next.Add(1) - 1)
+	var suspect *connectorSession
 	for i := 0; i < n; i++ {
 		c := conns[(start+i)%n]
-		if !slices.Contains(tried, c) && c.alive() {
+		if slices.Contains(tried, c) || !c.alive() {
+			continue
+		}
+		if !c.suspected() {
 			return c
 		}
+		if suspect == nil {
+			suspect = c
+		}
 	}
-	return nil
+	return suspect
+}
+
+// hasOther reports whether a live connector outside tried serves rt.
+func (rt *route) hasOther(tried []*connectorSession) bool {
+	for _, c := range *rt.conns.Load() {
+		if !slices.Contains(tried, c) && c.alive() {
+			return true
+		}
+	}
+	return false
 }
 
 func (rt *route) add(c *connectorSession) {

@@ -3,9 +3,11 @@ package relay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -52,6 +54,14 @@ func (s *session) write(m wire.Message) error {
 	s.ctrl.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	err := wire.WriteFrame(s.ctrl, m)
 	s.ctrl.SetWriteDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// Part of the frame may be out: the control stream can carry no
+		// further frame, and a client that has not read it for the write
+		// deadline has stopped reading it. The session ends.
+		reason := "control_stream_stalled"
+		s.endReason.CompareAndSwap(nil, &reason)
+		closeConn(s.conn, wire.CodeTimeout, reason, "the client did not read its control stream")
+	}
 	return err
 }
 
@@ -63,7 +73,9 @@ func (s *session) goaway(code wire.Code, reason, msg string) {
 }
 
 // armExpiry ends the session when the token expires, unless a refresh
-// comes first.
+// comes first. The token expires when the verifier starts refusing it,
+// at exp plus its leeway: a token the verifier welcomed inside its
+// leeway must not be sent a goaway at once.
 func (s *session) armExpiry(exp time.Time) {
 	s.expiryMu.Lock()
 	defer s.expiryMu.Unlock()
@@ -73,7 +85,7 @@ func (s *session) armExpiry(exp time.Time) {
 	if exp.IsZero() {
 		return
 	}
-	s.expiry = time.AfterFunc(time.Until(exp), func() {
+	s.expiry = time.AfterFunc(time.Until(exp.Add(s.r.cfg.Verifier.Leeway())), func() {
 		s.goaway(wire.CodeUnauthenticated, identity.Reason(identity.ErrExpired), "the session's token expired and was not refreshed")
 	})
 }
@@ -174,8 +186,15 @@ type agentSession struct {
 	ident     atomic.Pointer[wire.Identity] // as sent to connectors
 	streams   atomic.Int64                  // binding streams open now
 
+	stallMu  sync.Mutex
+	stalling map[*stallStream]struct{} // streams past their Result, for the stall watch
+
 	catMu   sync.Mutex
 	catalog []*wire.Binding // as last sent
+
+	wantsRevoke bool    // its Hello lists wire.FeatureRevoke
+	live        liveSet // streams a connector serves now, for revocation
+	push        pusher  // catalog and Revoke frames, sent on their own
 }
 
 // setClaims derives what opens need from verified claims: the Cedar
@@ -207,6 +226,7 @@ func (r *Relay) serveAgent(a *agentSession) {
 		return
 	}
 	a.audit = r.audit.With(slog.String("session", a.id), slog.String("subject", claims.Subject))
+	a.push = newPusher()
 	r.mu.Lock()
 	r.agents[a] = struct{}{}
 	r.mu.Unlock()
@@ -215,6 +235,13 @@ func (r *Relay) serveAgent(a *agentSession) {
 		delete(r.agents, a)
 		r.mu.Unlock()
 	}()
+	// Checked again now that the session is registered: a list change
+	// since the Hello was checked, that the watcher's look at the
+	// sessions missed, is caught here.
+	if rej := r.revokedReject(claims); rej != nil {
+		a.refuse(wire.RoleAgent, rej)
+		return
+	}
 
 	a.catMu.Lock()
 	a.catalog = r.catalogFor(a.principal.Load(), a.remoteIP)
@@ -237,7 +264,11 @@ func (r *Relay) serveAgent(a *agentSession) {
 	defer a.end(wire.RoleAgent)
 
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		a.runPusher()
+	}()
 	go func() {
 		defer wg.Done()
 		a.readControl(identity.RoleAgent, func(c *identity.Claims) *wire.Reject {
@@ -246,6 +277,9 @@ func (r *Relay) serveAgent(a *agentSession) {
 					Message: "the token's attributes cannot be used by policy: " + err.Error()}
 			}
 			a.pushCatalog()
+			// The new token may grant less (fewer groups, other
+			// attributes): its live streams are decided again.
+			r.redecideAgent(a, triggerRefresh)
 			return nil
 		})
 		// The control stream is the session: when it ends, so does the
@@ -268,22 +302,9 @@ func (r *Relay) serveAgent(a *agentSession) {
 	wg.Wait()
 }
 
-// pushCatalog recomputes the agent's catalog and sends it when it changed.
-func (a *agentSession) pushCatalog() {
-	if !a.alive() {
-		return
-	}
-	a.catMu.Lock()
-	defer a.catMu.Unlock()
-	cat := a.r.catalogFor(a.principal.Load(), a.remoteIP)
-	if slices.EqualFunc(cat, a.catalog, sameBinding) {
-		return
-	}
-	a.catalog = cat
-	if err := a.write(&wire.Catalog{Bindings: cat}); err != nil {
-		a.r.log.Debug("relay: catalog push failed", "session", a.id, "err", err)
-	}
-}
+// pushCatalog has the agent's pusher recompute its catalog and send it
+// when it changed. It does not wait.
+func (a *agentSession) pushCatalog() { a.push.rescope() }
 
 func sameBinding(a, b *wire.Binding) bool {
 	return a.Name == b.Name && a.Kind == b.Kind && a.Environment == b.Environment &&
@@ -299,10 +320,16 @@ type connectorSession struct {
 	// reads, as its authority gave it when the session began.
 	described []postern.Binding
 
-	wantsPolicy bool       // its Hello lists wire.FeaturePolicy
-	policyMu    sync.Mutex // serializes policy pushes
-	policySent  uint64     // the version last sent
-	welcomed    bool       // the Welcome is out: Policy frames may follow
+	acks        bool      // its Hello lists wire.FeatureDialAck
+	keepsAlive  bool      // its Hello lists wire.FeatureKeepAlive
+	heardN      uint64    // packets received at the watch's last look (watch goroutine only)
+	heardAt     time.Time // when that count last changed (watch goroutine only)
+	ackWatch    ackWatch
+	suspect     atomic.Int64 // until when (Unix ns) it gets opens only when no other connector is left: it missed a DialAck
+	wantsPolicy bool         // its Hello lists wire.FeaturePolicy
+	policyMu    sync.Mutex   // serializes policy pushes
+	policySent  uint64       // the version last sent
+	welcomed    bool         // the Welcome is out: Policy frames may follow
 }
 
 func (c *connectorSession) name() string { return c.claims.Load().Subject }
@@ -322,7 +349,11 @@ func (r *Relay) serveConnector(c *connectorSession, services []*wire.Binding) {
 		c.refuse(wire.RoleConnector, rej)
 		return
 	}
-	defer r.unregister(c)
+	defer r.unregisterAndRescope(c)
+	if rej := r.revokedReject(claims); rej != nil { // as for agents
+		c.refuse(wire.RoleConnector, rej)
+		return
+	}
 
 	welcome := &wire.Welcome{
 		Session:       c.id,
@@ -505,8 +536,12 @@ func (r *Relay) register(c *connectorSession) *wire.Reject {
 			rt = newRoute(b, false)
 			r.routes[b.Name] = rt
 			r.catalogGen++
-		case !rt.declared && len(*rt.conns.Load()) == 0 && !sameDescription(rt.meta.Load().binding, b):
-			rt.meta.Store(newMeta(b))
+		case !rt.declared && len(*rt.conns.Load()) == 0:
+			// Back in the catalogs (catalogFor leaves out an undeclared
+			// binding nobody serves), perhaps with a new description.
+			if !sameDescription(rt.meta.Load().binding, b) {
+				rt.meta.Store(newMeta(b))
+			}
 			r.catalogGen++
 		}
 		rt.add(c)
@@ -528,9 +563,21 @@ func (r *Relay) unregister(c *connectorSession) {
 	for _, name := range c.services {
 		if rt := r.routes[name]; rt != nil {
 			rt.remove(c)
+			if !rt.declared && len(*rt.conns.Load()) == 0 {
+				r.catalogGen++ // it leaves the catalogs
+			}
 		}
 	}
 	delete(r.connectors, c)
+}
+
+// unregisterAndRescope unregisters c and pushes the catalogs that lose
+// the bindings only c served.
+func (r *Relay) unregisterAndRescope(c *connectorSession) {
+	r.unregister(c)
+	if !r.closed.Load() {
+		r.rescopeIfNew()
+	}
 }
 
 // rescopeIfNew pushes catalogs when connectors brought bindings the relay

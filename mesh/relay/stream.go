@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,8 +82,11 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 	}
 	meta := rt.meta.Load()
 	details := detailMap(open.Details)
+	// The set and principal the decision is made with, so that track can
+	// tell whether either changed before the stream was registered.
+	set, principal := r.policy.Set(), a.principal.Load()
 	preq := policy.Request{
-		Principal: *a.principal.Load(),
+		Principal: *principal,
 		Action:    action,
 		Resource:  meta.resource,
 		Time:      start,
@@ -106,31 +108,32 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 	}
 	attrs = append(attrs, slog.Any("policies", dec.Policies))
 
-	up, cs, res := r.dialConnector(rt, a, &open, action)
-	if res != nil {
-		deny(res)
+	down := quicnet.NewConn(st, a.conn.LocalAddr(), a.conn.RemoteAddr())
+	dial := &wire.Dial{
+		Binding:  open.Binding,
+		Session:  a.id,
+		Identity: a.ident.Load(),
+		Action:   action,
+		Details:  open.Details,
+		Source:   a.remote,
+		Early:    open.Early,
+	}
+	// The splice from the agent starts with the first Dial: what it sent
+	// with the Open (a pipelined first request) reaches the connector
+	// while it dials the upstream, and stays with the relay until a
+	// connector took the open, in case it moves to another one.
+	up, sp, cs, cres, tries := r.connect(rt, down, dial)
+	if tries > 1 {
+		attrs = append(attrs, slog.Int("connectors_tried", tries))
+	}
+	if up == nil {
+		deny(cres)
 		return
 	}
-	attrs = append(attrs, slog.String("connector", cs.name()))
-	down := quicnet.NewConn(st, a.conn.LocalAddr(), a.conn.RemoteAddr())
-
-	// Forward the agent's bytes at once: what it sent with the Open (a
-	// pipelined first request) reaches the connector while it dials the
-	// upstream. The connector reads it only once the upstream is there,
-	// and drops it if the dial fails.
-	sp := quicnet.StartSplice(down, up)
-
-	up.SetReadDeadline(time.Now().Add(r.limits.OpenTimeout))
-	cres := new(wire.Result)
-	err := wire.ReadExpected(up, r.limits.MaxFrameSize, cres)
-	up.SetReadDeadline(time.Time{})
-	if err != nil {
-		cres = &wire.Result{Code: wire.CodeUpstream, Reason: "connector_failed", Message: "the connector did not answer the dial"}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			cres = &wire.Result{Code: wire.CodeTimeout, Reason: "connector_timeout", Message: fmt.Sprintf("the connector did not answer within %s", r.limits.OpenTimeout)}
-		}
+	if cs != nil {
+		attrs = append(attrs, slog.String("connector", cs.name()))
+		cres.Connector = cs.name()
 	}
-	cres.Connector = cs.name()
 	if cres.Code != wire.CodeOK {
 		// Tell the agent, discard the rest of what it sent, and cut the
 		// connector's stream.
@@ -142,6 +145,16 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 		return
 	}
 	emit(a.audit, slog.LevelInfo, EventOpenAllow, append(attrs, slog.String("decision", "allow"))...)
+	up.release()
+	// From here on the stream is live: a policy swap or a token refresh
+	// decides it again, and cuts it when it is now denied; and the stall
+	// watch resets it when its reader stops for too long.
+	ls := &liveStream{a: a, id: uint64(st.StreamID()), rt: rt, action: action, details: details, attrs: attrs, start: start,
+		reset: func() { revokeLegs(st, up.conn()) }}
+	r.track(ls, set, principal)
+	defer a.live.remove(ls)
+	ss := a.track(down, up)
+	defer a.untrack(ss)
 	if err := wire.WriteFrame(down, cres); err != nil {
 		down.CloseRead()
 		quicnet.Abort(down)
@@ -158,45 +171,6 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 		closeAttrs = append(closeAttrs, slog.String("error", err.Error()))
 	}
 	emit(a.audit, slog.LevelInfo, EventStreamClose, closeAttrs...)
-}
-
-// dialConnector opens a stream to a connector serving rt and sends it the
-// Dial. It tries each live connector once, in round-robin order, while
-// the failure is the connector's connection and not the request.
-func (r *Relay) dialConnector(rt *route, a *agentSession, open *wire.Open, action string) (*quicnet.Conn, *connectorSession, *wire.Result) {
-	dial := &wire.Dial{
-		Binding:  open.Binding,
-		Session:  a.id,
-		Identity: a.ident.Load(),
-		Action:   action,
-		Details:  open.Details,
-		Source:   a.remote,
-		Early:    open.Early,
-	}
-	var tried []*connectorSession
-	for {
-		cs := rt.pick(tried)
-		if cs == nil {
-			if len(tried) == 0 {
-				return nil, nil, &wire.Result{Code: wire.CodeNoConnector, Reason: "no_connector", Message: "no connector serving this binding is connected to the relay"}
-			}
-			return nil, nil, &wire.Result{Code: wire.CodeNoConnector, Reason: "connectors_failed", Message: fmt.Sprintf("%d connectors serve this binding but none took the stream", len(tried))}
-		}
-		tried = append(tried, cs)
-		ctx, cancel := context.WithTimeout(r.ctx, r.limits.OpenTimeout)
-		st, err := cs.conn.OpenStreamSync(ctx)
-		cancel()
-		if err != nil {
-			r.log.Warn("relay: cannot open a stream to connector", "connector", cs.name(), "err", err)
-			continue
-		}
-		if err := wire.WriteFrame(st, dial); err != nil {
-			st.CancelRead(quicnet.StreamAborted)
-			st.CancelWrite(quicnet.StreamAborted)
-			continue
-		}
-		return quicnet.NewConn(st, cs.conn.LocalAddr(), cs.conn.RemoteAddr()), cs, nil
-	}
 }
 
 // decideOpen decides an open by the open rule (a permit to read or write a

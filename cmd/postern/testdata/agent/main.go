@@ -2,7 +2,9 @@
 // reads POSTERN_RELAY, POSTERN_RELAY_PIN and POSTERN_TOKEN_FILE, prints
 // its catalog, and for each binding named on the command line sends a
 // line through a TCP binding and prints what came back, or prints why the
-// open was refused.
+// open was refused. With -stall first, it opens each binding, sends a
+// line, says so and then reads nothing, ever: an agent that stopped
+// reading its downloads.
 package main
 
 import (
@@ -46,6 +48,9 @@ func main() {
 		names = append(names, b.Name)
 	}
 	fmt.Printf("catalog: %s\n", strings.Join(names, ","))
+	if len(os.Args) > 2 && os.Args[1] == "-stall" {
+		stall(c, os.Args[2:])
+	}
 	for _, name := range os.Args[1:] {
 		conn, err := c.Dial(ctx, "tcp", name)
 		var me *postern.Error
@@ -66,4 +71,18 @@ func main() {
 		}
 		fmt.Printf("%s: allowed: %s\n", name, strings.TrimSpace(line))
 	}
+}
+
+// stall opens each binding, sends a line and never reads, until killed.
+func stall(c *mesh.Client, bindings []string) {
+	for _, name := range bindings {
+		conn, err := c.Dial(context.Background(), "tcp", name)
+		if err != nil {
+			fmt.Printf("%s: error: %v\n", name, err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(conn, "hello %s\n", name)
+		fmt.Printf("stalled: %s\n", name)
+	}
+	select {}
 }
