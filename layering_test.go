@@ -17,7 +17,9 @@ func TestLayering(t *testing.T) {
 		name      string
 		pkgs      []string
 		forbidden []string // packages of ours that must not be among the deps
-		only      []string // when set, every dep outside the standard library must be one of these (a prefix when it ends in "/")
+		// forbiddenPrefixes: no dep may start with any of these
+		forbiddenPrefixes []string
+		only              []string // when set, every dep outside the standard library must be one of these (a prefix when it ends in "/")
 	}{
 		{
 			name:      "relay and connector do not import the agent client",
@@ -29,6 +31,15 @@ func TestLayering(t *testing.T) {
 			pkgs: []string{"./binding", "./mesh"},
 			forbidden: []string{mod + "/mesh/relay", mod + "/mesh/connector", mod + "/policy",
 				mod + "/internal/sqlclass", "github.com/pganalyze/pg_query_go/v6"}, // no cgo parser in an agent
+		},
+		{
+			// The agent SDK reports through OpenTelemetry's API and the
+			// global providers a program installs: no Prometheus client,
+			// no OpenTelemetry SDK or exporter of ours.
+			name: "an agent does not compile in Prometheus or an OpenTelemetry SDK",
+			pkgs: []string{"./binding", "./mesh"},
+			forbiddenPrefixes: []string{"github.com/prometheus/", "go.opentelemetry.io/otel/sdk", "go.opentelemetry.io/otel/exporters",
+				mod + "/internal/telemetry"},
 		},
 		{
 			name:      "the postern binary carries no benchmark",
@@ -52,6 +63,13 @@ func TestLayering(t *testing.T) {
 			for _, f := range tt.forbidden {
 				if slices.Contains(deps, f) {
 					t.Errorf("%s depends on %s", strings.Join(tt.pkgs, " "), f)
+				}
+			}
+			for _, d := range deps {
+				for _, p := range tt.forbiddenPrefixes {
+					if strings.HasPrefix(d, p) {
+						t.Errorf("%s depends on %s", strings.Join(tt.pkgs, " "), d)
+					}
 				}
 			}
 			if tt.only == nil {

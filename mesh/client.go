@@ -21,6 +21,7 @@ import (
 	"github.com/postern/postern/internal/quicnet"
 
 	sess "github.com/postern/postern/internal/session"
+	"github.com/postern/postern/internal/tracectx"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/transport"
 )
@@ -297,6 +298,20 @@ func (c *Client) dial(ctx context.Context, network, name string, early bool) (ne
 	if err != nil {
 		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}
 	}
+	ctx, ot := startOpen(ctx, name)
+	conn, err := c.dialSession(ctx, name, details, early)
+	if err != nil || !early {
+		ot.end(err)
+	} else {
+		conn.ot = ot // ended when the relay's answer is read
+	}
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (c *Client) dialSession(ctx context.Context, name string, details []*wire.Detail, early bool) (*Conn, error) {
 	for attempt := 0; ; attempt++ {
 		s, err := c.session(ctx)
 		if err != nil {
@@ -582,7 +597,7 @@ func (s *session) lost(err error) bool {
 
 // open opens a binding stream. Unless early, it sends the Open and waits
 // for the relay's result; early, it leaves both to the first I/O.
-func (s *session) open(ctx context.Context, name string, details []*wire.Detail, early bool) (net.Conn, error) {
+func (s *session) open(ctx context.Context, name string, details []*wire.Detail, early bool) (*Conn, error) {
 	st, err := s.Conn.OpenStreamSync(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -591,7 +606,8 @@ func (s *session) open(ctx context.Context, name string, details []*wire.Detail,
 		return nil, err
 	}
 	conn := &Conn{qc: quicnet.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name, revoked: &s.revoked}
-	conn.openFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Details: details})
+	trace := tracectx.Inject(ctx)
+	conn.openFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Details: details, Trace: trace})
 	if err != nil {
 		conn.qc.Abort(quicnet.StreamClosed)
 		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}
@@ -600,14 +616,15 @@ func (s *session) open(ctx context.Context, name string, details []*wire.Detail,
 	s.active.Add(1)
 	conn.sess = s
 	if early {
-		conn.earlyFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Details: details, Early: true})
+		conn.earlyFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Details: details, Early: true, Trace: trace})
 		if err != nil {
 			conn.qc.Abort(quicnet.StreamClosed)
+			conn.releaseOnce.Do(s.release)
 			return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}
 		}
 		return conn, nil
 	}
-	fail := func(err error) (net.Conn, error) {
+	fail := func(err error) (*Conn, error) {
 		conn.qc.Abort(quicnet.StreamClosed)
 		conn.releaseOnce.Do(s.release)
 		return nil, err
@@ -653,6 +670,16 @@ type Conn struct {
 	resMu      sync.Mutex // guards resultErr and connector
 	resultErr  error
 	connector  string
+
+	otMu sync.Mutex // guards ot
+	ot   openTrace  // a DialEarly's open, until its answer is read
+}
+
+// endOpen ends a DialEarly's open span with its outcome, once.
+func (c *Conn) endOpen(err error) {
+	c.otMu.Lock()
+	defer c.otMu.Unlock()
+	c.ot.end(err)
 }
 
 // Binding returns the name of the binding the stream reaches.
@@ -662,6 +689,9 @@ func (c *Conn) Binding() string { return c.binding }
 // unless a Write is in flight, in which case the stream is reset. It is
 // safe to call more than once, and concurrently with Read and Write.
 func (c *Conn) Close() error {
+	if c.pending.Load() {
+		c.endOpen(postern.ErrClosed) // closed before the relay answered
+	}
 	err := c.qc.Close()
 	c.releaseOnce.Do(c.sess.release)
 	return err
@@ -783,6 +813,7 @@ func (c *Conn) awaitResult(ctx context.Context) error {
 	}
 	c.resultErr = c.readResult(ctx)
 	c.pending.Store(false)
+	c.endOpen(c.resultErr)
 	return c.resultErr
 }
 

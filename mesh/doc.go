@@ -53,6 +53,18 @@
 // stream and the next connect fail with [postern.ErrRevoked] (Reason
 // "token_revoked" or "subject_revoked"), and reconnecting does not help.
 //
+// # Traces and metrics
+//
+// The client reports through OpenTelemetry's global providers, when the
+// program installs them (otel.SetTracerProvider, otel.SetMeterProvider),
+// and costs a non-recording span otherwise; it imports the OpenTelemetry
+// API only, never an SDK, an exporter or Prometheus. Each Dial and
+// DialEarly is a span "postern.open", a child of the span in its context,
+// whose W3C trace context goes to the relay in the Open and from there to
+// the connector and an HTTP upstream (traceparent). Metrics:
+// postern.client.opens (by postern.binding and postern.outcome) and
+// postern.client.open.duration (seconds).
+//
 // # Usage
 //
 //	client, err := mesh.NewClient(mesh.Config{

@@ -142,6 +142,10 @@ type Decision struct {
 	// order. A forbid that fails to evaluate denies the request (Cedar
 	// would skip it and fail open); a permit that fails does not permit.
 	Errors []EvalError
+
+	// Cached says the decision came from the Set's decision cache, not
+	// from an evaluation (for metrics; it never changes the outcome).
+	Cached bool
 }
 
 // String returns "allow (id, ...)", "deny (id, ...)", "deny (no policy
@@ -250,6 +254,7 @@ func (s *Set) authorize(req *Request, open bool) Decision {
 			open:      open,
 		}
 		if d, ok := s.cache.load(key); ok {
+			d.Cached = true
 			return d
 		}
 	}

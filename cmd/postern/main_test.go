@@ -244,6 +244,9 @@ type deployment struct {
 	connector  *proc
 	addr, pin  string
 	agentToken string // path
+	// relayMetrics and connectorMetrics are the base URLs of their
+	// metrics listeners (metrics.listen: 127.0.0.1:0).
+	relayMetrics, connectorMetrics string
 }
 
 func deploy(t *testing.T, drain string) *deployment {
@@ -298,10 +301,12 @@ tokens:
   poll: 100ms
 drain_timeout: `+drain+`
 audit: stdout
+metrics: {listen: "127.0.0.1:0"}
 `)
 	d.relay = start(t, dir, nil, "relay", "--config", "relay.yaml")
 	m := d.relay.waitLine(&d.relay.stderr, `msg="postern relay ready" addr=(\S+) pin=(sha256:[0-9a-f]{64})`)
 	d.addr, d.pin = m[1], m[2]
+	d.relayMetrics = strings.TrimSuffix(d.relay.waitLine(&d.relay.stderr, `msg="postern relay ready" .* metrics=(\S+)`)[1], "/metrics")
 	if pin := strings.TrimSpace(mustPostern(t, dir, "pin", "relay.crt")); pin != d.pin {
 		t.Errorf("postern pin relay.crt = %s, the relay printed %s", pin, d.pin)
 	}
@@ -335,9 +340,11 @@ services:
     environment: prod
     labels: [financial]
 %sbackoff: {min: 50ms, max: 1s}
+metrics: {listen: "127.0.0.1:0"}
 `, d.addr, d.pin, echo, echo, extraYAML))
 	d.connector = start(t, dir, nil, "connector", "--config", "connector.yaml")
 	d.connector.waitLine(&d.connector.stderr, `postern connector ready`)
+	d.connectorMetrics = strings.TrimSuffix(d.connector.waitLine(&d.connector.stderr, `postern connector starting.* metrics=(\S+)`)[1], "/metrics")
 	return d
 }
 

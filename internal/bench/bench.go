@@ -45,9 +45,15 @@ type options struct {
 	doc        string
 	verbose    bool
 	args       []string
+
+	observeScrape time.Duration // the postern-observed path's scrape interval
 }
 
-var allPaths = []string{pathDirect, pathBare, pathPostern, pathUngated, pathSSH, pathWireGuard}
+var allPaths = []string{pathDirect, pathBare, pathPostern, pathObserved, pathUngated, pathSSH, pathWireGuard}
+
+// defaultPaths are those measured without -paths: all but postern-observed,
+// which is for its own comparison with postern.
+var defaultPaths = []string{pathDirect, pathBare, pathPostern, pathUngated, pathSSH, pathWireGuard}
 
 const (
 	phaseBulk = "bulk"
@@ -89,7 +95,7 @@ Flags:
 	fs.IntVar(&o.rttN, "rtt", 0, "1 KiB round trips per round (default 20000, quick 5000)")
 	fs.IntVar(&o.opensN, "opens", 0, "opens per round (default 2000, quick 500)")
 	fs.Float64Var(&o.loadSecs, "load-seconds", 0, "seconds of each rate test: PostgreSQL transactions, HTTP GETs (default 10, quick 2)")
-	pathList := fs.String("paths", strings.Join(allPaths, ","), "paths to measure")
+	pathList := fs.String("paths", strings.Join(defaultPaths, ","), "paths to measure (also "+pathObserved+": postern with metrics and 1% tracing on)")
 	phaseList := fs.String("phases", strings.Join(allPhases, ","), "tests to run (none for only -scale)")
 	fs.StringVar(&o.sshCipher, "ssh-cipher", "", "ssh -c cipher for the ssh path (default: ssh's own choice)")
 	fs.StringVar(&o.audit, "audit", "file", "Postern relay audit trail: file (JSON lines in the work directory) or discard (JSON handler to io.Discard)")
@@ -104,6 +110,7 @@ Flags:
 	fs.BoolVar(&o.failover, "failover", false, "run the failover test (a connector killed with SIGKILL during opens and live streams) and the isolation test (round trips beside three unread 256 MiB downloads); see failover.go")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, audit trail, ssh keys)")
 	fs.BoolVar(&o.verbose, "v", false, "print each measurement as it is taken")
+	fs.DurationVar(&o.observeScrape, "observe-scrape", 15*time.Second, "how often the "+pathObserved+" path's relay and connector are scraped (/metrics)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -157,6 +164,9 @@ Flags:
 			return nil, fmt.Errorf("-scale-rate: %q is not a rate", f)
 		}
 		o.scaleRates = append(o.scaleRates, v)
+	}
+	if o.observeScrape < 100*time.Millisecond {
+		return nil, errors.New("-observe-scrape: at least 100ms")
 	}
 	if o.audit != "file" && o.audit != "discard" {
 		return nil, errors.New("-audit: want file or discard")
@@ -253,6 +263,9 @@ type runner struct {
 	relayFailRounds []failRound
 
 	selfProfile *os.File // the agent's CPU profile, while one is taken
+
+	otlp    *otlpSink       // the collector of the postern-observed path
+	tracing *switchProvider // the agent's tracer provider, on while postern-observed is measured
 }
 
 // onStop adds f to what cleanup does, first the last added.
@@ -405,6 +418,8 @@ func (r *runner) setup() error {
 			p, err = r.setupPostern(me)
 		case pathUngated:
 			p, err = r.setupUngated(me)
+		case pathObserved:
+			p, err = r.setupObserved(me)
 		case pathSSH:
 			if why := sshMissing(); why != "" {
 				r.skipped[pathSSH] = why
@@ -615,6 +630,10 @@ func (a *acc) round(i int) *acc {
 
 // measure runs f on p, accounting the CPU of p's processes to the test.
 func (r *runner) measure(phase string, p *path, f func(a *acc, m *meter) error) {
+	if p.name == pathObserved && r.tracing != nil {
+		r.tracing.on.Store(true)
+		defer r.tracing.on.Store(false)
+	}
 	r.measureOn(phase, p.name, p.procs, f)
 }
 

@@ -339,3 +339,31 @@ func runMain(t *testing.T, args ...string) (Report, string) {
 	}
 	return rep, stdout.String()
 }
+
+// TestObservedRun measures postern and postern-observed (metrics and 1%
+// tracing on) side by side, and reports their ratio.
+func TestObservedRun(t *testing.T) {
+	t.Parallel()
+	rep, stdout := runMain(t, "-quick", "-paths", "postern,postern-observed", "-phases", "rtt,open", "-rtt", "200", "-opens", "30")
+	if len(rep.Errors) > 0 {
+		t.Fatalf("errors: %q", rep.Errors)
+	}
+	found := 0
+	for _, m := range rep.Metrics {
+		switch m.Key {
+		case "rtt-1k.p99", "open.rate", "open.p99":
+			found++
+			for _, p := range []string{pathPostern, pathObserved} {
+				if v, ok := m.Values[p]; !ok || v <= 0 {
+					t.Errorf("metric %s on %s: %v", m.Key, p, v)
+				}
+			}
+		}
+	}
+	if found != 3 {
+		t.Errorf("found %d of the metrics rtt-1k.p99, open.rate, open.p99", found)
+	}
+	if !strings.Contains(stdout, "| observed ÷ postern |") {
+		t.Errorf("no ratio of observed to postern:\n%s", stdout)
+	}
+}

@@ -49,7 +49,10 @@ const (
 	// request gate off (measure.Connector.Ungated), measured in the
 	// binding tests only: what deciding costs is its difference from
 	// postern.
-	pathUngated   = "postern-nogate"
+	pathUngated = "postern-nogate"
+	// pathObserved is the postern path with metrics and tracing (1%)
+	// on (observe.go); not measured unless -paths names it.
+	pathObserved  = "postern-observed"
 	pathSSH       = "ssh"
 	pathWireGuard = "wireguard"
 )

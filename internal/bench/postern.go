@@ -100,6 +100,8 @@ type relayConfig struct {
 	// Audit is the file the audit trail is appended to; empty means a
 	// JSON handler writing to io.Discard (the events are still built).
 	Audit string `json:"audit"`
+	// Observe turns metrics and tracing on (observe.go).
+	Observe *observeConfig `json:"observe,omitempty"`
 }
 
 type relayReady struct {
@@ -135,21 +137,31 @@ func startRelay(b []byte) (any, func(), error) {
 		}
 		audit = auditFile
 	}
-	r, err := relay.Listen(relay.Config{
-		Addr:        "127.0.0.1:0",
-		Certificate: cert,
-		Verifier:    v,
-		Policy:      policy.NewEngine(set),
-		Audit:       slog.New(slog.NewJSONHandler(audit, nil)),
-		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	var r *relay.Relay
+	reg, tp, stopObserving, err := startObserving(cfg.Observe, func() error { return r.CheckReady() })
+	if err != nil {
+		v.Close()
+		return nil, nil, err
+	}
+	r, err = relay.Listen(relay.Config{
+		Addr:           "127.0.0.1:0",
+		Certificate:    cert,
+		Verifier:       v,
+		Policy:         policy.NewEngine(set),
+		Audit:          slog.New(slog.NewJSONHandler(audit, nil)),
+		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Metrics:        reg,
+		TracerProvider: tp,
 	})
 	if err != nil {
+		stopObserving()
 		v.Close()
 		return nil, nil, err
 	}
 	statsHook = func() any { return r.Stats() }
 	stop := func() {
 		r.Close()
+		stopObserving()
 		v.Close()
 		if auditFile != nil {
 			auditFile.Close()
@@ -176,6 +188,8 @@ type connectorConfig struct {
 	Services []service `json:"services"`
 	// Ungated turns the connector's statement and request gate off.
 	Ungated bool `json:"ungated,omitempty"`
+	// Observe turns metrics and tracing on (observe.go).
+	Observe *observeConfig `json:"observe,omitempty"`
 }
 
 func startConnector(b []byte) (any, func(), error) {
@@ -194,15 +208,23 @@ func startConnector(b []byte) (any, func(), error) {
 		}
 		svcs = append(svcs, cs)
 	}
-	c, err := connector.New(connector.Config{
-		Relays:   []string{cfg.Relay},
-		Token:    cfg.Token,
-		Pin:      cfg.Pin,
-		Services: svcs,
-		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Measure:  &measure.Connector{Ungated: cfg.Ungated},
+	var c *connector.Connector
+	reg, tp, stopObserving, err := startObserving(cfg.Observe, func() error { return c.CheckReady() })
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err = connector.New(connector.Config{
+		Relays:         []string{cfg.Relay},
+		Token:          cfg.Token,
+		Pin:            cfg.Pin,
+		Services:       svcs,
+		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Measure:        &measure.Connector{Ungated: cfg.Ungated},
+		Metrics:        reg,
+		TracerProvider: tp,
 	})
 	if err != nil {
+		stopObserving()
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -212,10 +234,12 @@ func startConnector(b []byte) (any, func(), error) {
 	case <-c.Ready():
 	case err := <-done:
 		cancel()
+		stopObserving()
 		return nil, nil, fmt.Errorf("connector stopped: %w", err)
 	case <-time.After(30 * time.Second):
 		cancel()
 		<-done
+		stopObserving()
 		return nil, nil, fmt.Errorf("connector not connected after 30s")
 	}
 	stop := func() {
@@ -224,6 +248,7 @@ func startConnector(b []byte) (any, func(), error) {
 		case <-done:
 		case <-time.After(5 * time.Second):
 		}
+		stopObserving()
 	}
 	return struct{}{}, stop, nil
 }

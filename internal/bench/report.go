@@ -274,6 +274,13 @@ func (r *runner) metricDefs() []metricDef {
 	add("rtt-1k.p999", "1 KiB request/response, warm, p99.9", "us", false, lat("rtt-1k", 0.999))
 	add("open.p50", "open + first byte back, p50", "us", false, lat("open", 0.5))
 	add("open.p99", "open + first byte back, p99", "us", false, lat("open", 0.99))
+	add("open.rate", "opens + first byte back, one after another", "opens/s", true, func(_ *path, get getter) (float64, bool) {
+		a := get("open")
+		if !ok(a) || a.secs == 0 {
+			return 0, false
+		}
+		return float64(a.ops) / a.secs, true
+	})
 	// CPU per GB over all bulk tests together, per role.
 	for _, role := range append(cpuRoles, struct{ row, title string }{"total", "all processes"}) {
 		add("cpu-per-gb."+role.row, "CPU s/GB, "+role.title, "s/GB", false, func(p *path, get getter) (float64, bool) {
@@ -466,6 +473,7 @@ func (r *runner) printTable(w io.Writer, rep *Report) {
 		{pathPostern, pathDirect, "postern ÷ direct"},
 		{pathPostern, pathBare, "postern ÷ bare"},
 		{pathPostern, pathUngated, "postern ÷ nogate"},
+		{pathObserved, pathPostern, "observed ÷ postern"},
 		{pathBare, pathDirect, "bare ÷ direct"},
 		{pathSSH, pathDirect, "ssh ÷ direct"},
 		{pathWireGuard, pathDirect, "wireguard ÷ direct"},

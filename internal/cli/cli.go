@@ -48,6 +48,7 @@ func commands() []command {
 		{"pin", "print the pin of a relay certificate, for trust.pin and POSTERN_RELAY_PIN", runPin},
 		{"forward", "carry local connections over bindings, for any program: psql, curl, ...", runForward},
 		{"mcp", "serve MCP tools over this agent's bindings, for any MCP client (stdio or HTTP)", runMCP},
+		{"status", "print a live summary of a relay or connector from its metrics listener", runStatus},
 		{"dev", "run a relay, a connector and demo services in one process", runDev},
 		{"version", "print the version of this build", runVersion},
 	}

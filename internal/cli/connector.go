@@ -45,15 +45,24 @@ func runConnector(ctx context.Context, env Env, args []string) int {
 	cc := cfg.Config
 	cc.Logger = log
 	cc.Audit = log // each HTTP request's decision, with the operational log
+	obs, err := newObserver(ctx, "postern-connector", cfg.MetricsListen, log)
+	if err != nil {
+		return failf(env, ExitUsage, "connector: %v", err)
+	}
+	defer obs.close()
+	cc.Metrics, cc.TracerProvider = obs.registerer(), obs.tp
 	c, err := connector.New(cc)
 	if err != nil {
 		return failf(env, ExitUsage, "connector: %s: %v", cfg.File, err)
+	}
+	if err := obs.serve(c.CheckReady); err != nil {
+		return failf(env, ExitFailure, "connector: %v", err)
 	}
 	var names []string
 	for _, s := range cc.Services {
 		names = append(names, s.Name)
 	}
-	log.Info("postern connector starting", "relays", strings.Join(cc.Relays, ","), "services", strings.Join(names, ","))
+	log.Info("postern connector starting", "relays", strings.Join(cc.Relays, ","), "services", strings.Join(names, ","), "metrics", metricsField(obs))
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)

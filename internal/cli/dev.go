@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -62,6 +63,7 @@ func runDev(ctx context.Context, env Env, args []string) int {
 	policyDir := fs.String("policies", "", "use the *.cedar policies in `dir` (default: the examples, copied into --dir)")
 	ttl := fs.Duration("ttl", 12*time.Hour, "lifetime of the tokens")
 	noPostgres := fs.Bool("no-postgres", false, "do not start PostgreSQL, even when it is installed")
+	metricsAddr := fs.String("metrics", devMetrics, "serve /metrics, /healthz and /readyz of the relay and the connector on `host:port` (\"off\": none; when the default is taken, another port)")
 	level := fs.String("log-level", "warn", "operational log `level` on stderr: debug, info, warn or error")
 	pos, code, done := parse(fs, env, args)
 	if done {
@@ -101,9 +103,14 @@ func runDev(ctx context.Context, env Env, args []string) int {
 	// Audit events start with the connector's session: hold them until
 	// the banner is out.
 	audit := &gateWriter{w: env.Stdout}
+	metrics := *metricsAddr
+	if metrics == "off" {
+		metrics = ""
+	}
 	m, err := startDev(ctx, devOptions{
 		listen: *listen, dir: dir, policyDir: *policyDir, ttl: *ttl,
 		postgres: !*noPostgres, log: log, audit: audit,
+		metrics: metrics, metricsFallback: !flagGiven(fs, "metrics"),
 	})
 	if err != nil {
 		return failf(env, ExitFailure, "dev: %v", err)
@@ -124,6 +131,8 @@ type devOptions struct {
 	postgres               bool
 	log                    *slog.Logger
 	audit                  io.Writer
+	metrics                string // metrics listener address; "" for none
+	metricsFallback        bool   // when metrics is taken, listen on another port
 }
 
 // devMesh is a running dev mesh.
@@ -138,6 +147,7 @@ type devMesh struct {
 	pgNote   string // what happened to PostgreSQL, for the banner
 	pgStop   func()
 	tokens   []devIdentity
+	obs      *observer
 	stopConn func()
 	verifier *identity.Verifier
 }
@@ -269,10 +279,15 @@ func startDev(ctx context.Context, o devOptions) (_ *devMesh, err error) {
 		return nil, err
 	}
 	m.pin = transport.Pin(cert)
+	m.obs, err = newObserver(ctx, "postern-dev", o.metrics, o.log)
+	if err != nil {
+		return nil, err
+	}
 	m.relay, err = relay.Listen(relay.Config{
 		Addr: o.listen, Certificate: cert, Verifier: m.verifier, Policy: m.engine,
 		PolicyOptions: &policy.ValidateOptions{},
 		Logger:        o.log, Audit: slog.New(slog.NewJSONHandler(o.audit, nil)),
+		Metrics: m.obs.registerer(), TracerProvider: m.obs.tp,
 	})
 	if err != nil {
 		return nil, err
@@ -283,9 +298,25 @@ func startDev(ctx context.Context, o devOptions) (_ *devMesh, err error) {
 		Relays: []string{m.relay.Addr().String()}, Token: connTok, Pin: m.pin,
 		Services: m.services, Logger: o.log, Audit: slog.New(slog.NewJSONHandler(o.audit, nil)),
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second,
+		Metrics: m.obs.registerer(), TracerProvider: m.obs.tp,
 	})
 	if err != nil {
 		return nil, err
+	}
+	ready := func() error {
+		if err := m.relay.CheckReady(); err != nil {
+			return err
+		}
+		return c.CheckReady()
+	}
+	if err := m.obs.serve(ready); err != nil {
+		if !o.metricsFallback {
+			return nil, err
+		}
+		m.obs.listen = "127.0.0.1:0" // the default port is taken: any other
+		if err := m.obs.serve(ready); err != nil {
+			return nil, err
+		}
 	}
 	cctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -313,6 +344,10 @@ func (m *devMesh) stop() {
 	if m.stopConn != nil {
 		m.stopConn()
 		m.stopConn = nil
+	}
+	if m.obs != nil {
+		m.obs.close()
+		m.obs = nil
 	}
 	if m.watcher != nil {
 		m.watcher.stop()
@@ -343,7 +378,11 @@ func (m *devMesh) printBanner(w io.Writer) {
 	fmt.Fprintf(w, "postern dev: a relay, a connector and demo private services in one process.\n\n")
 	fmt.Fprintf(w, "relay     %s (QUIC), certificate pin %s\n", addr, m.pin)
 	fmt.Fprintf(w, "files     %s\n", m.opts.dir)
-	fmt.Fprintf(w, "policies  %s (%s), reloaded on change\n\n", m.opts.policyDir, strings.Join(m.engine.Set().IDs(), ", "))
+	fmt.Fprintf(w, "policies  %s (%s), reloaded on change\n", m.opts.policyDir, strings.Join(m.engine.Set().IDs(), ", "))
+	if u := m.obs.url(); u != "" {
+		fmt.Fprintf(w, "metrics   %s/metrics (Prometheus), %s/readyz; a summary: postern status --metrics %s\n", u, u, u)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "binding\tkind\tenvironment\tlabels\tcoding-agent\toncall-agent")
 	for _, s := range m.services {
@@ -500,4 +539,15 @@ func (g *gateWriter) release() {
 	g.open = true
 	g.w.Write(g.held)
 	g.held = nil
+}
+
+// devMetrics is where postern dev serves its metrics by default: the
+// port postern status reads by default.
+const devMetrics = "127.0.0.1:9464"
+
+// flagGiven reports whether the flag name was given on the command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

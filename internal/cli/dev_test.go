@@ -177,3 +177,75 @@ func TestDev(t *testing.T) {
 		}
 	}
 }
+
+// TestDevMetrics: postern dev serves the relay's and the connector's
+// metrics, prints where, and postern status reads them; when the address
+// asked for is taken and it was the default, another port is used.
+func TestDevMetrics(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	var logs meshtest.Log
+	m, err := startDev(context.Background(), devOptions{
+		listen: "127.0.0.1:0", dir: t.TempDir(), ttl: time.Hour,
+		log: slog.New(slog.NewTextHandler(&logs, nil)), audit: io.Discard,
+		metrics: busy.Addr().String(), metricsFallback: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.stop()
+	u := m.obs.url()
+	if u == "" || strings.Contains(u, busy.Addr().String()) {
+		t.Fatalf("metrics URL %q: want another port than the busy %s", u, busy.Addr())
+	}
+	var banner bytes.Buffer
+	m.printBanner(&banner)
+	if want := "metrics   " + u + "/metrics (Prometheus), " + u + "/readyz; a summary: postern status --metrics " + u; !strings.Contains(banner.String(), want) {
+		t.Errorf("banner lacks %q:\n%s", want, banner.String())
+	}
+
+	var out, errs bytes.Buffer
+	if code := runStatus(context.Background(), Env{Stdout: &out, Stderr: &errs}, []string{"--metrics", u, "--interval", "200ms"}); code != ExitOK {
+		t.Fatalf("status: exit %d: %s", code, errs.String())
+	}
+	for _, want := range []string{"readiness: ready", "relay\n", "sessions: 0 agents, 1 connectors", "staging-api: 1 connector", "connector\n", ": up", "denials in the last minute: 0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// Without the fallback, a taken address is an error.
+	_, err = startDev(context.Background(), devOptions{
+		listen: "127.0.0.1:0", dir: t.TempDir(), ttl: time.Hour,
+		log: slog.New(slog.DiscardHandler), audit: io.Discard, metrics: busy.Addr().String(),
+	})
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("dev on a taken metrics address: %v", err)
+	}
+}
+
+// TestStatusFlags: bad flags and unreachable listeners are clear errors.
+func TestStatusFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"interval too short", []string{"--interval", "1ms"}, ExitUsage, "--interval must be between 100ms and 1m"},
+		{"argument", []string{"extra"}, ExitUsage, `unexpected argument "extra"`},
+		{"not a URL", []string{"--metrics", "127.0.0.1:9464"}, ExitFailure, "is not an http URL"},
+		{"nothing listening", []string{"--metrics", "http://" + meshtest.DeadAddr(t)}, ExitFailure, "connection refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errs bytes.Buffer
+			if code := runStatus(context.Background(), Env{Stdout: &out, Stderr: &errs}, tt.args); code != tt.code || !strings.Contains(errs.String(), tt.want) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, errs.String(), tt.code, tt.want)
+			}
+		})
+	}
+}

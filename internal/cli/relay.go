@@ -91,6 +91,11 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 		revList.Replace(rev)
 		revocations = revList
 	}
+	obs, err := newObserver(ctx, "postern-relay", cfg.MetricsListen, log)
+	if err != nil {
+		return failf(env, ExitUsage, "relay: %v", err)
+	}
+	defer obs.close()
 
 	r, err := relay.Listen(relay.Config{
 		Addr:               cfg.Listen,
@@ -104,9 +109,15 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 		Revocations:        revocations,
 		Logger:             log,
 		Audit:              audit,
+		Metrics:            obs.registerer(),
+		TracerProvider:     obs.tp,
 	})
 	if err != nil {
 		return failf(env, ExitFailure, "%v", err) // "relay: ..." already
+	}
+	if err := obs.serve(r.CheckReady); err != nil {
+		r.Close()
+		return failf(env, ExitFailure, "relay: %v", err)
 	}
 	if cfg.CertSource == "ephemeral" {
 		log.Warn("relay: no tls section: using a self-signed certificate made for this run; its pin changes at every start (set tls.self_signed with cert_file and key_file to keep it)")
@@ -124,7 +135,8 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 		"pin", transport.Pin(cfg.Certificate),
 		"certificate", cfg.CertSource,
 		"policies", set.Len(),
-		"audit", cfg.Audit)
+		"audit", cfg.Audit,
+		"metrics", metricsField(obs))
 
 	w := startPolicyWatcher(cfg.PolicyDir, loaded, cfg.PolicyOptions, engine, cfg.PolicyPoll, log)
 	defer w.stop()

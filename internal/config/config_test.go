@@ -106,6 +106,7 @@ bindings:
 audit: stderr
 log: {level: debug, format: json}
 drain_timeout: 3s
+metrics: {listen: 127.0.0.1:9464}
 `
 
 func TestLoadRelay(t *testing.T) {
@@ -145,6 +146,9 @@ func TestLoadRelay(t *testing.T) {
 	if r.Audit != "stderr" || !r.Log.JSON || r.Log.Level.String() != "DEBUG" || r.DrainTimeout != 3*time.Second {
 		t.Errorf("audit %q log %+v drain %s", r.Audit, r.Log, r.DrainTimeout)
 	}
+	if r.MetricsListen != "127.0.0.1:9464" {
+		t.Errorf("metrics.listen %q", r.MetricsListen)
+	}
 	if _, err := set(t, r); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +169,7 @@ func TestLoadRelayDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Listen != DefaultListen || r.Audit != "stdout" || r.DrainTimeout != DefaultDrainTimeout || r.PolicyPoll != DefaultPolicyPoll || r.Log.JSON {
+	if r.Listen != DefaultListen || r.Audit != "stdout" || r.DrainTimeout != DefaultDrainTimeout || r.PolicyPoll != DefaultPolicyPoll || r.Log.JSON || r.MetricsListen != "" {
 		t.Errorf("defaults: %+v", r)
 	}
 	if r.Verifier.MaxLifetime != 24*time.Hour || r.RevocationFile != "" {
@@ -242,6 +246,9 @@ func TestRelayErrors(t *testing.T) {
 		{"bad duration", base + "limits: {open_timeout: soon}\n", []string{"relay.yaml:3:", "limits.open_timeout: want a duration"}},
 		{"negative stalled streams", base + "limits: {stalled_streams_per_agent: -1}\n", []string{"limits.stalled_streams_per_agent: must not be negative"}},
 		{"negative ack timeout", base + "limits: {ack_timeout: -1s}\n", []string{"limits.ack_timeout: want a duration"}},
+		{"bad metrics listen", base + "metrics: {listen: 9464}\n", []string{"relay.yaml:3:", `metrics.listen: want host:port (such as 127.0.0.1:9464), got "9464"`}},
+		{"bad metrics port", base + "metrics: {listen: '127.0.0.1:http-ish'}\n", []string{"metrics.listen: want host:port"}},
+		{"unknown metrics key", base + "metrics: {addr: 127.0.0.1:9464}\n", []string{"metrics.addr: unknown field"}},
 		{"wrong type list", base + "bindings: db\n", []string{"relay.yaml:3:11: bindings: want a list"}},
 		{"wrong type mapping", "tokens: postern\npolicy: {dir: policies}\n", []string{"relay.yaml:1:9: tokens: want a mapping"}},
 		{"set twice", base + "audit: stdout\naudit: stderr\n", []string{"relay.yaml:4:1: audit: set twice"}},
@@ -331,6 +338,7 @@ services:
         Authorization: {file: api-auth}
         X-Team: {env: POSTERN_TEST_TEAM}
 backoff: {min: 100ms, max: 5s}
+metrics: {listen: "127.0.0.1:0"}
 `
 }
 
@@ -354,6 +362,9 @@ func TestLoadConnector(t *testing.T) {
 	cfg := c.Config
 	if len(cfg.Relays) != 2 || cfg.Pin != pin || cfg.MinBackoff != 100*time.Millisecond || cfg.MaxBackoff != 5*time.Second {
 		t.Errorf("config %+v", cfg)
+	}
+	if c.MetricsListen != "127.0.0.1:0" {
+		t.Errorf("metrics.listen %q", c.MetricsListen)
 	}
 	if len(cfg.Services) != 2 {
 		t.Fatalf("services %+v", cfg.Services)
@@ -409,6 +420,7 @@ func TestConnectorErrors(t *testing.T) {
 		{"bad pin", "relays: [127.0.0.1:7443]\ntoken_file: connector.token\ntrust: {pin: abc}\n" + svc, []string{"connector.yaml:3:9: trust.pin: want sha256:"}},
 		{"unreadable ca", "relays: [127.0.0.1:7443]\ntoken_file: connector.token\ntrust: {ca_file: ca.pem}\n" + svc, []string{"connector.yaml:3:9: trust.ca_file: cannot read"}},
 		{"bad relay", "relays: [relay.example]\ntoken_file: connector.token\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:1:10: relays[0]: want host:port"}},
+		{"bad metrics listen", head + svc + "metrics: {listen: localhost}\n", []string{"metrics.listen: want host:port", `got "localhost"`}},
 		{"missing upstream", head + "services:\n  - name: db\n    kind: tcp\n", []string{"connector.yaml:5:5: services[0].upstream: required"}},
 		{"unknown service key", head + svc + "    upsteam: x\n", []string{"connector.yaml:7:5: services[0].upsteam: unknown field", `did you mean "upstream"`}},
 		{"wrong type labels", head + svc + "    labels: financial\n", []string{"connector.yaml:7:13: services[0].labels: want a list"}},

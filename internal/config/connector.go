@@ -28,6 +28,7 @@ type ConnectorFile struct {
 	Services  []ServiceFile `yaml:"services"`
 	Backoff   BackoffFile   `yaml:"backoff"`
 	Log       LogFile       `yaml:"log"`
+	Metrics   MetricsFile   `yaml:"metrics"`
 }
 
 // TrustFile says how the connector trusts the relays' certificate: by
@@ -104,6 +105,9 @@ type Connector struct {
 	Config    connector.Config
 	TokenFile string
 	Log       Log
+	// MetricsListen is metrics.listen, as for the relay: empty serves no
+	// /metrics, /healthz or /readyz.
+	MetricsListen string
 }
 
 // LoadConnector reads and checks the connector configuration file at
@@ -203,6 +207,7 @@ func LoadConnector(path string) (*Connector, error) {
 		d.errorf("backoff.min", "larger than backoff.max")
 	}
 	c.Log = d.log(f.Log)
+	c.MetricsListen = d.metrics(f.Metrics)
 	if err := d.err(); err != nil {
 		return nil, err
 	}

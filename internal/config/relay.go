@@ -37,6 +37,13 @@ type RelayFile struct {
 	Audit        string        `yaml:"audit"`
 	Log          LogFile       `yaml:"log"`
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	Metrics      MetricsFile   `yaml:"metrics"`
+}
+
+// MetricsFile configures the listener that serves /metrics, /healthz and
+// /readyz; off unless listen is set.
+type MetricsFile struct {
+	Listen string `yaml:"listen"`
 }
 
 // TLSFile is the relay's certificate. Without a tls section the relay
@@ -140,6 +147,9 @@ type Relay struct {
 	Audit        string
 	Log          Log
 	DrainTimeout time.Duration // default 10s
+	// MetricsListen is metrics.listen: the host:port that serves /metrics,
+	// /healthz and /readyz over HTTP. Empty (the default) serves none.
+	MetricsListen string
 }
 
 // Log is a checked LogFile.
@@ -283,6 +293,7 @@ func LoadRelay(path string) (*Relay, error) {
 		}
 	}
 	r.Log = d.log(f.Log)
+	r.MetricsListen = d.metrics(f.Metrics)
 	r.DrainTimeout = f.DrainTimeout
 	if r.DrainTimeout == 0 {
 		r.DrainTimeout = DefaultDrainTimeout
@@ -500,4 +511,19 @@ func LoadRevocations(path string) (relay.Revoked, error) {
 		return relay.Revoked{}, fmt.Errorf("%s: %s", filepath.Base(path), strings.TrimPrefix(err.Error(), "relay: "))
 	}
 	return rev, nil
+}
+
+// metrics checks metrics.listen: empty (off) or host:port.
+func (d *doc) metrics(m MetricsFile) string {
+	if m.Listen == "" {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(m.Listen)
+	if err == nil {
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err != nil {
+		d.errorf("metrics.listen", "want host:port (such as 127.0.0.1:9464), got %q", m.Listen)
+	}
+	return m.Listen
 }

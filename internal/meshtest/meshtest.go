@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/postern/postern"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
@@ -72,6 +75,10 @@ type Options struct {
 	PolicyOptions *policy.ValidateOptions
 	// RequireBoundTokens is the relay's: bearer agent tokens are refused.
 	RequireBoundTokens bool
+	// Metrics and TracerProvider are the relay's Config.Metrics and
+	// Config.TracerProvider.
+	Metrics        prometheus.Registerer
+	TracerProvider trace.TracerProvider
 }
 
 // Mesh is a running relay and what is needed to join it.
@@ -139,6 +146,8 @@ func (m *Mesh) StartRelay(addr string) {
 		RequireBoundTokens: m.opts.RequireBoundTokens,
 		Revocations:        m.opts.Revocations,
 		Audit:              slog.New(slog.NewJSONHandler(m.Audit, nil)),
+		Metrics:            m.opts.Metrics,
+		TracerProvider:     m.opts.TracerProvider,
 	})
 	if err != nil {
 		m.t.Fatal(err)

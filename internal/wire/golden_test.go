@@ -34,9 +34,11 @@ func golden() []Message {
 		&Refresh{Token: "eyJhbGciOiJFZERTQSJ9.e30.bmV3"},
 		&Refreshed{ExpiresUnixMs: 1_900_000_900_456},
 		&Goaway{Code: CodeShutdown, Reason: "relay_shutdown", Message: "the relay is shutting down"},
-		&Open{Binding: "staging-db", Action: "connect", Details: []*Detail{{Key: "method", Value: "GET"}, {Key: "path", Value: "/v1/invoices"}}, Early: true},
+		&Open{Binding: "staging-db", Action: "connect", Details: []*Detail{{Key: "method", Value: "GET"}, {Key: "path", Value: "/v1/invoices"}}, Early: true,
+			Trace: &TraceContext{Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", Tracestate: "congo=t61rcWkgMzE"}},
 		&Dial{Binding: "staging-db", Session: "4f2a9c0d1e2b3a4c5d6e7f80", Identity: id, Action: "connect",
-			Details: []*Detail{{Key: "method", Value: "GET"}}, Source: "192.0.2.7:51234", Early: true},
+			Details: []*Detail{{Key: "method", Value: "GET"}}, Source: "192.0.2.7:51234", Early: true,
+			Trace: &TraceContext{Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01"}},
 		&Revoke{Stream: 8, Binding: "staging-db", Reason: "policy", Message: "denied by staging-frozen", Policies: []string{"staging-frozen"}},
 		&Result{Code: CodeDenied, Reason: "policy", Message: "denied by forbid-financial", Policies: []string{"forbid-financial"}, Connector: "office-1"},
 		&DialAck{},
@@ -95,5 +97,38 @@ func TestGolden(t *testing.T) {
 		if m := newMessage(FrameType(typ)); m != nil && !seen[FrameType(typ)] {
 			t.Errorf("no golden frame of type %s", m.FrameType().Name())
 		}
+	}
+}
+
+// TestGoldenBeforeTrace reads the Open and Dial frames of version 1 as
+// they were before the trace context (Open.trace, Dial.trace): a peer
+// that never sends one is read as before, with no trace context.
+func TestGoldenBeforeTrace(t *testing.T) {
+	for _, want := range golden() {
+		var name string
+		switch m := want.(type) {
+		case *Open:
+			m.Trace, name = nil, "open"
+		case *Dial:
+			m.Trace, name = nil, "dial"
+		default:
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", "v1", name+"-before-trace.bin"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ReadFrame(bytes.NewReader(data), 0)
+			if err != nil {
+				t.Fatalf("a %s frame without a trace context no longer decodes: %v", name, err)
+			}
+			if !proto.Equal(got, want) {
+				t.Fatalf("got %v\nwant %v", got, want)
+			}
+			if enc := frame(t, want); !bytes.Equal(enc, data) {
+				t.Fatalf("without a trace context, %s encodes differently:\n got %x\nwant %x", name, enc, data)
+			}
+		})
 	}
 }

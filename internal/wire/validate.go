@@ -265,7 +265,36 @@ func (m *Open) validate() error {
 			return err
 		}
 	}
-	return checkDetails(m.Details)
+	return errs(checkDetails(m.Details), m.Trace.check())
+}
+
+// Caps of a TraceContext's fields (wire.proto).
+const (
+	maxTraceparentLen = 128
+	maxTracestateLen  = 512
+)
+
+// check enforces a TraceContext's caps. Its syntax is the tracer's to
+// judge: a trace context that does not parse is ignored, not refused.
+func (m *TraceContext) check() error {
+	if m == nil {
+		return nil
+	}
+	return errs(checkASCII("traceparent", m.Traceparent, maxTraceparentLen), checkASCII("tracestate", m.Tracestate, maxTracestateLen))
+}
+
+// checkASCII refuses a string longer than max bytes or with a byte outside
+// printable ASCII: what an HTTP header value may carry as is.
+func checkASCII(what, s string, max int) error {
+	if len(s) > max {
+		return malformed("%s is %d bytes, the limit is %d", what, len(s), max)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return malformed("%s has a byte that is not printable ASCII", what)
+		}
+	}
+	return nil
 }
 
 // A DialAck has no fields: any that a later version adds are dropped.
@@ -282,6 +311,7 @@ func (m *Dial) validate() error {
 		checkLen("action", m.Action, MaxNameLen),
 		checkDetails(m.Details),
 		checkLen("source", m.Source, maxAddrLen),
+		m.Trace.check(),
 	)
 }
 

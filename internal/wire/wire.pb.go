@@ -47,10 +47,10 @@
 //                                           <- Goaway{code, message} (session ends, e.g. token expired)
 //
 //   agent: a new stream per use of a binding
-//     Open{binding, action, details} [raw bytes may follow at once] ->
+//     Open{binding, action, details, trace} [raw bytes may follow at once] ->
 //                                         relay authorizes, picks a connector,
 //                                         opens a stream to it:
-//                                           Dial{binding, session, identity, ack} [agent's early bytes] -> connector
+//                                           Dial{binding, session, identity, ack, trace} [agent's early bytes] -> connector
 //                                           <- DialAck from connector (Dial.ack set: at once, before
 //                                              dialing upstream; none within the relay's ack bound
 //                                              and the relay tries the next connector)
@@ -227,6 +227,11 @@
 //      A relay that does not know it holds the session for QUIC's idle
 //      timeout, as before; a client that does not list it is never
 //      ended for silence.
+//   1 + trace context: Open.trace (field 5), Dial.trace (field 9) and the
+//      TraceContext message, a W3C trace context from the agent through
+//      the relay to the connector. Added without a version bump: both are
+//      optional fields that version 1 peers ignore (proto3 skips unknown
+//      fields), and a peer that receives none traces nothing.
 //
 // How a later version changes the protocol:
 //
@@ -1257,7 +1262,10 @@ type Open struct {
 	// (mesh.Client.DialEarly): it reads the Result with the first reply
 	// instead of waiting for it before it sends. A connector may then read
 	// those bytes before it answers (see Dial.early).
-	Early         bool `protobuf:"varint,4,opt,name=early,proto3" json:"early,omitempty"`
+	Early bool `protobuf:"varint,4,opt,name=early,proto3" json:"early,omitempty"`
+	// The W3C trace context of the agent's open (see TraceContext); unset
+	// when the agent's context carries no span.
+	Trace         *TraceContext `protobuf:"bytes,5,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1320,6 +1328,13 @@ func (x *Open) GetEarly() bool {
 	return false
 }
 
+func (x *Open) GetTrace() *TraceContext {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 // Dial starts a binding stream: FRAME_TYPE_DIAL, relay to connector, after
 // the relay allowed an Open.
 type Dial struct {
@@ -1347,7 +1362,11 @@ type Dial struct {
 	// The relay waits for a DialAck before the Result: answer one as soon
 	// as this Dial is read. Set only for connectors whose Hello.features
 	// lists "dial_ack".
-	Ack           bool `protobuf:"varint,8,opt,name=ack,proto3" json:"ack,omitempty"`
+	Ack bool `protobuf:"varint,8,opt,name=ack,proto3" json:"ack,omitempty"`
+	// The W3C trace context of the relay's routing of the open, a child of
+	// the Open's (see TraceContext); unset when the Open carried none and
+	// the relay does not trace.
+	Trace         *TraceContext `protobuf:"bytes,9,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1438,6 +1457,75 @@ func (x *Dial) GetAck() bool {
 	return false
 }
 
+func (x *Dial) GetTrace() *TraceContext {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
+// TraceContext carries a W3C Trace Context (https://www.w3.org/TR/trace-context/)
+// from one hop of an open to the next: agent to relay in Open.trace, relay
+// to connector in Dial.trace; the connector sends it on to an HTTP upstream
+// as the traceparent and tracestate headers. It is advisory: a peer that
+// cannot parse it ignores it (as the W3C specification asks of a malformed
+// traceparent header) and the open goes on; it never affects a decision.
+type TraceContext struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The traceparent header's value, "00-<32 hex trace-id>-<16 hex
+	// parent-id>-<2 hex flags>". At most 128 bytes, printable ASCII.
+	Traceparent string `protobuf:"bytes,1,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	// The tracestate header's value, vendor key=value pairs. At most 512
+	// bytes, printable ASCII.
+	Tracestate    string `protobuf:"bytes,2,opt,name=tracestate,proto3" json:"tracestate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceContext) Reset() {
+	*x = TraceContext{}
+	mi := &file_wire_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceContext) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceContext) ProtoMessage() {}
+
+func (x *TraceContext) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceContext.ProtoReflect.Descriptor instead.
+func (*TraceContext) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TraceContext) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
+}
+
+func (x *TraceContext) GetTracestate() string {
+	if x != nil {
+		return x.Tracestate
+	}
+	return ""
+}
+
 // Revoke says why the relay is cutting one of an agent's live binding
 // streams: FRAME_TYPE_REVOKE, relay to agent, on the control stream, just
 // before the relay resets the stream (both directions, and the
@@ -1468,7 +1556,7 @@ type Revoke struct {
 
 func (x *Revoke) Reset() {
 	*x = Revoke{}
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1568,7 @@ func (x *Revoke) String() string {
 func (*Revoke) ProtoMessage() {}
 
 func (x *Revoke) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1581,7 @@ func (x *Revoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoke.ProtoReflect.Descriptor instead.
 func (*Revoke) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{12}
+	return file_wire_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Revoke) GetStream() uint64 {
@@ -1545,7 +1633,7 @@ type DialAck struct {
 
 func (x *DialAck) Reset() {
 	*x = DialAck{}
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1645,7 @@ func (x *DialAck) String() string {
 func (*DialAck) ProtoMessage() {}
 
 func (x *DialAck) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1658,7 @@ func (x *DialAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialAck.ProtoReflect.Descriptor instead.
 func (*DialAck) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{13}
+	return file_wire_proto_rawDescGZIP(), []int{14}
 }
 
 // Result answers an Open (relay to agent) or a Dial (connector to relay):
@@ -1596,7 +1684,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1696,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1709,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{14}
+	return file_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Result) GetCode() Code {
@@ -1678,7 +1766,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1690,7 +1778,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1703,7 +1791,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{15}
+	return file_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Identity) GetSubject() string {
@@ -1763,7 +1851,7 @@ type Binding struct {
 
 func (x *Binding) Reset() {
 	*x = Binding{}
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +1863,7 @@ func (x *Binding) String() string {
 func (*Binding) ProtoMessage() {}
 
 func (x *Binding) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +1876,7 @@ func (x *Binding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Binding.ProtoReflect.Descriptor instead.
 func (*Binding) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{16}
+	return file_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Binding) GetName() string {
@@ -1846,7 +1934,7 @@ type Detail struct {
 
 func (x *Detail) Reset() {
 	*x = Detail{}
-	mi := &file_wire_proto_msgTypes[17]
+	mi := &file_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1858,7 +1946,7 @@ func (x *Detail) String() string {
 func (*Detail) ProtoMessage() {}
 
 func (x *Detail) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[17]
+	mi := &file_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1871,7 +1959,7 @@ func (x *Detail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Detail.ProtoReflect.Descriptor instead.
 func (*Detail) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{17}
+	return file_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Detail) GetKey() string {
@@ -1901,7 +1989,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_wire_proto_msgTypes[18]
+	mi := &file_wire_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1913,7 +2001,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[18]
+	mi := &file_wire_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +2014,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{18}
+	return file_wire_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Limits) GetMaxStreams() uint64 {
@@ -1992,12 +2080,13 @@ const file_wire_proto_rawDesc = "" +
 	"\aactions\x18\x03 \x03(\tR\aactions\x1aF\n" +
 	"\x18PrincipalAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb6\x01\n" +
 	"\x04Open\x12\x18\n" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x121\n" +
 	"\adetails\x18\x03 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x12\x14\n" +
-	"\x05early\x18\x04 \x01(\bR\x05early\"\xfc\x01\n" +
+	"\x05early\x18\x04 \x01(\bR\x05early\x123\n" +
+	"\x05trace\x18\x05 \x01(\v2\x1d.postern.wire.v1.TraceContextR\x05trace\"\xb1\x02\n" +
 	"\x04Dial\x12\x18\n" +
 	"\abinding\x18\x01 \x01(\tR\abinding\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x125\n" +
@@ -2006,7 +2095,13 @@ const file_wire_proto_rawDesc = "" +
 	"\adetails\x18\x05 \x03(\v2\x17.postern.wire.v1.DetailR\adetails\x12\x16\n" +
 	"\x06source\x18\x06 \x01(\tR\x06source\x12\x14\n" +
 	"\x05early\x18\a \x01(\bR\x05early\x12\x10\n" +
-	"\x03ack\x18\b \x01(\bR\x03ack\"\x88\x01\n" +
+	"\x03ack\x18\b \x01(\bR\x03ack\x123\n" +
+	"\x05trace\x18\t \x01(\v2\x1d.postern.wire.v1.TraceContextR\x05trace\"P\n" +
+	"\fTraceContext\x12 \n" +
+	"\vtraceparent\x18\x01 \x01(\tR\vtraceparent\x12\x1e\n" +
+	"\n" +
+	"tracestate\x18\x02 \x01(\tR\n" +
+	"tracestate\"\x88\x01\n" +
 	"\x06Revoke\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\x04R\x06stream\x12\x18\n" +
 	"\abinding\x18\x02 \x01(\tR\abinding\x12\x16\n" +
@@ -2094,7 +2189,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_wire_proto_goTypes = []any{
 	(FrameType)(0),             // 0: postern.wire.v1.FrameType
 	(Code)(0),                  // 1: postern.wire.v1.Code
@@ -2111,35 +2206,38 @@ var file_wire_proto_goTypes = []any{
 	(*PolicyDeclarations)(nil), // 12: postern.wire.v1.PolicyDeclarations
 	(*Open)(nil),               // 13: postern.wire.v1.Open
 	(*Dial)(nil),               // 14: postern.wire.v1.Dial
-	(*Revoke)(nil),             // 15: postern.wire.v1.Revoke
-	(*DialAck)(nil),            // 16: postern.wire.v1.DialAck
-	(*Result)(nil),             // 17: postern.wire.v1.Result
-	(*Identity)(nil),           // 18: postern.wire.v1.Identity
-	(*Binding)(nil),            // 19: postern.wire.v1.Binding
-	(*Detail)(nil),             // 20: postern.wire.v1.Detail
-	(*Limits)(nil),             // 21: postern.wire.v1.Limits
-	nil,                        // 22: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	(*TraceContext)(nil),       // 15: postern.wire.v1.TraceContext
+	(*Revoke)(nil),             // 16: postern.wire.v1.Revoke
+	(*DialAck)(nil),            // 17: postern.wire.v1.DialAck
+	(*Result)(nil),             // 18: postern.wire.v1.Result
+	(*Identity)(nil),           // 19: postern.wire.v1.Identity
+	(*Binding)(nil),            // 20: postern.wire.v1.Binding
+	(*Detail)(nil),             // 21: postern.wire.v1.Detail
+	(*Limits)(nil),             // 22: postern.wire.v1.Limits
+	nil,                        // 23: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
 }
 var file_wire_proto_depIdxs = []int32{
-	19, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
-	18, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
-	19, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
-	21, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
+	20, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
+	19, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
+	20, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
+	22, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
 	1,  // 4: postern.wire.v1.Reject.code:type_name -> postern.wire.v1.Code
-	19, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
+	20, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
 	1,  // 6: postern.wire.v1.Goaway.code:type_name -> postern.wire.v1.Code
 	11, // 7: postern.wire.v1.Policy.sources:type_name -> postern.wire.v1.PolicySource
 	12, // 8: postern.wire.v1.Policy.declarations:type_name -> postern.wire.v1.PolicyDeclarations
-	22, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
-	20, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
-	18, // 11: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
-	20, // 12: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
-	1,  // 13: postern.wire.v1.Result.code:type_name -> postern.wire.v1.Code
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	23, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	21, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
+	15, // 11: postern.wire.v1.Open.trace:type_name -> postern.wire.v1.TraceContext
+	19, // 12: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
+	21, // 13: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
+	15, // 14: postern.wire.v1.Dial.trace:type_name -> postern.wire.v1.TraceContext
+	1,  // 15: postern.wire.v1.Result.code:type_name -> postern.wire.v1.Code
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -2153,7 +2251,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -51,6 +51,8 @@ func samples() []Message {
 		&Policy{Version: 4, Hash: strings.Repeat("0", 64), Withheld: "the policy set is larger than a frame"},
 		&Revoke{Stream: 12, Binding: "staging-db", Reason: "policy", Message: "denied by staging-frozen", Policies: []string{"staging-frozen"}},
 		&Revoke{Stream: 0, Binding: "a"},
+		&Open{Binding: "staging-api", Trace: &TraceContext{Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", Tracestate: "congo=t61rcWkgMzE"}},
+		&Dial{Binding: "staging-api", Session: "s-2", Identity: id(), Trace: &TraceContext{Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01"}},
 	}
 }
 
@@ -162,6 +164,10 @@ func TestMalformed(t *testing.T) {
 		{name: "open with bad action", frame: valid(&Open{Binding: "db", Action: "drop table"}), want: ErrMalformed, text: "action"},
 		{name: "open with bad detail key", frame: valid(&Open{Binding: "db", Details: []*Detail{{Key: "a b"}}}), want: ErrMalformed, text: "detail key"},
 		{name: "too many details", frame: valid(&Open{Binding: "a", Details: make65()}), want: ErrMalformed, text: "more than 64 details"},
+		{name: "open with long traceparent", frame: valid(&Open{Binding: "db", Trace: &TraceContext{Traceparent: strings.Repeat("0", 129)}}), want: ErrMalformed, text: "traceparent is 129 bytes, the limit is 128"},
+		{name: "open with long tracestate", frame: valid(&Open{Binding: "db", Trace: &TraceContext{Tracestate: strings.Repeat("a", 513)}}), want: ErrMalformed, text: "tracestate is 513 bytes, the limit is 512"},
+		{name: "open with a newline in traceparent", frame: valid(&Open{Binding: "db", Trace: &TraceContext{Traceparent: "00-ab\r\nX-Evil: 1"}}), want: ErrMalformed, text: "traceparent has a byte that is not printable ASCII"},
+		{name: "dial with long tracestate", frame: valid(&Dial{Binding: "db", Identity: &Identity{Subject: "a"}, Trace: &TraceContext{Tracestate: strings.Repeat("a", 513)}}), want: ErrMalformed, text: "tracestate is 513 bytes"},
 		{name: "hello without version", frame: valid(&Hello{Role: "agent", Token: "t"}), want: ErrMalformed, text: "hello without version"},
 		{name: "hello without role", frame: valid(&Hello{Version: 1, Token: "t"}), want: ErrMalformed, text: "hello without role"},
 		{name: "hello with long role", frame: valid(&Hello{Version: 1, Role: strings.Repeat("r", MaxNameLen+1)}), want: ErrMalformed, text: "role is 129 bytes, limit 128"},

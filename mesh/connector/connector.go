@@ -19,6 +19,9 @@ import (
 	"github.com/postern/postern/internal/measure"
 	"github.com/postern/postern/internal/quicnet"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
 	sess "github.com/postern/postern/internal/session"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/transport"
@@ -104,6 +107,14 @@ type Config struct {
 	// gone: its session is ended and a new one dialed, so that a relay
 	// restarted on its address is served again at once.
 	Transport *transport.Config
+	// Metrics, when set, receives the connector's Prometheus collectors
+	// (postern_connector_*; see "Metrics" in the package documentation).
+	// Nil means no metrics, and no cost.
+	Metrics prometheus.Registerer
+	// TracerProvider makes the connector's spans. Nil means
+	// OpenTelemetry's global provider, a no-op unless the program
+	// installs one.
+	TracerProvider trace.TracerProvider
 	// Measure switches parts of the connector off for this module's
 	// benchmark; its type is internal, so outside this module it can only
 	// be nil, which is what every deployment runs.
@@ -121,10 +132,13 @@ type Connector struct {
 	tc       transport.Config
 	ungated  bool      // Config.Measure.Ungated: decide no statement or request
 	pgKeys   pgKeyring // cancel keys handed to agents (postgres)
+	m        *metrics  // nil without Config.Metrics
+	tracer   trace.Tracer
 
 	mu     sync.Mutex
 	status map[string]bool         // relay -> session established
 	policy map[string]*relayPolicy // relay -> its current session's policy set
+	conns  map[string]any          // relay -> its live session's connection, for the QUIC sampler
 	ready  chan struct{}           // closed once every relay has a session
 	wg     sync.WaitGroup          // streams being served
 }
@@ -196,6 +210,17 @@ func New(cfg Config) (*Connector, error) {
 		c.tc = *cfg.Transport
 	}
 	c.tc = RelaySessionTransport(c.tc)
+	if c.tc.MaxIncomingStreams == 0 {
+		// Every agent's open through a relay is a stream to us.
+		c.tc.MaxIncomingStreams = 16384
+	}
+	c.conns = make(map[string]any)
+	c.tracer = tracerOf(cfg.TracerProvider)
+	m, err := newMetrics(cfg.Metrics, c)
+	if err != nil {
+		return nil, fmt.Errorf("connector: config: metrics: %w", err)
+	}
+	c.m = m
 	return c, nil
 }
 
@@ -291,6 +316,9 @@ func (c *Connector) Policy() map[string]PolicyState {
 func (c *Connector) setStatus(relay string, up bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.status[relay] != up {
+		c.m.relayUp(relay, up)
+	}
 	c.status[relay] = up
 	if !up {
 		return
@@ -414,6 +442,8 @@ func (c *Connector) session(ctx context.Context, addr string) (up bool, err erro
 	}
 	defer s.Close()
 	c.log.Info("connector: serving through relay", "relay", addr, "session", s.Welcome.Session, "services", len(c.hello))
+	c.track(addr, s.Conn)
+	defer c.track(addr, nil)
 	c.setStatus(addr, true)
 
 	sctx, scancel := context.WithCancel(ctx)
@@ -506,22 +536,27 @@ func (c *Connector) serveStream(conn quicnet.Session, st quicnet.Stream, pol *re
 		return
 	}
 	log := c.log.With("binding", svc.Name, "subject", dial.Identity.Subject, "session", dial.Session)
+	sctx, span := c.startStream(&dial, svc)
+	defer span.End()
+	c.m.streamStarted(svc.Name)
+	defer c.m.streamEnded(svc.Name)
 	switch svc.Kind {
 	case postern.KindPostgres:
-		c.servePostgres(st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, pol, log)
+		c.servePostgres(sctx, st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, pol, log)
 		return
 	case postern.KindHTTP:
-		c.serveHTTP(st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, pol, log)
+		c.serveHTTP(sctx, st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, pol, log)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), svc.DialTimeout)
-	up, err := (&net.Dialer{}).DialContext(ctx, "tcp", svc.Upstream)
+	ctx, cancel := context.WithTimeout(sctx, svc.DialTimeout)
+	up, err := c.instrumentDial(svc.Name, (&net.Dialer{}).DialContext)(ctx, "tcp", svc.Upstream)
 	cancel()
 	if err != nil {
 		log.Warn("connector: upstream dial failed", "upstream", svc.Upstream, "err", err)
-		quicnet.Refuse(st, upstreamFailure(svc.Name, err))
+		c.refuse(st, svc.Name, upstreamFailure(svc.Name, err))
 		return
 	}
+	c.m.answered(svc.Name, wire.CodeOK)
 	down := quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr())
 	if err := wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK}); err != nil {
 		up.Close()
@@ -531,6 +566,24 @@ func (c *Connector) serveStream(conn quicnet.Session, st quicnet.Stream, pol *re
 	start := time.Now()
 	in, out, err := quicnet.Splice(down, up.(*net.TCPConn))
 	log.Debug("connector: stream closed", "bytes_up", in, "bytes_down", out, "duration", time.Since(start), "err", err)
+}
+
+// track keeps the connection of the live session with relay (nil: none)
+// for the QUIC sampler.
+func (c *Connector) track(relay string, conn any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if conn == nil {
+		delete(c.conns, relay)
+		return
+	}
+	c.conns[relay] = conn
+}
+
+// refuse answers the relay's Dial with res and counts it.
+func (c *Connector) refuse(st quicnet.Stream, binding string, res *wire.Result) {
+	c.m.answered(binding, res.Code)
+	quicnet.Refuse(st, res)
 }
 
 // upstreamFailure says why the upstream could not be reached without

@@ -102,6 +102,28 @@
 //	GRANT USAGE ON SCHEMA public TO app_reader;
 //	GRANT SELECT ON ALL TABLES IN SCHEMA public TO app_reader;
 //
+// # Metrics, traces, readiness
+//
+// With [Config.Metrics] set, the connector registers postern_connector_*
+// collectors: the session with each relay, streams by binding and the
+// code it answered, upstream dial latency and failures by binding and
+// reason, each statement and request decided by binding, kind (sql,
+// http), action and outcome, decision latency, and the QUIC state of each
+// relay session, sampled at each scrape. Labels come from the
+// configuration (relays, services) and fixed sets, never from an agent.
+//
+// Spans come from [Config.TracerProvider], or the global provider: each
+// stream is "postern.connector.stream", a child of the relay's routing
+// span when the Dial carries a trace context, with children
+// "postern.connector.upstream_dial", "postern.connector.statement" (each
+// SQL statement decided) and "postern.connector.request" (each HTTP
+// request). An HTTP upstream receives the request span's context as
+// traceparent and tracestate; with no span of its own, the connector
+// passes on the one it was given.
+//
+// [Connector.CheckReady] is the readiness check: nil while a session with
+// at least one relay is up.
+//
 // # Usage
 //
 // [New] checks the configuration and dials nothing:

@@ -21,6 +21,9 @@ import (
 	"github.com/postern/postern/internal/httpreq"
 	"github.com/postern/postern/internal/quicnet"
 
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/postern/postern/internal/tracectx"
 	"github.com/postern/postern/internal/wire"
 )
 
@@ -46,22 +49,24 @@ const (
 )
 
 // serveHTTP serves one stream of an http service.
-func (c *Connector) serveHTTP(st quicnet.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
+func (c *Connector) serveHTTP(sctx context.Context, st quicnet.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
 	tr, target, err := httpUpstream(svc)
 	if err != nil {
 		log.Error("connector: http upstream configuration", "err", err)
-		quicnet.Refuse(st, &wire.Result{Code: wire.CodeUpstream, Reason: "connector_config",
+		c.refuse(st, svc.Name, &wire.Result{Code: wire.CodeUpstream, Reason: "connector_config",
 			Message: "the connector could not set up its connection to the upstream of " + svc.Name})
 		return
 	}
 	defer tr.CloseIdleConnections()
+	tr.DialContext = c.instrumentDial(svc.Name, tr.DialContext)
 	gate, err := newHTTPGate(c, svc, dial, pol)
 	if err != nil {
 		log.Warn("connector: the dial's identity cannot be decided on", "err", err)
-		quicnet.Refuse(st, &wire.Result{Code: wire.CodeDenied, Reason: "invalid_identity",
+		c.refuse(st, svc.Name, &wire.Result{Code: wire.CodeDenied, Reason: "invalid_identity",
 			Message: "the connector cannot decide requests for this identity: " + err.Error()})
 		return
 	}
+	c.m.answered(svc.Name, wire.CodeOK)
 	if err := wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK}); err != nil {
 		down.Abort(quicnet.StreamAborted)
 		return
@@ -91,6 +96,9 @@ func (c *Connector) serveHTTP(st quicnet.Stream, down *quicnet.Conn, svc *Servic
 				pr.Out.Header[k] = v
 			}
 			passTrailers(pr, inject)
+			// The request's span is the upstream's parent; without one,
+			// the agent's own traceparent, if any, goes on as it came.
+			tracectx.InjectHeader(pr.Out.Context(), propagation.HeaderCarrier(pr.Out.Header))
 		},
 		// The upstream is sent its own address as Host (or HTTP.Host), so
 		// redirects built from Host name it: turn those into paths on the
@@ -124,7 +132,11 @@ func (c *Connector) serveHTTP(st quicnet.Stream, down *quicnet.Conn, svc *Servic
 		}
 		var v verdict
 		defer gate.auditRequest(r, &v, w, body, start)
-		if !gate.decide(w, r, &v) {
+		r, endSpan := c.startRequest(r)
+		defer endSpan(&v, w)
+		decided := gate.decide(w, r, &v)
+		c.m.decided(svc.Name, "http", []string{v.metricAction()}, v.decision, time.Since(start))
+		if !decided {
 			return
 		}
 		inject, err := httpHeaders(svc.HTTP)
@@ -144,6 +156,7 @@ func (c *Connector) serveHTTP(st quicnet.Stream, down *quicnet.Conn, svc *Servic
 		IdleTimeout:       httpIdleTimeout,
 		MaxHeaderBytes:    httpMaxHeaderBytes,
 		ErrorLog:          errLog,
+		BaseContext:       func(net.Listener) context.Context { return sctx },
 		ConnState: func(_ net.Conn, s http.ConnState) {
 			if s == http.StateClosed || s == http.StateHijacked {
 				ln.Close() // Serve returns: there is only ever this one connection

@@ -61,6 +61,15 @@ type verdict struct {
 	reason   string
 }
 
+// metricAction is the action's metric label: "none" for a request
+// refused before it had one.
+func (v *verdict) metricAction() string {
+	if v.action == "" {
+		return "none"
+	}
+	return v.action
+}
+
 // decide answers a request that may not go on (and returns false), or
 // returns the normalized target it may go on with.
 func (g *httpGate) decide(w http.ResponseWriter, r *http.Request, v *verdict) bool {

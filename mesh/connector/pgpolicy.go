@@ -27,6 +27,8 @@ import (
 // pgGate decides the statements of one stream.
 type pgGate struct {
 	streamPolicy
+	c       *Connector
+	binding string
 }
 
 func newPGGate(c *Connector, svc *Service, dial *wire.Dial, pol *relayPolicy) (*pgGate, error) {
@@ -34,13 +36,24 @@ func newPGGate(c *Connector, svc *Service, dial *wire.Dial, pol *relayPolicy) (*
 	if err != nil {
 		return nil, err
 	}
-	return &pgGate{sp}, nil
+	return &pgGate{streamPolicy: sp, c: c, binding: svc.Name}, nil
 }
 
 // decide is the stream's pgpolicy.Decide.
-func (g *pgGate) decide(ctx context.Context, st sqlclass.Statement) pgpolicy.Verdict {
+func (g *pgGate) decide(ctx context.Context, st sqlclass.Statement) (v pgpolicy.Verdict) {
+	start := time.Now()
+	done := g.c.startStatement(ctx, &st)
+	outcome := "deny"
+	defer func() {
+		if v.Allowed {
+			outcome = "allow"
+		}
+		g.c.m.decided(g.binding, "sql", st.Actions, outcome, time.Since(start))
+		done(outcome, v.Policies)
+	}()
 	eng, why := g.pol.current(ctx)
 	if eng == nil {
+		outcome = "no_policy"
 		return pgpolicy.Verdict{Reason: why}
 	}
 	return pgpolicy.EngineDecide(eng, policy.Request{

@@ -69,11 +69,11 @@ const (
 
 // servePostgres serves one stream of a postgres service.
 // pol is the relay's policy set, by which every statement is decided.
-func (c *Connector) servePostgres(st quicnet.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
+func (c *Connector) servePostgres(sctx context.Context, st quicnet.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
 	gate, err := newPGGate(c, svc, dial, pol)
 	if err != nil {
 		log.Warn("connector: the dial's identity cannot be decided on", "err", err)
-		quicnet.Refuse(st, &wire.Result{Code: wire.CodeDenied, Reason: "invalid_identity",
+		c.refuse(st, svc.Name, &wire.Result{Code: wire.CodeDenied, Reason: "invalid_identity",
 			Message: "the connector cannot decide statements for this identity: " + err.Error()})
 		return
 	}
@@ -85,6 +85,7 @@ func (c *Connector) servePostgres(st quicnet.Stream, down *quicnet.Conn, svc *Se
 			return nil
 		}
 		answered = true
+		c.m.answered(svc.Name, wire.CodeOK)
 		return wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK})
 	}
 	if !dial.Early {
@@ -127,25 +128,28 @@ func (c *Connector) servePostgres(st quicnet.Stream, down *quicnet.Conn, svc *Se
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), svc.DialTimeout)
+	ctx, cancel := context.WithTimeout(sctx, svc.DialTimeout)
 	login := pgMainLogin(svc.Postgres)
 	if svc.Postgres.ReadOnly != nil && !c.ungated && !gate.mayWrite(ctx) {
 		login = *svc.Postgres.ReadOnly
 	}
-	hc, err := pgLogin(ctx, svc, login, dial.Identity.Subject)
+	dctx, dialed := c.startUpstreamDial(ctx, svc.Name)
+	hc, err := pgLogin(dctx, svc, login, dial.Identity.Subject)
 	cancel()
 	if err != nil {
 		res := pgLoginFailure(svc.Name, err)
+		dialed(res.Reason)
 		// The error names the upstream, user and database, never the
 		// password: pgconn does not print it, and Secret redacts itself.
 		log.Warn("connector: upstream login failed", "upstream", svc.Upstream, "reason", res.Reason, "err", err)
 		if !answered {
-			quicnet.Refuse(st, res)
+			c.refuse(st, svc.Name, res)
 			return
 		}
 		pgFatal(down, pgLoginSQLState(err), fmt.Sprintf("postern: %s (%s)", res.Message, res.Reason))
 		return
 	}
+	dialed("")
 	up := hc.Conn
 	if err := answer(); err != nil {
 		pgTerminate(up)
@@ -164,7 +168,7 @@ func (c *Connector) servePostgres(st quicnet.Stream, down *quicnet.Conn, svc *Se
 	if c.ungated {
 		err = pgSplice(down, cup)
 	} else {
-		err = pgpolicy.Serve(context.Background(), down, cup, gate.config())
+		err = pgpolicy.Serve(sctx, down, cup, gate.config())
 	}
 	log.Debug("connector: postgres session closed", "pid", hc.PID, "bytes_up", cup.out.Load(), "bytes_down", cup.in.Load(), "duration", time.Since(start), "err", err)
 }

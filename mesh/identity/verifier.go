@@ -424,6 +424,15 @@ func (v *Verifier) Counts() map[string]uint64 {
 	return m
 }
 
+// Keys returns how many keys of the current set can verify tokens.
+func (v *Verifier) Keys() int {
+	ks := v.keys.Load()
+	if ks == nil {
+		return 0
+	}
+	return len(ks.byKID)
+}
+
 // Close stops the background refresh and waits for it to return. It is
 // idempotent and always returns nil. Verify keeps working after Close, with
 // the last key set fetched.

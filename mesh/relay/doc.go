@@ -147,6 +147,30 @@
 // and [EventStreamRevoked] document their attributes. A denial names the policies that decided it. No token or
 // secret is ever logged.
 //
+// # Metrics, traces, readiness
+//
+// With [Config.Metrics] set (a prometheus.Registerer), the relay registers
+// its collectors there: postern_relay_* counters, gauges and histograms of
+// sessions by role, opens by binding and code, open latency by stage
+// (decision, connector, first_byte), bytes by binding and direction, live
+// streams, policy decisions and cache hits, denials by deciding policy,
+// token and handshake failures by reason, audit events, and the QUIC state
+// of live sessions (RTT, congestion window, packets sent and lost), sampled
+// at each scrape. Nil registers nothing and costs nothing. Labels are
+// bounded: a binding the relay does not know is counted as
+// [UnknownBinding], and no subject, session or token ID is ever a label.
+// The full list is in metrics.go and the README.
+//
+// Spans come from [Config.TracerProvider], or OpenTelemetry's global
+// provider when nil: "postern.relay.open", a child of the agent's open when
+// its Open carries a W3C trace context, with children
+// "postern.relay.decide" and "postern.relay.route", whose context goes to
+// the connector in the Dial. A relay that traces nothing passes the
+// agent's context on unchanged.
+//
+// [Relay.CheckReady] is the readiness check: nil while the relay listens,
+// is not draining, and holds at least one policy and one token key.
+//
 // # Usage
 //
 // A relay needs a certificate (its pin, [transport.Pin], is what agents and

@@ -20,7 +20,9 @@ import (
 	"github.com/postern/postern"
 	"github.com/postern/postern/internal/quicnet"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh/identity"
@@ -89,6 +91,13 @@ type Config struct {
 	// open allowed or denied, each stream's close. Nil means no audit
 	// trail. Tokens and secrets never appear in it.
 	Audit *slog.Logger
+	// Metrics, when set, receives the relay's Prometheus collectors
+	// (postern_relay_*; see "Metrics" in the package documentation). Nil
+	// means no metrics, and no cost.
+	Metrics prometheus.Registerer
+	// TracerProvider makes the relay's spans. Nil means OpenTelemetry's
+	// global provider, which is a no-op unless the program installs one.
+	TracerProvider trace.TracerProvider
 }
 
 // Limits bound what one client may ask of the relay. Zero values mean the
@@ -185,6 +194,9 @@ type Relay struct {
 
 	policyFrames policyFrames // the Policy frame sent to connectors
 
+	m      *metrics // nil without Config.Metrics
+	tracer trace.Tracer
+
 	ctx    context.Context // the relay's lifetime
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the relay starts
@@ -221,6 +233,7 @@ func Listen(cfg Config) (*Relay, error) {
 	limits := cfg.Limits
 	limits.fill()
 	r := &Relay{
+		tracer:     tracerOf(cfg.TracerProvider),
 		cfg:        cfg,
 		limits:     limits,
 		log:        orDiscard(cfg.Logger),
@@ -233,6 +246,14 @@ func Listen(cfg Config) (*Relay, error) {
 	}
 	if r.policy == nil {
 		r.policy = new(policy.Engine)
+	}
+	m, err := newMetrics(cfg.Metrics, r)
+	if err != nil {
+		return nil, fmt.Errorf("relay: config: metrics: %w", err)
+	}
+	r.m = m
+	if m != nil && cfg.Audit != nil {
+		r.audit = slog.New(auditHandler{cfg.Audit.Handler(), m})
 	}
 	for _, b := range cfg.Bindings {
 		if err := wire.ValidName(b.Name); err != nil {
@@ -391,9 +412,13 @@ func (r *Relay) Stats() Stats {
 }
 
 // streamStarted and streamEnded count the binding streams being served.
-func (r *Relay) streamStarted() { r.openN.Add(1) }
+func (r *Relay) streamStarted() {
+	r.openN.Add(1)
+	r.m.streamStarted()
+}
 
 func (r *Relay) streamEnded() {
+	r.m.streamEnded()
 	if r.openN.Add(-1) == 0 {
 		select {
 		case r.openIdle <- struct{}{}:
@@ -443,6 +468,7 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 	proven := provenKey(conn.TLSState())
 	hello, claims, rej := r.handshake(ctrl, proven)
 	if rej != nil {
+		r.m.handshakeFailed(hello.Role, rej.Reason)
 		r.reject(conn, ctrl, rej)
 		emit(r.audit, slog.LevelWarn, EventSessionReject,
 			slog.String("remote", remote), slog.String("role", hello.Role), slog.String("subject", subjectOf(claims)),
@@ -561,11 +587,13 @@ func (r *Relay) checkKey(c *identity.Claims, proven string) *wire.Reject {
 // failed and nothing of the token itself.
 func (r *Relay) verify(token string, role identity.Role) (*identity.Claims, *wire.Reject) {
 	if len(token) > r.limits.MaxTokenSize {
+		r.m.tokenFailed(identity.Reason(identity.ErrTooLarge))
 		return nil, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: identity.Reason(identity.ErrTooLarge),
 			Message: fmt.Sprintf("token is %d bytes, limit %d", len(token), r.limits.MaxTokenSize)}
 	}
 	claims, err := r.cfg.Verifier.Verify(token, role)
 	if err != nil {
+		r.m.tokenFailed(identity.Reason(err))
 		return nil, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: identity.Reason(err), Message: err.Error()}
 	}
 	if rej := r.revokedReject(claims); rej != nil {

@@ -17,7 +17,8 @@ type route struct {
 	declared bool // metadata from the relay's config, not from connectors
 	meta     atomic.Pointer[routeMeta]
 	conns    atomic.Pointer[[]*connectorSession]
-	next     atomic.Uint32 // round-robin cursor
+	next     atomic.Uint32                  // round-robin cursor
+	metrics  atomic.Pointer[bindingMetrics] // its counters, resolved at the first open (metrics.go)
 }
 
 // routeMeta is a binding's description in the forms the relay needs it.

@@ -158,6 +158,7 @@ func (s *session) auditAttrs(role string) []slog.Attr {
 // refuse answers the handshake with rej, closes the connection and audits
 // the refusal.
 func (s *session) refuse(role string, rej *wire.Reject) {
+	s.r.m.handshakeFailed(role, rej.Reason)
 	s.r.reject(s.conn, s.ctrl, rej)
 	emit(s.r.audit, slog.LevelWarn, EventSessionReject, append(s.auditAttrs(role),
 		slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message))...)
@@ -261,6 +262,8 @@ func (r *Relay) serveAgent(a *agentSession) {
 	a.armExpiry(claims.ExpiresAt)
 	emit(r.audit, slog.LevelInfo, EventSessionStart, append(a.auditAttrs(wire.RoleAgent),
 		slog.Int("bindings", len(welcome.Catalog)))...)
+	r.m.sessionStarted(wire.RoleAgent)
+	defer r.m.sessionEnded(wire.RoleAgent)
 	defer a.end(wire.RoleAgent)
 
 	var wg sync.WaitGroup
@@ -374,6 +377,8 @@ func (r *Relay) serveConnector(c *connectorSession, services []*wire.Binding) {
 	c.armExpiry(claims.ExpiresAt)
 	emit(r.audit, slog.LevelInfo, EventSessionStart, append(c.auditAttrs(wire.RoleConnector),
 		slog.Any("services", c.services))...)
+	r.m.sessionStarted(wire.RoleConnector)
+	defer r.m.sessionEnded(wire.RoleConnector)
 	defer c.end(wire.RoleConnector)
 	r.rescopeIfNew()
 

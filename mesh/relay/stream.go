@@ -9,6 +9,8 @@ import (
 
 	"github.com/postern/postern/internal/quicnet"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/policy"
 )
@@ -54,8 +56,12 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 		// as claimed, beside what the relay verified.
 		attrs = append(attrs, slog.Any("details", detailMap(open.Details)))
 	}
+	ospan := r.startOpenSpan(&open, action)
+	var rt *route // nil until the binding is known: metrics label it "(unknown)"
 	// A refusal is audited before the agent hears of it.
 	deny := func(res *wire.Result, extra ...slog.Attr) {
+		r.m.opened(rt, res.Code)
+		ospan.end(res)
 		attrs = append(attrs, slog.String("decision", "deny"), slog.String("code", res.Code.Text()), slog.String("reason", res.Reason))
 		if res.Policies != nil {
 			attrs = append(attrs, slog.Any("policies", res.Policies))
@@ -74,7 +80,7 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 		return
 	}
 	r.mu.RLock()
-	rt := r.routes[open.Binding]
+	rt = r.routes[open.Binding]
 	r.mu.RUnlock()
 	if rt == nil {
 		deny(&wire.Result{Code: wire.CodeUnknownBinding, Reason: "unknown_binding", Message: "no binding has this name"})
@@ -93,11 +99,15 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 		SourceIP:  a.remoteIP,
 		Details:   details,
 	}
+	decStart := time.Now()
 	dec := decideOpen(r.policy, preq)
+	r.m.decided(dec.Allowed, dec.Cached, time.Since(decStart))
+	ospan.decided(trace.WithTimestamp(decStart), &dec)
 	if len(dec.Errors) > 0 {
 		r.log.Warn("relay: policy evaluation errors", "binding", open.Binding, "subject", a.principal.Load().ID, "errors", dec.Errors)
 	}
 	if !dec.Allowed {
+		r.m.denied(rt, dec.Policies)
 		policies := dec.Policies
 		if policies == nil {
 			policies = []string{}
@@ -109,6 +119,8 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 	attrs = append(attrs, slog.Any("policies", dec.Policies))
 
 	down := quicnet.NewConn(st, a.conn.LocalAddr(), a.conn.RemoteAddr())
+	routeStart := time.Now()
+	routeSpan, routeTrace := ospan.route()
 	dial := &wire.Dial{
 		Binding:  open.Binding,
 		Session:  a.id,
@@ -117,6 +129,7 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 		Details:  open.Details,
 		Source:   a.remote,
 		Early:    open.Early,
+		Trace:    routeTrace, // the connector's spans are the route's children
 	}
 	// The splice from the agent starts with the first Dial: what it sent
 	// with the Open (a pipelined first request) reaches the connector
@@ -127,6 +140,7 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 		attrs = append(attrs, slog.Int("connectors_tried", tries))
 	}
 	if up == nil {
+		endRoute(routeSpan, cres)
 		deny(cres)
 		return
 	}
@@ -134,7 +148,11 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 		attrs = append(attrs, slog.String("connector", cs.name()))
 		cres.Connector = cs.name()
 	}
+	r.m.connectorAnswered(time.Since(routeStart))
+	endRoute(routeSpan, cres)
 	if cres.Code != wire.CodeOK {
+		r.m.opened(rt, cres.Code)
+		ospan.end(cres)
 		// Tell the agent, discard the rest of what it sent, and cut the
 		// connector's stream.
 		attrs = append(attrs, slog.String("decision", "allow"), slog.String("code", cres.Code.Text()), slog.String("reason", cres.Reason))
@@ -155,7 +173,11 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 	defer a.live.remove(ls)
 	ss := a.track(down, up)
 	defer a.untrack(ss)
-	if err := wire.WriteFrame(down, cres); err != nil {
+	r.m.opened(rt, cres.Code)
+	err := wire.WriteFrame(down, cres)
+	r.m.firstByte(time.Since(start))
+	ospan.end(cres)
+	if err != nil {
 		down.CloseRead()
 		quicnet.Abort(down)
 		quicnet.Abort(up)
@@ -163,6 +185,7 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 		return
 	}
 	upBytes, downBytes, err := sp.Finish()
+	r.m.streamClosed(rt, upBytes, downBytes)
 	closeAttrs := append(attrs[:len(attrs):len(attrs)],
 		slog.Int64("bytes_up", upBytes),
 		slog.Int64("bytes_down", downBytes),
