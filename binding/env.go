@@ -19,12 +19,13 @@ import (
 
 // The environment variables the default client reads.
 const (
-	EnvRelay     = "POSTERN_RELAY"      // the relay's address, host:port (UDP); several, comma-separated
+	EnvRelay     = "POSTERN_RELAY"      // the relay's address, host:port (UDP and TCP); several, comma-separated
 	EnvToken     = "POSTERN_TOKEN"      // the agent's identity token (a JWT)
 	EnvTokenFile = "POSTERN_TOKEN_FILE" // a file holding it, read again at each refresh
 	EnvRelayCA   = "POSTERN_RELAY_CA"   // a PEM file of CAs that sign the relay's certificate
 	EnvRelayPin  = "POSTERN_RELAY_PIN"  // the relay certificate's pin, sha256:<hex>
 	EnvKeyFile   = "POSTERN_KEY_FILE"   // the agent's private key (PEM), for tokens bound to it
+	EnvTransport = "POSTERN_TRANSPORT"  // auto (default), quic or tcp
 )
 
 // EnvError is a missing or malformed environment variable.
@@ -88,19 +89,26 @@ func CloseDefault() error {
 //     ("relay-a.example.com:7443,relay-b.example.com:7443"; spaces around
 //     the commas are ignored). The client uses one at a time and moves to
 //     the next when it goes away (see mesh.Config.Relays).
+//
 //   - POSTERN_TOKEN or POSTERN_TOKEN_FILE (exactly one): the agent's
 //     token, or a file holding it. The file is read again each time the
 //     client needs a token (to connect, and before the one in use
 //     expires), so a token rotated on disk is picked up by the live
 //     session. Replace the file atomically (write, then rename over).
+//
 //   - POSTERN_RELAY_CA or POSTERN_RELAY_PIN (exactly one): how to trust
 //     the relay, a PEM file of CAs or the pin of its certificate
 //     ("sha256:<hex>", as the relay prints it).
+//
 //   - POSTERN_KEY_FILE (optional): the agent's private key, a PEM
 //     "PRIVATE KEY" file (`postern agent-key` writes one), proved in
 //     every handshake so that a token bound to it is accepted
 //     (mesh.Config.Key). Keep it out of the reach of the code the agent
 //     runs: a token bound to it is useless without it.
+//
+//   - POSTERN_TRANSPORT (optional): "auto" (the default: QUIC, falling
+//     back to TLS over TCP when UDP does not get through), "quic" or
+//     "tcp" (for networks that drop UDP).
 //
 // Each missing or malformed variable gives its own *EnvError; all of them
 // are returned together (errors.Join). An empty variable counts as unset.
@@ -179,6 +187,14 @@ func configFromEnv(getenv func(string) string) (mesh.Config, error) {
 			bad(EnvKeyFile, "%v", err)
 		} else if cfg.Key, err = transport.ParseClientKey(b); err != nil {
 			bad(EnvKeyFile, "%s: %v", path, err)
+		}
+	}
+
+	if n := getenv(EnvTransport); n != "" {
+		if err := transport.CheckNetwork(n); err != nil {
+			bad(EnvTransport, "%q: want auto, quic or tcp", n)
+		} else {
+			cfg.Transport = &transport.Config{Network: n}
 		}
 	}
 

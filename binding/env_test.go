@@ -22,9 +22,9 @@ import (
 	"github.com/postern/postern/transport"
 )
 
-var envVars = []string{binding.EnvRelay, binding.EnvToken, binding.EnvTokenFile, binding.EnvRelayCA, binding.EnvRelayPin, binding.EnvKeyFile}
+var envVars = []string{binding.EnvRelay, binding.EnvToken, binding.EnvTokenFile, binding.EnvRelayCA, binding.EnvRelayPin, binding.EnvKeyFile, binding.EnvTransport}
 
-// setEnv sets the six variables to env (absent means unset) for the test.
+// setEnv sets the seven variables to env (absent means unset) for the test.
 func setEnv(t *testing.T, env map[string]string) {
 	t.Helper()
 	for _, v := range envVars {
@@ -133,6 +133,8 @@ func TestConfigFromEnv(t *testing.T) {
 		{name: "pin malformed", env: with(map[string]string{binding.EnvRelayPin: "sha256:abcd"}), want: []string{binding.EnvRelayPin}, text: "64 hex digits"},
 		{name: "CA and pin", env: with(map[string]string{binding.EnvRelayCA: caFile}), want: []string{binding.EnvRelayCA}, text: "set one"},
 		{name: "CA file missing", env: with(map[string]string{binding.EnvRelayPin: "-", binding.EnvRelayCA: missing}), want: []string{binding.EnvRelayCA}, text: "no such file"},
+		{name: "valid, transport tcp", env: with(map[string]string{binding.EnvTransport: "tcp"})},
+		{name: "transport unknown", env: with(map[string]string{binding.EnvTransport: "udp"}), want: []string{binding.EnvTransport}, text: "want auto, quic or tcp"},
 		{name: "CA file not PEM", env: with(map[string]string{binding.EnvRelayPin: "-", binding.EnvRelayCA: notPEM}), want: []string{binding.EnvRelayCA}, text: "no PEM certificate"},
 	}
 	for _, tt := range tests {

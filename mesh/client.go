@@ -82,13 +82,17 @@ type Config struct {
 	// caller's context has no earlier deadline. Zero means 30s.
 	OpenTimeout time.Duration
 
-	// Transport tunes QUIC. Nil means transport's defaults, except two
-	// that an agent sets shorter so that a dead relay is noticed in
-	// seconds: a keep-alive every second (KeepAlive zero means 1s) and an
-	// idle timeout of 5s (IdleTimeout zero means 5s). A relay silent for
-	// 1.25s (plus up to two round trips) gets no new opens; its streams
-	// end at the idle timeout, with an error, unless it is heard from
-	// again.
+	// Transport tunes QUIC and TLS over TCP. Nil means transport's
+	// defaults, except two that an agent sets shorter so that a dead
+	// relay is noticed in seconds: a keep-alive every second (KeepAlive
+	// zero means 1s) and an idle timeout of 5s (IdleTimeout zero means
+	// 5s). A relay silent for 1.25s (plus up to two round trips) gets no
+	// new opens; its streams end at the idle timeout, with an error,
+	// unless it is heard from again. Its Network chooses the transport:
+	// "" or "auto" (QUIC first, TLS over TCP after a 300ms head start or
+	// as soon as QUIC fails, the winner remembered per relay for 10
+	// minutes), "quic" or "tcp". binding.ConfigFromEnv reads it from
+	// POSTERN_TRANSPORT.
 	Transport *transport.Config
 }
 
@@ -154,6 +158,11 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	if cfg.Token != "" && cfg.TokenSource != nil {
 		return nil, errors.New("mesh: config: set Token or TokenSource, not both")
+	}
+	if cfg.Transport != nil {
+		if err := transport.CheckNetwork(cfg.Transport.Network); err != nil {
+			return nil, fmt.Errorf("mesh: config: %w", err)
+		}
 	}
 	log := cfg.Logger
 	if log == nil {

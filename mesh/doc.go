@@ -1,6 +1,7 @@
 // Package mesh is what an agent imports to reach private services through
-// a Postern relay: a [Client] holding one QUIC session with a relay (of
-// one or several), the agent's catalog of bindings, and a Dial with
+// a Postern relay: a [Client] holding one session with a relay of one or
+// several (QUIC, or TLS over TCP where UDP is blocked: see
+// [Config].Transport), the agent's catalog of bindings, and a Dial with
 // net.Dialer's signature.
 //
 // # Overview
@@ -18,7 +19,7 @@
 // token bound to it needs: a copy of such a token is useless without the
 // key ([postern.ErrKeyNotProven]).
 //
-// [Client.Dial] opens one QUIC stream per use of a binding. The relay
+// [Client.Dial] opens one stream per use of a binding. The relay
 // authorizes the open with Cedar, routes it to a connector, and the
 // connector dials the private service; the returned net.Conn, a [*Conn],
 // then carries raw bytes. Close closes both directions, [Conn.CloseWrite]

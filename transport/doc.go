@@ -1,5 +1,6 @@
 // Package transport holds what a user of Postern's libraries configures
-// about the network: the QUIC tuning of a relay, connector or agent
+// about the network: the QUIC and TLS-over-TCP tuning of a relay,
+// connector or agent, and which of the two it uses
 // ([Config]), and how a client trusts a relay's certificate ([Trust]: a
 // CA pool, or the SHA-256 pin of a self-signed certificate made by
 // [SelfSigned]). It knows nothing of identity, policy or bindings; the
@@ -8,7 +9,10 @@
 //
 // # Overview
 //
-// Every connection is QUIC with TLS 1.3 and the ALPN "postern/1". A nil
+// Every connection is QUIC with TLS 1.3 and the ALPN "postern/1", or,
+// where UDP is blocked, TLS 1.3 over TCP with the same ALPN and the same
+// protocol on yamux streams ([Config].Network: a client tries QUIC first
+// and falls back after [Config].FallbackDelay). A nil
 // *[Config] means defaults sized for a relay carrying many agents rather
 // than quic-go's, which suit one client: 1024 streams, 1 MiB stream and
 // 2 MiB connection windows that grow to 16 and 64 MiB, a keep-alive every

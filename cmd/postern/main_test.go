@@ -96,8 +96,19 @@ type proc struct {
 // after 5s.
 func start(t *testing.T, dir string, env []string, args ...string) *proc {
 	t.Helper()
+	return startIn(t, dir, "", env, args...)
+}
+
+// startIn is start in the network namespace netns ("" for this one's),
+// through ip netns exec, which execs the binary: the process is the one
+// that gets the signals.
+func startIn(t *testing.T, dir, netns string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, name: args[0], done: make(chan struct{})}
 	p.cmd = exec.Command(bin.postern, args...)
+	if netns != "" {
+		p.cmd = exec.Command("ip", append([]string{"netns", "exec", netns, bin.postern}, args...)...)
+	}
 	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr

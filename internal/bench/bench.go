@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/postern/postern/transport"
 )
 
 // options are the command's flags.
@@ -49,11 +51,11 @@ type options struct {
 	observeScrape time.Duration // the postern-observed path's scrape interval
 }
 
-var allPaths = []string{pathDirect, pathBare, pathPostern, pathObserved, pathUngated, pathSSH, pathWireGuard}
+var allPaths = []string{pathDirect, pathBare, pathPostern, pathObserved, pathPosternTCP, pathUngated, pathSSH, pathWireGuard}
 
 // defaultPaths are those measured without -paths: all but postern-observed,
 // which is for its own comparison with postern.
-var defaultPaths = []string{pathDirect, pathBare, pathPostern, pathUngated, pathSSH, pathWireGuard}
+var defaultPaths = []string{pathDirect, pathBare, pathPostern, pathPosternTCP, pathUngated, pathSSH, pathWireGuard}
 
 const (
 	phaseBulk = "bulk"
@@ -420,6 +422,8 @@ func (r *runner) setup() error {
 			p, err = r.setupUngated(me)
 		case pathObserved:
 			p, err = r.setupObserved(me)
+		case pathPosternTCP:
+			p, err = r.setupPosternTCP(me)
 		case pathSSH:
 			if why := sshMissing(); why != "" {
 				r.skipped[pathSSH] = why
@@ -498,7 +502,32 @@ func (r *runner) setupPostern(me *proc) (*path, error) {
 	if err != nil {
 		return nil, err
 	}
-	return posternPath(pathPostern, info.Addr, info.Pin, r.keys.agent, []*proc{me, relay, conn, r.upstream})
+	return posternPath(pathPostern, info.Addr, info.Pin, r.keys.agent, "", []*proc{me, relay, conn, r.upstream})
+}
+
+// setupPosternTCP starts a relay listening on TCP only and a connector of
+// its own, both (and the agent) on TLS over TCP: the same mesh as
+// postern, on the transport for networks that drop UDP.
+func (r *runner) setupPosternTCP(me *proc) (*path, error) {
+	if r.keys == nil {
+		k, err := newMeshKeys()
+		if err != nil {
+			return nil, err
+		}
+		r.keys = k
+	}
+	relay, info, err := r.startRelayOn("relay-tcp", transport.NetworkTCP)
+	if err != nil {
+		return nil, err
+	}
+	svcs := []service{{Name: bindEcho, Kind: "tcp", Upstream: r.up.Addr}, {Name: bindHTTP, Kind: "http", Upstream: r.up.HTTP}}
+	p, err := startChild(r.dir, "connector-tcp", "connector", connectorConfig{Relay: info.Addr, Pin: info.Pin, Token: r.keys.connector, Services: svcs, Network: transport.NetworkTCP}, &struct{}{})
+	if err != nil {
+		return nil, err
+	}
+	r.onStop(p.stop)
+	p.name = "connector"
+	return posternPath(pathPosternTCP, info.Addr, info.Pin, r.keys.agent, transport.NetworkTCP, []*proc{me, relay, p, r.upstream})
 }
 
 // setupUngated starts a relay and a connector of their own, the
@@ -523,7 +552,7 @@ func (r *runner) setupUngated(me *proc) (*path, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := posternPath(pathUngated, info.Addr, info.Pin, r.keys.agent, []*proc{me, relay, conn, r.upstream})
+	p, err := posternPath(pathUngated, info.Addr, info.Pin, r.keys.agent, "", []*proc{me, relay, conn, r.upstream})
 	if err != nil {
 		return nil, err
 	}
@@ -543,8 +572,14 @@ func (r *runner) streamPaths() []*path {
 }
 
 func (r *runner) startRelay(name string) (*proc, relayReady, error) {
+	return r.startRelayOn(name, "")
+}
+
+// startRelayOn starts a relay listening as network says
+// (transport.Config.Network).
+func (r *runner) startRelayOn(name, network string) (*proc, relayReady, error) {
 	var info relayReady
-	cfg := relayConfig{JWKS: r.keys.jwks, Policies: policies(r.o.policies)}
+	cfg := relayConfig{JWKS: r.keys.jwks, Policies: policies(r.o.policies), Network: network}
 	if r.o.audit == "file" {
 		cfg.Audit = filepath.Join(r.dir, name+"-audit.jsonl")
 	}

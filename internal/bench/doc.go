@@ -21,6 +21,11 @@
 //     identity, policy, framing or audit;
 //   - postern: agent -> relay -> connector -> upstream through mesh.Client,
 //     with a signed token, Cedar policy and the audit trail on;
+//   - postern-tcp: postern over TLS 1.3 on TCP (yamux streams) instead
+//     of QUIC, with a relay listening on TCP only and a connector of its
+//     own, everyone told to use TCP: what the transport for networks that
+//     drop UDP costs, side by side with postern (the "tcp ÷ quic"
+//     column), in the stream tests;
 //   - postern-nogate: postern with a relay and connector of its own, the
 //     connector's per-statement and per-request gate off
 //     (internal/measure, which no deployment can set: a postgres session

@@ -200,5 +200,5 @@ func (r *runner) setupObserved(me *proc) (*path, error) {
 	}
 	r.onStop(conn.stop)
 	conn.name = "connector"
-	return posternPath(pathObserved, info.Addr, info.Pin, r.keys.agent, []*proc{me, relay, conn, r.upstream})
+	return posternPath(pathObserved, info.Addr, info.Pin, r.keys.agent, "", []*proc{me, relay, conn, r.upstream})
 }

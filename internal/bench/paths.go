@@ -10,6 +10,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern/mesh"
+	"github.com/postern/postern/transport"
 )
 
 // A path is one way for the agent (this process) to reach the upstream.
@@ -52,9 +53,13 @@ const (
 	pathUngated = "postern-nogate"
 	// pathObserved is the postern path with metrics and tracing (1%)
 	// on (observe.go); not measured unless -paths names it.
-	pathObserved  = "postern-observed"
-	pathSSH       = "ssh"
-	pathWireGuard = "wireguard"
+	pathObserved = "postern-observed"
+	// pathPosternTCP is the postern path over TLS/TCP (yamux streams)
+	// instead of QUIC, with a relay listening on TCP only and a connector
+	// of its own, in the stream tests only.
+	pathPosternTCP = "postern-tcp"
+	pathSSH        = "ssh"
+	pathWireGuard  = "wireguard"
 )
 
 func tcpPath(name, addr string, procs []*proc) *path {
@@ -88,8 +93,8 @@ func (s bareStream) Close() error {
 	return s.Stream.Close()
 }
 
-func posternPath(name, relayAddr, pin, token string, procs []*proc) (*path, error) {
-	c, err := mesh.NewClient(mesh.Config{Relay: relayAddr, Token: token, Pin: pin})
+func posternPath(name, relayAddr, pin, token, network string, procs []*proc) (*path, error) {
+	c, err := mesh.NewClient(mesh.Config{Relay: relayAddr, Token: token, Pin: pin, Transport: &transport.Config{Network: network}})
 	if err != nil {
 		return nil, err
 	}

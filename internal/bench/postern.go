@@ -102,6 +102,8 @@ type relayConfig struct {
 	Audit string `json:"audit"`
 	// Observe turns metrics and tracing on (observe.go).
 	Observe *observeConfig `json:"observe,omitempty"`
+	// Network is what the relay listens on (transport.Config.Network).
+	Network string `json:"network,omitempty"`
 }
 
 type relayReady struct {
@@ -147,6 +149,7 @@ func startRelay(b []byte) (any, func(), error) {
 		Addr:           "127.0.0.1:0",
 		Certificate:    cert,
 		Verifier:       v,
+		Transport:      &transport.Config{Network: cfg.Network},
 		Policy:         policy.NewEngine(set),
 		Audit:          slog.New(slog.NewJSONHandler(audit, nil)),
 		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -190,6 +193,8 @@ type connectorConfig struct {
 	Ungated bool `json:"ungated,omitempty"`
 	// Observe turns metrics and tracing on (observe.go).
 	Observe *observeConfig `json:"observe,omitempty"`
+	// Network is how the connector reaches the relay.
+	Network string `json:"network,omitempty"`
 }
 
 func startConnector(b []byte) (any, func(), error) {
@@ -220,6 +225,7 @@ func startConnector(b []byte) (any, func(), error) {
 		Services:       svcs,
 		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Measure:        &measure.Connector{Ungated: cfg.Ungated},
+		Transport:      &transport.Config{Network: cfg.Network},
 		Metrics:        reg,
 		TracerProvider: tp,
 	})

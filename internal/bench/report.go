@@ -474,6 +474,7 @@ func (r *runner) printTable(w io.Writer, rep *Report) {
 		{pathPostern, pathBare, "postern ÷ bare"},
 		{pathPostern, pathUngated, "postern ÷ nogate"},
 		{pathObserved, pathPostern, "observed ÷ postern"},
+		{pathPosternTCP, pathPostern, "tcp ÷ quic"},
 		{pathBare, pathDirect, "bare ÷ direct"},
 		{pathSSH, pathDirect, "ssh ÷ direct"},
 		{pathWireGuard, pathDirect, "wireguard ÷ direct"},

@@ -107,6 +107,7 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 		Bindings:           cfg.Bindings,
 		Limits:             cfg.Limits,
 		Revocations:        revocations,
+		Transport:          &transport.Config{Network: cfg.Transport},
 		Logger:             log,
 		Audit:              audit,
 		Metrics:            obs.registerer(),

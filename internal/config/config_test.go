@@ -169,7 +169,7 @@ func TestLoadRelayDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Listen != DefaultListen || r.Audit != "stdout" || r.DrainTimeout != DefaultDrainTimeout || r.PolicyPoll != DefaultPolicyPoll || r.Log.JSON || r.MetricsListen != "" {
+	if r.Listen != DefaultListen || r.Transport != "auto" || r.Audit != "stdout" || r.DrainTimeout != DefaultDrainTimeout || r.PolicyPoll != DefaultPolicyPoll || r.Log.JSON || r.MetricsListen != "" {
 		t.Errorf("defaults: %+v", r)
 	}
 	if r.Verifier.MaxLifetime != 24*time.Hour || r.RevocationFile != "" {
@@ -252,6 +252,7 @@ func TestRelayErrors(t *testing.T) {
 		{"wrong type list", base + "bindings: db\n", []string{"relay.yaml:3:11: bindings: want a list"}},
 		{"wrong type mapping", "tokens: postern\npolicy: {dir: policies}\n", []string{"relay.yaml:1:9: tokens: want a mapping"}},
 		{"set twice", base + "audit: stdout\naudit: stderr\n", []string{"relay.yaml:4:1: audit: set twice"}},
+		{"bad transport", base + "transport: udp\n", []string{"relay.yaml:", `transport: want auto (UDP and TCP), quic or tcp, got "udp"`}},
 		{"unreadable key set", "tokens:\n  audience: postern\n  jwks_file: nope.json\npolicy: {dir: policies}\n", []string{"relay.yaml:3:3: tokens.jwks_file: cannot read nope.json: no such file or directory"}},
 		{"private key set", "tokens:\n  audience: postern\n  jwks_file: signing.jwk\npolicy: {dir: policies}\n", []string{"relay.yaml:3:3: tokens.jwks_file: signing.jwk is not a public JWK set"}},
 		{"unreadable tls key", base + "tls:\n  cert_file: relay.crt\n  key_file: relay.key\n", []string{"relay.yaml:4:3: tls.cert_file: cannot read relay.crt", "relay.yaml:5:3: tls.key_file: cannot read relay.key"}},
@@ -311,6 +312,7 @@ func TestLoadRelayMissingFile(t *testing.T) {
 func goodConnector(pin string) string {
 	return `
 relays: [127.0.0.1:7443, 127.0.0.2:7443]
+transport: tcp
 token_file: connector.token
 trust:
   pin: ` + pin + `
@@ -366,6 +368,9 @@ func TestLoadConnector(t *testing.T) {
 	if c.MetricsListen != "127.0.0.1:0" {
 		t.Errorf("metrics.listen %q", c.MetricsListen)
 	}
+	if cfg.Transport == nil || cfg.Transport.Network != "tcp" {
+		t.Errorf("transport %+v, want network tcp", cfg.Transport)
+	}
 	if len(cfg.Services) != 2 {
 		t.Fatalf("services %+v", cfg.Services)
 	}
@@ -406,6 +411,7 @@ func TestConnectorErrors(t *testing.T) {
 		yaml string
 		want []string
 	}{
+		{"bad transport", head + "transport: sctp\n" + svc, []string{"connector.yaml:", `transport: want auto (QUIC, falling back to TLS over TCP), quic or tcp, got "sctp"`}},
 		{"missing relays", "token_file: connector.token\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:1:1: relays: required"}},
 		{"missing token file", "relays: [127.0.0.1:7443]\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:1:1: token_file: required"}},
 		{"unreadable token file", "relays: [127.0.0.1:7443]\ntoken_file: gone.token\ntrust: {pin: " + pin + "}\n" + svc, []string{"connector.yaml:2:1: token_file: cannot read token file", "gone.token"}},
@@ -548,6 +554,9 @@ func TestReadmeReference(t *testing.T) {
 	var cf ConnectorFile
 	if d := decode("README.md connector.yaml", block("### connector.yaml"), &cf); len(d.errs) > 0 {
 		t.Errorf("connector.yaml reference: %v", d.err())
+	}
+	if rf.Transport != "auto" || cf.Transport != "auto" {
+		t.Errorf("transport reference: relay %q, connector %q", rf.Transport, cf.Transport)
 	}
 	if len(cf.Relays) != 2 || len(cf.Services) != 2 || cf.Services[0].Postgres == nil || cf.Services[1].HTTP == nil || len(cf.Services[1].HTTP.Headers) != 1 {
 		t.Errorf("connector.yaml reference decoded to %+v", cf)

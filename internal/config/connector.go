@@ -22,6 +22,7 @@ import (
 // ConnectorFile is the connector's configuration file as written.
 type ConnectorFile struct {
 	Relays    []string      `yaml:"relays"`
+	Transport string        `yaml:"transport"`
 	TokenFile string        `yaml:"token_file"`
 	KeyFile   string        `yaml:"key_file"`
 	Trust     TrustFile     `yaml:"trust"`
@@ -200,6 +201,12 @@ func LoadConnector(path string) (*Connector, error) {
 			}
 		}
 		cfg.Services = append(cfg.Services, svc)
+	}
+
+	if err := transport.CheckNetwork(f.Transport); err != nil {
+		d.errorf("transport", "want auto (QUIC, falling back to TLS over TCP), quic or tcp, got %q", f.Transport)
+	} else if f.Transport != "" {
+		cfg.Transport = &transport.Config{Network: f.Transport}
 	}
 
 	cfg.MinBackoff, cfg.MaxBackoff = f.Backoff.Min, f.Backoff.Max

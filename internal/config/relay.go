@@ -29,6 +29,7 @@ import (
 // tokens.jwks_file and tokens.jwks_url, and policy.dir may be left out.
 type RelayFile struct {
 	Listen       string        `yaml:"listen"`
+	Transport    string        `yaml:"transport"`
 	TLS          *TLSFile      `yaml:"tls"`
 	Tokens       TokensFile    `yaml:"tokens"`
 	Policy       PolicyFile    `yaml:"policy"`
@@ -118,6 +119,10 @@ type LogFile struct {
 type Relay struct {
 	File   string
 	Listen string
+	// Transport is what the relay listens on (transport.Config.Network):
+	// "auto" (default: UDP for QUIC and TCP for TLS over TCP, on the
+	// listen port), "quic" or "tcp".
+	Transport string
 
 	Certificate tls.Certificate
 	// CertSource says where Certificate came from, for the start-up log:
@@ -188,6 +193,14 @@ func LoadRelay(path string) (*Relay, error) {
 	host, _, err := net.SplitHostPort(r.Listen)
 	if err != nil {
 		d.errorf("listen", "want host:port (such as 0.0.0.0:7443), got %q", f.Listen)
+	}
+
+	r.Transport = f.Transport
+	if r.Transport == "" {
+		r.Transport = transport.NetworkAuto
+	}
+	if err := transport.CheckNetwork(f.Transport); err != nil {
+		d.errorf("transport", "want auto (UDP and TCP), quic or tcp, got %q", f.Transport)
 	}
 
 	d.relayTLS(r, f.TLS, host)

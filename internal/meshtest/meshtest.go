@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -79,7 +80,17 @@ type Options struct {
 	// Config.TracerProvider.
 	Metrics        prometheus.Registerer
 	TracerProvider trace.TracerProvider
+	// Network is the transport of the relay, and of the clients and
+	// connectors the mesh starts (transport.Config.Network): "" means
+	// the environment variable POSTERN_TEST_NETWORK, and when that is
+	// unset too, auto (the relay on both, clients trying QUIC first).
+	// POSTERN_TEST_NETWORK=tcp runs a package's mesh tests over TLS/TCP.
+	Network string
 }
+
+// EnvNetwork names the transport of meshes whose Options.Network is
+// empty.
+const EnvNetwork = "POSTERN_TEST_NETWORK"
 
 // Mesh is a running relay and what is needed to join it.
 type Mesh struct {
@@ -125,6 +136,12 @@ func New(t testing.TB, opts Options) *Mesh {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if opts.Network == "" {
+		opts.Network = os.Getenv(EnvNetwork)
+	}
+	if err := transport.CheckNetwork(opts.Network); err != nil {
+		t.Fatal(err)
+	}
 	m := &Mesh{t: t, Key: key, Verifier: v, Policy: policy.NewEngine(set), Cert: cert, Pin: transport.Pin(cert), Audit: &Log{}, opts: opts}
 	m.StartRelay("127.0.0.1:0")
 	t.Cleanup(m.StopRelay)
@@ -145,6 +162,7 @@ func (m *Mesh) StartRelay(addr string) {
 		Limits:             m.opts.Limits,
 		RequireBoundTokens: m.opts.RequireBoundTokens,
 		Revocations:        m.opts.Revocations,
+		Transport:          &transport.Config{Network: m.opts.Network},
 		Audit:              slog.New(slog.NewJSONHandler(m.Audit, nil)),
 		Metrics:            m.opts.Metrics,
 		TracerProvider:     m.opts.TracerProvider,
@@ -229,12 +247,26 @@ func Describe(services ...connector.Service) []identity.Service {
 // Client returns an agent client for tok, closed at cleanup.
 func (m *Mesh) Client(tok string) *mesh.Client {
 	m.t.Helper()
-	c, err := mesh.NewClient(mesh.Config{Relay: m.Addr(), Token: tok, Pin: m.Pin})
+	c, err := mesh.NewClient(mesh.Config{Relay: m.Addr(), Token: tok, Pin: m.Pin, Transport: m.ClientTransport()})
 	if err != nil {
 		m.t.Fatal(err)
 	}
 	m.t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// Network is the mesh's transport: "auto", "quic" or "tcp".
+func (m *Mesh) Network() string {
+	if m.opts.Network == "" {
+		return transport.NetworkAuto
+	}
+	return m.opts.Network
+}
+
+// ClientTransport is the transport configuration of the mesh's clients
+// and connectors.
+func (m *Mesh) ClientTransport() *transport.Config {
+	return &transport.Config{Network: m.opts.Network}
 }
 
 // Connector starts a connector named name serving services (its token
@@ -260,6 +292,9 @@ func (m *Mesh) StartConnector(cfg connector.Config) (c *connector.Connector, sto
 		cfg.Relays = []string{m.Addr()}
 	}
 	cfg.Pin = m.Pin
+	if cfg.Transport == nil {
+		cfg.Transport = m.ClientTransport()
+	}
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff = 20 * time.Millisecond
 		cfg.MaxBackoff = 200 * time.Millisecond
@@ -338,10 +373,19 @@ func (l *Log) Events(msg string) []map[string]any {
 // connection's bytes until EOF, then half-closes its side.
 func EchoServer(t testing.TB) string {
 	t.Helper()
-	return Server(t, func(c net.Conn) {
-		io.Copy(c, c)
-		c.(*net.TCPConn).CloseWrite()
-	})
+	return Server(t, echo)
+}
+
+// ServeEcho is EchoServer on a listener of the caller's (one made in
+// another network namespace, say).
+func ServeEcho(t testing.TB, ln net.Listener) string {
+	t.Helper()
+	return Serve(t, ln, echo)
+}
+
+func echo(c net.Conn) {
+	io.Copy(c, c)
+	c.(*net.TCPConn).CloseWrite()
 }
 
 // Server starts a TCP server on 127.0.0.1:0 running handle for each
@@ -353,6 +397,12 @@ func Server(t testing.TB, handle func(net.Conn)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return Serve(t, ln, handle)
+}
+
+// Serve is Server on a listener of the caller's.
+func Serve(t testing.TB, ln net.Listener, handle func(net.Conn)) string {
+	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	conns := map[net.Conn]bool{}

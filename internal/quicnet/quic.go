@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -49,70 +51,285 @@ func or[T comparable](v, def T) T {
 	return v
 }
 
-// Listener accepts QUIC connections that negotiated ALPN.
+// Listener accepts sessions that negotiated ALPN: QUIC connections on a
+// UDP socket and TLS-over-TCP connections on the TCP port of the same
+// number, as transport.Config.Network says.
 type Listener struct {
 	udp *net.UDPConn
 	tr  *quic.Transport
-	ln  *quic.Listener
+	ln  *quic.Listener // nil without QUIC
+	tcp net.Listener   // nil without TCP
+
+	tlsConf *tls.Config
+	cfg     *transport.Config
+	hs      chan struct{} // TLS handshakes in progress
+
+	sessions  chan Session
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+
+	mu   sync.Mutex
+	live map[*tcpSession]struct{} // TCP sessions, closed with the listener
 }
 
-// Listen listens on the UDP address addr ("127.0.0.1:0" picks a free port).
-// tlsConf must carry the server certificate; Listen copies it and sets
-// TLS 1.3 and ALPN. The stateless-reset key is derived from the
-// certificate's private key, so that a relay restarted with the same
-// certificate tells clients of its previous life at once that their
-// connections are gone, instead of leaving them to time out.
+// maxTCPHandshakes bounds the TLS handshakes a listener runs at once; a
+// connection beyond it is closed at once.
+const maxTCPHandshakes = 1024
+
+// Listen listens on addr ("127.0.0.1:0" picks a free port): UDP for
+// QUIC and TCP for TLS over TCP, on the same port number, unless
+// cfg.Network names one. tlsConf must carry the server certificate;
+// Listen copies it and sets TLS 1.3 and ALPN. The stateless-reset key is
+// derived from the certificate's private key, so that a relay restarted
+// with the same certificate tells clients of its previous life at once
+// that their connections are gone, instead of leaving them to time out.
 func Listen(addr string, tlsConf *tls.Config, cfg *transport.Config) (*Listener, error) {
 	if tlsConf == nil || (len(tlsConf.Certificates) == 0 && tlsConf.GetCertificate == nil) {
 		return nil, errors.New("quicnet: listen: no TLS certificate")
 	}
-	uaddr, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
+	var network string
+	if cfg != nil {
+		network = cfg.Network
+	}
+	if err := transport.CheckNetwork(network); err != nil {
 		return nil, fmt.Errorf("quicnet: listen: %w", err)
 	}
-	udp, err := net.ListenUDP("udp", uaddr)
-	if err != nil {
-		return nil, fmt.Errorf("quicnet: listen: %w", err)
-	}
-	tr := &quic.Transport{Conn: udp}
-	if len(tlsConf.Certificates) > 0 {
-		if key, err := resetKey(tlsConf.Certificates[0]); err == nil {
-			tr.StatelessResetKey = key
+	l := &Listener{tlsConf: serverTLS(tlsConf), cfg: cfg, hs: make(chan struct{}, maxTCPHandshakes),
+		sessions: make(chan Session), done: make(chan struct{}), live: map[*tcpSession]struct{}{}}
+	if network == transport.NetworkTCP {
+		tl, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("quicnet: listen: %w", err)
+		}
+		l.tcp = tl
+	} else {
+		if err := l.listenUDP(addr, network != transport.NetworkQUIC); err != nil {
+			return nil, err
 		}
 	}
-	ln, err := tr.Listen(serverTLS(tlsConf), QUICConfig(cfg))
-	if err != nil {
-		tr.Close()
-		udp.Close()
-		return nil, fmt.Errorf("quicnet: listen: %w", err)
+	if l.ln != nil {
+		l.wg.Add(1)
+		go l.acceptQUIC()
 	}
-	return &Listener{udp: udp, tr: tr, ln: ln}, nil
+	if l.tcp != nil {
+		l.wg.Add(1)
+		go l.acceptTCP()
+	}
+	return l, nil
 }
 
-// Accept waits for the next connection whose handshake completed.
+// listenUDP binds the UDP socket and, with withTCP, the TCP port of the
+// same number. For port 0 it retries when the port the kernel chose for
+// UDP is taken on TCP.
+func (l *Listener) listenUDP(addr string, withTCP bool) error {
+	uaddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return fmt.Errorf("quicnet: listen: %w", err)
+	}
+	for attempt := 0; ; attempt++ {
+		udp, err := net.ListenUDP("udp", uaddr)
+		if err != nil {
+			return fmt.Errorf("quicnet: listen: %w", err)
+		}
+		if withTCP {
+			port := udp.LocalAddr().(*net.UDPAddr).Port
+			host, _, _ := net.SplitHostPort(addr)
+			tl, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+			if err != nil {
+				udp.Close()
+				if uaddr.Port == 0 && attempt < 20 {
+					continue
+				}
+				return fmt.Errorf("quicnet: listen: tcp: %w", err)
+			}
+			l.tcp = tl
+		}
+		tr := &quic.Transport{Conn: udp}
+		if len(l.tlsConf.Certificates) > 0 {
+			if key, err := resetKey(l.tlsConf.Certificates[0]); err == nil {
+				tr.StatelessResetKey = key
+			}
+		}
+		ln, err := tr.Listen(l.tlsConf, QUICConfig(l.cfg))
+		if err != nil {
+			tr.Close()
+			udp.Close()
+			if l.tcp != nil {
+				l.tcp.Close()
+			}
+			return fmt.Errorf("quicnet: listen: %w", err)
+		}
+		l.udp, l.tr, l.ln = udp, tr, ln
+		return nil
+	}
+}
+
+func (l *Listener) acceptQUIC() {
+	defer l.wg.Done()
+	for {
+		conn, err := l.ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		select {
+		case l.sessions <- QUICSession{conn}:
+		case <-l.done:
+			conn.CloseWithError(quic.ApplicationErrorCode(wire.CodeShutdown), "relay_shutdown: the relay is shutting down")
+			return
+		}
+	}
+}
+
+func (l *Listener) acceptTCP() {
+	defer l.wg.Done()
+	for {
+		c, err := l.tcp.Accept()
+		if err != nil {
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // EMFILE and the like
+			continue
+		}
+		select {
+		case l.hs <- struct{}{}:
+		default:
+			c.Close()
+			continue
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer func() { <-l.hs }()
+			l.handshakeTCP(c)
+		}()
+	}
+}
+
+// handshakeTCP runs the TLS handshake and the mux settings exchange within
+// the handshake timeout, and hands the session to Accept.
+func (l *Listener) handshakeTCP(c net.Conn) {
+	var hsTimeout time.Duration
+	if l.cfg != nil {
+		hsTimeout = l.cfg.HandshakeTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), or(hsTimeout, 10*time.Second))
+	defer cancel()
+	go func() {
+		select {
+		case <-l.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	tc := tls.Server(c, l.tlsConf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return
+	}
+	if tc.ConnectionState().NegotiatedProtocol != wire.ALPN {
+		c.Close() // a client that offered no ALPN
+		return
+	}
+	s, err := newTCPSession(ctx, tc, false, l.cfg)
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	select {
+	case <-l.done:
+		l.mu.Unlock()
+		s.CloseWithError(quic.ApplicationErrorCode(wire.CodeShutdown), "relay_shutdown: the relay is shutting down")
+		return
+	default:
+	}
+	l.live[s] = struct{}{}
+	l.mu.Unlock()
+	context.AfterFunc(s.Context(), func() {
+		l.mu.Lock()
+		delete(l.live, s)
+		l.mu.Unlock()
+	})
+	select {
+	case l.sessions <- s:
+	case <-l.done:
+		s.CloseWithError(quic.ApplicationErrorCode(wire.CodeShutdown), "relay_shutdown: the relay is shutting down")
+	}
+}
+
+// Accept waits for the next session whose handshake completed.
 func (l *Listener) Accept(ctx context.Context) (Session, error) {
-	conn, err := l.ln.Accept(ctx)
-	if err != nil {
-		return nil, err
+	select {
+	case s := <-l.sessions:
+		return s, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.done:
+		return nil, fmt.Errorf("quicnet: accept: %w", net.ErrClosed)
 	}
-	return QUICSession{conn}, nil
 }
 
-// Addr is the UDP address the listener is bound to.
-func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+// Addr is the address the listener is bound to: the UDP address, or the
+// TCP one when it listens on TCP only. Both have the same port.
+func (l *Listener) Addr() net.Addr {
+	if l.ln != nil {
+		return l.ln.Addr()
+	}
+	return l.tcp.Addr()
+}
 
-// Close stops accepting and closes the UDP socket. Connections already
+// TCPAddr is the TCP address the listener is bound to; nil when it
+// listens on UDP only.
+func (l *Listener) TCPAddr() net.Addr {
+	if l.tcp == nil {
+		return nil
+	}
+	return l.tcp.Addr()
+}
+
+// Close stops accepting and closes the sockets. Sessions already
 // accepted are closed by their owners first (see Session.CloseWithError);
 // those still open are torn down.
 func (l *Listener) Close() error {
-	err := l.ln.Close()
-	if err2 := l.tr.Close(); err == nil {
-		err = err2
-	}
-	// The transport does not close a socket it was handed.
-	if err2 := l.udp.Close(); err == nil {
-		err = err2
-	}
+	var err error
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		close(l.done)
+		live := make([]*tcpSession, 0, len(l.live))
+		for s := range l.live {
+			live = append(live, s)
+		}
+		l.mu.Unlock()
+		if l.tcp != nil {
+			err = l.tcp.Close()
+		}
+		for _, s := range live {
+			s.CloseWithError(quic.ApplicationErrorCode(wire.CodeShutdown), "relay_shutdown: the relay is shutting down")
+		}
+		if l.ln != nil {
+			if err2 := l.ln.Close(); err == nil {
+				err = err2
+			}
+			if err2 := l.tr.Close(); err == nil {
+				err = err2
+			}
+			// The transport does not close a socket it was handed.
+			if err2 := l.udp.Close(); err == nil {
+				err = err2
+			}
+		}
+		l.wg.Wait()
+	})
 	return err
 }
 
@@ -140,13 +357,38 @@ func serverTLS(c *tls.Config) *tls.Config {
 	return c
 }
 
-// Dial connects to a QUIC listener at addr. tlsConf says how to trust the
-// server (see ClientTLS); Dial copies it and sets TLS 1.3 and ALPN. ctx
-// bounds the handshake.
+// Dial connects to a relay at addr as cfg.Network says: QUIC, TLS over
+// TCP, or (the default) QUIC with a head start and TCP as the fallback;
+// see transport.Config.Network. tlsConf says how to trust the server (see
+// ClientTLS); Dial copies it and sets TLS 1.3 and ALPN. ctx bounds the
+// handshake.
 func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg *transport.Config) (Session, error) {
 	if tlsConf == nil {
 		return nil, errors.New("quicnet: dial: no TLS configuration (trust a CA or pin the relay's certificate)")
 	}
+	var network string
+	var delay time.Duration
+	if cfg != nil {
+		network, delay = cfg.Network, cfg.FallbackDelay
+	}
+	if err := transport.CheckNetwork(network); err != nil {
+		return nil, fmt.Errorf("quicnet: dial: %w", err)
+	}
+	switch network {
+	case transport.NetworkQUIC, transport.NetworkTCP:
+		return dialNetwork(ctx, network, addr, tlsConf, cfg)
+	}
+	return dialRace(ctx, addr, or(delay, 300*time.Millisecond), tlsConf, cfg)
+}
+
+func dialNetwork(ctx context.Context, network, addr string, tlsConf *tls.Config, cfg *transport.Config) (Session, error) {
+	if network == transport.NetworkTCP {
+		return dialTCP(ctx, addr, tlsConf, cfg)
+	}
+	return dialQUIC(ctx, addr, tlsConf, cfg)
+}
+
+func dialQUIC(ctx context.Context, addr string, tlsConf *tls.Config, cfg *transport.Config) (Session, error) {
 	c := tlsConf.Clone()
 	c.MinVersion = tls.VersionTLS13
 	c.NextProtos = []string{wire.ALPN}
@@ -155,6 +397,132 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg *transport.
 		return nil, fmt.Errorf("quicnet: dial %s: %w", addr, err)
 	}
 	return QUICSession{conn}, nil
+}
+
+// dialTCP connects over TLS 1.3 on TCP and sets up the mux, within the
+// handshake timeout.
+func dialTCP(ctx context.Context, addr string, tlsConf *tls.Config, cfg *transport.Config) (Session, error) {
+	c := tlsConf.Clone()
+	c.MinVersion = tls.VersionTLS13
+	c.NextProtos = []string{wire.ALPN}
+	var hsTimeout time.Duration
+	if cfg != nil {
+		hsTimeout = cfg.HandshakeTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, or(hsTimeout, 10*time.Second))
+	defer cancel()
+	d := tls.Dialer{Config: c}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("quicnet: dial %s over tls/tcp: %w", addr, err)
+	}
+	tc := nc.(*tls.Conn)
+	if p := tc.ConnectionState().NegotiatedProtocol; p != wire.ALPN {
+		tc.Close()
+		return nil, fmt.Errorf("quicnet: dial %s over tls/tcp: the server did not agree on ALPN %q", addr, wire.ALPN)
+	}
+	s, err := newTCPSession(ctx, tc, true, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("quicnet: dial %s over tls/tcp: %w", addr, err)
+	}
+	return s, nil
+}
+
+// winnerMemory is how long a client remembers which network reached a
+// relay, and tries it first.
+const winnerMemory = 10 * time.Minute
+
+var winners struct {
+	sync.Mutex
+	m map[string]winner
+}
+
+type winner struct {
+	network string
+	until   time.Time
+}
+
+func remembered(addr string) string {
+	winners.Lock()
+	defer winners.Unlock()
+	if w, ok := winners.m[addr]; ok && time.Now().Before(w.until) {
+		return w.network
+	}
+	return ""
+}
+
+func remember(addr, network string) {
+	winners.Lock()
+	defer winners.Unlock()
+	now := time.Now()
+	if winners.m == nil {
+		winners.m = map[string]winner{}
+	}
+	for k, w := range winners.m {
+		if now.After(w.until) {
+			delete(winners.m, k)
+		}
+	}
+	winners.m[addr] = winner{network, now.Add(winnerMemory)}
+}
+
+// dialRace dials QUIC (or the network that won last time) first and the
+// other network after delay, or as soon as the first fails; the first
+// session up wins and the other attempt is cancelled or closed.
+func dialRace(ctx context.Context, addr string, delay time.Duration, tlsConf *tls.Config, cfg *transport.Config) (Session, error) {
+	first, second := transport.NetworkQUIC, transport.NetworkTCP
+	if remembered(addr) == transport.NetworkTCP {
+		first, second = second, first
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		s       Session
+		err     error
+		network string
+	}
+	results := make(chan result, 2)
+	start := func(network string) {
+		go func() {
+			s, err := dialNetwork(ctx, network, addr, tlsConf, cfg)
+			results <- result{s, err, network}
+		}()
+	}
+	start(first)
+	started := 1
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	var errs []error
+	for {
+		select {
+		case <-timer.C:
+			if started == 1 {
+				start(second)
+				started++
+			}
+		case r := <-results:
+			if r.err == nil {
+				remember(addr, r.network)
+				if started == 2 && len(errs) == 0 {
+					go func() {
+						if r := <-results; r.err == nil {
+							r.s.CloseWithError(0, "")
+						}
+					}()
+				}
+				return r.s, nil
+			}
+			errs = append(errs, r.err)
+			if started == 1 {
+				start(second)
+				started++
+				continue
+			}
+			if len(errs) == 2 {
+				return nil, errors.Join(errs...)
+			}
+		}
+	}
 }
 
 // IsConnClosed reports whether err says the QUIC connection itself is gone

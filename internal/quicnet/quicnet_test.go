@@ -19,24 +19,54 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// networks are the transports every Conn and Splice test runs on.
+var networks = []string{transport.NetworkQUIC, transport.NetworkTCP}
+
+func forNetworks(t *testing.T, test func(t *testing.T, network string)) {
+	for _, n := range networks {
+		t.Run(n, func(t *testing.T) { test(t, n) })
+	}
+}
+
 func pair(tb testing.TB) (client, server *quicnet.Conn) {
 	tb.Helper()
+	return pairOn(tb, transport.NetworkQUIC)
+}
+
+// pairOn connects a client and a server over network and returns the two
+// ends of one stream.
+func pairOn(tb testing.TB, network string) (client, server *quicnet.Conn) {
+	tb.Helper()
+	c, s, _, _ := sessions(tb, network, nil)
+	cs, ss := streamPair(tb, c, s)
+	return quicnet.NewConn(cs, c.LocalAddr(), c.RemoteAddr()), quicnet.NewConn(ss, s.LocalAddr(), s.RemoteAddr())
+}
+
+// sessions connects a client session to a listener over network, both
+// with cfg (its Network set to network).
+func sessions(tb testing.TB, network string, cfg *transport.Config) (client, server quicnet.Session, ln *quicnet.Listener, tlsConf *tls.Config) {
+	tb.Helper()
+	var c transport.Config
+	if cfg != nil {
+		c = *cfg
+	}
+	c.Network = network
 	cert, err := transport.SelfSigned("127.0.0.1")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ln, err := quicnet.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, nil)
+	ln, err = quicnet.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, &c)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { ln.Close() })
-	tlsConf, err := transport.Trust{Pin: transport.Pin(cert)}.ClientTLS("127.0.0.1")
+	tlsConf, err = transport.Trust{Pin: transport.Pin(cert)}.ClientTLS("127.0.0.1")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cc, err := quicnet.Dial(ctx, ln.Addr().String(), tlsConf, nil)
+	cc, err := quicnet.Dial(ctx, ln.Addr().String(), tlsConf, &c)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -46,12 +76,23 @@ func pair(tb testing.TB) (client, server *quicnet.Conn) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { sc.CloseWithError(0, "") })
-	cs, err := cc.OpenStreamSync(ctx)
+	if network != transport.NetworkAuto && (cc.Network() != network || sc.Network() != network) {
+		tb.Fatalf("sessions over %s and %s, want %s", cc.Network(), sc.Network(), network)
+	}
+	return cc, sc, ln, tlsConf
+}
+
+// streamPair opens a stream from c and accepts it on s.
+func streamPair(tb testing.TB, c, s quicnet.Session) (cs, ss quicnet.Stream) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := c.OpenStreamSync(ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cs.Write([]byte{0}) // a stream exists for the peer once it carries a byte
-	ss, err := sc.AcceptStream(ctx)
+	ss, err = s.AcceptStream(ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -59,11 +100,13 @@ func pair(tb testing.TB) (client, server *quicnet.Conn) {
 	if _, err := io.ReadFull(ss, b[:]); err != nil {
 		tb.Fatal(err)
 	}
-	return quicnet.NewConn(cs, cc.LocalAddr(), cc.RemoteAddr()), quicnet.NewConn(ss, sc.LocalAddr(), sc.RemoteAddr())
+	return cs, ss
 }
 
-func TestConnHalfClose(t *testing.T) {
-	c, s := pair(t)
+func TestConnHalfClose(t *testing.T) { forNetworks(t, testConnHalfClose) }
+
+func testConnHalfClose(t *testing.T, network string) {
+	c, s := pairOn(t, network)
 	if _, err := c.Write([]byte("request")); err != nil {
 		t.Fatal(err)
 	}
@@ -87,8 +130,10 @@ func TestConnHalfClose(t *testing.T) {
 	}
 }
 
-func TestConnCloseBothWays(t *testing.T) {
-	c, s := pair(t)
+func TestConnCloseBothWays(t *testing.T) { forNetworks(t, testConnCloseBothWays) }
+
+func testConnCloseBothWays(t *testing.T, network string) {
+	c, s := pairOn(t, network)
 	if _, err := c.Write([]byte("last words")); err != nil {
 		t.Fatal(err)
 	}
@@ -123,8 +168,10 @@ func TestConnCloseBothWays(t *testing.T) {
 	}
 }
 
-func TestConnCloseDuringBlockedWrite(t *testing.T) {
-	c, _ := pair(t) // the server never reads: the client's writes block on flow control
+func TestConnCloseDuringBlockedWrite(t *testing.T) { forNetworks(t, testConnCloseDuringBlockedWrite) }
+
+func testConnCloseDuringBlockedWrite(t *testing.T, network string) {
+	c, _ := pairOn(t, network) // the server never reads: the client's writes block on flow control
 	errc := make(chan error, 1)
 	go func() {
 		_, err := c.Write(make([]byte, 64<<20))
@@ -142,8 +189,10 @@ func TestConnCloseDuringBlockedWrite(t *testing.T) {
 	}
 }
 
-func TestConnDeadline(t *testing.T) {
-	c, _ := pair(t)
+func TestConnDeadline(t *testing.T) { forNetworks(t, testConnDeadline) }
+
+func testConnDeadline(t *testing.T, network string) {
+	c, _ := pairOn(t, network)
 	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	_, err := c.Read(make([]byte, 1))
 	var ne net.Error
@@ -152,10 +201,12 @@ func TestConnDeadline(t *testing.T) {
 	}
 }
 
-func TestSplice(t *testing.T) {
+func TestSplice(t *testing.T) { forNetworks(t, testSplice) }
+
+func testSplice(t *testing.T, network string) {
 	// agent <-> [a | relay | b] <-> upstream, all QUIC streams.
-	agent, a := pair(t)
-	b, upstream := pair(t)
+	agent, a := pairOn(t, network)
+	b, upstream := pairOn(t, network)
 	type result struct {
 		ab, ba int64
 		err    error
@@ -184,9 +235,11 @@ func TestSplice(t *testing.T) {
 	}
 }
 
-func TestSpliceAbortPropagates(t *testing.T) {
-	agent, a := pair(t)
-	b, upstream := pair(t)
+func TestSpliceAbortPropagates(t *testing.T) { forNetworks(t, testSpliceAbortPropagates) }
+
+func testSpliceAbortPropagates(t *testing.T, network string) {
+	agent, a := pairOn(t, network)
+	b, upstream := pairOn(t, network)
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := quicnet.Splice(a, b)
@@ -213,8 +266,12 @@ func TestSpliceAbortPropagates(t *testing.T) {
 // what b's peer answered can still be read from b: a relay must learn why
 // its connector refused, even while the agent is still sending.
 func TestSplicerAnswerReadableAfterFailure(t *testing.T) {
-	agent, a := pair(t)
-	b, connector := pair(t)
+	forNetworks(t, testSplicerAnswerReadableAfterFailure)
+}
+
+func testSplicerAnswerReadableAfterFailure(t *testing.T, network string) {
+	agent, a := pairOn(t, network)
+	b, connector := pairOn(t, network)
 	sp := quicnet.StartSplice(a, b)
 	connector.CloseRead()
 	if _, err := connector.Write([]byte("refused")); err != nil {
@@ -223,7 +280,13 @@ func TestSplicerAnswerReadableAfterFailure(t *testing.T) {
 	connector.CloseWrite()
 	sent := make(chan error, 1)
 	go func() {
-		_, err := agent.Write(make([]byte, 8<<20)) // more than any window: the copy into b must fail
+		// More than any window: the copy into b must fail. yamux opens a
+		// stream's window to its maximum (16 MiB) at the first read.
+		size := 8 << 20
+		if network == transport.NetworkTCP {
+			size = 40 << 20
+		}
+		_, err := agent.Write(make([]byte, size))
 		sent <- err
 	}()
 	sp.Wait()

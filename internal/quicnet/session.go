@@ -30,6 +30,8 @@ type Session interface {
 	Context() context.Context
 	LocalAddr() net.Addr
 	RemoteAddr() net.Addr
+	// Network is "quic" or "tcp" (TLS over TCP).
+	Network() string
 	// TLSState is the state of the session's TLS handshake; on a server,
 	// its PeerCertificates are the client certificate, whose key TLS
 	// proved (a sender-constrained token's proof). Every transport must
@@ -62,6 +64,9 @@ var (
 	_ Session = QUICSession{}
 	_ Stream  = (*quic.Stream)(nil)
 )
+
+// Network is "quic".
+func (s QUICSession) Network() string { return "quic" }
 
 func (s QUICSession) TLSState() tls.ConnectionState { return s.Conn.ConnectionState().TLS }
 

@@ -94,3 +94,9 @@ func FuzzDecodeResult(f *testing.F)    { fuzzDecode(f, FrameResult) }
 func FuzzDecodePolicy(f *testing.F)    { fuzzDecode(f, FramePolicy) }
 func FuzzDecodeRevoke(f *testing.F)    { fuzzDecode(f, FrameRevoke) }
 func FuzzDecodeDialAck(f *testing.F)   { fuzzDecode(f, FrameDialAck) }
+
+func FuzzDecodeMuxSettings(f *testing.F) { fuzzDecode(f, FrameMuxSettings) }
+func FuzzDecodeStreamReset(f *testing.F) { fuzzDecode(f, FrameStreamReset) }
+func FuzzDecodeStopSending(f *testing.F) { fuzzDecode(f, FrameStopSending) }
+func FuzzDecodeResetAck(f *testing.F)    { fuzzDecode(f, FrameResetAck) }
+func FuzzDecodeClose(f *testing.F)       { fuzzDecode(f, FrameClose) }

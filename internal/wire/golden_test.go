@@ -46,6 +46,11 @@ func golden() []Message {
 			{Filename: "staging.cedar", Text: "@id(\"coding-agents-read-staging\")\npermit (principal in Group::\"coding-agents\", action in Action::\"read\",\n        resource in Environment::\"staging\");\n"},
 			{Filename: "forbid.cedar", Text: "@id(\"no-ddl-anywhere\")\nforbid (principal, action in Action::\"ddl\", resource);\n"},
 		}, Declarations: &PolicyDeclarations{PrincipalAttributes: map[string]string{"team": "String"}, DetailKeys: []string{"database"}, Actions: []string{"sql:vacuum_full"}}},
+		&MuxSettings{MaxStreams: 1024},
+		&StreamReset{StreamId: 7, Code: uint64(StreamRefused)},
+		&StopSending{StreamId: 9, Code: uint64(StreamClosed)},
+		&ResetAck{StreamId: 7},
+		&Close{Code: uint32(CodeUnauthenticated), Reason: "token_expired: identity: token expired 3m0s ago"},
 	}
 }
 

@@ -336,3 +336,38 @@ func (m *Result) validate() error {
 		checkLen("connector", m.Connector, MaxNameLen),
 	)
 }
+
+// MaxMuxFrame caps frames on the mux control stream of a TLS-over-TCP
+// connection.
+const MaxMuxFrame = 4096
+
+// maxStreamCode is the largest code a QUIC varint carries.
+const maxStreamCode = 1<<62 - 1
+
+func (m *MuxSettings) validate() error {
+	if m.MaxStreams == 0 || m.MaxStreams > 1<<60 {
+		return malformed("mux settings: max_streams %d, want 1 to 2^60", m.MaxStreams)
+	}
+	return nil
+}
+
+func checkStreamFrame(id uint32, code uint64) error {
+	if id < 2 {
+		return malformed("stream id %d: not a binding or control stream", id)
+	}
+	if code > maxStreamCode {
+		return malformed("stream error code %d does not fit in 62 bits", code)
+	}
+	return nil
+}
+
+func (m *StreamReset) validate() error { return checkStreamFrame(m.StreamId, m.Code) }
+func (m *StopSending) validate() error { return checkStreamFrame(m.StreamId, m.Code) }
+func (m *ResetAck) validate() error    { return checkStreamFrame(m.StreamId, 0) }
+
+func (m *Close) validate() error {
+	if m.Code > 255 {
+		return malformed("close code %d above 255", m.Code)
+	}
+	return checkLen("close reason", m.Reason, 1024)
+}

@@ -31,6 +31,14 @@ const (
 	FrameDial      = FrameType_FRAME_TYPE_DIAL
 	FrameResult    = FrameType_FRAME_TYPE_RESULT
 	FrameDialAck   = FrameType_FRAME_TYPE_DIAL_ACK
+
+	// Transport frames, only on the mux control stream of a TLS-over-TCP
+	// connection.
+	FrameMuxSettings = FrameType_FRAME_TYPE_MUX_SETTINGS
+	FrameStreamReset = FrameType_FRAME_TYPE_STREAM_RESET
+	FrameStopSending = FrameType_FRAME_TYPE_STOP_SENDING
+	FrameResetAck    = FrameType_FRAME_TYPE_RESET_ACK
+	FrameClose       = FrameType_FRAME_TYPE_CLOSE
 )
 
 // Name is the frame type's name in messages and logs: "hello", "open", ...
@@ -63,6 +71,16 @@ func (t FrameType) Name() string {
 		return "result"
 	case FrameDialAck:
 		return "dial_ack"
+	case FrameMuxSettings:
+		return "mux_settings"
+	case FrameStreamReset:
+		return "stream_reset"
+	case FrameStopSending:
+		return "stop_sending"
+	case FrameResetAck:
+		return "reset_ack"
+	case FrameClose:
+		return "close"
 	}
 	return "unknown"
 }
@@ -239,6 +257,12 @@ func (*Dial) FrameType() FrameType      { return FrameDial }
 func (*Result) FrameType() FrameType    { return FrameResult }
 func (*DialAck) FrameType() FrameType   { return FrameDialAck }
 
+func (*MuxSettings) FrameType() FrameType { return FrameMuxSettings }
+func (*StreamReset) FrameType() FrameType { return FrameStreamReset }
+func (*StopSending) FrameType() FrameType { return FrameStopSending }
+func (*ResetAck) FrameType() FrameType    { return FrameResetAck }
+func (*Close) FrameType() FrameType       { return FrameClose }
+
 // newMessage returns a new message of frame type typ; nil for a type this
 // version does not know.
 func newMessage(typ FrameType) Message {
@@ -269,6 +293,16 @@ func newMessage(typ FrameType) Message {
 		return new(Result)
 	case FrameDialAck:
 		return new(DialAck)
+	case FrameMuxSettings:
+		return new(MuxSettings)
+	case FrameStreamReset:
+		return new(StreamReset)
+	case FrameStopSending:
+		return new(StopSending)
+	case FrameResetAck:
+		return new(ResetAck)
+	case FrameClose:
+		return new(Close)
 	}
 	return nil
 }

@@ -9,7 +9,9 @@
 // # Connections
 //
 // One QUIC connection (RFC 9000, TLS 1.3) per agent or connector to each
-// relay, with the TLS application protocol (ALPN) "postern/1". A peer that
+// relay, or where UDP is blocked one TLS 1.3 connection over TCP (see
+// "TLS over TCP" below), with the TLS application protocol (ALPN)
+// "postern/1". A peer that
 // does not offer it fails the handshake. Streams are bidirectional. The
 // agent or connector opens the control stream; an agent opens one stream
 // per use of a binding, and the relay opens one to a connector for each.
@@ -26,6 +28,62 @@
 // connection without that proof is refused with CODE_KEY_NOT_PROVEN, in
 // the Hello's Reject and in a Refresh's; so is a bearer (unbound) agent
 // token when the relay requires bound tokens.
+//
+// # TLS over TCP
+//
+// Where UDP is blocked, the same protocol runs over TLS 1.3 on TCP, on
+// the same port number as the relay's QUIC listener, with the same ALPN
+// ("postern/1"). Streams are those of yamux
+// (https://github.com/hashicorp/yamux/blob/master/spec.md) running over
+// the TLS connection, the dialer as the yamux client (odd stream IDs).
+// yamux gives streams, FIN (half-close) and per-stream flow control, but
+// no error codes; the codes QUIC carries in RESET_STREAM, STOP_SENDING
+// and CONNECTION_CLOSE travel on a stream of their own, the mux control
+// stream:
+//
+//  1. The dialer's first yamux stream (ID 1) is the mux control stream.
+//     Each side's first frame on it is a MuxSettings; nothing else is
+//     sent before it. The protocol's control stream (Hello, ...) is the
+//     dialer's second stream, and binding streams follow as over QUIC.
+//  2. RESET_STREAM is a StreamReset{stream_id, code} on the mux control
+//     stream. Its sender writes nothing more on that stream and sends no
+//     FIN until the peer answers with ResetAck{stream_id}: the FIN comes
+//     after the peer has seen the reset, so a reset stream never reads
+//     as a clean end. A receiver discards what it had not yet read of the
+//     stream and answers every StreamReset with a ResetAck, also for a
+//     stream it does not know.
+//  3. STOP_SENDING is a StopSending{stream_id, code}. Its receiver stops
+//     writing and answers, as over QUIC, with a StreamReset of the same
+//     code (unless it had already sent its FIN).
+//  4. CONNECTION_CLOSE is a Close{code, reason}, the last frame its sender
+//     writes; it then closes the TLS connection (close_notify, FIN). The
+//     code and reason are those a relay puts in CONNECTION_CLOSE.
+//  5. A refusal (rule 4 of the ordering rules) is therefore: StopSending
+//     with STREAM_ERROR_REFUSED, the Result on the stream, its FIN. The
+//     refused peer reads the Result as over QUIC.
+//  6. Limits: mux control frames are at most 4096 bytes; a side opens at
+//     most MuxSettings.max_streams streams at once (a stream counts until
+//     it has ended both ways); a peer that has more than twice that many
+//     open gets its surplus reset with STREAM_ERROR_REFUSED, and after
+//     more than max_streams such refusals the connection is closed with
+//     CODE_LIMIT. The stream
+//     window is yamux's (256 KiB, growing to the configured
+//     MaxStreamWindow); a peer sending beyond it breaks yamux and loses
+//     the connection. An unknown frame type, or any frame before
+//     MuxSettings, closes the connection with CODE_PROTOCOL.
+//
+// Where the protocol itself names a stream (Revoke.stream), the stream
+// is numbered as QUIC numbers it: the dialer's yamux stream n (odd) is
+// stream (n-1)/2*4, the listener's (even) (n/2-1)*4+1; the mux control
+// stream is thus 0 and the control stream 4. Mux control frames carry
+// yamux IDs.
+//
+// The TLS handshake is the same as over QUIC, client certificate (for
+// bound tokens, above) included.
+//
+// Clients try QUIC first and start TCP after a short head start (300 ms
+// by default) or at once when QUIC fails; the first handshake to finish
+// wins, and a client remembers the winner for a relay for 10 minutes.
 //
 // # Protocol flow
 //
@@ -180,6 +238,10 @@
 //   1: first version (Postern 0.1). This protobuf encoding replaced, before
 //      any release, a hand-written TLV encoding of the same messages; no
 //      released peer spoke it, so the ALPN and the version stay 1.
+//   1 + TLS over TCP: the transport frames (0x20-0x24) and the mux
+//      control stream, for networks that drop UDP. Nothing changes over
+//      QUIC; a relay that does not listen on TCP is simply not reached
+//      that way.
 //   1 + feature "policy": Hello.features (field 6) and FRAME_TYPE_POLICY
 //      (0x08), the relay's policy set pushed to connectors. Added
 //      without a version bump: a connector asks for Policy frames by
@@ -315,6 +377,20 @@ const (
 	// starts. Sent only to answer a Dial whose ack field is set, before
 	// its Result.
 	FrameType_FRAME_TYPE_DIAL_ACK FrameType = 19
+	// Transport frames (0x20-0x2f) travel only on the mux control stream of
+	// a TLS-over-TCP connection (see "TLS over TCP" above); over QUIC they
+	// are never sent.
+	// MuxSettings, both directions: the first frame on the mux control
+	// stream.
+	FrameType_FRAME_TYPE_MUX_SETTINGS FrameType = 32
+	// StreamReset: the sender reset its send direction of a stream.
+	FrameType_FRAME_TYPE_STREAM_RESET FrameType = 33
+	// StopSending: the sender stopped reading a stream.
+	FrameType_FRAME_TYPE_STOP_SENDING FrameType = 34
+	// ResetAck: the sender has seen a StreamReset.
+	FrameType_FRAME_TYPE_RESET_ACK FrameType = 35
+	// Close: the connection ends, with a Code.
+	FrameType_FRAME_TYPE_CLOSE FrameType = 36
 )
 
 // Enum value maps for FrameType.
@@ -334,22 +410,32 @@ var (
 		17: "FRAME_TYPE_DIAL",
 		18: "FRAME_TYPE_RESULT",
 		19: "FRAME_TYPE_DIAL_ACK",
+		32: "FRAME_TYPE_MUX_SETTINGS",
+		33: "FRAME_TYPE_STREAM_RESET",
+		34: "FRAME_TYPE_STOP_SENDING",
+		35: "FRAME_TYPE_RESET_ACK",
+		36: "FRAME_TYPE_CLOSE",
 	}
 	FrameType_value = map[string]int32{
-		"FRAME_TYPE_UNSPECIFIED": 0,
-		"FRAME_TYPE_HELLO":       1,
-		"FRAME_TYPE_WELCOME":     2,
-		"FRAME_TYPE_REJECT":      3,
-		"FRAME_TYPE_CATALOG":     4,
-		"FRAME_TYPE_REFRESH":     5,
-		"FRAME_TYPE_REFRESHED":   6,
-		"FRAME_TYPE_GOAWAY":      7,
-		"FRAME_TYPE_POLICY":      8,
-		"FRAME_TYPE_REVOKE":      9,
-		"FRAME_TYPE_OPEN":        16,
-		"FRAME_TYPE_DIAL":        17,
-		"FRAME_TYPE_RESULT":      18,
-		"FRAME_TYPE_DIAL_ACK":    19,
+		"FRAME_TYPE_UNSPECIFIED":  0,
+		"FRAME_TYPE_HELLO":        1,
+		"FRAME_TYPE_WELCOME":      2,
+		"FRAME_TYPE_REJECT":       3,
+		"FRAME_TYPE_CATALOG":      4,
+		"FRAME_TYPE_REFRESH":      5,
+		"FRAME_TYPE_REFRESHED":    6,
+		"FRAME_TYPE_GOAWAY":       7,
+		"FRAME_TYPE_POLICY":       8,
+		"FRAME_TYPE_REVOKE":       9,
+		"FRAME_TYPE_OPEN":         16,
+		"FRAME_TYPE_DIAL":         17,
+		"FRAME_TYPE_RESULT":       18,
+		"FRAME_TYPE_DIAL_ACK":     19,
+		"FRAME_TYPE_MUX_SETTINGS": 32,
+		"FRAME_TYPE_STREAM_RESET": 33,
+		"FRAME_TYPE_STOP_SENDING": 34,
+		"FRAME_TYPE_RESET_ACK":    35,
+		"FRAME_TYPE_CLOSE":        36,
 	}
 )
 
@@ -564,6 +650,269 @@ func (StreamError) EnumDescriptor() ([]byte, []int) {
 	return file_wire_proto_rawDescGZIP(), []int{2}
 }
 
+// MuxSettings is the first frame each side writes on the mux control
+// stream of a TLS-over-TCP connection: FRAME_TYPE_MUX_SETTINGS.
+type MuxSettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many streams the sender lets its peer have open at once (QUIC's
+	// initial_max_streams_bidi). Required, 1 to 2^60.
+	MaxStreams    uint64 `protobuf:"varint,1,opt,name=max_streams,json=maxStreams,proto3" json:"max_streams,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MuxSettings) Reset() {
+	*x = MuxSettings{}
+	mi := &file_wire_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MuxSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MuxSettings) ProtoMessage() {}
+
+func (x *MuxSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MuxSettings.ProtoReflect.Descriptor instead.
+func (*MuxSettings) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *MuxSettings) GetMaxStreams() uint64 {
+	if x != nil {
+		return x.MaxStreams
+	}
+	return 0
+}
+
+// StreamReset is QUIC's RESET_STREAM over TCP: FRAME_TYPE_STREAM_RESET,
+// on the mux control stream.
+type StreamReset struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The yamux stream ID. Required (not 0, not 1: the mux control stream
+	// is never reset).
+	StreamId uint32 `protobuf:"varint,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	// A StreamError; other values below 2^62 are kept, as QUIC keeps them.
+	Code          uint64 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamReset) Reset() {
+	*x = StreamReset{}
+	mi := &file_wire_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamReset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamReset) ProtoMessage() {}
+
+func (x *StreamReset) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamReset.ProtoReflect.Descriptor instead.
+func (*StreamReset) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StreamReset) GetStreamId() uint32 {
+	if x != nil {
+		return x.StreamId
+	}
+	return 0
+}
+
+func (x *StreamReset) GetCode() uint64 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+// StopSending is QUIC's STOP_SENDING over TCP: FRAME_TYPE_STOP_SENDING.
+type StopSending struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As in StreamReset.
+	StreamId uint32 `protobuf:"varint,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	// As in StreamReset.
+	Code          uint64 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopSending) Reset() {
+	*x = StopSending{}
+	mi := &file_wire_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopSending) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopSending) ProtoMessage() {}
+
+func (x *StopSending) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopSending.ProtoReflect.Descriptor instead.
+func (*StopSending) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StopSending) GetStreamId() uint32 {
+	if x != nil {
+		return x.StreamId
+	}
+	return 0
+}
+
+func (x *StopSending) GetCode() uint64 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+// ResetAck answers a StreamReset: FRAME_TYPE_RESET_ACK. Only then does the
+// resetting side send the stream's FIN.
+type ResetAck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As in StreamReset.
+	StreamId      uint32 `protobuf:"varint,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetAck) Reset() {
+	*x = ResetAck{}
+	mi := &file_wire_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetAck) ProtoMessage() {}
+
+func (x *ResetAck) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetAck.ProtoReflect.Descriptor instead.
+func (*ResetAck) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ResetAck) GetStreamId() uint32 {
+	if x != nil {
+		return x.StreamId
+	}
+	return 0
+}
+
+// Close is QUIC's CONNECTION_CLOSE over TCP: FRAME_TYPE_CLOSE, the last
+// frame its sender writes.
+type Close struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A Code (0 for an ordinary close); at most 255.
+	Code uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// "reason: message", as in CONNECTION_CLOSE. At most 1024 bytes.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Close) Reset() {
+	*x = Close{}
+	mi := &file_wire_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Close) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Close) ProtoMessage() {}
+
+func (x *Close) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Close.ProtoReflect.Descriptor instead.
+func (*Close) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Close) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *Close) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Hello opens a session: FRAME_TYPE_HELLO, client to relay, the first
 // frame on the control stream.
 type Hello struct {
@@ -595,7 +944,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_wire_proto_msgTypes[0]
+	mi := &file_wire_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +956,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[0]
+	mi := &file_wire_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +969,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{0}
+	return file_wire_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Hello) GetVersion() uint32 {
@@ -687,7 +1036,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_wire_proto_msgTypes[1]
+	mi := &file_wire_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +1048,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[1]
+	mi := &file_wire_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +1061,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{1}
+	return file_wire_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Welcome) GetSession() string {
@@ -767,7 +1116,7 @@ type Reject struct {
 
 func (x *Reject) Reset() {
 	*x = Reject{}
-	mi := &file_wire_proto_msgTypes[2]
+	mi := &file_wire_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +1128,7 @@ func (x *Reject) String() string {
 func (*Reject) ProtoMessage() {}
 
 func (x *Reject) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[2]
+	mi := &file_wire_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +1141,7 @@ func (x *Reject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reject.ProtoReflect.Descriptor instead.
 func (*Reject) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{2}
+	return file_wire_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Reject) GetCode() Code {
@@ -828,7 +1177,7 @@ type Catalog struct {
 
 func (x *Catalog) Reset() {
 	*x = Catalog{}
-	mi := &file_wire_proto_msgTypes[3]
+	mi := &file_wire_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +1189,7 @@ func (x *Catalog) String() string {
 func (*Catalog) ProtoMessage() {}
 
 func (x *Catalog) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[3]
+	mi := &file_wire_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +1202,7 @@ func (x *Catalog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Catalog.ProtoReflect.Descriptor instead.
 func (*Catalog) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{3}
+	return file_wire_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Catalog) GetBindings() []*Binding {
@@ -875,7 +1224,7 @@ type Refresh struct {
 
 func (x *Refresh) Reset() {
 	*x = Refresh{}
-	mi := &file_wire_proto_msgTypes[4]
+	mi := &file_wire_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +1236,7 @@ func (x *Refresh) String() string {
 func (*Refresh) ProtoMessage() {}
 
 func (x *Refresh) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[4]
+	mi := &file_wire_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1249,7 @@ func (x *Refresh) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Refresh.ProtoReflect.Descriptor instead.
 func (*Refresh) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{4}
+	return file_wire_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Refresh) GetToken() string {
@@ -921,7 +1270,7 @@ type Refreshed struct {
 
 func (x *Refreshed) Reset() {
 	*x = Refreshed{}
-	mi := &file_wire_proto_msgTypes[5]
+	mi := &file_wire_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1282,7 @@ func (x *Refreshed) String() string {
 func (*Refreshed) ProtoMessage() {}
 
 func (x *Refreshed) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[5]
+	mi := &file_wire_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1295,7 @@ func (x *Refreshed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Refreshed.ProtoReflect.Descriptor instead.
 func (*Refreshed) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{5}
+	return file_wire_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Refreshed) GetExpiresUnixMs() uint64 {
@@ -972,7 +1321,7 @@ type Goaway struct {
 
 func (x *Goaway) Reset() {
 	*x = Goaway{}
-	mi := &file_wire_proto_msgTypes[6]
+	mi := &file_wire_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -984,7 +1333,7 @@ func (x *Goaway) String() string {
 func (*Goaway) ProtoMessage() {}
 
 func (x *Goaway) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[6]
+	mi := &file_wire_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -997,7 +1346,7 @@ func (x *Goaway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goaway.ProtoReflect.Descriptor instead.
 func (*Goaway) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{6}
+	return file_wire_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Goaway) GetCode() Code {
@@ -1057,7 +1406,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_wire_proto_msgTypes[7]
+	mi := &file_wire_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1418,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[7]
+	mi := &file_wire_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1431,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{7}
+	return file_wire_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Policy) GetVersion() uint64 {
@@ -1134,7 +1483,7 @@ type PolicySource struct {
 
 func (x *PolicySource) Reset() {
 	*x = PolicySource{}
-	mi := &file_wire_proto_msgTypes[8]
+	mi := &file_wire_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1495,7 @@ func (x *PolicySource) String() string {
 func (*PolicySource) ProtoMessage() {}
 
 func (x *PolicySource) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[8]
+	mi := &file_wire_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1508,7 @@ func (x *PolicySource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySource.ProtoReflect.Descriptor instead.
 func (*PolicySource) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{8}
+	return file_wire_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PolicySource) GetFilename() string {
@@ -1195,7 +1544,7 @@ type PolicyDeclarations struct {
 
 func (x *PolicyDeclarations) Reset() {
 	*x = PolicyDeclarations{}
-	mi := &file_wire_proto_msgTypes[9]
+	mi := &file_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1556,7 @@ func (x *PolicyDeclarations) String() string {
 func (*PolicyDeclarations) ProtoMessage() {}
 
 func (x *PolicyDeclarations) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[9]
+	mi := &file_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1569,7 @@ func (x *PolicyDeclarations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyDeclarations.ProtoReflect.Descriptor instead.
 func (*PolicyDeclarations) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{9}
+	return file_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PolicyDeclarations) GetPrincipalAttributes() map[string]string {
@@ -1272,7 +1621,7 @@ type Open struct {
 
 func (x *Open) Reset() {
 	*x = Open{}
-	mi := &file_wire_proto_msgTypes[10]
+	mi := &file_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1633,7 @@ func (x *Open) String() string {
 func (*Open) ProtoMessage() {}
 
 func (x *Open) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[10]
+	mi := &file_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1646,7 @@ func (x *Open) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Open.ProtoReflect.Descriptor instead.
 func (*Open) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{10}
+	return file_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Open) GetBinding() string {
@@ -1373,7 +1722,7 @@ type Dial struct {
 
 func (x *Dial) Reset() {
 	*x = Dial{}
-	mi := &file_wire_proto_msgTypes[11]
+	mi := &file_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1734,7 @@ func (x *Dial) String() string {
 func (*Dial) ProtoMessage() {}
 
 func (x *Dial) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[11]
+	mi := &file_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1747,7 @@ func (x *Dial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dial.ProtoReflect.Descriptor instead.
 func (*Dial) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{11}
+	return file_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Dial) GetBinding() string {
@@ -1484,7 +1833,7 @@ type TraceContext struct {
 
 func (x *TraceContext) Reset() {
 	*x = TraceContext{}
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1845,7 @@ func (x *TraceContext) String() string {
 func (*TraceContext) ProtoMessage() {}
 
 func (x *TraceContext) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1858,7 @@ func (x *TraceContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceContext.ProtoReflect.Descriptor instead.
 func (*TraceContext) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{12}
+	return file_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TraceContext) GetTraceparent() string {
@@ -1556,7 +1905,7 @@ type Revoke struct {
 
 func (x *Revoke) Reset() {
 	*x = Revoke{}
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1917,7 @@ func (x *Revoke) String() string {
 func (*Revoke) ProtoMessage() {}
 
 func (x *Revoke) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1930,7 @@ func (x *Revoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoke.ProtoReflect.Descriptor instead.
 func (*Revoke) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{13}
+	return file_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Revoke) GetStream() uint64 {
@@ -1633,7 +1982,7 @@ type DialAck struct {
 
 func (x *DialAck) Reset() {
 	*x = DialAck{}
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1994,7 @@ func (x *DialAck) String() string {
 func (*DialAck) ProtoMessage() {}
 
 func (x *DialAck) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +2007,7 @@ func (x *DialAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialAck.ProtoReflect.Descriptor instead.
 func (*DialAck) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{14}
+	return file_wire_proto_rawDescGZIP(), []int{19}
 }
 
 // Result answers an Open (relay to agent) or a Dial (connector to relay):
@@ -1684,7 +2033,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1696,7 +2045,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1709,7 +2058,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{15}
+	return file_wire_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Result) GetCode() Code {
@@ -1766,7 +2115,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1778,7 +2127,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1791,7 +2140,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{16}
+	return file_wire_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Identity) GetSubject() string {
@@ -1851,7 +2200,7 @@ type Binding struct {
 
 func (x *Binding) Reset() {
 	*x = Binding{}
-	mi := &file_wire_proto_msgTypes[17]
+	mi := &file_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +2212,7 @@ func (x *Binding) String() string {
 func (*Binding) ProtoMessage() {}
 
 func (x *Binding) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[17]
+	mi := &file_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +2225,7 @@ func (x *Binding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Binding.ProtoReflect.Descriptor instead.
 func (*Binding) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{17}
+	return file_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Binding) GetName() string {
@@ -1934,7 +2283,7 @@ type Detail struct {
 
 func (x *Detail) Reset() {
 	*x = Detail{}
-	mi := &file_wire_proto_msgTypes[18]
+	mi := &file_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2295,7 @@ func (x *Detail) String() string {
 func (*Detail) ProtoMessage() {}
 
 func (x *Detail) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[18]
+	mi := &file_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2308,7 @@ func (x *Detail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Detail.ProtoReflect.Descriptor instead.
 func (*Detail) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{18}
+	return file_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Detail) GetKey() string {
@@ -1989,7 +2338,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_wire_proto_msgTypes[19]
+	mi := &file_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2001,7 +2350,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[19]
+	mi := &file_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2014,7 +2363,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{19}
+	return file_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Limits) GetMaxStreams() uint64 {
@@ -2036,7 +2385,21 @@ var File_wire_proto protoreflect.FileDescriptor
 const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"wire.proto\x12\x0fpostern.wire.v1\"\xb5\x01\n" +
+	"wire.proto\x12\x0fpostern.wire.v1\".\n" +
+	"\vMuxSettings\x12\x1f\n" +
+	"\vmax_streams\x18\x01 \x01(\x04R\n" +
+	"maxStreams\">\n" +
+	"\vStreamReset\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\rR\bstreamId\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x04R\x04code\">\n" +
+	"\vStopSending\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\rR\bstreamId\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x04R\x04code\"'\n" +
+	"\bResetAck\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\rR\bstreamId\"3\n" +
+	"\x05Close\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xb5\x01\n" +
 	"\x05Hello\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +
@@ -2135,7 +2498,7 @@ const file_wire_proto_rawDesc = "" +
 	"\x06Limits\x12\x1f\n" +
 	"\vmax_streams\x18\x01 \x01(\x04R\n" +
 	"maxStreams\x12$\n" +
-	"\x0emax_frame_size\x18\x02 \x01(\x04R\fmaxFrameSize*\xd5\x02\n" +
+	"\x0emax_frame_size\x18\x02 \x01(\x04R\fmaxFrameSize*\xdc\x03\n" +
 	"\tFrameType\x12\x1a\n" +
 	"\x16FRAME_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10FRAME_TYPE_HELLO\x10\x01\x12\x16\n" +
@@ -2150,7 +2513,12 @@ const file_wire_proto_rawDesc = "" +
 	"\x0fFRAME_TYPE_OPEN\x10\x10\x12\x13\n" +
 	"\x0fFRAME_TYPE_DIAL\x10\x11\x12\x15\n" +
 	"\x11FRAME_TYPE_RESULT\x10\x12\x12\x17\n" +
-	"\x13FRAME_TYPE_DIAL_ACK\x10\x13*\x9e\x02\n" +
+	"\x13FRAME_TYPE_DIAL_ACK\x10\x13\x12\x1b\n" +
+	"\x17FRAME_TYPE_MUX_SETTINGS\x10 \x12\x1b\n" +
+	"\x17FRAME_TYPE_STREAM_RESET\x10!\x12\x1b\n" +
+	"\x17FRAME_TYPE_STOP_SENDING\x10\"\x12\x18\n" +
+	"\x14FRAME_TYPE_RESET_ACK\x10#\x12\x14\n" +
+	"\x10FRAME_TYPE_CLOSE\x10$*\x9e\x02\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x18\n" +
 	"\x14CODE_UNAUTHENTICATED\x10\x01\x12\x0f\n" +
@@ -2189,49 +2557,54 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_wire_proto_goTypes = []any{
 	(FrameType)(0),             // 0: postern.wire.v1.FrameType
 	(Code)(0),                  // 1: postern.wire.v1.Code
 	(StreamError)(0),           // 2: postern.wire.v1.StreamError
-	(*Hello)(nil),              // 3: postern.wire.v1.Hello
-	(*Welcome)(nil),            // 4: postern.wire.v1.Welcome
-	(*Reject)(nil),             // 5: postern.wire.v1.Reject
-	(*Catalog)(nil),            // 6: postern.wire.v1.Catalog
-	(*Refresh)(nil),            // 7: postern.wire.v1.Refresh
-	(*Refreshed)(nil),          // 8: postern.wire.v1.Refreshed
-	(*Goaway)(nil),             // 9: postern.wire.v1.Goaway
-	(*Policy)(nil),             // 10: postern.wire.v1.Policy
-	(*PolicySource)(nil),       // 11: postern.wire.v1.PolicySource
-	(*PolicyDeclarations)(nil), // 12: postern.wire.v1.PolicyDeclarations
-	(*Open)(nil),               // 13: postern.wire.v1.Open
-	(*Dial)(nil),               // 14: postern.wire.v1.Dial
-	(*TraceContext)(nil),       // 15: postern.wire.v1.TraceContext
-	(*Revoke)(nil),             // 16: postern.wire.v1.Revoke
-	(*DialAck)(nil),            // 17: postern.wire.v1.DialAck
-	(*Result)(nil),             // 18: postern.wire.v1.Result
-	(*Identity)(nil),           // 19: postern.wire.v1.Identity
-	(*Binding)(nil),            // 20: postern.wire.v1.Binding
-	(*Detail)(nil),             // 21: postern.wire.v1.Detail
-	(*Limits)(nil),             // 22: postern.wire.v1.Limits
-	nil,                        // 23: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	(*MuxSettings)(nil),        // 3: postern.wire.v1.MuxSettings
+	(*StreamReset)(nil),        // 4: postern.wire.v1.StreamReset
+	(*StopSending)(nil),        // 5: postern.wire.v1.StopSending
+	(*ResetAck)(nil),           // 6: postern.wire.v1.ResetAck
+	(*Close)(nil),              // 7: postern.wire.v1.Close
+	(*Hello)(nil),              // 8: postern.wire.v1.Hello
+	(*Welcome)(nil),            // 9: postern.wire.v1.Welcome
+	(*Reject)(nil),             // 10: postern.wire.v1.Reject
+	(*Catalog)(nil),            // 11: postern.wire.v1.Catalog
+	(*Refresh)(nil),            // 12: postern.wire.v1.Refresh
+	(*Refreshed)(nil),          // 13: postern.wire.v1.Refreshed
+	(*Goaway)(nil),             // 14: postern.wire.v1.Goaway
+	(*Policy)(nil),             // 15: postern.wire.v1.Policy
+	(*PolicySource)(nil),       // 16: postern.wire.v1.PolicySource
+	(*PolicyDeclarations)(nil), // 17: postern.wire.v1.PolicyDeclarations
+	(*Open)(nil),               // 18: postern.wire.v1.Open
+	(*Dial)(nil),               // 19: postern.wire.v1.Dial
+	(*TraceContext)(nil),       // 20: postern.wire.v1.TraceContext
+	(*Revoke)(nil),             // 21: postern.wire.v1.Revoke
+	(*DialAck)(nil),            // 22: postern.wire.v1.DialAck
+	(*Result)(nil),             // 23: postern.wire.v1.Result
+	(*Identity)(nil),           // 24: postern.wire.v1.Identity
+	(*Binding)(nil),            // 25: postern.wire.v1.Binding
+	(*Detail)(nil),             // 26: postern.wire.v1.Detail
+	(*Limits)(nil),             // 27: postern.wire.v1.Limits
+	nil,                        // 28: postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
 }
 var file_wire_proto_depIdxs = []int32{
-	20, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
-	19, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
-	20, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
-	22, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
+	25, // 0: postern.wire.v1.Hello.services:type_name -> postern.wire.v1.Binding
+	24, // 1: postern.wire.v1.Welcome.identity:type_name -> postern.wire.v1.Identity
+	25, // 2: postern.wire.v1.Welcome.catalog:type_name -> postern.wire.v1.Binding
+	27, // 3: postern.wire.v1.Welcome.limits:type_name -> postern.wire.v1.Limits
 	1,  // 4: postern.wire.v1.Reject.code:type_name -> postern.wire.v1.Code
-	20, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
+	25, // 5: postern.wire.v1.Catalog.bindings:type_name -> postern.wire.v1.Binding
 	1,  // 6: postern.wire.v1.Goaway.code:type_name -> postern.wire.v1.Code
-	11, // 7: postern.wire.v1.Policy.sources:type_name -> postern.wire.v1.PolicySource
-	12, // 8: postern.wire.v1.Policy.declarations:type_name -> postern.wire.v1.PolicyDeclarations
-	23, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
-	21, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
-	15, // 11: postern.wire.v1.Open.trace:type_name -> postern.wire.v1.TraceContext
-	19, // 12: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
-	21, // 13: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
-	15, // 14: postern.wire.v1.Dial.trace:type_name -> postern.wire.v1.TraceContext
+	16, // 7: postern.wire.v1.Policy.sources:type_name -> postern.wire.v1.PolicySource
+	17, // 8: postern.wire.v1.Policy.declarations:type_name -> postern.wire.v1.PolicyDeclarations
+	28, // 9: postern.wire.v1.PolicyDeclarations.principal_attributes:type_name -> postern.wire.v1.PolicyDeclarations.PrincipalAttributesEntry
+	26, // 10: postern.wire.v1.Open.details:type_name -> postern.wire.v1.Detail
+	20, // 11: postern.wire.v1.Open.trace:type_name -> postern.wire.v1.TraceContext
+	24, // 12: postern.wire.v1.Dial.identity:type_name -> postern.wire.v1.Identity
+	26, // 13: postern.wire.v1.Dial.details:type_name -> postern.wire.v1.Detail
+	20, // 14: postern.wire.v1.Dial.trace:type_name -> postern.wire.v1.TraceContext
 	1,  // 15: postern.wire.v1.Result.code:type_name -> postern.wire.v1.Code
 	16, // [16:16] is the sub-list for method output_type
 	16, // [16:16] is the sub-list for method input_type
@@ -2251,7 +2624,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   21,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -53,6 +53,12 @@ func samples() []Message {
 		&Revoke{Stream: 0, Binding: "a"},
 		&Open{Binding: "staging-api", Trace: &TraceContext{Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", Tracestate: "congo=t61rcWkgMzE"}},
 		&Dial{Binding: "staging-api", Session: "s-2", Identity: id(), Trace: &TraceContext{Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01"}},
+		&MuxSettings{MaxStreams: 1024},
+		&StreamReset{StreamId: 3, Code: uint64(StreamAborted)},
+		&StopSending{StreamId: 5, Code: uint64(StreamRefused)},
+		&ResetAck{StreamId: 3},
+		&Close{Code: uint32(CodeShutdown), Reason: "relay_shutdown: the relay is shutting down"},
+		&Close{},
 	}
 }
 
@@ -189,6 +195,12 @@ func TestMalformed(t *testing.T) {
 		{name: "wrong wire type", frame: rawFrame(FrameOpen, pbVarint(nil, 1, 7)), want: ErrMalformed, text: "binding name missing"},
 		{name: "code out of range", frame: rawFrame(FrameResult, pbVarint(nil, 1, 300)), want: ErrMalformed, text: "code 300 out of range"},
 		{name: "negative code", frame: rawFrame(FrameResult, pbVarint(nil, 1, ^uint64(0))), want: ErrMalformed, text: "code -1 out of range"},
+		{name: "mux settings without max_streams", frame: valid(&MuxSettings{}), want: ErrMalformed, text: "max_streams 0"},
+		{name: "stream reset of the mux control stream", frame: valid(&StreamReset{StreamId: 1}), want: ErrMalformed, text: "stream id 1"},
+		{name: "stop sending with a code past 62 bits", frame: valid(&StopSending{StreamId: 3, Code: 1 << 62}), want: ErrMalformed, text: "62 bits"},
+		{name: "reset ack without stream", frame: valid(&ResetAck{}), want: ErrMalformed, text: "stream id 0"},
+		{name: "close code above 255", frame: valid(&Close{Code: 256}), want: ErrMalformed, text: "close code 256"},
+		{name: "close reason too long", frame: valid(&Close{Reason: strings.Repeat("r", 1025)}), want: ErrMalformed, text: "close reason is 1025 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -335,6 +347,9 @@ func writeSeed(t *testing.T, fuzz, name string, data []byte) {
 }
 
 func fuzzName(t FrameType) string {
-	s := t.Name()
-	return strings.ToUpper(s[:1]) + s[1:]
+	var b strings.Builder
+	for w := range strings.SplitSeq(t.Name(), "_") { // mux_settings: MuxSettings
+		b.WriteString(strings.ToUpper(w[:1]) + w[1:])
+	}
+	return b.String()
 }

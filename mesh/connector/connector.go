@@ -98,11 +98,14 @@ type Config struct {
 	// 500ms for 15s, so that it is served again within half a second of
 	// coming back.
 	MinBackoff, MaxBackoff time.Duration
-	// Transport tunes QUIC. Nil, or a zero field, means transport's
-	// defaults, except for what a relay needs to see this connector die
-	// within seconds (see [RelaySessionTransport]): room for many streams
-	// from each relay, a keep-alive every 500ms and a 5s idle timeout,
-	// and per-stream receive windows well below the connection's.
+	// Transport tunes QUIC and TLS over TCP. Nil, or a zero field, means
+	// transport's defaults, except for what a relay needs to see this
+	// connector die within seconds (see [RelaySessionTransport]): room for
+	// many streams from each relay, a keep-alive every 500ms and a 5s
+	// idle timeout, and per-stream receive windows well below the
+	// connection's. Its Network chooses how relays are reached: "" or
+	// "auto" (QUIC first, falling back to TLS over TCP; see
+	// mesh.Config.Transport), "quic" or "tcp".
 	// A relay silent for 1.5s (plus up to two round trips) is taken for
 	// gone: its session is ended and a new one dialed, so that a relay
 	// restarted on its address is served again at once.
@@ -156,6 +159,11 @@ func New(cfg Config) (*Connector, error) {
 	}
 	if len(cfg.Services) == 0 {
 		return nil, errors.New("connector: config: no services to serve")
+	}
+	if cfg.Transport != nil {
+		if err := transport.CheckNetwork(cfg.Transport.Network); err != nil {
+			return nil, fmt.Errorf("connector: config: %w", err)
+		}
 	}
 	c := &Connector{cfg: cfg, log: cfg.Logger, services: make(map[string]*Service), status: make(map[string]bool), policy: make(map[string]*relayPolicy), ready: make(chan struct{})}
 	if c.log == nil {

@@ -124,6 +124,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad kind", connector.Config{Relays: []string{"127.0.0.1:1"}, Token: "t", Pin: "sha256:" + zeros, Services: []connector.Service{{Name: "db", Kind: "udp", Upstream: "127.0.0.1:1"}}}},
 		{"bad name", connector.Config{Relays: []string{"127.0.0.1:1"}, Token: "t", Pin: "sha256:" + zeros, Services: []connector.Service{{Name: "a b", Upstream: "127.0.0.1:1"}}}},
 		{"duplicate", connector.Config{Relays: []string{"127.0.0.1:1"}, Token: "t", Pin: "sha256:" + zeros, Services: []connector.Service{ok, ok}}},
+		{"bad transport", connector.Config{Relays: []string{"127.0.0.1:1"}, Token: "t", Pin: "sha256:" + zeros, Services: []connector.Service{ok}, Transport: &transport.Config{Network: "udp"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

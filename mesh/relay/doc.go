@@ -1,5 +1,6 @@
 // Package relay is the Postern relay as a library: the one component with
-// a public address. It accepts agents and connectors over QUIC, verifies
+// a public address. It accepts agents and connectors over QUIC and over
+// TLS 1.3 on TCP (for networks that drop UDP), verifies
 // each one's identity token, authorizes every binding open with Cedar,
 // routes it to a connector and splices the two streams. It never dials a
 // private address itself, and needs no state beyond its configuration, so
@@ -7,7 +8,9 @@
 //
 // # Overview
 //
-// [Listen] starts a relay on one UDP port. For each connection:
+// [Listen] starts a relay on one UDP port and the TCP port of the same
+// number ([Config].Transport.Network chooses one or both). For each
+// connection, whichever its transport:
 //
 //   - The first stream must carry a Hello within [Limits.HandshakeTimeout],
 //     no larger than [Limits.MaxFrameSize], with a token no larger than

@@ -75,15 +75,18 @@ type Config struct {
 	Revocations Revocations
 	// Limits bound what one client may ask of the relay.
 	Limits Limits
-	// Transport tunes QUIC. Nil, or a zero field, means transport's
-	// default, except for these: the relay sends no keep-alives of its
-	// own unless KeepAlive is set (its clients send them; a connector's
-	// every 500ms, so that a dead one is noticed within 2.5s), the stream
-	// limit is raised to fit Limits.StreamsPerAgent, and the receive
-	// windows are a stream's 512 KiB growing to 2 MiB, a connection's 64
-	// MiB from the start: one stream can hold only a small share of a
-	// connection shared by many agents (see Limits.StalledStreamsPerAgent).
-	// A single stream's throughput is then at most 2 MiB per round trip.
+	// Transport tunes QUIC and TLS over TCP. Its Network says what the
+	// relay listens on: "" or "auto" (default) both UDP (QUIC) and TCP
+	// (TLS 1.3), on Addr's port number; "quic" or "tcp" only one. Nil, or
+	// a zero field, means transport's default, except for these: the
+	// relay sends no keep-alives of its own unless KeepAlive is set (its
+	// clients send them; a connector's every 500ms, so that a dead one is
+	// noticed within 2.5s), the stream limit is raised to fit
+	// Limits.StreamsPerAgent, and the QUIC receive windows are a stream's
+	// 512 KiB growing to 2 MiB, a connection's 64 MiB from the start: one
+	// stream can hold only a small share of a connection shared by many
+	// agents (see Limits.StalledStreamsPerAgent). A single stream's
+	// throughput is then at most 2 MiB per round trip.
 	Transport *transport.Config
 	// Logger receives operational messages. Nil means silent.
 	Logger *slog.Logger
@@ -300,7 +303,11 @@ func Listen(cfg Config) (*Relay, error) {
 		r.wg.Add(1)
 		go r.watchRevocations()
 	}
-	r.log.Info("relay: listening", "addr", ln.Addr().String(), "pin", transport.Pin(cfg.Certificate))
+	tcpAddr := "none"
+	if a := ln.TCPAddr(); a != nil {
+		tcpAddr = a.String()
+	}
+	r.log.Info("relay: listening", "addr", ln.Addr().String(), "tcp", tcpAddr, "pin", transport.Pin(cfg.Certificate))
 	return r, nil
 }
 
@@ -332,8 +339,14 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 	return l
 }
 
-// Addr returns the UDP address the relay listens on.
+// Addr returns the address the relay listens on: the UDP address, or the
+// TCP one when it listens on TCP only (Transport.Network "tcp"). A relay
+// listening on both uses the same port number for each.
 func (r *Relay) Addr() net.Addr { return r.ln.Addr() }
+
+// TCPAddr returns the TCP address the relay listens on for TLS over TCP;
+// nil when it listens on UDP only (Transport.Network "quic").
+func (r *Relay) TCPAddr() net.Addr { return r.ln.TCPAddr() }
 
 // Close ends every session at once (clients are told the relay is shutting
 // down) and stops listening. It waits for the relay's goroutines.
@@ -458,7 +471,7 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 	defer cancel()
 	ctrl, err := conn.AcceptStream(ctx)
 	if err != nil {
-		r.log.Debug("relay: no control stream", "remote", remote, "err", err)
+		r.log.Debug("relay: no control stream", "remote", remote, "transport", conn.Network(), "err", err)
 		closeConn(conn, wire.CodeTimeout, "handshake_timeout", "no hello within the handshake time")
 		return
 	}
@@ -485,8 +498,11 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 		s.started = time.Now()
 		s.claims.Store(claims)
 		s.provenKey = proven
-		if ua, ok := conn.RemoteAddr().(*net.UDPAddr); ok {
-			s.remoteIP = ua.AddrPort().Addr().Unmap()
+		switch ra := conn.RemoteAddr().(type) {
+		case *net.UDPAddr:
+			s.remoteIP = ra.AddrPort().Addr().Unmap()
+		case *net.TCPAddr:
+			s.remoteIP = ra.AddrPort().Addr().Unmap()
 		}
 	}
 	switch hello.Role {

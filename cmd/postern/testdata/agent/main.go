@@ -1,8 +1,10 @@
 // Command agent is a minimal agent for the postern command's tests: it
-// reads POSTERN_RELAY, POSTERN_RELAY_PIN and POSTERN_TOKEN_FILE, prints
-// its catalog, and for each binding named on the command line sends a
-// line through a TCP binding and prints what came back, or prints why the
-// open was refused. With -stall first, it opens each binding, sends a
+// reads POSTERN_RELAY, POSTERN_RELAY_PIN, POSTERN_TOKEN_FILE and
+// POSTERN_TRANSPORT, prints its catalog, and for each binding named on the
+// command line sends a line through a TCP binding and prints what came
+// back, or prints why the open was refused. A name written early:NAME is
+// opened with DialEarly: the line goes out with the open, before the
+// relay has answered. With -stall first, it opens each binding, sends a
 // line, says so and then reads nothing, ever: an agent that stopped
 // reading its downloads.
 package main
@@ -18,6 +20,7 @@ import (
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/mesh"
+	"github.com/postern/postern/transport"
 )
 
 func main() {
@@ -26,11 +29,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "agent:", err)
 		os.Exit(1)
 	}
-	c, err := mesh.NewClient(mesh.Config{
+	cfg := mesh.Config{
 		Relay: os.Getenv("POSTERN_RELAY"),
 		Pin:   os.Getenv("POSTERN_RELAY_PIN"),
 		Token: strings.TrimSpace(string(tok)),
-	})
+	}
+	if n := os.Getenv("POSTERN_TRANSPORT"); n != "" {
+		cfg.Transport = &transport.Config{Network: n}
+	}
+	c, err := mesh.NewClient(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "agent:", err)
 		os.Exit(1)
@@ -51,15 +58,32 @@ func main() {
 	if len(os.Args) > 2 && os.Args[1] == "-stall" {
 		stall(c, os.Args[2:])
 	}
-	for _, name := range os.Args[1:] {
-		conn, err := c.Dial(ctx, "tcp", name)
+	for _, arg := range os.Args[1:] {
+		name, early := strings.CutPrefix(arg, "early:")
+		dial := c.Dial
+		if early {
+			dial = c.DialEarly
+		}
+		conn, err := dial(ctx, "tcp", name)
+		if err == nil && early {
+			// The open's answer comes with the first read.
+			var line string
+			if _, err = fmt.Fprintf(conn, "hello %s\n", name); err == nil {
+				line, err = bufio.NewReader(conn).ReadString('\n')
+			}
+			conn.Close()
+			if err == nil {
+				fmt.Printf("%s: allowed: %s\n", arg, strings.TrimSpace(line))
+				continue
+			}
+		}
 		var me *postern.Error
 		switch {
 		case errors.Is(err, postern.ErrDenied) && errors.As(err, &me):
-			fmt.Printf("%s: denied by %s\n", name, strings.Join(me.Policies, ","))
+			fmt.Printf("%s: denied by %s\n", arg, strings.Join(me.Policies, ","))
 			continue
 		case err != nil:
-			fmt.Printf("%s: error: %v\n", name, err)
+			fmt.Printf("%s: error: %v\n", arg, err)
 			continue
 		}
 		fmt.Fprintf(conn, "hello %s\n", name)
