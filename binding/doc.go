@@ -8,7 +8,7 @@
 // [Open] takes a binding's name and returns a [Binding] on a process-wide
 // mesh client configured from the environment (see [ConfigFromEnv]):
 //
-//	POSTERN_RELAY=relay.example.com:7443
+//	POSTERN_RELAY=relay.example.com:7443   or several: relay-a.example.com:7443,relay-b.example.com:7443
 //	POSTERN_TOKEN=eyJ...              or POSTERN_TOKEN_FILE=/run/postern/token
 //	POSTERN_RELAY_PIN=sha256:4f1c...  or POSTERN_RELAY_CA=/etc/postern/relay-ca.pem
 //	POSTERN_KEY_FILE=/run/postern/agent.key   (optional: the key a bound token needs)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/postern/postern/internal/tokenfile"
@@ -18,7 +19,7 @@ import (
 
 // The environment variables the default client reads.
 const (
-	EnvRelay     = "POSTERN_RELAY"      // the relay's address, host:port (UDP and TCP)
+	EnvRelay     = "POSTERN_RELAY"      // the relay's address, host:port (UDP and TCP); several, comma-separated
 	EnvToken     = "POSTERN_TOKEN"      // the agent's identity token (a JWT)
 	EnvTokenFile = "POSTERN_TOKEN_FILE" // a file holding it, read again at each refresh
 	EnvRelayCA   = "POSTERN_RELAY_CA"   // a PEM file of CAs that sign the relay's certificate
@@ -83,7 +84,11 @@ func CloseDefault() error {
 
 // ConfigFromEnv builds a mesh client configuration from the environment:
 //
-//   - POSTERN_RELAY (required): the relay's host:port.
+//   - POSTERN_RELAY (required): the relay's host:port, or several relays
+//     of one mesh separated by commas, in order of preference
+//     ("relay-a.example.com:7443,relay-b.example.com:7443"; spaces around
+//     the commas are ignored). The client uses one at a time and moves to
+//     the next when it goes away (see mesh.Config.Relays).
 //
 //   - POSTERN_TOKEN or POSTERN_TOKEN_FILE (exactly one): the agent's
 //     token, or a file holding it. The file is read again each time the
@@ -118,15 +123,11 @@ func configFromEnv(getenv func(string) string) (mesh.Config, error) {
 		errs = append(errs, &EnvError{Var: v, Err: fmt.Errorf(format, args...)})
 	}
 
-	switch relay := getenv(EnvRelay); {
-	case relay == "":
-		bad(EnvRelay, "not set: want the relay's host:port, e.g. relay.example.com:7443")
+	switch relays := getenv(EnvRelay); {
+	case strings.TrimSpace(relays) == "":
+		bad(EnvRelay, "not set: want the relay's host:port, e.g. relay.example.com:7443 (several: comma-separated)")
 	default:
-		host, port, err := net.SplitHostPort(relay)
-		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
-			bad(EnvRelay, "%q is not host:port", relay)
-		}
-		cfg.Relay = relay
+		cfg.Relays = parseRelays(relays, bad)
 	}
 
 	tok, file := getenv(EnvToken), getenv(EnvTokenFile)
@@ -201,6 +202,29 @@ func configFromEnv(getenv func(string) string) (mesh.Config, error) {
 		return mesh.Config{}, errors.Join(errs...)
 	}
 	return cfg, nil
+}
+
+// parseRelays splits a comma-separated list of host:port, saying what is
+// wrong with each bad entry.
+func parseRelays(list string, bad func(v string, format string, args ...any)) []string {
+	var relays []string
+	seen := map[string]bool{}
+	for _, relay := range strings.Split(list, ",") {
+		relay = strings.TrimSpace(relay)
+		host, port, err := net.SplitHostPort(relay)
+		switch n, perr := strconv.Atoi(port); {
+		case relay == "":
+			bad(EnvRelay, "%q has an empty entry: want host:port, comma-separated", list)
+		case err != nil || host == "" || perr != nil || n < 1 || n > 65535:
+			bad(EnvRelay, "%q is not host:port", relay)
+		case seen[relay]:
+			bad(EnvRelay, "%q is listed twice", relay)
+		default:
+			seen[relay] = true
+			relays = append(relays, relay)
+		}
+	}
+	return relays
 }
 
 // readTokenFile reads and checks a token file. Errors name the file,

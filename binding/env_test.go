@@ -101,10 +101,11 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 
 	tests := []struct {
-		name string
-		env  map[string]string
-		want []string // variables named by the errors; nil means valid
-		text string   // one error's text contains it
+		name   string
+		env    map[string]string
+		want   []string // variables named by the errors; nil means valid
+		text   string   // one error's text contains it
+		relays []string // the relays of a valid configuration; nil means the one of valid
 	}{
 		{name: "valid, token and pin", env: valid},
 		{name: "valid, token file and CA", env: with(map[string]string{binding.EnvToken: "-", binding.EnvTokenFile: tokFile, binding.EnvRelayPin: "-", binding.EnvRelayCA: caFile})},
@@ -116,6 +117,12 @@ func TestConfigFromEnv(t *testing.T) {
 		{name: "relay without port", env: with(map[string]string{binding.EnvRelay: "relay.example.com"}), want: []string{binding.EnvRelay}, text: "host:port"},
 		{name: "relay without host", env: with(map[string]string{binding.EnvRelay: ":7443"}), want: []string{binding.EnvRelay}},
 		{name: "relay port out of range", env: with(map[string]string{binding.EnvRelay: "relay:70000"}), want: []string{binding.EnvRelay}},
+		{name: "valid, two relays", env: with(map[string]string{binding.EnvRelay: "relay-a.example.com:7443, relay-b.example.com:7443"}), relays: []string{"relay-a.example.com:7443", "relay-b.example.com:7443"}},
+		{name: "relays, one bad", env: with(map[string]string{binding.EnvRelay: "relay-a.example.com:7443,relay-b"}), want: []string{binding.EnvRelay}, text: `"relay-b" is not host:port`},
+		{name: "relays, empty entry", env: with(map[string]string{binding.EnvRelay: "relay-a.example.com:7443,,relay-b.example.com:7443"}), want: []string{binding.EnvRelay}, text: "empty entry"},
+		{name: "relays, trailing comma", env: with(map[string]string{binding.EnvRelay: "relay-a.example.com:7443,"}), want: []string{binding.EnvRelay}, text: "empty entry"},
+		{name: "relays, twice", env: with(map[string]string{binding.EnvRelay: "relay-a.example.com:7443,relay-a.example.com:7443"}), want: []string{binding.EnvRelay}, text: "listed twice"},
+		{name: "relays, only commas", env: with(map[string]string{binding.EnvRelay: " , "}), want: []string{binding.EnvRelay, binding.EnvRelay}, text: "empty entry"},
 		{name: "no token", env: with(map[string]string{binding.EnvToken: "-"}), want: []string{binding.EnvToken}, text: binding.EnvTokenFile},
 		{name: "token malformed", env: with(map[string]string{binding.EnvToken: garbage}), want: []string{binding.EnvToken}, text: "not a token"},
 		{name: "token and token file", env: with(map[string]string{binding.EnvTokenFile: tokFile}), want: []string{binding.EnvToken}, text: "set one"},
@@ -140,6 +147,13 @@ func TestConfigFromEnv(t *testing.T) {
 				}
 				if _, err := mesh.NewClient(cfg); err != nil {
 					t.Fatalf("the configuration does not make a client: %v", err)
+				}
+				want := tt.relays
+				if want == nil {
+					want = []string{valid[binding.EnvRelay]}
+				}
+				if !slices.Equal(cfg.Relays, want) || cfg.Relay != "" {
+					t.Fatalf("relays = %q (Relay %q), want %q", cfg.Relays, cfg.Relay, want)
 				}
 				return
 			}

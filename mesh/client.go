@@ -25,12 +25,21 @@ import (
 	"github.com/postern/postern/transport"
 )
 
-// Config configures a Client. Relay, one of Token and TokenSource, and one
-// of RootCAs and Pin are required; every other field has a working zero
-// value.
+// Config configures a Client. Relay or Relays, one of Token and
+// TokenSource, and one of RootCAs and Pin are required; every other field
+// has a working zero value.
 type Config struct {
-	// Relay is the relay's address, host:port (UDP).
+	// Relay is the relay's address, host:port (UDP): the same as Relays
+	// with one entry. Set Relay or Relays, not both.
 	Relay string
+	// Relays are the addresses of relays that serve the same mesh, in
+	// order of preference. The client holds a session with one at a time:
+	// it connects to the first that answers (the first in order at once,
+	// each next one 250ms later), stays with it while it is healthy, and
+	// moves to the next when it goes away or falls silent, retrying there
+	// any open that had not been answered (see [Client.Dial]). A relay
+	// that failed in the last 30s is tried after the others.
+	Relays []string
 
 	// Token is the agent's identity token (a JWT). Use it for tokens that
 	// outlive the program; otherwise set TokenSource.
@@ -73,12 +82,26 @@ type Config struct {
 	OpenTimeout time.Duration
 
 	// Transport tunes QUIC and TLS over TCP. Nil means transport's
-	// defaults. Its Network chooses the transport: "" or "auto" (QUIC
-	// first, TLS over TCP after a 300ms head start or as soon as QUIC
-	// fails, the winner remembered per relay for 10 minutes), "quic" or
-	// "tcp". binding.ConfigFromEnv reads it from POSTERN_TRANSPORT.
+	// defaults, except two that an agent sets shorter so that a dead
+	// relay is noticed in seconds: a keep-alive every second (KeepAlive
+	// zero means 1s) and an idle timeout of 5s (IdleTimeout zero means
+	// 5s). A relay silent for 1.25s (plus up to two round trips) gets no
+	// new opens; its streams end at the idle timeout, with an error,
+	// unless it is heard from again. Its Network chooses the transport:
+	// "" or "auto" (QUIC first, TLS over TCP after a 300ms head start or
+	// as soon as QUIC fails, the winner remembered per relay for 10
+	// minutes), "quic" or "tcp". binding.ConfigFromEnv reads it from
+	// POSTERN_TRANSPORT.
 	Transport *transport.Config
 }
+
+// Agent defaults, shorter than a relay's (see Config.Transport).
+const (
+	agentKeepAlive   = time.Second
+	agentIdleTimeout = 5 * time.Second
+	agentSuspect     = 1250 * time.Millisecond
+	failMemory       = 30 * time.Second // how long a failed relay is tried last
+)
 
 // Client is an agent's session with a relay. It connects on first use,
 // reconnects by itself when the relay goes away, and is safe for
@@ -86,13 +109,17 @@ type Config struct {
 // net.Dialer.DialContext, so it plugs into http.Transport, pgx and
 // anything else that takes a dial function.
 type Client struct {
-	cfg Config
-	tls *tls.Config
-	log *slog.Logger
+	cfg    Config
+	relays []string
+	tls    map[string]*tls.Config // relay -> how to trust it
+	tc     transport.Config
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	sess    *session
-	dialing chan struct{} // closed when the connect in progress ends
+	retired map[*session]struct{} // left for new opens, carrying streams still
+	failed  map[string]time.Time  // relay -> when a session with it last failed
+	dialing chan struct{}         // closed when the connect in progress ends
 	closed  bool
 	changed chan struct{} // closed, and replaced, when the catalog changes
 }
@@ -100,22 +127,36 @@ type Client struct {
 // NewClient checks cfg and returns a client. It does not connect: the
 // first Dial, Catalog or Connect does.
 func NewClient(cfg Config) (*Client, error) {
-	if cfg.Relay == "" {
-		return nil, errors.New("mesh: config: Relay address is required")
+	relays := cfg.Relays
+	switch {
+	case cfg.Relay != "" && len(cfg.Relays) > 0:
+		return nil, errors.New("mesh: config: set Relay or Relays, not both")
+	case cfg.Relay != "":
+		relays = []string{cfg.Relay}
+	case len(relays) == 0:
+		return nil, errors.New("mesh: config: a Relay address is required")
 	}
-	host, _, err := net.SplitHostPort(cfg.Relay)
-	if err != nil {
-		return nil, fmt.Errorf("mesh: config: Relay %q: want host:port", cfg.Relay)
+	relays = slices.Clone(relays)
+	tlsConfs := make(map[string]*tls.Config, len(relays))
+	for _, addr := range relays {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil || host == "" {
+			return nil, fmt.Errorf("mesh: config: relay %q: want host:port", addr)
+		}
+		if _, dup := tlsConfs[addr]; dup {
+			return nil, fmt.Errorf("mesh: config: relay %q listed twice", addr)
+		}
+		t, err := transport.Trust{RootCAs: cfg.RootCAs, Pin: cfg.Pin, ServerName: cfg.ServerName, Key: cfg.Key}.ClientTLS(host)
+		if err != nil {
+			return nil, fmt.Errorf("mesh: config: %w", err)
+		}
+		tlsConfs[addr] = t
 	}
 	if cfg.Token == "" && cfg.TokenSource == nil {
 		return nil, errors.New("mesh: config: a Token or a TokenSource is required")
 	}
 	if cfg.Token != "" && cfg.TokenSource != nil {
 		return nil, errors.New("mesh: config: set Token or TokenSource, not both")
-	}
-	tlsConf, err := transport.Trust{RootCAs: cfg.RootCAs, Pin: cfg.Pin, ServerName: cfg.ServerName, Key: cfg.Key}.ClientTLS(host)
-	if err != nil {
-		return nil, fmt.Errorf("mesh: config: %w", err)
 	}
 	if cfg.Transport != nil {
 		if err := transport.CheckNetwork(cfg.Transport.Network); err != nil {
@@ -132,7 +173,18 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.OpenTimeout <= 0 {
 		cfg.OpenTimeout = 30 * time.Second
 	}
-	return &Client{cfg: cfg, tls: tlsConf, log: log}, nil
+	var tc transport.Config
+	if cfg.Transport != nil {
+		tc = *cfg.Transport
+	}
+	if tc.KeepAlive == 0 {
+		tc.KeepAlive = agentKeepAlive
+	}
+	if tc.IdleTimeout == 0 {
+		tc.IdleTimeout = agentIdleTimeout
+	}
+	return &Client{cfg: cfg, relays: relays, tls: tlsConfs, tc: tc, log: log,
+		retired: make(map[*session]struct{}), failed: make(map[string]time.Time)}, nil
 }
 
 // Connect connects to the relay now, if not connected already, and reports
@@ -217,6 +269,11 @@ func (c *Client) Identity(ctx context.Context) (postern.Identity, error) {
 // A refused open returns an *postern.Error matching postern.ErrDenied, postern.ErrUnknownBinding,
 // postern.ErrNoConnector, postern.ErrUpstream, postern.ErrLimitExceeded, ... with errors.Is. When
 // the relay has gone away since the last call, Dial reconnects first.
+//
+// An open whose relay goes away, or falls silent, before it answers is
+// opened again through another relay (or the same one, reconnected), up
+// to once per configured relay: nothing but the Open had been sent on the
+// stream, so no byte of the caller's reached the upstream twice.
 func (c *Client) Dial(ctx context.Context, network, name string) (net.Conn, error) {
 	return c.dial(ctx, network, name, false)
 }
@@ -230,7 +287,9 @@ func (c *Client) Dial(ctx context.Context, network, name string) (net.Conn, erro
 //
 // The relay's answer is read before the first byte of reply data: a
 // refused open makes the first Read (and any Write after the refusal)
-// return the *postern.Error that Dial would have returned.
+// return the *postern.Error that Dial would have returned. Unlike Dial's,
+// an open that DialEarly sent is not retried when its relay goes away:
+// the caller's first bytes went with it.
 func (c *Client) DialEarly(ctx context.Context, network, name string) (net.Conn, error) {
 	return c.dial(ctx, network, name, true)
 }
@@ -270,12 +329,12 @@ func (c *Client) dialSession(ctx context.Context, name string, details []*wire.D
 			return nil, err
 		}
 		conn, err := s.open(ctx, name, details, early)
-		if err != nil && attempt == 0 && s.lost(err) {
-			// The relay went away since the session was made (restart,
-			// network change): nothing was delivered, so open again on a
-			// new session.
-			c.log.Info("mesh: relay connection lost, reconnecting", "relay", c.cfg.Relay, "err", err)
-			s.End(err)
+		if err != nil && attempt < len(c.relays) && s.lost(err) && ctx.Err() == nil {
+			// The relay went away (restart, crash, network change) or fell
+			// silent before answering: only the Open was sent, so open
+			// again, on another relay or a new session.
+			c.log.Info("mesh: relay lost before answering an open; opening again", "relay", s.Addr(), "binding", name, "err", err)
+			c.retire(s)
 			continue
 		}
 		if err != nil {
@@ -298,13 +357,73 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
-	s := c.sess
+	ss := []*session{c.sess}
 	c.sess = nil
+	for r := range c.retired {
+		ss = append(ss, r)
+	}
+	clear(c.retired)
 	c.mu.Unlock()
-	if s != nil {
-		s.Close()
+	for _, s := range ss {
+		if s != nil {
+			s.Close()
+		}
 	}
 	return nil
+}
+
+// retire takes s out of use for new opens: its relay went away or fell
+// silent. A session that is still up keeps its streams: it is closed when
+// the last of them is, or when it ends.
+func (c *Client) retire(s *session) {
+	c.mu.Lock()
+	if c.sess == s {
+		c.sess = nil
+	}
+	c.failed[s.Addr()] = time.Now()
+	if s.retired.Swap(true) || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.retired[s] = struct{}{}
+	c.mu.Unlock()
+	if !s.Alive() || s.active.Load() == 0 {
+		s.End(net.ErrClosed)
+	}
+	go func() {
+		<-s.Done()
+		s.Close() // waits for the session's goroutines
+		c.mu.Lock()
+		delete(c.retired, s)
+		c.mu.Unlock()
+	}()
+}
+
+// order returns the relays to try, in order of preference: as configured,
+// except that those that failed lately come last, the latest failure last.
+func (c *Client) order() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	recent := func(a string) (time.Time, bool) {
+		t, ok := c.failed[a]
+		return t, ok && now.Sub(t) < failMemory
+	}
+	order := slices.Clone(c.relays)
+	slices.SortStableFunc(order, func(a, b string) int {
+		ta, ra := recent(a)
+		tb, rb := recent(b)
+		switch {
+		case ra && rb:
+			return ta.Compare(tb)
+		case ra:
+			return 1
+		case rb:
+			return -1
+		}
+		return 0
+	})
+	return order
 }
 
 // session returns a live session, connecting if there is none. Only one
@@ -317,9 +436,14 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 			c.mu.Unlock()
 			return nil, &postern.Error{Op: "connect", Err: postern.ErrClosed}
 		}
-		if s := c.sess; s != nil && s.alive() {
+		if s := c.sess; s != nil {
+			if s.alive() {
+				c.mu.Unlock()
+				return s, nil
+			}
 			c.mu.Unlock()
-			return s, nil
+			c.retire(s)
+			continue
 		}
 		if ch := c.dialing; ch != nil {
 			c.mu.Unlock()
@@ -375,23 +499,26 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
 	s := &session{c: c}
-	ss, err := sess.Dial(ctx, sess.Config{
-		Addr:      c.cfg.Relay,
-		TLS:       c.tls,
-		Transport: c.cfg.Transport,
-		Role:      wire.RoleAgent,
-		Client:    "postern-go",
-		Token:     c.token,
-		Refresh:   c.cfg.TokenSource != nil,
-		Log:       c.log,
+	ss, err := sess.DialAny(ctx, c.order(), sess.Config{
+		TLSFor:       func(addr string) *tls.Config { return c.tls[addr] },
+		Transport:    &c.tc,
+		Role:         wire.RoleAgent,
+		Client:       "postern-go",
+		Token:        c.token,
+		Refresh:      c.cfg.TokenSource != nil,
+		Log:          c.log,
+		SuspectAfter: agentSuspect,
 		OnCatalog: func(ws []*wire.Binding) {
 			s.setCatalog(ws)
+			if s.retired.Load() {
+				return // a retired session's catalog is no one's
+			}
 			c.log.Info("mesh: catalog updated", "bindings", len(ws))
 			c.catalogChanged()
 		},
 		Features: []string{wire.FeatureRevoke},
 		OnRevoke: s.revoked.add,
-	})
+	}, sess.Pace{})
 	if err != nil {
 		return nil, sessionErr(ctx, "connect", "", err)
 	}
@@ -402,7 +529,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		s.setCatalog(w.Catalog)
 	}
 	c.catalogChanged()
-	c.log.Info("mesh: connected", "relay", c.cfg.Relay, "session", w.Session, "subject", s.identity.Subject, "bindings", len(w.Catalog))
+	c.log.Info("mesh: connected", "relay", ss.Addr(), "session", w.Session, "subject", s.identity.Subject, "bindings", len(w.Catalog))
 	return s, nil
 }
 
@@ -424,13 +551,27 @@ func sessionErr(ctx context.Context, op, binding string, err error) error {
 	return &postern.Error{Op: op, Binding: binding, Err: fmt.Errorf("%w: %w", postern.ErrUnavailable, err)}
 }
 
+// errSuspect ends the wait for an open's answer when the relay falls
+// silent: the open is made again elsewhere.
+var errSuspect = errors.New("mesh: relay silent")
+
 // session is one QUIC connection to the relay, as an agent.
 type session struct {
 	*sess.Session
 	c        *Client
 	identity postern.Identity
 	catalog  atomic.Pointer[[]postern.Binding]
-	revoked  revocations // why the relay cut streams, by stream ID
+	revoked  revocations  // why the relay cut streams, by stream ID
+	active   atomic.Int64 // streams opened and not yet closed by the caller
+	retired  atomic.Bool  // no longer given new opens (Client.retire)
+}
+
+// release counts the end of a stream; a retired session ends with its
+// last.
+func (s *session) release() {
+	if s.active.Add(-1) == 0 && s.retired.Load() {
+		s.End(net.ErrClosed)
+	}
 }
 
 func (s *session) setCatalog(ws []*wire.Binding) {
@@ -441,11 +582,20 @@ func (s *session) setCatalog(ws []*wire.Binding) {
 	s.catalog.Store(&cat)
 }
 
-func (s *session) alive() bool { return s.Alive() }
+// alive reports whether s is up and its relay has not fallen silent.
+func (s *session) alive() bool {
+	select {
+	case <-s.Suspect():
+		return false
+	default:
+		return s.Alive()
+	}
+}
 
-// lost reports whether err means the whole session is gone.
+// lost reports whether err means the whole session is gone, or its relay
+// silent.
 func (s *session) lost(err error) bool {
-	return quicnet.IsConnClosed(err) || s.Conn.Context().Err() != nil
+	return errors.Is(err, errSuspect) || quicnet.IsConnClosed(err) || s.Conn.Context().Err() != nil
 }
 
 // open opens a binding stream. Unless early, it sends the Open and waits
@@ -466,23 +616,37 @@ func (s *session) open(ctx context.Context, name string, details []*wire.Detail,
 		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}
 	}
 	conn.pending.Store(true)
+	s.active.Add(1)
+	conn.sess = s
 	if early {
 		conn.earlyFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Details: details, Early: true, Trace: trace})
 		if err != nil {
 			conn.qc.Abort(quicnet.StreamClosed)
+			conn.releaseOnce.Do(s.release)
 			return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}
 		}
 		return conn, nil
 	}
-	if _, err := conn.flushOpen(nil); err != nil {
+	fail := func(err error) (*Conn, error) {
 		conn.qc.Abort(quicnet.StreamClosed)
+		conn.releaseOnce.Do(s.release)
 		return nil, err
+	}
+	if _, err := conn.flushOpen(nil); err != nil {
+		return fail(err)
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.c.cfg.OpenTimeout)
 	defer cancel()
-	if err := conn.awaitResult(rctx); err != nil {
-		conn.qc.Abort(quicnet.StreamClosed)
-		return nil, err
+	// A relay that falls silent while the open waits ends the wait: the
+	// open is made again elsewhere.
+	wctx, wcancel := context.WithCancelCause(rctx)
+	defer wcancel(nil)
+	defer s.AfterSuspect(func() { wcancel(errSuspect) })()
+	if err := conn.awaitResult(wctx); err != nil {
+		if rctx.Err() == nil && errors.Is(context.Cause(wctx), errSuspect) {
+			err = errSuspect
+		}
+		return fail(err)
 	}
 	return conn, nil
 }
@@ -491,9 +655,11 @@ func (s *session) open(ctx context.Context, name string, details []*wire.Detail,
 // directions and whose CloseWrite is the half-close: the upstream reads
 // EOF and can still answer.
 type Conn struct {
-	qc      *quicnet.Conn
-	binding string
-	revoked *revocations // the session's
+	qc          *quicnet.Conn
+	binding     string
+	revoked     *revocations // the session's
+	sess        *session
+	releaseOnce sync.Once
 	// cut is the revocation this stream met, once a Read or Write has
 	// returned it: a revoked stream is cut both ways, so every later
 	// Read and Write returns it too, whichever of the relay's reset
@@ -534,7 +700,9 @@ func (c *Conn) Close() error {
 	if c.pending.Load() {
 		c.endOpen(postern.ErrClosed) // closed before the relay answered
 	}
-	return c.qc.Close()
+	err := c.qc.Close()
+	c.releaseOnce.Do(c.sess.release)
+	return err
 }
 
 // CloseRead stops the receive direction: the upstream is told to stop

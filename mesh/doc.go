@@ -1,7 +1,8 @@
 // Package mesh is what an agent imports to reach private services through
-// a Postern relay: a [Client] holding one session with the relay (QUIC, or
-// TLS over TCP where UDP is blocked: see [Config].Transport), the
-// agent's catalog of bindings, and a Dial with net.Dialer's signature.
+// a Postern relay: a [Client] holding one session with a relay of one or
+// several (QUIC, or TLS over TCP where UDP is blocked: see
+// [Config].Transport), the agent's catalog of bindings, and a Dial with
+// net.Dialer's signature.
 //
 // # Overview
 //
@@ -10,9 +11,10 @@
 // receives the catalog, the bindings that policy lets this agent open. The
 // relay pushes a new catalog when policy or connectors change, and
 // [Client.CatalogChanged] tells a long-lived agent when. When the
-// relay goes away (a restart, a network change), the next Dial reconnects
-// by itself. With a [Config].TokenSource, the client presents a fresh token
-// on the live session before the current one expires. With a
+// relay goes away (a restart, a crash, a network change), the next Dial
+// reconnects by itself, to another relay when it has several (see
+// Several relays). With a [Config].TokenSource, the client presents a
+// fresh token on the live session before the current one expires. With a
 // [Config].Key, the client proves that key in every handshake, which a
 // token bound to it needs: a copy of such a token is useless without the
 // key ([postern.ErrKeyNotProven]).
@@ -80,6 +82,40 @@
 //		log.Fatal(err) // a *postern.Error; errors.Is(err, postern.ErrDenied) names the policy
 //	}
 //	defer conn.Close()
+//
+// # Several relays
+//
+// A mesh may run several relays; connectors keep a session with every
+// one. An agent lists them in [Config].Relays (POSTERN_RELAY takes them
+// comma-separated), in order of preference:
+//
+//	client, err := mesh.NewClient(mesh.Config{
+//		Relays: []string{"relay-a.example.com:7443", "relay-b.example.com:7443"},
+//		Token:  os.Getenv("POSTERN_TOKEN"),
+//		Pin:    os.Getenv("POSTERN_RELAY_PIN"), // one certificate on every relay, or RootCAs
+//	})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer client.Close()
+//
+// The client holds a session with one relay at a time, rather than one
+// with each: a relay carries each agent once, and the catalog is the one
+// relay's in use. It connects to the first relay that answers (the first
+// in order at once, each next one 250 ms later), and stays with it while
+// it is healthy. A relay that falls silent for 1.25 s (the client sends a
+// keep-alive every second, which a live relay answers) gets no new opens:
+// the client moves to the next, with that relay's catalog
+// ([Client.CatalogChanged] fires), and an open that had not been answered
+// is made again there by itself, which is safe because nothing but the
+// open had gone out (Dial's opens; not DialEarly's, whose first bytes
+// went with it). The streams already open on the silent relay end with an
+// error, never io.EOF, at the 5 s idle timeout, 5 to 6 s after the relay
+// died, unless it is heard from again. A relay that failed is tried after
+// the others for 30 s. While no relay answers, the client sends each a
+// fresh handshake every 500 ms (rather than waiting out QUIC's
+// retransmissions, which back off to seconds), so that a relay restarted
+// on its address is in use again within half a second of being ready.
 //
 // Typed handles (*sql.DB, *http.Client) over a Client are in package
 // binding. The relay and the connector are libraries too, in mesh/relay

@@ -69,3 +69,17 @@ func ExampleConfig_key() {
 		log.Fatal(err) // errors.Is(err, postern.ErrKeyNotProven) for a token bound to another key
 	}
 }
+
+// An agent of a mesh with several relays lists them all, in order of
+// preference; the client moves to the next when the one in use goes away.
+func ExampleConfig_relays() {
+	client, err := mesh.NewClient(mesh.Config{
+		Relays: []string{"relay-a.example.com:7443", "relay-b.example.com:7443"},
+		Token:  os.Getenv("POSTERN_TOKEN"),
+		Pin:    os.Getenv("POSTERN_RELAY_PIN"), // one certificate on every relay, or RootCAs
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+}

@@ -43,6 +43,7 @@ type options struct {
 	scaleRates []float64
 	scaleSecs  float64
 	scaleProcs int
+	relayFail  int
 	keep       bool
 	failover   bool
 	doc        string
@@ -111,6 +112,7 @@ Flags:
 	rateList := fs.String("scale-rate", "5000", "comma-separated opens per second offered in the scale test, each an open-loop run")
 	fs.Float64Var(&o.scaleSecs, "scale-seconds", 0, "seconds of each open-rate run in the scale test (default 10, quick 3)")
 	fs.IntVar(&o.scaleProcs, "scale-per-proc", 2500, "idle sessions per client process in the scale test")
+	fs.IntVar(&o.relayFail, "relayfail", 0, "rounds of the relay-failure test (relayfail.go): SIGKILL of a relay, timed to the first open through the other relay, to a download's Read error, and from its restart to the first open (0 skips it)")
 	fs.StringVar(&o.doc, "doc", "", "also write the tables into this Markdown `file`, between the lines "+docBegin+" and "+docEnd)
 	fs.BoolVar(&o.failover, "failover", false, "run the failover test (a connector killed with SIGKILL during opens and live streams) and the isolation test (round trips beside three unread 256 MiB downloads); see failover.go")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, audit trail, ssh keys)")
@@ -274,6 +276,8 @@ type runner struct {
 	attack   *attackReport
 	failover *failoverReport
 
+	relayFailRounds []failRound
+
 	selfProfile *os.File // the agent's CPU profile, while one is taken
 
 	otlp    *otlpSink       // the collector of the postern-observed path
@@ -381,6 +385,12 @@ func (r *runner) run() (err error) {
 			r.logf("attack: %v", err)
 		}
 	}
+	if r.o.relayFail > 0 {
+		if err := r.runRelayFail(context.Background()); err != nil {
+			r.errors = append(r.errors, "relayfail: "+err.Error())
+			r.logf("relayfail: %v", err)
+		}
+	}
 	if r.o.failover {
 		if err := r.runFailover(context.Background()); err != nil {
 			r.errors = append(r.errors, "failover: "+err.Error())
@@ -391,6 +401,7 @@ func (r *runner) run() (err error) {
 	var table bytes.Buffer
 	r.printTable(io.MultiWriter(r.out, &table), rep)
 	printAttack(io.MultiWriter(r.out, &table), r.attack)
+	printRelayFail(io.MultiWriter(r.out, &table), r.relayFailRounds)
 	if r.o.doc != "" {
 		if err := updateDoc(r.o.doc, table.Bytes()); err != nil {
 			return err

@@ -75,11 +75,20 @@
 // against one relay process, reports its resident memory per session,
 // and then opens bindings at offered rates.
 //
+// A relay-failure test (-relayfail N, relayfail.go) runs two relays on
+// fixed addresses and two connectors connected to both, kills a relay
+// with SIGKILL in each of N rounds and times, from the kill, an agent's
+// first open through the other relay and a download's Read error
+// through the killed one, and, from the restarted relay's ready line,
+// the first open of an agent that kept opening through a 2 s outage and
+// the connectors' sessions with it.
+//
 // # Usage
 //
 //	go run ./cmd/postern-bench -quick            # under a minute
 //	go run ./cmd/postern-bench -json bench.json  # the full run
 //	go run ./cmd/postern-bench -phases none -scale 1000,10000
+//	go run ./cmd/postern-bench -phases none -relayfail 8
 //
 // It prints a Markdown table with each path's value, its spread and the
 // ratios to direct, to the bare relay and to WireGuard; -json writes the

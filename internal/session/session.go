@@ -29,8 +29,11 @@ const MaxControlFrame = 4 << 20
 
 // Config says how to reach a relay and who to be.
 type Config struct {
-	Addr      string
-	TLS       *tls.Config
+	Addr string
+	TLS  *tls.Config
+	// TLSFor, for DialAny, gives the TLS configuration of each address
+	// (its own server name); nil means TLS for all.
+	TLSFor    func(addr string) *tls.Config
 	Transport *transport.Config
 	Role      string          // wire.RoleAgent or wire.RoleConnector
 	Services  []*wire.Binding // what a connector advertises
@@ -48,6 +51,12 @@ type Config struct {
 	// OnPolicy is called with each Policy frame the relay sends, in order,
 	// from the goroutine that reads the control stream.
 	OnPolicy func(*wire.Policy)
+	// SuspectAfter, when positive, closes Suspect once nothing at all has
+	// come from the relay for that long: with keep-alives well under it,
+	// a silent relay is gone or unreachable, long before the idle timeout
+	// says so. Zero turns the watch off; so does a transport session that
+	// is not a Hearing.
+	SuspectAfter time.Duration
 	// OnRevoke is called with each Revoke frame the relay sends (agents
 	// that list wire.FeatureRevoke), from the same goroutine.
 	OnRevoke func(*wire.Revoke)
@@ -85,6 +94,9 @@ type Session struct {
 	refreshed chan wire.Message
 	expires   atomic.Int64 // unix ms of the token in use; 0 unknown
 
+	suspect       context.Context // done once watch finds the relay silent, or the session ends
+	suspectCancel context.CancelFunc
+
 	wg      sync.WaitGroup
 	endOnce sync.Once
 	done    chan struct{}
@@ -100,15 +112,22 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 	if tok == "" {
 		return nil, fmt.Errorf("%w: empty token", ErrTokenSource)
 	}
+	return dial(ctx, cfg, tok)
+}
+
+// dial is Dial with the token in hand.
+func dial(ctx context.Context, cfg Config, tok string) (*Session, error) {
 	conn, err := quicnet.Dial(ctx, cfg.Addr, cfg.TLS, cfg.Transport)
 	if err != nil {
 		return nil, err
 	}
 	s := &Session{Conn: conn, cfg: cfg, refreshed: make(chan wire.Message, 1), done: make(chan struct{})}
+	s.suspect, s.suspectCancel = context.WithCancel(context.Background())
 	if s.cfg.Log == nil {
 		s.cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if err := s.handshake(ctx, tok); err != nil {
+		s.suspectCancel()
 		conn.CloseWithError(quic.ApplicationErrorCode(wire.CodeOK), "")
 		return nil, err
 	}
@@ -118,6 +137,13 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		defer s.wg.Done()
 		s.readControl()
 	}()
+	if h := hearing(conn); cfg.SuspectAfter > 0 && h != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.watch(h, cfg.SuspectAfter)
+		}()
+	}
 	if cfg.Refresh && s.Welcome.ExpiresUnixMs != 0 {
 		s.wg.Add(1)
 		go func() {
@@ -199,8 +225,81 @@ func DeadlineFromContext(ctx context.Context, st interface{ SetDeadline(time.Tim
 	}
 }
 
+// Addr is the relay's address, as dialed.
+func (s *Session) Addr() string { return s.cfg.Addr }
+
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Suspect is closed when the relay has been silent for
+// Config.SuspectAfter, or the session has ended: either way, new opens
+// belong elsewhere. Streams already open go on until the connection's
+// idle timeout ends them, or the relay is heard from again.
+func (s *Session) Suspect() <-chan struct{} { return s.suspect.Done() }
+
+// AfterSuspect calls f in its own goroutine once Suspect is closed, as
+// context.AfterFunc does; stop undoes it.
+func (s *Session) AfterSuspect(f func()) (stop func() bool) { return context.AfterFunc(s.suspect, f) }
+
+// Hearing is what a transport's session tells of its peer, for the
+// silence watch (Config.SuspectAfter): a count that grows with every
+// packet or frame received, and the smoothed round-trip time. A QUIC
+// session has it through quic-go's ConnectionStats; a session of another
+// transport that lacks it is not watched, and relies on its own idle
+// timeout.
+type Hearing interface {
+	Heard() (received uint64, rtt time.Duration)
+}
+
+// hearing returns c's Hearing, or nil.
+func hearing(c quicnet.Session) Hearing {
+	switch c := c.(type) {
+	case Hearing:
+		return c
+	case interface{ ConnectionStats() quic.ConnectionStats }:
+		return quicStats{c}
+	}
+	return nil
+}
+
+type quicStats struct {
+	c interface{ ConnectionStats() quic.ConnectionStats }
+}
+
+func (q quicStats) Heard() (uint64, time.Duration) {
+	st := q.c.ConnectionStats()
+	return st.PacketsReceived, st.SmoothedRTT
+}
+
+// watch closes suspect once nothing has arrived for d. Keep-alives make
+// the relay answer at least every keep-alive period, so silence is not
+// idleness.
+func (s *Session) watch(h Hearing, d time.Duration) {
+	tick := time.NewTicker(max(d/10, 10*time.Millisecond))
+	defer tick.Stop()
+	last, _ := h.Heard()
+	heard := time.Now()
+	for {
+		select {
+		case <-s.done:
+			return
+		case now := <-tick.C:
+			n, rtt := h.Heard()
+			// A keep-alive's answer takes a round trip: on a long path,
+			// silence lasts that much longer before it means anything
+			// (up to half as long again, so that a round-trip estimate
+			// inflated by a loaded machine cannot put it past the idle
+			// timeout).
+			if n != last {
+				last, heard = n, now
+			} else if now.Sub(heard) >= d+min(2*rtt, d/2) {
+				s.cfg.Log.Warn("relay silent; new opens go elsewhere", "relay", s.cfg.Addr, "silent", now.Sub(heard).Round(time.Millisecond))
+				s.suspectCancel()
+				return
+			}
+		}
+	}
+}
 
 // Alive reports whether the session is up.
 func (s *Session) Alive() bool {
@@ -244,6 +343,7 @@ func (s *Session) end(err error) {
 		}
 		s.err = err
 		close(s.done)
+		s.suspectCancel()
 		s.Conn.CloseWithError(quic.ApplicationErrorCode(wire.CodeOK), "")
 	})
 }

@@ -99,8 +99,13 @@ type Config struct {
 	// audit trail. No credential ever appears in it.
 	Audit *slog.Logger
 	// MinBackoff and MaxBackoff bound the wait between reconnects to a
-	// relay. The wait doubles from MinBackoff up to MaxBackoff, with
-	// jitter. Zero means 250ms and 30s.
+	// relay that answered but refused or failed the session. The wait
+	// doubles from MinBackoff up to MaxBackoff, with jitter, and goes back
+	// to MinBackoff after a session the relay welcomed. Zero means 250ms
+	// and 30s. A relay that does not answer at all (it is down) is not
+	// backed off from: each reconnect sends it a fresh handshake every
+	// 500ms for 15s, so that it is served again within half a second of
+	// coming back.
 	MinBackoff, MaxBackoff time.Duration
 	// Transport tunes QUIC and TLS over TCP. Nil, or a zero field, means
 	// transport's defaults, except for what a relay needs to see this
@@ -110,6 +115,9 @@ type Config struct {
 	// connection's. Its Network chooses how relays are reached: "" or
 	// "auto" (QUIC first, falling back to TLS over TCP; see
 	// mesh.Config.Transport), "quic" or "tcp".
+	// A relay silent for 1.5s (plus up to two round trips) is taken for
+	// gone: its session is ended and a new one dialed, so that a relay
+	// restarted on its address is served again at once.
 	Transport *transport.Config
 	// Metrics, when set, receives the connector's Prometheus collectors
 	// (postern_connector_*; see "Metrics" in the package documentation).
@@ -374,6 +382,19 @@ func (c *Connector) Run(ctx context.Context) error {
 	return context.Cause(ctx)
 }
 
+// relaySilence is how long a relay may be silent before its session is
+// ended (see Config.Transport).
+const relaySilence = 1500 * time.Millisecond
+
+var errRelaySilent = errors.New("connector: relay silent")
+
+// unanswered reports whether a dial failed for want of any answer from
+// the relay, as when it is down.
+func unanswered(err error) bool {
+	var ne net.Error // QUIC's handshake and idle timeouts are net.Errors that time out
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
 // runRelay keeps a session with one relay. It returns an error only for a
 // refusal that retrying will not fix.
 func (c *Connector) runRelay(ctx context.Context, addr string) error {
@@ -388,7 +409,10 @@ func (c *Connector) runRelay(ctx context.Context, addr string) error {
 			c.log.Error("connector: the relay refused this connector", "relay", addr, "err", err)
 			return err
 		}
-		if up {
+		if up || unanswered(err) {
+			// A relay that welcomed us, or that is down (the dial already
+			// paced its attempts), is dialed again soon; only one that
+			// answers and fails is backed off from.
 			backoff = c.cfg.MinBackoff
 		}
 		// Full jitter in [backoff/2, backoff): reconnects from many
@@ -424,19 +448,19 @@ func (c *Connector) session(ctx context.Context, addr string) (up bool, err erro
 	c.policy[addr] = pol
 	c.mu.Unlock()
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	s, err := sess.Dial(hctx, sess.Config{
-		Addr:      addr,
-		TLS:       tlsConf,
-		Transport: &c.tc,
-		Role:      wire.RoleConnector,
-		Services:  c.hello,
-		Client:    "postern-connector",
-		Token:     c.token,
-		Refresh:   c.cfg.TokenSource != nil,
-		Log:       c.log,
-		Features:  c.features(),
-		OnPolicy:  func(m *wire.Policy) { pol.apply(m, c.log) },
-	})
+	s, err := sess.DialAny(hctx, []string{addr}, sess.Config{
+		TLS:          tlsConf,
+		Transport:    &c.tc,
+		Role:         wire.RoleConnector,
+		Services:     c.hello,
+		Client:       "postern-connector",
+		Token:        c.token,
+		Refresh:      c.cfg.TokenSource != nil,
+		Log:          c.log,
+		Features:     c.features(),
+		OnPolicy:     func(m *wire.Policy) { pol.apply(m, c.log) },
+		SuspectAfter: relaySilence,
+	}, sess.Pace{})
 	cancel()
 	if err != nil {
 		return false, err
@@ -451,6 +475,16 @@ func (c *Connector) session(ctx context.Context, addr string) (up bool, err erro
 	defer scancel()
 	stop := context.AfterFunc(sctx, func() { s.End(net.ErrClosed) })
 	defer stop()
+	go func() {
+		select {
+		case <-s.Suspect():
+			// The relay fell silent: it is gone (killed, or restarted and
+			// not yet heard from). Waiting for the idle timeout would
+			// leave its agents without this connector for that long.
+			s.End(errRelaySilent)
+		case <-sctx.Done():
+		}
+	}()
 	for {
 		st, err := s.Conn.AcceptStream(sctx)
 		if err != nil {

@@ -7,9 +7,13 @@
 //
 // Nothing listens: the connector only dials out, so no private address is
 // reachable from the internet. It keeps a session with every relay in
-// [Config.Relays] and, when one goes away, reconnects by itself with
-// exponential backoff and jitter, serving again as soon as the relay is
-// back. A refusal that retrying cannot fix (a service its token does not
+// [Config.Relays] and, when one goes away, reconnects by itself,
+// serving again as soon as the relay is back: a relay silent for 1.5 s
+// (the connector sends a keep-alive every 500 ms) has its session ended,
+// and while it does not answer the connector sends it a fresh handshake
+// every 500 ms, so that a relay restarted on its address is served again
+// within half a second of being ready. A relay that answers and fails the
+// session is backed off from, exponentially with jitter. A refusal that retrying cannot fix (a service its token does not
 // grant, a token for another role) stops [Connector.Run] with that error.
 //
 // A connector dials nothing it did not advertise: the relay names a
