@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -83,6 +84,8 @@ func yamuxConfig(c *transport.Config) *yamux.Config {
 // tcpSession is a Session over TLS over TCP.
 type tcpSession struct {
 	tc     *tls.Conn
+	lc     *lingerConn   // tc as yamux reads it: counts what arrives
+	rtt    time.Duration // an estimate, from the settings exchange
 	mux    *yamux.Session
 	ctl    *yamux.Stream
 	ctx    context.Context
@@ -165,6 +168,7 @@ func newTCPSession(ctx context.Context, tc *tls.Conn, client bool, cfg *transpor
 	stop := context.AfterFunc(ctx, func() { ctl.SetDeadline(past) })
 	defer stop()
 	maxIn := int(min(or(cfg.MaxIncomingStreams, 1024), 1<<20))
+	settingsSent := time.Now()
 	if err := wire.WriteFrame(ctl, &wire.MuxSettings{MaxStreams: uint64(maxIn)}); err != nil {
 		return fail(fmt.Errorf("quicnet: tcp: mux settings: %w", err))
 	}
@@ -181,7 +185,12 @@ func newTCPSession(ctx context.Context, tc *tls.Conn, client bool, cfg *transpor
 	}
 	ctl.SetDeadline(time.Time{})
 	s := &tcpSession{
-		tc: tc, mux: mux, ctl: ctl, client: client, window: int64(yc.MaxStreamWindowSize),
+		tc: tc, mux: mux, ctl: ctl, lc: lc, client: client, window: int64(yc.MaxStreamWindowSize),
+		// The dialer's settings exchange is one round trip (the peer
+		// answers its own as soon as it has the stream): the estimate
+		// silence watches allow for. The accepting side sent its
+		// settings after the peer's arrived, so it has none.
+		rtt:         rttEstimate(client, time.Since(settingsSent)),
 		maxIncoming: maxIn,
 		slots:       make(chan struct{}, min(peer.MaxStreams, 1<<20)),
 		accepted:    make(chan *tcpStream, min(2*maxIn, 4096)),
@@ -211,6 +220,7 @@ func newTCPSession(ctx context.Context, tc *tls.Conn, client bool, cfg *transpor
 // frame. Only yamux's send loop writes, so there is no concurrency here.
 type lingerConn struct {
 	*tls.Conn
+	reads   atomic.Uint64 // reads that returned bytes: something arrived
 	hdr     [yamuxHeaderLen]byte
 	pending bool
 	buf     []byte
@@ -220,6 +230,31 @@ type lingerConn struct {
 // flags (2), stream ID (4), length (4). Type 0 is data, whose body
 // follows in the next write.
 const yamuxHeaderLen = 12
+
+func (c *lingerConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.reads.Add(1)
+	}
+	return n, err
+}
+
+// Received counts the reads from the peer that returned bytes: a frame
+// or a keep-alive's ping or pong (quicnet.Received), so that a relay can
+// tell a silent connector over TCP as it does over QUIC.
+func (s *tcpSession) Received() uint64 { return s.lc.reads.Load() }
+
+// Heard is Received with the session's round-trip estimate, for the
+// agent's silence watch (session.Hearing). yamux measures no round trip
+// of its own: the estimate is the dialer's settings exchange.
+func (s *tcpSession) Heard() (uint64, time.Duration) { return s.Received(), s.rtt }
+
+func rttEstimate(client bool, exchange time.Duration) time.Duration {
+	if !client {
+		return 0
+	}
+	return exchange
+}
 
 func (c *lingerConn) Write(p []byte) (int, error) {
 	if c.pending {

@@ -331,3 +331,28 @@ func TestTCPIdleTimeout(t *testing.T) {
 	}
 	t.Logf("a silent peer was noticed %v after the freeze (idle timeout %v)", time.Since(start), idle)
 }
+
+// TestTCPHearing: over TLS/TCP, as over QUIC, an idle session counts what
+// arrives from its peer (the keep-alives' pings and pongs), which the
+// relay's and the agent's silence watches read; the dialer also has a
+// round-trip estimate.
+func TestTCPHearing(t *testing.T) {
+	client, server, _, _ := sessions(t, transport.NetworkTCP, &transport.Config{KeepAlive: 50 * time.Millisecond})
+	type hearing interface {
+		quicnet.Received
+		Heard() (uint64, time.Duration)
+	}
+	c, ok1 := client.(hearing)
+	s, ok2 := server.(hearing)
+	if !ok1 || !ok2 {
+		t.Fatalf("a TLS/TCP session does not count what it hears: %T, %T", client, server)
+	}
+	c0, s0 := c.Received(), s.Received()
+	time.Sleep(500 * time.Millisecond) // about ten keep-alives each way
+	if c.Received() < c0+2 || s.Received() < s0+2 {
+		t.Errorf("idle for 500ms with keep-alives every 50ms: the client heard %d, the server %d more", c.Received()-c0, s.Received()-s0)
+	}
+	if _, rtt := c.Heard(); rtt <= 0 || rtt > 5*time.Second {
+		t.Errorf("the dialer's round-trip estimate is %v", rtt)
+	}
+}
