@@ -196,6 +196,9 @@ type service struct {
 	PGUser   string `json:"pg_user,omitempty"`
 	PGPass   string `json:"pg_password,omitempty"`
 	PGDB     string `json:"pg_database,omitempty"`
+	// MaxConns is connector.Service.MaxConns: zero for the connector's
+	// default, which the revocation bench's thousands of streams exceed.
+	MaxConns int `json:"max_conns,omitempty"`
 }
 
 type connectorConfig struct {
@@ -218,7 +221,7 @@ func startConnector(b []byte) (any, func(), error) {
 	}
 	var svcs []connector.Service
 	for _, s := range cfg.Services {
-		cs := connector.Service{Name: s.Name, Kind: s.Kind, Upstream: s.Upstream, Environment: "staging"}
+		cs := connector.Service{Name: s.Name, Kind: s.Kind, Upstream: s.Upstream, Environment: "staging", MaxConns: s.MaxConns}
 		if s.Kind == postern.KindPostgres {
 			cs.Postgres = &connector.Postgres{User: s.PGUser, Database: s.PGDB, Password: connector.Secret{Value: s.PGPass}, SSLMode: "disable"}
 		}

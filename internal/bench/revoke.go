@@ -240,8 +240,8 @@ func runRevoke(o revokeOptions, stdout, log io.Writer) error {
 		return err
 	}
 	cp, err := startChild(dir, "connector", "connector", connectorConfig{Relay: rr.Addr, Pin: rr.Pin, Token: connTok, Services: []service{
-		{Name: revokeA, Kind: postern.KindTCP, Upstream: up.Addr},
-		{Name: revokeB, Kind: postern.KindTCP, Upstream: up.Addr},
+		{Name: revokeA, Kind: postern.KindTCP, Upstream: up.Addr, MaxConns: o.streams + 1024},
+		{Name: revokeB, Kind: postern.KindTCP, Upstream: up.Addr, MaxConns: o.streams + 1024},
 	}}, &struct{}{})
 	if err != nil {
 		return err
