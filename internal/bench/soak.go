@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -33,7 +34,8 @@ import (
 // two restarts) and at the end (a third of the run after the relay's
 // restart). The agents are paused for each sample, so that streams under
 // way at that instant do not count: what is left is what the sessions
-// hold, and what a leak would add to.
+// hold, and what a leak would add to: each sample waits until the echo
+// upstream has no connection left open, then half a second more.
 //
 // Flat is judged on each role's total (the relays, the connectors, the
 // driver), not on each process: after a relay restart the agents that
@@ -164,7 +166,16 @@ func (r *runner) runSoak(ctx context.Context) error {
 		return err
 	}
 	m := &failMesh{r: r, agent: agentTok}
-	if m.echo, err = failUpstream(r, echoConn); err != nil {
+	// The echo upstream counts its open connections: a sample waits for
+	// none, every stream closed end to end, so that the driver's fds are
+	// its sessions' and not the upstream's connections still closing.
+	var upstreamConns atomic.Int64
+	if m.echo, err = failUpstream(r, func(c net.Conn) {
+		upstreamConns.Add(1)
+		defer upstreamConns.Add(-1)
+		echoConn(c)
+		c.Close()
+	}); err != nil {
 		return err
 	}
 	if m.bulk, err = failUpstream(r, bulkConn); err != nil {
@@ -265,6 +276,12 @@ func (r *runner) runSoak(ctx context.Context) error {
 	sample := func(i int) error {
 		load.gate.Lock()
 		defer load.gate.Unlock()
+		for wait := time.Now().Add(10 * time.Second); upstreamConns.Load() > 0 && time.Now().Before(wait); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := upstreamConns.Load(); n > 0 {
+			r.logf("soak: sample %d: %d upstream connections still open 10s after the agents paused", i, n)
+		}
 		time.Sleep(500 * time.Millisecond) // closed streams' goroutines end
 		procs := []*proc{self()}
 		procs = append(procs, m.relays...)
