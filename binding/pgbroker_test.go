@@ -88,7 +88,10 @@ func TestPostgresCancelKeys(t *testing.T) {
 		super := superuser(t, l)
 		meshtest.WaitFor(t, "pg_sleep to run", func() bool {
 			var n int
-			err := super.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND query LIKE 'SELECT pg_sleep%'", realPID).Scan(&n)
+			// state: an idle backend's query is its last one, and a
+			// cancel that reaches it idle cancels nothing.
+			err := super.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query = $2",
+				realPID, fmt.Sprintf("SELECT pg_sleep(%g)", secs)).Scan(&n)
 			return err == nil && n == 1
 		})
 		return done

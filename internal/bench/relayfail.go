@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/tcpserve"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/mesh/identity"
@@ -616,40 +617,7 @@ func failUpstream(r *runner, handle func(net.Conn)) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				handle(c)
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-			}()
-		}
-	}()
-	r.onStop(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	r.onStop(tcpserve.Serve(ln, handle))
 	return ln.Addr().String(), nil
 }
 

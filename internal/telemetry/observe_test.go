@@ -760,3 +760,48 @@ func TestAuditLossAndPolicyLabels(t *testing.T) {
 		t.Errorf("a refused audit event counted as written: %v", n)
 	}
 }
+
+// stalledWriter blocks every Write until release is closed: an audit
+// collector that stopped reading.
+type stalledWriter struct{ release chan struct{} }
+
+func (w stalledWriter) Write(p []byte) (int, error) { <-w.release; return len(p), nil }
+
+// TestAuditQueueMetrics: the audit queue's capacity, depth and drops are
+// exported. With a collector that has stalled and audit_queue.full: drop,
+// events past the queue's size are dropped and counted, and the opens
+// that emit them go on.
+func TestAuditQueueMetrics(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	reg := prometheus.NewRegistry()
+	w := stalledWriter{release: make(chan struct{})}
+	r, err := relay.Listen(relay.Config{Addr: "127.0.0.1:0", Certificate: m.Cert, Verifier: m.Verifier, Policy: m.Policy,
+		Audit: slog.New(slog.NewJSONHandler(w, nil)), AuditQueue: relay.AuditQueue{Size: 4, Drop: true}, Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer close(w.release) // before Close, which writes what is queued
+	c, err := mesh.NewClient(mesh.Config{Relay: r.Addr().String(), Pin: m.Pin, Token: m.AgentToken("coding-agent", "coding-agents")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 12 {
+		if _, err := c.Dial(context.Background(), "tcp", "nowhere"); !errors.Is(err, postern.ErrUnknownBinding) {
+			t.Fatalf("an open of nowhere: %v", err)
+		}
+	}
+	got := gather(t, reg)
+	if got["postern_relay_audit_queue_capacity{}"] != 4 {
+		t.Errorf("capacity %v, want 4", got["postern_relay_audit_queue_capacity{}"])
+	}
+	if d := got["postern_relay_audit_queue_depth{}"]; d < 1 || d > 4 {
+		t.Errorf("depth %v with a stalled collector, want 1 to 4", d)
+	}
+	// 13 events (a session start, 12 denials), 4 queued, one held by the
+	// stalled writer: at least 8 dropped.
+	if n := got["postern_relay_audit_dropped_total{}"]; n < 8 {
+		t.Errorf("dropped %v, want at least 8", n)
+	}
+}

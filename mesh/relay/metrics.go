@@ -40,13 +40,18 @@ import (
 //	postern_relay_binding_connectors{binding}         gauge: connectors serving each known binding
 //	postern_relay_audit_events_total{event}           counter: audit events written
 //	postern_relay_audit_errors_total                  counter: audit events the audit writer failed to take (lost)
+//	postern_relay_audit_queue_depth                   gauge: audit events queued, not yet written
+//	postern_relay_audit_queue_capacity                gauge: the queue's size (audit_queue.size)
+//	postern_relay_audit_dropped_total                 counter: audit events dropped because the queue was full
+//	                                                  (audit_queue.full: drop; with block, opens wait instead)
 //	postern_relay_quic_smoothed_rtt_seconds{role}     histogram over live sessions, sampled at each scrape
 //	postern_relay_quic_congestion_window_bytes{role}  histogram over live sessions, sampled at each scrape
 //	postern_relay_quic_packets_sent{role}             gauge: sum over live sessions, sampled at each scrape
 //	postern_relay_quic_packets_lost{role}             gauge: sum over live sessions, sampled at each scrape
 //
-// The audit trail is written synchronously, so it has no queue to report;
-// an event its writer refuses is counted in audit_errors_total.
+// The audit trail is written through a bounded queue (see AuditQueue): its
+// depth, capacity and drops are reported; an event its writer refuses is
+// counted in audit_errors_total.
 
 // UnknownBinding is the binding label of opens of a name the relay does
 // not know: agents choose what they open, and a label per name they send
@@ -155,6 +160,27 @@ func newMetrics(reg prometheus.Registerer, r *Relay) (*metrics, error) {
 		m.opens, m.stage, m.bytes, m.streams, m.decisions, m.decisionSeconds, m.auditEvents, m.auditErrors, m.denialsByPolicy, &sampler{r: r},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_relay_recent_denials",
 			Help: "Opens denied by policy in the last 60 seconds."}, func() float64 { return float64(m.denials.total(time.Now())) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_relay_audit_queue_depth",
+			Help: "Audit events queued and not yet written."}, func() float64 {
+			if q := r.auditQ; q != nil {
+				return float64(len(q.ch))
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_relay_audit_queue_capacity",
+			Help: "Audit events the queue holds at most (audit_queue.size)."}, func() float64 {
+			if q := r.auditQ; q != nil {
+				return float64(cap(q.ch))
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "postern_relay_audit_dropped_total",
+			Help: "Audit events dropped because the audit queue was full (audit_queue.full: drop)."}, func() float64 {
+			if q := r.auditQ; q != nil {
+				return float64(q.total.Load())
+			}
+			return 0
+		}),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
