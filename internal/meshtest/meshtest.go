@@ -330,8 +330,8 @@ func (m *Mesh) StartConnector(cfg connector.Config) (c *connector.Connector, sto
 	case <-c.Ready():
 	case err := <-done:
 		m.t.Fatalf("connector stopped before it was ready: %v", err)
-	case <-time.After(10 * time.Second):
-		m.t.Fatal("connector not ready after 10s")
+	case <-time.After(30 * time.Second):
+		m.t.Fatal("connector not ready after 30s")
 	}
 	return c, stop
 }
