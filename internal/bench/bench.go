@@ -46,6 +46,7 @@ type options struct {
 	relayFail  int
 	keep       bool
 	failover   bool
+	soak       time.Duration
 	doc        string
 	verbose    bool
 	args       []string
@@ -115,6 +116,7 @@ Flags:
 	fs.IntVar(&o.relayFail, "relayfail", 0, "rounds of the relay-failure test (relayfail.go): SIGKILL of a relay, timed to the first open through the other relay, to a download's Read error, and from its restart to the first open (0 skips it)")
 	fs.StringVar(&o.doc, "doc", "", "also write the tables into this Markdown `file`, between the lines "+docBegin+" and "+docEnd)
 	fs.BoolVar(&o.failover, "failover", false, "run the failover test (a connector killed with SIGKILL during opens and live streams) and the isolation test (round trips beside three unread 256 MiB downloads); see failover.go")
+	fs.DurationVar(&o.soak, "soak", 0, "run the soak test (soak.go) for this `duration` (e.g. 3m): 20 agents opening and closing streams while a connector and a relay are killed and restarted; goroutines, RSS and fds at start, middle and end must stay flat (0 skips it)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, audit trail, ssh keys)")
 	fs.BoolVar(&o.verbose, "v", false, "print each measurement as it is taken")
 	fs.DurationVar(&o.observeScrape, "observe-scrape", 15*time.Second, "how often the "+pathObserved+" path's relay and connector are scraped (/metrics)")
@@ -182,6 +184,9 @@ Flags:
 	}
 	if o.observeScrape < 100*time.Millisecond {
 		return nil, errors.New("-observe-scrape: at least 100ms")
+	}
+	if o.soak != 0 && o.soak < 10*time.Second {
+		return nil, errors.New("-soak: at least 10s (a warm-up, then a third of the run after each restart)")
 	}
 	if o.audit != "file" && o.audit != "discard" {
 		return nil, errors.New("-audit: want file or discard")
@@ -275,6 +280,7 @@ type runner struct {
 	scale    *scaleReport
 	attack   *attackReport
 	failover *failoverReport
+	soak     *soakReport
 
 	relayFailRounds []failRound
 
@@ -397,11 +403,18 @@ func (r *runner) run() (err error) {
 			r.logf("failover: %v", err)
 		}
 	}
+	if r.o.soak > 0 {
+		if err := r.runSoak(context.Background()); err != nil {
+			r.errors = append(r.errors, "soak: "+err.Error())
+			r.logf("soak: %v", err)
+		}
+	}
 	rep := r.report()
 	var table bytes.Buffer
 	r.printTable(io.MultiWriter(r.out, &table), rep)
 	printAttack(io.MultiWriter(r.out, &table), r.attack)
 	printRelayFail(io.MultiWriter(r.out, &table), r.relayFailRounds)
+	printSoak(io.MultiWriter(r.out, &table), r.soak)
 	if r.o.doc != "" {
 		if err := updateDoc(r.o.doc, table.Bytes()); err != nil {
 			return err

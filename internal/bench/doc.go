@@ -83,12 +83,21 @@
 // the first open of an agent that kept opening through a 2 s outage and
 // the connectors' sessions with it.
 //
+// A soak test (-soak DURATION, soak.go) runs the same mesh with 20
+// agents in the driver opening, echoing and closing streams for
+// DURATION, kills a connector at a third of it and a relay at two
+// thirds (both SIGKILL, then started again), and samples the goroutines,
+// RSS and open file descriptors of every process at the start, middle
+// and end, with the agents paused; it fails unless each role's totals
+// come back flat (goroutines within +20% or +20, fds +10, RSS +50%).
+//
 // # Usage
 //
 //	go run ./cmd/postern-bench -quick            # under a minute
 //	go run ./cmd/postern-bench -json bench.json  # the full run
 //	go run ./cmd/postern-bench -phases none -scale 1000,10000
 //	go run ./cmd/postern-bench -phases none -relayfail 8
+//	go run ./cmd/postern-bench -phases none -soak 3m
 //
 // It prints a Markdown table with each path's value, its spread and the
 // ratios to direct, to the bare relay and to WireGuard; -json writes the

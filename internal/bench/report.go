@@ -35,6 +35,7 @@ type Report struct {
 	Scale    *scaleReport    `json:"scale,omitempty"`
 	Attack   *attackReport   `json:"attack,omitempty"`
 	Failover *failoverReport `json:"failover,omitempty"`
+	Soak     *soakReport     `json:"soak,omitempty"`
 	Errors   []string        `json:"errors,omitempty"`
 	// LoadAvg is /proc/loadavg when the run started and when it ended:
 	// other work on the machine shows there, and in the numbers.
@@ -151,6 +152,7 @@ func (r *runner) report() *Report {
 		Scale:    r.scale,
 		Attack:   r.attack,
 		Failover: r.failover,
+		Soak:     r.soak,
 		Errors:   r.errors,
 		LoadAvg:  [2]string{r.loadStart, loadavg()},
 	}
