@@ -217,8 +217,13 @@ func TestFailoverOldConnector(t *testing.T) {
 
 // bulkServer is an upstream that sends size bytes to each connection and
 // closes it.
+// bulkServer sends size bytes on each connection once its client has sent
+// a byte: a download asked for.
 func bulkServer(t *testing.T, size int64) string {
 	return meshtest.Server(t, func(c net.Conn) {
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			return
+		}
 		io.CopyN(c, zeros{}, size)
 	})
 }
@@ -249,7 +254,9 @@ func TestIsolationStalledAgents(t *testing.T) {
 		}
 		stalled = append(stalled, conn)
 	}
-	// And one agent that stops reading five at once.
+	// And one agent that stops reading five at once. It opens all five
+	// before it asks for any: a download it does not read fills its own
+	// connection's window, and an open behind it would wait on that.
 	greedy := m.Client(m.AgentToken("greedy", "coding-agents"))
 	var mine []net.Conn
 	for range 5 {
@@ -258,6 +265,11 @@ func TestIsolationStalledAgents(t *testing.T) {
 			t.Fatal(err)
 		}
 		mine = append(mine, conn)
+	}
+	for _, conn := range append(stalled, mine...) {
+		if _, err := conn.Write([]byte{1}); err != nil { // the download starts
+			t.Fatal(err)
+		}
 	}
 	time.Sleep(1500 * time.Millisecond) // they fill their windows and stall
 
