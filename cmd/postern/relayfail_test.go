@@ -75,15 +75,26 @@ func bulkServer(t *testing.T) string {
 	})
 }
 
-// freeUDP returns a 127.0.0.1 UDP address nothing is bound to now.
+// freeUDP returns a 127.0.0.1 address whose port nothing is bound to now,
+// on UDP or on TCP: a relay listens on both (QUIC, and TLS over TCP).
 func freeUDP(t *testing.T) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := pc.LocalAddr().String()
+		ln, err := net.Listen("tcp", addr)
+		pc.Close()
+		if err != nil {
+			continue // taken on TCP: another
+		}
+		ln.Close()
+		return addr
 	}
-	defer pc.Close()
-	return pc.LocalAddr().String()
+	t.Fatal("no port free on both UDP and TCP in 100 tries")
+	return ""
 }
 
 func newRelayMesh(t *testing.T, relays int) *relayMesh {
