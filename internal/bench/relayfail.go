@@ -182,20 +182,25 @@ type failRound struct {
 	GracefulRestart time.Duration `json:"graceful_restart_open_ns"`
 }
 
-func (r *runner) runRelayFail(ctx context.Context) error {
+// startFailMesh makes the keys, tokens and certificate of a relay-failure
+// mesh, serves its upstreams from this process (echo, the echo upstream's
+// handler, and bulkConn) and starts its two relays as children. It returns
+// the connectors' token; the caller starts them, and stops the relays
+// with stopRelays.
+func (r *runner) startFailMesh(echo func(net.Conn)) (*failMesh, string, error) {
 	key, err := identity.GenerateSigningKey(identity.EdDSA)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	jwks, err := key.PublicJWKS()
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	exp := time.Now().Add(48 * time.Hour)
 	agentTok, err := key.Issue(identity.Claims{Issuer: issuer, Audience: []string{audience}, Subject: "bench-agent",
 		Role: identity.RoleAgent, Groups: []string{"coding-agents"}, ExpiresAt: exp})
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	connTok, err := key.Issue(identity.Claims{Issuer: issuer, Audience: []string{audience}, Subject: "bench-connector",
 		Role: identity.RoleConnector, ExpiresAt: exp, Services: []identity.Service{
@@ -203,36 +208,54 @@ func (r *runner) runRelayFail(ctx context.Context) error {
 			{Name: bindBulk, Kind: postern.KindTCP, Environment: "staging"},
 		}})
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	cert, err := transport.SelfSigned("127.0.0.1")
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	m := &failMesh{r: r, agent: agentTok}
-	if m.echo, err = failUpstream(r, echoConn); err != nil {
-		return err
+	if m.echo, err = failUpstream(r, echo); err != nil {
+		return nil, "", err
 	}
 	if m.bulk, err = failUpstream(r, bulkConn); err != nil {
-		return err
+		return nil, "", err
 	}
 	for i := range 2 {
 		addr, err := freeUDPAddr()
 		if err != nil {
-			return err
+			return nil, "", err
 		}
 		m.cfgs = append(m.cfgs, failRelayConfig{Addr: addr, JWKS: jwks, Policies: policies(0),
 			CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
 			KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})})
 		m.relays = append(m.relays, nil)
 		if err := m.startRelay(i); err != nil {
-			return err
+			return nil, "", err
 		}
 	}
+	return m, connTok, nil
+}
+
+// stopRelays stops the relays that are running.
+func (m *failMesh) stopRelays() {
+	for _, p := range m.relays {
+		if p != nil {
+			p.stop()
+		}
+	}
+}
+
+func (r *runner) runRelayFail(ctx context.Context) error {
+	m, connTok, err := r.startFailMesh(echoConn)
+	if err != nil {
+		return err
+	}
+	defer m.stopRelays()
 	svcs := []service{{Name: bindEcho, Kind: "tcp", Upstream: m.echo}, {Name: bindBulk, Kind: "tcp", Upstream: m.bulk}}
 	for i := range 2 {
 		p, err := startChild(r.dir, fmt.Sprintf("fail-connector-%d", i), "fail-connector",
@@ -243,13 +266,6 @@ func (r *runner) runRelayFail(ctx context.Context) error {
 		r.onStop(p.stop)
 		m.conns = append(m.conns, p)
 	}
-	defer func() {
-		for _, p := range m.relays {
-			if p != nil {
-				p.stop()
-			}
-		}
-	}()
 
 	var rounds []failRound
 	for round := 1; round <= r.o.relayFail; round++ {

@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -14,11 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/postern/postern"
 	"github.com/postern/postern/mesh"
-	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/mesh/relay"
-	"github.com/postern/postern/transport"
 )
 
 // The soak test (-soak DURATION): the relay-failure test's mesh (two
@@ -135,72 +130,20 @@ func (l *soakLoad) run(ctx context.Context, c *mesh.Client) {
 
 func (r *runner) runSoak(ctx context.Context) error {
 	d := r.o.soak
-	key, err := identity.GenerateSigningKey(identity.EdDSA)
-	if err != nil {
-		return err
-	}
-	jwks, err := key.PublicJWKS()
-	if err != nil {
-		return err
-	}
-	exp := time.Now().Add(48 * time.Hour)
-	agentTok, err := key.Issue(identity.Claims{Issuer: issuer, Audience: []string{audience}, Subject: "bench-agent",
-		Role: identity.RoleAgent, Groups: []string{"coding-agents"}, ExpiresAt: exp})
-	if err != nil {
-		return err
-	}
-	connTok, err := key.Issue(identity.Claims{Issuer: issuer, Audience: []string{audience}, Subject: "bench-connector",
-		Role: identity.RoleConnector, ExpiresAt: exp, Services: []identity.Service{
-			{Name: bindEcho, Kind: postern.KindTCP, Environment: "staging"},
-			{Name: bindBulk, Kind: postern.KindTCP, Environment: "staging"},
-		}})
-	if err != nil {
-		return err
-	}
-	cert, err := transport.SelfSigned("127.0.0.1")
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		return err
-	}
-	m := &failMesh{r: r, agent: agentTok}
 	// The echo upstream counts its open connections: a sample waits for
 	// none, every stream closed end to end, so that the driver's fds are
 	// its sessions' and not the upstream's connections still closing.
 	var upstreamConns atomic.Int64
-	if m.echo, err = failUpstream(r, func(c net.Conn) {
+	m, connTok, err := r.startFailMesh(func(c net.Conn) {
 		upstreamConns.Add(1)
 		defer upstreamConns.Add(-1)
 		echoConn(c)
 		c.Close()
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	if m.bulk, err = failUpstream(r, bulkConn); err != nil {
-		return err
-	}
-	for i := range 2 {
-		addr, err := freeUDPAddr()
-		if err != nil {
-			return err
-		}
-		m.cfgs = append(m.cfgs, failRelayConfig{Addr: addr, JWKS: jwks, Policies: policies(0),
-			CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
-			KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})})
-		m.relays = append(m.relays, nil)
-		if err := m.startRelay(i); err != nil {
-			return err
-		}
-	}
-	defer func() {
-		for _, p := range m.relays {
-			if p != nil {
-				p.stop()
-			}
-		}
-	}()
+	defer m.stopRelays()
 	connCfg := failConnectorConfig{Relays: m.addrs(), Pin: m.pin, Token: connTok,
 		Services: []service{{Name: bindEcho, Kind: "tcp", Upstream: m.echo}, {Name: bindBulk, Kind: "tcp", Upstream: m.bulk}}}
 	startConn := func(i int) error {
