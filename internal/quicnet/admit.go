@@ -5,10 +5,12 @@ import (
 	"net"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/postern/postern/transport"
 )
 
 // Admission decides, from an Initial packet alone, what a listener does with
-// a new connection. Both hooks run on quic-go's packet-handling goroutine:
+// a new connection. The hooks run on quic-go's packet-handling goroutine:
 // they must be quick and must not block.
 type Admission struct {
 	// VerifySourceAddress reports whether a client whose address is not
@@ -21,4 +23,13 @@ type Admission struct {
 	// is done when the connection ends or its handshake fails. Nil admits
 	// every connection.
 	ConnContext func(ctx context.Context, info *quic.ClientInfo) (context.Context, error)
+	// Transport, when it returns a configuration, is what a new QUIC
+	// connection from the address runs on instead of the listener's: the
+	// only way to grant a connection other flow-control windows, which
+	// are fixed at the handshake. It sees the address the Initial came
+	// from, which may be spoofed until the handshake completes. It must
+	// return one of a few configurations that live as long as the
+	// listener (the listener keeps the quic-go configuration of each).
+	// Nil, or a nil result, means the listener's configuration.
+	Transport func(remote net.Addr) *transport.Config
 }

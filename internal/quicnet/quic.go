@@ -159,7 +159,24 @@ func (l *Listener) listenUDP(addr string, withTCP bool) error {
 				tr.StatelessResetKey = key
 			}
 		}
-		ln, err := tr.Listen(l.tlsConf, QUICConfig(l.cfg))
+		qc := QUICConfig(l.cfg)
+		if pick := l.adm.Transport; pick != nil {
+			base := qc
+			qc = base.Clone()
+			var made sync.Map // *transport.Config to its *quic.Config: no allocation per Initial
+			qc.GetConfigForClient = func(info *quic.ClientInfo) (*quic.Config, error) {
+				c := pick(info.RemoteAddr)
+				if c == nil {
+					return base, nil
+				}
+				if q, ok := made.Load(c); ok {
+					return q.(*quic.Config), nil
+				}
+				q, _ := made.LoadOrStore(c, QUICConfig(c))
+				return q.(*quic.Config), nil
+			}
+		}
+		ln, err := tr.Listen(l.tlsConf, qc)
 		if err != nil {
 			tr.Close()
 			udp.Close()
