@@ -215,11 +215,9 @@ func TestFailoverOldConnector(t *testing.T) {
 	}
 }
 
-// bulkServer is an upstream that sends size bytes to each connection and
-// closes it.
 // bulkServer sends size bytes on each connection once its client has sent
 // a byte: a download asked for.
-func bulkServer(t *testing.T, size int64) string {
+func bulkServer(t testing.TB, size int64) string {
 	return meshtest.Server(t, func(c net.Conn) {
 		if _, err := c.Read(make([]byte, 1)); err != nil {
 			return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -175,6 +176,7 @@ limits:
   retry_above: -1
   initial_stream_window: 16384
   initial_conn_window: 65536
+  connector_networks: [10.1.0.0/16, 192.0.2.7, "2001:db8::/32"]
   sessions_per_subject: 4
   streams_per_subject: 100
   refreshes_per_minute: 6
@@ -189,6 +191,9 @@ hide_denied: true
 	if l.MaxUnverified != 500 || l.MaxUnverifiedPerSource != 8 || l.RetryAbove != -1 || l.InitialStreamWindow != 16384 || l.InitialConnWindow != 65536 ||
 		l.SessionsPerSubject != 4 || l.StreamsPerSubject != 100 || l.RefreshesPerMinute != 6 || l.RejectsPerSource != 3 {
 		t.Errorf("limits %+v", l)
+	}
+	if got := fmt.Sprint(l.ConnectorNetworks); got != "[10.1.0.0/16 192.0.2.7/32 2001:db8::/32]" {
+		t.Errorf("connector networks %s, want [10.1.0.0/16 192.0.2.7/32 2001:db8::/32]", got)
 	}
 	if r.AuditQueue.Size != 100 || !r.AuditQueue.Drop || r.RejectInterval != 30*time.Second || !r.HideDenied {
 		t.Errorf("audit queue %+v, reject interval %s, hide denied %v", r.AuditQueue, r.RejectInterval, r.HideDenied)
@@ -296,6 +301,7 @@ func TestRelayErrors(t *testing.T) {
 		{"retry above the default cap", base + "limits: {retry_above: 2000}\n", []string{"limits.retry_above: must be below limits.unverified_connections (1024)"}},
 		{"negative per-subject cap", base + "limits: {sessions_per_subject: -1}\n", []string{"limits.sessions_per_subject: must not be negative"}},
 		{"tiny window", base + "limits: {initial_stream_window: 10}\n", []string{"limits.initial_stream_window: want 1024 to 16777216 bytes, got 10"}},
+		{"bad connector network", base + "limits:\n  connector_networks: [10.0.0.0/8, office]\n", []string{`limits.connector_networks[1]: "office" is not a CIDR prefix (10.1.0.0/16, 2001:db8::/32) or an IP address`}},
 		{"bad audit policy", base + "audit_queue: {full: wait}\n", []string{"audit_queue.full: want block or drop, got \"wait\""}},
 		{"negative audit queue", base + "audit_queue: {size: -1}\n", []string{"audit_queue.size: must not be negative"}},
 		{"bad log level", base + "log: {level: loud}\n", []string{"relay.yaml:3:7: log.level: want debug, info, warn or error"}},

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -104,10 +105,12 @@ type LimitsFile struct {
 	RetryAbove            int `yaml:"retry_above"`
 	InitialStreamWindow   int `yaml:"initial_stream_window"`
 	InitialConnWindow     int `yaml:"initial_conn_window"`
-	SessionsPerSubject    int `yaml:"sessions_per_subject"`
-	StreamsPerSubject     int `yaml:"streams_per_subject"`
-	RefreshesPerMinute    int `yaml:"refreshes_per_minute"`
-	RejectsPerSource      int `yaml:"rejects_per_source"`
+	// ConnectorNetworks are CIDR prefixes or IP addresses.
+	ConnectorNetworks  []string `yaml:"connector_networks"`
+	SessionsPerSubject int      `yaml:"sessions_per_subject"`
+	StreamsPerSubject  int      `yaml:"streams_per_subject"`
+	RefreshesPerMinute int      `yaml:"refreshes_per_minute"`
+	RejectsPerSource   int      `yaml:"rejects_per_source"`
 }
 
 // AuditQueueFile is relay.AuditQueue as written.
@@ -325,6 +328,14 @@ func LoadRelay(path string) (*Relay, error) {
 		if c.v != 0 && (c.v < 1<<10 || c.v > 16<<20) {
 			d.errorf(c.field, "want 1024 to 16777216 bytes, got %d", c.v)
 		}
+	}
+	for i, n := range l.ConnectorNetworks {
+		p, err := parseNetwork(n)
+		if err != nil {
+			d.errorf(fmt.Sprintf("limits.connector_networks[%d]", i), "%q is not a CIDR prefix (10.1.0.0/16, 2001:db8::/32) or an IP address", n)
+			continue
+		}
+		r.Limits.ConnectorNetworks = append(r.Limits.ConnectorNetworks, p)
 	}
 	r.Verifier.MaxTokenSize = l.MaxTokenSize
 
@@ -610,4 +621,18 @@ func (d *doc) metrics(m MetricsFile) string {
 		d.errorf("metrics.listen", "want host:port (such as 127.0.0.1:9464), got %q", m.Listen)
 	}
 	return m.Listen
+}
+
+// parseNetwork reads a CIDR prefix, or an IP address as the prefix of that
+// address alone.
+func parseNetwork(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, errors.New("not a prefix")
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }

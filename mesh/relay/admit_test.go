@@ -182,8 +182,8 @@ func TestStreamBeforeHello(t *testing.T) {
 		t.Fatalf("close: %v, want CODE_PROTOCOL stream_before_hello", err)
 	}
 	// The relay granted no more than a stream's initial window.
-	if n > 1<<20 {
-		t.Fatalf("the relay took %d bytes on an unaccepted stream of an unverified peer, want at most its 512 KiB window", n)
+	if n > 32<<10 {
+		t.Fatalf("the relay took %d bytes on an unaccepted stream of an unverified peer, want at most its 32 KiB window", n)
 	}
 }
 

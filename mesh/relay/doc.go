@@ -52,7 +52,8 @@
 // error for their agents.
 //
 // All agents' streams to a connector share one QUIC connection. A stream's
-// receive window is at most 2 MiB of the connection's 64 MiB; at most
+// receive window starts at 32 KiB and grows to at most 2 MiB of the
+// connection's 64 MiB, granted whole from the start; at most
 // [Limits.StalledStreamsPerAgent] (4) of one agent's streams may be
 // stalled (a write to the agent or the connector waiting a second or
 // more), the others are reset at once; and a stream stalled for
@@ -80,12 +81,24 @@
 //     another stream first is closed (CODE_PROTOCOL, stream_before_hello),
 //     and the Hello is read into a buffer that grows with what arrives,
 //     not with what its header announces.
-//   - InitialStreamWindow and InitialConnWindow set the flow-control
-//     windows granted at the handshake (default WindowedTransport's, 512
-//     KiB per stream and 64 MiB per connection, which the shared
-//     relay-connector connection needs; set 32 KiB and 128 KiB on a relay
-//     that must give unverified peers less); quic-go grows them for
-//     verified flows that use them.
+//   - Flow control: the relay grants each stream 32 KiB at the handshake
+//     (InitialStreamWindow), what an unverified peer can make it buffer
+//     on its control stream; quic-go's auto-tuning doubles the window of
+//     a stream read faster than a window per round trip, up to 2 MiB, so
+//     verified flows reach full speed within a few round trips (the first
+//     MiB of a fresh stream takes about three round trips more than with
+//     512 KiB), and the at most MaxFrameSize (64 KiB) the relay reads of
+//     a Hello lets the control stream's double twice at most, to 128
+//     KiB. The connection window is 64 MiB from the start,
+//     since the connection a connector shares among agents needs it whole
+//     and the relay cannot tell a connector from an agent before the
+//     handshake; what an unverified peer's other streams may hold until
+//     the relay closes its connection is then bounded by the stream
+//     limit times 32 KiB. A relay that knows where its connectors connect
+//     from lists those networks in ConnectorNetworks: connections from
+//     elsewhere then get a 128 KiB connection window (InitialConnWindow),
+//     grown by auto-tuning for verified flows, and that is all an
+//     unverified peer's streams can hold.
 //   - A source whose Hellos were refused RejectsPerSource times (16) in a
 //     [Config.RejectInterval] has its new connections refused, after a
 //     Retry, until the interval ends; its verified sessions go on.

@@ -23,29 +23,74 @@ import (
 	"github.com/postern/postern/transport"
 )
 
-// TestRelayWindows: a relay grants small flow-control windows at the
-// handshake and keeps the large maximums that auto-tuning grows into;
-// what a configuration sets itself is kept.
+// TestRelayWindows: a relay grants small stream windows at the handshake
+// and keeps the large maximums that auto-tuning grows into; the
+// connection window is whole from the start unless ConnectorNetworks
+// says which sources connectors come from, and then small for the
+// others; what a configuration sets itself is kept.
 func TestRelayWindows(t *testing.T) {
 	var l Limits
 	l.fill()
-	q := quicnet.QUICConfig(ptr(WindowedTransport(relayTransport(nil, l))))
-	if q.InitialStreamReceiveWindow != 512<<10 || q.InitialConnectionReceiveWindow != 64<<20 {
-		t.Errorf("default initial windows %d/%d, want WindowedTransport's 512 KiB/64 MiB", q.InitialStreamReceiveWindow, q.InitialConnectionReceiveWindow)
+	tc, outside := relayTransport(nil, l)
+	q := quicnet.QUICConfig(&tc)
+	if q.InitialStreamReceiveWindow != 32<<10 || q.InitialConnectionReceiveWindow != 64<<20 || outside != nil {
+		t.Errorf("default initial windows %d/%d (outside: %v), want 32 KiB/64 MiB for every source", q.InitialStreamReceiveWindow, q.InitialConnectionReceiveWindow, outside)
+	}
+	if q.MaxStreamReceiveWindow != 2<<20 || q.MaxConnectionReceiveWindow != 64<<20 {
+		t.Errorf("maximum windows %d/%d, want 2 MiB/64 MiB for auto-tuning to grow into", q.MaxStreamReceiveWindow, q.MaxConnectionReceiveWindow)
 	}
 	if q.HandshakeIdleTimeout > 5*time.Second {
 		t.Errorf("handshake idle timeout %s, want at most the 5s Hello deadline", q.HandshakeIdleTimeout)
 	}
-	l.InitialStreamWindow, l.InitialConnWindow = 32<<10, 128<<10
-	q = quicnet.QUICConfig(ptr(WindowedTransport(relayTransport(nil, l))))
-	if q.InitialStreamReceiveWindow != 32<<10 || q.InitialConnectionReceiveWindow != 128<<10 {
-		t.Errorf("configured windows %d/%d, want 32 KiB/128 KiB", q.InitialStreamReceiveWindow, q.InitialConnectionReceiveWindow)
+
+	for _, tt := range []struct {
+		name                 string
+		limits               Limits
+		transport            *transport.Config
+		stream, conn, others uint64 // others 0: no separate configuration
+	}{
+		{name: "configured for all", limits: Limits{InitialStreamWindow: 16 << 10, InitialConnWindow: 128 << 10}, stream: 16 << 10, conn: 128 << 10},
+		{name: "connector networks", limits: Limits{ConnectorNetworks: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}},
+			stream: 32 << 10, conn: 64 << 20, others: 128 << 10},
+		{name: "connector networks and a window", limits: Limits{InitialConnWindow: 256 << 10, ConnectorNetworks: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}},
+			stream: 32 << 10, conn: 64 << 20, others: 256 << 10},
+		{name: "transport decides", limits: Limits{InitialConnWindow: 128 << 10, ConnectorNetworks: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}},
+			transport: &transport.Config{StreamWindow: 1 << 20, ConnWindow: 4 << 20}, stream: 1 << 20, conn: 4 << 20},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.limits.fill()
+			tc, outside := relayTransport(tt.transport, tt.limits)
+			q := quicnet.QUICConfig(&tc)
+			if q.InitialStreamReceiveWindow != tt.stream || q.InitialConnectionReceiveWindow != tt.conn {
+				t.Errorf("windows %d/%d, want %d/%d", q.InitialStreamReceiveWindow, q.InitialConnectionReceiveWindow, tt.stream, tt.conn)
+			}
+			switch {
+			case tt.others == 0 && outside != nil:
+				t.Errorf("a configuration for other sources, with connection window %d; want none", outside.ConnWindow)
+			case tt.others != 0 && outside == nil:
+				t.Errorf("no configuration for other sources, want one with connection window %d", tt.others)
+			case tt.others != 0:
+				o := quicnet.QUICConfig(outside)
+				if o.InitialConnectionReceiveWindow != tt.others || o.InitialStreamReceiveWindow != tt.stream || o.MaxConnectionReceiveWindow != 64<<20 {
+					t.Errorf("other sources: windows %d/%d max %d, want %d/%d max 64 MiB", o.InitialStreamReceiveWindow, o.InitialConnectionReceiveWindow, o.MaxConnectionReceiveWindow, tt.stream, tt.others)
+				}
+				if o.MaxIncomingStreams != q.MaxIncomingStreams || o.KeepAlivePeriod != q.KeepAlivePeriod || o.HandshakeIdleTimeout != q.HandshakeIdleTimeout || o.MaxStreamReceiveWindow != q.MaxStreamReceiveWindow {
+					t.Error("other sources differ from connector networks in more than the connection window")
+				}
+			}
+		})
 	}
-	if q.MaxStreamReceiveWindow < 2<<20 || q.MaxConnectionReceiveWindow < 64<<20 {
-		t.Errorf("maximum windows %d/%d, want at least 2 MiB/64 MiB for auto-tuning to grow into", q.MaxStreamReceiveWindow, q.MaxConnectionReceiveWindow)
+	l = Limits{ConnectorNetworks: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("2001:db8::/32")}}
+	for _, tt := range []struct {
+		addr string
+		want bool
+	}{{"10.1.2.3", true}, {"10.2.0.1", false}, {"2001:db8::1", true}, {"2001:db9::1", false}, {"127.0.0.1", false}} {
+		if got := l.connectorSource(sourceOf(udp(net.JoinHostPort(tt.addr, "7443")))); got != tt.want {
+			t.Errorf("%s from the connector networks: %v, want %v", tt.addr, got, tt.want)
+		}
 	}
-	if q := quicnet.QUICConfig(ptr(relayTransport(&transport.Config{StreamWindow: 1 << 20}, l))); q.InitialStreamReceiveWindow != 1<<20 {
-		t.Errorf("Transport.StreamWindow %d, want it kept", q.InitialStreamReceiveWindow)
+	if got := l.connectorSource(sourceOf(udp("[::ffff:10.1.2.3]:7443"))); !got {
+		t.Error("an IPv4-mapped address of a connector network is not in it")
 	}
 }
 

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -83,9 +84,10 @@ type Config struct {
 	// clients send them; a connector's every 500ms, so that a dead one is
 	// noticed within 2.5s), the stream limit is raised to fit
 	// Limits.StreamsPerAgent, and the QUIC receive windows are a stream's
-	// 512 KiB growing to 2 MiB, a connection's 64 MiB from the start: one
-	// stream can hold only a small share of a connection shared by many
-	// agents (see Limits.StalledStreamsPerAgent). A single stream's
+	// 32 KiB growing to 2 MiB, a connection's 64 MiB from the start
+	// (Limits.InitialStreamWindow, InitialConnWindow, ConnectorNetworks):
+	// one stream can hold only a small share of a connection shared by
+	// many agents (see Limits.StalledStreamsPerAgent). A single stream's
 	// throughput is then at most 2 MiB per round trip.
 	Transport *transport.Config
 	// Logger receives operational messages. Nil means silent.
@@ -175,20 +177,44 @@ type Limits struct {
 	// has MaxUnverifiedPerSource waiting is asked too. Default 128; it
 	// must be below MaxUnverified. Negative asks every client.
 	RetryAbove int
-	// InitialStreamWindow and InitialConnWindow are the flow-control
-	// windows, in bytes, the relay grants each stream and each
-	// connection at the handshake: what a peer that has not been
-	// verified can make the relay buffer on a stream it opens. quic-go
-	// grows them, up to the maximums (2 MiB and 64 MiB), for flows that
-	// use them. Zero means WindowedTransport's: 512 KiB per stream and
-	// the whole 64 MiB per connection from the start, which the
-	// relay-connector connection shared by many agents needs (see
-	// StalledStreamsPerAgent); a relay that serves agents only may set
-	// them small (32 KiB and 128 KiB). An unverified peer's extra
-	// streams are not read and close its connection either way.
+	// InitialStreamWindow is the flow-control window, in bytes, the
+	// relay grants each stream at the handshake: what a peer that has
+	// not shown a token can make the relay buffer on its control stream,
+	// the one stream read before its Hello (an unverified peer's other
+	// streams are not read and close its connection). quic-go's
+	// auto-tuning doubles the window of a stream read faster than a
+	// window per round trip, up to 2 MiB, so that verified flows reach
+	// full speed within a few round trips; before the Hello the relay
+	// reads at most MaxFrameSize of the control stream, which lets the
+	// window double twice at most (128 KiB with the defaults). Zero
+	// means 32 KiB.
+	InitialStreamWindow uint64
+	// InitialConnWindow is the flow-control window, in bytes, the relay
+	// grants a connection at the handshake: what an unverified peer's
+	// streams may hold at once before the relay closes it. The window of
+	// the connection a connector shares among all agents must be whole
+	// (64 MiB) from the start, since a stalled agent's stream holds its
+	// unread bytes (see StalledStreamsPerAgent), and the relay knows a
+	// connection's role only after the handshake. So: without
+	// ConnectorNetworks, zero means 64 MiB for every connection (a relay
+	// that serves agents only may set it small, 128 KiB say); with them,
+	// it is what connections from other sources get, 128 KiB when zero,
+	// and connections from ConnectorNetworks get 64 MiB. Either way
+	// quic-go grows it, up to 64 MiB, for flows that use it.
 	// Config.Transport's StreamWindow and ConnWindow, when set, take
-	// precedence.
-	InitialStreamWindow, InitialConnWindow uint64
+	// precedence over both fields (and ConnectorNetworks is then moot).
+	InitialConnWindow uint64
+	// ConnectorNetworks are the networks connectors connect from. A QUIC
+	// connection from one of them gets the whole connection window from
+	// the start; one from elsewhere gets InitialConnWindow, which bounds
+	// what a peer that has shown no token can make the relay buffer. The
+	// relay decides on the source address of the first packet, before it
+	// knows the peer's role, so a connector from outside them is served,
+	// on a connection window that starts small and grows only with its
+	// traffic, where other agents' streams are isolated less well from a
+	// stalled agent's; the relay logs a warning for it. Nil means every
+	// connection gets the connector's window.
+	ConnectorNetworks []netip.Prefix
 
 	// SessionsPerSubject caps the sessions one subject (a token's sub)
 	// may have at once, agents and connectors alike. Default 64.
@@ -325,6 +351,10 @@ type Relay struct {
 	openN    atomic.Int64
 	openIdle chan struct{} // one slot: a token is put in when openN drops to zero
 
+	// smallConnWindow is the connection window of QUIC connections from
+	// outside Limits.ConnectorNetworks; zero when all get the same.
+	smallConnWindow uint64
+
 	draining atomic.Bool
 	closed   atomic.Bool
 
@@ -352,6 +382,11 @@ func Listen(cfg Config) (*Relay, error) {
 	limits.fill()
 	if limits.RetryAbove >= limits.MaxUnverified {
 		return nil, fmt.Errorf("relay: config: limits: RetryAbove (%d) must be below MaxUnverified (%d), or spoofed Initials could fill the relay before any Retry is asked", limits.RetryAbove, limits.MaxUnverified)
+	}
+	for i, p := range limits.ConnectorNetworks {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("relay: config: limits: ConnectorNetworks[%d] is not a valid prefix", i)
+		}
 	}
 	if cfg.RejectInterval <= 0 {
 		cfg.RejectInterval = 10 * time.Second
@@ -393,7 +428,7 @@ func Listen(cfg Config) (*Relay, error) {
 		}
 		r.routes[b.Name] = newRoute(b, true)
 	}
-	tc := relayTransport(cfg.Transport, limits)
+	tc, outside := relayTransport(cfg.Transport, limits)
 	if cfg.Audit != nil {
 		// Over the metrics' counting handler, when there is one.
 		r.auditQ = newAuditQueue(r.audit.Handler(), cfg.AuditQueue)
@@ -402,11 +437,19 @@ func Listen(cfg Config) (*Relay, error) {
 	// The gate consults the reject log from the first packet on.
 	r.rejects = newRejectLog(r.audit, cfg.RejectInterval, limits.RejectsPerSource)
 	r.gate.penalized = r.rejects.penalized
-	tc = WindowedTransport(tc)
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}
 	transport.ServerRequestsClientKeys(serverTLS) // the proof of a bound token's key
-	ln, err := quicnet.ListenAdmit(cfg.Addr, serverTLS, &tc,
-		quicnet.Admission{VerifySourceAddress: r.gate.verifySource, ConnContext: r.gate.connContext})
+	adm := quicnet.Admission{VerifySourceAddress: r.gate.verifySource, ConnContext: r.gate.connContext}
+	if outside != nil {
+		r.smallConnWindow = outside.ConnWindow
+		adm.Transport = func(remote net.Addr) *transport.Config {
+			if limits.connectorSource(sourceOf(remote)) {
+				return nil
+			}
+			return outside
+		}
+	}
+	ln, err := quicnet.ListenAdmit(cfg.Addr, serverTLS, &tc, adm)
 	if err != nil {
 		if r.auditQ != nil {
 			r.auditQ.close()
@@ -437,9 +480,13 @@ func Listen(cfg Config) (*Relay, error) {
 }
 
 // relayTransport is the QUIC configuration of a relay: c, with the zero
-// fields the relay sets itself filled in from limits.
-func relayTransport(c *transport.Config, limits Limits) transport.Config {
-	tc := transport.Config{}
+// fields the relay sets itself filled in from limits and the windows
+// WindowedTransport's. When limits.ConnectorNetworks is set and c leaves
+// ConnWindow zero, outside is the configuration of connections from
+// other sources: the same with a small initial connection window
+// (limits.InitialConnWindow, 128 KiB by default), and the connections
+// from those networks get the whole connection window from the start.
+func relayTransport(c *transport.Config, limits Limits) (tc transport.Config, outside *transport.Config) {
 	if c != nil {
 		tc = *c
 	}
@@ -449,13 +496,13 @@ func relayTransport(c *transport.Config, limits Limits) transport.Config {
 		// the idle packets of thousands of sessions for nothing.
 		tc.KeepAlive = -1
 	}
-	// What a peer gets before it has shown a token, when configured
-	// smaller than WindowedTransport's; quic-go's auto-tuning grows them
-	// for verified flows that use them.
+	// What a peer gets before it has shown a token; quic-go's
+	// auto-tuning grows them for verified flows that use them.
 	if tc.StreamWindow == 0 {
 		tc.StreamWindow = limits.InitialStreamWindow
 	}
-	if tc.ConnWindow == 0 {
+	split := tc.ConnWindow == 0 && len(limits.ConnectorNetworks) > 0
+	if tc.ConnWindow == 0 && !split {
 		tc.ConnWindow = limits.InitialConnWindow
 	}
 	if tc.HandshakeTimeout == 0 {
@@ -467,17 +514,38 @@ func relayTransport(c *transport.Config, limits Limits) transport.Config {
 		// QUIC stream credit.
 		tc.MaxIncomingStreams = int64(limits.StreamsPerAgent) + 64
 	}
-	return tc
+	tc = WindowedTransport(tc)
+	if split {
+		o := tc
+		o.ConnWindow = cmp.Or(limits.InitialConnWindow, 128<<10)
+		outside = &o
+	}
+	return tc, outside
+}
+
+// connectorSource reports whether a connection from ip gets the whole
+// connection window from the start (see ConnectorNetworks).
+func (l *Limits) connectorSource(ip netip.Addr) bool {
+	for _, p := range l.ConnectorNetworks {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // WindowedTransport fills the receive windows of tc that are zero with the
-// relay's: per-stream windows well below the connection's, so that the
-// bytes one stream's reader leaves unread hold a small share of a
-// connection that many agents' streams share, and a connection window at
-// its largest from the start, so that the share is of the whole.
+// relay's: 32 KiB per stream at the handshake, all that a peer that has
+// not shown a token can make the relay buffer on the one stream read
+// before its Hello, growing to 2 MiB (quic-go's auto-tuning doubles the
+// window of a stream read faster than the window per round trip), so
+// that the bytes one stream's reader leaves unread hold a small share of
+// a connection that many agents' streams share; and a connection window
+// at its largest, 64 MiB, from the start, so that the share is of the
+// whole.
 func WindowedTransport(tc transport.Config) transport.Config {
 	if tc.StreamWindow == 0 {
-		tc.StreamWindow = 512 << 10
+		tc.StreamWindow = 32 << 10
 	}
 	if tc.MaxStreamWindow == 0 {
 		tc.MaxStreamWindow = 2 << 20
@@ -719,6 +787,10 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 		a.wantsRevoke = slices.Contains(hello.GetFeatures(), wire.FeatureRevoke)
 		r.serveAgent(a)
 	case wire.RoleConnector:
+		if r.smallConnWindow != 0 && conn.Network() == transport.NetworkQUIC && !r.limits.connectorSource(sourceOf(conn.RemoteAddr())) {
+			r.log.Warn("relay: a connector connected from outside limits.connector_networks: its connection window starts small, and agents that stop reading hold a larger share of it",
+				"remote", remote, "subject", claims.Subject, "conn_window", r.smallConnWindow)
+		}
 		if early != nil {
 			early.CancelRead(quicnet.StreamRefused)
 			early.CancelWrite(quicnet.StreamRefused)

@@ -58,10 +58,12 @@ func (w *ackWatch) silent(d time.Duration) bool {
 // connector's, which its next Dials need). Three things keep one agent
 // from doing that to the others:
 //
-//   - Windows: a stream's receive window grows to at most 2 MiB, and the
-//     connection's is 64 MiB from the start (WindowedTransport, and
-//     connector.RelaySessionTransport on the other end), so that one
-//     stream holds a small share of it.
+//   - Windows: a stream's receive window starts at 32 KiB and grows to at
+//     most 2 MiB, and the connection's is 64 MiB from the start
+//     (WindowedTransport, and connector.RelaySessionTransport on the
+//     other end; with Limits.ConnectorNetworks set, only connections from
+//     those networks get it whole), so that one stream holds a small
+//     share of it.
 //   - A share per agent: a stream is stalled when a write to its agent,
 //     or to its connector, has waited for stallGrace; at most
 //     Limits.StalledStreamsPerAgent of one agent's streams may be stalled
