@@ -499,11 +499,19 @@ func (r *runner) runAttack(ctx context.Context) error {
 			defer close(done)
 			lat, agentErr = roundTrips(conn, phaseSecs)
 		}()
+		if r.o.profileDir != "" {
+			var rep reply
+			rl.command(cmdProfile+" "+filepath.Join(r.o.profileDir, "relay-attack-"+ph.name+".pprof"), &rep)
+		}
 		if err := att.commandWait(ph.cmd, &p.Attacker, phaseSecs+2*time.Minute); err != nil {
 			stopSample()
 			return fmt.Errorf("attack %s: %w", ph.name, err)
 		}
 		<-done
+		if r.o.profileDir != "" {
+			var rep reply
+			rl.command(cmdStopProfile, &rep)
+		}
 		el := time.Since(t0)
 		p.RelayCPU = 100 * float64(rl.cpuTime()-cpu0) / float64(el)
 		p.AttackerCPU = 100 * float64(att.cpuTime()-acpu0) / float64(el)
