@@ -199,3 +199,14 @@ func TestUnverifiedControlCredit(t *testing.T) {
 	}
 	t.Logf("%d bytes taken after the hello", extra)
 }
+
+// TestConnectorNetworksInvalid: a zero prefix among ConnectorNetworks is
+// refused at Listen, with the field named.
+func TestConnectorNetworksInvalid(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{Network: transport.NetworkQUIC})
+	_, err := relay.Listen(relay.Config{Addr: "127.0.0.1:0", Certificate: m.Cert, Verifier: m.Verifier,
+		Limits: relay.Limits{ConnectorNetworks: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), {}}}})
+	if err == nil || !strings.Contains(err.Error(), "ConnectorNetworks[1]") {
+		t.Fatalf("Listen with an invalid connector network: %v, want an error naming ConnectorNetworks[1]", err)
+	}
+}
