@@ -97,8 +97,10 @@
 //     limit times 32 KiB. A relay that knows where its connectors connect
 //     from lists those networks in ConnectorNetworks: connections from
 //     elsewhere then get a 128 KiB connection window (InitialConnWindow),
-//     grown by auto-tuning for verified flows, and that is all an
-//     unverified peer's streams can hold.
+//     grown by auto-tuning for verified flows, and that bounds what an
+//     unverified peer's streams can hold (quic-go keeps it at least 1.5
+//     times the largest stream window, so a control stream grown to 128
+//     KiB takes it to 192 KiB).
 //   - A source whose Hellos were refused RejectsPerSource times (16) in a
 //     [Config.RejectInterval] has its new connections refused, after a
 //     Retry, until the interval ends; its verified sessions go on. A
