@@ -124,8 +124,9 @@ type pendingFrame struct {
 var _ Session = (*tcpSession)(nil)
 
 // newTCPSession runs yamux over tc and exchanges MuxSettings, within ctx.
-// client is the side that dialed.
-func newTCPSession(ctx context.Context, tc *tls.Conn, client bool, cfg *transport.Config) (*tcpSession, error) {
+// client is the side that dialed. The session's context descends from
+// parent, for its values: parent must not end before the session does.
+func newTCPSession(ctx, parent context.Context, tc *tls.Conn, client bool, cfg *transport.Config) (*tcpSession, error) {
 	var z transport.Config
 	if cfg == nil {
 		cfg = &z
@@ -200,7 +201,7 @@ func newTCPSession(ctx context.Context, tc *tls.Conn, client bool, cfg *transpor
 		streams:     map[uint32]*tcpStream{},
 		pending:     map[uint32]pendingFrame{},
 	}
-	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.ctx, s.cancel = context.WithCancelCause(parent)
 	s.wg.Add(4)
 	go s.readControl()
 	go s.writeControl()
