@@ -406,7 +406,7 @@ func Listen(cfg Config) (*Relay, error) {
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}
 	transport.ServerRequestsClientKeys(serverTLS) // the proof of a bound token's key
 	ln, err := quicnet.ListenAdmit(cfg.Addr, serverTLS, &tc,
-		quicnet.Admission{VerifySourceAddress: r.gate.verifySource, ConnContext: r.gate.connContext})
+		quicnet.Admission{VerifySourceAddress: r.gate.verifySource, ConnContext: r.gate.connContext, TCPConnContext: r.gate.tcpConnContext})
 	if err != nil {
 		if r.auditQ != nil {
 			r.auditQ.close()
@@ -584,12 +584,16 @@ type Stats struct {
 	Connectors int
 	Streams    int64          // binding streams open now
 	Bindings   map[string]int // binding name -> connectors serving it now
-	// Unverified is how many connections wait for their Hello now.
+	// Unverified is how many connections, QUIC and TLS over TCP, wait
+	// for their Hello now.
 	Unverified int
-	// Refused counts the connections refused at Limits.MaxUnverified or
-	// MaxUnverifiedPerSource since the relay started; Retried, the new
-	// clients asked to prove their address with a Retry.
-	Refused, Retried uint64
+	// Refused counts the connections refused before their handshake
+	// since the relay started, over either transport: at
+	// Limits.MaxUnverified or MaxUnverifiedPerSource, or from a source
+	// past Limits.RejectsPerSource. RefusedTCP is the part of it over
+	// TLS over TCP. Retried counts the new QUIC clients asked to prove
+	// their address with a Retry.
+	Refused, RefusedTCP, Retried uint64
 }
 
 // Stats returns a snapshot of the relay's sessions.
@@ -597,7 +601,8 @@ func (r *Relay) Stats() Stats {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	st := Stats{Agents: len(r.agents), Connectors: len(r.connectors), Bindings: make(map[string]int, len(r.routes)),
-		Unverified: r.gate.unverified(), Refused: r.gate.refused.Load(), Retried: r.gate.retried.Load()}
+		Unverified: r.gate.unverified(), Refused: r.gate.refusedTotal(viaQUIC) + r.gate.refusedTotal(viaTCP),
+		RefusedTCP: r.gate.refusedTotal(viaTCP), Retried: r.gate.retried.Load()}
 	for a := range r.agents {
 		st.Streams += a.streams.Load()
 	}
