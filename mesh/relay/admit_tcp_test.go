@@ -89,6 +89,22 @@ func resetAtOnce(t *testing.T, m *meshtest.Mesh) bool {
 	return true
 }
 
+// waitUnverified waits for the relay to count n unverified connections.
+func waitUnverified(t *testing.T, m *meshtest.Mesh, n int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := m.Relay().Stats()
+		if st.Unverified == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: stats %+v, want %d unverified", what, st, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // clientOver is an agent client that dials the mesh's relay over network.
 func clientOver(t *testing.T, m *meshtest.Mesh, tok, network string) *mesh.Client {
 	t.Helper()
@@ -147,7 +163,7 @@ func TestTCPUnverifiedCapped(t *testing.T) {
 		}
 		held = append(held, c)
 	}
-	meshtest.WaitFor(t, "4 unverified", func() bool { return m.Relay().Stats().Unverified == 4 })
+	waitUnverified(t, m, 4, "the four connections to wait for their Hello")
 	if !resetAtOnce(t, m) {
 		t.Fatal("a tcp connection over MaxUnverified was not closed before its TLS handshake")
 	}
@@ -171,14 +187,14 @@ func TestTCPUnverifiedCapped(t *testing.T) {
 	}
 
 	held[1].CloseWithError(0, "") // a tcp one
-	meshtest.WaitFor(t, "the closed tcp session's place to come back", func() bool { return m.Relay().Stats().Unverified == 3 })
+	waitUnverified(t, m, 3, "the closed tcp session's place to come back")
 	// An agent over TCP takes the free place, and gives it back once its
 	// Hello is verified.
 	agent := clientOver(t, m, m.AgentToken("coding-agent", "coding-agents"), transport.NetworkTCP)
 	if err := agent.Connect(context.Background()); err != nil {
 		t.Fatalf("tcp agent with a place free: %v", err)
 	}
-	meshtest.WaitFor(t, "the verified agent to leave the count", func() bool { return m.Relay().Stats().Unverified == 3 })
+	waitUnverified(t, m, 3, "the verified agent to leave the count")
 	if _, err := tcpDial(t, m); err != nil {
 		t.Fatalf("after the tcp agent was verified: %v", err)
 	}
