@@ -96,7 +96,9 @@
 //     [Config.RejectInterval], over either transport, has its new
 //     connections refused until the interval ends, over QUIC after a
 //     Retry and over TCP at once, before any TLS work: switching
-//     transports does not escape it. Its verified sessions go on.
+//     transports does not escape it. Its verified sessions go on. A
+//     connection that reaches the Hello deadline without a Hello counts
+//     as a refused one (reason handshake_timeout), in the trail too.
 //
 // After it, per subject (the token's sub, across all its sessions):
 // SessionsPerSubject (64), StreamsPerSubject (4096) and
