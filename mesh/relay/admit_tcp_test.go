@@ -302,3 +302,28 @@ func TestTCPRejectsPerSource(t *testing.T) {
 		})
 	}
 }
+
+// TestTCPNoHelloCountsAsRefusal: a TLS/TCP session that sends no Hello by
+// the deadline is a refusal of its source, as over QUIC, and a source
+// refused so Limits.RejectsPerSource times has its next TCP connection
+// reset before any TLS work.
+func TestTCPNoHelloCountsAsRefusal(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{Network: transport.NetworkAuto, Limits: relay.Limits{HandshakeTimeout: 500 * time.Millisecond, RejectsPerSource: 2}})
+	for i := range 2 {
+		conn, err := tcpDial(t, m)
+		if err != nil {
+			t.Fatalf("tcp session %d: %v", i, err)
+		}
+		select {
+		case <-conn.Context().Done():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("tcp session %d was not closed at the Hello deadline", i)
+		}
+	}
+	if !resetAtOnce(t, m) {
+		t.Fatal("a tcp connection from a source that twice sent no Hello was not closed before its TLS handshake")
+	}
+	if st := m.Relay().Stats(); st.RefusedTCP != 1 {
+		t.Fatalf("stats %+v, want 1 tcp refusal", st)
+	}
+}
