@@ -170,20 +170,12 @@ func TestTCPUnverifiedCapped(t *testing.T) {
 	if _, err := tcpDial(t, m); err == nil {
 		t.Fatal("a tls/tcp session over MaxUnverified was set up")
 	}
-	if _, err := rawDial(t, m); !isRefused(err) {
-		t.Fatalf("a quic connection over MaxUnverified, with tcp ones waiting: %v, want CONNECTION_REFUSED", err)
-	}
-	// (quic-go may ask ConnContext once per Initial packet of a
-	// ClientHello that spans two: a QUIC dial counts one or two.)
 	st := m.Relay().Stats()
-	if st.Unverified != 4 || st.RefusedTCP != 2 || st.Refused < 3 {
-		t.Fatalf("stats %+v, want 4 unverified, 2 tcp refusals and a quic one", st)
+	if st.Unverified != 4 || st.RefusedTCP != 2 || st.Refused != 2 {
+		t.Fatalf("stats %+v, want 4 unverified and 2 tcp refusals", st)
 	}
 	if n := refusedMetric(t, reg, "tcp", relay.ReasonUnverified); n != 2 {
 		t.Fatalf("tcp refusals at the cap in the metrics: %v, want 2", n)
-	}
-	if n := refusedMetric(t, reg, "quic", relay.ReasonUnverified); n != float64(st.Refused-st.RefusedTCP) {
-		t.Fatalf("quic refusals at the cap in the metrics: %v, want %d", n, st.Refused-st.RefusedTCP)
 	}
 
 	held[1].CloseWithError(0, "") // a tcp one
@@ -200,6 +192,21 @@ func TestTCPUnverifiedCapped(t *testing.T) {
 	}
 	if _, err := agent.Catalog(context.Background()); err != nil {
 		t.Fatalf("the verified tcp agent with the gate full again: %v", err)
+	}
+	// The gate is full again, with QUIC and TCP connections: QUIC is
+	// refused too. (Last: Initials of a refused dial still in flight
+	// would take a place freed after it. quic-go may also ask ConnContext
+	// once per Initial packet of a ClientHello that spans two, so a QUIC
+	// dial counts one refusal or more.)
+	if _, err := rawDial(t, m); !isRefused(err) {
+		t.Fatalf("a quic connection over MaxUnverified, with tcp ones waiting: %v, want CONNECTION_REFUSED", err)
+	}
+	st = m.Relay().Stats()
+	if st.Unverified != 4 || st.RefusedTCP != 2 || st.Refused < 3 {
+		t.Fatalf("stats %+v, want 4 unverified, 2 tcp refusals and a quic one", st)
+	}
+	if n := refusedMetric(t, reg, "quic", relay.ReasonUnverified); n < 1 {
+		t.Fatalf("quic refusals at the cap in the metrics: %v, want at least 1", n)
 	}
 }
 
