@@ -55,7 +55,7 @@ func or[T comparable](v, def T) T {
 // UDP socket and TLS-over-TCP connections on the TCP port of the same
 // number, as transport.Config.Network says.
 type Listener struct {
-	adm Admission // the QUIC listener's admission hooks
+	adm Admission // the admission hooks of both transports
 	udp *net.UDPConn
 	tr  *quic.Transport
 	ln  *quic.Listener // nil without QUIC
@@ -90,8 +90,8 @@ func Listen(addr string, tlsConf *tls.Config, cfg *transport.Config) (*Listener,
 }
 
 // ListenAdmit is Listen with hooks that decide, before any state is kept,
-// which new QUIC connections the listener takes (see Admission). TLS over
-// TCP sessions are bounded by the listener's own handshake cap.
+// which new connections the listener takes, QUIC and TLS over TCP alike
+// (see Admission).
 func ListenAdmit(addr string, tlsConf *tls.Config, cfg *transport.Config, adm Admission) (*Listener, error) {
 	if tlsConf == nil || (len(tlsConf.Certificates) == 0 && tlsConf.GetCertificate == nil) {
 		return nil, errors.New("quicnet: listen: no TLS certificate")
@@ -226,29 +226,59 @@ func (l *Listener) acceptTCP() {
 			time.Sleep(10 * time.Millisecond) // EMFILE and the like
 			continue
 		}
+		// Admission first, before any TLS work: a connection refused costs
+		// the listener an accept and a reset.
+		base, end := context.WithCancel(context.Background())
+		parent := base
+		if l.adm.TCPConnContext != nil {
+			if parent, err = l.adm.TCPConnContext(base, c.RemoteAddr()); err != nil {
+				end()
+				refuseTCP(c)
+				continue
+			}
+		}
 		select {
 		case l.hs <- struct{}{}:
 		default:
-			c.Close()
+			end()
+			refuseTCP(c)
 			continue
 		}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
 			defer func() { <-l.hs }()
-			l.handshakeTCP(c)
+			l.handshakeTCP(c, parent, end)
 		}()
 	}
 }
 
+// refuseTCP drops a connection the listener does not serve with a reset
+// rather than a FIN, so that it leaves nothing in TIME_WAIT.
+func refuseTCP(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+}
+
 // handshakeTCP runs the TLS handshake and the mux settings exchange within
-// the handshake timeout, and hands the session to Accept.
-func (l *Listener) handshakeTCP(c net.Conn) {
+// the handshake timeout, and hands the session to Accept. parent is the
+// admission's context: the session's descends from it, and end, which
+// cancels it, is called once the session has ended, or at once when there
+// is none.
+func (l *Listener) handshakeTCP(c net.Conn, parent context.Context, end context.CancelFunc) {
 	var hsTimeout time.Duration
 	if l.cfg != nil {
 		hsTimeout = l.cfg.HandshakeTimeout
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), or(hsTimeout, 10*time.Second))
+	ok := false
+	defer func() {
+		if !ok {
+			end()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(parent, or(hsTimeout, 10*time.Second))
 	defer cancel()
 	go func() {
 		select {
@@ -266,10 +296,12 @@ func (l *Listener) handshakeTCP(c net.Conn) {
 		c.Close() // a client that offered no ALPN
 		return
 	}
-	s, err := newTCPSession(ctx, tc, false, l.cfg)
+	s, err := newTCPSession(ctx, parent, tc, false, l.cfg)
 	if err != nil {
 		return
 	}
+	ok = true
+	context.AfterFunc(s.Context(), end)
 	l.mu.Lock()
 	select {
 	case <-l.done:
@@ -446,7 +478,7 @@ func dialTCP(ctx context.Context, addr string, tlsConf *tls.Config, cfg *transpo
 		tc.Close()
 		return nil, fmt.Errorf("quicnet: dial %s over tls/tcp: the server did not agree on ALPN %q", addr, wire.ALPN)
 	}
-	s, err := newTCPSession(ctx, tc, true, cfg)
+	s, err := newTCPSession(ctx, context.Background(), tc, true, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("quicnet: dial %s over tls/tcp: %w", addr, err)
 	}

@@ -124,8 +124,9 @@ type pendingFrame struct {
 var _ Session = (*tcpSession)(nil)
 
 // newTCPSession runs yamux over tc and exchanges MuxSettings, within ctx.
-// client is the side that dialed.
-func newTCPSession(ctx context.Context, tc *tls.Conn, client bool, cfg *transport.Config) (*tcpSession, error) {
+// client is the side that dialed. The session's context descends from
+// parent, for its values: parent must not end before the session does.
+func newTCPSession(ctx, parent context.Context, tc *tls.Conn, client bool, cfg *transport.Config) (*tcpSession, error) {
 	var z transport.Config
 	if cfg == nil {
 		cfg = &z
@@ -200,7 +201,9 @@ func newTCPSession(ctx context.Context, tc *tls.Conn, client bool, cfg *transpor
 		streams:     map[uint32]*tcpStream{},
 		pending:     map[uint32]pendingFrame{},
 	}
-	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.ctx, s.cancel = context.WithCancelCause(parent)
+	unblock := s.unblock
+	lc.onClose.Store(&unblock)
 	s.wg.Add(4)
 	go s.readControl()
 	go s.writeControl()
@@ -220,7 +223,8 @@ func newTCPSession(ctx context.Context, tc *tls.Conn, client bool, cfg *transpor
 // frame. Only yamux's send loop writes, so there is no concurrency here.
 type lingerConn struct {
 	*tls.Conn
-	reads   atomic.Uint64 // reads that returned bytes: something arrived
+	onClose atomic.Pointer[func()] // the session's unblock, once there is one
+	reads   atomic.Uint64          // reads that returned bytes: something arrived
 	hdr     [yamuxHeaderLen]byte
 	pending bool
 	buf     []byte
@@ -273,6 +277,11 @@ func (c *lingerConn) Write(p []byte) (int, error) {
 }
 
 func (c *lingerConn) Close() error {
+	// yamux closes its shutdown channel just before: the streams' waits
+	// must end now (see unblock), not when watch gets to run.
+	if f := c.onClose.Load(); f != nil {
+		(*f)()
+	}
 	c.SetWriteDeadline(time.Now().Add(closeLinger))
 	c.Conn.CloseWrite()
 	c.SetReadDeadline(time.Now().Add(closeLinger))
@@ -282,6 +291,7 @@ func (c *lingerConn) Close() error {
 func (s *tcpSession) watch() {
 	defer s.wg.Done()
 	<-s.mux.CloseChan()
+	s.unblock() // in case yamux closed lc before onClose was set
 	// A Close frame may sit unread in the control stream: yamux ends the
 	// session at the peer's close_notify, which follows it. Let the reader
 	// get to it first; it reads buffered data at once, but its last read
@@ -300,6 +310,44 @@ func (s *tcpSession) watch() {
 	s.cancel(err)
 	s.mux.Close() // waits for yamux's reader, which the linger bounds
 	s.tc.Close()
+}
+
+// yamux v0.1.2 spins, at a full core, in a stream's Read, or a Write
+// waiting for window, that is blocked when its session shuts down: the
+// wait sees the closed shutdown channel and starts over, until the
+// streams are force-closed, which waits for yamux's reader, which the
+// linger bounds (hashicorp/yamux#176). A peer that never closes its side
+// would make every closing session cost a core-second per blocked
+// reader. Deadlines in the past end those waits at once; data already
+// received is still read first.
+
+// unblock puts every stream's deadlines in the past once yamux has shut
+// down: lc.Close calls it, right after yamux closed its shutdown channel.
+// Streams registered after it look for themselves (shutDown).
+func (s *tcpSession) unblock() {
+	s.ctl.SetDeadline(past)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.streams {
+		st.y.SetDeadline(past)
+	}
+}
+
+// setDeadline sets a yamux deadline through set, or leaves it in the past
+// if yamux has shut down meanwhile (unblock set it, and must win).
+func (s *tcpSession) setDeadline(set func(time.Time) error, t time.Time) error {
+	err := set(t)
+	if s.mux.IsClosed() {
+		set(past)
+	}
+	return err
+}
+
+// shutDown is unblock for one stream registered after it may have run.
+func (s *tcpSession) shutDown(y *yamux.Stream) {
+	if s.mux.IsClosed() {
+		y.SetDeadline(past)
+	}
 }
 
 // Network is "tcp".
@@ -401,7 +449,7 @@ func (s *tcpSession) writeControl() {
 		case <-s.mux.CloseChan():
 			return
 		}
-		s.ctl.SetWriteDeadline(time.Now().Add(ctlStall))
+		s.setDeadline(s.ctl.SetWriteDeadline, time.Now().Add(ctlStall))
 		err := wire.WriteFrame(s.ctl, m)
 		if _, last := m.(*wire.Close); last || err != nil {
 			return
@@ -510,6 +558,7 @@ func (s *tcpSession) OpenStreamSync(ctx context.Context) (Stream, error) {
 	s.mu.Lock()
 	s.streams[st.id] = st
 	s.mu.Unlock()
+	s.shutDown(y)
 	return st, nil
 }
 
@@ -548,6 +597,7 @@ func (s *tcpSession) acceptLoop() {
 		p, hasPending := s.pending[st.id]
 		delete(s.pending, st.id)
 		s.mu.Unlock()
+		s.shutDown(y)
 		if abuse {
 			s.closeWith(&quic.ApplicationError{ErrorCode: quic.ApplicationErrorCode(wire.CodeLimit), ErrorMessage: "stream_limit: the peer opened far more streams than it may"}, true)
 			return
@@ -654,7 +704,7 @@ func (s *tcpStream) readFailed(err error) error {
 		return s.readErr
 	}
 	switch {
-	case errors.Is(err, yamux.ErrTimeout):
+	case errors.Is(err, yamux.ErrTimeout) && !s.sess.mux.IsClosed():
 		s.mu.Unlock()
 		return os.ErrDeadlineExceeded
 	case err == io.EOF && !s.sess.mux.IsClosed():
@@ -719,7 +769,7 @@ func (s *tcpStream) writeFailed(err error) error {
 	switch {
 	case werr != nil:
 		return werr
-	case errors.Is(err, yamux.ErrTimeout):
+	case errors.Is(err, yamux.ErrTimeout) && !s.sess.mux.IsClosed():
 		return os.ErrDeadlineExceeded
 	case errors.Is(err, yamux.ErrConnectionReset):
 		return s.streamError(StreamAborted, true)
@@ -789,7 +839,7 @@ func (s *tcpStream) drain() {
 		s.mu.Unlock()
 		return
 	}
-	s.y.SetReadDeadline(time.Time{})
+	s.sess.setDeadline(s.y.SetReadDeadline, time.Time{})
 	s.mu.Unlock()
 	buf := make([]byte, 16<<10)
 	limit := 2 * s.sess.window
@@ -876,7 +926,7 @@ func (s *tcpStream) SetReadDeadline(t time.Time) error {
 	if s.readErr != nil || s.readEnded {
 		return nil
 	}
-	return s.y.SetReadDeadline(t)
+	return s.sess.setDeadline(s.y.SetReadDeadline, t)
 }
 
 func (s *tcpStream) SetWriteDeadline(t time.Time) error {
@@ -885,7 +935,7 @@ func (s *tcpStream) SetWriteDeadline(t time.Time) error {
 	if s.writeErr != nil {
 		return nil
 	}
-	return s.y.SetWriteDeadline(t)
+	return s.sess.setDeadline(s.y.SetWriteDeadline, t)
 }
 
 // TLSState is the TLS connection's state: the client certificate a

@@ -6,9 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/yamux"
 	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern/internal/wire"
@@ -141,3 +145,105 @@ func TestTCPConnectionLossIsNotEOF(t *testing.T) {
 }
 
 var errDeadline = context.DeadlineExceeded
+
+// TestTCPCloseDoesNotSpin: closing a session whose peer never closes its
+// side costs no CPU while the relay lingers for it. yamux v0.1.2 spins in
+// every Read blocked when its session shuts down, until its reader ends
+// (hashicorp/yamux#176): a core-second per blocked reader, which a peer
+// that ignores the close could have asked of a relay at will.
+func TestTCPCloseDoesNotSpin(t *testing.T) {
+	cert, err := transport.SelfSigned("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, &transport.Config{Network: transport.NetworkTCP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	tlsConf, err := transport.Trust{Pin: transport.Pin(cert)}.ClientTLS("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsConf.NextProtos = []string{wire.ALPN}
+	// The peer: yamux over a connection it never closes.
+	tc, err := tls.Dial("tcp", ln.Addr().String(), tlsConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tc.Close() })
+	yc := yamux.DefaultConfig()
+	yc.EnableKeepAlive = false
+	yc.LogOutput = io.Discard
+	peer, err := yamux.Client(neverClosed{tc}, yc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := peer.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wire.WriteFrame(ctl, &wire.MuxSettings{MaxStreams: 16}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wire.ReadFrame(ctl, wire.MaxMuxFrame); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var peerStreams []*yamux.Stream
+	for range 2 {
+		st, err := peer.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Write([]byte{1})
+		peerStreams = append(peerStreams, st)
+	}
+	s, err := ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 2)
+	for range 2 {
+		st, err := s.AcceptStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_, err := io.ReadAll(st) // the byte, then blocked
+			done <- err
+		}()
+	}
+	time.Sleep(100 * time.Millisecond) // both readers wait in yamux
+	start, began := processCPU(), time.Now()
+	s.CloseWithError(0, "")
+	for range 2 {
+		select {
+		case err := <-done:
+			if err == nil || errors.Is(err, os.ErrDeadlineExceeded) || !IsConnClosed(err) {
+				t.Fatalf("read of a closed session: %v, want it closed", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a reader of a closed session did not return")
+		}
+	}
+	time.Sleep(time.Until(began.Add(closeLinger + 500*time.Millisecond))) // past the linger
+	used := processCPU() - start
+	t.Logf("%s of CPU in the %s after the close", used, time.Since(began).Round(time.Millisecond))
+	if used > 300*time.Millisecond {
+		t.Fatalf("closing a session whose peer does not close used %s of CPU in %s, want next to none", used, time.Since(began))
+	}
+}
+
+// neverClosed is a peer that does not close its connection when yamux
+// ends: it sends no FIN.
+type neverClosed struct{ net.Conn }
+
+func (neverClosed) Close() error { return nil }
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -354,5 +355,104 @@ func TestTCPHearing(t *testing.T) {
 	}
 	if _, rtt := c.Heard(); rtt <= 0 || rtt > 5*time.Second {
 		t.Errorf("the dialer's round-trip estimate is %v", rtt)
+	}
+}
+
+// TestTCPAdmission: Admission.TCPConnContext decides on a TCP connection
+// before its TLS handshake. Refused, it is reset at once; admitted, its
+// context is the parent of the session's, and ends when the session
+// ends, or when there is no session (a failed TLS handshake).
+func TestTCPAdmission(t *testing.T) {
+	type key struct{}
+	cert, err := transport.SelfSigned("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu     sync.Mutex
+		refuse bool
+		seen   []net.Addr
+		ended  = make(chan net.Addr, 8)
+	)
+	adm := quicnet.Admission{TCPConnContext: func(ctx context.Context, remote net.Addr) (context.Context, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, remote)
+		if refuse {
+			return nil, errors.New("refused")
+		}
+		context.AfterFunc(ctx, func() { ended <- remote })
+		return context.WithValue(ctx, key{}, remote), nil
+	}}
+	ln, err := quicnet.ListenAdmit("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, &transport.Config{Network: transport.NetworkTCP}, adm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	tlsConf, err := transport.Trust{Pin: transport.Pin(cert)}.ClientTLS("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	waitEnded := func(what string) net.Addr {
+		t.Helper()
+		select {
+		case a := <-ended:
+			return a
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the admission context did not end %s", what)
+			return nil
+		}
+	}
+
+	c, err := quicnet.Dial(ctx, ln.Addr().String(), tlsConf, &transport.Config{Network: transport.NetworkTCP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Context().Value(key{}).(net.Addr); got == nil || got.String() != c.LocalAddr().String() {
+		t.Fatalf("the session's context carries %v, want the admission's value, the client's address %v", got, c.LocalAddr())
+	}
+	select {
+	case <-ended:
+		t.Fatal("the admission context ended while the session is up")
+	default:
+	}
+	c.CloseWithError(0, "")
+	if a := waitEnded("when the session ended"); a.String() != c.LocalAddr().String() {
+		t.Fatalf("ended %v, want %v", a, c.LocalAddr())
+	}
+
+	// A TLS handshake that fails (no ALPN) ends it too.
+	noALPN := tlsConf.Clone()
+	noALPN.NextProtos = []string{"h2"}
+	if conn, err := tls.Dial("tcp", ln.Addr().String(), noALPN); err == nil {
+		conn.Close()
+	}
+	waitEnded("after a failed TLS handshake")
+
+	mu.Lock()
+	refuse = true
+	mu.Unlock()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err == nil {
+		raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = raw.Read(make([]byte, 1))
+		raw.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal("a refused connection was not closed at once: the listener waits for a ClientHello")
+		}
+	}
+	if _, err := quicnet.Dial(ctx, ln.Addr().String(), tlsConf, &transport.Config{Network: transport.NetworkTCP}); err == nil {
+		t.Fatal("a refused connection got a session")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 4 {
+		t.Fatalf("TCPConnContext saw %d connections, want 4", len(seen))
 	}
 }

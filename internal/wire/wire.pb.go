@@ -231,9 +231,11 @@
 // verified: a client that opens another stream first is closed with
 // CODE_PROTOCOL, reason "stream_before_hello". A relay may refuse a new
 // connection before any stream, in the QUIC handshake
-// (CONNECTION_REFUSED), when too many connections wait for their Hello or
-// when the client's address has had too many Hellos refused; and it may
-// ask a client to prove its address with a QUIC Retry first.
+// (CONNECTION_REFUSED) or, over TLS over TCP, by resetting the TCP
+// connection before the TLS handshake, when too many connections (of both
+// transports together) wait for their Hello or when the client's address
+// has had too many Hellos refused; and it may ask a QUIC client to prove
+// its address with a Retry first.
 //
 // # Reasons of CODE_LIMIT
 //

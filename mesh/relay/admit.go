@@ -19,16 +19,25 @@ import (
 )
 
 // Before its Hello is verified a peer has shown nothing but that it can
-// finish a QUIC handshake, or, before that, send one UDP datagram from an
-// address it may not own. What the relay spends on such peers is bounded
-// here: how many connections may wait for their Hello at once, in all and
-// per source address, and from how many waiting connections on a new
-// client must first prove its address with a Retry, which costs the relay
-// no state (a spoofed source never receives it).
+// finish a QUIC or TLS handshake, or, before that, send one UDP datagram
+// from an address it may not own, or complete a TCP handshake. What the
+// relay spends on such peers is bounded here, for both transports in one
+// count: how many connections may wait for their Hello at once, in all
+// and per source address, and from how many waiting connections on a new
+// QUIC client must first prove its address with a Retry, which costs the
+// relay no state (a spoofed source never receives it). A TCP connection
+// takes its place when it is accepted, before its TLS handshake; its
+// address is proven by then, so it counts as validated.
 
-// errRefused is what ConnContext returns to have quic-go refuse a
-// connection with CONNECTION_REFUSED.
-var errRefused = errors.New("relay: too many unverified connections")
+// errRefused is what the admission hooks return to have a connection
+// refused: with CONNECTION_REFUSED over QUIC, a reset over TCP.
+var errRefused = errors.New("relay: connection refused before its handshake")
+
+// Transports, as the gate counts refusals.
+const (
+	viaQUIC = iota
+	viaTCP
+)
 
 // gate counts the connections that have not yet had a Hello verified.
 type gate struct {
@@ -39,14 +48,28 @@ type gate struct {
 	pending  int
 	bySource map[netip.Addr]*sourceCount
 
-	refused atomic.Uint64 // connections refused at a cap
+	refused [2]refusals   // by transport (viaQUIC, viaTCP)
 	retried atomic.Uint64 // Initials answered with a Retry
 }
 
+// reasonPenalized labels the refusals of a source past
+// Limits.RejectsPerSource in the metrics.
+const reasonPenalized = "rejects_per_source"
+
+// refusals counts the connections refused before their handshake: at
+// MaxUnverified or MaxUnverifiedPerSource, or from a source past
+// RejectsPerSource.
+type refusals struct{ capped, penalized atomic.Uint64 }
+
+func (g *gate) refusedTotal(via int) uint64 {
+	return g.refused[via].capped.Load() + g.refused[via].penalized.Load()
+}
+
 // sourceCount is one source address's unverified connections: all of them,
-// and those whose address was validated (by a Retry). The per-source cap
-// counts validated ones for a validated client, so that Initials spoofed
-// from a victim's address can push the victim into a Retry, never out.
+// and those whose address was validated (by a Retry, or by a TCP
+// handshake). The per-source cap counts validated ones for a validated
+// client, so that Initials spoofed from a victim's address can push the
+// victim into a Retry, never out.
 type sourceCount struct{ all, validated int }
 
 func newGate(l Limits) *gate {
@@ -54,8 +77,11 @@ func newGate(l Limits) *gate {
 }
 
 func sourceOf(a net.Addr) netip.Addr {
-	if ua, ok := a.(*net.UDPAddr); ok {
-		return ua.AddrPort().Addr().Unmap()
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
 	}
 	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
 		return ap.Addr().Unmap()
@@ -103,9 +129,23 @@ type ticketKey struct{}
 // connContext is quic.Transport.ConnContext: it admits a connection within
 // the caps, or refuses it before quic-go keeps any state for it.
 func (g *gate) connContext(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
-	src := sourceOf(info.RemoteAddr)
-	if info.AddrVerified && g.penalized != nil && g.penalized(src) {
-		g.refused.Add(1)
+	return g.admit(ctx, sourceOf(info.RemoteAddr), info.AddrVerified, viaQUIC)
+}
+
+// tcpConnContext is quicnet.Admission.TCPConnContext: the same gate for a
+// TCP connection just accepted, before its TLS handshake. The TCP
+// handshake proved its address.
+func (g *gate) tcpConnContext(ctx context.Context, remote net.Addr) (context.Context, error) {
+	return g.admit(ctx, sourceOf(remote), true, viaTCP)
+}
+
+// admit gives a connection from src a place in the gate, held by a ticket
+// in the returned context until its Hello is verified (admitted) or ctx
+// ends. Only a validated source is refused for its past refusals: an
+// unvalidated one may be spoofed, and is asked for a Retry instead.
+func (g *gate) admit(ctx context.Context, src netip.Addr, validated bool, via int) (context.Context, error) {
+	if validated && g.penalized != nil && g.penalized(src) {
+		g.refused[via].penalized.Add(1)
 		return nil, errRefused
 	}
 	g.mu.Lock()
@@ -114,22 +154,22 @@ func (g *gate) connContext(ctx context.Context, info *quic.ClientInfo) (context.
 		sc = new(sourceCount)
 	}
 	n := sc.all
-	if info.AddrVerified {
+	if validated {
 		n = sc.validated
 	}
 	if g.pending >= g.max || n >= g.perSource {
 		g.mu.Unlock()
-		g.refused.Add(1)
+		g.refused[via].capped.Add(1)
 		return nil, errRefused
 	}
 	g.pending++
 	sc.all++
-	if info.AddrVerified {
+	if validated {
 		sc.validated++
 	}
 	g.bySource[src] = sc
 	g.mu.Unlock()
-	t := &ticket{g: g, src: src, validated: info.AddrVerified}
+	t := &ticket{g: g, src: src, validated: validated}
 	context.AfterFunc(ctx, t.release)
 	return context.WithValue(ctx, ticketKey{}, t), nil
 }

@@ -28,8 +28,9 @@ func rawDial(t *testing.T, m *meshtest.Mesh) (quicnet.Session, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// QUIC only: the gate admits QUIC connections (a dial that falls back
-	// to TLS over TCP meets the listener's own handshake cap instead).
+	// QUIC only, so that a refusal reads as CONNECTION_REFUSED (a dial
+	// that fell back to TLS over TCP would meet the same gate, and a
+	// reset; see admit_tcp_test.go).
 	conn, err := quicnet.Dial(ctx, m.Addr(), tlsConf, &transport.Config{Network: transport.NetworkQUIC})
 	if err == nil {
 		t.Cleanup(func() { conn.CloseWithError(0, "") })

@@ -66,16 +66,22 @@
 // The relay is on the internet, and an agent is code an LLM steers: what a
 // peer may cost it is bounded, before and after its token is verified.
 //
-// Before the Hello is verified ([Limits]):
+// Before the Hello is verified ([Limits]), over QUIC and TLS over TCP
+// alike, in one count:
 //
 //   - At most MaxUnverified connections (default 1024) wait for their
-//     Hello, and at most MaxUnverifiedPerSource (32) from one IP address;
-//     one more is refused (CONNECTION_REFUSED) before the relay keeps any
-//     state for it. Once RetryAbove (128) connections wait, or a source
-//     has its share waiting, a new client must first prove its address
-//     with a QUIC Retry: spoofed Initials then cost nothing but the Retry
-//     packet. A client a Retry validated is counted against validated
-//     connections only, so spoofed packets cannot lock it out.
+//     Hello, and at most MaxUnverifiedPerSource (32) from one IP address,
+//     both transports together; one more is refused before the relay
+//     keeps any state for it: CONNECTION_REFUSED over QUIC, and over TCP
+//     a reset as soon as the connection is accepted, before any TLS work
+//     (a TCP connection takes its place when it is accepted). Once
+//     RetryAbove (128) connections wait, or a source has its share
+//     waiting, a new QUIC client must first prove its address with a
+//     Retry: spoofed Initials then cost nothing but the Retry packet. A
+//     client whose address is validated, by a Retry or by the TCP
+//     handshake, is counted against validated connections only, so
+//     spoofed packets cannot lock it out. [Stats] and the metrics count
+//     the refusals by transport.
 //   - The Hello must arrive within HandshakeTimeout (5s). Nothing but the
 //     control stream is read before it is verified: a peer that opens
 //     another stream first is closed (CODE_PROTOCOL, stream_before_hello),
@@ -102,8 +108,10 @@
 //     times the largest stream window, so a control stream grown to 128
 //     KiB takes it to 192 KiB).
 //   - A source whose Hellos were refused RejectsPerSource times (16) in a
-//     [Config.RejectInterval] has its new connections refused, after a
-//     Retry, until the interval ends; its verified sessions go on. A
+//     [Config.RejectInterval], over either transport, has its new
+//     connections refused until the interval ends, over QUIC after a
+//     Retry and over TCP at once, before any TLS work: switching
+//     transports does not escape it. Its verified sessions go on. A
 //     connection that reaches the Hello deadline without a Hello counts
 //     as a refused one (reason handshake_timeout), in the trail too.
 //
@@ -213,8 +221,9 @@
 // instead, counts it, and reports the count in the trail
 // ([EventAuditDropped]) once the queue drains. [Relay.Close] writes every
 // event accepted before it returns. Refused handshakes are summed per
-// source address: one event per source and [Config.RejectInterval] (10s)
-// with a count, and the first of each interval at once.
+// source address, whatever their transport: one event per source and
+// [Config.RejectInterval] (10s) with a count, and the first of each
+// interval at once.
 //
 // # Metrics, traces, readiness
 //
@@ -223,7 +232,9 @@
 // sessions by role, opens by binding and code, open latency by stage
 // (decision, connector, first_byte), bytes by binding and direction, live
 // streams, policy decisions and cache hits, denials by deciding policy,
-// token and handshake failures by reason, audit events, and the QUIC state
+// token and handshake failures by reason, connections waiting for their
+// Hello and those refused before it (by transport and reason), audit
+// events, and the QUIC state
 // of live sessions (RTT, congestion window, packets sent and lost), sampled
 // at each scrape. Nil registers nothing and costs nothing. Labels are
 // bounded: a binding the relay does not know is counted as

@@ -154,8 +154,8 @@ func TestGate(t *testing.T) {
 	if n := g.unverified(); n != 6 {
 		t.Fatalf("unverified = %d, want 6", n)
 	}
-	if g.refused.Load() != 3 || g.retried.Load() != 2 {
-		t.Fatalf("refused %d, retried %d; want 3 and 2", g.refused.Load(), g.retried.Load())
+	if g.refusedTotal(viaQUIC) != 3 || g.retried.Load() != 2 {
+		t.Fatalf("refused %d, retried %d; want 3 and 2", g.refusedTotal(viaQUIC), g.retried.Load())
 	}
 	// A connection's end gives its place back.
 	for _, c := range cancels {
@@ -173,6 +173,114 @@ func TestGate(t *testing.T) {
 	}
 	if g := newGate(Limits{MaxUnverified: 6, MaxUnverifiedPerSource: 2, RetryAbove: -1}); !g.verifySource(udp("10.0.0.9:1")) {
 		t.Fatal("RetryAbove < 0 does not ask every client")
+	}
+}
+
+func tcp(s string) net.Addr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
+
+// TestGateTCP: TCP connections take places in the same gate as QUIC ones,
+// in all and per source, counted as validated (the TCP handshake proved
+// the address); a penalized source is refused over TCP at once; refusals
+// are counted per transport and cause.
+func TestGateTCP(t *testing.T) {
+	g := newGate(Limits{MaxUnverified: 6, MaxUnverifiedPerSource: 2, RetryAbove: 4})
+	bad := netip.MustParseAddr("10.0.0.9")
+	g.penalized = func(a netip.Addr) bool { return a == bad }
+	var cancels []context.CancelFunc
+	t.Cleanup(func() {
+		for _, c := range cancels {
+			c()
+		}
+	})
+	admitTCP := func(addr string) error {
+		ctx, cancel := context.WithCancel(context.Background())
+		ctx, err := g.tcpConnContext(ctx, tcp(addr))
+		if err != nil {
+			cancel()
+			return err
+		}
+		if _, ok := ctx.Value(ticketKey{}).(*ticket); !ok {
+			t.Fatal("admitted connection's context carries no ticket")
+		}
+		cancels = append(cancels, cancel)
+		return nil
+	}
+	admitQUIC := func(addr string, validated bool) error {
+		ctx, cancel := context.WithCancel(context.Background())
+		_, err := g.connContext(ctx, &quic.ClientInfo{RemoteAddr: udp(addr), AddrVerified: validated})
+		if err != nil {
+			cancel()
+			return err
+		}
+		cancels = append(cancels, cancel)
+		return nil
+	}
+	// Spoofed Initials fill 10.0.0.1's unvalidated share; its TCP
+	// connections are validated and have the other.
+	for _, p := range []string{"1", "2"} {
+		if err := admitQUIC("10.0.0.1:"+p, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"3", "4"} {
+		if err := admitTCP("10.0.0.1:" + p); err != nil {
+			t.Fatalf("tcp connection %s beside spoofed quic ones: %v", p, err)
+		}
+	}
+	if err := admitTCP("10.0.0.1:5"); !errors.Is(err, errRefused) {
+		t.Fatalf("third tcp connection from one source: %v, want refused", err)
+	}
+	// A Retry-validated QUIC client shares the validated count with TCP.
+	if err := admitQUIC("10.0.0.1:6", true); !errors.Is(err, errRefused) {
+		t.Fatalf("validated quic connection beside two tcp ones: %v, want refused", err)
+	}
+	if err := admitTCP("10.0.0.9:1"); !errors.Is(err, errRefused) {
+		t.Fatalf("tcp connection from a penalized source: %v, want refused", err)
+	}
+	// 4 wait; the global cap of 6 counts both transports.
+	for _, a := range []string{"10.0.0.2:1", "10.0.0.3:1"} {
+		if err := admitTCP(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := admitTCP("10.0.0.4:1"); !errors.Is(err, errRefused) {
+		t.Fatalf("tcp connection over MaxUnverified: %v, want refused", err)
+	}
+	if err := admitQUIC("10.0.0.5:1", true); !errors.Is(err, errRefused) {
+		t.Fatalf("quic connection over MaxUnverified with tcp ones waiting: %v, want refused", err)
+	}
+	if n := g.unverified(); n != 6 {
+		t.Fatalf("unverified = %d, want 6", n)
+	}
+	if c, p := g.refused[viaTCP].capped.Load(), g.refused[viaTCP].penalized.Load(); c != 2 || p != 1 {
+		t.Fatalf("tcp refusals: %d at a cap, %d penalized; want 2 and 1", c, p)
+	}
+	if n := g.refusedTotal(viaQUIC); n != 2 {
+		t.Fatalf("quic refusals %d, want 2", n)
+	}
+	// A tcp connection's end gives its place back.
+	cancels[2]()
+	deadline := time.Now().Add(5 * time.Second)
+	for g.unverified() != 5 { // the ticket is given back on its own goroutine
+		if time.Now().After(deadline) {
+			t.Fatalf("unverified = %d after a tcp connection ended, want 5", g.unverified())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := admitTCP("10.0.0.1:7"); err != nil {
+		t.Fatalf("after a tcp connection from the source ended: %v", err)
+	}
+	for _, c := range cancels {
+		c()
+	}
+	for g.unverified() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("unverified = %d after every connection ended, want 0", g.unverified())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if len(g.bySource) != 0 {
+		t.Fatalf("%d sources still tracked", len(g.bySource))
 	}
 }
 

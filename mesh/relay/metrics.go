@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,10 @@ import (
 //	postern_relay_sessions_started_total{role}        counter
 //	postern_relay_handshake_failures_total{role,reason} counter: sessions refused (token, version, services, ...)
 //	postern_relay_token_failures_total{reason}        counter: token verifications that failed, at a Hello or a Refresh
+//	postern_relay_unverified_connections              gauge: connections (QUIC and TLS over TCP) waiting for their Hello
+//	postern_relay_connections_refused_total{transport,reason} counter: connections refused before their handshake
+//	                                                  (quic, tcp; unverified_connections: at a cap of the gate,
+//	                                                  rejects_per_source: from a source refused too often)
 //	postern_relay_opens_total{binding,code}           counter: every open, by outcome (ok, denied, no_connector, upstream_failure, ...)
 //	postern_relay_open_duration_seconds{stage}        histogram: decision (policy), connector (Dial to the
 //	                                                  connector's Result, its upstream dial included),
@@ -181,9 +186,21 @@ func newMetrics(reg prometheus.Registerer, r *Relay) (*metrics, error) {
 			}
 			return 0
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_relay_unverified_connections",
+			Help: "Connections, QUIC and TLS over TCP, waiting for their Hello."}, func() float64 { return float64(r.gate.unverified()) }),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
+		}
+	}
+	for via, transport := range []string{"quic", "tcp"} {
+		for reason, n := range map[string]*atomic.Uint64{ReasonUnverified: &r.gate.refused[via].capped, reasonPenalized: &r.gate.refused[via].penalized} {
+			c := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "postern_relay_connections_refused_total",
+				Help:        "Connections refused before their handshake, by transport and reason (unverified_connections: at Limits.MaxUnverified or MaxUnverifiedPerSource; rejects_per_source: from a source past Limits.RejectsPerSource).",
+				ConstLabels: prometheus.Labels{"transport": transport, "reason": reason}}, func() float64 { return float64(n.Load()) })
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return m, nil

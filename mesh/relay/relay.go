@@ -125,7 +125,8 @@ type Config struct {
 // Result.reason; wire.proto lists them).
 const (
 	// ReasonUnverified: too many connections wait for their Hello (in
-	// CONNECTION_CLOSE only: the connection is refused before a stream).
+	// the metrics only: the connection is refused before a stream, with
+	// CONNECTION_REFUSED over QUIC, a reset over TCP).
 	ReasonUnverified = "unverified_connections"
 	// ReasonSessionsPerSubject: the subject has Limits.SessionsPerSubject
 	// sessions open (Reject of a Hello).
@@ -151,8 +152,9 @@ type Limits struct {
 	StreamsPerAgent int
 	// MaxFrameSize caps every control frame a client sends. Default 64 KiB.
 	MaxFrameSize int
-	// HandshakeTimeout bounds the time from a client's QUIC handshake to
-	// its verified Hello. Default 5s.
+	// HandshakeTimeout bounds the time from a client's QUIC or TLS
+	// handshake to its verified Hello, and, unless Config.Transport sets
+	// its own, the handshake itself. Default 5s.
 	HandshakeTimeout time.Duration
 	// MaxTokenSize caps the token in a Hello or a Refresh. Default 8 KiB.
 	MaxTokenSize int
@@ -162,20 +164,26 @@ type Limits struct {
 	OpenTimeout time.Duration
 
 	// MaxUnverified caps the connections that have finished, or begun,
-	// their QUIC handshake but had no Hello verified yet. A connection
-	// over it is refused (CONNECTION_REFUSED) before the relay keeps any
-	// state for it. Default 1024.
+	// their handshake but had no Hello verified yet, QUIC and TLS over
+	// TCP counted together: a TCP connection counts from the moment it
+	// is accepted, before its TLS handshake. A connection over it is
+	// refused before the relay keeps any state for it: with
+	// CONNECTION_REFUSED over QUIC, a TCP reset before any TLS work over
+	// TCP. Default 1024.
 	MaxUnverified int
-	// MaxUnverifiedPerSource caps them per source IP address. Default
-	// 32. A client whose address a Retry validated is counted against
-	// validated connections only, so that Initials spoofed from its
-	// address cannot lock it out.
+	// MaxUnverifiedPerSource caps them per source IP address, both
+	// transports together. Default 32. A client whose address is
+	// validated, by a Retry over QUIC or by the TCP handshake, is counted
+	// against validated connections only, so that Initials spoofed from
+	// its address cannot lock it out.
 	MaxUnverifiedPerSource int
-	// RetryAbove is the number of unverified connections from which a new
-	// client must prove its address with a QUIC Retry (one more round
-	// trip, no state kept for a spoofed source); a source address that
-	// has MaxUnverifiedPerSource waiting is asked too. Default 128; it
-	// must be below MaxUnverified. Negative asks every client.
+	// RetryAbove is the number of unverified connections (of both
+	// transports) from which a new QUIC client must prove its address
+	// with a Retry (one more round trip, no state kept for a spoofed
+	// source); a source address that has MaxUnverifiedPerSource waiting
+	// is asked too. TCP needs none: its handshake proves the address.
+	// Default 128; it must be below MaxUnverified. Negative asks every
+	// QUIC client.
 	RetryAbove int
 	// InitialStreamWindow is the flow-control window, in bytes, the
 	// relay grants each stream at the handshake: what a peer that has
@@ -227,10 +235,12 @@ type Limits struct {
 	// recomputation). Default 60.
 	RefreshesPerMinute int
 	// RejectsPerSource is how many refused Hellos a source IP address
-	// may have in one Config.RejectInterval (a connection that sends no
-	// Hello by HandshakeTimeout counts as one); past it the relay refuses
-	// its new connections (after a Retry proves the address, so that
-	// spoofed packets cannot shut a victim out) until the interval ends.
+	// may have in one Config.RejectInterval, over either transport (a
+	// connection that sends no Hello by HandshakeTimeout counts as one);
+	// past it the relay refuses its new connections, QUIC and TLS over
+	// TCP, until the interval ends: over QUIC after a Retry proves the
+	// address, so that spoofed packets cannot shut a victim out, over TCP
+	// at once (its handshake proved the address), before any TLS work.
 	// Sessions already verified are not touched. Default 16; negative
 	// means no such refusal.
 	RejectsPerSource int
@@ -440,7 +450,7 @@ func Listen(cfg Config) (*Relay, error) {
 	r.gate.penalized = r.rejects.penalized
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}
 	transport.ServerRequestsClientKeys(serverTLS) // the proof of a bound token's key
-	adm := quicnet.Admission{VerifySourceAddress: r.gate.verifySource, ConnContext: r.gate.connContext}
+	adm := quicnet.Admission{VerifySourceAddress: r.gate.verifySource, ConnContext: r.gate.connContext, TCPConnContext: r.gate.tcpConnContext}
 	if outside != nil {
 		r.smallConnWindow = outside.ConnWindow
 		adm.Transport = func(remote net.Addr) *transport.Config {
@@ -653,12 +663,16 @@ type Stats struct {
 	Connectors int
 	Streams    int64          // binding streams open now
 	Bindings   map[string]int // binding name -> connectors serving it now
-	// Unverified is how many connections wait for their Hello now.
+	// Unverified is how many connections, QUIC and TLS over TCP, wait
+	// for their Hello now.
 	Unverified int
-	// Refused counts the connections refused at Limits.MaxUnverified or
-	// MaxUnverifiedPerSource since the relay started; Retried, the new
-	// clients asked to prove their address with a Retry.
-	Refused, Retried uint64
+	// Refused counts the connections refused before their handshake
+	// since the relay started, over either transport: at
+	// Limits.MaxUnverified or MaxUnverifiedPerSource, or from a source
+	// past Limits.RejectsPerSource. RefusedTCP is the part of it over
+	// TLS over TCP. Retried counts the new QUIC clients asked to prove
+	// their address with a Retry.
+	Refused, RefusedTCP, Retried uint64
 }
 
 // Stats returns a snapshot of the relay's sessions.
@@ -666,7 +680,8 @@ func (r *Relay) Stats() Stats {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	st := Stats{Agents: len(r.agents), Connectors: len(r.connectors), Bindings: make(map[string]int, len(r.routes)),
-		Unverified: r.gate.unverified(), Refused: r.gate.refused.Load(), Retried: r.gate.retried.Load()}
+		Unverified: r.gate.unverified(), Refused: r.gate.refusedTotal(viaQUIC) + r.gate.refusedTotal(viaTCP),
+		RefusedTCP: r.gate.refusedTotal(viaTCP), Retried: r.gate.retried.Load()}
 	for a := range r.agents {
 		st.Streams += a.streams.Load()
 	}
