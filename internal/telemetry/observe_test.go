@@ -749,6 +749,7 @@ func TestAuditLossAndPolicyLabels(t *testing.T) {
 	if _, err := c.Dial(context.Background(), "tcp", "ledger"); !errors.Is(err, postern.ErrDenied) {
 		t.Fatalf("ledger: %v, want denied", err)
 	}
+	r.SyncAudit() // the audit queue writes, and fails, after the open returns
 	got := gather(t, reg)
 	if got["postern_relay_denials_total{binding=ledger,policy=forbid-financial}"] != 1 {
 		t.Errorf("denial by forbid-financial not counted under its id: %v", got)
