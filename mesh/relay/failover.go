@@ -135,6 +135,10 @@ func (u *upstream) CloseWrite() error {
 // upstream's bytes. Only the owner reads.
 func (u *upstream) Read(p []byte) (int, error) { return u.conn().Read(p) }
 
+// CloseRead stops the current stream's receive direction: the splice
+// calls it when the agent stopped reading.
+func (u *upstream) CloseRead() error { return u.conn().CloseRead() }
+
 func (u *upstream) Close() error {
 	u.stop()
 	return u.conn().Close()
