@@ -196,8 +196,14 @@ func (s *Splicer) Wait() {
 // read side: a STOP_SENDING with STREAM_ERROR_CLOSED, which a peer's
 // [Conn.Close] and [Conn.CloseRead] send. What it wrote still arrives.
 func PeerClosedRead(err error) bool {
-	var se *quic.StreamError
-	return errors.As(err, &se) && se.Remote && se.ErrorCode == StreamClosed
+	// Unwrapped by hand: errors.As would allocate on every stream's end.
+	for err != nil {
+		if se, ok := err.(*quic.StreamError); ok {
+			return se.Remote && se.ErrorCode == StreamClosed
+		}
+		err = errors.Unwrap(err)
+	}
+	return false
 }
 
 // stopReading stops c's receive direction where it can, so that a copy
