@@ -351,3 +351,24 @@ func testSplicerAnswerReadableAfterFailure(t *testing.T, network string) {
 		t.Fatal("the agent's write succeeded although the splice failed")
 	}
 }
+
+// TestOpenStreamNow: on QUIC, a stream at once while the peer's limit
+// allows one, false once it is reached (the caller then waits in
+// OpenStreamSync); false on any other transport.
+func TestOpenStreamNow(t *testing.T) {
+	c, _, _, _ := sessions(t, transport.NetworkQUIC, &transport.Config{MaxIncomingStreams: 2})
+	for i := 0; i < 2; i++ {
+		st, ok := quicnet.OpenStreamNow(c)
+		if !ok || st == nil {
+			t.Fatalf("stream %d of 2: OpenStreamNow = %v, %v; want a stream", i, st, ok)
+		}
+		defer st.CancelWrite(quicnet.StreamClosed)
+	}
+	if st, ok := quicnet.OpenStreamNow(c); ok || st != nil {
+		t.Fatalf("past the peer's limit: OpenStreamNow = %v, %v; want none", st, ok)
+	}
+	tc, _, _, _ := sessions(t, transport.NetworkTCP, nil)
+	if st, ok := quicnet.OpenStreamNow(tc); ok || st != nil {
+		t.Fatalf("over TLS/TCP: OpenStreamNow = %v, %v; want none (OpenStreamSync)", st, ok)
+	}
+}
