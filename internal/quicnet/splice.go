@@ -60,7 +60,8 @@ type Splicer struct {
 	stopped   bool // a's peer closed its read side in order: b to a is over
 	aDone     bool // a to b ended cleanly
 
-	unwatch func() bool // stops watching a's stream for a reset
+	unwatch func() bool     // stops watching a's stream for a reset
+	actx    context.Context // a's send context, when a is a QUIC stream
 }
 
 // StartSplice starts copying a to b in the background. Until Finish is
@@ -70,6 +71,7 @@ type Splicer struct {
 func StartSplice(a, b HalfConn) *Splicer {
 	s := &Splicer{a: a, b: b, done: make(chan struct{}), unwatch: func() bool { return false }}
 	if ctx, ok := sendContext(a); ok {
+		s.actx = ctx
 		// A reset of a's stream (the peer's STOP_SENDING, its connection
 		// gone) must end the splice even when neither copy touches a: one
 		// blocked writing to b (a TCP upstream that stopped reading), the
@@ -158,7 +160,14 @@ func (s *Splicer) Finish() (aToB, bToA int64, err error) {
 	case stopped:
 		s.stopBackNow()
 	default:
-		n, err := CopyHalf(s.a, s.b)
+		n, err := copyData(s.a, s.b)
+		if err == nil {
+			// Our FIN ends a's send context, and nothing can be heard
+			// on it after that: the watch stops first, so that the FIN
+			// does not start its goroutine for nothing.
+			s.unwatch()
+			err = s.a.CloseWrite()
+		}
 		bToA = n
 		if err == nil {
 			break
@@ -166,10 +175,10 @@ func (s *Splicer) Finish() (aToB, bToA int64, err error) {
 		s.mu.Lock()
 		stopped = s.stopped
 		s.mu.Unlock()
-		if stopped || PeerClosedRead(err) {
-			// A write to a met its peer's STOP_SENDING (perhaps before
-			// the watch said so), or b's read ended because of it: the
-			// end of b to a, not a failure.
+		if stopped || PeerClosedRead(err) || s.actx != nil && PeerClosedRead(context.Cause(s.actx)) {
+			// A write to a, or its FIN, met its peer's STOP_SENDING
+			// (perhaps before the watch said so), or b's read ended
+			// because of it: the end of b to a, not a failure.
 			s.stopBackNow()
 			break
 		}
@@ -233,6 +242,16 @@ func sendContext(c HalfConn) (context.Context, bool) {
 // one direction of Splice, for callers that start the two directions at
 // different times.
 func CopyHalf(dst, src HalfConn) (int64, error) {
+	n, err := copyData(dst, src)
+	if err != nil {
+		return n, err
+	}
+	return n, dst.CloseWrite()
+}
+
+// copyData copies src to dst until src's clean EOF (a nil error) or the
+// first error.
+func copyData(dst, src HalfConn) (int64, error) {
 	bp := spliceBufs.Get().(*[]byte)
 	defer spliceBufs.Put(bp)
 	buf := *bp
@@ -247,7 +266,7 @@ func CopyHalf(dst, src HalfConn) (int64, error) {
 			}
 		}
 		if rerr == io.EOF {
-			return n, dst.CloseWrite()
+			return n, nil
 		}
 		if rerr != nil {
 			return n, rerr
