@@ -403,9 +403,10 @@ type attackPhase struct {
 }
 
 type attackReport struct {
-	Unloaded *summary       `json:"agent_rtt_unloaded"`
-	IdleRSS  int64          `json:"relay_idle_rss_bytes"`
-	Phases   []*attackPhase `json:"phases"`
+	Placement string         `json:"placement"` // which CPUs the processes ran on
+	Unloaded  *summary       `json:"agent_rtt_unloaded"`
+	IdleRSS   int64          `json:"relay_idle_rss_bytes"`
+	Phases    []*attackPhase `json:"phases"`
 }
 
 // runAttack runs the attack test against a relay and connector of its own.
@@ -431,7 +432,8 @@ func (r *runner) runAttack(ctx context.Context) error {
 		return err
 	}
 	auditPath := filepath.Join(r.dir, name+"-audit.jsonl")
-	if _, err := r.startConnector("attack-connector", info, []service{{Name: bindEcho, Kind: "tcp", Upstream: r.up.Addr}}); err != nil {
+	conr, err := r.startConnector("attack-connector", info, []service{{Name: bindEcho, Kind: "tcp", Upstream: r.up.Addr}})
+	if err != nil {
 		return err
 	}
 	att, err := startChild(r.dir, "attacker", "attacker", attackerConfig{Relay: info.Addr, Pin: info.Pin}, &struct{}{})
@@ -439,6 +441,26 @@ func (r *runner) runAttack(ctx context.Context) error {
 		return err
 	}
 	r.onStop(att.stop)
+	var pl *placement
+	if r.o.attackPin {
+		pl = newPlacement()
+	}
+	defer pl.undo()
+	for _, p := range []struct {
+		pid            int
+		relay, restore bool
+		nice           int
+	}{
+		{rl.pid, true, false, 0},
+		{conr.pid, false, false, 0},
+		{r.upstream.pid, false, true, 0},
+		{os.Getpid(), false, true, 0},
+		{att.pid, false, false, 19},
+	} {
+		if err := pl.put(p.pid, p.relay, p.nice, p.restore); err != nil {
+			return fmt.Errorf("attack: placing processes on CPUs: %w (run with -attack-pin=false)", err)
+		}
+	}
 	agent, err := mesh.NewClient(mesh.Config{Relay: info.Addr, Token: r.keys.agent, Pin: info.Pin})
 	if err != nil {
 		return err
@@ -458,7 +480,7 @@ func (r *runner) runAttack(ctx context.Context) error {
 		phaseSecs = 4 * time.Second
 	}
 	time.Sleep(2 * time.Second)
-	rep := &attackReport{}
+	rep := &attackReport{Placement: pl.describe()}
 	r.attack = rep
 	if rep.IdleRSS, err = rl.rss(); err != nil {
 		return err
@@ -657,8 +679,8 @@ func printAttack(w io.Writer, rep *attackReport) {
 	if rep == nil || rep.Unloaded == nil {
 		return
 	}
-	fmt.Fprintf(w, "\n### Under attack (relay defaults; agent 1 KiB round trips: unloaded p50 %.0f us, p99 %.0f us; relay idle %s)\n\n",
-		rep.Unloaded.P50, rep.Unloaded.P99, mib(rep.IdleRSS))
+	fmt.Fprintf(w, "\n### Under attack (relay defaults; agent 1 KiB round trips: unloaded p50 %.0f us, p99 %.0f us; relay idle %s; %s)\n\n",
+		rep.Unloaded.P50, rep.Unloaded.P99, mib(rep.IdleRSS), rep.Placement)
 	fmt.Fprintln(w, "| phase | attacker | relay peak RSS | agent p50 | agent p99 (× unloaded right before) | CPU relay / attacker | relay refused / retried | audit | verdict |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	for _, p := range rep.Phases {

@@ -218,3 +218,40 @@ func TestRejectsPerSource(t *testing.T) {
 		t.Fatalf("after the interval: %v", err)
 	}
 }
+
+// TestNoHelloCountsAsRefusal: a connection that finishes its handshake and
+// sends nothing until the Hello deadline is a refusal of its source, in
+// the audit trail and towards Limits.RejectsPerSource, so that a source
+// holding connections open without a Hello is refused before its next
+// handshake.
+func TestNoHelloCountsAsRefusal(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{Limits: relay.Limits{HandshakeTimeout: 500 * time.Millisecond, RejectsPerSource: 2}})
+	for i := range 2 {
+		conn, err := rawDial(t, m)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		select {
+		case <-conn.Context().Done():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("connection %d was not closed at the Hello deadline", i)
+		}
+	}
+	if _, err := rawDial(t, m); !isRefused(err) {
+		t.Fatalf("a new connection from a source that twice sent no Hello: %v, want CONNECTION_REFUSED", err)
+	}
+	m.Relay().SyncAudit()
+	events := m.Audit.Events(relay.EventSessionReject)
+	count := 0
+	for _, ev := range events {
+		reasons, _ := ev["reasons"].(map[string]any)
+		if ev["reason"] != "handshake_timeout" && reasons["handshake_timeout"] == nil {
+			t.Errorf("session.reject %v, want reason handshake_timeout", ev)
+		}
+		n, _ := ev["count"].(float64)
+		count += int(n)
+	}
+	if count != 2 {
+		t.Fatalf("session.reject events %v sum %d refusals, want 2", events, count)
+	}
+}

@@ -89,7 +89,9 @@
 //     verified flows that use them.
 //   - A source whose Hellos were refused RejectsPerSource times (16) in a
 //     [Config.RejectInterval] has its new connections refused, after a
-//     Retry, until the interval ends; its verified sessions go on.
+//     Retry, until the interval ends; its verified sessions go on. A
+//     connection that reaches the Hello deadline without a Hello counts
+//     as a refused one (reason handshake_timeout), in the trail too.
 //
 // After it, per subject (the token's sub, across all its sessions):
 // SessionsPerSubject (64), StreamsPerSubject (4096) and

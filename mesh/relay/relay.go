@@ -201,7 +201,8 @@ type Limits struct {
 	// recomputation). Default 60.
 	RefreshesPerMinute int
 	// RejectsPerSource is how many refused Hellos a source IP address
-	// may have in one Config.RejectInterval; past it the relay refuses
+	// may have in one Config.RejectInterval (a connection that sends no
+	// Hello by HandshakeTimeout counts as one); past it the relay refuses
 	// its new connections (after a Retry proves the address, so that
 	// spoofed packets cannot shut a victim out) until the interval ends.
 	// Sessions already verified are not touched. Default 16; negative
@@ -648,6 +649,8 @@ func closeConn(conn quicnet.Session, code wire.Code, reason, msg string) {
 	conn.CloseWithError(quic.ApplicationErrorCode(code), reason+": "+msg)
 }
 
+const noHelloMsg = "no hello within the handshake time"
+
 // serveConn runs one client connection from handshake to end.
 func (r *Relay) serveConn(conn quicnet.Session) {
 	remote := conn.RemoteAddr().String()
@@ -656,7 +659,18 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 	ctrl, err := conn.AcceptStream(ctx)
 	if err != nil {
 		r.log.Debug("relay: no control stream", "remote", remote, "transport", conn.Network(), "err", err)
-		closeConn(conn, wire.CodeTimeout, "handshake_timeout", "no hello within the handshake time")
+		if ctx.Err() != nil && conn.Context().Err() == nil {
+			// The peer finished a handshake and then said nothing for
+			// the whole Hello deadline: a refusal like a bad Hello, in
+			// the trail and towards Limits.RejectsPerSource, so that a
+			// source that holds connections open without a Hello is
+			// refused before its next handshake.
+			r.m.handshakeFailed("", "handshake_timeout")
+			r.rejects.reject(sourceOf(conn.RemoteAddr()), "", "handshake_timeout", []slog.Attr{
+				slog.String("remote", remote), slog.String("role", ""), slog.String("subject", ""),
+				slog.String("code", wire.CodeTimeout.Text()), slog.String("reason", "handshake_timeout"), slog.String("message", noHelloMsg)})
+		}
+		closeConn(conn, wire.CodeTimeout, "handshake_timeout", noHelloMsg)
 		return
 	}
 	if d, ok := ctx.Deadline(); ok {
@@ -750,7 +764,7 @@ func (r *Relay) handshake(ctrl io.Reader, proven string) (*wire.Hello, *identity
 		case errors.Is(err, wire.ErrFrameTooLarge):
 			return hello, nil, &wire.Reject{Code: wire.CodeLimit, Reason: "frame_too_large", Message: fmt.Sprintf("hello is larger than the relay's %d-byte frame limit", r.limits.MaxFrameSize)}
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return hello, nil, &wire.Reject{Code: wire.CodeTimeout, Reason: "handshake_timeout", Message: "no hello within the handshake time"}
+			return hello, nil, &wire.Reject{Code: wire.CodeTimeout, Reason: "handshake_timeout", Message: noHelloMsg}
 		case errors.Is(err, wire.ErrMalformed):
 			return hello, nil, &wire.Reject{Code: wire.CodeProtocol, Reason: "malformed_hello", Message: err.Error()}
 		}

@@ -1,0 +1,106 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestAttackRun runs the bad-token phase of the attack test with its quick
+// sizes and checks what the instrument measured: the attacker's Hellos all
+// answered with a Reject, the relay's audit trail summing exactly those
+// refusals in fewer events than there were refusals, and the memory and
+// latency figures present. Its verdicts on the numbers are not asserted:
+// on a loaded machine the p99 bound may fail, which the bench reports as
+// an error of the run.
+func TestAttackRun(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "bench.json")
+	var stdout, stderr bytes.Buffer
+	Main([]string{"-quick", "-phases", "none", "-attack", "badtokens", "-attack-pin=false", "-json", out}, &stdout, &stderr)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("%v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range rep.Errors {
+		if !strings.Contains(e, "agent p99") && !strings.Contains(e, "peak RSS") {
+			t.Errorf("error of the run: %s", e)
+		}
+	}
+	a := rep.Attack
+	if a == nil || len(a.Phases) != 1 || a.Phases[0].Name != "badtokens" {
+		t.Fatalf("attack report %+v, want the badtokens phase", a)
+	}
+	p := a.Phases[0]
+	if p.Attacker.Sent == 0 || p.Attacker.Rejected == 0 || p.Attacker.Rejected+p.Attacker.Refused > p.Attacker.Sent {
+		t.Errorf("attacker %+v: want Hellos sent and rejected", p.Attacker)
+	}
+	// Every Hello the attacker saw rejected is in the trail, summed in
+	// events per source: at least one fewer event than refusals once a
+	// source is refused twice in an interval.
+	if p.RejectCount < p.Attacker.Rejected {
+		t.Errorf("the audit trail sums %d refusals in %d events; the attacker saw %d rejected", p.RejectCount, p.Rejects, p.Attacker.Rejected)
+	}
+	if p.Attacker.Rejected > 2*attackSources && p.Rejects >= p.RejectCount {
+		t.Errorf("%d session.reject events for %d refusals: not aggregated per source", p.Rejects, p.RejectCount)
+	}
+	if p.PeakRSS == 0 || p.IdleRSS == 0 || p.Agent == nil || p.Unloaded == nil || len(p.Verdict) == 0 {
+		t.Errorf("phase figures missing: %+v", p)
+	}
+	if !strings.Contains(stdout.String(), "### Under attack") {
+		t.Errorf("no attack table in the report:\n%s", stdout.String())
+	}
+}
+
+// TestPlacement: the attack test's placement puts a process's threads on
+// the CPUs it says, with the nice value asked, and puts back the masks it
+// saved.
+func TestPlacement(t *testing.T) {
+	pl := newPlacement()
+	if pl == nil {
+		t.Skip("one CPU: nothing to place")
+	}
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pid := cmd.Process.Pid
+	var before unix.CPUSet
+	if err := unix.SchedGetaffinity(pid, &before); err != nil {
+		t.Fatal(err)
+	}
+	if err := pl.put(pid, true, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	var got unix.CPUSet
+	unix.SchedGetaffinity(pid, &got)
+	if got.Count() != 1 || !got.IsSet(pl.relayCPU) {
+		t.Fatalf("relay placement: %d CPUs, want only CPU %d", got.Count(), pl.relayCPU)
+	}
+	if err := pl.put(pid, false, 19, false); err != nil {
+		t.Fatal(err)
+	}
+	unix.SchedGetaffinity(pid, &got)
+	if got.IsSet(pl.relayCPU) || got.Count() != len(pl.others) {
+		t.Fatalf("other placement: %d CPUs (relay's set: %v), want the %d others", got.Count(), got.IsSet(pl.relayCPU), len(pl.others))
+	}
+	if prio, err := unix.Getpriority(unix.PRIO_PROCESS, pid); err != nil || 20-prio != 19 {
+		t.Fatalf("nice: getpriority %d %v, want nice 19", prio, err)
+	}
+	pl.undo()
+	unix.SchedGetaffinity(pid, &got)
+	if got != before {
+		t.Fatalf("undo: %d CPUs, want the %d it had", got.Count(), before.Count())
+	}
+}
