@@ -610,7 +610,10 @@ func (s *session) open(ctx context.Context, name string, details []*wire.Detail,
 	}
 	conn := &Conn{qc: quicnet.NewConn(st, s.Conn.LocalAddr(), Addr{Binding: name}), binding: name, revoked: &s.revoked}
 	trace := tracectx.Inject(ctx)
-	conn.openFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Details: details, Trace: trace})
+	// One encoding now, which checks what the caller gave: a DialEarly
+	// stream's says early, and the other one is made only for a first
+	// I/O without data (flushOpen), which is rare.
+	frame, err := wire.AppendFrame(nil, &wire.Open{Binding: name, Details: details, Early: early, Trace: trace})
 	if err != nil {
 		conn.qc.Abort(quicnet.StreamClosed)
 		return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}
@@ -619,14 +622,10 @@ func (s *session) open(ctx context.Context, name string, details []*wire.Detail,
 	s.active.Add(1)
 	conn.sess = s
 	if early {
-		conn.earlyFrame, err = wire.AppendFrame(nil, &wire.Open{Binding: name, Details: details, Early: true, Trace: trace})
-		if err != nil {
-			conn.qc.Abort(quicnet.StreamClosed)
-			conn.releaseOnce.Do(s.release)
-			return nil, &postern.Error{Op: "open", Binding: name, Err: postern.ErrProtocol, Message: err.Error()}
-		}
+		conn.earlyFrame, conn.details, conn.trace = frame, details, trace
 		return conn, nil
 	}
+	conn.openFrame = frame
 	fail := func(err error) (*Conn, error) {
 		conn.qc.Abort(quicnet.StreamClosed)
 		conn.releaseOnce.Do(s.release)
@@ -672,9 +671,12 @@ type Conn struct {
 	pending   atomic.Bool
 	frameMu   sync.Mutex // guards openFrame, held while it is written
 	openFrame []byte
-	// earlyFrame is the Open saying early, sent instead of openFrame
-	// when the first write carries data (DialEarly only).
+	// earlyFrame is the Open saying early, sent when the first write
+	// carries data (DialEarly only; openFrame is nil then, and made from
+	// details and trace if the first I/O has none).
 	earlyFrame []byte
+	details    []*wire.Detail
+	trace      *wire.TraceContext
 	resMu      sync.Mutex // guards resultErr and connector
 	resultErr  error
 	connector  string
@@ -807,12 +809,20 @@ func (c *Conn) flushOpen(p []byte) (sent bool, err error) {
 	defer c.frameMu.Unlock()
 	frame, early := c.openFrame, c.earlyFrame
 	c.openFrame, c.earlyFrame = nil, nil
-	if frame == nil {
+	if frame == nil && early == nil {
 		return false, nil
 	}
 	if len(p) > 0 && len(p) <= 64<<10 && early != nil {
 		_, err = c.qc.Write(append(early, p...))
 		return true, err
+	}
+	if frame == nil {
+		// A DialEarly stream's first I/O carries no data (a Read, a
+		// CloseWrite) or more than one write should: the Open says it
+		// is not early. Its strings were checked by the early one.
+		if frame, err = wire.AppendFrame(early[:0], &wire.Open{Binding: c.binding, Details: c.details, Trace: c.trace}); err != nil {
+			return false, err
+		}
 	}
 	_, err = c.qc.Write(frame)
 	return false, err

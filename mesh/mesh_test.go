@@ -168,6 +168,116 @@ func TestHalfClose(t *testing.T) {
 	}
 }
 
+// TestCloseDeliversWrites: a Close right after a Write still delivers
+// everything written, ended by a clean EOF at the upstream. The agent's
+// Close stops its reading (STOP_SENDING) as it sends its FIN; that must
+// end only what flows toward it, not cut what it sent. With DialEarly the
+// Close may even come before the relay's Result, which the agent then
+// never reads.
+func TestCloseDeliversWrites(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	type got struct {
+		n   int64
+		err error
+	}
+	seen := make(chan got, 1)
+	upstream := meshtest.Server(t, func(c net.Conn) {
+		n, err := io.Copy(io.Discard, c)
+		seen <- got{n, err}
+	})
+	m.Connector("office-1", connector.Service{Name: "staging-db", Upstream: upstream, Environment: "staging"})
+	agent := m.Client(m.AgentToken("coding-agent", "coding-agents"))
+	payload := make([]byte, 1<<20)
+	rand.Read(payload)
+	for _, tc := range []struct {
+		name string
+		dial func(context.Context, string, string) (net.Conn, error)
+		size int
+	}{
+		{"dial 1 MiB", agent.Dial, len(payload)},
+		{"dial 1 byte", agent.Dial, 1},
+		{"early 1 MiB", agent.DialEarly, len(payload)},
+		{"early 1 KiB", agent.DialEarly, 1024},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := tc.dial(ctx(t), "tcp", "staging-db")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Write(payload[:tc.size]); err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.Close(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case g := <-seen:
+				if g.n != int64(tc.size) || g.err != nil {
+					t.Fatalf("the upstream read %d bytes, then %v; want %d bytes and a clean EOF", g.n, g.err, tc.size)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the upstream never saw the end of the stream")
+			}
+		})
+	}
+}
+
+// TestCloseReadKeepsSending: after CloseRead the agent reads nothing more
+// but its writes still reach the upstream, which talks all the while; the
+// stream ends cleanly at the agent's CloseWrite, and the relay's audit
+// says so (no error, every byte sent up counted).
+func TestCloseReadKeepsSending(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	seen := make(chan int64, 1)
+	upstream := meshtest.Server(t, func(c net.Conn) {
+		go func() { // talks until the connection is gone
+			chatter := make([]byte, 16<<10)
+			for {
+				if _, err := c.Write(chatter); err != nil {
+					return
+				}
+			}
+		}()
+		n, _ := io.Copy(io.Discard, c)
+		seen <- n
+	})
+	m.Connector("office-1", connector.Service{Name: "staging-db", Upstream: upstream, Environment: "staging"})
+	agent := m.Client(m.AgentToken("coding-agent", "coding-agents"))
+	conn, err := agent.Dial(ctx(t), "tcp", "staging-db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	mc := conn.(*mesh.Conn)
+	if _, err := io.ReadFull(conn, make([]byte, 1)); err != nil { // the upstream talks
+		t.Fatal(err)
+	}
+	if err := mc.CloseRead(); err != nil {
+		t.Fatal(err)
+	}
+	const size = 4 << 20
+	conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+	if _, err := conn.Write(make([]byte, size)); err != nil {
+		t.Fatalf("write after CloseRead: %v", err)
+	}
+	if err := mc.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case n := <-seen:
+		if n != size {
+			t.Fatalf("the upstream read %d bytes before EOF, want %d", n, size)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the agent's CloseWrite never reached the upstream as EOF")
+	}
+	meshtest.WaitFor(t, "stream.close audit event", func() bool { return len(m.Audit.Events(relay.EventStreamClose)) > 0 })
+	ev := m.Audit.Events(relay.EventStreamClose)[0]
+	if ev["bytes_up"] != float64(size) || ev["error"] != nil {
+		t.Fatalf("stream.close audit: bytes_up %v, error %v; want %d and none", ev["bytes_up"], ev["error"], size)
+	}
+}
+
 func TestDeniedByForbid(t *testing.T) {
 	w := newWorld(t, meshtest.Options{})
 	_, err := w.agent.Dial(ctx(t), "tcp", "prod-finance")

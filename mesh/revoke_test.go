@@ -217,10 +217,14 @@ func TestRevocationList(t *testing.T) {
 			}
 			echoOnce(t, oc, "untouched")
 
-			ends := m.Audit.Events(relay.EventSessionEnd)
-			if find := slices.IndexFunc(ends, func(ev map[string]any) bool { return ev["subject"] == "doomed" && ev["reason"] == tt.reason }); find < 0 {
-				t.Errorf("no session.end with reason %s: %v", tt.reason, ends)
+			// The relay writes session.end once the session's goroutines
+			// are done, which may be after the client has its error.
+			ended := func() bool {
+				return slices.IndexFunc(m.Audit.Events(relay.EventSessionEnd), func(ev map[string]any) bool {
+					return ev["subject"] == "doomed" && ev["reason"] == tt.reason
+				}) >= 0
 			}
+			meshtest.WaitFor(t, "a session.end with reason "+tt.reason, ended)
 			meshtest.WaitFor(t, "the stream.revoked event", func() bool { return len(m.Audit.Events(relay.EventStreamRevoked)) > 0 })
 			revs := m.Audit.Events(relay.EventStreamRevoked)
 			if len(revs) != 1 || revs[0]["trigger"] != "revocation_list" || revs[0]["reason"] != tt.reason {

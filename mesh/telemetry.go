@@ -32,6 +32,14 @@ import (
 
 const instrumentation = "github.com/postern/postern/mesh"
 
+// The span kinds, as the options Start takes: made once, since an
+// option made at each call costs an allocation on every open even when
+// nothing is recorded.
+var (
+	clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+	serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+)
+
 var (
 	tracer       = otel.Tracer(instrumentation)
 	meter        = otel.Meter(instrumentation)
@@ -50,7 +58,7 @@ type openTrace struct {
 }
 
 func startOpen(ctx context.Context, binding string) (context.Context, openTrace) {
-	ctx, span := tracer.Start(ctx, "postern.open", trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := tracer.Start(ctx, "postern.open", clientSpan...)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("postern.binding", binding))
 	}

@@ -261,6 +261,56 @@ func testSpliceAbortPropagates(t *testing.T, network string) {
 	}
 }
 
+// TestSpliceStopReading: a's peer closing its read side (CloseRead, a
+// STOP_SENDING of STREAM_ERROR_CLOSED) ends only b to a: what it writes
+// next still reaches b's peer, with its FIN, and the splice ends clean.
+func TestSpliceStopReading(t *testing.T) { forNetworks(t, testSpliceStopReading) }
+
+func testSpliceStopReading(t *testing.T, network string) {
+	agent, a := pairOn(t, network)
+	b, upstream := pairOn(t, network)
+	type result struct {
+		ab  int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ab, _, err := quicnet.Splice(a, b)
+		done <- result{ab, err}
+	}()
+	go func() { // the upstream talks until it is stopped
+		chatter := make([]byte, 16<<10)
+		for {
+			if _, err := upstream.Write(chatter); err != nil {
+				return
+			}
+		}
+	}()
+	if _, err := io.ReadFull(agent, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	agent.CloseRead()
+	msg := bytes.Repeat([]byte("postern"), 300000)
+	go func() {
+		agent.Write(msg)
+		agent.CloseWrite()
+	}()
+	upstream.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(upstream)
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("after the agent's CloseRead, the upstream read %d bytes of %d, then %v", len(got), len(msg), err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || r.ab != int64(len(msg)) {
+			t.Fatalf("Splice = %d, %v; want %d and no error", r.ab, r.err, len(msg))
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Splice did not end after the agent's CloseRead and CloseWrite")
+	}
+	upstream.Close()
+}
+
 // TestSplicerAnswerReadableAfterFailure: when the copy into b fails before
 // Finish (b's peer stopped reading, as a connector refusing a dial does),
 // what b's peer answered can still be read from b: a relay must learn why
@@ -299,5 +349,26 @@ func testSplicerAnswerReadableAfterFailure(t *testing.T, network string) {
 	}
 	if err := <-sent; err == nil {
 		t.Fatal("the agent's write succeeded although the splice failed")
+	}
+}
+
+// TestOpenStreamNow: on QUIC, a stream at once while the peer's limit
+// allows one, false once it is reached (the caller then waits in
+// OpenStreamSync); false on any other transport.
+func TestOpenStreamNow(t *testing.T) {
+	c, _, _, _ := sessions(t, transport.NetworkQUIC, &transport.Config{MaxIncomingStreams: 2})
+	for i := 0; i < 2; i++ {
+		st, ok := quicnet.OpenStreamNow(c)
+		if !ok || st == nil {
+			t.Fatalf("stream %d of 2: OpenStreamNow = %v, %v; want a stream", i, st, ok)
+		}
+		defer st.CancelWrite(quicnet.StreamClosed)
+	}
+	if st, ok := quicnet.OpenStreamNow(c); ok || st != nil {
+		t.Fatalf("past the peer's limit: OpenStreamNow = %v, %v; want none", st, ok)
+	}
+	tc, _, _, _ := sessions(t, transport.NetworkTCP, nil)
+	if st, ok := quicnet.OpenStreamNow(tc); ok || st != nil {
+		t.Fatalf("over TLS/TCP: OpenStreamNow = %v, %v; want none (OpenStreamSync)", st, ok)
 	}
 }

@@ -78,6 +78,23 @@ func (s QUICSession) OpenStreamSync(ctx context.Context) (Stream, error) {
 	return st, nil
 }
 
+// OpenStreamNow opens a stream on s without waiting, when s is a QUIC
+// session whose peer's stream limit allows one more; it reports false
+// otherwise (a limit reached, a closed session, another transport), and
+// the caller then waits in OpenStreamSync, which says why. The common
+// case costs no context and no timer.
+func OpenStreamNow(s Session) (Stream, bool) {
+	qs, ok := s.(QUICSession)
+	if !ok {
+		return nil, false
+	}
+	st, err := qs.Conn.OpenStream()
+	if err != nil {
+		return nil, false
+	}
+	return st, true
+}
+
 func (s QUICSession) AcceptStream(ctx context.Context) (Stream, error) {
 	st, err := s.Conn.AcceptStream(ctx)
 	if err != nil {

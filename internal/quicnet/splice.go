@@ -32,6 +32,13 @@ var spliceBufs = sync.Pool{New: func() any { b := make([]byte, SpliceBufferSize)
 // An error in either direction aborts both (a stream reset, a TCP RST), so
 // that neither peer mistakes a failure for a clean end.
 //
+// One end is not an error: a's peer closing its read side in order
+// (STOP_SENDING with STREAM_ERROR_CLOSED, what [Conn.Close] and
+// [Conn.CloseRead] send). Nothing more can reach it, so the splice stops
+// reading b (b's CloseRead, when it has one), and a to b goes on to its
+// own end: what a's peer wrote before it closed is still delivered, with
+// its FIN.
+//
 // It returns the bytes copied each way and the first error other than EOF.
 func Splice(a, b HalfConn) (aToB, bToA int64, err error) {
 	return StartSplice(a, b).Finish()
@@ -50,8 +57,11 @@ type Splicer struct {
 	mu        sync.Mutex
 	err       error
 	finishing bool
+	stopped   bool // a's peer closed its read side in order: b to a is over
+	aDone     bool // a to b ended cleanly
 
-	unwatch func() bool // stops watching a's stream for a reset
+	unwatch func() bool     // stops watching a's stream for a reset
+	actx    context.Context // a's send context, when a is a QUIC stream
 }
 
 // StartSplice starts copying a to b in the background. Until Finish is
@@ -61,13 +71,18 @@ type Splicer struct {
 func StartSplice(a, b HalfConn) *Splicer {
 	s := &Splicer{a: a, b: b, done: make(chan struct{}), unwatch: func() bool { return false }}
 	if ctx, ok := sendContext(a); ok {
+		s.actx = ctx
 		// A reset of a's stream (the peer's STOP_SENDING, its connection
 		// gone) must end the splice even when neither copy touches a: one
 		// blocked writing to b (a TCP upstream that stopped reading), the
 		// other reading b (an upstream with nothing to say) would wait
 		// forever, and hold b open.
 		s.unwatch = context.AfterFunc(ctx, func() {
-			if err := context.Cause(ctx); !errors.Is(err, quic.ErrStreamClosed) {
+			switch err := context.Cause(ctx); {
+			case errors.Is(err, quic.ErrStreamClosed): // our own FIN
+			case PeerClosedRead(err):
+				s.stopBack()
+			default:
 				s.fail(err)
 			}
 		})
@@ -78,6 +93,15 @@ func StartSplice(a, b HalfConn) *Splicer {
 		s.aToB = n
 		if err != nil {
 			s.fail(err)
+			return
+		}
+		s.mu.Lock()
+		s.aDone = true
+		now := s.stopped && s.finishing
+		s.mu.Unlock()
+		if now {
+			// Right behind the FIN, in the same packet as a rule.
+			stopReading(b)
 		}
 	}()
 	return s
@@ -98,21 +122,67 @@ func (s *Splicer) fail(err error) {
 	Abort(s.a)
 }
 
+// stopBack ends b to a because a's peer closed its read side in order.
+// b's reading is stopped once a to b has ended too (a peer's Close sends
+// its FIN with the STOP_SENDING, and the FIN goes on first), or at once
+// when b to a has nothing left to do (stopBackNow). Before Finish it only
+// says so: the owner may still be reading b's answer.
+func (s *Splicer) stopBack() {
+	s.mu.Lock()
+	s.stopped = true
+	now := s.finishing && s.aDone
+	s.mu.Unlock()
+	if now {
+		stopReading(s.b)
+	}
+}
+
+// stopBackNow ends b to a at once: nothing reads b any more, and what
+// b's peer sends would only hold flow-control credit.
+func (s *Splicer) stopBackNow() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	stopReading(s.b)
+}
+
 // Finish copies b to a until it ends, waits for the other direction, closes
 // both and returns the bytes copied each way and the first error.
 func (s *Splicer) Finish() (aToB, bToA int64, err error) {
 	s.mu.Lock()
 	s.finishing = true
-	failed := s.err != nil
+	failed, stopped := s.err != nil, s.stopped
 	s.mu.Unlock()
-	if failed {
+	switch {
+	case failed:
 		Abort(s.a)
 		Abort(s.b)
-	} else if n, err := CopyHalf(s.a, s.b); err != nil {
+	case stopped:
+		s.stopBackNow()
+	default:
+		n, err := copyData(s.a, s.b)
+		if err == nil {
+			// Our FIN ends a's send context, and nothing can be heard
+			// on it after that: the watch stops first, so that the FIN
+			// does not start its goroutine for nothing.
+			s.unwatch()
+			err = s.a.CloseWrite()
+		}
 		bToA = n
+		if err == nil {
+			break
+		}
+		s.mu.Lock()
+		stopped = s.stopped
+		s.mu.Unlock()
+		if stopped || PeerClosedRead(err) || s.actx != nil && PeerClosedRead(context.Cause(s.actx)) {
+			// A write to a, or its FIN, met its peer's STOP_SENDING
+			// (perhaps before the watch said so), or b's read ended
+			// because of it: the end of b to a, not a failure.
+			s.stopBackNow()
+			break
+		}
 		s.fail(err)
-	} else {
-		bToA = n
 	}
 	<-s.done
 	s.unwatch()
@@ -129,6 +199,28 @@ func (s *Splicer) Finish() (aToB, bToA int64, err error) {
 func (s *Splicer) Wait() {
 	<-s.done
 	s.unwatch()
+}
+
+// PeerClosedRead reports whether err is the peer's orderly end of its
+// read side: a STOP_SENDING with STREAM_ERROR_CLOSED, which a peer's
+// [Conn.Close] and [Conn.CloseRead] send. What it wrote still arrives.
+func PeerClosedRead(err error) bool {
+	// Unwrapped by hand: errors.As would allocate on every stream's end.
+	for err != nil {
+		if se, ok := err.(*quic.StreamError); ok {
+			return se.Remote && se.ErrorCode == StreamClosed
+		}
+		err = errors.Unwrap(err)
+	}
+	return false
+}
+
+// stopReading stops c's receive direction where it can, so that a copy
+// reading it ends: a *Conn's STOP_SENDING, a TCP shutdown of reading.
+func stopReading(c HalfConn) {
+	if c, ok := c.(interface{ CloseRead() error }); ok {
+		c.CloseRead()
+	}
 }
 
 // sendContext returns the context of c's QUIC send side, which ends
@@ -150,6 +242,16 @@ func sendContext(c HalfConn) (context.Context, bool) {
 // one direction of Splice, for callers that start the two directions at
 // different times.
 func CopyHalf(dst, src HalfConn) (int64, error) {
+	n, err := copyData(dst, src)
+	if err != nil {
+		return n, err
+	}
+	return n, dst.CloseWrite()
+}
+
+// copyData copies src to dst until src's clean EOF (a nil error) or the
+// first error.
+func copyData(dst, src HalfConn) (int64, error) {
 	bp := spliceBufs.Get().(*[]byte)
 	defer spliceBufs.Put(bp)
 	buf := *bp
@@ -164,7 +266,7 @@ func CopyHalf(dst, src HalfConn) (int64, error) {
 			}
 		}
 		if rerr == io.EOF {
-			return n, dst.CloseWrite()
+			return n, nil
 		}
 		if rerr != nil {
 			return n, rerr

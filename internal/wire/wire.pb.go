@@ -110,7 +110,8 @@
 //                                         opens a stream to it:
 //                                           Dial{binding, session, identity, ack, trace} [agent's early bytes] -> connector
 //                                           <- DialAck from connector (Dial.ack set: at once, before
-//                                              dialing upstream; none within the relay's ack bound
+//                                              dialing upstream, or within 1 ms in one write with
+//                                              the Result; none within the relay's ack bound
 //                                              and the relay tries the next connector)
 //                                           <- Result{code} from connector (after dialing upstream)
 //                                           <- Result{code, policies} to the agent
@@ -155,7 +156,11 @@
 //     Dial whose ack field is set with a DialAck as soon as it has read
 //     the Dial, before it dials the upstream: the ack says "this
 //     connector is alive and took the stream", the Result says how the
-//     upstream answered. A relay sets Dial.ack only for connectors that
+//     upstream answered. It may hold the DialAck back for at most 1 ms
+//     so that a Result ready by then goes out right behind it, in the
+//     same write (one packet instead of two on every open to a nearby
+//     upstream); the DialAck still comes first, and a later Result finds
+//     it sent alone. A relay sets Dial.ack only for connectors that
 //     listed the feature, so a connector that does not know it is never
 //     asked, and a connector never sends a DialAck unasked. A relay that
 //     gets no DialAck within its ack bound (relay.Limits.AckTimeout,
@@ -315,7 +320,12 @@
 //      not list it: it waits for the Result alone, for the open timeout,
 //      and cannot tell a dead connector from a slow upstream (the
 //      behaviour before the feature). STREAM_ERROR_STALLED is only a new
-//      reset code, which older peers show as unknown.
+//      reset code, which older peers show as unknown. Later, still
+//      without a bump: a connector may hold the DialAck for at most 1 ms
+//      and send it with the Result in one write (rule 6). Nothing changes
+//      on the wire: the same frames in the same order, which every relay
+//      that knows the feature reads alike; the DialAck is 1 ms late at
+//      worst, against an ack bound of 1 s by default.
 //   1 + feature "keepalive": no new field or frame, a promise (rule 7).
 //      A relay that does not know it holds the session for QUIC's idle
 //      timeout, as before; a client that does not list it is never
@@ -2004,7 +2014,8 @@ func (x *Revoke) GetPolicies() []string {
 // binding stream whose Dial had ack set, before the Result. It carries
 // nothing: its arrival is the message. The relay tells a live connector
 // from a dead one by it within its ack bound, without waiting for the
-// upstream.
+// upstream. A connector may send it at most 1 ms late, together with a
+// Result that was ready by then (ordering rule 6).
 type DialAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields

@@ -541,23 +541,15 @@ func (c *Connector) serveStream(conn quicnet.Session, st quicnet.Stream, pol *re
 		return
 	}
 	st.SetReadDeadline(time.Time{})
-	if dial.Ack {
-		// Before anything that may take time (the upstream dial, a
-		// login): the relay tells a live connector by it.
-		st.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		err := wire.WriteFrame(st, &wire.DialAck{})
-		st.SetWriteDeadline(time.Time{})
-		if err != nil {
-			st.CancelRead(quicnet.StreamAborted)
-			st.CancelWrite(quicnet.StreamAborted)
-			return
-		}
-	}
+	// The DialAck goes out before anything that may take long (the
+	// upstream dial, a login): the relay tells a live connector by it. A
+	// Result ready within AckHold goes with it, in one packet.
+	ack := holdAck(st, &dial)
 	svc := c.services[dial.Binding]
 	if svc == nil {
 		// Never dial what was not advertised, whatever the relay says.
 		c.log.Warn("connector: relay asked for a service this connector does not serve", "binding", dial.Binding, "subject", dial.Identity.Subject)
-		quicnet.Refuse(st, &wire.Result{Code: wire.CodeUnknownBinding, Reason: "not_served", Message: "this connector does not serve the binding"})
+		ack.refuse(&wire.Result{Code: wire.CodeUnknownBinding, Reason: "not_served", Message: "this connector does not serve the binding"})
 		return
 	}
 	log := c.log.With("binding", svc.Name, "subject", dial.Identity.Subject, "session", dial.Session)
@@ -569,17 +561,17 @@ func (c *Connector) serveStream(conn quicnet.Session, st quicnet.Stream, pol *re
 	if cur := n.Add(1); svc.MaxConns > 0 && cur > int64(svc.MaxConns) {
 		n.Add(-1)
 		log.Warn("connector: upstream connection limit reached", "limit", svc.MaxConns)
-		c.refuse(st, svc.Name, &wire.Result{Code: wire.CodeLimit, Reason: ReasonUpstreamConnections, Message: fmt.Sprintf(
+		c.refuse(ack, svc.Name, &wire.Result{Code: wire.CodeLimit, Reason: ReasonUpstreamConnections, Message: fmt.Sprintf(
 			"the connector serves %d streams of this binding already, its limit (max_conns)", svc.MaxConns)})
 		return
 	}
 	defer n.Add(-1)
 	switch svc.Kind {
 	case postern.KindPostgres:
-		c.servePostgres(sctx, st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, pol, log)
+		c.servePostgres(sctx, ack, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, pol, log)
 		return
 	case postern.KindHTTP:
-		c.serveHTTP(sctx, st, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, pol, log)
+		c.serveHTTP(sctx, ack, quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr()), svc, &dial, pol, log)
 		return
 	}
 	ctx, cancel := context.WithTimeout(sctx, svc.DialTimeout)
@@ -587,12 +579,12 @@ func (c *Connector) serveStream(conn quicnet.Session, st quicnet.Stream, pol *re
 	cancel()
 	if err != nil {
 		log.Warn("connector: upstream dial failed", "upstream", svc.Upstream, "err", err)
-		c.refuse(st, svc.Name, upstreamFailure(svc.Name, err))
+		c.refuse(ack, svc.Name, upstreamFailure(svc.Name, err))
 		return
 	}
 	c.m.answered(svc.Name, wire.CodeOK)
 	down := quicnet.NewConn(st, conn.LocalAddr(), conn.RemoteAddr())
-	if err := wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK}); err != nil {
+	if err := ack.write(down, &wire.Result{Code: wire.CodeOK}); err != nil {
 		up.Close()
 		down.Abort(quicnet.StreamAborted)
 		return
@@ -619,9 +611,9 @@ func (c *Connector) track(relay string, conn any) {
 }
 
 // refuse answers the relay's Dial with res and counts it.
-func (c *Connector) refuse(st quicnet.Stream, binding string, res *wire.Result) {
+func (c *Connector) refuse(ack *heldAck, binding string, res *wire.Result) {
 	c.m.answered(binding, res.Code)
-	quicnet.Refuse(st, res)
+	ack.refuse(res)
 }
 
 // upstreamFailure says why the upstream could not be reached without

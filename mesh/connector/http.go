@@ -49,11 +49,11 @@ const (
 )
 
 // serveHTTP serves one stream of an http service.
-func (c *Connector) serveHTTP(sctx context.Context, st quicnet.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
+func (c *Connector) serveHTTP(sctx context.Context, ack *heldAck, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
 	tr, target, err := httpUpstream(svc)
 	if err != nil {
 		log.Error("connector: http upstream configuration", "err", err)
-		c.refuse(st, svc.Name, &wire.Result{Code: wire.CodeUpstream, Reason: "connector_config",
+		c.refuse(ack, svc.Name, &wire.Result{Code: wire.CodeUpstream, Reason: "connector_config",
 			Message: "the connector could not set up its connection to the upstream of " + svc.Name})
 		return
 	}
@@ -62,12 +62,12 @@ func (c *Connector) serveHTTP(sctx context.Context, st quicnet.Stream, down *qui
 	gate, err := newHTTPGate(c, svc, dial, pol)
 	if err != nil {
 		log.Warn("connector: the dial's identity cannot be decided on", "err", err)
-		c.refuse(st, svc.Name, &wire.Result{Code: wire.CodeDenied, Reason: "invalid_identity",
+		c.refuse(ack, svc.Name, &wire.Result{Code: wire.CodeDenied, Reason: "invalid_identity",
 			Message: "the connector cannot decide requests for this identity: " + err.Error()})
 		return
 	}
 	c.m.answered(svc.Name, wire.CodeOK)
-	if err := wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK}); err != nil {
+	if err := ack.write(down, &wire.Result{Code: wire.CodeOK}); err != nil {
 		down.Abort(quicnet.StreamAborted)
 		return
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/quic-go/quic-go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postern/postern/internal/wire"
 )
@@ -165,7 +164,7 @@ func (m *metrics) decided(binding, kind string, actions []string, outcome string
 // and span.
 func (c *Connector) instrumentDial(binding string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		ctx, span := c.tracer.Start(ctx, "postern.connector.upstream_dial", trace.WithSpanKind(trace.SpanKindClient))
+		ctx, span := c.tracer.Start(ctx, "postern.connector.upstream_dial", clientSpan...)
 		start := time.Now()
 		conn, err := dial(ctx, network, addr)
 		reason := ""

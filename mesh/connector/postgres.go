@@ -69,11 +69,11 @@ const (
 
 // servePostgres serves one stream of a postgres service.
 // pol is the relay's policy set, by which every statement is decided.
-func (c *Connector) servePostgres(sctx context.Context, st quicnet.Stream, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
+func (c *Connector) servePostgres(sctx context.Context, ack *heldAck, down *quicnet.Conn, svc *Service, dial *wire.Dial, pol *relayPolicy, log *slog.Logger) {
 	gate, err := newPGGate(c, svc, dial, pol)
 	if err != nil {
 		log.Warn("connector: the dial's identity cannot be decided on", "err", err)
-		c.refuse(st, svc.Name, &wire.Result{Code: wire.CodeDenied, Reason: "invalid_identity",
+		c.refuse(ack, svc.Name, &wire.Result{Code: wire.CodeDenied, Reason: "invalid_identity",
 			Message: "the connector cannot decide statements for this identity: " + err.Error()})
 		return
 	}
@@ -86,7 +86,7 @@ func (c *Connector) servePostgres(sctx context.Context, st quicnet.Stream, down 
 		}
 		answered = true
 		c.m.answered(svc.Name, wire.CodeOK)
-		return wire.WriteFrame(down, &wire.Result{Code: wire.CodeOK})
+		return ack.write(down, &wire.Result{Code: wire.CodeOK})
 	}
 	if !dial.Early {
 		if err := answer(); err != nil {
@@ -143,7 +143,7 @@ func (c *Connector) servePostgres(sctx context.Context, st quicnet.Stream, down 
 		// password: pgconn does not print it, and Secret redacts itself.
 		log.Warn("connector: upstream login failed", "upstream", svc.Upstream, "reason", res.Reason, "err", err)
 		if !answered {
-			c.refuse(st, svc.Name, res)
+			c.refuse(ack, svc.Name, res)
 			return
 		}
 		pgFatal(down, pgLoginSQLState(err), fmt.Sprintf("postern: %s (%s)", res.Message, res.Reason))

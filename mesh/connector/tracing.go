@@ -29,6 +29,14 @@ import (
 
 const instrumentation = "github.com/postern/postern/mesh/connector"
 
+// The span kinds, as the options Start takes: made once, since an
+// option made at each call costs an allocation on every open even when
+// nothing is recorded.
+var (
+	clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+	serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+)
+
 func tracerOf(tp trace.TracerProvider) trace.Tracer {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
@@ -39,7 +47,7 @@ func tracerOf(tp trace.TracerProvider) trace.Tracer {
 // startStream starts a stream's span, from the Dial's trace context.
 func (c *Connector) startStream(dial *wire.Dial, svc *Service) (context.Context, trace.Span) {
 	ctx := tracectx.Extract(context.Background(), dial.Trace)
-	ctx, span := c.tracer.Start(ctx, "postern.connector.stream", trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := c.tracer.Start(ctx, "postern.connector.stream", serverSpan...)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("postern.binding", svc.Name), attribute.String("postern.kind", svc.Kind))
 	}
@@ -58,7 +66,7 @@ func endSpan(span trace.Span, reason string) {
 // net.Dialer's (a PostgreSQL login); done ends it and counts the dial,
 // with the failure's reason or "".
 func (c *Connector) startUpstreamDial(ctx context.Context, binding string) (context.Context, func(reason string)) {
-	ctx, span := c.tracer.Start(ctx, "postern.connector.upstream_dial", trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := c.tracer.Start(ctx, "postern.connector.upstream_dial", clientSpan...)
 	start := time.Now()
 	return ctx, func(reason string) {
 		c.m.upstreamDialed(binding, time.Since(start), reason)
@@ -90,7 +98,7 @@ func (c *Connector) startStatement(ctx context.Context, st *sqlclass.Statement) 
 // startRequest starts an HTTP request's span and returns the request
 // with it, and the function that ends it with the verdict and the status.
 func (c *Connector) startRequest(r *http.Request) (*http.Request, func(v *verdict, w *countingWriter)) {
-	ctx, span := c.tracer.Start(r.Context(), "postern.connector.request", trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := c.tracer.Start(r.Context(), "postern.connector.request", serverSpan...)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("http.request.method", r.Method))
 	}

@@ -40,7 +40,8 @@
 // # Failover and isolation
 //
 // A connector acknowledges each dial as soon as it has read it, before it
-// dials the upstream. An open whose connector has not acknowledged within
+// dials the upstream (within a millisecond, with its answer when that is
+// ready by then). An open whose connector has not acknowledged within
 // [Limits.AckTimeout] (1 s) moves to the next connector serving the
 // binding, with every byte the agent sent with it, and so does an open
 // whose connector could not reach the upstream (none of the agent's bytes

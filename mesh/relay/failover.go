@@ -135,6 +135,10 @@ func (u *upstream) CloseWrite() error {
 // upstream's bytes. Only the owner reads.
 func (u *upstream) Read(p []byte) (int, error) { return u.conn().Read(p) }
 
+// CloseRead stops the current stream's receive direction: the splice
+// calls it when the agent stopped reading.
+func (u *upstream) CloseRead() error { return u.conn().CloseRead() }
+
 func (u *upstream) Close() error {
 	u.stop()
 	return u.conn().Close()
@@ -324,13 +328,18 @@ func readAck(st *quicnet.Conn, max int, first, last time.Time, others func() boo
 		}
 		return err
 	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n == 0 && wire.FrameType(hdr[0]) == wire.FrameDialAck {
+		// A DialAck of this version: no payload, nothing to decode.
+		return nil
+	}
 	if !extended {
 		st.SetReadDeadline(last)
 	}
 	// The rest of the frame; a DialAck of this version has no payload,
 	// a later one may.
 	frame := append(hdr[:], make([]byte, 0, 16)...)
-	if n := binary.BigEndian.Uint32(hdr[1:]); n > 0 {
+	if n > 0 {
 		if uint64(n) > uint64(max) {
 			return fmt.Errorf("%w: %d bytes, limit %d", wire.ErrFrameTooLarge, n, max)
 		}
@@ -345,15 +354,19 @@ func readAck(st *quicnet.Conn, max int, first, last time.Time, others func() boo
 
 // sendDial opens a stream to cs and writes the Dial, within wait.
 func (r *Relay) sendDial(cs *connectorSession, dial *wire.Dial, wait time.Duration) (*quicnet.Conn, error) {
-	ctx, cancel := context.WithTimeout(r.ctx, wait)
-	st, err := cs.conn.OpenStreamSync(ctx)
-	cancel()
-	if err != nil {
-		return nil, err
+	st, ok := quicnet.OpenStreamNow(cs.conn)
+	if !ok {
+		ctx, cancel := context.WithTimeout(r.ctx, wait)
+		var err error
+		st, err = cs.conn.OpenStreamSync(ctx)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
 	}
 	dial.Ack = cs.acks
 	st.SetWriteDeadline(time.Now().Add(wait))
-	err = wire.WriteFrame(st, dial)
+	err := wire.WriteFrame(st, dial)
 	st.SetWriteDeadline(time.Time{})
 	if err != nil {
 		st.CancelRead(quicnet.StreamAborted)

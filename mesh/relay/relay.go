@@ -247,7 +247,8 @@ type Limits struct {
 
 	// AckTimeout is how long the relay waits for a connector to
 	// acknowledge a dial (wire.DialAck, which it sends as soon as it has
-	// read the Dial, before it dials the upstream) before it sends the
+	// read the Dial, before it dials the upstream: at most a millisecond
+	// late, with its Result when that is ready) before it sends the
 	// open to the next connector serving the binding, with every byte the
 	// agent sent with it. With no other connector left, it waits on, up to
 	// OpenTimeout: a slow connector is better than none. A connector that

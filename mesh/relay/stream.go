@@ -192,7 +192,10 @@ func (r *Relay) serveStream(a *agentSession, st quicnet.Stream) {
 	err := wire.WriteFrame(down, cres)
 	r.m.firstByte(time.Since(start))
 	ospan.end(cres)
-	if err != nil {
+	// An agent that closed its read side already (a DialEarly write and a
+	// Close at once) reads no Result, but what it sent still goes up: the
+	// splice delivers it and stops the other direction.
+	if err != nil && !quicnet.PeerClosedRead(err) {
 		down.CloseRead()
 		quicnet.Abort(down)
 		quicnet.Abort(up)

@@ -25,6 +25,14 @@ import (
 
 const instrumentation = "github.com/postern/postern/mesh/relay"
 
+// The span kinds, as the options Start takes: made once, since an
+// option made at each call costs an allocation on every open even when
+// nothing is recorded.
+var (
+	clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+	serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+)
+
 func tracerOf(tp trace.TracerProvider) trace.Tracer {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
@@ -42,7 +50,7 @@ type openSpan struct {
 
 func (r *Relay) startOpenSpan(open *wire.Open, action string) *openSpan {
 	ctx := tracectx.Extract(context.Background(), open.Trace)
-	ctx, span := r.tracer.Start(ctx, "postern.relay.open", trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := r.tracer.Start(ctx, "postern.relay.open", serverSpan...)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("postern.binding", open.Binding), attribute.String("postern.action", action))
 	}
@@ -73,7 +81,7 @@ func (o *openSpan) route() (trace.Span, *wire.TraceContext) {
 	if !o.span.IsRecording() {
 		return o.span, o.agent // ending o.span twice is a no-op
 	}
-	ctx, span := o.t.Start(o.ctx, "postern.relay.route", trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := o.t.Start(o.ctx, "postern.relay.route", clientSpan...)
 	return span, tracectx.Inject(ctx)
 }
 
