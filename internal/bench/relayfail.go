@@ -226,16 +226,25 @@ func (r *runner) startFailMesh(echo func(net.Conn)) (*failMesh, string, error) {
 		return nil, "", err
 	}
 	for i := range 2 {
-		addr, err := freeUDPAddr()
-		if err != nil {
-			return nil, "", err
-		}
-		m.cfgs = append(m.cfgs, failRelayConfig{Addr: addr, JWKS: jwks, Policies: policies(0),
+		m.cfgs = append(m.cfgs, failRelayConfig{JWKS: jwks, Policies: policies(0),
 			CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
 			KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})})
 		m.relays = append(m.relays, nil)
-		if err := m.startRelay(i); err != nil {
-			return nil, "", err
+		// The relays are restarted on their addresses, so each is chosen
+		// here, free on UDP and TCP; another process may still take it
+		// (an ephemeral port of someone's connection) before the relay
+		// binds it: then another address.
+		for attempt := 0; ; attempt++ {
+			if m.cfgs[i].Addr, err = freeAddr(); err != nil {
+				return nil, "", err
+			}
+			err = m.startRelay(i)
+			if err == nil {
+				break
+			}
+			if attempt == 4 || !strings.Contains(err.Error(), "address already in use") {
+				return nil, "", err
+			}
 		}
 	}
 	return m, connTok, nil
@@ -637,13 +646,24 @@ func failUpstream(r *runner, handle func(net.Conn)) (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func freeUDPAddr() (string, error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// freeAddr is an address of 127.0.0.1 whose port is free on UDP and on
+// TCP, for a relay that listens on both.
+func freeAddr() (string, error) {
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := pc.LocalAddr().String()
+		tl, err := net.Listen("tcp", addr)
+		pc.Close()
+		if err != nil {
+			continue
+		}
+		tl.Close()
+		return addr, nil
 	}
-	defer pc.Close()
-	return pc.LocalAddr().String(), nil
+	return "", errors.New("no port of 127.0.0.1 free on both UDP and TCP")
 }
 
 func msText(d time.Duration) string { return fmt.Sprintf("%.0f ms", ms(d)) }
