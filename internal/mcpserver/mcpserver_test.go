@@ -20,8 +20,10 @@ import (
 	"github.com/postern/postern"
 	"github.com/postern/postern/internal/meshtest"
 	"github.com/postern/postern/internal/pgtest"
+	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"
 	"github.com/postern/postern/policy"
+	"github.com/postern/postern/transport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Main(m)) }
@@ -318,4 +320,31 @@ func TestToolsFollowCatalog(t *testing.T) {
 	if _, ok := w.tools(t)["staging-api_request"]; !ok {
 		t.Error("staging-api_request did not come back with the permit")
 	}
+}
+
+// TestWatchRetriesFailedSync: a catalog that cannot be read (no relay
+// answers) is asked again soon, backing off, not only at the next resync
+// period, so that the tools do not stay stale for that long.
+func TestWatchRetriesFailedSync(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{})
+	// A relay address nothing answers on: every Sync fails.
+	dead, err := mesh.NewClient(mesh.Config{Relay: "127.0.0.1:9", Pin: m.Pin, Token: m.AgentToken("coding-agent", "coding-agents"),
+		ConnectTimeout: 100 * time.Millisecond, Transport: &transport.Config{Network: transport.NetworkQUIC}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	var logs meshtest.Log
+	srv, err := New(Config{Client: dead, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Watch(ctx, time.Hour) }()
+	defer func() { cancel(); <-done }()
+	meshtest.WaitFor(t, "three failed syncs within the hour's resync period", func() bool {
+		return strings.Count(logs.String(), "mcp: reading the catalog") >= 3
+	})
 }

@@ -222,15 +222,24 @@ func (s *Server) Watch(ctx context.Context, resync time.Duration) {
 	if resync <= 0 {
 		resync = 30 * time.Second
 	}
+	retry := time.Duration(0) // after a failed sync: sooner than resync
 	for {
 		changed := s.cfg.Client.CatalogChanged()
 		sctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 		err := s.Sync(sctx)
 		cancel()
+		wait := resync
 		if err != nil && ctx.Err() == nil {
-			s.log.Warn("mcp: reading the catalog", "err", err)
+			// A catalog that could not be read (a relay restarting, a
+			// timeout) is asked again soon, backing off: the tools must
+			// not stay stale for a whole resync period.
+			retry = min(max(2*retry, 250*time.Millisecond), resync)
+			wait = retry
+			s.log.Warn("mcp: reading the catalog", "err", err, "retry_in", wait)
+		} else {
+			retry = 0
 		}
-		t := time.NewTimer(resync)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
