@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -76,15 +78,18 @@ func bulkServer(t *testing.T) string {
 }
 
 // freeUDP returns a 127.0.0.1 address whose port nothing is bound to now,
-// on UDP or on TCP: a relay listens on both (QUIC, and TLS over TCP).
+// on UDP or on TCP: a relay listens on both (QUIC, and TLS over TCP). The
+// port is below Linux's ephemeral range (32768 and up), where no
+// connection of another test takes it as its local port while a killed
+// relay is down, before it restarts on the same address.
 func freeUDP(t *testing.T) string {
 	t.Helper()
 	for range 100 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+rand.IntN(12000)))
+		pc, err := net.ListenPacket("udp", addr)
 		if err != nil {
-			t.Fatal(err)
+			continue // taken on UDP: another
 		}
-		addr := pc.LocalAddr().String()
 		ln, err := net.Listen("tcp", addr)
 		pc.Close()
 		if err != nil {

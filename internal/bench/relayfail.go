@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -647,14 +649,17 @@ func failUpstream(r *runner, handle func(net.Conn)) (string, error) {
 }
 
 // freeAddr is an address of 127.0.0.1 whose port is free on UDP and on
-// TCP, for a relay that listens on both.
+// TCP, for a relay that listens on both. The port is below Linux's
+// ephemeral range (32768 and up), where no other process's connection
+// takes it as its local port while a killed relay is down, before it
+// restarts on the same address.
 func freeAddr() (string, error) {
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	for range 100 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+rand.IntN(12000)))
+		pc, err := net.ListenPacket("udp", addr)
 		if err != nil {
-			return "", err
+			continue
 		}
-		addr := pc.LocalAddr().String()
 		tl, err := net.Listen("tcp", addr)
 		pc.Close()
 		if err != nil {
