@@ -426,8 +426,16 @@ func (r *runner) runAttack(ctx context.Context) error {
 		r.upstream = up
 		r.onStop(up.stop)
 	}
+	var pl *placement
+	if r.o.attackPin {
+		pl = newPlacement()
+	}
 	name := "attack-relay"
+	if pl != nil {
+		r.relayProcs = 1 // the one CPU it is placed on
+	}
 	rl, info, err := r.startRelay(name)
+	r.relayProcs = 0
 	if err != nil {
 		return err
 	}
@@ -441,10 +449,6 @@ func (r *runner) runAttack(ctx context.Context) error {
 		return err
 	}
 	r.onStop(att.stop)
-	var pl *placement
-	if r.o.attackPin {
-		pl = newPlacement()
-	}
 	defer pl.undo()
 	for _, p := range []struct {
 		pid            int

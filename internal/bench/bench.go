@@ -281,6 +281,9 @@ type runner struct {
 	profiles []string
 	scale    *scaleReport
 	attack   *attackReport
+	// relayProcs is the GOMAXPROCS of the relays started while it is set
+	// (the attack test's, placed on one CPU).
+	relayProcs int
 	failover *failoverReport
 	soak     *soakReport
 
@@ -620,7 +623,7 @@ func (r *runner) startRelayOn(name, network string) (*proc, relayReady, error) {
 // startRelayWith starts a relay with limits (zero fields: its defaults).
 func (r *runner) startRelayWith(name, network string, limits relay.Limits) (*proc, relayReady, error) {
 	var info relayReady
-	cfg := relayConfig{JWKS: r.keys.jwks, Policies: policies(r.o.policies), Network: network, Limits: limits}
+	cfg := relayConfig{JWKS: r.keys.jwks, Policies: policies(r.o.policies), Network: network, Limits: limits, Procs: r.relayProcs}
 	if r.o.audit == "file" {
 		cfg.Audit = filepath.Join(r.dir, name+"-audit.jsonl")
 	}

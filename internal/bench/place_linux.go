@@ -13,7 +13,8 @@ import (
 // attacker's own handshakes would otherwise take the cores the agent, its
 // connector and its upstream need, and what the test means to measure is
 // what the attack costs the relay. With two CPUs or more, the relay gets
-// the last CPU to itself; the agent (the driver), the connector, the
+// the last CPU to itself, and a GOMAXPROCS of 1 to match (as a relay
+// started on one CPU would have); the agent (the driver), the connector, the
 // upstream and the attacker share the others, the attacker at nice 19 so
 // that it runs only on what they leave idle, as if it were another
 // machine. The attacker's achieved rate is reported, so that a throttled

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -107,6 +108,10 @@ type relayConfig struct {
 	Observe *observeConfig `json:"observe,omitempty"`
 	// Network is what the relay listens on (transport.Config.Network).
 	Network string `json:"network,omitempty"`
+	// Procs, when set, is the relay's GOMAXPROCS: the CPUs it is placed
+	// on (placement), as the runtime would have chosen had it started
+	// there.
+	Procs int `json:"procs,omitempty"`
 }
 
 type relayReady struct {
@@ -118,6 +123,9 @@ func startRelay(b []byte) (any, func(), error) {
 	var cfg relayConfig
 	if err := decodeConfig(b, &cfg); err != nil {
 		return nil, nil, err
+	}
+	if cfg.Procs > 0 {
+		runtime.GOMAXPROCS(cfg.Procs)
 	}
 	v, err := identity.NewVerifier(context.Background(), identity.VerifierConfig{Audience: audience, Issuer: issuer, KeySet: cfg.JWKS})
 	if err != nil {
