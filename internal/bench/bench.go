@@ -284,8 +284,8 @@ type runner struct {
 	// relayProcs is the GOMAXPROCS of the relays started while it is set
 	// (the attack test's, placed on one CPU).
 	relayProcs int
-	failover *failoverReport
-	soak     *soakReport
+	failover   *failoverReport
+	soak       *soakReport
 
 	relayFailRounds []failRound
 
