@@ -734,6 +734,15 @@ func closeConn(conn quicnet.Session, code wire.Code, reason, msg string) {
 
 const noHelloMsg = "no hello within the handshake time"
 
+// recordReject counts a refused handshake against its source
+// (Limits.RejectsPerSource) and in the audit trail's per-source
+// session.reject events.
+func (r *Relay) recordReject(conn quicnet.Session, role, subject string, rej *wire.Reject) {
+	r.rejects.reject(sourceOf(conn.RemoteAddr()), role, rej.Reason, []slog.Attr{
+		slog.String("remote", conn.RemoteAddr().String()), slog.String("role", role), slog.String("subject", subject),
+		slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message)})
+}
+
 // serveConn runs one client connection from handshake to end.
 func (r *Relay) serveConn(conn quicnet.Session) {
 	remote := conn.RemoteAddr().String()
@@ -749,9 +758,7 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 			// source that holds connections open without a Hello is
 			// refused before its next handshake.
 			r.m.handshakeFailed("", "handshake_timeout")
-			r.rejects.reject(sourceOf(conn.RemoteAddr()), "", "handshake_timeout", []slog.Attr{
-				slog.String("remote", remote), slog.String("role", ""), slog.String("subject", ""),
-				slog.String("code", wire.CodeTimeout.Text()), slog.String("reason", "handshake_timeout"), slog.String("message", noHelloMsg)})
+			r.recordReject(conn, "", "", &wire.Reject{Code: wire.CodeTimeout, Reason: "handshake_timeout", Message: noHelloMsg})
 		}
 		closeConn(conn, wire.CodeTimeout, "handshake_timeout", noHelloMsg)
 		return
@@ -768,9 +775,7 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 		r.m.handshakeFailed(hello.Role, rej.Reason)
 		// Counted before the peer hears of it: its next connection
 		// already meets Limits.RejectsPerSource.
-		r.rejects.reject(sourceOf(conn.RemoteAddr()), hello.Role, rej.Reason, []slog.Attr{
-			slog.String("remote", remote), slog.String("role", hello.Role), slog.String("subject", subjectOf(claims)),
-			slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message)})
+		r.recordReject(conn, hello.Role, subjectOf(claims), rej)
 		r.reject(conn, ctrl, rej)
 		return
 	}
@@ -786,9 +791,7 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 			early.CancelRead(quicnet.StreamRefused)
 			early.CancelWrite(quicnet.StreamRefused)
 		}
-		r.rejects.reject(sourceOf(conn.RemoteAddr()), hello.Role, rej.Reason, []slog.Attr{
-			slog.String("remote", remote), slog.String("role", hello.Role), slog.String("subject", claims.Subject),
-			slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message)})
+		r.recordReject(conn, hello.Role, claims.Subject, rej)
 		r.reject(conn, ctrl, rej)
 		return
 	}
@@ -802,12 +805,7 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 		s.started = time.Now()
 		s.claims.Store(claims)
 		s.provenKey = proven
-		switch ra := conn.RemoteAddr().(type) {
-		case *net.UDPAddr:
-			s.remoteIP = ra.AddrPort().Addr().Unmap()
-		case *net.TCPAddr:
-			s.remoteIP = ra.AddrPort().Addr().Unmap()
-		}
+		s.remoteIP = sourceOf(conn.RemoteAddr())
 	}
 	switch hello.Role {
 	case wire.RoleAgent:
