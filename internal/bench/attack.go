@@ -453,15 +453,15 @@ func (r *runner) runAttack(ctx context.Context) error {
 	for _, p := range []struct {
 		pid            int
 		relay, restore bool
-		nice           int
+		low            bool
 	}{
-		{rl.pid, true, false, 0},
-		{conr.pid, false, false, 0},
-		{r.upstream.pid, false, true, 0},
-		{os.Getpid(), false, true, 0},
-		{att.pid, false, false, 19},
+		{rl.pid, true, false, false},
+		{conr.pid, false, false, false},
+		{r.upstream.pid, false, true, false},
+		{os.Getpid(), false, true, false},
+		{att.pid, false, false, true},
 	} {
-		if err := pl.put(p.pid, p.relay, p.nice, p.restore); err != nil {
+		if err := pl.put(p.pid, p.relay, p.low, p.restore); err != nil {
 			return fmt.Errorf("attack: placing processes on CPUs: %w (run with -attack-pin=false)", err)
 		}
 	}

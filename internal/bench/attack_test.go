@@ -63,8 +63,8 @@ func TestAttackRun(t *testing.T) {
 }
 
 // TestPlacement: the attack test's placement puts a process's threads on
-// the CPUs it says, with the nice value asked, and puts back the masks it
-// saved.
+// the CPUs it says, the attacker's under SCHED_IDLE, and puts back the
+// masks it saved.
 func TestPlacement(t *testing.T) {
 	pl := newPlacement()
 	if pl == nil {
@@ -80,7 +80,7 @@ func TestPlacement(t *testing.T) {
 	if err := unix.SchedGetaffinity(pid, &before); err != nil {
 		t.Fatal(err)
 	}
-	if err := pl.put(pid, true, 0, true); err != nil {
+	if err := pl.put(pid, true, false, true); err != nil {
 		t.Fatal(err)
 	}
 	var got unix.CPUSet
@@ -88,15 +88,20 @@ func TestPlacement(t *testing.T) {
 	if got.Count() != 1 || !got.IsSet(pl.relayCPU) {
 		t.Fatalf("relay placement: %d CPUs, want only CPU %d", got.Count(), pl.relayCPU)
 	}
-	if err := pl.put(pid, false, 19, false); err != nil {
+	if err := pl.put(pid, false, true, false); err != nil {
 		t.Fatal(err)
 	}
 	unix.SchedGetaffinity(pid, &got)
 	if got.IsSet(pl.relayCPU) || got.Count() != len(pl.others) {
 		t.Fatalf("other placement: %d CPUs (relay's set: %v), want the %d others", got.Count(), got.IsSet(pl.relayCPU), len(pl.others))
 	}
-	if prio, err := unix.Getpriority(unix.PRIO_PROCESS, pid); err != nil || 20-prio != 19 {
-		t.Fatalf("nice: getpriority %d %v, want nice 19", prio, err)
+	if attr, err := unix.SchedGetAttr(pid, 0); err != nil {
+		t.Fatal(err)
+	} else if attr.Policy != unix.SCHED_IDLE {
+		if prio, err := unix.Getpriority(unix.PRIO_PROCESS, pid); err != nil || 20-prio != 19 {
+			t.Fatalf("attacker: policy %d, getpriority %d %v; want SCHED_IDLE, or nice 19 where it is refused", attr.Policy, prio, err)
+		}
+		t.Logf("SCHED_IDLE refused here; the attacker runs at nice 19")
 	}
 	pl.undo()
 	unix.SchedGetaffinity(pid, &got)

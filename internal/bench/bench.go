@@ -110,7 +110,7 @@ Flags:
 	fs.IntVar(&o.policies, "policies", 0, "extra Cedar policies loaded in the Postern relay (that decide nothing for the bench agent)")
 	fs.StringVar(&o.profileDir, "cpuprofile", "", "write CPU profiles to this `dir`: the relays, connectors, tunnel endpoints and agents during an extra, unmeasured round of the bulk and 1 KiB RTT tests, and the relay while the scale test idles and opens")
 	attackList := fs.String("attack", "", "comma-separated attack phases against a relay of its own with default limits, while an agent runs 1 KiB round trips: "+strings.Join(allAttacks, ",")+" (or all)")
-	fs.BoolVar(&o.attackPin, "attack-pin", true, "in the attack test, give the relay the last CPU to itself and run the attacker at nice 19 on the others, beside the agent, connector and upstream, so that the attacker's own work does not take the agent's cores (as from another machine)")
+	fs.BoolVar(&o.attackPin, "attack-pin", true, "in the attack test, give the relay the last CPU to itself and run the attacker under SCHED_IDLE on the others, beside the agent, connector and upstream, so that the attacker's own work does not take the agent's cores (as from another machine)")
 	scaleList := fs.String("scale", "", "comma-separated idle session counts (e.g. 1000,10000): run the scale test")
 	rateList := fs.String("scale-rate", "5000", "comma-separated opens per second offered in the scale test, each an open-loop run")
 	fs.Float64Var(&o.scaleSecs, "scale-seconds", 0, "seconds of each open-rate run in the scale test (default 10, quick 3)")
