@@ -15,6 +15,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/postern/postern/internal/idle"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/transport"
 )
@@ -411,6 +412,19 @@ func serverTLS(c *tls.Config) *tls.Config {
 	c = c.Clone()
 	c.MinVersion = tls.VersionTLS13
 	c.NextProtos = []string{wire.ALPN}
+	// Every handshake's key exchange and signature, the costliest work a
+	// peer can cause before it has shown a token, waits for the packets
+	// of the sessions already running (see package idle): under a flood
+	// of handshakes an agent's round trip then waits for the one
+	// handshake running when its packet arrives, not for all of them.
+	prev := c.GetConfigForClient
+	c.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+		idle.Wait(hi.Context())
+		if prev != nil {
+			return prev(hi)
+		}
+		return nil, nil
+	}
 	return c
 }
 

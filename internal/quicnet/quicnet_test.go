@@ -8,6 +8,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -371,4 +374,30 @@ func TestOpenStreamNow(t *testing.T) {
 	if st, ok := quicnet.OpenStreamNow(tc); ok || st != nil {
 		t.Fatalf("over TLS/TCP: OpenStreamNow = %v, %v; want none (OpenStreamSync)", st, ok)
 	}
+}
+
+// TestHandshakeBesideBusyGoroutines: a listener's handshakes wait for the
+// goroutines ready to run (package idle), but a process that never goes
+// idle still completes them, over QUIC and TCP alike.
+func TestHandshakeBesideBusyGoroutines(t *testing.T) {
+	forNetworks(t, func(t *testing.T, network string) {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer stop.Store(true)
+		for range 3 {
+			wg.Go(func() {
+				for !stop.Load() {
+					runtime.Gosched()
+				}
+			})
+		}
+		for range 3 {
+			c, s, _, _ := sessions(t, network, nil)
+			cs, ss := streamPair(t, c, s)
+			cs.Close()
+			ss.Close()
+		}
+	})
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/postern/postern/internal/idle"
 	"github.com/postern/postern/internal/wire"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/policy"
@@ -873,6 +874,9 @@ func (r *Relay) handshake(ctrl io.Reader, proven string) (*wire.Hello, *identity
 	if hello.Token == "" {
 		return hello, nil, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: "missing_token", Message: "the hello carries no token"}
 	}
+	// A token's signature check waits, as the TLS handshake did, for the
+	// verified sessions' packets to be handled first (package idle).
+	idle.Wait(context.Background())
 	claims, rej := r.verify(hello.Token, role)
 	if rej != nil {
 		return hello, nil, rej

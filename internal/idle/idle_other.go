@@ -1,0 +1,7 @@
+//go:build !linux
+
+package idle
+
+import "context"
+
+func wait(context.Context) {}
