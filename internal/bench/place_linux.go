@@ -17,9 +17,7 @@ import (
 // started on one CPU would have); the agent (the driver), the connector, the
 // upstream and the attacker share the others, the attacker under
 // SCHED_IDLE so that it runs only on what they leave idle, as if it were
-// another machine. Nice 19 is not enough for that: under the kernel's
-// EEVDF scheduler a nice-19 task, once on the CPU, delays the nice-0 tasks
-// that wake beside it by up to a few milliseconds, and with the attacker
+// another machine. Nice 19 is not enough for that: with the attacker
 // turned on a relay of its own on those CPUs (so that the agent's relay
 // saw none of it) the agent's p99 still rose 7 times; under SCHED_IDLE,
 // 1.4 times. Where SCHED_IDLE is refused the attacker falls back to

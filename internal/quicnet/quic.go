@@ -415,7 +415,7 @@ func serverTLS(c *tls.Config) *tls.Config {
 	// Every handshake's key exchange and signature, the costliest work a
 	// peer can cause before it has shown a token, waits for the packets
 	// of the sessions already running (see package idle): under a flood
-	// of handshakes an agent's round trip then waits for the one
+	// of handshakes an agent's round trip then waits mostly for the one
 	// handshake running when its packet arrives, not for all of them.
 	prev := c.GetConfigForClient
 	c.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
