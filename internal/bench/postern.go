@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/gcfloor"
 	"io"
 	"log/slog"
 	"os"
@@ -184,7 +186,10 @@ func startRelay(b []byte) (any, func(), error) {
 		r.SyncAudit()
 		return reply{OK: true}, true
 	}
+	// As postern relay does by default (gc_headroom_mib).
+	gc := gcfloor.Start(config.DefaultGCHeadroom)
 	stop := func() {
+		gc.Stop()
 		r.Close()
 		stopObserving()
 		v.Close()

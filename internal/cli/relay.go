@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/gcfloor"
 	"github.com/postern/postern/mesh/identity"
 	"github.com/postern/postern/mesh/relay"
 	"github.com/postern/postern/policy"
@@ -51,6 +52,10 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 		return failf(env, ExitUsage, "relay: %v", err)
 	}
 	log := newLogger(env.Stderr, cfg.Log)
+	if cfg.GCHeadroom > 0 && os.Getenv("GOGC") != "" {
+		log.Info("relay: GOGC is set: gc_headroom_mib does not apply", "GOGC", os.Getenv("GOGC"))
+	}
+	defer gcfloor.Start(cfg.GCHeadroom).Stop()
 
 	loaded, _ := dirState(cfg.PolicyDir)
 	set, err := config.LoadPolicies(cfg.PolicyDir, cfg.PolicyOptions)

@@ -107,6 +107,7 @@ bindings:
 audit: stderr
 log: {level: debug, format: json}
 drain_timeout: 3s
+gc_headroom_mib: 16
 metrics: {listen: 127.0.0.1:9464}
 `
 
@@ -146,6 +147,9 @@ func TestLoadRelay(t *testing.T) {
 	}
 	if r.Audit != "stderr" || !r.Log.JSON || r.Log.Level.String() != "DEBUG" || r.DrainTimeout != 3*time.Second {
 		t.Errorf("audit %q log %+v drain %s", r.Audit, r.Log, r.DrainTimeout)
+	}
+	if r.GCHeadroom != 16<<20 {
+		t.Errorf("gc_headroom_mib 16: GCHeadroom %d", r.GCHeadroom)
 	}
 	if r.MetricsListen != "127.0.0.1:9464" {
 		t.Errorf("metrics.listen %q", r.MetricsListen)
@@ -206,7 +210,7 @@ func TestLoadRelayDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Listen != DefaultListen || r.Transport != "auto" || r.Audit != "stdout" || r.DrainTimeout != DefaultDrainTimeout || r.PolicyPoll != DefaultPolicyPoll || r.Log.JSON || r.MetricsListen != "" {
+	if r.Listen != DefaultListen || r.Transport != "auto" || r.Audit != "stdout" || r.DrainTimeout != DefaultDrainTimeout || r.PolicyPoll != DefaultPolicyPoll || r.Log.JSON || r.MetricsListen != "" || r.GCHeadroom != DefaultGCHeadroom {
 		t.Errorf("defaults: %+v", r)
 	}
 	if r.Verifier.MaxLifetime != 24*time.Hour || r.RevocationFile != "" {
@@ -266,6 +270,17 @@ func TestRelaySelfSigned(t *testing.T) {
 
 // TestRelayErrors: every bad file gives an error naming the file, the line
 // and the field.
+func TestRelayGCHeadroomOff(t *testing.T) {
+	f := newFixture(t)
+	r, err := LoadRelay(f.write(t, "relay.yaml", "tokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: policies}\ngc_headroom_mib: -1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.GCHeadroom != 0 {
+		t.Errorf("gc_headroom_mib -1: GCHeadroom %d, want 0 (off)", r.GCHeadroom)
+	}
+}
+
 func TestRelayErrors(t *testing.T) {
 	base := "tokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: policies}\n"
 	tests := []struct {
@@ -279,6 +294,8 @@ func TestRelayErrors(t *testing.T) {
 		{"missing keys", "tokens:\n  audience: postern\npolicy: {dir: policies}\n", []string{"relay.yaml:1:1: tokens.jwks_file: required"}},
 		{"missing policy dir", "tokens: {audience: postern, jwks_file: jwks.json}\n", []string{"relay.yaml:1:1: policy.dir: required"}},
 		{"wrong type int", base + "limits:\n  streams_per_agent: many\n", []string{"relay.yaml:4:22: limits.streams_per_agent: want a whole number, got \"many\""}},
+		{"negative gc headroom", base + "gc_headroom_mib: -2\n", []string{"gc_headroom_mib: want -1 (off) or 1 to 1048576, got -2"}},
+		{"huge gc headroom", base + "gc_headroom_mib: 2000000\n", []string{"gc_headroom_mib: want -1 (off) or 1 to 1048576, got 2000000"}},
 		{"wrong type duration", base + "drain_timeout: 10\n", []string{"relay.yaml:3:16: drain_timeout: want a duration such as 10s or 1m30s, got the number 10"}},
 		{"bad duration", base + "limits: {open_timeout: soon}\n", []string{"relay.yaml:3:", "limits.open_timeout: want a duration"}},
 		{"negative stalled streams", base + "limits: {stalled_streams_per_agent: -1}\n", []string{"limits.stalled_streams_per_agent: must not be negative"}},

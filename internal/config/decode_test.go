@@ -27,7 +27,7 @@ func TestDecode(t *testing.T) {
 		{name: "number as a string", yaml: "audit: 7", ok: func(f *RelayFile) bool { return f.Audit == "7" }},
 		{name: "map key set twice", yaml: "policy: {principal_attributes: {a: String, a: Long}}", want: "f.yaml:1:44: policy.principal_attributes.a: set twice"},
 		{name: "key not a name", yaml: "policy: {[a]: 1}", want: "f.yaml:1:10: policy: keys must be plain names"},
-		{name: "merge key", yaml: "<<: {listen: x}", want: "f.yaml:1:1: <<: unknown field (known fields: audit, audit_queue, bindings, drain_timeout, hide_denied, limits, listen, log, metrics, policy, tls, tokens, transport)"},
+		{name: "merge key", yaml: "<<: {listen: x}", want: "f.yaml:1:1: <<: unknown field (known fields: audit, audit_queue, bindings, drain_timeout, gc_headroom_mib, hide_denied, limits, listen, log, metrics, policy, tls, tokens, transport)"},
 		{name: "null section", yaml: "tls: ~\nlisten:", ok: func(f *RelayFile) bool { return f.TLS == nil && f.Listen == "" }},
 		{name: "alias", yaml: "listen: &l 127.0.0.1:1\ntls: {hosts: [*l, b]}", ok: func(f *RelayFile) bool {
 			return f.TLS != nil && slices.Equal(f.TLS.Hosts, []string{"127.0.0.1:1", "b"})

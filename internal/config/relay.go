@@ -41,6 +41,7 @@ type RelayFile struct {
 	HideDenied   bool           `yaml:"hide_denied"`
 	Log          LogFile        `yaml:"log"`
 	DrainTimeout time.Duration  `yaml:"drain_timeout"`
+	GCHeadroom   int            `yaml:"gc_headroom_mib"`
 	Metrics      MetricsFile    `yaml:"metrics"`
 }
 
@@ -179,6 +180,10 @@ type Relay struct {
 	HideDenied     bool
 	Log            Log
 	DrainTimeout   time.Duration // default 10s
+	// GCHeadroom is gc_headroom_mib in bytes: the least heap growth the
+	// garbage collector waits for (see package gcfloor). Default
+	// DefaultGCHeadroom; 0 when gc_headroom_mib is -1 (GOGC alone).
+	GCHeadroom uint64
 	// MetricsListen is metrics.listen: the host:port that serves /metrics,
 	// /healthz and /readyz over HTTP. Empty (the default) serves none.
 	MetricsListen string
@@ -196,7 +201,11 @@ const (
 	DefaultMaxTTL       = 24 * time.Hour
 	DefaultPolicyPoll   = 2 * time.Second
 	DefaultDrainTimeout = 10 * time.Second
+	DefaultGCHeadroom   = 48 << 20
 )
+
+// maxGCHeadroomMiB bounds gc_headroom_mib: beyond 1 TiB it is a typo.
+const maxGCHeadroomMiB = 1 << 20
 
 // LoadRelay reads and checks the relay configuration file at path. Every
 // problem is reported, each an *Error naming the file, the line and the
@@ -392,6 +401,15 @@ func LoadRelay(path string) (*Relay, error) {
 	r.DrainTimeout = f.DrainTimeout
 	if r.DrainTimeout == 0 {
 		r.DrainTimeout = DefaultDrainTimeout
+	}
+	switch h := f.GCHeadroom; {
+	case h == 0:
+		r.GCHeadroom = DefaultGCHeadroom
+	case h == -1:
+	case h < 0 || h > maxGCHeadroomMiB:
+		d.errorf("gc_headroom_mib", "want -1 (off) or 1 to %d, got %d", maxGCHeadroomMiB, h)
+	default:
+		r.GCHeadroom = uint64(h) << 20
 	}
 	if err := d.err(); err != nil {
 		return nil, err
