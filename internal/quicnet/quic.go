@@ -412,20 +412,52 @@ func serverTLS(c *tls.Config) *tls.Config {
 	c = c.Clone()
 	c.MinVersion = tls.VersionTLS13
 	c.NextProtos = []string{wire.ALPN}
-	// Every handshake's key exchange and signature, the costliest work a
-	// peer can cause before it has shown a token, waits for the packets
-	// of the sessions already running (see package idle): under a flood
-	// of handshakes an agent's round trip then waits mostly for the one
-	// handshake running when its packet arrives, not for all of them.
+	// A handshake's key exchange and its signature, the costliest work a
+	// peer can cause before it has shown a token, each wait for the
+	// packets of the sessions already running (see package idle): under
+	// a flood of handshakes an agent's round trip then waits mostly for
+	// the one step of one handshake running when its packet arrives,
+	// not for all of them. GetConfigForClient comes before the key
+	// exchange, GetCertificate after it and before the signature.
 	prev := c.GetConfigForClient
+	split := c.Clone()
+	split.GetConfigForClient = nil
+	split.GetCertificate = certificateAfterWait(c)
+	split.Certificates = nil
 	c.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
 		idle.Wait(hi.Context())
 		if prev != nil {
+			// A caller's own choice of configuration: only the first
+			// wait applies.
 			return prev(hi)
 		}
-		return nil, nil
+		return split, nil
 	}
 	return c
+}
+
+// certificateAfterWait is c's choice of certificate (GetCertificate, or
+// the first of Certificates that the client supports, as crypto/tls
+// chooses) after an idle.Wait.
+func certificateAfterWait(c *tls.Config) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	get, certs := c.GetCertificate, c.Certificates
+	return func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		idle.Wait(hi.Context())
+		if get != nil {
+			if cert, err := get(hi); cert != nil || err != nil || len(certs) == 0 {
+				return cert, err
+			}
+		}
+		if len(certs) == 0 {
+			return nil, errors.New("quicnet: no certificate configured")
+		}
+		for i := range certs {
+			if hi.SupportsCertificate(&certs[i]) == nil {
+				return &certs[i], nil
+			}
+		}
+		return &certs[0], nil
+	}
 }
 
 // Dial connects to a relay at addr as cfg.Network says: QUIC, TLS over

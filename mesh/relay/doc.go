@@ -115,15 +115,19 @@
 //     transports does not escape it. Its verified sessions go on. A
 //     connection that reaches the Hello deadline without a Hello counts
 //     as a refused one (reason handshake_timeout), in the trail too.
-//   - CPU: a handshake's key exchange and signature, and a Hello's token
-//     check, go after the packets of the sessions already running: each
-//     waits until the Go scheduler has polled the network and run what
-//     that poll made ready (internal/idle). The scheduler polls only when
-//     it has nothing else to run, so without this a flood of handshakes
-//     on a relay with one CPU kept an agent's packet unread until every
-//     handshake queued ahead of it was done. A relay that never idles
-//     still polls every 10 ms, so handshakes slow down under load but
-//     are not starved.
+//   - CPU: a handshake's key exchange, its signature, and a Hello's
+//     token check each go after the packets of the sessions already
+//     running: each waits until the Go scheduler has polled the network
+//     and run what that poll made ready (internal/idle; the first two in
+//     the TLS configuration's GetConfigForClient and GetCertificate). The
+//     scheduler polls only when it has nothing else to run, so without
+//     this a flood of handshakes on a relay with one CPU kept an agent's
+//     packet unread until every handshake queued ahead of it was done. A
+//     relay that never idles still polls every 10 ms, so handshakes slow
+//     down under load but are not starved. (The postern binary also
+//     gives its garbage collector a floor of headroom, gc_headroom_mib:
+//     a handshake flood allocates fast, and each collection's mark phase
+//     is in the way of those packets too.)
 //
 // After it, per subject (the token's sub, across all its sessions):
 // SessionsPerSubject (64), StreamsPerSubject (4096) and
