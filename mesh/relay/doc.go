@@ -108,9 +108,10 @@
 //     unverified peer's streams can hold (quic-go keeps it at least 1.5
 //     times the largest stream window, so a control stream grown to 128
 //     KiB takes it to 192 KiB).
-//   - A source whose Hellos were refused RejectsPerSource times (16) in a
-//     [Config.RejectInterval], over either transport, has its new
-//     connections refused until the interval ends, over QUIC after a
+//   - A source whose Hellos were refused RejectsPerSource times (16) in
+//     the last [Config.RejectInterval] (a sliding one), over either
+//     transport, has its new connections refused until its refusals age
+//     below that, over QUIC after a
 //     Retry and over TCP at once, before any TLS work: switching
 //     transports does not escape it. Its verified sessions go on. A
 //     connection that reaches the Hello deadline without a Hello counts

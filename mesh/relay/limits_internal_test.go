@@ -506,6 +506,74 @@ func TestRejectLog(t *testing.T) {
 	}
 }
 
+// TestRejectPenaltySlides: Limits.RejectsPerSource counts the refusals
+// of the last interval, whatever the audit's interval boundaries: a
+// source refused steadily a little under the penalty per interval of the
+// clock, but over it across one, is penalized; one that stops is
+// forgiven as its refusals age out; the bound on tracked sources holds.
+func TestRejectPenaltySlides(t *testing.T) {
+	const interval = 10 * time.Second
+	now := time.Unix(1e9, 0)
+	l := newRejectLog(slog.New(slog.DiscardHandler), interval, 16)
+	l.now = func() time.Time { return now }
+	l.start = now
+	src, other := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	// 2.5 refusals a second; the clock's interval ends after 4 s.
+	step := 400 * time.Millisecond
+	for i := range 10 {
+		l.reject(src, "agent", "bad_signature", nil)
+		now = now.Add(step)
+		if l.penalized(src) {
+			t.Fatalf("penalized after %d refusals in %s", i+1, time.Duration(i+1)*step)
+		}
+	}
+	l.flush() // 10 counted in an interval that ends here
+	refusedAt := -1
+	for i := range 15 {
+		l.reject(src, "agent", "bad_signature", nil)
+		now = now.Add(step)
+		if l.penalized(src) {
+			refusedAt = i + 1
+			break
+		}
+	}
+	// 10 before the boundary, weighted by what of their interval is
+	// still within 10 s of now, plus those after: 16 is reached after 4
+	// seconds of the new interval (10*0.6+10), where counting per
+	// interval of the clock waits for 16 after the boundary, 6.4 s.
+	if refusedAt != 10 {
+		t.Fatalf("penalized after %d refusals past the boundary, want 10", refusedAt)
+	}
+	if l.penalized(other) {
+		t.Fatal("a source never refused is penalized")
+	}
+	// It stops: it is forgiven as the refusals before the boundary age
+	// out, before the clock's interval ends (10 + 10*0.2 at 8 s).
+	now = now.Add(4 * time.Second)
+	if l.penalized(src) {
+		t.Fatal("still penalized 4 s after its last refusal, with 12 in the last 10 s")
+	}
+	l.flush()
+	if l.penalized(src) {
+		t.Fatal("penalized after a boundary with 10 refusals in the interval before it")
+	}
+	// Off.
+	off := newRejectLog(slog.New(slog.DiscardHandler), interval, 0)
+	for range 100 {
+		off.reject(src, "agent", "bad_signature", nil)
+	}
+	if off.penalized(src) || len(off.hits) != 0 {
+		t.Fatalf("penalty off: penalized %v, %d sources tracked", off.penalized(src), len(off.hits))
+	}
+	// Bounded.
+	for i := range maxRejectSources + 10 {
+		l.reject(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), "agent", "bad_signature", nil)
+	}
+	if len(l.hits) > maxRejectSources {
+		t.Fatalf("%d sources tracked, bound %d", len(l.hits), maxRejectSources)
+	}
+}
+
 type lockedWriter struct {
 	mu *sync.Mutex
 	w  *strings.Builder

@@ -236,10 +236,12 @@ type Limits struct {
 	// recomputation). Default 60.
 	RefreshesPerMinute int
 	// RejectsPerSource is how many refused Hellos a source IP address
-	// may have in one Config.RejectInterval, over either transport (a
-	// connection that sends no Hello by HandshakeTimeout counts as one);
-	// past it the relay refuses its new connections, QUIC and TLS over
-	// TCP, until the interval ends: over QUIC after a Retry proves the
+	// may have in the last Config.RejectInterval, over either transport
+	// (a connection that sends no Hello by HandshakeTimeout counts as
+	// one); past it the relay refuses its new connections, QUIC and TLS
+	// over TCP, until its refusals age below it. The interval slides:
+	// those of the audit's previous interval count in proportion to how
+	// much of it is still within one interval of now. Over QUIC after a Retry proves the
 	// address, so that spoofed packets cannot shut a victim out, over TCP
 	// at once (its handshake proved the address), before any TLS work.
 	// Sessions already verified are not touched. Default 16; negative
