@@ -45,4 +45,11 @@ type Admission struct {
 	// ends or its TLS handshake or mux setup fails. Nil admits every
 	// connection; either way at most 1024 TLS handshakes run at once.
 	TCPConnContext func(ctx context.Context, remote net.Addr) (context.Context, error)
+	// TCPHandshakeTimeout, when set, is called for each TCP connection
+	// whose TLS handshake did not complete within the handshake timeout
+	// (transport.Config.HandshakeTimeout), with the peer's address: a
+	// peer that connected and then sent too little, which held its place
+	// in the admission all that time. It is not called for a handshake
+	// that failed sooner, nor for one cut by Close.
+	TCPHandshakeTimeout func(remote net.Addr)
 }

@@ -290,6 +290,9 @@ func (l *Listener) handshakeTCP(c net.Conn, parent context.Context, end context.
 	}()
 	tc := tls.Server(c, l.tlsConf)
 	if err := tc.HandshakeContext(ctx); err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil && l.adm.TCPHandshakeTimeout != nil {
+			l.adm.TCPHandshakeTimeout(c.RemoteAddr())
+		}
 		c.Close()
 		return
 	}

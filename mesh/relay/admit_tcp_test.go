@@ -334,3 +334,49 @@ func TestTCPNoHelloCountsAsRefusal(t *testing.T) {
 		t.Fatalf("stats %+v, want 1 tcp refusal", st)
 	}
 }
+
+// TestTCPSilentCountsAsRefusal: a TCP connection that never sends its
+// ClientHello is closed at the handshake deadline and counts as a refusal
+// of its source, in the trail and towards Limits.RejectsPerSource: a
+// source that holds TCP connections open without a TLS handshake is
+// refused, before any TLS work, once it has done so that many times.
+func TestTCPSilentCountsAsRefusal(t *testing.T) {
+	m := meshtest.New(t, meshtest.Options{Network: transport.NetworkAuto, Limits: relay.Limits{HandshakeTimeout: 500 * time.Millisecond, RejectsPerSource: 2}})
+	for i := range 2 {
+		c, err := net.DialTimeout("tcp", m.Relay().TCPAddr().String(), 10*time.Second)
+		if err != nil {
+			t.Fatalf("tcp connect %d: %v", i, err)
+		}
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		var b [1]byte
+		start := time.Now()
+		if n, err := c.Read(b[:]); n > 0 || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("silent tcp connection %d: read %d bytes, %v; want it closed at the deadline", i, n, err)
+		}
+		if el := time.Since(start); el < 400*time.Millisecond {
+			t.Fatalf("silent tcp connection %d closed after %s, before the 500ms deadline", i, el)
+		}
+		c.Close()
+	}
+	if !resetAtOnce(t, m) {
+		t.Fatal("a tcp connection from a source that twice sent no ClientHello was not closed before its TLS handshake")
+	}
+	// resetAtOnce also sees the close at the 500ms deadline: the count
+	// says it was the penalty.
+	if st := m.Relay().Stats(); st.RefusedTCP != 1 {
+		t.Fatalf("stats %+v, want 1 tcp refusal", st)
+	}
+	m.Relay().SyncAudit()
+	count := 0
+	events := m.Audit.Events(relay.EventSessionReject)
+	for _, e := range events {
+		if e["reason"] == "handshake_timeout" || e["reasons"] != nil {
+			if n, ok := e["count"].(float64); ok {
+				count += int(n)
+			}
+		}
+	}
+	if count != 2 {
+		t.Fatalf("session.reject events count %d refusals, want 2: %v", count, events)
+	}
+}

@@ -114,8 +114,9 @@
 //     below that, over QUIC after a
 //     Retry and over TCP at once, before any TLS work: switching
 //     transports does not escape it. Its verified sessions go on. A
-//     connection that reaches the Hello deadline without a Hello counts
-//     as a refused one (reason handshake_timeout), in the trail too.
+//     connection that reaches the Hello deadline without a Hello, or a
+//     TCP connection without a finished TLS handshake, counts as a
+//     refused one (reason handshake_timeout), in the trail too.
 //   - CPU: a handshake's key exchange, its signature, and a Hello's
 //     token check each go after the packets of the sessions already
 //     running: each waits until the Go scheduler has polled the network

@@ -237,8 +237,9 @@ type Limits struct {
 	RefreshesPerMinute int
 	// RejectsPerSource is how many refused Hellos a source IP address
 	// may have in the last Config.RejectInterval, over either transport
-	// (a connection that sends no Hello by HandshakeTimeout counts as
-	// one); past it the relay refuses its new connections, QUIC and TLS
+	// (a connection that sends no Hello by HandshakeTimeout, or a TCP
+	// connection that has not finished its TLS handshake by then, counts
+	// as one); past it the relay refuses its new connections, QUIC and TLS
 	// over TCP, until its refusals age below it. The interval slides:
 	// those of the audit's previous interval count in proportion to how
 	// much of it is still within one interval of now. Over QUIC after a Retry proves the
@@ -454,7 +455,8 @@ func Listen(cfg Config) (*Relay, error) {
 	r.gate.penalized = r.rejects.penalized
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}
 	transport.ServerRequestsClientKeys(serverTLS) // the proof of a bound token's key
-	adm := quicnet.Admission{VerifySourceAddress: r.gate.verifySource, ConnContext: r.gate.connContext, TCPConnContext: r.gate.tcpConnContext}
+	adm := quicnet.Admission{VerifySourceAddress: r.gate.verifySource, ConnContext: r.gate.connContext, TCPConnContext: r.gate.tcpConnContext,
+		TCPHandshakeTimeout: r.tlsTimeout}
 	if outside != nil {
 		r.smallConnWindow = outside.ConnWindow
 		adm.Transport = func(remote net.Addr) *transport.Config {
@@ -744,6 +746,19 @@ func (r *Relay) recordReject(conn quicnet.Session, role, subject string, rej *wi
 	r.rejects.reject(sourceOf(conn.RemoteAddr()), role, rej.Reason, []slog.Attr{
 		slog.String("remote", conn.RemoteAddr().String()), slog.String("role", role), slog.String("subject", subject),
 		slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message)})
+}
+
+const noTLSMsg = "no TLS handshake within the handshake time"
+
+// tlsTimeout is quicnet.Admission.TCPHandshakeTimeout: a TCP connection
+// that did not finish its TLS handshake by the deadline held a place in
+// the gate as long as one that sends no Hello, and counts as a refusal of
+// its source in the same way (the TCP handshake proved the address).
+func (r *Relay) tlsTimeout(remote net.Addr) {
+	r.m.handshakeFailed("", "handshake_timeout")
+	r.rejects.reject(sourceOf(remote), "", "handshake_timeout", []slog.Attr{
+		slog.String("remote", remote.String()), slog.String("role", ""), slog.String("subject", ""), slog.String("transport", transport.NetworkTCP),
+		slog.String("code", wire.CodeTimeout.Text()), slog.String("reason", "handshake_timeout"), slog.String("message", noTLSMsg)})
 }
 
 // serveConn runs one client connection from handshake to end.
