@@ -63,6 +63,7 @@ type Listener struct {
 	tcp net.Listener   // nil without TCP
 
 	tlsConf *tls.Config
+	certs   []tls.Certificate // as given: tlsConf chooses through GetCertificate
 	cfg     *transport.Config
 	hs      chan struct{} // TLS handshakes in progress
 
@@ -104,7 +105,7 @@ func ListenAdmit(addr string, tlsConf *tls.Config, cfg *transport.Config, adm Ad
 	if err := transport.CheckNetwork(network); err != nil {
 		return nil, fmt.Errorf("quicnet: listen: %w", err)
 	}
-	l := &Listener{adm: adm, tlsConf: serverTLS(tlsConf), cfg: cfg, hs: make(chan struct{}, maxTCPHandshakes),
+	l := &Listener{adm: adm, tlsConf: serverTLS(tlsConf), certs: tlsConf.Certificates, cfg: cfg, hs: make(chan struct{}, maxTCPHandshakes),
 		sessions: make(chan Session), done: make(chan struct{}), live: map[*tcpSession]struct{}{}}
 	if network == transport.NetworkTCP {
 		tl, err := net.Listen("tcp", addr)
@@ -155,8 +156,8 @@ func (l *Listener) listenUDP(addr string, withTCP bool) error {
 			l.tcp = tl
 		}
 		tr := &quic.Transport{Conn: udp, VerifySourceAddress: l.adm.VerifySourceAddress, ConnContext: l.adm.ConnContext}
-		if len(l.tlsConf.Certificates) > 0 {
-			if key, err := resetKey(l.tlsConf.Certificates[0]); err == nil {
+		if len(l.certs) > 0 {
+			if key, err := resetKey(l.certs[0]); err == nil {
 				tr.StatelessResetKey = key
 			}
 		}
@@ -421,20 +422,20 @@ func serverTLS(c *tls.Config) *tls.Config {
 	// a flood of handshakes an agent's round trip then waits mostly for
 	// the one step of one handshake running when its packet arrives,
 	// not for all of them. GetConfigForClient comes before the key
-	// exchange, GetCertificate after it and before the signature.
+	// exchange, GetCertificate after it and before the signature. (Set
+	// here rather than in a configuration GetConfigForClient returns:
+	// quic-go clones a returned configuration, at every handshake.)
 	prev := c.GetConfigForClient
-	split := c.Clone()
-	split.GetConfigForClient = nil
-	split.GetCertificate = certificateAfterWait(c)
-	split.Certificates = nil
+	c.GetCertificate = certificateAfterWait(c)
+	c.Certificates = nil
 	c.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
 		idle.Wait(hi.Context())
 		if prev != nil {
 			// A caller's own choice of configuration: only the first
-			// wait applies.
+			// wait applies, unless it keeps this GetCertificate.
 			return prev(hi)
 		}
-		return split, nil
+		return nil, nil
 	}
 	return c
 }

@@ -62,3 +62,28 @@ func TestServerTLSChoosesCertificate(t *testing.T) {
 		}
 	})
 }
+
+// TestListenerResetKey: the QUIC transport's stateless-reset key comes
+// from the certificate given, although serverTLS moves the certificates
+// behind GetCertificate.
+func TestListenerResetKey(t *testing.T) {
+	cert, err := transport.SelfSigned("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ListenAdmit("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, &transport.Config{Network: transport.NetworkQUIC}, Admission{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	want, err := resetKey(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.tr == nil || l.tr.StatelessResetKey == nil || *l.tr.StatelessResetKey != *want {
+		t.Fatal("the listener's QUIC transport has no stateless-reset key derived from its certificate")
+	}
+	if l.tlsConf.Certificates != nil || l.tlsConf.GetCertificate == nil {
+		t.Fatal("serverTLS left the certificates in place of GetCertificate")
+	}
+}
