@@ -383,17 +383,21 @@ func (a *attacker) badTokens(rate int, d time.Duration) attackResult {
 
 // attackPhase is one phase's figures, as the report shows them.
 type attackPhase struct {
-	Name        string       `json:"name"`
-	Attacker    attackResult `json:"attacker"`
-	Unloaded    *summary     `json:"agent_rtt_unloaded"` // right before the phase
-	IdleRSS     int64        `json:"relay_idle_rss_bytes"`
-	PeakRSS     int64        `json:"relay_peak_rss_bytes"`
-	Agent       *summary     `json:"agent_rtt"`
-	AgentErrors int          `json:"agent_errors"`
-	RelayStats  relay.Stats  `json:"relay_stats"`
-	Rejects     int          `json:"audit_reject_events,omitempty"`
-	RejectCount int          `json:"audit_reject_count,omitempty"`
-	Verdict     []string     `json:"verdict"`
+	Name     string       `json:"name"`
+	Attacker attackResult `json:"attacker"`
+	Unloaded *summary     `json:"agent_rtt_unloaded"` // right before the phase
+	// Control is the agent's round trips while the same attack went to a
+	// decoy relay beside the attacker (-attack-control): the share of the
+	// agent's p99 that the attacker's presence on this machine costs.
+	Control     *summary    `json:"agent_rtt_control,omitempty"`
+	IdleRSS     int64       `json:"relay_idle_rss_bytes"`
+	PeakRSS     int64       `json:"relay_peak_rss_bytes"`
+	Agent       *summary    `json:"agent_rtt"`
+	AgentErrors int         `json:"agent_errors"`
+	RelayStats  relay.Stats `json:"relay_stats"`
+	Rejects     int         `json:"audit_reject_events,omitempty"`
+	RejectCount int         `json:"audit_reject_count,omitempty"`
+	Verdict     []string    `json:"verdict"`
 	// RelayCPU and AttackerCPU are the processes' CPU over the phase, in
 	// percent of one core: on one machine the attacker's handshakes
 	// compete with the agent for the same cores as the relay's do.
@@ -449,6 +453,19 @@ func (r *runner) runAttack(ctx context.Context) error {
 		return err
 	}
 	r.onStop(att.stop)
+	var decoyAtt *proc
+	var decoyPid int
+	if r.o.attackCtl {
+		decoy, dinfo, err := r.startRelay("attack-decoy")
+		if err != nil {
+			return err
+		}
+		if decoyAtt, err = startChild(r.dir, "decoy-attacker", "attacker", attackerConfig{Relay: dinfo.Addr, Pin: dinfo.Pin}, &struct{}{}); err != nil {
+			return err
+		}
+		r.onStop(decoyAtt.stop)
+		decoyPid = decoy.pid
+	}
 	defer pl.undo()
 	for _, p := range []struct {
 		pid            int
@@ -460,7 +477,12 @@ func (r *runner) runAttack(ctx context.Context) error {
 		{r.upstream.pid, false, true, false},
 		{os.Getpid(), false, true, false},
 		{att.pid, false, false, true},
+		{decoyPid, false, false, true},
+		{pidOf(decoyAtt), false, false, true},
 	} {
+		if p.pid == 0 {
+			continue
+		}
 		if err := pl.put(p.pid, p.relay, p.low, p.restore); err != nil {
 			return fmt.Errorf("attack: placing processes on CPUs: %w (run with -attack-pin=false)", err)
 		}
@@ -516,6 +538,23 @@ func (r *runner) runAttack(ctx context.Context) error {
 		// measured close in time.
 		base, _ := roundTrips(conn, phaseSecs)
 		p.Unloaded = base.summary()
+		if decoyAtt != nil {
+			// The same attack on the decoy, as the agent's round trips go
+			// through the real relay: the cost of the attacker's presence.
+			var res attackResult
+			done := make(chan struct{})
+			var ctl latencies
+			go func() {
+				defer close(done)
+				ctl, _ = roundTrips(conn, phaseSecs)
+			}()
+			if err := decoyAtt.commandWait(ph.cmd, &res, phaseSecs+2*time.Minute); err != nil {
+				return fmt.Errorf("attack %s on the decoy: %w", ph.name, err)
+			}
+			<-done
+			p.Control = ctl.summary()
+			time.Sleep(3 * time.Second)
+		}
 		stopSample := sampleRSS(rl, &p.PeakRSS)
 		cpu0, acpu0, t0 := rl.cpuTime(), att.cpuTime(), time.Now()
 		done := make(chan struct{})
@@ -558,8 +597,12 @@ func (r *runner) runAttack(ctx context.Context) error {
 		p.Rejects, p.RejectCount = after.events-before.events, after.count-before.count
 		p.verdict(rep)
 		rep.Phases = append(rep.Phases, p)
-		r.logf("attack %-9s relay peak %s (idle %s); agent p99 %.0f us (unloaded right before %.0f); attacker %+v; %s",
-			ph.name, mib(p.PeakRSS), mib(p.IdleRSS), p.Agent.P99, p.Unloaded.P99, p.Attacker, strings.Join(p.Verdict, "; "))
+		ctlNote := ""
+		if p.Control != nil {
+			ctlNote = fmt.Sprintf("; with the attack on a decoy %.0f us", p.Control.P99)
+		}
+		r.logf("attack %-9s relay peak %s (idle %s); agent p99 %.0f us (unloaded right before %.0f%s); attacker %+v; %s",
+			ph.name, mib(p.PeakRSS), mib(p.IdleRSS), p.Agent.P99, p.Unloaded.P99, ctlNote, p.Attacker, strings.Join(p.Verdict, "; "))
 	}
 	for _, p := range rep.Phases {
 		for _, v := range p.Verdict {
@@ -601,6 +644,13 @@ func (p *attackPhase) verdict(rep *attackReport) {
 		intervals := int(p.Duration/(10*time.Second)) + 2
 		check(p.Rejects <= 2*attackSources*intervals, "%d refusals in %d session.reject events (%.0f per event; %d sources)", p.RejectCount, p.Rejects, per, attackSources)
 	}
+}
+
+func pidOf(p *proc) int {
+	if p == nil {
+		return 0
+	}
+	return p.pid
 }
 
 // roundTrips runs 1 KiB echoes on conn for d, every echo checked.
@@ -685,8 +735,8 @@ func printAttack(w io.Writer, rep *attackReport) {
 	}
 	fmt.Fprintf(w, "\n### Under attack (relay defaults; agent 1 KiB round trips: unloaded p50 %.0f us, p99 %.0f us; relay idle %s; %s)\n\n",
 		rep.Unloaded.P50, rep.Unloaded.P99, mib(rep.IdleRSS), rep.Placement)
-	fmt.Fprintln(w, "| phase | attacker | relay peak RSS | agent p50 | agent p99 (× unloaded right before) | CPU relay / attacker | relay refused / retried | audit | verdict |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| phase | attacker | relay peak RSS | agent p50 | agent p99 (× unloaded right before) | agent p99, attack on a decoy | CPU relay / attacker | relay refused / retried | audit | verdict |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, p := range rep.Phases {
 		a := p.Attacker
 		var what string
@@ -702,11 +752,15 @@ func printAttack(w io.Writer, rep *attackReport) {
 		if p.Agent != nil {
 			p50, p99, f = p.Agent.P50, p.Agent.P99, p.Agent.P99/p.Unloaded.P99
 		}
+		ctl := "not run (-attack-control)"
+		if p.Control != nil {
+			ctl = fmt.Sprintf("%.0f us (%.2f×)", p.Control.P99, p.Control.P99/p.Unloaded.P99)
+		}
 		audit := ""
 		if p.Rejects > 0 {
 			audit = fmt.Sprintf("%d session.reject events for %d refusals", p.Rejects, p.RejectCount)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.0f us | %.0f us (%.2f× %.0f us) | %.0f%% / %.0f%% | %d / %d | %s | %s |\n", p.Name, what, mib(p.PeakRSS), p50, p99, f, p.Unloaded.P99,
+		fmt.Fprintf(w, "| %s | %s | %s | %.0f us | %.0f us (%.2f× %.0f us) | %s | %.0f%% / %.0f%% | %d / %d | %s | %s |\n", p.Name, what, mib(p.PeakRSS), p50, p99, f, p.Unloaded.P99, ctl,
 			p.RelayCPU, p.AttackerCPU, p.RelayStats.Refused, p.RelayStats.Retried, audit, strings.Join(p.Verdict, "; "))
 	}
 }

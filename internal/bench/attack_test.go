@@ -16,14 +16,15 @@ import (
 // sizes and checks what the instrument measured: the attacker's Hellos all
 // answered with a Reject, the relay's audit trail summing exactly those
 // refusals in fewer events than there were refusals, and the memory and
-// latency figures present. Its verdicts on the numbers are not asserted:
+// latency figures present, with the control run against a decoy relay
+// (-attack-control). Its verdicts on the numbers are not asserted:
 // on a loaded machine the p99 bound may fail, which the bench reports as
 // an error of the run.
 func TestAttackRun(t *testing.T) {
 	t.Parallel()
 	out := filepath.Join(t.TempDir(), "bench.json")
 	var stdout, stderr bytes.Buffer
-	Main([]string{"-quick", "-phases", "none", "-attack", "badtokens", "-attack-pin=false", "-json", out}, &stdout, &stderr)
+	Main([]string{"-quick", "-phases", "none", "-attack", "badtokens", "-attack-pin=false", "-attack-control", "-json", out}, &stdout, &stderr)
 	b, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatalf("%v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
@@ -54,8 +55,13 @@ func TestAttackRun(t *testing.T) {
 	if p.Attacker.Rejected > 2*attackSources && p.Rejects >= p.RejectCount {
 		t.Errorf("%d session.reject events for %d refusals: not aggregated per source", p.Rejects, p.RejectCount)
 	}
-	if p.PeakRSS == 0 || p.IdleRSS == 0 || p.Agent == nil || p.Unloaded == nil || len(p.Verdict) == 0 {
+	if p.PeakRSS == 0 || p.IdleRSS == 0 || p.Agent == nil || p.Unloaded == nil || p.Control == nil || len(p.Verdict) == 0 {
 		t.Errorf("phase figures missing: %+v", p)
+	}
+	// The decoy took the control run's attack, the agent's relay none of
+	// it: its trail has no more refusals than the attacker's real phase.
+	if p.RejectCount > p.Attacker.Sent {
+		t.Errorf("the relay's trail sums %d refusals, more than the %d Hellos of its own phase: the decoy's attack reached it", p.RejectCount, p.Attacker.Sent)
 	}
 	if !strings.Contains(stdout.String(), "### Under attack") {
 		t.Errorf("no attack table in the report:\n%s", stdout.String())
