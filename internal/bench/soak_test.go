@@ -112,4 +112,18 @@ func TestSoakJudge(t *testing.T) {
 			t.Errorf("%s: flat %v, want %v (%q)", c.name, rep.Flat, c.flat, rep.Verdict)
 		}
 	}
+	// The relays' RSS may also grow by the collector's floor of headroom,
+	// per relay: two of 40 MiB, +50% and 2 x 48 MiB.
+	for _, c := range []struct {
+		end  int64 // each relay's RSS at the end
+		flat bool
+	}{{108 << 20, true}, {109 << 20, false}} {
+		rep := &soakReport{Roles: []string{"driver", "relays", "relays"}}
+		rep.Samples[0] = row(100, 20, 100<<20)
+		rep.Samples[2] = []soakSample{{Goroutines: 100, FDs: 20, RSS: 100 << 20}, {Goroutines: 50, FDs: 10, RSS: c.end}, {Goroutines: 50, FDs: 10, RSS: c.end}}
+		rep.judge()
+		if rep.Flat != c.flat {
+			t.Errorf("relays at %d MiB each from 40: flat %v, want %v (%q)", c.end>>20, rep.Flat, c.flat, rep.Verdict)
+		}
+	}
 }
