@@ -654,8 +654,10 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 
 // SyncAudit returns once every audit event emitted before the call has
 // been handed to Config.Audit (and AuditQueue.Flush called); refusals
-// counted for the current RejectInterval are written first. Tests, and
-// programs that read the trail they just caused, call it.
+// counted for the current RejectInterval are written first, which ends
+// that interval early (Limits.RejectsPerSource then weighs it as the
+// previous one). Tests, and programs that read the trail they just
+// caused, call it.
 func (r *Relay) SyncAudit() {
 	r.rejects.flush()
 	if r.auditQ != nil {
