@@ -453,18 +453,16 @@ func (r *runner) runAttack(ctx context.Context) error {
 		return err
 	}
 	r.onStop(att.stop)
-	var decoyAtt *proc
-	var decoyPid int
+	var decoy, decoyAtt *proc // -attack-control
 	if r.o.attackCtl {
-		decoy, dinfo, err := r.startRelay("attack-decoy")
-		if err != nil {
+		var dinfo relayReady
+		if decoy, dinfo, err = r.startRelay("attack-decoy"); err != nil {
 			return err
 		}
 		if decoyAtt, err = startChild(r.dir, "decoy-attacker", "attacker", attackerConfig{Relay: dinfo.Addr, Pin: dinfo.Pin}, &struct{}{}); err != nil {
 			return err
 		}
 		r.onStop(decoyAtt.stop)
-		decoyPid = decoy.pid
 	}
 	defer pl.undo()
 	for _, p := range []struct {
@@ -477,11 +475,11 @@ func (r *runner) runAttack(ctx context.Context) error {
 		{r.upstream.pid, false, true, false},
 		{os.Getpid(), false, true, false},
 		{att.pid, false, false, true},
-		{decoyPid, false, false, true},
+		{pidOf(decoy), false, false, true},
 		{pidOf(decoyAtt), false, false, true},
 	} {
 		if p.pid == 0 {
-			continue
+			continue // no decoy
 		}
 		if err := pl.put(p.pid, p.relay, p.low, p.restore); err != nil {
 			return fmt.Errorf("attack: placing processes on CPUs: %w (run with -attack-pin=false)", err)
@@ -646,6 +644,7 @@ func (p *attackPhase) verdict(rep *attackReport) {
 	}
 }
 
+// pidOf is p's process ID, 0 for none.
 func pidOf(p *proc) int {
 	if p == nil {
 		return 0

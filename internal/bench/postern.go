@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/postern/postern/internal/config"
-	"github.com/postern/postern/internal/gcfloor"
 	"io"
 	"log/slog"
 	"os"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/gcfloor"
 	"github.com/postern/postern/internal/measure"
 	"github.com/postern/postern/mesh"
 	"github.com/postern/postern/mesh/connector"

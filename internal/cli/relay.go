@@ -52,10 +52,11 @@ func runRelay(ctx context.Context, env Env, args []string) int {
 		return failf(env, ExitUsage, "relay: %v", err)
 	}
 	log := newLogger(env.Stderr, cfg.Log)
-	if cfg.GCHeadroom > 0 && os.Getenv("GOGC") != "" {
+	gc := gcfloor.Start(cfg.GCHeadroom)
+	defer gc.Stop()
+	if gc == nil && cfg.GCHeadroom > 0 { // Start stands aside for GOGC
 		log.Info("relay: GOGC is set: gc_headroom_mib does not apply", "GOGC", os.Getenv("GOGC"))
 	}
-	defer gcfloor.Start(cfg.GCHeadroom).Stop()
 
 	loaded, _ := dirState(cfg.PolicyDir)
 	set, err := config.LoadPolicies(cfg.PolicyDir, cfg.PolicyOptions)

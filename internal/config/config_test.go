@@ -268,8 +268,7 @@ func TestRelaySelfSigned(t *testing.T) {
 	}
 }
 
-// TestRelayErrors: every bad file gives an error naming the file, the line
-// and the field.
+// TestRelayGCHeadroomOff: gc_headroom_mib -1 turns the floor off.
 func TestRelayGCHeadroomOff(t *testing.T) {
 	f := newFixture(t)
 	r, err := LoadRelay(f.write(t, "relay.yaml", "tokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: policies}\ngc_headroom_mib: -1\n"))
@@ -281,6 +280,8 @@ func TestRelayGCHeadroomOff(t *testing.T) {
 	}
 }
 
+// TestRelayErrors: every bad file gives an error naming the file, the line
+// and the field.
 func TestRelayErrors(t *testing.T) {
 	base := "tokens: {audience: postern, jwks_file: jwks.json}\npolicy: {dir: policies}\n"
 	tests := []struct {

@@ -7,8 +7,8 @@
 // quic-go allocate some 60 MB/s. With GOGC's default that is several
 // collections a second, each with a mark phase of milliseconds that, on a
 // relay with one CPU, stands in the way of the packets of the sessions
-// already running. With a floor of 64 MiB the collections are a fraction
-// as many, and a large live heap (thousands of connections) still gets
+// already running. With a floor of 48 MiB (the relay's default) the
+// collections are a fraction as many, and a large live heap (thousands of connections) still gets
 // GOGC's proportional target: the floor adds at most that much to the
 // process's peak, not a multiple of it.
 //

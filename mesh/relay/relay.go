@@ -240,11 +240,12 @@ type Limits struct {
 	// (a connection that sends no Hello by HandshakeTimeout, or a TCP
 	// connection that has not finished its TLS handshake by then, counts
 	// as one); past it the relay refuses its new connections, QUIC and TLS
-	// over TCP, until its refusals age below it. The interval slides:
-	// those of the audit's previous interval count in proportion to how
-	// much of it is still within one interval of now. Over QUIC after a Retry proves the
-	// address, so that spoofed packets cannot shut a victim out, over TCP
-	// at once (its handshake proved the address), before any TLS work.
+	// over TCP, until its refusals age below it (the interval slides:
+	// the audit's previous interval counts in proportion to how much of
+	// it is still within one interval of now). Over QUIC that comes
+	// after a Retry proves the address, so that spoofed packets cannot
+	// shut a victim out; over TCP at once (its handshake proved the
+	// address), before any TLS work.
 	// Sessions already verified are not touched. Default 16; negative
 	// means no such refusal.
 	RejectsPerSource int
@@ -745,9 +746,15 @@ const noHelloMsg = "no hello within the handshake time"
 // (Limits.RejectsPerSource) and in the audit trail's per-source
 // session.reject events.
 func (r *Relay) recordReject(conn quicnet.Session, role, subject string, rej *wire.Reject) {
-	r.rejects.reject(sourceOf(conn.RemoteAddr()), role, rej.Reason, []slog.Attr{
-		slog.String("remote", conn.RemoteAddr().String()), slog.String("role", role), slog.String("subject", subject),
-		slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message)})
+	r.rejectFrom(conn.RemoteAddr(), role, subject, rej)
+}
+
+// rejectFrom is recordReject for a peer known by its address alone; extra
+// attributes join the full event's.
+func (r *Relay) rejectFrom(remote net.Addr, role, subject string, rej *wire.Reject, extra ...slog.Attr) {
+	r.rejects.reject(sourceOf(remote), role, rej.Reason, append([]slog.Attr{
+		slog.String("remote", remote.String()), slog.String("role", role), slog.String("subject", subject),
+		slog.String("code", rej.Code.Text()), slog.String("reason", rej.Reason), slog.String("message", rej.Message)}, extra...))
 }
 
 const noTLSMsg = "no TLS handshake within the handshake time"
@@ -758,9 +765,8 @@ const noTLSMsg = "no TLS handshake within the handshake time"
 // its source in the same way (the TCP handshake proved the address).
 func (r *Relay) tlsTimeout(remote net.Addr) {
 	r.m.handshakeFailed("", "handshake_timeout")
-	r.rejects.reject(sourceOf(remote), "", "handshake_timeout", []slog.Attr{
-		slog.String("remote", remote.String()), slog.String("role", ""), slog.String("subject", ""), slog.String("transport", transport.NetworkTCP),
-		slog.String("code", wire.CodeTimeout.Text()), slog.String("reason", "handshake_timeout"), slog.String("message", noTLSMsg)})
+	r.rejectFrom(remote, "", "", &wire.Reject{Code: wire.CodeTimeout, Reason: "handshake_timeout", Message: noTLSMsg},
+		slog.String("transport", transport.NetworkTCP))
 }
 
 // serveConn runs one client connection from handshake to end.
