@@ -109,7 +109,7 @@ Flags:
 	fs.StringVar(&o.sshCipher, "ssh-cipher", "", "ssh -c cipher for the ssh path (default: ssh's own choice)")
 	fs.StringVar(&o.audit, "audit", "file", "Postern relay audit trail: file (JSON lines in the work directory) or discard (JSON handler to io.Discard)")
 	fs.IntVar(&o.policies, "policies", 0, "extra Cedar policies loaded in the Postern relay (that decide nothing for the bench agent)")
-	fs.StringVar(&o.profileDir, "cpuprofile", "", "write CPU profiles to this `dir`: the relays, connectors, tunnel endpoints and agents during an extra, unmeasured round of the bulk and 1 KiB RTT tests, and the relay while the scale test idles and opens")
+	fs.StringVar(&o.profileDir, "cpuprofile", "", "write CPU profiles (and, beside each, allocation profiles at its start and end) to this `dir`: the relays, connectors, tunnel endpoints and agents during an extra, unmeasured round of the bulk and 1 KiB RTT tests, and the relay while the scale test idles and opens")
 	attackList := fs.String("attack", "", "comma-separated attack phases against a relay of its own with default limits, while an agent runs 1 KiB round trips: "+strings.Join(allAttacks, ",")+" (or all)")
 	fs.BoolVar(&o.attackPin, "attack-pin", true, "in the attack test, give the relay the last CPU to itself and run the attacker under SCHED_IDLE on the others, beside the agent, connector and upstream, so that the attacker's own work does not take the agent's cores (as from another machine)")
 	fs.BoolVar(&o.attackCtl, "attack-control", false, "in the attack test, run each phase first against a decoy relay placed with the attacker, while the agent's round trips go through the real one: what the attacker's presence on this machine costs the agent, which an attacker on another machine would not")

@@ -105,7 +105,10 @@ func runChild(name string, stdin io.Reader, stdout, stderr io.Writer) int {
 		stop()
 		return 1
 	}
-	var profile *os.File
+	var (
+		profile     *os.File
+		profilePath string
+	)
 	stopProfile := func() error {
 		if profile == nil {
 			return nil
@@ -113,6 +116,9 @@ func runChild(name string, stdin io.Reader, stdout, stderr io.Writer) int {
 		pprof.StopCPUProfile()
 		err := profile.Close()
 		profile = nil
+		if aerr := writeAllocs(profilePath, ".allocs.pprof"); err == nil {
+			err = aerr
+		}
 		return err
 	}
 	for {
@@ -130,7 +136,8 @@ func runChild(name string, stdin io.Reader, stdout, stderr io.Writer) int {
 				if err = pprof.StartCPUProfile(f); err != nil {
 					f.Close()
 				} else {
-					profile = f
+					profile, profilePath = f, arg
+					err = writeAllocs(arg, ".allocs-before.pprof")
 				}
 			}
 			if err != nil {
@@ -164,6 +171,23 @@ func runChild(name string, stdin io.Reader, stdout, stderr io.Writer) int {
 	stopProfile()
 	stop()
 	return 0
+}
+
+// writeAllocs writes the allocation profile beside a CPU profile at cpu,
+// its name ending in suffix instead of ".pprof": one at the start of the
+// CPU profile and one at its end, so that
+// "go tool pprof -base X.allocs-before.pprof X.allocs.pprof" shows what
+// was allocated while the CPU profile ran.
+func writeAllocs(cpu, suffix string) error {
+	f, err := os.Create(strings.TrimSuffix(cpu, ".pprof") + suffix)
+	if err != nil {
+		return err
+	}
+	err = pprof.Lookup("allocs").WriteTo(f, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // decodeConfig decodes a child's configuration line into v.

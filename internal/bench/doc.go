@@ -106,7 +106,11 @@
 // of every path profiled (the relays, connectors, wireguard-go endpoints
 // and agents; ssh and sshd are not Go) and its numbers dropped: no
 // measured round runs a profiler, on any path. It also profiles the relay
-// while the scale test idles and opens.
+// while the scale test idles and opens, and during each phase of the
+// attack test. Beside each child's CPU profile X.pprof go two allocation
+// profiles, X.allocs-before.pprof and X.allocs.pprof, taken as it starts
+// and ends: "go tool pprof -sample_index=alloc_space -base
+// X.allocs-before.pprof X.allocs.pprof" shows what was allocated meanwhile.
 //
 // # Children
 //
