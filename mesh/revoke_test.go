@@ -133,8 +133,12 @@ func TestRefreshWithFewerGroupsCutsStream(t *testing.T) {
 	var calls atomic.Int32
 	agent, err := mesh.NewClient(mesh.Config{Relay: m.Addr(), Pin: m.Pin, TokenSource: func(context.Context) (string, error) {
 		if calls.Add(1) == 1 {
-			// Refreshed at 4/5 of its life.
-			return m.Token(identity.Claims{Subject: "shrinking", Role: identity.RoleAgent, Groups: []string{"coding-agents"}, ExpiresAt: time.Now().Add(2 * time.Second)}), nil
+			// Refreshed at 4/5 of its life, and no sooner than 1s. The
+			// claim is in whole seconds, so this token lives 3 to 4s: the
+			// refresh comes 0.6s or more before it expires, time enough
+			// on a loaded machine. (A 2s token, living 1 to 2s, could be
+			// refreshed only as it expired.)
+			return m.Token(identity.Claims{Subject: "shrinking", Role: identity.RoleAgent, Groups: []string{"coding-agents"}, ExpiresAt: time.Now().Add(4 * time.Second)}), nil
 		}
 		return m.Token(identity.Claims{Subject: "shrinking", Role: identity.RoleAgent, Groups: []string{"interns"}}), nil
 	}})
