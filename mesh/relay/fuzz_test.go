@@ -53,7 +53,7 @@ func FuzzHello(f *testing.F) {
 	r.limits.fill()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// No key is proven here: a bound token must never be accepted.
-		hello, claims, rej := r.handshake(bytes.NewReader(data), "")
+		hello, claims, rej := r.handshake(context.Background(), bytes.NewReader(data), "")
 		if rej == nil {
 			if claims == nil {
 				t.Fatal("accepted without claims")

@@ -795,7 +795,7 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 	var verified atomic.Bool
 	stopWatch := watchEarlyStreams(ctx, conn, &verified)
 	proven := provenKey(conn.TLSState())
-	hello, claims, rej := r.handshake(ctrl, proven)
+	hello, claims, rej := r.handshake(conn.Context(), ctrl, proven)
 	if rej != nil {
 		stopWatch()
 		r.m.handshakeFailed(hello.Role, rej.Reason)
@@ -865,9 +865,10 @@ func subjectOf(c *identity.Claims) string {
 	return c.Subject
 }
 
-// handshake reads and checks a Hello. On failure it returns the Reject to
-// send; hello is then what could be read of it.
-func (r *Relay) handshake(ctrl io.Reader, proven string) (*wire.Hello, *identity.Claims, *wire.Reject) {
+// handshake reads and checks a Hello on the connection whose context is
+// ctx. On failure it returns the Reject to send; hello is then what could
+// be read of it.
+func (r *Relay) handshake(ctx context.Context, ctrl io.Reader, proven string) (*wire.Hello, *identity.Claims, *wire.Reject) {
 	hello, err := readHello(ctrl, r.limits.MaxFrameSize)
 	if err != nil {
 		hello = new(wire.Hello)
@@ -900,8 +901,9 @@ func (r *Relay) handshake(ctrl io.Reader, proven string) (*wire.Hello, *identity
 		return hello, nil, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: "missing_token", Message: "the hello carries no token"}
 	}
 	// A token's signature check waits, as the TLS handshake did, for the
-	// verified sessions' packets to be handled first (package idle).
-	idle.Wait(context.Background())
+	// verified sessions' packets to be handled first (package idle), or
+	// for its connection to end.
+	idle.Wait(ctx)
 	claims, rej := r.verify(hello.Token, role)
 	if rej != nil {
 		return hello, nil, rej
