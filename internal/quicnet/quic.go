@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -282,21 +283,31 @@ func (l *Listener) handshakeTCP(c net.Conn, parent context.Context, end context.
 	}()
 	ctx, cancel := context.WithTimeout(parent, or(hsTimeout, 10*time.Second))
 	defer cancel()
+	// The TLS handshake's deadline is the connection's, and its context
+	// has none: crypto/tls closes the connection as its context ends, and
+	// a peer that saw that close could connect again before the timeout
+	// was recorded against its source. Close and the parent still end it.
+	hctx, hcancel := context.WithCancel(parent)
+	defer hcancel()
 	go func() {
 		select {
 		case <-l.done:
 			cancel()
+			hcancel()
 		case <-ctx.Done():
 		}
 	}()
+	deadline, _ := ctx.Deadline()
+	c.SetDeadline(deadline)
 	tc := tls.Server(c, l.tlsConf)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil && l.adm.TCPHandshakeTimeout != nil {
+	if err := tc.HandshakeContext(hctx); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) && parent.Err() == nil && l.adm.TCPHandshakeTimeout != nil {
 			l.adm.TCPHandshakeTimeout(c.RemoteAddr())
 		}
 		c.Close()
 		return
 	}
+	c.SetDeadline(time.Time{})
 	if tc.ConnectionState().NegotiatedProtocol != wire.ALPN {
 		c.Close() // a client that offered no ALPN
 		return
