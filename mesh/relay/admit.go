@@ -93,13 +93,17 @@ func sourceOf(a net.Addr) netip.Addr {
 // relay is under load (RetryAbove connections wait for a Hello), or once
 // this source address has its share waiting.
 func (g *gate) verifySource(a net.Addr) bool {
-	if g.retryAbove < 0 {
-		return true
-	}
 	src := sourceOf(a)
 	if g.penalized != nil && g.penalized(src) {
-		// A source refused too often proves its address first, so that
-		// the refusal that follows is of a peer really there.
+		// A source refused too often is refused at once (admit): a Retry
+		// first would cost the relay a token, another Initial to open
+		// and the same refusal after it, for nothing. A spoofed Initial
+		// from such a source gets one refusal, no larger than itself,
+		// sent to an address that is refused anyway; it cannot make a
+		// source penalized, which takes verified handshakes.
+		return false
+	}
+	if g.retryAbove < 0 {
 		g.retried.Add(1)
 		return true
 	}
@@ -141,10 +145,10 @@ func (g *gate) tcpConnContext(ctx context.Context, remote net.Addr) (context.Con
 
 // admit gives a connection from src a place in the gate, held by a ticket
 // in the returned context until its Hello is verified (admitted) or ctx
-// ends. Only a validated source is refused for its past refusals: an
-// unvalidated one may be spoofed, and is asked for a Retry instead.
+// ends. A source past Limits.RejectsPerSource is refused whether or not
+// its address was validated (verifySource).
 func (g *gate) admit(ctx context.Context, src netip.Addr, validated bool, via int) (context.Context, error) {
-	if validated && g.penalized != nil && g.penalized(src) {
+	if g.penalized != nil && g.penalized(src) {
 		g.refused[via].penalized.Add(1)
 		return nil, errRefused
 	}

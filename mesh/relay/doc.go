@@ -111,9 +111,9 @@
 //   - A source whose Hellos were refused RejectsPerSource times (16) in
 //     the last [Config.RejectInterval] (a sliding one), over either
 //     transport, has its new connections refused until its refusals age
-//     below that, over QUIC after a
-//     Retry and over TCP at once, before any TLS work: switching
-//     transports does not escape it. Its verified sessions go on. A
+//     below that, at once and before any TLS work (over QUIC with no
+//     Retry first, which would only add a round trip before the same
+//     refusal): switching transports does not escape it. Its verified sessions go on. A
 //     connection that reaches the Hello deadline without a Hello, or a
 //     TCP connection without a finished TLS handshake, counts as a
 //     refused one (reason handshake_timeout), in the trail too.

@@ -176,6 +176,36 @@ func TestGate(t *testing.T) {
 	}
 }
 
+// TestGatePenalizedQUIC: a QUIC client from a source past
+// RejectsPerSource is refused without a Retry first, validated or not,
+// even while every other new client is asked for one; the refusal is
+// counted as a penalty, not at a cap.
+func TestGatePenalizedQUIC(t *testing.T) {
+	for _, retryAbove := range []int{4, 0, -1} {
+		g := newGate(Limits{MaxUnverified: 6, MaxUnverifiedPerSource: 2, RetryAbove: retryAbove})
+		bad := netip.MustParseAddr("10.0.0.9")
+		g.penalized = func(a netip.Addr) bool { return a == bad }
+		if g.verifySource(udp("10.0.0.9:1")) {
+			t.Fatalf("RetryAbove %d: a penalized source was asked for a Retry", retryAbove)
+		}
+		if retryAbove <= 0 && !g.verifySource(udp("10.0.0.1:1")) {
+			t.Fatalf("RetryAbove %d: a new source was not asked for a Retry", retryAbove)
+		}
+		for _, validated := range []bool{false, true} {
+			_, err := g.connContext(context.Background(), &quic.ClientInfo{RemoteAddr: udp("10.0.0.9:2"), AddrVerified: validated})
+			if !errors.Is(err, errRefused) {
+				t.Fatalf("RetryAbove %d, validated %v: penalized source admitted (%v)", retryAbove, validated, err)
+			}
+		}
+		if p, c := g.refused[viaQUIC].penalized.Load(), g.refused[viaQUIC].capped.Load(); p != 2 || c != 0 {
+			t.Fatalf("RetryAbove %d: %d penalized and %d capped refusals, want 2 and 0", retryAbove, p, c)
+		}
+		if g.unverified() != 0 {
+			t.Fatalf("RetryAbove %d: refused connections hold %d places", retryAbove, g.unverified())
+		}
+	}
+}
+
 func tcp(s string) net.Addr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
 
 // TestGateTCP: TCP connections take places in the same gate as QUIC ones,

@@ -242,10 +242,10 @@ type Limits struct {
 	// as one); past it the relay refuses its new connections, QUIC and TLS
 	// over TCP, until its refusals age below it (the interval slides:
 	// the audit's previous interval counts in proportion to how much of
-	// it is still within one interval of now). Over QUIC that comes
-	// after a Retry proves the address, so that spoofed packets cannot
-	// shut a victim out; over TCP at once (its handshake proved the
-	// address), before any TLS work.
+	// it is still within one interval of now). The refusal comes at
+	// once, before any TLS work and over QUIC without a Retry first;
+	// only verified handshakes count towards it, so spoofed packets
+	// cannot shut a victim out.
 	// Sessions already verified are not touched. Default 16; negative
 	// means no such refusal.
 	RejectsPerSource int
