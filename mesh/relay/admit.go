@@ -91,7 +91,8 @@ func sourceOf(a net.Addr) netip.Addr {
 
 // verifySource is quic.Transport.VerifySourceAddress: a Retry once the
 // relay is under load (RetryAbove connections wait for a Hello), or once
-// this source address has its share waiting.
+// this source address has its share waiting; never for a source past
+// Limits.RejectsPerSource, which admit refuses.
 func (g *gate) verifySource(a net.Addr) bool {
 	src := sourceOf(a)
 	if g.penalized != nil && g.penalized(src) {

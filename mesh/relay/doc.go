@@ -113,10 +113,11 @@
 //     transport, has its new connections refused until its refusals age
 //     below that, at once and before any TLS work (over QUIC with no
 //     Retry first, which would only add a round trip before the same
-//     refusal): switching transports does not escape it. Its verified sessions go on. A
-//     connection that reaches the Hello deadline without a Hello, or a
-//     TCP connection without a finished TLS handshake, counts as a
-//     refused one (reason handshake_timeout), in the trail too.
+//     refusal): switching transports does not escape it. Its verified
+//     sessions go on. A connection that reaches the Hello deadline
+//     without a Hello, or a TCP connection without a finished TLS
+//     handshake, counts as a refused one (reason handshake_timeout), in
+//     the trail too.
 //   - CPU: a handshake's key exchange, its signature, and a Hello's
 //     token check each go after the packets of the sessions already
 //     running: each waits until the Go scheduler has polled the network
