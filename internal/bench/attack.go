@@ -759,7 +759,11 @@ func printAttack(w io.Writer, rep *attackReport) {
 		if p.Rejects > 0 {
 			audit = fmt.Sprintf("%d session.reject events for %d refusals", p.Rejects, p.RejectCount)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.0f us | %.0f us (%.2f× %.0f us) | %s | %.0f%% / %.0f%% | %d / %d | %s | %s |\n", p.Name, what, mib(p.PeakRSS), p50, p99, f, p.Unloaded.P99, ctl,
-			p.RelayCPU, p.AttackerCPU, p.RelayStats.Refused, p.RelayStats.Retried, audit, strings.Join(p.Verdict, "; "))
+		refused := fmt.Sprint(p.RelayStats.Refused)
+		if n := p.RelayStats.RefusedBudget; n > 0 {
+			refused += fmt.Sprintf(" (%d for the handshake budget)", n)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %.0f us | %.0f us (%.2f× %.0f us) | %s | %.0f%% / %.0f%% | %s / %d | %s | %s |\n", p.Name, what, mib(p.PeakRSS), p50, p99, f, p.Unloaded.P99, ctl,
+			p.RelayCPU, p.AttackerCPU, refused, p.RelayStats.Retried, audit, strings.Join(p.Verdict, "; "))
 	}
 }

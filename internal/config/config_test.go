@@ -185,6 +185,8 @@ limits:
   streams_per_subject: 100
   refreshes_per_minute: 6
   rejects_per_source: 3
+  flood_rejects: 50
+  handshake_budget: 5
 audit_queue: {size: 100, full: drop, reject_interval: 30s}
 hide_denied: true
 `))
@@ -193,7 +195,8 @@ hide_denied: true
 	}
 	l := r.Limits
 	if l.MaxUnverified != 500 || l.MaxUnverifiedPerSource != 8 || l.RetryAbove != -1 || l.InitialStreamWindow != 16384 || l.InitialConnWindow != 65536 ||
-		l.SessionsPerSubject != 4 || l.StreamsPerSubject != 100 || l.RefreshesPerMinute != 6 || l.RejectsPerSource != 3 {
+		l.SessionsPerSubject != 4 || l.StreamsPerSubject != 100 || l.RefreshesPerMinute != 6 || l.RejectsPerSource != 3 ||
+		l.FloodRejects != 50 || l.HandshakeBudget != 5 {
 		t.Errorf("limits %+v", l)
 	}
 	if got := fmt.Sprint(l.ConnectorNetworks); got != "[10.1.0.0/16 192.0.2.7/32 2001:db8::/32]" {

@@ -112,6 +112,8 @@ type LimitsFile struct {
 	StreamsPerSubject  int      `yaml:"streams_per_subject"`
 	RefreshesPerMinute int      `yaml:"refreshes_per_minute"`
 	RejectsPerSource   int      `yaml:"rejects_per_source"`
+	FloodRejects       int      `yaml:"flood_rejects"`
+	HandshakeBudget    int      `yaml:"handshake_budget"`
 }
 
 // AuditQueueFile is relay.AuditQueue as written.
@@ -320,6 +322,8 @@ func LoadRelay(path string) (*Relay, error) {
 		StreamsPerSubject:      l.StreamsPerSubject,
 		RefreshesPerMinute:     l.RefreshesPerMinute,
 		RejectsPerSource:       l.RejectsPerSource,
+		FloodRejects:           l.FloodRejects,
+		HandshakeBudget:        l.HandshakeBudget,
 	}
 	if lim := r.Limits; lim.MaxUnverified > 0 || lim.RetryAbove > 0 {
 		unv := lim.MaxUnverified

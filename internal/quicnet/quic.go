@@ -512,10 +512,20 @@ func dialQUIC(ctx context.Context, addr string, tlsConf *tls.Config, cfg *transp
 	c.NextProtos = []string{wire.ALPN}
 	conn, err := quic.DialAddr(ctx, addr, c, QUICConfig(cfg))
 	if err != nil {
+		if te := (*quic.TransportError)(nil); errors.As(err, &te) && te.Remote && te.ErrorCode == quic.ConnectionRefused {
+			return nil, fmt.Errorf("quicnet: dial %s: %s: %w", addr, refusedMsg, err)
+		}
 		return nil, fmt.Errorf("quicnet: dial %s: %w", addr, err)
 	}
 	return QUICSession{conn}, nil
 }
+
+// refusedMsg says what a relay's CONNECTION_REFUSED means: its gate for
+// connections that have shown no token refused this one before any TLS
+// work.
+const refusedMsg = "the relay refused the connection before its handshake " +
+	"(too many connections wait for their hello, this address had too many refused, " +
+	"or the relay is under a flood of refused handshakes and admits new addresses slowly); try again later"
 
 // dialTCP connects over TLS 1.3 on TCP and sets up the mux, within the
 // handshake timeout.

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -44,6 +45,13 @@ type gate struct {
 	max, perSource, retryAbove int
 	penalized                  func(netip.Addr) bool // a source refused too often: refuse it at once
 
+	// While flooded, connections from sources not familiar take a place
+	// in budget, or are refused (flood.go). budget is nil when
+	// Limits.HandshakeBudget is negative.
+	flooded  func() bool
+	familiar *familiar
+	budget   *budget
+
 	mu       sync.Mutex
 	pending  int
 	bySource map[netip.Addr]*sourceCount
@@ -53,16 +61,31 @@ type gate struct {
 }
 
 // reasonPenalized labels the refusals of a source past
-// Limits.RejectsPerSource in the metrics.
-const reasonPenalized = "rejects_per_source"
+// Limits.RejectsPerSource in the metrics, reasonBudget those of an
+// unfamiliar source while the relay is flooded and its
+// Limits.HandshakeBudget is spent.
+const (
+	reasonPenalized = "rejects_per_source"
+	reasonBudget    = "handshake_budget"
+)
 
 // refusals counts the connections refused before their handshake: at
-// MaxUnverified or MaxUnverifiedPerSource, or from a source past
-// RejectsPerSource.
-type refusals struct{ capped, penalized atomic.Uint64 }
+// MaxUnverified or MaxUnverifiedPerSource, from a source past
+// RejectsPerSource, or for the handshake budget.
+type refusals struct{ capped, penalized, budget atomic.Uint64 }
 
 func (g *gate) refusedTotal(via int) uint64 {
-	return g.refused[via].capped.Load() + g.refused[via].penalized.Load()
+	return g.refused[via].capped.Load() + g.refused[via].penalized.Load() + g.refused[via].budget.Load()
+}
+
+func (g *gate) budgetRefused() uint64 {
+	return g.refused[viaQUIC].budget.Load() + g.refused[viaTCP].budget.Load()
+}
+
+// budgeted reports whether a new connection from src must take a place in
+// the handshake budget: the relay is flooded and src is not familiar.
+func (g *gate) budgeted(src netip.Addr) bool {
+	return g.budget != nil && g.flooded != nil && g.flooded() && !g.familiar.has(src)
 }
 
 // sourceCount is one source address's unverified connections: all of them,
@@ -73,7 +96,12 @@ func (g *gate) refusedTotal(via int) uint64 {
 type sourceCount struct{ all, validated int }
 
 func newGate(l Limits) *gate {
-	return &gate{max: l.MaxUnverified, perSource: l.MaxUnverifiedPerSource, retryAbove: l.RetryAbove, bySource: make(map[netip.Addr]*sourceCount)}
+	g := &gate{max: l.MaxUnverified, perSource: l.MaxUnverifiedPerSource, retryAbove: l.RetryAbove, bySource: make(map[netip.Addr]*sourceCount),
+		familiar: newFamiliar(time.Now)}
+	if l.HandshakeBudget > 0 {
+		g.budget = newBudget(l.HandshakeBudget, time.Now)
+	}
+	return g
 }
 
 func sourceOf(a net.Addr) netip.Addr {
@@ -103,6 +131,17 @@ func (g *gate) verifySource(a net.Addr) bool {
 		// sent to an address that is refused anyway; it cannot make a
 		// source penalized, which takes verified handshakes.
 		return false
+	}
+	if g.budgeted(src) {
+		// Flooded, and src unfamiliar: with no place in the budget it
+		// is refused at once (admit), as a penalized source is; with
+		// one, it proves its address before it may take it, so that
+		// spoofed Initials cannot spend the budget.
+		if !g.budget.available() {
+			return false
+		}
+		g.retried.Add(1)
+		return true
 	}
 	if g.retryAbove < 0 {
 		g.retried.Add(1)
@@ -151,6 +190,12 @@ func (g *gate) tcpConnContext(ctx context.Context, remote net.Addr) (context.Con
 func (g *gate) admit(ctx context.Context, src netip.Addr, validated bool, via int) (context.Context, error) {
 	if g.penalized != nil && g.penalized(src) {
 		g.refused[via].penalized.Add(1)
+		return nil, errRefused
+	}
+	// An unvalidated client here while budgeted was refused a Retry
+	// for want of a place (verifySource).
+	if g.budgeted(src) && (!validated || !g.budget.take()) {
+		g.refused[via].budget.Add(1)
 		return nil, errRefused
 	}
 	g.mu.Lock()

@@ -2,12 +2,16 @@ package relay_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 
 	"github.com/postern/postern"
@@ -254,5 +258,126 @@ func TestNoHelloCountsAsRefusal(t *testing.T) {
 	}
 	if count != 2 {
 		t.Fatalf("session.reject events %v sum %d refusals, want 2", events, count)
+	}
+}
+
+// dialLocal completes a QUIC handshake with the relay from a UDP socket
+// on local (a loopback address: all of 127/8 is this host's, and the
+// mesh's clients come from 127.0.0.1), with cfg, and sends nothing. The
+// connection and its socket close when the test ends.
+func dialLocal(t *testing.T, m *meshtest.Mesh, local string, cfg *quic.Config) (*quic.Conn, error) {
+	t.Helper()
+	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(local), 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: pc}
+	t.Cleanup(func() { tr.Close(); pc.Close() })
+	tlsConf, err := transport.Trust{Pin: m.Pin}.ClientTLS("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsConf = tlsConf.Clone()
+	tlsConf.NextProtos, tlsConf.MinVersion = []string{wire.ALPN}, tls.VersionTLS13
+	raddr, err := net.ResolveUDPAddr("udp", m.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := tr.Dial(ctx, raddr, tlsConf, cfg)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { conn.CloseWithError(0, "") })
+	return conn, nil
+}
+
+// dialFresh is dialLocal with quicnet's configuration, its connection
+// closed at once.
+func dialFresh(t *testing.T, m *meshtest.Mesh, local string) error {
+	t.Helper()
+	conn, err := dialLocal(t, m, local, quicnet.QUICConfig(nil))
+	if err == nil {
+		conn.CloseWithError(0, "")
+	}
+	return err
+}
+
+// TestFloodHoldsUnfamiliarSources: refused Hellos from all sources
+// together past Limits.FloodRejects make the relay flooded: a source that
+// never had a Hello verified is held to Limits.HandshakeBudget and
+// refused past it before any TLS work, counted under its own metrics
+// reason, while a source that did (the agents already connected) comes
+// in as before and verified sessions are untouched; the trail says when
+// the flood starts and ends, and it ends when an interval passes below
+// the threshold.
+func TestFloodHoldsUnfamiliarSources(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := meshtest.New(t, meshtest.Options{Metrics: reg, Limits: relay.Limits{RejectsPerSource: -1, FloodRejects: 3, HandshakeBudget: 1}})
+	good := m.Client(m.AgentToken("coding-agent", "coding-agents"))
+	if err := good.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := dialFresh(t, m, "127.0.0.2"); err != nil {
+		t.Fatalf("not flooded, a new source: %v", err)
+	}
+	for i := range 3 {
+		if err := m.Client("not-a-jwt").Connect(context.Background()); !errors.Is(err, postern.ErrUnauthenticated) {
+			t.Fatalf("bad token %d: %v, want postern.ErrUnauthenticated", i, err)
+		}
+	}
+	if st := m.Relay().Stats(); !st.Flooded {
+		t.Fatalf("stats %+v after 3 refused Hellos, want flooded", st)
+	}
+	// One place a second, a burst of one: quick dials from a new source
+	// soon find none.
+	refused := 0
+	for range 20 {
+		err := dialFresh(t, m, "127.0.0.3")
+		if isRefused(err) {
+			refused++
+			break
+		}
+		if err != nil {
+			t.Fatalf("flooded, unfamiliar source: %v, want success or CONNECTION_REFUSED", err)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("20 quick dials from an unfamiliar source, none refused with a budget of 1 a second")
+	}
+	// The source the verified agent came from is familiar.
+	for i := range 3 {
+		if _, err := rawDial(t, m); err != nil {
+			t.Fatalf("flooded, familiar source, dial %d: %v", i, err)
+		}
+	}
+	if _, err := good.Catalog(context.Background()); err != nil {
+		t.Fatalf("the verified session during the flood: %v", err)
+	}
+	st := m.Relay().Stats()
+	if st.RefusedBudget == 0 || st.RefusedBudget > st.Refused {
+		t.Fatalf("stats %+v: want budget refusals counted, within Refused", st)
+	}
+	if n := refusedMetric(t, reg, "quic", "handshake_budget"); n != float64(st.RefusedBudget) {
+		t.Fatalf("metric handshake_budget %v, stats %d", n, st.RefusedBudget)
+	}
+	// Two intervals end (SyncAudit ends one early): the second has no
+	// refusals, and the flood is over.
+	m.Relay().SyncAudit()
+	m.Relay().SyncAudit()
+	if st := m.Relay().Stats(); st.Flooded {
+		t.Fatalf("stats %+v after a quiet interval, want not flooded", st)
+	}
+	if err := dialFresh(t, m, "127.0.0.4"); err != nil {
+		t.Fatalf("flood over, a new source: %v", err)
+	}
+	var states []string
+	for _, ev := range m.Audit.Events(relay.EventRelayFlood) {
+		s, _ := ev["state"].(string)
+		states = append(states, s)
+	}
+	if strings.Join(states, ",") != "on,continues,off" {
+		t.Fatalf("relay.flood states %v, want on, continues, off", states)
 	}
 }

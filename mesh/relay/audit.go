@@ -54,6 +54,17 @@ const (
 	// it; empty for the default deny and for the revocation list) and
 	// duration_ms. The stream's stream.close follows, with its error.
 	EventStreamRevoked = "stream.revoked"
+	// EventRelayFlood: refused handshakes from all sources together
+	// reached Limits.FloodRejects in the last Config.RejectInterval, and
+	// new connections from sources with no Hello verified lately are held
+	// to Limits.HandshakeBudget (see Limits.FloodRejects). state is "on"
+	// when it starts, "continues" at the end of each interval it lasts
+	// through, "off" at the end of the first whole interval below it.
+	// Attributes: state, refused (refusals counted in the interval, or,
+	// for "on", in the last one as it slides), budget_refused
+	// (connections refused for the budget since the last relay.flood
+	// event), flood_rejects, handshake_budget, interval_ms.
+	EventRelayFlood = "relay.flood"
 )
 
 // emit writes one audit event. It skips what slog.Logger.LogAttrs would do

@@ -118,6 +118,15 @@
 //     without a Hello, or a TCP connection without a finished TLS
 //     handshake, counts as a refused one (reason handshake_timeout), in
 //     the trail too.
+//   - A flood spread over many sources, each under RejectsPerSource:
+//     while the refusals from all sources together reach FloodRejects
+//     (256) in the last interval, the relay is flooded, and a new
+//     connection from a source that had no Hello verified in the last
+//     half hour (an hour at most) takes a place in HandshakeBudget (32 a
+//     second, QUIC and TCP together), over QUIC after a Retry, or is
+//     refused before any TLS work. Sources that had a Hello verified
+//     lately come in as before; the trail says when a flood starts,
+//     goes on and ends (relay.flood).
 //   - CPU: a handshake's key exchange, its signature, and a Hello's
 //     token check each go after the packets of the sessions already
 //     running: each waits until the Go scheduler has polled the network

@@ -29,7 +29,9 @@ import (
 //	postern_relay_unverified_connections              gauge: connections (QUIC and TLS over TCP) waiting for their Hello
 //	postern_relay_connections_refused_total{transport,reason} counter: connections refused before their handshake
 //	                                                  (quic, tcp; unverified_connections: at a cap of the gate,
-//	                                                  rejects_per_source: from a source refused too often)
+//	                                                  rejects_per_source: from a source refused too often,
+//	                                                  handshake_budget: from an unfamiliar source while flooded)
+//	postern_relay_flooded                             gauge: 1 while refused Hellos reach limits.flood_rejects
 //	postern_relay_opens_total{binding,code}           counter: every open, by outcome (ok, denied, no_connector, upstream_failure, ...)
 //	postern_relay_open_duration_seconds{stage}        histogram: decision (policy), connector (Dial to the
 //	                                                  connector's Result, its upstream dial included),
@@ -186,6 +188,13 @@ func newMetrics(reg prometheus.Registerer, r *Relay) (*metrics, error) {
 			}
 			return 0
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_relay_flooded",
+			Help: "1 while the relay's refused Hellos in the last interval reach limits.flood_rejects: unfamiliar sources are then held to limits.handshake_budget."}, func() float64 {
+			if r.gate.flooded != nil && r.gate.flooded() {
+				return 1
+			}
+			return 0
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_relay_unverified_connections",
 			Help: "Connections, QUIC and TLS over TCP, waiting for their Hello."}, func() float64 { return float64(r.gate.unverified()) }),
 	} {
@@ -194,9 +203,9 @@ func newMetrics(reg prometheus.Registerer, r *Relay) (*metrics, error) {
 		}
 	}
 	for via, transport := range []string{"quic", "tcp"} {
-		for reason, n := range map[string]*atomic.Uint64{ReasonUnverified: &r.gate.refused[via].capped, reasonPenalized: &r.gate.refused[via].penalized} {
+		for reason, n := range map[string]*atomic.Uint64{ReasonUnverified: &r.gate.refused[via].capped, reasonPenalized: &r.gate.refused[via].penalized, reasonBudget: &r.gate.refused[via].budget} {
 			c := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "postern_relay_connections_refused_total",
-				Help:        "Connections refused before their handshake, by transport and reason (unverified_connections: at Limits.MaxUnverified or MaxUnverifiedPerSource; rejects_per_source: from a source past Limits.RejectsPerSource).",
+				Help:        "Connections refused before their handshake, by transport and reason (unverified_connections: at Limits.MaxUnverified or MaxUnverifiedPerSource; rejects_per_source: from a source past Limits.RejectsPerSource; handshake_budget: from an unfamiliar source while flooded, past Limits.HandshakeBudget).",
 				ConstLabels: prometheus.Labels{"transport": transport, "reason": reason}}, func() float64 { return float64(n.Load()) })
 			if err := reg.Register(c); err != nil {
 				return nil, err

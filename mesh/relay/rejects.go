@@ -40,12 +40,71 @@ type rejectLog struct {
 	// interval (since start) and the one before it, for the penalty.
 	hits, prevHits map[netip.Addr]int
 	start          time.Time
+
+	// floodAt is Limits.FloodRejects (0: never flooded); total and
+	// prevTotal count every refusal, from all sources, in this interval
+	// and the one before it. flooding says that a relay.flood event
+	// started a flood that no event has ended yet; budgetRefused reads
+	// the connections refused for Limits.HandshakeBudget so far, and
+	// budgetMark is what it read at the last relay.flood event.
+	floodAt, total, prevTotal int
+	budgetRate                int
+	flooding                  bool
+	budgetRefused             func() uint64
+	budgetMark                uint64
 }
 
 func newRejectLog(audit *slog.Logger, interval time.Duration, penalty int) *rejectLog {
 	return &rejectLog{audit: audit, interval: interval, penalty: penalty, now: time.Now,
 		sources: make(map[string]*rejectCount), seen: make(map[string]bool),
 		hits: make(map[netip.Addr]int), prevHits: make(map[netip.Addr]int), start: time.Now()}
+}
+
+// slide is the sliding estimate of refusals in the last interval, from
+// cur in this interval and prev in the one before it. l.mu is held.
+func (l *rejectLog) slide(cur, prev int) float64 {
+	if prev == 0 {
+		return float64(cur)
+	}
+	left := l.interval - l.now().Sub(l.start)
+	if left <= 0 {
+		return float64(cur)
+	}
+	return float64(cur) + float64(prev)*float64(left)/float64(l.interval)
+}
+
+// flooded reports whether the relay's refusals from all sources in the
+// last interval reach Limits.FloodRejects (see flood.go).
+func (l *rejectLog) flooded() bool {
+	if l.floodAt <= 0 {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.slide(l.total, l.prevTotal) >= float64(l.floodAt)
+}
+
+// floodEvent writes a relay.flood event; l.mu is not held.
+func (l *rejectLog) floodEvent(state string, refused int, budgetRefused uint64) {
+	emit(l.audit, slog.LevelWarn, EventRelayFlood,
+		slog.String("state", state),
+		slog.Int("refused", refused),
+		slog.Uint64("budget_refused", budgetRefused),
+		slog.Int("flood_rejects", l.floodAt),
+		slog.Int("handshake_budget", l.budgetRate),
+		slog.Int64("interval_ms", l.interval.Milliseconds()))
+}
+
+// budgetSince reads the budget's refusals since the last relay.flood
+// event and marks them read. l.mu is held.
+func (l *rejectLog) budgetSince() uint64 {
+	if l.budgetRefused == nil {
+		return 0
+	}
+	n := l.budgetRefused()
+	d := n - l.budgetMark
+	l.budgetMark = n
+	return d
 }
 
 // penalized reports whether src has had Limits.RejectsPerSource Hellos
@@ -66,18 +125,7 @@ func (l *rejectLog) penalized(src netip.Addr) bool {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	cur, prev := l.hits[src], l.prevHits[src]
-	if cur >= l.penalty {
-		return true
-	}
-	if prev == 0 {
-		return false
-	}
-	left := l.interval - l.now().Sub(l.start)
-	if left <= 0 {
-		return false
-	}
-	return float64(cur)+float64(prev)*float64(left)/float64(l.interval) >= float64(l.penalty)
+	return l.slide(l.hits[src], l.prevHits[src]) >= float64(l.penalty)
 }
 
 // reject records one refused handshake. attrs are the full event's.
@@ -90,6 +138,16 @@ func (l *rejectLog) reject(src netip.Addr, role, reason string, attrs []slog.Att
 	if src.IsValid() && l.penalty > 0 {
 		if _, ok := l.hits[src]; ok || len(l.hits) < maxRejectSources {
 			l.hits[src]++
+		}
+	}
+	l.total++
+	if l.floodAt > 0 && !l.flooding {
+		if n := l.slide(l.total, l.prevTotal); n >= float64(l.floodAt) {
+			l.flooding = true
+			b := l.budgetSince()
+			l.mu.Unlock()
+			l.floodEvent("on", int(n), b)
+			l.mu.Lock()
 		}
 	}
 	if !l.seen[key] && len(l.seen) < maxRejectSources {
@@ -124,8 +182,25 @@ func (l *rejectLog) flush() {
 	l.sources = make(map[string]*rejectCount)
 	l.seen = make(map[string]bool)
 	l.prevHits, l.hits = l.hits, make(map[netip.Addr]int)
+	last := l.total
+	l.prevTotal, l.total = l.total, 0
 	l.start = l.now()
+	// A flood is summed up once an interval while it lasts, and ends
+	// when a whole interval stays below Limits.FloodRejects.
+	state := ""
+	var budgetRefused uint64
+	if l.flooding {
+		state = "continues"
+		if last < l.floodAt {
+			state = "off"
+			l.flooding = false
+		}
+		budgetRefused = l.budgetSince()
+	}
 	l.mu.Unlock()
+	if state != "" {
+		l.floodEvent(state, last, budgetRefused)
+	}
 	for src, c := range sources {
 		reasons := make([]slog.Attr, 0, len(c.reasons))
 		for r, n := range c.reasons {

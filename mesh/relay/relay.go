@@ -249,6 +249,24 @@ type Limits struct {
 	// Sessions already verified are not touched. Default 16; negative
 	// means no such refusal.
 	RejectsPerSource int
+	// FloodRejects is how many refused Hellos, from all sources together,
+	// in the last Config.RejectInterval (counted as RejectsPerSource
+	// counts them) make the relay flooded: a flood spread over many
+	// sources, each below RejectsPerSource, still costs a full handshake
+	// per attempt. While flooded, a new connection from a source that
+	// has had no Hello verified in the last half hour or more (an hour
+	// at most) takes a place in HandshakeBudget or is refused before any
+	// TLS work, over QUIC without a Retry; with a place, over QUIC it
+	// proves its address with a Retry first. Sources that had a Hello
+	// verified lately, and sessions already verified, are not touched.
+	// The audit trail says when a flood starts and ends (relay.flood).
+	// Default 256; negative means never flooded.
+	FloodRejects int
+	// HandshakeBudget is how many new connections a second, QUIC and TLS
+	// over TCP together, the relay admits from unfamiliar sources while
+	// it is flooded (see FloodRejects), at most a quarter second's worth
+	// at once. Default 32; negative means no budget (never flooded).
+	HandshakeBudget int
 
 	// AckTimeout is how long the relay waits for a connector to
 	// acknowledge a dial (wire.DialAck, which it sends as soon as it has
@@ -321,6 +339,12 @@ func (l *Limits) fill() {
 	}
 	if l.RejectsPerSource == 0 {
 		l.RejectsPerSource = 16
+	}
+	if l.FloodRejects == 0 {
+		l.FloodRejects = 256
+	}
+	if l.HandshakeBudget == 0 {
+		l.HandshakeBudget = 32
 	}
 	if l.AckTimeout <= 0 {
 		l.AckTimeout = time.Second
@@ -454,6 +478,11 @@ func Listen(cfg Config) (*Relay, error) {
 	// The gate consults the reject log from the first packet on.
 	r.rejects = newRejectLog(r.audit, cfg.RejectInterval, limits.RejectsPerSource)
 	r.gate.penalized = r.rejects.penalized
+	if limits.FloodRejects > 0 && r.gate.budget != nil {
+		r.rejects.floodAt, r.rejects.budgetRate = limits.FloodRejects, limits.HandshakeBudget
+		r.rejects.budgetRefused = r.gate.budgetRefused
+		r.gate.flooded = r.rejects.flooded
+	}
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{cfg.Certificate}}
 	transport.ServerRequestsClientKeys(serverTLS) // the proof of a bound token's key
 	adm := quicnet.Admission{VerifySourceAddress: r.gate.verifySource, ConnContext: r.gate.connContext, TCPConnContext: r.gate.tcpConnContext,
@@ -678,10 +707,14 @@ type Stats struct {
 	// Refused counts the connections refused before their handshake
 	// since the relay started, over either transport: at
 	// Limits.MaxUnverified or MaxUnverifiedPerSource, or from a source
-	// past Limits.RejectsPerSource. RefusedTCP is the part of it over
-	// TLS over TCP. Retried counts the new QUIC clients asked to prove
-	// their address with a Retry.
-	Refused, RefusedTCP, Retried uint64
+	// past Limits.RejectsPerSource, or for Limits.HandshakeBudget while
+	// flooded. RefusedTCP is the part of it over TLS over TCP, and
+	// RefusedBudget the part for the budget. Retried counts the new QUIC
+	// clients asked to prove their address with a Retry.
+	Refused, RefusedTCP, RefusedBudget, Retried uint64
+	// Flooded: the relay's refused Hellos in the last interval reach
+	// Limits.FloodRejects.
+	Flooded bool
 }
 
 // Stats returns a snapshot of the relay's sessions.
@@ -690,7 +723,8 @@ func (r *Relay) Stats() Stats {
 	defer r.mu.RUnlock()
 	st := Stats{Agents: len(r.agents), Connectors: len(r.connectors), Bindings: make(map[string]int, len(r.routes)),
 		Unverified: r.gate.unverified(), Refused: r.gate.refusedTotal(viaQUIC) + r.gate.refusedTotal(viaTCP),
-		RefusedTCP: r.gate.refusedTotal(viaTCP), Retried: r.gate.retried.Load()}
+		RefusedTCP: r.gate.refusedTotal(viaTCP), RefusedBudget: r.gate.budgetRefused(), Retried: r.gate.retried.Load(),
+		Flooded: r.gate.flooded != nil && r.gate.flooded()}
 	for a := range r.agents {
 		st.Streams += a.streams.Load()
 	}
@@ -811,6 +845,7 @@ func (r *Relay) serveConn(conn quicnet.Session) {
 		return // closed by the watcher: a stream came before the hello
 	}
 	admitted(conn)
+	r.gate.familiar.add(sourceOf(conn.RemoteAddr()))
 	ctrl.SetDeadline(time.Time{})
 	if rej := r.subjects.startSession(claims.Subject); rej != nil {
 		if early != nil {

@@ -2,9 +2,7 @@ package relay_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -50,32 +48,13 @@ func (g *grantTrace) params() *qlog.ParametersSet {
 // and returns the connection with what the relay granted it.
 func dialFrom(t *testing.T, m *meshtest.Mesh, local string) (*quic.Conn, *qlog.ParametersSet) {
 	t.Helper()
-	udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(local), 0)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &quic.Transport{Conn: udp}
-	t.Cleanup(func() { tr.Close(); udp.Close() })
-	tlsConf, err := transport.Trust{Pin: m.Pin}.ClientTLS("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsConf = tlsConf.Clone()
-	tlsConf.NextProtos, tlsConf.MinVersion = []string{wire.ALPN}, tls.VersionTLS13
-	raddr, err := net.ResolveUDPAddr("udp", m.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
 	g := new(grantTrace)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := tr.Dial(ctx, raddr, tlsConf, &quic.Config{
+	conn, err := dialLocal(t, m, local, &quic.Config{
 		Tracer: func(context.Context, bool, quic.ConnectionID) qlogwriter.Trace { return g },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.CloseWithError(0, "") })
 	p := g.params()
 	if p == nil {
 		t.Fatal("no transport parameters from the relay")
