@@ -51,6 +51,7 @@ type gate struct {
 	flooded  func() bool
 	familiar *familiar
 	budget   *budget
+	trusted  []netip.Prefix // Limits.ConnectorNetworks: never held to the budget
 
 	mu       sync.Mutex
 	pending  int
@@ -83,9 +84,18 @@ func (g *gate) budgetRefused() uint64 {
 }
 
 // budgeted reports whether a new connection from src must take a place in
-// the handshake budget: the relay is flooded and src is not familiar.
+// the handshake budget: the relay is flooded, and src is neither familiar
+// nor in Limits.ConnectorNetworks.
 func (g *gate) budgeted(src netip.Addr) bool {
-	return g.budget != nil && g.flooded != nil && g.flooded() && !g.familiar.has(src)
+	if g.budget == nil || g.flooded == nil || !g.flooded() {
+		return false
+	}
+	for _, p := range g.trusted {
+		if p.Contains(src) {
+			return false
+		}
+	}
+	return !g.familiar.has(src)
 }
 
 // sourceCount is one source address's unverified connections: all of them,
@@ -97,7 +107,7 @@ type sourceCount struct{ all, validated int }
 
 func newGate(l Limits) *gate {
 	g := &gate{max: l.MaxUnverified, perSource: l.MaxUnverifiedPerSource, retryAbove: l.RetryAbove, bySource: make(map[netip.Addr]*sourceCount),
-		familiar: newFamiliar(time.Now)}
+		familiar: newFamiliar(time.Now), trusted: l.ConnectorNetworks}
 	if l.HandshakeBudget > 0 {
 		g.budget = newBudget(l.HandshakeBudget, time.Now)
 	}

@@ -125,7 +125,7 @@
 //     half hour (an hour at most) takes a place in HandshakeBudget (32 a
 //     second, QUIC and TCP together), over QUIC after a Retry, or is
 //     refused before any TLS work. Sources that had a Hello verified
-//     lately come in as before; the trail says when a flood starts,
+//     lately, or in ConnectorNetworks, come in as before; the trail says when a flood starts,
 //     goes on and ends (relay.flood).
 //   - CPU: a handshake's key exchange, its signature, and a Hello's
 //     token check each go after the packets of the sessions already

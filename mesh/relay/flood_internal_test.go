@@ -136,6 +136,11 @@ func TestGateBudget(t *testing.T) {
 			t.Fatalf("flooded, familiar source, connection %d: %v", i, err)
 		}
 	}
+	// Nor is one from the connectors' networks.
+	g.trusted = []netip.Prefix{netip.MustParsePrefix("10.8.0.0/16")}
+	if g.verifySource(udp("10.8.1.1:1")) || admitErr(g, "10.8.1.1:1") != nil {
+		t.Fatal("flooded, no place left: a source in ConnectorNetworks held to the budget")
+	}
 	// A place accrues.
 	now = now.Add(250 * time.Millisecond)
 	if _, err := g.tcpConnContext(context.Background(), tcp("10.0.0.4:2")); err != nil {
@@ -147,8 +152,8 @@ func TestGateBudget(t *testing.T) {
 	if n := g.refused[viaTCP].budget.Load(); n != 1 || g.budgetRefused() != 3 {
 		t.Fatalf("TCP budget refusals %d, all %d; want 1 and 3", n, g.budgetRefused())
 	}
-	if n := g.unverified(); n != 3+1+3+1 {
-		t.Fatalf("unverified = %d, want 8 (refused connections hold no place)", n)
+	if n := g.unverified(); n != 3+1+3+1+1 {
+		t.Fatalf("unverified = %d, want 9 (refused connections hold no place)", n)
 	}
 	// Over: as before.
 	flooded = false

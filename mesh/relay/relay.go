@@ -258,7 +258,8 @@ type Limits struct {
 	// at most) takes a place in HandshakeBudget or is refused before any
 	// TLS work, over QUIC without a Retry; with a place, over QUIC it
 	// proves its address with a Retry first. Sources that had a Hello
-	// verified lately, and sessions already verified, are not touched.
+	// verified lately, sources in ConnectorNetworks, and sessions already
+	// verified, are not touched.
 	// The audit trail says when a flood starts and ends (relay.flood).
 	// Default 256; negative means never flooded.
 	FloodRejects int
