@@ -83,11 +83,14 @@ func (g *gate) budgetRefused() uint64 {
 	return g.refused[viaQUIC].budget.Load() + g.refused[viaTCP].budget.Load()
 }
 
+// isFlooded reports whether the relay is flooded now (Limits.FloodRejects).
+func (g *gate) isFlooded() bool { return g.flooded != nil && g.flooded() }
+
 // budgeted reports whether a new connection from src must take a place in
 // the handshake budget: the relay is flooded, and src is neither familiar
 // nor in Limits.ConnectorNetworks.
 func (g *gate) budgeted(src netip.Addr) bool {
-	if g.budget == nil || g.flooded == nil || !g.flooded() {
+	if g.budget == nil || !g.isFlooded() {
 		return false
 	}
 	for _, p := range g.trusted {

@@ -190,7 +190,7 @@ func newMetrics(reg prometheus.Registerer, r *Relay) (*metrics, error) {
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_relay_flooded",
 			Help: "1 while the relay's refused Hellos in the last interval reach limits.flood_rejects: unfamiliar sources are then held to limits.handshake_budget."}, func() float64 {
-			if r.gate.flooded != nil && r.gate.flooded() {
+			if r.gate.isFlooded() {
 				return 1
 			}
 			return 0

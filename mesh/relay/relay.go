@@ -725,7 +725,7 @@ func (r *Relay) Stats() Stats {
 	st := Stats{Agents: len(r.agents), Connectors: len(r.connectors), Bindings: make(map[string]int, len(r.routes)),
 		Unverified: r.gate.unverified(), Refused: r.gate.refusedTotal(viaQUIC) + r.gate.refusedTotal(viaTCP),
 		RefusedTCP: r.gate.refusedTotal(viaTCP), RefusedBudget: r.gate.budgetRefused(), Retried: r.gate.retried.Load(),
-		Flooded: r.gate.flooded != nil && r.gate.flooded()}
+		Flooded: r.gate.isFlooded()}
 	for a := range r.agents {
 		st.Streams += a.streams.Load()
 	}
