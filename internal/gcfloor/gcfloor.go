@@ -2,9 +2,11 @@ package gcfloor
 
 import (
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,12 +16,22 @@ import (
 // heap past the headroom asked for: that is where the tuner stops.
 const minHeap = 4 << 20
 
-// poll is how often the tuner looks for a finished collection. A cleanup
-// attached to a sentinel object, the usual hook, runs only once the
-// sentinel's span is swept, which under load can be most of a cycle late:
-// long enough, with a high percent set for a small heap that has since
-// grown, for the heap to pass several times what it should.
-const poll = 20 * time.Millisecond
+// poll is how often the tuner looks for a finished collection while
+// collections are happening. A cleanup attached to a sentinel object, the
+// usual hook, runs only once the sentinel's span is swept, which under
+// load can be most of a cycle late: long enough, with a high percent set
+// for a small heap that has since grown, for the heap to pass several
+// times what it should.
+//
+// While no collection happens the tuner has nothing to do, so each look
+// that finds none doubles the wait, up to maxPoll: an idle process is not
+// woken 50 times a second. The sentinel's cleanup then serves as the
+// wake-up: the first collection after a quiet spell brings the tuner back
+// to poll at once, late by at most a sweep.
+const (
+	poll    = 20 * time.Millisecond
+	maxPoll = 2 * time.Second
+)
 
 // Tuner keeps the collector's headroom at least at a floor; see Start.
 type Tuner struct {
@@ -28,6 +40,10 @@ type Tuner struct {
 	maxPercent uint64
 	sample     []metrics.Sample // the cycle count first, then the roots
 	stop, done chan struct{}
+	wake       chan struct{} // a collection freed the sentinel
+
+	minPoll, maxPoll time.Duration
+	looks, wakes     atomic.Int64 // for tests: adjust calls by the timer, by a cleanup
 
 	mu      sync.Mutex
 	stopped bool
@@ -49,6 +65,10 @@ type Tuner struct {
 //
 // Stop undoes it. A nil *Tuner's methods do nothing.
 func Start(headroom uint64) *Tuner {
+	return start(headroom, poll, maxPoll)
+}
+
+func start(headroom uint64, minPoll, maxPoll time.Duration) *Tuner {
 	if headroom == 0 || os.Getenv("GOGC") != "" {
 		return nil
 	}
@@ -65,8 +85,12 @@ func Start(headroom uint64) *Tuner {
 		},
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+		minPoll: minPoll,
+		maxPoll: maxPoll,
 		percent: 100,
 	}
+	t.arm()
 	t.adjust()
 	go t.run()
 	return t
@@ -74,20 +98,44 @@ func Start(headroom uint64) *Tuner {
 
 func (t *Tuner) run() {
 	defer close(t.done)
-	tick := time.NewTicker(poll)
-	defer tick.Stop()
+	wait := t.minPoll
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	for {
 		select {
 		case <-t.stop:
 			return
-		case <-tick.C:
-			t.adjust()
+		case <-t.wake:
+			t.arm()
+			t.wakes.Add(1)
+		case <-timer.C:
+			t.looks.Add(1)
 		}
+		if t.adjust() {
+			wait = t.minPoll
+		} else {
+			wait = min(wait*2, t.maxPoll)
+		}
+		timer.Reset(wait)
 	}
 }
 
-// adjust sets the percent for the live heap that the last cycle found.
-func (t *Tuner) adjust() {
+// arm makes the next collection signal wake.
+func (t *Tuner) arm() {
+	// Larger than the tiny allocator's 16 bytes, whose objects share a
+	// block and may never be cleaned up.
+	s := new([32]byte)
+	runtime.AddCleanup(s, func(ch chan struct{}) {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}, t.wake)
+}
+
+// adjust sets the percent for the live heap that the last cycle found. It
+// reports whether a collection had finished since it last looked.
+func (t *Tuner) adjust() (cycled bool) {
 	metrics.Read(t.sample)
 	cycles := t.sample[0].Value.Uint64()
 	var roots uint64
@@ -99,7 +147,7 @@ func (t *Tuner) adjust() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stopped || cycles == t.cycles {
-		return // nothing new measured (at 0: nothing measured yet)
+		return false // nothing new measured (at 0: nothing measured yet)
 	}
 	t.cycles = cycles
 	p := t.base
@@ -109,10 +157,11 @@ func (t *Tuner) adjust() {
 	// Small changes are not worth a call: the target moves with the live
 	// heap anyway.
 	if p == t.percent || (p != t.base && p > t.percent*7/8 && p < t.percent*9/8) {
-		return
+		return true
 	}
 	debug.SetGCPercent(p)
 	t.percent = p
+	return true
 }
 
 // Percent is the GC percent in force and the number of collections the

@@ -3,6 +3,7 @@ package gcfloor
 import (
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
 	"time"
 )
@@ -107,4 +108,55 @@ func TestGOGCStands(t *testing.T) {
 	if p, c := tu.Percent(); p != 0 || c != 0 {
 		t.Fatalf("nil tuner: Percent = %d, %d", p, c)
 	}
+}
+
+// TestIdleBacksOff: while no collection happens the tuner looks less and
+// less often, rather than every poll.
+func TestIdleBacksOff(t *testing.T) {
+	t.Setenv("GOGC", "")
+	const minPoll, maxPoll = time.Millisecond, 64 * time.Millisecond
+	tu := start(64<<20, minPoll, maxPoll)
+	defer tu.Stop()
+	runtime.GC()
+	time.Sleep(50 * time.Millisecond) // let it see that one
+	before, cycles := tu.looks.Load(), tu.sample[0].Value.Uint64()
+	const idle = 600 * time.Millisecond
+	time.Sleep(idle)
+	looks := tu.looks.Load() - before
+	// Doubling from 1 ms to 64 ms takes 7 looks and 127 ms, then one per
+	// 64 ms: about 15 in all. At a fixed poll it would be 600.
+	if limit := int64(idle/maxPoll) + 12; looks > limit {
+		var now [1]metrics.Sample
+		now[0].Name = "/gc/cycles/total:gc-cycles"
+		metrics.Read(now[:])
+		t.Fatalf("idle %v: the timer woke the tuner %d times, want at most %d (collections during it: %d)",
+			idle, looks, limit, now[0].Value.Uint64()-cycles)
+	}
+	if looks < 3 {
+		t.Fatalf("idle %v: the timer woke the tuner %d times; it should still look now and then", idle, looks)
+	}
+}
+
+// TestCleanupWakes: a tuner whose timer is far off still notices a
+// collection at once, through its sentinel's cleanup.
+func TestCleanupWakes(t *testing.T) {
+	t.Setenv("GOGC", "")
+	tu := start(64<<20, time.Hour, time.Hour)
+	defer tu.Stop()
+	_, seen := tu.Percent()
+	runtime.GC()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, c := tu.Percent(); c > seen {
+			if tu.looks.Load() != 0 {
+				t.Fatal("the hour-long timer fired")
+			}
+			if tu.wakes.Load() == 0 {
+				t.Fatal("the collection was seen without a wake")
+			}
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("a collection was not seen within 10s with the timer an hour away (wakes %d)", tu.wakes.Load())
 }
