@@ -207,7 +207,8 @@ func (g *gate) admit(ctx context.Context, src netip.Addr, validated bool, via in
 	}
 	// An unvalidated client here while budgeted was refused a Retry
 	// for want of a place (verifySource).
-	if g.budgeted(src) && (!validated || !g.budget.take()) {
+	budgeted := g.budgeted(src)
+	if budgeted && !validated {
 		g.refused[via].budget.Add(1)
 		return nil, errRefused
 	}
@@ -223,6 +224,13 @@ func (g *gate) admit(ctx context.Context, src netip.Addr, validated bool, via in
 	if g.pending >= g.max || n >= g.perSource {
 		g.mu.Unlock()
 		g.refused[via].capped.Add(1)
+		return nil, errRefused
+	}
+	// The place is taken only once the caps let the connection in, so
+	// that a connection the caps refuse does not spend it.
+	if budgeted && !g.budget.take() {
+		g.mu.Unlock()
+		g.refused[via].budget.Add(1)
 		return nil, errRefused
 	}
 	g.pending++

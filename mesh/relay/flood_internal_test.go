@@ -252,3 +252,39 @@ func TestRejectLogFlood(t *testing.T) {
 		t.Fatal("FloodRejects 0: flooded")
 	}
 }
+
+// TestBudgetNotSpentOnCapped: a flooded relay at its cap of unverified
+// connections refuses a budgeted connection for the cap without spending
+// the place, which the next connection, once there is room, still gets.
+func TestBudgetNotSpentOnCapped(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	clock := func() time.Time { return now }
+	g := newGate(Limits{MaxUnverified: 2, MaxUnverifiedPerSource: 10, RetryAbove: 50, HandshakeBudget: 4})
+	g.budget = newBudget(4, clock) // a burst of 1
+	g.familiar = newFamiliar(clock)
+	g.familiar.add(netip.MustParseAddr("10.0.0.9"))
+	g.flooded = func() bool { return true }
+	ctx, cancel := context.WithCancel(context.Background())
+	for i := range 2 { // the cap, filled by a familiar source
+		if _, err := g.connContext(ctx, &quic.ClientInfo{RemoteAddr: udp("10.0.0.9:1"), AddrVerified: true}); err != nil {
+			t.Fatalf("familiar connection %d: %v", i, err)
+		}
+	}
+	if _, err := g.connContext(context.Background(), &quic.ClientInfo{RemoteAddr: udp("10.0.0.2:1"), AddrVerified: true}); !errors.Is(err, errRefused) {
+		t.Fatalf("at the cap: %v, want refused", err)
+	}
+	if c, b := g.refused[viaQUIC].capped.Load(), g.refused[viaQUIC].budget.Load(); c != 1 || b != 0 {
+		t.Fatalf("refusals at the cap: %d capped, %d budget; want 1, 0", c, b)
+	}
+	cancel() // the familiar connections end
+	deadline := time.Now().Add(5 * time.Second)
+	for g.unverified() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := g.connContext(context.Background(), &quic.ClientInfo{RemoteAddr: udp("10.0.0.2:2"), AddrVerified: true}); err != nil {
+		t.Fatalf("room again, with the place that the capped connection did not spend: %v", err)
+	}
+	if _, err := g.connContext(context.Background(), &quic.ClientInfo{RemoteAddr: udp("10.0.0.3:1"), AddrVerified: true}); !errors.Is(err, errRefused) {
+		t.Fatalf("the place spent: %v, want refused", err)
+	}
+}
