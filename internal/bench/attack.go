@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -407,10 +408,15 @@ type attackPhase struct {
 }
 
 type attackReport struct {
-	Placement string         `json:"placement"` // which CPUs the processes ran on
-	Unloaded  *summary       `json:"agent_rtt_unloaded"`
-	IdleRSS   int64          `json:"relay_idle_rss_bytes"`
-	Phases    []*attackPhase `json:"phases"`
+	Placement string   `json:"placement"` // which CPUs the processes ran on
+	Unloaded  *summary `json:"agent_rtt_unloaded"`
+	// Burn is the agent's round trips beside a busy loop on every CPU
+	// under SCHED_IDLE (-attack-control): what any work at all on this
+	// machine, however low its priority, costs the agent's p99. It sets
+	// the floor under what the decoy column can show.
+	Burn    *summary       `json:"agent_rtt_idle_burn,omitempty"`
+	IdleRSS int64          `json:"relay_idle_rss_bytes"`
+	Phases  []*attackPhase `json:"phases"`
 }
 
 // runAttack runs the attack test against a relay and connector of its own.
@@ -514,6 +520,13 @@ func (r *runner) runAttack(ctx context.Context) error {
 		return fmt.Errorf("no 1 KiB round trip through the relay succeeded (%d failed)", errs)
 	}
 	r.logf("attack: relay idle %s resident; agent unloaded p50 %.0f us, p99 %.0f us", mib(rep.IdleRSS), rep.Unloaded.P50, rep.Unloaded.P99)
+	if r.o.attackCtl && pl != nil {
+		if rep.Burn, err = burnRoundTrips(r.dir, pl, conn, phaseSecs); err != nil {
+			return err
+		}
+		r.logf("attack: agent beside an idle-priority busy loop on every CPU: p50 %.0f us, p99 %.0f us (%.2f× unloaded)",
+			rep.Burn.P50, rep.Burn.P99, rep.Burn.P99/rep.Unloaded.P99)
+	}
 
 	phases := []struct {
 		name, cmd string
@@ -644,6 +657,58 @@ func (p *attackPhase) verdict(rep *attackReport) {
 	}
 }
 
+// burnerConfig is the burner's configuration: how many threads to keep
+// busy.
+type burnerConfig struct {
+	Threads int `json:"threads"`
+}
+
+// startBurner keeps Threads threads busy until it is stopped, doing
+// nothing else: no system call, no memory.
+func startBurner(b []byte) (any, func(), error) {
+	var cfg burnerConfig
+	if err := decodeConfig(b, &cfg); err != nil {
+		return nil, nil, err
+	}
+	n := max(cfg.Threads, 1)
+	runtime.GOMAXPROCS(n)
+	var stop atomic.Bool
+	var started, ended sync.WaitGroup
+	started.Add(n)
+	ended.Add(n)
+	for range n {
+		go func() {
+			defer ended.Done()
+			runtime.LockOSThread()
+			started.Done()
+			for !stop.Load() {
+			}
+		}()
+	}
+	started.Wait() // every thread exists, for the placement to find
+	return &struct{}{}, func() { stop.Store(true); ended.Wait() }, nil
+}
+
+// burnRoundTrips measures the agent's round trips on conn for d beside a
+// burner placed on every CPU under SCHED_IDLE.
+func burnRoundTrips(dir string, pl *placement, conn net.Conn, d time.Duration) (*summary, error) {
+	burn, err := startChild(dir, "burner", "burner", burnerConfig{Threads: runtime.NumCPU()}, &struct{}{})
+	if err != nil {
+		return nil, err
+	}
+	defer burn.stop()
+	if err := pl.putIdleEverywhere(burn.pid); err != nil {
+		return nil, fmt.Errorf("attack: placing the burner: %w", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	lat, errs := roundTrips(conn, d)
+	s := lat.summary()
+	if s == nil {
+		return nil, fmt.Errorf("attack: beside the burner, no round trip succeeded (%d failed)", errs)
+	}
+	return s, nil
+}
+
 // pidOf is p's process ID, 0 for none.
 func pidOf(p *proc) int {
 	if p == nil {
@@ -734,6 +799,10 @@ func printAttack(w io.Writer, rep *attackReport) {
 	}
 	fmt.Fprintf(w, "\n### Under attack (relay defaults; agent 1 KiB round trips: unloaded p50 %.0f us, p99 %.0f us; relay idle %s; %s)\n\n",
 		rep.Unloaded.P50, rep.Unloaded.P99, mib(rep.IdleRSS), rep.Placement)
+	if rep.Burn != nil {
+		fmt.Fprintf(w, "Beside a busy loop on every CPU under SCHED_IDLE, with no attack, the agent's p99 is %.0f us (%.2f× unloaded): on this machine any other work, at the lowest priority, costs that much.\n\n",
+			rep.Burn.P99, rep.Burn.P99/rep.Unloaded.P99)
+	}
 	fmt.Fprintln(w, "| phase | attacker | relay peak RSS | agent p50 | agent p99 (× unloaded right before) | agent p99, attack on a decoy | CPU relay / attacker | relay refused / retried | audit | verdict |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, p := range rep.Phases {

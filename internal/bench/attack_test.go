@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -113,5 +115,49 @@ func TestPlacement(t *testing.T) {
 	unix.SchedGetaffinity(pid, &got)
 	if got != before {
 		t.Fatalf("undo: %d CPUs, want the %d it had", got.Count(), before.Count())
+	}
+}
+
+// TestBurner: the burner, placed everywhere, has its threads on every CPU
+// under SCHED_IDLE, spends CPU, and ends when stopped.
+func TestBurner(t *testing.T) {
+	pl := newPlacement()
+	if pl == nil {
+		t.Skip("one CPU: nothing to place")
+	}
+	burn, err := startChild(t.TempDir(), "burner", "burner", burnerConfig{Threads: 2}, &struct{}{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer burn.stop()
+	if err := pl.putIdleEverywhere(burn.pid); err != nil {
+		t.Fatal(err)
+	}
+	var got unix.CPUSet
+	unix.SchedGetaffinity(burn.pid, &got)
+	if got.Count() != len(pl.others)+1 {
+		t.Errorf("burner on %d CPUs, want all %d", got.Count(), len(pl.others)+1)
+	}
+	tids, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(burn.pid), "task", "*"))
+	for _, d := range tids {
+		tid, _ := strconv.Atoi(filepath.Base(d))
+		if attr, err := unix.SchedGetAttr(tid, 0); err == nil && attr.Policy != unix.SCHED_IDLE {
+			if prio, err := unix.Getpriority(unix.PRIO_PROCESS, tid); err != nil || 20-prio != 19 {
+				t.Errorf("burner thread %d: policy %d, nice %d; want SCHED_IDLE or nice 19", tid, attr.Policy, 20-prio)
+			}
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for burn.cpuTime() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the burner spent no CPU in 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	burn.stop()
+	select {
+	case <-burn.exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the burner did not end when stopped")
 	}
 }

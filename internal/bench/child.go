@@ -50,6 +50,7 @@ var roles = map[string]role{
 	"measure-agent":  startAgent,
 	"wireguard":      startWireGuard,
 	"attacker":       startAttacker,
+	"burner":         startBurner,
 }
 
 // Commands a child obeys, one per stdin line after the configuration.

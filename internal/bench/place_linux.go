@@ -64,6 +64,24 @@ func (p *placement) put(pid int, relay, low, restore bool) error {
 			set.Set(c)
 		}
 	}
+	return p.apply(pid, &set, low, restore)
+}
+
+// putIdleEverywhere puts pid on every CPU, the relay's too, under
+// SCHED_IDLE: for the burner.
+func (p *placement) putIdleEverywhere(pid int) error {
+	if p == nil {
+		return nil
+	}
+	var set unix.CPUSet
+	set.Set(p.relayCPU)
+	for _, c := range p.others {
+		set.Set(c)
+	}
+	return p.apply(pid, &set, true, false)
+}
+
+func (p *placement) apply(pid int, set *unix.CPUSet, low, restore bool) error {
 	if restore {
 		var old unix.CPUSet
 		if err := unix.SchedGetaffinity(pid, &old); err == nil {
@@ -78,7 +96,7 @@ func (p *placement) put(pid int, relay, low, restore bool) error {
 			if perr != nil {
 				continue
 			}
-			if e := unix.SchedSetaffinity(tid, &set); e != nil && !os.IsNotExist(e) && e != unix.ESRCH {
+			if e := unix.SchedSetaffinity(tid, set); e != nil && !os.IsNotExist(e) && e != unix.ESRCH {
 				err = e
 			}
 			if low {
