@@ -41,7 +41,7 @@ type options struct {
 	scale      []int
 	attack     []string // attack phases to run (-attack)
 	attackPin  bool     // place the attack test's processes on CPUs (-attack-pin)
-	attackCtl  bool     // run each attack against a decoy relay first (-attack-control)
+	attackCtl  bool     // run each attack against a decoy relay first, and the agent beside a burner (-attack-control)
 	scaleRates []float64
 	scaleSecs  float64
 	scaleProcs int
@@ -112,7 +112,7 @@ Flags:
 	fs.StringVar(&o.profileDir, "cpuprofile", "", "write CPU profiles (and, beside each, allocation profiles at its start and end) to this `dir`: the relays, connectors, tunnel endpoints and agents during an extra, unmeasured round of the bulk and 1 KiB RTT tests, and the relay while the scale test idles and opens")
 	attackList := fs.String("attack", "", "comma-separated attack phases against a relay of its own with default limits, while an agent runs 1 KiB round trips: "+strings.Join(allAttacks, ",")+" (or all)")
 	fs.BoolVar(&o.attackPin, "attack-pin", true, "in the attack test, give the relay the last CPU to itself and run the attacker under SCHED_IDLE on the others, beside the agent, connector and upstream, so that the attacker's own work does not take the agent's cores (as from another machine)")
-	fs.BoolVar(&o.attackCtl, "attack-control", false, "in the attack test, run each phase first against a decoy relay placed with the attacker, while the agent's round trips go through the real one: what the attacker's presence on this machine costs the agent, which an attacker on another machine would not")
+	fs.BoolVar(&o.attackCtl, "attack-control", false, "in the attack test, run each phase first against a decoy relay placed with the attacker, while the agent's round trips go through the real one: what the attacker's presence on this machine costs the agent, which an attacker on another machine would not; and, before the phases, the agent beside a busy loop on every CPU under SCHED_IDLE: what any work at all on this machine costs its p99")
 	scaleList := fs.String("scale", "", "comma-separated idle session counts (e.g. 1000,10000): run the scale test")
 	rateList := fs.String("scale-rate", "5000", "comma-separated opens per second offered in the scale test, each an open-loop run")
 	fs.Float64Var(&o.scaleSecs, "scale-seconds", 0, "seconds of each open-rate run in the scale test (default 10, quick 3)")
