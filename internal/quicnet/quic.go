@@ -530,6 +530,17 @@ const refusedMsg = "the relay refused the connection before its handshake " +
 // dialTCP connects over TLS 1.3 on TCP and sets up the mux, within the
 // handshake timeout.
 func dialTCP(ctx context.Context, addr string, tlsConf *tls.Config, cfg *transport.Config) (Session, error) {
+	return DialTCPFrom(ctx, nil, addr, tlsConf, cfg)
+}
+
+// DialTCPFrom is Dial over TLS on TCP from the local address local (nil
+// for the system's choice): for the bench's attacker, which floods a
+// relay from many loopback addresses, each of them a source to the
+// relay's gate.
+func DialTCPFrom(ctx context.Context, local *net.TCPAddr, addr string, tlsConf *tls.Config, cfg *transport.Config) (Session, error) {
+	if tlsConf == nil {
+		return nil, errors.New("quicnet: dial: no TLS configuration (trust a CA or pin the relay's certificate)")
+	}
 	c := tlsConf.Clone()
 	c.MinVersion = tls.VersionTLS13
 	c.NextProtos = []string{wire.ALPN}
@@ -540,6 +551,9 @@ func dialTCP(ctx context.Context, addr string, tlsConf *tls.Config, cfg *transpo
 	ctx, cancel := context.WithTimeout(ctx, or(hsTimeout, 10*time.Second))
 	defer cancel()
 	d := tls.Dialer{Config: c}
+	if local != nil {
+		d.NetDialer = &net.Dialer{LocalAddr: local}
+	}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("quicnet: dial %s over tls/tcp: %w", addr, err)

@@ -91,14 +91,14 @@ type tcpSession struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	client      bool          // we dialed
-	window      int64         // yamux's largest stream window
-	maxIncoming int           // what we announced
-	slots       chan struct{} // one per stream we have open, up to the peer's limit
-	accepted    chan *tcpStream
-	queue       chan wire.Message
-	wrote       chan struct{} // closed when the writer has written a Close, or given up
-	readDone    chan struct{} // closed when the control reader has stopped
+	client      bool                // we dialed
+	window      int64               // yamux's largest stream window
+	maxIncoming int                 // what we announced
+	slots       chan struct{}       // one per stream we have open, up to the peer's limit
+	accepted    *fifo[*tcpStream]   // streams the peer opened, for AcceptStream
+	queue       *fifo[wire.Message] // mux control frames for writeControl
+	wrote       chan struct{}       // closed when the writer has written a Close, or given up
+	readDone    chan struct{}       // closed when the control reader has stopped
 
 	// opening is held while a stream is opened and registered, so that a
 	// control frame about it (the peer may refuse it at once) never finds
@@ -194,8 +194,8 @@ func newTCPSession(ctx, parent context.Context, tc *tls.Conn, client bool, cfg *
 		rtt:         rttEstimate(client, time.Since(settingsSent)),
 		maxIncoming: maxIn,
 		slots:       make(chan struct{}, min(peer.MaxStreams, 1<<20)),
-		accepted:    make(chan *tcpStream, min(2*maxIn, 4096)),
-		queue:       make(chan wire.Message, ctlQueue),
+		accepted:    newFIFO[*tcpStream](min(2*maxIn, 4096)),
+		queue:       newFIFO[wire.Message](ctlQueue),
 		wrote:       make(chan struct{}),
 		readDone:    make(chan struct{}),
 		streams:     map[uint32]*tcpStream{},
@@ -405,15 +405,13 @@ func (s *tcpSession) closeWith(err *quic.ApplicationError, send bool) {
 			reason = reason[:1024]
 		}
 		code := uint32(min(err.ErrorCode, 255))
-		select {
-		case s.queue <- &wire.Close{Code: code, Reason: reason}:
+		if s.queue.tryPush(&wire.Close{Code: code, Reason: reason}) {
 			t := time.NewTimer(closeLinger)
 			select {
 			case <-s.wrote:
 			case <-t.C:
 			}
 			t.Stop()
-		default:
 		}
 	}
 	go s.mux.Close()
@@ -422,20 +420,23 @@ func (s *tcpSession) closeWith(err *quic.ApplicationError, send bool) {
 // send queues a mux control frame. A peer that leaves the queue full for
 // ctlStall loses the session.
 func (s *tcpSession) send(m wire.Message) {
-	select {
-	case s.queue <- m:
+	if s.ctx.Err() != nil || s.queue.tryPush(m) {
 		return
-	case <-s.ctx.Done():
-		return
-	default:
 	}
 	t := time.NewTimer(ctlStall)
 	defer t.Stop()
-	select {
-	case s.queue <- m:
-	case <-s.ctx.Done():
-	case <-t.C:
-		s.closeWith(&quic.ApplicationError{ErrorCode: quic.ApplicationErrorCode(wire.CodeLimit), ErrorMessage: "mux_control_stalled: the peer does not read its mux control stream"}, false)
+	for {
+		select {
+		case <-s.queue.space:
+			if s.queue.tryPush(m) {
+				return
+			}
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.closeWith(&quic.ApplicationError{ErrorCode: quic.ApplicationErrorCode(wire.CodeLimit), ErrorMessage: "mux_control_stalled: the peer does not read its mux control stream"}, false)
+			return
+		}
 	}
 }
 
@@ -443,11 +444,14 @@ func (s *tcpSession) writeControl() {
 	defer s.wg.Done()
 	defer close(s.wrote)
 	for {
-		var m wire.Message
-		select {
-		case m = <-s.queue:
-		case <-s.mux.CloseChan():
-			return
+		m, ok := s.queue.tryPop()
+		if !ok {
+			select {
+			case <-s.queue.ready:
+				continue
+			case <-s.mux.CloseChan():
+				return
+			}
 		}
 		s.setDeadline(s.ctl.SetWriteDeadline, time.Now().Add(ctlStall))
 		err := wire.WriteFrame(s.ctl, m)
@@ -563,13 +567,17 @@ func (s *tcpSession) OpenStreamSync(ctx context.Context) (Stream, error) {
 }
 
 func (s *tcpSession) AcceptStream(ctx context.Context) (Stream, error) {
-	select {
-	case st := <-s.accepted:
-		return st, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.ctx.Done():
-		return nil, s.err()
+	for {
+		if st, ok := s.accepted.tryPop(); ok {
+			return st, nil
+		}
+		select {
+		case <-s.accepted.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.ctx.Done():
+			return nil, s.err()
+		}
 	}
 }
 
@@ -615,12 +623,14 @@ func (s *tcpSession) acceptLoop() {
 			st.CancelWrite(StreamRefused)
 			continue
 		}
-		select {
-		case s.accepted <- st:
-		case <-s.ctx.Done():
-			st.CancelRead(StreamAborted)
-			st.CancelWrite(StreamAborted)
-			return
+		for !s.accepted.tryPush(st) {
+			select {
+			case <-s.accepted.space:
+			case <-s.ctx.Done():
+				st.CancelRead(StreamAborted)
+				st.CancelWrite(StreamAborted)
+				return
+			}
 		}
 	}
 }
