@@ -46,7 +46,9 @@ import (
 //     a Hello, from sockets on many addresses of 127.0.0.0/8, held at the
 //     target count for the phase (redialed as the relay closes them);
 //   - badtokens: Hellos at a fixed rate whose token is signed by a key the
-//     relay does not trust, each on a connection of its own.
+//     relay does not trust, each on a connection of its own;
+//   - tcp-nohello, tcp-badtokens: the same two over TLS on TCP, which a
+//     relay listens on beside QUIC by default, from the same addresses.
 //
 // Each phase reports the relay's peak resident memory against its idle
 // size, the agent's round-trip percentiles against its unloaded ones, and
@@ -102,10 +104,10 @@ func startAttacker(b []byte) (any, func(), error) {
 		switch cmd {
 		case "initials": // initials COUNT RATE
 			res = a.initials(num(0), num(1))
-		case "nohello": // nohello CONNS SECONDS
-			res = a.noHello(num(0), time.Duration(num(1))*time.Second)
-		case "badtokens": // badtokens RATE SECONDS
-			res = a.badTokens(num(0), time.Duration(num(1))*time.Second)
+		case "nohello", "tcp-nohello": // nohello CONNS SECONDS
+			res = a.noHello(network(cmd), num(0), time.Duration(num(1))*time.Second)
+		case "badtokens", "tcp-badtokens": // badtokens RATE SECONDS
+			res = a.badTokens(network(cmd), num(0), time.Duration(num(1))*time.Second)
 		default:
 			return nil, false
 		}
@@ -216,48 +218,75 @@ func spoofer(dst netip.AddrPort) (send func(p []byte, i int) error, spoofed bool
 		}, nil
 }
 
-// sources are local addresses of 127.0.0.0/8 that the attacker's QUIC
-// connections come from: the relay caps unverified connections per
-// source, and an attacker has many.
-func sources(n int) ([]*quic.Transport, func(), error) {
+// network is the transport an attack command uses: "tcp" for the
+// commands that start with "tcp-", "quic" for the others.
+func network(cmd string) string {
+	if strings.HasPrefix(cmd, "tcp-") {
+		return transport.NetworkTCP
+	}
+	return transport.NetworkQUIC
+}
+
+// sourceIP is the i-th of the attacker's source addresses, in 127.10/16.
+func sourceIP(i int) net.IP { return net.IPv4(127, 10, byte(i>>8), byte(1+i%250)) }
+
+// sources makes a dialer whose i-th dial comes from the (i mod n)-th of n
+// local addresses of 127.0.0.0/8, over QUIC (a socket bound on each) or
+// TLS on TCP: the relay caps unverified connections per source, and an
+// attacker has many.
+func (a *attacker) sources(network string, n int) (dial func(ctx context.Context, i int) (quicnet.Session, error), closeAll func(), err error) {
+	if network == transport.NetworkTCP {
+		cfg := &transport.Config{Network: transport.NetworkTCP}
+		return func(ctx context.Context, i int) (quicnet.Session, error) {
+			return quicnet.DialTCPFrom(ctx, &net.TCPAddr{IP: sourceIP(i % n)}, a.cfg.Relay, a.tls, cfg)
+		}, func() {}, nil
+	}
+	addr, err := net.ResolveUDPAddr("udp", a.cfg.Relay)
+	if err != nil {
+		return nil, nil, err
+	}
 	var trs []*quic.Transport
-	closeAll := func() {
+	closeAll = func() {
 		for _, t := range trs {
 			t.Close()
 			t.Conn.Close()
 		}
 	}
 	for i := range n {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 10, byte(i>>8), byte(1+i%250))})
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: sourceIP(i)})
 		if err != nil {
 			closeAll()
 			return nil, nil, err
 		}
 		trs = append(trs, &quic.Transport{Conn: c})
 	}
-	return trs, closeAll, nil
-}
-
-func (a *attacker) dial(ctx context.Context, tr *quic.Transport) (*quic.Conn, error) {
 	c := a.tls.Clone()
 	c.NextProtos = []string{wire.ALPN}
 	c.MinVersion = tls.VersionTLS13
-	addr, err := net.ResolveUDPAddr("udp", a.cfg.Relay)
-	if err != nil {
-		return nil, err
-	}
-	return tr.Dial(ctx, addr, c, quicnet.QUICConfig(nil))
+	return func(ctx context.Context, i int) (quicnet.Session, error) {
+		conn, err := trs[i%len(trs)].Dial(ctx, addr, c, quicnet.QUICConfig(nil))
+		if err != nil {
+			return nil, err
+		}
+		return quicnet.QUICSession{Conn: conn}, nil
+	}, closeAll, nil
 }
 
+// isConnRefused says whether a dial failed because the relay refused the
+// connection before its handshake: CONNECTION_REFUSED over QUIC, a reset
+// (or a close) before the TLS handshake ended over TCP.
 func isConnRefused(err error) bool {
 	var te *quic.TransportError
-	return errors.As(err, &te) && te.ErrorCode == quic.ConnectionRefused
+	if errors.As(err, &te) {
+		return te.ErrorCode == quic.ConnectionRefused
+	}
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE)
 }
 
 // noHello holds target connections that completed the handshake and sent
 // nothing, for d, redialing those the relay closes.
-func (a *attacker) noHello(target int, d time.Duration) attackResult {
-	trs, closeAll, err := sources(attackSources)
+func (a *attacker) noHello(network string, target int, d time.Duration) attackResult {
+	dial, closeAll, err := a.sources(network, attackSources)
 	if err != nil {
 		return attackResult{Error: err.Error()}
 	}
@@ -281,7 +310,7 @@ func (a *attacker) noHello(target int, d time.Duration) attackResult {
 				}
 				sent.Add(1)
 				dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
-				conn, err := a.dial(dctx, trs[i%len(trs)])
+				conn, err := dial(dctx, i)
 				dcancel()
 				if err != nil {
 					if isConnRefused(err) {
@@ -314,7 +343,7 @@ func (a *attacker) noHello(target int, d time.Duration) attackResult {
 // badTokens sends rate Hellos a second for d, each on a new connection,
 // with a token the relay cannot verify (signed by a key of the attacker's
 // own) and counts the Rejects.
-func (a *attacker) badTokens(rate int, d time.Duration) attackResult {
+func (a *attacker) badTokens(network string, rate int, d time.Duration) attackResult {
 	key, err := identity.GenerateSigningKey(identity.EdDSA)
 	if err != nil {
 		return attackResult{Error: err.Error()}
@@ -327,7 +356,7 @@ func (a *attacker) badTokens(rate int, d time.Duration) attackResult {
 	if err != nil {
 		return attackResult{Error: err.Error()}
 	}
-	trs, closeAll, err := sources(attackSources)
+	dial, closeAll, err := a.sources(network, attackSources)
 	if err != nil {
 		return attackResult{Error: err.Error()}
 	}
@@ -341,7 +370,7 @@ func (a *attacker) badTokens(rate int, d time.Duration) attackResult {
 		defer wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		conn, err := a.dial(ctx, trs[i%len(trs)])
+		conn, err := dial(ctx, i)
 		if err != nil {
 			if isConnRefused(err) {
 				refused.Add(1)
@@ -534,6 +563,8 @@ func (r *runner) runAttack(ctx context.Context) error {
 		{"initials", fmt.Sprintf("initials 100000 %d", int(100000/phaseSecs.Seconds()))},
 		{"nohello", fmt.Sprintf("nohello 2000 %d", int(phaseSecs.Seconds()))},
 		{"badtokens", fmt.Sprintf("badtokens 500 %d", int(phaseSecs.Seconds()))},
+		{"tcp-nohello", fmt.Sprintf("tcp-nohello 2000 %d", int(phaseSecs.Seconds()))},
+		{"tcp-badtokens", fmt.Sprintf("tcp-badtokens 500 %d", int(phaseSecs.Seconds()))},
 	}
 	for _, ph := range phases {
 		if !slices.Contains(r.o.attack, ph.name) {
@@ -566,6 +597,7 @@ func (r *runner) runAttack(ctx context.Context) error {
 			p.Control = ctl.summary()
 			time.Sleep(3 * time.Second)
 		}
+		stats0 := relayStats(rl)
 		stopSample := sampleRSS(rl, &p.PeakRSS)
 		cpu0, acpu0, t0 := rl.cpuTime(), att.cpuTime(), time.Now()
 		done := make(chan struct{})
@@ -598,11 +630,12 @@ func (r *runner) runAttack(ctx context.Context) error {
 		if err := rl.command(cmdSyncAudit, &ok); err != nil || !ok.OK {
 			return fmt.Errorf("attack %s: audit sync: %v %s", ph.name, err, ok.Error)
 		}
-		var st childStats
-		if err := rl.command(cmdStats, &st); err == nil {
-			b, _ := json.Marshal(st.Extra)
-			json.Unmarshal(b, &p.RelayStats)
-		}
+		// The counters since the relay started, made the phase's own.
+		p.RelayStats = relayStats(rl)
+		p.RelayStats.Refused -= stats0.Refused
+		p.RelayStats.RefusedTCP -= stats0.RefusedTCP
+		p.RelayStats.RefusedBudget -= stats0.RefusedBudget
+		p.RelayStats.Retried -= stats0.Retried
 		p.Agent, p.AgentErrors = lat.summary(), agentErr
 		after := auditRejects(auditPath)
 		p.Rejects, p.RejectCount = after.events-before.events, after.count-before.count
@@ -612,7 +645,7 @@ func (r *runner) runAttack(ctx context.Context) error {
 		if p.Control != nil {
 			ctlNote = fmt.Sprintf("; with the attack on a decoy %.0f us", p.Control.P99)
 		}
-		r.logf("attack %-9s relay peak %s (idle %s); agent p99 %.0f us (unloaded right before %.0f%s); attacker %+v; %s",
+		r.logf("attack %-13s relay peak %s (idle %s); agent p99 %.0f us (unloaded right before %.0f%s); attacker %+v; %s",
 			ph.name, mib(p.PeakRSS), mib(p.IdleRSS), p.Agent.P99, p.Unloaded.P99, ctlNote, p.Attacker, strings.Join(p.Verdict, "; "))
 	}
 	for _, p := range rep.Phases {
@@ -623,6 +656,18 @@ func (r *runner) runAttack(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// relayStats asks the relay process for its relay.Stats; zero when it
+// cannot say.
+func relayStats(rl *proc) relay.Stats {
+	var st childStats
+	var rs relay.Stats
+	if err := rl.command(cmdStats, &st); err == nil {
+		b, _ := json.Marshal(st.Extra)
+		json.Unmarshal(b, &rs)
+	}
+	return rs
 }
 
 // verdict checks the phase against the targets.
@@ -645,7 +690,7 @@ func (p *attackPhase) verdict(rep *attackReport) {
 	} else {
 		check(false, "no agent round trips")
 	}
-	if p.Name == "badtokens" {
+	if strings.HasSuffix(p.Name, "badtokens") {
 		per := math.Inf(1)
 		if p.Rejects > 0 {
 			per = float64(p.RejectCount) / float64(p.Rejects)
@@ -811,9 +856,9 @@ func printAttack(w io.Writer, rep *attackReport) {
 		switch p.Name {
 		case "initials":
 			what = fmt.Sprintf("%d Initials sent (spoofed: %v)", a.Sent, a.Spoofed)
-		case "nohello":
+		case "nohello", "tcp-nohello":
 			what = fmt.Sprintf("%d dials, %d handshakes, %d refused, at most %d held", a.Sent, a.Handshakes, a.Refused, a.Held)
-		case "badtokens":
+		case "badtokens", "tcp-badtokens":
 			what = fmt.Sprintf("%d bad-token Hellos, %d rejected, %d refused", a.Sent, a.Rejected, a.Refused)
 		}
 		p50, p99, f := 0.0, 0.0, 0.0
@@ -829,8 +874,15 @@ func printAttack(w io.Writer, rep *attackReport) {
 			audit = fmt.Sprintf("%d session.reject events for %d refusals", p.Rejects, p.RejectCount)
 		}
 		refused := fmt.Sprint(p.RelayStats.Refused)
+		var of []string
+		if n := p.RelayStats.RefusedTCP; n > 0 {
+			of = append(of, fmt.Sprintf("%d over TCP", n))
+		}
 		if n := p.RelayStats.RefusedBudget; n > 0 {
-			refused += fmt.Sprintf(" (%d for the handshake budget)", n)
+			of = append(of, fmt.Sprintf("%d for the handshake budget", n))
+		}
+		if len(of) > 0 {
+			refused += " (" + strings.Join(of, ", ") + ")"
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %.0f us | %.0f us (%.2f× %.0f us) | %s | %.0f%% / %.0f%% | %s / %d | %s | %s |\n", p.Name, what, mib(p.PeakRSS), p50, p99, f, p.Unloaded.P99, ctl,
 			p.RelayCPU, p.AttackerCPU, refused, p.RelayStats.Retried, audit, strings.Join(p.Verdict, "; "))

@@ -73,7 +73,7 @@ const (
 	phaseForward = "forward"
 )
 
-var allAttacks = []string{"initials", "nohello", "badtokens"}
+var allAttacks = []string{"initials", "nohello", "badtokens", "tcp-nohello", "tcp-badtokens"}
 
 var allPhases = []string{phaseBulk, phaseRTT, phaseOpen, phasePG, phaseHTTP, phaseForward}
 
