@@ -443,9 +443,13 @@ type attackReport struct {
 	// under SCHED_IDLE (-attack-control): what any work at all on this
 	// machine, however low its priority, costs the agent's p99. It sets
 	// the floor under what the decoy column can show.
-	Burn    *summary       `json:"agent_rtt_idle_burn,omitempty"`
-	IdleRSS int64          `json:"relay_idle_rss_bytes"`
-	Phases  []*attackPhase `json:"phases"`
+	Burn *summary `json:"agent_rtt_idle_burn,omitempty"`
+	// BurnUnloaded is the agent's round trips right before the burner
+	// started: what Burn is compared with, measured close in time, as
+	// each phase's is.
+	BurnUnloaded *summary       `json:"agent_rtt_before_burn,omitempty"`
+	IdleRSS      int64          `json:"relay_idle_rss_bytes"`
+	Phases       []*attackPhase `json:"phases"`
 }
 
 // runAttack runs the attack test against a relay and connector of its own.
@@ -550,11 +554,15 @@ func (r *runner) runAttack(ctx context.Context) error {
 	}
 	r.logf("attack: relay idle %s resident; agent unloaded p50 %.0f us, p99 %.0f us", mib(rep.IdleRSS), rep.Unloaded.P50, rep.Unloaded.P99)
 	if r.o.attackCtl && pl != nil {
+		before, errs := roundTrips(conn, phaseSecs)
+		if rep.BurnUnloaded = before.summary(); rep.BurnUnloaded == nil {
+			return fmt.Errorf("no 1 KiB round trip through the relay succeeded (%d failed)", errs)
+		}
 		if rep.Burn, err = burnRoundTrips(r.dir, pl, conn, phaseSecs); err != nil {
 			return err
 		}
-		r.logf("attack: agent beside an idle-priority busy loop on every CPU: p50 %.0f us, p99 %.0f us (%.2f× unloaded)",
-			rep.Burn.P50, rep.Burn.P99, rep.Burn.P99/rep.Unloaded.P99)
+		r.logf("attack: agent beside an idle-priority busy loop on every CPU: p50 %.0f us, p99 %.0f us (%.2f× unloaded right before, %.0f us)",
+			rep.Burn.P50, rep.Burn.P99, rep.Burn.P99/rep.BurnUnloaded.P99, rep.BurnUnloaded.P99)
 	}
 
 	phases := []struct {
@@ -844,9 +852,9 @@ func printAttack(w io.Writer, rep *attackReport) {
 	}
 	fmt.Fprintf(w, "\n### Under attack (relay defaults; agent 1 KiB round trips: unloaded p50 %.0f us, p99 %.0f us; relay idle %s; %s)\n\n",
 		rep.Unloaded.P50, rep.Unloaded.P99, mib(rep.IdleRSS), rep.Placement)
-	if rep.Burn != nil {
-		fmt.Fprintf(w, "Beside a busy loop on every CPU under SCHED_IDLE, with no attack, the agent's p99 is %.0f us (%.2f× unloaded): on this machine any other work, at the lowest priority, costs that much.\n\n",
-			rep.Burn.P99, rep.Burn.P99/rep.Unloaded.P99)
+	if rep.Burn != nil && rep.BurnUnloaded != nil {
+		fmt.Fprintf(w, "Beside a busy loop on every CPU under SCHED_IDLE, with no attack, the agent's p99 is %.0f us (%.2f× %.0f us unloaded right before): on this machine any other work, at the lowest priority, costs that much.\n\n",
+			rep.Burn.P99, rep.Burn.P99/rep.BurnUnloaded.P99, rep.BurnUnloaded.P99)
 	}
 	fmt.Fprintln(w, "| phase | attacker | relay peak RSS | agent p50 | agent p99 (× unloaded right before) | agent p99, attack on a decoy | CPU relay / attacker | relay refused / retried | audit | verdict |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
