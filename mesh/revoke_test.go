@@ -240,6 +240,9 @@ func TestRevocationList(t *testing.T) {
 			rejects := m.Audit.Events(relay.EventSessionReject)
 			if len(rejects) == 0 || rejects[len(rejects)-1]["code"] != "revoked" {
 				t.Errorf("the reconnect was not audited as a revoked session.reject: %v", rejects)
+			} else if got := rejects[len(rejects)-1]["subject"]; got != "doomed" {
+				// The token verified: whose it was is known, and said.
+				t.Errorf("the revoked session.reject names subject %q, want doomed", got)
 			}
 
 			list.Replace(relay.Revoked{})
@@ -273,8 +276,8 @@ func TestRevokedConnector(t *testing.T) {
 		t.Fatalf("the revoked connector is back: %+v", st)
 	}
 	meshtest.WaitFor(t, "the session.reject event", func() bool { return len(m.Audit.Events(relay.EventSessionReject)) > 0 })
-	if rej := m.Audit.Events(relay.EventSessionReject); len(rej) == 0 || rej[0]["reason"] != "subject_revoked" {
-		t.Errorf("session.reject = %v", rej)
+	if rej := m.Audit.Events(relay.EventSessionReject); len(rej) == 0 || rej[0]["reason"] != "subject_revoked" || rej[0]["subject"] != "office-1" {
+		t.Errorf("session.reject = %v, want reason subject_revoked for subject office-1", rej)
 	}
 }
 

@@ -942,7 +942,7 @@ func (r *Relay) handshake(ctx context.Context, ctrl io.Reader, proven string) (*
 	idle.Wait(ctx)
 	claims, rej := r.verify(hello.Token, role)
 	if rej != nil {
-		return hello, nil, rej
+		return hello, claims, rej // claims only for a revoked token
 	}
 	if rej := r.checkKey(claims, proven); rej != nil {
 		return hello, claims, rej
@@ -979,7 +979,9 @@ func (r *Relay) checkKey(c *identity.Claims, proven string) *wire.Reject {
 }
 
 // verify checks a token for role, answering a Reject that says which check
-// failed and nothing of the token itself.
+// failed and nothing of the token itself. A token that verified but is
+// revoked comes back with its claims and the Reject, for the audit
+// trail: whoever uses the claims checks the Reject first.
 func (r *Relay) verify(token string, role identity.Role) (*identity.Claims, *wire.Reject) {
 	if len(token) > r.limits.MaxTokenSize {
 		r.m.tokenFailed(identity.Reason(identity.ErrTooLarge))
@@ -992,7 +994,9 @@ func (r *Relay) verify(token string, role identity.Role) (*identity.Claims, *wir
 		return nil, &wire.Reject{Code: wire.CodeUnauthenticated, Reason: identity.Reason(err), Message: err.Error()}
 	}
 	if rej := r.revokedReject(claims); rej != nil {
-		return nil, rej
+		// The token verified, so its subject is what the audit trail
+		// should name; the caller refuses the session all the same.
+		return claims, rej
 	}
 	return claims, nil
 }
