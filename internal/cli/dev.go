@@ -58,7 +58,7 @@ const (
 
 func runDev(ctx context.Context, env Env, args []string) int {
 	fs := flagSet(env, "dev", "dev [--listen 127.0.0.1:7443] [--dir DIR]", devAbout)
-	listen := fs.String("listen", "127.0.0.1:7443", "the relay's UDP `address`")
+	listen := fs.String("listen", "127.0.0.1:7443", "the relay's `address`: UDP for QUIC and TCP for TLS over TCP, on the same port")
 	dirFlag := fs.String("dir", "", "write keys, tokens and policies to `dir` and keep them (default: a temporary directory, removed at exit)")
 	policyDir := fs.String("policies", "", "use the *.cedar policies in `dir` (default: the examples, copied into --dir)")
 	ttl := fs.Duration("ttl", 12*time.Hour, "lifetime of the tokens")

@@ -515,7 +515,11 @@ func runTokenInspect(_ context.Context, env Env, args []string) int {
 	if iss == "" {
 		iss = "(none)"
 	}
-	fmt.Fprintf(env.Stdout, "audience  %s\nissuer    %s\n", strings.Join(c.Audience, ", "), iss)
+	id := c.ID
+	if id == "" {
+		id = "(none: revocation_file can name it only by subject)"
+	}
+	fmt.Fprintf(env.Stdout, "id        %s (jti)\naudience  %s\nissuer    %s\n", id, strings.Join(c.Audience, ", "), iss)
 	state := "valid for " + time.Until(c.ExpiresAt).Round(time.Second).String()
 	if time.Now().After(c.ExpiresAt) {
 		state = "EXPIRED"

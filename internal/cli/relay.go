@@ -18,10 +18,10 @@ import (
 
 const relayAbout = `
 Run a relay: the one Postern component with a public address. It listens
-on one UDP port (QUIC, TLS 1.3), verifies every agent's and connector's
-token, decides every binding open with the Cedar policies in policy.dir,
-splices agents' streams to connectors and writes one audit event (JSON)
-per decision.
+on one port number, UDP for QUIC and TCP for TLS 1.3 over TCP, verifies
+every agent's and connector's token, decides every binding open with the
+Cedar policies in policy.dir, splices agents' streams to connectors and
+writes one audit event (JSON) per decision.
 
 The policies are reloaded when a file in policy.dir changes and on SIGHUP;
 a reload that fails keeps the policies in force and logs why. SIGHUP also

@@ -70,6 +70,7 @@ func TestTokenServiceDescriptions(t *testing.T) {
 		"          prod-finance:http:prod:financial,pii  (kind http, environment prod, labels financial,pii)",
 		"          echo:tcp:  (kind tcp, environment none, labels none)",
 		"          declared-api  (name only: the relay serves it only if relay.yaml declares it)",
+		"id        " + c.ID + " (jti)", // what a revocation_file's "token ID" names
 	} {
 		if !strings.Contains(out, line+"\n") {
 			t.Errorf("inspect does not show %q:\n%s", line, out)
