@@ -376,7 +376,7 @@ func (m *devMesh) stop() {
 func (m *devMesh) printBanner(w io.Writer) {
 	addr := m.relay.Addr().String()
 	fmt.Fprintf(w, "postern dev: a relay, a connector and demo private services in one process.\n\n")
-	fmt.Fprintf(w, "relay     %s (QUIC), certificate pin %s\n", addr, m.pin)
+	fmt.Fprintf(w, "relay     %s (QUIC, and TLS over TCP), certificate pin %s\n", addr, m.pin)
 	fmt.Fprintf(w, "files     %s\n", m.opts.dir)
 	fmt.Fprintf(w, "policies  %s (%s), reloaded on change\n", m.opts.policyDir, strings.Join(m.engine.Set().IDs(), ", "))
 	if u := m.obs.url(); u != "" {
